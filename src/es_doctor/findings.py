@@ -1,0 +1,118 @@
+"""The one result type: Status, Finding and Report."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from es_doctor.errors import ExitStatus
+
+#: Version of the JSON report schema (``es-doctor diagnose --format json``).
+REPORT_SCHEMA_VERSION = "1.0"
+
+SYMPTOM_CLASSES: tuple[str, ...] = (
+    "startup",
+    "performance",
+    "vectors",
+    "inter-manager",
+    "deploy",
+    "monitoring",
+)
+
+
+class Status(StrEnum):
+    OK = "OK"
+    WARN = "WARN"
+    CRIT = "CRIT"
+    UNKNOWN = "UNKNOWN"
+    SKIP = "SKIP"
+
+    @property
+    def severity(self) -> int:
+        """Ordering used to pick a report's overall status (SKIP counts as OK)."""
+        return {"OK": 0, "SKIP": 0, "WARN": 1, "UNKNOWN": 2, "CRIT": 3}[self.value]
+
+    @property
+    def symbol(self) -> str:
+        return {"OK": "✓", "WARN": "!", "CRIT": "✗", "UNKNOWN": "?", "SKIP": "-"}[self.value]
+
+
+def worst(statuses: list[Status]) -> Status:
+    """The most severe status, OK for an empty list."""
+    result = Status.OK
+    for status in statuses:
+        if status.severity > result.severity:
+            result = status
+    return result
+
+
+class Evidence(BaseModel):
+    """One measured fact: what was measured, its value, and the threshold it was held to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    value: Any = None
+    threshold: str | None = None
+    unit: str | None = None
+
+    def render(self) -> str:
+        value = self.value
+        if isinstance(value, float):
+            value = f"{value:.3g}"
+        text = f"{self.name}: {value}"
+        if self.unit:
+            text += f" {self.unit}"
+        if self.threshold:
+            text += f" (threshold {self.threshold})"
+        return text
+
+
+class Finding(BaseModel):
+    """The result of one check."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    id: str
+    check_class: str = Field(alias="class", serialization_alias="class")
+    status: Status
+    summary: str
+    evidence: list[Evidence] = Field(default_factory=list)
+    runbook: str | None = None
+    duration_ms: float = 0.0
+    description: str = ""
+
+
+class Report(BaseModel):
+    """The findings of one diagnosis run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: str = REPORT_SCHEMA_VERSION
+    tool_version: str
+    target: str
+    started_at: dt.datetime
+    duration_ms: float
+    findings: list[Finding]
+
+    @property
+    def status(self) -> Status:
+        return worst([f.status for f in self.findings])
+
+    def counts(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in Status}
+        for finding in self.findings:
+            counts[finding.status.value] += 1
+        return counts
+
+    def exit_status(self) -> ExitStatus:
+        return {
+            Status.OK: ExitStatus.OK,
+            Status.SKIP: ExitStatus.OK,
+            Status.WARN: ExitStatus.WARNING,
+            Status.UNKNOWN: ExitStatus.UNKNOWN,
+            Status.CRIT: ExitStatus.CRITICAL,
+        }[self.status]
