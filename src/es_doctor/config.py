@@ -57,8 +57,9 @@ class Thresholds(Strict):
     event_bus_saturation_crit_pct: float = 95.0
     #: seconds between the two metric scrapes that rates and percentiles come from
     scrape_window_s: float = 2.0
-    #: how far back the log checks look
+    #: how far back the log checks look: the last N lines, and of those the last S seconds
     log_window_lines: int = 2000
+    log_window_s: float = 60.0
 
 
 class MetricNames(Strict):
@@ -258,7 +259,7 @@ def mask_secret(value: str | None) -> str | None:
         parts = urlsplit(value)
         if parts.password is not None and not parts.password.startswith("env:"):
             return mask_url(value)
-        if parts.query or parts.path.strip("/") and not parts.password:
+        if parts.query or (parts.path.strip("/") and not parts.password):
             # webhook-style URLs carry their secret in the path or query: hide all but the host
             if parts.scheme.startswith("postgres") or parts.scheme.startswith("redis"):
                 return value

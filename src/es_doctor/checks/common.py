@@ -1,0 +1,84 @@
+"""Helpers shared by the check modules: turning probe failures into outcomes, log windows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from es_doctor.checks.context import CheckContext
+from es_doctor.checks.registry import Outcome, crit, ev, unknown
+from es_doctor.findings import Status
+from es_doctor.probes.logs import LogLine
+from es_doctor.probes.result import Failure, FailureKind, Result
+
+#: status words of the service (STACK.md): read tolerantly, case-insensitive
+HEALTHY = {"healthy", "ok", "up", "running", "ready"}
+DEGRADED = {"degraded", "warn", "warning"}
+
+
+def word_status(word: Any) -> Status:
+    text = str(word).strip().lower() if word is not None else ""
+    if text in HEALTHY:
+        return Status.OK
+    if text in DEGRADED:
+        return Status.WARN
+    if not text:
+        return Status.UNKNOWN
+    return Status.CRIT
+
+
+def from_failure(failure: Failure | None, what: str, *, runbook: str | None = None) -> Outcome:
+    """The outcome for a failed probe: down is CRIT, a 404 or a bad answer is UNKNOWN."""
+    if failure is None:
+        return unknown(f"{what}: no answer")
+    detail = ev("error", str(failure))
+    if failure.kind is FailureKind.NOT_FOUND and failure.status_code == 404:
+        return Outcome(Status.UNKNOWN, f"{what}: endpoint not served by this version of the service (404)",
+                       [detail])
+    if failure.kind in (FailureKind.REFUSED, FailureKind.TIMEOUT, FailureKind.AUTH, FailureKind.HTTP_ERROR):
+        label = {FailureKind.REFUSED: "unreachable", FailureKind.TIMEOUT: "not answering",
+                 FailureKind.AUTH: "refused our credentials", FailureKind.HTTP_ERROR: "answered with an error"}
+        out = crit(f"{what}: {label[failure.kind]}", detail)
+        return Outcome(out.status, out.summary, out.evidence, runbook)
+    if failure.kind is FailureKind.BAD_RESPONSE:
+        return unknown(f"{what}: answer does not follow the contract", detail)
+    return unknown(f"{what}: {failure.kind.value}", detail)
+
+
+def failure_of(result: Result[Any]) -> Failure | None:
+    return result.failure
+
+
+def parse_time(value: str) -> dt.datetime | None:
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def recent(lines: list[LogLine], seconds: float, now: dt.datetime | None = None) -> list[LogLine]:
+    """Lines whose timestamp is within the last ``seconds`` (lines without one are kept)."""
+    now = now or dt.datetime.now(dt.UTC)
+    cutoff = now - dt.timedelta(seconds=seconds)
+    out = []
+    for line in lines:
+        stamp = parse_time(line.field("timestamp")) if line.data else None
+        if stamp is None or stamp >= cutoff:
+            out.append(line)
+    return out
+
+
+def recent_log(ctx: CheckContext) -> Result[list[LogLine]]:
+    lines = ctx.main_log()
+    if lines.failure is not None:
+        return lines
+    return Result(value=recent(lines.unwrap(), ctx.target.thresholds.log_window_s), elapsed_ms=lines.elapsed_ms)
+
+
+def excerpt(lines: list[LogLine], limit: int = 3) -> list[str]:
+    out = []
+    for line in lines[-limit:]:
+        text = line.raw.strip()
+        out.append(text if len(text) <= 240 else text[:239] + "…")
+    return out

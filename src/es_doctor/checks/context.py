@@ -1,0 +1,134 @@
+"""The context every check receives: the target, its probes, and a shared memo.
+
+Expensive observations (the two metric scrapes, the container's inspect, the log tail) are
+made once per run and shared between the checks that need them, even when those run
+concurrently.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from es_doctor.config import Target, resolve_secret
+from es_doctor.probes.docker import DockerProbe
+from es_doctor.probes.http import HttpProbe
+from es_doctor.probes.logs import LogLine, tail_lines
+from es_doctor.probes.metrics import Scrape, scrape
+from es_doctor.probes.postgres import PostgresProbe
+from es_doctor.probes.prometheus import PrometheusProbe
+from es_doctor.probes.qdrant import QdrantProbe
+from es_doctor.probes.result import Result
+
+T = TypeVar("T")
+
+
+@dataclass
+class MetricsWindow:
+    """Two scrapes of the service's metrics ``scrape_window_s`` apart."""
+
+    before: Scrape
+    after: Scrape
+
+    @property
+    def seconds(self) -> float:
+        return max(1e-6, self.after.taken_at - self.before.taken_at)
+
+
+@dataclass
+class CheckContext:
+    target: Target
+    target_name: str = "default"
+    #: a stop flag set by the runner when the deadline passes; long checks poll it
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    _memo: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _locks: dict[str, threading.Lock] = field(default_factory=dict, init=False, repr=False)
+    _guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    # ---- shared memo
+    def memo(self, key: str, compute: Callable[[], T]) -> T:
+        with self._guard:
+            if key in self._memo:
+                return self._memo[key]  # type: ignore[no-any-return]
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            with self._guard:
+                if key in self._memo:
+                    return self._memo[key]  # type: ignore[no-any-return]
+            value = compute()
+            with self._guard:
+                self._memo[key] = value
+            return value
+
+    # ---- probes
+    @property
+    def timeout(self) -> float:
+        return max(0.5, min(5.0, self.target.check_timeout_s / 2))
+
+    def http(self) -> HttpProbe:
+        headers = {}
+        key = resolve_secret(self.target.service.api_key)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return self.memo("probe:http", lambda: HttpProbe(timeout=self.timeout, headers=headers))
+
+    def plain_http(self) -> HttpProbe:
+        return self.memo("probe:plain-http", lambda: HttpProbe(timeout=self.timeout))
+
+    def docker(self) -> DockerProbe:
+        return self.memo("probe:docker", lambda: DockerProbe(host=self.target.docker.host, timeout=self.timeout * 2))
+
+    def qdrant(self) -> QdrantProbe:
+        cfg = self.target.qdrant
+        return self.memo("probe:qdrant",
+                         lambda: QdrantProbe(cfg.url, api_key=resolve_secret(cfg.api_key), timeout=self.timeout))
+
+    def postgres(self) -> PostgresProbe:
+        cfg = self.target.postgres
+        dsn = resolve_secret(cfg.dsn) or ""
+        return self.memo("probe:postgres",
+                         lambda: PostgresProbe(dsn, password=resolve_secret(cfg.password), timeout=self.timeout))
+
+    def prometheus(self) -> PrometheusProbe:
+        return self.memo("probe:prometheus", lambda: PrometheusProbe(self.target.prometheus.url, self.plain_http()))
+
+    # ---- shared observations
+    def api(self, path: str) -> str:
+        return self.target.service.api_url.rstrip("/") + path
+
+    def api_port(self) -> tuple[str, int]:
+        parts = urlsplit(self.target.service.api_url)
+        return parts.hostname or "localhost", parts.port or (443 if parts.scheme == "https" else 80)
+
+    def metrics_window(self) -> Result[MetricsWindow]:
+        def take() -> Result[MetricsWindow]:
+            url = self.target.service.metrics_url
+            first = scrape(self.plain_http(), url)
+            if first.failure is not None:
+                return Result(failure=first.failure)
+            self.cancelled.wait(self.target.thresholds.scrape_window_s)
+            second = scrape(self.plain_http(), url)
+            if second.failure is not None:
+                return Result(failure=second.failure)
+            return Result(value=MetricsWindow(first.unwrap(), second.unwrap()))
+
+        return self.memo("metrics-window", take)
+
+    def metrics_once(self) -> Result[Scrape]:
+        """One scrape: the second of the window if it is being taken, else a fresh one."""
+        return self.memo("metrics-once", lambda: scrape(self.plain_http(), self.target.service.metrics_url))
+
+    def log_dir(self) -> Path:
+        return Path(self.target.service.log_dir).expanduser()
+
+    def main_log(self) -> Result[list[LogLine]]:
+        path = self.log_dir() / self.target.service.main_log
+        return self.memo("log:main", lambda: tail_lines(path, self.target.thresholds.log_window_lines))
+
+    def now(self) -> float:
+        return time.time()

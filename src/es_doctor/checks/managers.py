@@ -1,0 +1,93 @@
+"""Class 4, 'Communication Inter-Managers': manager status, discovery, event bus."""
+
+from __future__ import annotations
+
+from es_doctor.checks.common import excerpt, from_failure, recent_log, word_status
+from es_doctor.checks.context import CheckContext
+from es_doctor.checks.registry import Outcome, check, crit, ev, grade, ok, unknown, warn
+from es_doctor.findings import Status, worst
+from es_doctor.probes.metrics import counter_delta
+
+API = "startup.api-port"
+METRICS = "monitoring.metrics-endpoint"
+
+
+@check("inter-manager.status", description="Every manager is healthy in /api/v1/managers/status.",
+       fixes="service-restart", requires=(API,), components=("service",))
+def managers_status(ctx: CheckContext) -> Outcome:
+    result = ctx.http().get_json(ctx.api("/api/v1/managers/status"))
+    if result.failure is not None:
+        return from_failure(result.failure, "/api/v1/managers/status")
+    body = result.value
+    managers = body.get("managers") if isinstance(body, dict) else None
+    if not isinstance(managers, list):
+        return unknown("/api/v1/managers/status: no 'managers' list in the answer")
+    states: dict[str, Status] = {}
+    for item in managers:
+        if isinstance(item, dict):
+            states[str(item.get("name", "?"))] = word_status(item.get("status"))
+    bad = {name: s for name, s in states.items() if s is not Status.OK}
+    evidence = [ev("managers", len(states))]
+    if not bad:
+        return ok(f"all {len(states)} managers healthy", *evidence)
+    evidence.append(ev("not healthy", {n: s.value for n, s in sorted(bad.items())}))
+    status = worst(list(bad.values()))
+    return Outcome(status, f"{len(bad)} of {len(states)} managers not healthy: {', '.join(sorted(bad))}", evidence)
+
+
+@check("inter-manager.discovery", description="Discovery sees every manager (/api/v1/managers/discovery).",
+       fixes="manager-discovery-restart", requires=(API,), components=("service",))
+def discovery(ctx: CheckContext) -> Outcome:
+    result = ctx.http().get_json(ctx.api("/api/v1/managers/discovery"))
+    if result.failure is not None:
+        return from_failure(result.failure, "/api/v1/managers/discovery")
+    body = result.value if isinstance(result.value, dict) else {}
+    expected, discovered = body.get("expected"), body.get("discovered")
+    if not isinstance(expected, list) or not isinstance(discovered, list):
+        return unknown("/api/v1/managers/discovery: no 'expected'/'discovered' lists in the answer")
+    missing = sorted(set(map(str, expected)) - set(map(str, discovered)))
+    evidence = [ev("expected", len(expected)), ev("discovered", len(discovered))]
+    if missing:
+        return crit(f"discovery misses {len(missing)} of {len(expected)} managers", *evidence, ev("missing", missing))
+    return ok(f"discovery sees all {len(expected)} managers", *evidence)
+
+
+@check("inter-manager.event-bus", description="Event bus saturation (depth/capacity: > 80 % WARN, > 95 % CRIT) "
+       "and dropped events.", fixes="event-bus-purge", requires=(METRICS,), components=("service",))
+def event_bus(ctx: CheckContext) -> Outcome:
+    window = ctx.metrics_window()
+    if window.failure is not None:
+        return unknown(f"cannot read the event bus metrics: {window.failure}")
+    w = window.unwrap()
+    names = ctx.target.metrics
+    depth = w.after.total(names.event_bus_depth)
+    capacity = w.after.total(names.event_bus_capacity)
+    if depth is None or not capacity:
+        return unknown(f"the service exposes no {names.event_bus_depth}/{names.event_bus_capacity}")
+    dropped = counter_delta(w.before, w.after, names.event_bus_dropped) or 0.0
+    th = ctx.target.thresholds
+    pct = depth / capacity * 100
+    status = grade(pct, th.event_bus_saturation_warn_pct, th.event_bus_saturation_crit_pct)
+    if dropped > 0 and status is Status.OK:
+        status = Status.WARN
+    evidence = [ev("saturation", round(pct, 1), f"> {th.event_bus_saturation_warn_pct:g} % WARN, "
+                                                f"> {th.event_bus_saturation_crit_pct:g} % CRIT", "%"),
+                ev("depth", int(depth)), ev("capacity", int(capacity)), ev("dropped in window", int(dropped))]
+    summary = f"event bus {int(depth)}/{int(capacity)} ({pct:.1f} %), {int(dropped)} event(s) dropped"
+    return Outcome(status, summary, evidence)
+
+
+@check("inter-manager.eventbus-log", description="EventBus errors in the service's recent log.",
+       fixes="event-bus-tune", components=("service",))
+def eventbus_log(ctx: CheckContext) -> Outcome:
+    lines = recent_log(ctx)
+    if lines.failure is not None:
+        return unknown(f"cannot read the service log: {lines.failure.message}")
+    bad = [line for line in lines.unwrap()
+           if (line.field("component") == "EventBus" or "EventBus" in line.raw) and line.level in ("ERROR", "WARN",
+                                                                                                  "FATAL")]
+    window = ctx.target.thresholds.log_window_s
+    if bad:
+        return warn(f"{len(bad)} EventBus error/warning line(s) in the last {window:g}s of the log",
+                    ev("lines", len(bad)), ev("latest", excerpt(bad)))
+    return ok(f"no EventBus errors in the last {window:g}s of the log", ev("window", window, unit="s"))

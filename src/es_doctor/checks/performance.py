@@ -1,0 +1,140 @@
+"""Class 2, 'Performance Dégradée': latency percentiles, error rate, memory, SLOW lines and timeouts."""
+
+from __future__ import annotations
+
+import math
+
+from es_doctor.checks.common import excerpt, recent_log
+from es_doctor.checks.context import CheckContext, MetricsWindow
+from es_doctor.checks.registry import Outcome, check, ev, grade, ok, unknown
+from es_doctor.config import parse_size
+from es_doctor.findings import Status
+from es_doctor.probes.metrics import counter_delta, window_quantile
+from es_doctor.probes.result import Result
+
+METRICS = "monitoring.metrics-endpoint"
+
+
+def _window(ctx: CheckContext) -> Result[MetricsWindow]:
+    return ctx.metrics_window()
+
+
+def _prometheus_p95(ctx: CheckContext) -> float | None:
+    present, _ = ctx.target.is_present("prometheus")
+    if not present:
+        return None
+    name = ctx.target.metrics.request_duration
+    expr = f"histogram_quantile(0.95, sum(rate({name}_bucket[1m])) by (le))"
+    result = ctx.prometheus().query(expr)
+    if result.failure is not None or not result.unwrap():
+        return None
+    value = result.unwrap()[0][1]
+    return None if math.isnan(value) else value  # NaN when there was no traffic
+
+
+@check("performance.latency", description="API latency p50/p95/p99 over a short window (p95 > 100 ms WARN, "
+       "> 500 ms CRIT).", fixes="vector-cache-tune", requires=(METRICS,), components=("service",))
+def latency(ctx: CheckContext) -> Outcome:
+    window = _window(ctx)
+    th = ctx.target.thresholds
+    name = ctx.target.metrics.request_duration
+    if window.failure is not None:
+        p95 = _prometheus_p95(ctx)
+        if p95 is None:
+            return unknown(f"cannot measure latency: {window.failure}")
+        status = grade(p95 * 1000, th.latency_p95_warn_ms, th.latency_p95_crit_ms)
+        return Outcome(status, f"p95 latency {p95 * 1000:.0f} ms (from Prometheus, last minute)",
+                       [ev("p95", round(p95 * 1000, 1), f"> {th.latency_p95_warn_ms:g} ms WARN, "
+                                                        f"> {th.latency_p95_crit_ms:g} ms CRIT", "ms")])
+    w = window.unwrap()
+    p50, count = window_quantile(w.before, w.after, name, 0.50)
+    p95, _ = window_quantile(w.before, w.after, name, 0.95)
+    p99, _ = window_quantile(w.before, w.after, name, 0.99)
+    if p95 is None or p50 is None or p99 is None:
+        if not w.after.get(f"{name}_bucket"):
+            return unknown(f"the service exposes no {name} histogram")
+        return ok(f"no API requests in the last {w.seconds:.1f}s: nothing to measure", ev("requests", count))
+    status = grade(p95 * 1000, th.latency_p95_warn_ms, th.latency_p95_crit_ms)
+    evidence = [
+        ev("p50", round(p50 * 1000, 1), unit="ms"),
+        ev("p95", round(p95 * 1000, 1), f"> {th.latency_p95_warn_ms:g} ms WARN, > {th.latency_p95_crit_ms:g} ms CRIT",
+           "ms"),
+        ev("p99", round(p99 * 1000, 1), unit="ms"),
+        ev("requests in window", int(count)),
+        ev("window", round(w.seconds, 1), unit="s"),
+    ]
+    word = {Status.OK: "within", Status.WARN: "over", Status.CRIT: "far over"}[status]
+    return Outcome(status, f"API p95 latency {p95 * 1000:.0f} ms, {word} the {th.latency_p95_warn_ms:g} ms threshold",
+                   evidence)
+
+
+@check("performance.error-rate", description="Share of API requests answered 5xx over a short window "
+       "(> 1 % WARN, > 5 % CRIT).", fixes="service-restart", requires=(METRICS,), components=("service",))
+def error_rate(ctx: CheckContext) -> Outcome:
+    window = _window(ctx)
+    if window.failure is not None:
+        return unknown(f"cannot measure the error rate: {window.failure}")
+    w = window.unwrap()
+    name = ctx.target.metrics.requests_total
+    if not w.after.get(name):
+        return unknown(f"the service exposes no {name} counter")
+    total = counter_delta(w.before, w.after, name) or 0.0
+    errors = 0.0
+    for sample in w.after.get(name):
+        status_label = sample.label("status") or sample.label("code") or ""
+        if status_label.startswith("5"):
+            errors += counter_delta(w.before, w.after, name, **dict(sample.labels)) or 0.0
+    th = ctx.target.thresholds
+    if total <= 0:
+        return ok(f"no API requests in the last {w.seconds:.1f}s", ev("requests", 0))
+    pct = errors / total * 100
+    status = grade(pct, th.error_rate_warn_pct, th.error_rate_crit_pct)
+    return Outcome(status, f"error rate {pct:.2f} % ({int(errors)} of {int(total)} requests answered 5xx)",
+                   [ev("error rate", round(pct, 3), f"> {th.error_rate_warn_pct:g} % WARN, "
+                                                    f"> {th.error_rate_crit_pct:g} % CRIT", "%"),
+                    ev("5xx", int(errors)), ev("requests", int(total)), ev("window", round(w.seconds, 1), unit="s")])
+
+
+@check("performance.memory", description="Memory used by the service against its limit (> 85 % WARN, > 95 % CRIT).",
+       fixes="go-gc-tune", components=("service",))
+def memory(ctx: CheckContext) -> Outcome:
+    th = ctx.target.thresholds
+    source = ""
+    usage = limit = 0
+    present, _ = ctx.target.is_present("docker")
+    if present:
+        stats = ctx.docker().memory(ctx.target.service.container)
+        if stats.ok and stats.unwrap().limit > 0:
+            usage, limit = stats.unwrap().usage, stats.unwrap().limit
+            source = "docker stats"
+            if limit >= 2**60:  # no cgroup limit: use the configured one
+                limit = parse_size(ctx.target.service.memory_limit)
+                source += " (no limit set; configured limit used)"
+    if not source:
+        scrape = ctx.metrics_once()
+        rss = scrape.unwrap().total(ctx.target.metrics.resident_memory) if scrape.ok else None
+        if rss is None:
+            return unknown("cannot read the service's memory (no Docker stats, no process_resident_memory_bytes)")
+        usage, limit, source = int(rss), parse_size(ctx.target.service.memory_limit), "process_resident_memory_bytes"
+    pct = usage / limit * 100
+    status = grade(pct, th.memory_warn_pct, th.memory_crit_pct)
+    return Outcome(status, f"memory {usage / 2**20:.0f} MiB of {limit / 2**20:.0f} MiB ({pct:.1f} %)",
+                   [ev("memory", round(pct, 2), f"> {th.memory_warn_pct:g} % WARN, > {th.memory_crit_pct:g} % CRIT",
+                       "%"), ev("usage", usage, unit="B"), ev("limit", limit, unit="B"), ev("source", source)])
+
+
+@check("performance.slow-log", description="SLOW lines and timeouts in the service's recent log.",
+       fixes="qdrant-connection-pool", components=("service",))
+def slow_log(ctx: CheckContext) -> Outcome:
+    lines = recent_log(ctx)
+    if lines.failure is not None:
+        return unknown(f"cannot read the service log: {lines.failure.message}")
+    slow = [line for line in lines.unwrap() if line.contains("SLOW")]
+    timeouts = [line for line in lines.unwrap() if "timeout" in line.raw.lower() and line.level in ("ERROR", "WARN")]
+    window = ctx.target.thresholds.log_window_s
+    evidence = [ev("SLOW lines", len(slow)), ev("timeouts", len(timeouts)), ev("window", window, unit="s")]
+    if slow or timeouts:
+        evidence.append(ev("latest", excerpt(slow + timeouts)))
+        return Outcome(Status.WARN, f"{len(slow)} SLOW line(s) and {len(timeouts)} timeout(s) in the last "
+                                    f"{window:g}s of the log", evidence)
+    return ok(f"no SLOW lines or timeouts in the last {window:g}s of the log", *evidence)

@@ -1,0 +1,108 @@
+"""The check registry: small functions registered with :func:`check`, ids unique."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from es_doctor.findings import SYMPTOM_CLASSES, Evidence, Status
+
+if TYPE_CHECKING:
+    from es_doctor.checks.context import CheckContext
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    summary: str
+    evidence: list[Evidence] = field(default_factory=list)
+    #: overrides the check's declared runbook when the cause decides the cure
+    runbook: str | None = None
+
+
+CheckFn = Callable[["CheckContext"], Outcome]
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    id: str
+    check_class: str
+    description: str
+    runbook: str | None
+    fn: CheckFn
+    requires: tuple[str, ...] = ()
+    components: tuple[str, ...] = ()
+
+
+REGISTRY: dict[str, CheckSpec] = {}
+
+
+class DuplicateCheckError(ValueError):
+    pass
+
+
+def check(
+    check_id: str,
+    *,
+    description: str,
+    fixes: str | None = None,
+    requires: tuple[str, ...] = (),
+    components: tuple[str, ...] = (),
+) -> Callable[[CheckFn], CheckFn]:
+    """Register a check. Its class is the id's first part (``vectors.collection-exists``)."""
+    check_class = check_id.split(".", 1)[0]
+    if check_class not in SYMPTOM_CLASSES:
+        raise ValueError(f"check {check_id}: unknown class {check_class!r}")
+
+    def register(fn: CheckFn) -> CheckFn:
+        if check_id in REGISTRY:
+            raise DuplicateCheckError(f"check id {check_id!r} registered twice")
+        REGISTRY[check_id] = CheckSpec(check_id, check_class, description, fixes, fn, requires, components)
+        return fn
+
+    return register
+
+
+def ev(name: str, value: object = None, threshold: str | None = None, unit: str | None = None) -> Evidence:
+    return Evidence(name=name, value=value, threshold=threshold, unit=unit)
+
+
+def ok(summary: str, *evidence: Evidence) -> Outcome:
+    return Outcome(Status.OK, summary, list(evidence))
+
+
+def warn(summary: str, *evidence: Evidence) -> Outcome:
+    return Outcome(Status.WARN, summary, list(evidence))
+
+
+def crit(summary: str, *evidence: Evidence) -> Outcome:
+    return Outcome(Status.CRIT, summary, list(evidence))
+
+
+def unknown(summary: str, *evidence: Evidence) -> Outcome:
+    return Outcome(Status.UNKNOWN, summary, list(evidence))
+
+
+def skip(summary: str, *evidence: Evidence) -> Outcome:
+    return Outcome(Status.SKIP, summary, list(evidence))
+
+
+def grade(value: float, warn_at: float, crit_at: float | None) -> Status:
+    """OK / WARN / CRIT for 'higher is worse' values: strictly over a threshold trips it."""
+    if crit_at is not None and value > crit_at:
+        return Status.CRIT
+    if value > warn_at:
+        return Status.WARN
+    return Status.OK
+
+
+def load_all() -> dict[str, CheckSpec]:
+    """Import every check module (registration happens at import) and return the registry."""
+    from es_doctor.checks import deploy, managers, monitoring, performance, startup, vectors  # noqa: F401
+
+    for spec in REGISTRY.values():
+        for required in spec.requires:
+            if required not in REGISTRY:
+                raise ValueError(f"check {spec.id} requires unknown check {required}")
+    return REGISTRY

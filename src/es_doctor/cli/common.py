@@ -1,0 +1,41 @@
+"""Options shared by commands, and the state the root callback passes down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+
+from es_doctor.config import LoadedConfig
+
+
+@dataclass
+class State:
+    config_path: str | None = None
+    target: str | None = None
+
+
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option("--config", "-c", help="Config file (else $ES_DOCTOR_CONFIG, ./es-doctor.yaml, user config dir).",
+                 show_default=False),
+]
+TargetOpt = Annotated[
+    str | None,
+    typer.Option("--target", "-t", help="Named target from the config (or 'lab').", show_default=False),
+]
+
+
+def state(ctx: typer.Context) -> State:
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        root.obj = State()
+    return root.obj
+
+
+def load(ctx: typer.Context, config_path: str | None, target: str | None) -> LoadedConfig:
+    from es_doctor.config import load_config
+
+    st = state(ctx)
+    return load_config(config_path or st.config_path, target or st.target)

@@ -1,0 +1,56 @@
+"""``es-doctor config show|init|path``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from es_doctor.cli.common import ConfigOpt, TargetOpt, load
+from es_doctor.errors import ConfigError, ExitStatus
+
+config_app = typer.Typer(help="Show or create the configuration.", no_args_is_help=True)
+
+
+@config_app.command("show")
+def show(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    target: TargetOpt = None,
+    all_targets: Annotated[bool, typer.Option("--all", help="Show every target, not only the selected one.")] = False,
+) -> int:
+    """Print the effective configuration of a target (env overrides applied), secrets masked."""
+    import yaml
+
+    from es_doctor.config import load_config, masked_dump
+
+    loaded = load(ctx, config, target)
+    data: dict[str, object] = {
+        "source": loaded.source or "(built-in defaults)",
+        "target": loaded.target_name,
+    }
+    if all_targets:
+        names = list(loaded.config.targets)
+        data["targets"] = {name: masked_dump(load_config(loaded.source, name).target) for name in names}
+    else:
+        data["effective"] = masked_dump(loaded.target)
+    data["runbook_dirs"] = loaded.config.runbook_dirs
+    data["audit_log"] = loaded.config.audit_log
+    typer.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip())
+    return int(ExitStatus.OK)
+
+
+@config_app.command("init")
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the example.")] = Path("es-doctor.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> int:
+    """Write a commented example configuration."""
+    from es_doctor.example import EXAMPLE
+
+    if path.exists() and not force:
+        raise ConfigError("already exists (use --force to overwrite)", source=str(path))
+    path.write_text(EXAMPLE, encoding="utf-8")
+    typer.echo(f"wrote {path}")
+    return int(ExitStatus.OK)

@@ -1,0 +1,86 @@
+"""``es-doctor diagnose`` and ``es-doctor checks``."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from es_doctor.cli.common import ConfigOpt, TargetOpt, load
+from es_doctor.errors import ExitStatus, UsageError
+from es_doctor.findings import SYMPTOM_CLASSES
+from es_doctor.render import Format
+
+if TYPE_CHECKING:
+    from es_doctor.checks.registry import CheckSpec
+
+
+def _select(classes: list[str], check_ids: list[str]) -> list[CheckSpec]:
+    import difflib
+
+    from es_doctor.checks.registry import load_all
+
+    registry = load_all()
+    for cls in classes:
+        if cls not in SYMPTOM_CLASSES:
+            raise UsageError(f"unknown class '{cls}' (one of: {', '.join(SYMPTOM_CLASSES)})")
+    for check_id in check_ids:
+        if check_id not in registry:
+            near = difflib.get_close_matches(check_id, list(registry), n=3)
+            hint = f"; did you mean {', '.join(near)}?" if near else "; see es-doctor checks"
+            raise UsageError(f"unknown check '{check_id}'{hint}")
+    return [s for s in registry.values()
+            if (not classes or s.check_class in classes) and (not check_ids or s.id in check_ids)]
+
+
+def diagnose(
+    ctx: typer.Context,
+    check_class: Annotated[list[str] | None, typer.Option("--class", help="Only this symptom class (repeatable): "
+                                                          + ", ".join(SYMPTOM_CLASSES) + ".")] = None,
+    check: Annotated[list[str] | None, typer.Option("--check", help="Only this check id (repeatable).")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Per-check timeout, seconds.", min=0.1)] = None,
+    deadline: Annotated[float | None, typer.Option("--deadline", help="Overall deadline, seconds.", min=0.5)] = None,
+    detailed: Annotated[bool, typer.Option("--detailed", "-d", help="Show evidence for passing checks too.")] = False,
+    watch: Annotated[float | None, typer.Option("--watch", help="Re-run every N seconds until Ctrl-C.",
+                                                min=1.0)] = None,
+    config: ConfigOpt = None,
+    target: TargetOpt = None,
+) -> int:
+    """Run the guide's diagnostics concurrently; exit 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN."""
+    from es_doctor.checks.context import CheckContext
+    from es_doctor.checks.registry import load_all
+    from es_doctor.render import renderer
+    from es_doctor.runner import run_checks, with_prerequisites
+
+    loaded = load(ctx, config, target)
+    selected = _select(check_class or [], check or [])
+    specs = with_prerequisites(selected, load_all())
+    render = renderer(fmt)
+    while True:
+        context = CheckContext(loaded.target, loaded.target_name)
+        report = run_checks(specs, context, timeout=timeout, deadline_s=deadline)
+        if fmt is Format.table and watch:
+            typer.echo("\x1b[2J\x1b[H", nl=False)
+        typer.echo(render(report, detailed))
+        if not watch:
+            return int(report.exit_status())
+        time.sleep(watch)
+
+
+def list_checks(
+    check_class: Annotated[list[str] | None, typer.Option("--class", help="Only this symptom class.")] = None,
+) -> int:
+    """List every check: id, class, what it verifies, and the runbook that fixes it."""
+    from rich.console import Console
+    from rich.table import Table
+
+    specs = _select(check_class or [], [])
+    table = Table(title="es-doctor checks", show_lines=False)
+    for column in ("id", "description", "fix"):
+        table.add_column(column)
+    for spec in specs:
+        table.add_row(spec.id, spec.description, spec.runbook or "-")
+    Console(width=160).print(table)
+    return int(ExitStatus.OK)

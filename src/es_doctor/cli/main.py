@@ -1,0 +1,107 @@
+"""The root command and the one error boundary.
+
+Exit codes are the table in :class:`es_doctor.errors.ExitStatus`; click's usage code 2 is
+remapped to 64 so that it never reads as a CRITICAL finding.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from es_doctor import __version__
+from es_doctor.cli.common import ConfigOpt, TargetOpt, state
+from es_doctor.errors import EsDoctorError, ExitStatus
+
+try:  # typer >= 0.29 vendors click
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover - older typer on click
+    from click import exceptions as click_exc  # type: ignore[no-redef,import-not-found,unused-ignore]
+
+app = typer.Typer(
+    name="es-doctor",
+    help="The EMAIL_SENDER_1 Go Native troubleshooting guide as code: diagnose, fix, emergency, escalate.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"es-doctor {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    target: TargetOpt = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """es-doctor: diagnose the stack, fix it with runbooks, run emergency procedures, escalate."""
+    st = state(ctx)
+    st.config_path = config
+    st.target = target
+
+
+def _register() -> None:
+    from es_doctor.cli import config_cmd, diagnose_cmd, lab
+
+    app.add_typer(config_cmd.config_app, name="config")
+    app.command("diagnose")(diagnose_cmd.diagnose)
+    app.command("checks")(diagnose_cmd.list_checks)
+    app.add_typer(lab.lab_app, name="lab")
+
+
+_register()
+
+
+def _crash_log(exc: BaseException) -> Path:
+    path = Path(tempfile.gettempdir()) / f"es-doctor-crash-{os.getpid()}.log"
+    path.write_text(f"es-doctor {__version__}\n{''.join(traceback.format_exception(exc))}", encoding="utf-8")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (never raises)."""
+    try:
+        result = app(args=argv, prog_name="es-doctor", standalone_mode=False)
+    except click_exc.NoArgsIsHelpError as exc:
+        if exc.ctx is not None:
+            typer.echo(exc.ctx.get_help())
+        return int(ExitStatus.OK)
+    except click_exc.UsageError as exc:
+        exc.show()
+        return int(ExitStatus.USAGE)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("\ninterrupted", err=True)
+        return int(ExitStatus.INTERRUPTED)
+    except click_exc.ClickException as exc:
+        exc.show()
+        return int(ExitStatus.USAGE)
+    except EsDoctorError as exc:
+        typer.echo(f"es-doctor: error: {exc.message}", err=True)
+        return int(exc.exit_status)
+    except Exception as exc:  # noqa: BLE001 - the one error boundary
+        log = _crash_log(exc)
+        typer.echo(f"es-doctor: internal error: {type(exc).__name__}: {exc}\n"
+                   f"A traceback for the bug report is in {log}", err=True)
+        return int(ExitStatus.SOFTWARE)
+    return int(result) if isinstance(result, int) else int(ExitStatus.OK)
+
+
+def run() -> None:
+    sys.exit(main())

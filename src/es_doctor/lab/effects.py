@@ -1,0 +1,78 @@
+"""Background effects of runtime faults: the memory ballast and the slow-query log lines."""
+
+from __future__ import annotations
+
+import gc
+import random
+import threading
+from collections.abc import Callable
+
+import psutil
+
+from es_doctor.lab.jsonlog import JsonLogger
+
+PAGE = 4096
+
+
+class Ballast:
+    """Holds a touched ``bytearray`` so the process RSS sits at ``fraction`` of ``limit_bytes``."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.fraction = 0.0
+        self._buf: bytearray | None = None
+        self._lock = threading.Lock()
+        self._proc = psutil.Process()
+
+    @property
+    def size(self) -> int:
+        return len(self._buf) if self._buf is not None else 0
+
+    def set_fraction(self, fraction: float) -> None:
+        with self._lock:
+            self.fraction = fraction
+        self.adjust()
+
+    def adjust(self) -> None:
+        """Re-size the ballast toward the target (called on change and periodically)."""
+        with self._lock:
+            if self.fraction <= 0:
+                if self._buf is not None:
+                    self._buf = None
+                    gc.collect()
+                return
+            target = int(self.limit_bytes * self.fraction)
+            base = self._proc.memory_info().rss - self.size
+            want = max(0, target - base)
+            if abs(want - self.size) < self.limit_bytes * 0.01:
+                return
+            self._buf = None
+            buf = bytearray(want)
+            buf[::PAGE] = b"\x01" * len(range(0, want, PAGE))
+            self._buf = buf
+
+
+def slow_log_tick(log: JsonLogger, rng: random.Random) -> None:
+    """One tick of the ``slow-logs`` fault: a SLOW query WARN, sometimes a timeout ERROR."""
+    ms = rng.randint(1050, 4800)
+    table = rng.choice(["tasks", "email_queue", "templates", "audit_log"])
+    log.warn("database", f"SLOW query: SELECT * FROM {table} WHERE status = $1 ORDER BY created_at took {ms}ms",
+             duration_ms=ms, request_id=f"req-{rng.randrange(16**8):08x}")
+    if rng.random() < 0.4:
+        log.error("database", f"query timeout on {table}", error="context deadline exceeded (timeout after 5s)",
+                  duration_ms=5000, request_id=f"req-{rng.randrange(16**8):08x}")
+
+
+def run_periodic(stop: threading.Event, interval: float, fn: Callable[[], None], name: str) -> threading.Thread:
+    """Call ``fn`` every ``interval`` seconds until ``stop`` is set (exceptions do not kill the loop)."""
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - a lab loop must keep running
+                continue
+
+    t = threading.Thread(target=loop, name=name, daemon=True)
+    t.start()
+    return t

@@ -1,0 +1,223 @@
+"""Docker engine probe (docker SDK, imported lazily)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from es_doctor.probes.result import Failure, FailureKind, Result, failed, guarded, short, success
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    name: str
+    id: str
+    state: str  #: running, exited, created, restarting, paused, dead
+    exit_code: int
+    restart_count: int
+    oom_killed: bool
+    error: str
+    image: str  #: the image reference the container was created from (Config.Image)
+    image_id: str
+    image_tags: list[str]
+    env: dict[str, str]
+    labels: dict[str, str]
+    health: str | None  #: healthy, unhealthy, starting, or None without a healthcheck
+    started_at: str
+    finished_at: str
+    pid: int
+    memory_limit: int
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    output: str
+
+
+@dataclass(frozen=True)
+class MemoryStats:
+    usage: int
+    limit: int
+
+
+@dataclass
+class DockerProbe:
+    host: str | None = None
+    timeout: float = 10.0
+    _client: Any = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def _classify(self, exc: BaseException) -> Failure:
+        name = type(exc).__name__
+        if name in ("NotFound", "FileNotFoundError"):
+            return Failure(FailureKind.NOT_FOUND, short(exc), 404)
+        if name in ("ReadTimeout", "Timeout", "TimeoutError", "ConnectTimeout"):
+            return Failure(FailureKind.TIMEOUT, f"docker engine did not answer: {short(exc)}")
+        if name in ("DockerException", "ConnectionError", "ConnectionRefusedError"):
+            return Failure(FailureKind.REFUSED, f"docker engine unreachable ({self.host or 'DOCKER_HOST'}): "
+                                                f"{short(exc)}")
+        if name == "APIError":
+            status = getattr(exc, "status_code", None)
+            return Failure(FailureKind.HTTP_ERROR, short(exc), status)
+        return Failure(FailureKind.ERROR, f"{name}: {short(exc)}")
+
+    def client(self) -> Result[Any]:
+        with self._lock:
+            if self._client is not None:
+                return success(self._client)
+
+            def connect() -> Any:
+                import docker
+
+                if self.host:
+                    client = docker.DockerClient(base_url=self.host, timeout=int(self.timeout))
+                else:
+                    client = docker.from_env(timeout=int(self.timeout))
+                client.ping()
+                return client
+
+            result: Result[Any] = guarded(self._classify, connect)
+            if result.ok:
+                self._client = result.value
+            return result
+
+    def _call(self, fn: Any) -> Result[Any]:
+        client = self.client()
+        if client.failure is not None:
+            return client
+        return guarded(self._classify, lambda: fn(client.value))
+
+    def ping(self) -> Result[str]:
+        return self._call(lambda c: c.version().get("Version", "?"))
+
+    def container(self, name: str) -> Result[ContainerInfo]:
+        def get(c: Any) -> ContainerInfo:
+            cont = c.containers.get(name)
+            attrs = cont.attrs
+            state = attrs.get("State", {})
+            conf = attrs.get("Config", {})
+            env = {}
+            for item in conf.get("Env") or []:
+                key, _, value = item.partition("=")
+                env[key] = value
+            health = (state.get("Health") or {}).get("Status")
+            try:
+                tags = list(cont.image.tags) if cont.image is not None else []
+            except Exception:  # noqa: BLE001 - the image may be gone; tags are best effort
+                tags = []
+            return ContainerInfo(
+                name=name,
+                id=cont.id,
+                state=str(state.get("Status", "unknown")),
+                exit_code=int(state.get("ExitCode", 0)),
+                restart_count=int(attrs.get("RestartCount", 0)),
+                oom_killed=bool(state.get("OOMKilled", False)),
+                error=str(state.get("Error", "")),
+                image=str(conf.get("Image", "")),
+                image_id=str(attrs.get("Image", "")),
+                image_tags=tags,
+                env=env,
+                labels=dict(conf.get("Labels") or {}),
+                health=health,
+                started_at=str(state.get("StartedAt", "")),
+                finished_at=str(state.get("FinishedAt", "")),
+                pid=int(state.get("Pid", 0)),
+                memory_limit=int((attrs.get("HostConfig") or {}).get("Memory", 0) or 0),
+            )
+
+        return self._call(get)
+
+    def containers(self, labels: dict[str, str] | None = None, all_states: bool = True) -> Result[list[ContainerInfo]]:
+        filters = {"label": [f"{k}={v}" for k, v in (labels or {}).items()]} if labels else None
+        listed = self._call(lambda c: [x.name for x in c.containers.list(all=all_states, filters=filters)])
+        if listed.failure is not None:
+            return Result(failure=listed.failure)
+        infos = []
+        for name in listed.value or []:
+            info = self.container(name)
+            if info.ok:
+                infos.append(info.unwrap())
+        return success(infos)
+
+    def logs(self, name: str, tail: int = 50) -> Result[str]:
+        return self._call(lambda c: c.containers.get(name).logs(tail=tail, stdout=True, stderr=True)
+                          .decode("utf-8", errors="replace"))
+
+    def exec(self, name: str, argv: list[str], user: str = "") -> Result[ExecResult]:
+        def run(c: Any) -> ExecResult:
+            cont = c.containers.get(name)
+            code, out = cont.exec_run(argv, user=user, demux=False)
+            return ExecResult(int(code if code is not None else -1), (out or b"").decode("utf-8", errors="replace"))
+
+        return self._call(run)
+
+    def memory(self, name: str) -> Result[MemoryStats]:
+        def read(c: Any) -> MemoryStats:
+            stats = c.containers.get(name).stats(stream=False)
+            mem = stats.get("memory_stats") or {}
+            usage = int(mem.get("usage", 0))
+            cache = int((mem.get("stats") or {}).get("cache", 0) or (mem.get("stats") or {}).get("inactive_file", 0))
+            return MemoryStats(usage=max(0, usage - cache), limit=int(mem.get("limit", 0)))
+
+        return self._call(read)
+
+    def read_file(self, name: str, path: str) -> Result[str]:
+        """A file of a container, running or not (``docker cp``); missing is NOT_FOUND."""
+
+        def fetch(c: Any) -> str:
+            stream, _stat = c.containers.get(name).get_archive(path)
+            data = io.BytesIO(b"".join(stream))
+            with tarfile.open(fileobj=data) as archive:
+                member = archive.next()
+                handle = archive.extractfile(member) if member is not None else None
+                if handle is None:
+                    raise FileNotFoundError(f"{path} is not a regular file")
+                return handle.read().decode("utf-8", errors="replace")
+
+        result = self._call(fetch)
+        if result.failure is not None and result.failure.kind is FailureKind.NOT_FOUND:
+            return failed(FailureKind.NOT_FOUND, f"{path} not found in container {name}: {result.failure.message}")
+        return result
+
+    def volumes(self) -> Result[list[str]]:
+        return self._call(lambda c: [v.name for v in c.volumes.list()])
+
+    def images(self) -> Result[list[str]]:
+        return self._call(lambda c: sorted({t for img in c.images.list() for t in img.tags}))
+
+    # ---- actions (used by runbooks): idempotent, never raise
+    def restart(self, name: str, timeout: int = 5) -> Result[str]:
+        return self._call(lambda c: (c.containers.get(name).restart(timeout=timeout), "restarted")[1])
+
+    def start(self, name: str) -> Result[str]:
+        def run(c: Any) -> str:
+            cont = c.containers.get(name)
+            if cont.status == "running":
+                return "already running"
+            cont.start()
+            return "started"
+
+        return self._call(run)
+
+    def stop(self, name: str, timeout: int = 5) -> Result[str]:
+        def run(c: Any) -> str:
+            cont = c.containers.get(name)
+            cont.reload()
+            if cont.status != "running":
+                return f"already {cont.status}"
+            cont.stop(timeout=timeout)
+            return "stopped"
+
+        return self._call(run)
+
+
+def unavailable(reason: str) -> Result[Any]:
+    return failed(FailureKind.UNAVAILABLE, reason)

@@ -1,0 +1,128 @@
+"""Prometheus exposition scraping, and the math that turns two scrapes into rates and percentiles.
+
+Rates and percentiles always come from the difference between two scrapes, never from a
+counter's lifetime total (STACK.md).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from es_doctor.probes.http import HttpProbe
+from es_doctor.probes.result import FailureKind, Result, failed, short, success
+
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    labels: Labels
+    value: float
+
+    def label(self, key: str) -> str | None:
+        return dict(self.labels).get(key)
+
+
+@dataclass
+class Scrape:
+    """One scrape: every sample by metric name."""
+
+    taken_at: float
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+
+    def get(self, name: str, **match: str) -> list[Sample]:
+        return [s for s in self.samples.get(name, []) if all(s.label(k) == v for k, v in match.items())]
+
+    def total(self, name: str, **match: str) -> float | None:
+        found = self.get(name, **match)
+        if not found:
+            return None
+        return sum(s.value for s in found)
+
+    def names(self) -> list[str]:
+        return sorted(self.samples)
+
+
+def parse_exposition(text: str, taken_at: float | None = None) -> Scrape:
+    """Parse the text format with prometheus_client's parser (raises ValueError on garbage)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    scrape = Scrape(taken_at=time.time() if taken_at is None else taken_at)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = tuple(sorted((str(k), str(v)) for k, v in sample.labels.items()))
+            scrape.samples.setdefault(sample.name, []).append(Sample(sample.name, labels, float(sample.value)))
+    return scrape
+
+
+def scrape(http: HttpProbe, url: str) -> Result[Scrape]:
+    response = http.get(url)
+    if response.failure is not None:
+        return Result(failure=response.failure, elapsed_ms=response.elapsed_ms)
+    try:
+        parsed = parse_exposition(response.unwrap().text)
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        return failed(FailureKind.BAD_RESPONSE, f"{url}: not Prometheus exposition format: {short(exc)}",
+                      elapsed_ms=response.elapsed_ms)
+    return success(parsed, response.elapsed_ms)
+
+
+# --------------------------------------------------------------------------- window math
+
+
+def counter_delta(before: Scrape, after: Scrape, name: str, **match: str) -> float | None:
+    """Increase of a counter between two scrapes (a reset counts from zero)."""
+    a = after.total(name, **match)
+    if a is None:
+        return None
+    b = before.total(name, **match) or 0.0
+    return a - b if a >= b else a
+
+
+def _bucket_deltas(before: Scrape, after: Scrape, name: str, **match: str) -> list[tuple[float, float]]:
+    """Cumulative (le, count) pairs of a histogram's increase, summed across label sets."""
+    def totals(scrape_: Scrape) -> dict[float, float]:
+        out: dict[float, float] = {}
+        for sample in scrape_.get(f"{name}_bucket", **match):
+            le = sample.label("le")
+            if le is None:
+                continue
+            bound = math.inf if le in ("+Inf", "inf") else float(le)
+            out[bound] = out.get(bound, 0.0) + sample.value
+        return out
+
+    a, b = totals(after), totals(before)
+    pairs = [(le, max(0.0, count - b.get(le, 0.0))) for le, count in a.items()]
+    return sorted(pairs)
+
+
+def histogram_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float | None:
+    """PromQL's histogram_quantile over cumulative (le, count) buckets, linear interpolation."""
+    ordered = sorted(buckets)
+    if not ordered or ordered[-1][0] != math.inf:
+        return None
+    total = ordered[-1][1]
+    if total <= 0:
+        return None
+    rank = q * total
+    prev_bound, prev_count = 0.0, 0.0
+    for bound, count in ordered:
+        if count >= rank:
+            if bound == math.inf:
+                return prev_bound
+            if count == prev_count:
+                return bound
+            return prev_bound + (bound - prev_bound) * (rank - prev_count) / (count - prev_count)
+        prev_bound, prev_count = bound, count
+    return prev_bound
+
+
+def window_quantile(before: Scrape, after: Scrape, name: str, q: float, **match: str) -> tuple[float | None, float]:
+    """(quantile in seconds, number of observations) of a histogram over the window."""
+    buckets = _bucket_deltas(before, after, name, **match)
+    count = buckets[-1][1] if buckets else 0.0
+    return histogram_quantile(q, buckets), count

@@ -1,0 +1,84 @@
+"""Prometheus HTTP API probe: targets, alerts, rules, instant queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from es_doctor.probes.http import HttpProbe
+from es_doctor.probes.result import FailureKind, Result, failed, success
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    job: str
+    url: str
+    health: str
+    last_error: str
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    state: str
+    labels: dict[str, str]
+
+
+class PrometheusProbe:
+    def __init__(self, url: str, http: HttpProbe) -> None:
+        self.url = url.rstrip("/")
+        self.http = http
+
+    def _data(self, path: str) -> Result[Any]:
+        result = self.http.get_json(f"{self.url}{path}")
+        if result.failure is not None:
+            return result
+        body = result.value
+        if not isinstance(body, dict) or body.get("status") != "success":
+            return failed(FailureKind.BAD_RESPONSE, f"{path}: not a Prometheus API answer")
+        return Result(value=body.get("data"), elapsed_ms=result.elapsed_ms)
+
+    def ready(self) -> Result[bool]:
+        response = self.http.get(f"{self.url}/-/ready")
+        if response.failure is not None:
+            return Result(failure=response.failure, elapsed_ms=response.elapsed_ms)
+        return success(True, response.elapsed_ms)
+
+    def targets(self) -> Result[list[ScrapeTarget]]:
+        data = self._data("/api/v1/targets?state=active")
+        if data.failure is not None:
+            return Result(failure=data.failure)
+        out = []
+        for item in (data.value or {}).get("activeTargets", []) if isinstance(data.value, dict) else []:
+            labels = item.get("labels") or {}
+            out.append(ScrapeTarget(str(labels.get("job", item.get("scrapePool", ""))), str(item.get("scrapeUrl", "")),
+                                    str(item.get("health", "unknown")), str(item.get("lastError", ""))))
+        return success(out, data.elapsed_ms)
+
+    def alerts(self) -> Result[list[Alert]]:
+        data = self._data("/api/v1/alerts")
+        if data.failure is not None:
+            return Result(failure=data.failure)
+        items = (data.value or {}).get("alerts", []) if isinstance(data.value, dict) else []
+        return success([Alert(str((a.get("labels") or {}).get("alertname", "?")), str(a.get("state", "")),
+                              dict(a.get("labels") or {})) for a in items], data.elapsed_ms)
+
+    def rule_count(self) -> Result[int]:
+        data = self._data("/api/v1/rules")
+        if data.failure is not None:
+            return Result(failure=data.failure)
+        groups = (data.value or {}).get("groups", []) if isinstance(data.value, dict) else []
+        return success(sum(len(g.get("rules") or []) for g in groups), data.elapsed_ms)
+
+    def query(self, expr: str) -> Result[list[tuple[dict[str, str], float]]]:
+        data = self._data(f"/api/v1/query?query={quote(expr)}")
+        if data.failure is not None:
+            return Result(failure=data.failure)
+        out = []
+        for item in (data.value or {}).get("result", []) if isinstance(data.value, dict) else []:
+            try:
+                out.append((dict(item.get("metric") or {}), float(item["value"][1])))
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+        return success(out, data.elapsed_ms)

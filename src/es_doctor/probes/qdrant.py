@@ -1,0 +1,144 @@
+"""Qdrant probe (qdrant-client, imported lazily): a server URL, or the embedded ``local:PATH`` mode."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from es_doctor.probes.result import Failure, FailureKind, Result, Stopwatch, failed, guarded, short, success
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    vector_size: int | None
+    distance: str | None
+    points_count: int | None
+    status: str
+
+
+@dataclass
+class QdrantProbe:
+    url: str
+    api_key: str | None = None
+    timeout: float = 5.0
+    _client: Any = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @property
+    def embedded(self) -> bool:
+        return self.url.startswith("local:")
+
+    def _classify(self, exc: BaseException) -> Failure:
+        text = short(exc)
+        if self.api_key:
+            text = text.replace(self.api_key, "********")
+        name = type(exc).__name__
+        lowered = text.lower()
+        status = getattr(exc, "status_code", None)
+        if status == 404 or "not found" in lowered:
+            return Failure(FailureKind.NOT_FOUND, text, 404)
+        if "timed out" in lowered or "timeout" in name.lower():
+            return Failure(FailureKind.TIMEOUT, text)
+        if "refused" in lowered or name in ("ConnectError", "ConnectionRefusedError", "ResponseHandlingException"):
+            return Failure(FailureKind.REFUSED, text)
+        if status in (401, 403):
+            return Failure(FailureKind.AUTH, text, status)
+        if "already accessed by another instance" in lowered:
+            return Failure(FailureKind.UNAVAILABLE, f"embedded storage is locked by another process: {text}")
+        return Failure(FailureKind.ERROR, f"{name}: {text}", status)
+
+    def client(self) -> Result[Any]:
+        with self._lock:
+            if self._client is not None:
+                return success(self._client)
+
+            def make() -> Any:
+                from qdrant_client import QdrantClient
+
+                if self.embedded:
+                    location = self.url[len("local:"):]
+                    if location == ":memory:":
+                        return QdrantClient(location=":memory:")
+                    return QdrantClient(path=location)
+                return QdrantClient(url=self.url, api_key=self.api_key, timeout=int(max(1, self.timeout)),
+                                    check_compatibility=False)
+
+            result: Result[Any] = guarded(self._classify, make)
+            if result.ok:
+                self._client = result.value
+            return result
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                with contextlib.suppress(Exception):  # closing is best effort
+                    self._client.close()
+                self._client = None
+
+    def _call(self, fn: Any) -> Result[Any]:
+        client = self.client()
+        if client.failure is not None:
+            return client
+        return guarded(self._classify, lambda: fn(client.value))
+
+    def collections(self) -> Result[list[str]]:
+        return self._call(lambda c: sorted(col.name for col in c.get_collections().collections))
+
+    def collection(self, name: str) -> Result[CollectionInfo]:
+        def get(c: Any) -> CollectionInfo:
+            info = c.get_collection(name)
+            vectors = info.config.params.vectors
+            size = distance = None
+            if vectors is not None and hasattr(vectors, "size"):
+                size, distance = int(vectors.size), str(getattr(vectors.distance, "value", vectors.distance))
+            elif isinstance(vectors, dict) and vectors:
+                first = next(iter(vectors.values()))
+                size, distance = int(first.size), str(getattr(first.distance, "value", first.distance))
+            status = str(getattr(info.status, "value", info.status))
+            return CollectionInfo(name, size, distance, info.points_count, status)
+
+        return self._call(get)
+
+    def test_search(self, name: str, size: int, limit: int = 5) -> Result[int]:
+        """A real query with a random vector; the value is the number of hits."""
+        vector = [random.random() for _ in range(size)]
+        watch = Stopwatch()
+        result = self._call(lambda c: len(c.query_points(collection_name=name, query=vector, limit=limit).points))
+        if result.failure is not None:
+            return result
+        return success(int(result.value or 0), watch.ms)
+
+    def count(self, name: str) -> Result[int]:
+        return self._call(lambda c: int(c.count(collection_name=name, exact=True).count))
+
+    def payload_ids(self, name: str, key: str, limit: int = 100_000) -> Result[list[Any]]:
+        def scroll(c: Any) -> list[Any]:
+            out: list[Any] = []
+            offset = None
+            while True:
+                points, offset = c.scroll(collection_name=name, limit=1000, offset=offset, with_payload=[key],
+                                          with_vectors=False)
+                out.extend((p.payload or {}).get(key) for p in points)
+                if offset is None or len(out) >= limit:
+                    return out
+
+        return self._call(scroll)
+
+    def create_collection(self, name: str, size: int, distance: str) -> Result[str]:
+        def create(c: Any) -> str:
+            from qdrant_client.models import Distance, VectorParams
+
+            if c.collection_exists(name):
+                return "already exists"
+            c.create_collection(name, vectors_config=VectorParams(size=size, distance=Distance(distance)))
+            return "created"
+
+        return self._call(create)
+
+
+def not_configured(reason: str) -> Result[Any]:
+    return failed(FailureKind.UNAVAILABLE, reason)

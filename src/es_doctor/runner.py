@@ -1,0 +1,138 @@
+"""Runs checks concurrently, each under its own timeout, all under one overall deadline.
+
+A check whose prerequisite did not pass (OK or WARN) is SKIP with the reason. Checks run in
+daemon threads: one that overruns its timeout is reported UNKNOWN and abandoned, so the run
+always ends within its deadline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import traceback
+from collections.abc import Iterable
+
+from es_doctor import __version__
+from es_doctor.checks.context import CheckContext
+from es_doctor.checks.registry import CheckSpec, Outcome, ev
+from es_doctor.findings import Finding, Report, Status
+
+PASSING = (Status.OK, Status.WARN)
+
+
+def with_prerequisites(selected: Iterable[CheckSpec], registry: dict[str, CheckSpec]) -> list[CheckSpec]:
+    """The selected checks plus every check they depend on, in registry order."""
+    wanted: set[str] = set()
+    stack = [spec.id for spec in selected]
+    while stack:
+        current = stack.pop()
+        if current in wanted:
+            continue
+        wanted.add(current)
+        stack.extend(registry[current].requires)
+    return [spec for spec in registry.values() if spec.id in wanted]
+
+
+def _finding(spec: CheckSpec, outcome: Outcome, duration_ms: float) -> Finding:
+    return Finding(
+        id=spec.id,
+        check_class=spec.check_class,
+        status=outcome.status,
+        summary=outcome.summary,
+        evidence=outcome.evidence,
+        runbook=(outcome.runbook or spec.runbook) if outcome.status not in (Status.OK, Status.SKIP) else None,
+        duration_ms=round(duration_ms, 1),
+        description=spec.description,
+    )
+
+
+class _Job:
+    def __init__(self, spec: CheckSpec) -> None:
+        self.spec = spec
+        self.done = threading.Event()
+        self.finding: Finding | None = None
+        self.started = 0.0
+
+
+def _run_one(job: _Job, ctx: CheckContext, jobs: dict[str, _Job], timeout: float, deadline: float) -> None:
+    spec = job.spec
+    for required in spec.requires:
+        prerequisite = jobs[required]
+        prerequisite.done.wait(max(0.0, deadline - time.monotonic()))
+        pre = prerequisite.finding
+        if pre is None or pre.status not in PASSING:
+            why = "did not finish" if pre is None else f"is {pre.status.value}: {pre.summary}"
+            job.finding = _finding(spec, Outcome(Status.SKIP, f"skipped: prerequisite {required} {why}"), 0.0)
+            job.done.set()
+            return
+    for component in spec.components:
+        present, reason = ctx.target.is_present(component)
+        if not present:
+            job.finding = _finding(spec, Outcome(Status.SKIP, f"skipped: {reason}"), 0.0)
+            job.done.set()
+            return
+    job.started = time.monotonic()
+    result: list[Finding] = []
+
+    def body() -> None:
+        begin = time.perf_counter()
+        try:
+            outcome = spec.fn(ctx)
+        except Exception as exc:  # noqa: BLE001 - a buggy check becomes a finding, never a traceback
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            outcome = Outcome(Status.UNKNOWN, f"check failed: {type(exc).__name__}: {exc}",
+                              [ev("where", f"{frame.filename}:{frame.lineno}")])
+        result.append(_finding(spec, outcome, (time.perf_counter() - begin) * 1000))
+
+    worker = threading.Thread(target=body, name=f"check:{spec.id}", daemon=True)
+    worker.start()
+    worker.join(max(0.0, min(timeout, deadline - time.monotonic())))
+    if result:
+        job.finding = result[0]
+    else:
+        elapsed = (time.monotonic() - job.started) * 1000
+        late = time.monotonic() >= deadline - 0.01
+        reason = "the overall deadline passed" if late else f"timed out after {timeout:g}s"
+        job.finding = _finding(spec, Outcome(Status.UNKNOWN, f"no result: {reason}",
+                                             [ev("timeout", timeout, unit="s")]), elapsed)
+    job.done.set()
+
+
+def run_checks(
+    specs: list[CheckSpec],
+    ctx: CheckContext,
+    *,
+    timeout: float | None = None,
+    deadline_s: float | None = None,
+) -> Report:
+    """Run ``specs`` (prerequisites must be included) and return the report, within the deadline."""
+    per_check = timeout if timeout is not None else ctx.target.check_timeout_s
+    overall = deadline_s if deadline_s is not None else ctx.target.deadline_s
+    started_at = dt.datetime.now(dt.UTC)
+    begin = time.monotonic()
+    deadline = begin + overall
+    jobs = {spec.id: _Job(spec) for spec in specs}
+    threads = [
+        threading.Thread(target=_run_one, args=(job, ctx, jobs, per_check, deadline), daemon=True,
+                         name=f"runner:{job.spec.id}")
+        for job in jobs.values()
+    ]
+    for thread in threads:
+        thread.start()
+    for job in jobs.values():
+        job.done.wait(max(0.0, deadline - time.monotonic()) + 0.05)
+    ctx.cancelled.set()
+    findings = []
+    for job in jobs.values():
+        if job.finding is None:
+            job.finding = _finding(job.spec, Outcome(Status.UNKNOWN, f"no result: the overall deadline of "
+                                                                      f"{overall:g}s passed"), 0.0)
+        findings.append(job.finding)
+    return Report(
+        tool_version=__version__,
+        target=ctx.target_name,
+        started_at=started_at,
+        duration_ms=round((time.monotonic() - begin) * 1000, 1),
+        findings=findings,
+    )

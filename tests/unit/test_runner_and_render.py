@@ -1,0 +1,162 @@
+"""The runner's scheduling rules and every output format (pure logic: checks defined here)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from es_doctor.checks.context import CheckContext
+from es_doctor.checks.registry import CheckSpec, Outcome, crit, ev, grade, ok, warn
+from es_doctor.config import Target
+from es_doctor.errors import ExitStatus
+from es_doctor.findings import Status
+from es_doctor.render import Format, renderer
+from es_doctor.runner import run_checks, with_prerequisites
+
+
+def spec(check_id: str, fn: object, requires: tuple[str, ...] = (), components: tuple[str, ...] = ()) -> CheckSpec:
+    return CheckSpec(check_id, check_id.split(".")[0], f"desc of {check_id}", "some-runbook", fn,  # type: ignore[arg-type]
+                     requires, components)
+
+
+def sleepy(seconds: float) -> object:
+    def fn(ctx: CheckContext) -> Outcome:
+        time.sleep(seconds)
+        return ok("slept")
+    return fn
+
+
+def test_failed_prerequisite_skips_dependants_with_reason() -> None:
+    specs = [
+        spec("vectors.qdrant", lambda ctx: crit("Qdrant unreachable")),
+        spec("vectors.collection", lambda ctx: crit("collection missing"), requires=("vectors.qdrant",)),
+    ]
+    report = run_checks(specs, CheckContext(Target()))
+    by_id = {f.id: f for f in report.findings}
+    assert by_id["vectors.collection"].status is Status.SKIP
+    assert "prerequisite vectors.qdrant is CRIT" in by_id["vectors.collection"].summary
+    assert report.exit_status() is ExitStatus.CRITICAL
+
+
+def test_absent_component_is_skip_not_crit() -> None:
+    target = Target(absent={"grafana": "staging has no Grafana"})
+    report = run_checks([spec("monitoring.g", lambda ctx: crit("down"), components=("grafana",))],
+                        CheckContext(target))
+    assert report.findings[0].status is Status.SKIP
+    assert "staging has no Grafana" in report.findings[0].summary
+    assert report.exit_status() is ExitStatus.OK
+
+
+def test_checks_run_concurrently_and_timeouts_become_unknown() -> None:
+    specs = [spec(f"startup.s{i}", sleepy(0.5)) for i in range(6)] + [spec("startup.hang", sleepy(30))]
+    begin = time.monotonic()
+    report = run_checks(specs, CheckContext(Target()), timeout=1.0, deadline_s=5)
+    elapsed = time.monotonic() - begin
+    assert elapsed < 2.0  # 6 x 0.5 s in parallel, and the hanging check abandoned after 1 s
+    hang = next(f for f in report.findings if f.id == "startup.hang")
+    assert hang.status is Status.UNKNOWN and "timed out after 1s" in hang.summary
+    assert report.exit_status() is ExitStatus.UNKNOWN
+
+
+def test_overall_deadline_bounds_the_run() -> None:
+    specs = [spec("startup.a", sleepy(30)), spec("startup.b", sleepy(30), requires=("startup.a",))]
+    begin = time.monotonic()
+    report = run_checks(specs, CheckContext(Target()), timeout=20, deadline_s=1.0)
+    assert time.monotonic() - begin < 2.0
+    assert all(f.status in (Status.UNKNOWN, Status.SKIP) for f in report.findings)
+
+
+def test_a_crashing_check_is_a_finding_not_a_traceback() -> None:
+    def boom(ctx: CheckContext) -> Outcome:
+        raise RuntimeError("kaboom")
+
+    report = run_checks([spec("startup.boom", boom)], CheckContext(Target()))
+    assert report.findings[0].status is Status.UNKNOWN
+    assert "kaboom" in report.findings[0].summary
+
+
+def test_with_prerequisites_pulls_dependencies() -> None:
+    a = spec("startup.a", sleepy(0))
+    b = spec("startup.b", sleepy(0), requires=("startup.a",))
+    assert [s.id for s in with_prerequisites([b], {"startup.a": a, "startup.b": b})] == ["startup.a", "startup.b"]
+
+
+def test_grade_thresholds_are_strictly_over() -> None:
+    assert grade(100, 100, 500) is Status.OK
+    assert grade(100.1, 100, 500) is Status.WARN
+    assert grade(500.1, 100, 500) is Status.CRIT
+
+
+def sample_report() -> object:
+    specs = [
+        spec("startup.ok", lambda ctx: ok("fine", ev("latency", 3.2, unit="ms"))),
+        spec("performance.latency", lambda ctx: warn("p95 180 ms", ev("p95", 180.0, "> 100 ms WARN", "ms"))),
+        spec("vectors.collection", lambda ctx: crit("collection task_vectors does not exist")),
+    ]
+    return run_checks(specs, CheckContext(Target(), "lab"))
+
+
+def test_table_reads_like_flutter_doctor() -> None:
+    text = renderer(Format.table)(sample_report(), False)  # type: ignore[arg-type]
+    assert "[✗] vectors" in text and "[!] performance" in text and "[✓] startup" in text
+    assert "fix: es-doctor fix some-runbook" in text
+    assert "p95: 180 ms (threshold > 100 ms WARN)" in text
+    assert "2 issue(s) found" in text and "(exit 2)" in text
+
+
+def test_json_follows_the_versioned_schema() -> None:
+    data = json.loads(renderer(Format.json)(sample_report(), False))  # type: ignore[arg-type]
+    assert data["schema_version"] == "1.0"
+    assert data["status"] == "CRIT" and data["exit_code"] == 2
+    assert {f["class"] for f in data["findings"]} == {"startup", "performance", "vectors"}
+    from es_doctor.render.json_report import report_schema
+
+    schema = report_schema()
+    assert set(schema["required"]) >= {"schema_version", "findings", "status", "exit_code"}
+
+
+def test_junit_parses_with_a_junit_reader(tmp_path: object) -> None:
+    from junitparser import JUnitXml
+
+    text = renderer(Format.junit)(sample_report(), False)  # type: ignore[arg-type]
+    ET.fromstring(text)
+    path = __import__("pathlib").Path(str(tmp_path)) / "r.xml"
+    path.write_text(text)
+    xml = JUnitXml.fromfile(str(path))
+    cases = [case for suite in xml for case in suite]
+    assert len(cases) == 3
+    assert sum(1 for c in cases if not c.is_passed) == 2
+
+
+def test_nagios_is_one_line_with_perfdata() -> None:
+    text = renderer(Format.nagios)(sample_report(), False)  # type: ignore[arg-type]
+    assert "\n" not in text
+    status, perf = text.split(" | ")
+    assert status.startswith("ES-DOCTOR CRITICAL: vectors.collection CRIT")
+    for item in perf.split(" "):
+        label, _, value = item.partition("=")
+        assert label.startswith("'") and label.endswith("'")
+        assert len(value.split(";")) == 5
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None and __import__("os").environ.get("CI") != "true",
+                    reason="promtool not installed")
+def test_prometheus_format_passes_promtool() -> None:
+    text = renderer(Format.prometheus)(sample_report(), False) + "\n"  # type: ignore[arg-type]
+    result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'es_doctor_check_status{check="vectors.collection"' in text
+
+
+def test_shipped_report_schema_is_current() -> None:
+    from pathlib import Path
+
+    from es_doctor.render.json_report import report_schema
+
+    shipped = json.loads((Path(__file__).parents[2] / "docs" / "report.schema.json").read_text())
+    assert shipped == report_schema(), "regenerate docs/report.schema.json (see README)"
