@@ -203,7 +203,8 @@ class Target(Strict):
 
 
 class Config(Strict):
-    default_target: str = "default"
+    #: the target used without -t; unset: the first target of the file
+    default_target: str | None = None
     targets: dict[str, Target] = Field(default_factory=lambda: {"default": Target()})
     #: extra runbook directories; a runbook there overrides a shipped one with the same id
     runbook_dirs: list[str] = Field(default_factory=list)
@@ -444,7 +445,8 @@ def load_config(explicit_path: str | None = None, target_name: str | None = None
             raise ConfigError(exc.message, source=exc.source, line=exc.line) from exc
         config = load_config_document(doc)
         source = str(path)
-    name = target_name or os.environ.get("ES_DOCTOR_TARGET") or config.default_target
+    name = target_name or os.environ.get("ES_DOCTOR_TARGET") or config.default_target or next(iter(config.targets),
+                                                                                                  "default")
     if name in config.targets:
         target = config.targets[name]
     elif name == "lab":

@@ -62,8 +62,12 @@ def _run_one(job: _Job, ctx: CheckContext, jobs: dict[str, _Job], timeout: float
         prerequisite.done.wait(max(0.0, deadline - time.monotonic()))
         pre = prerequisite.finding
         if pre is None or pre.status not in PASSING:
-            why = "did not finish" if pre is None else f"is {pre.status.value}: {pre.summary}"
-            job.finding = _finding(spec, Outcome(Status.SKIP, f"skipped: prerequisite {required} {why}"), 0.0)
+            if pre is not None and pre.status is Status.SKIP:
+                summary = pre.summary  # already names the root cause
+            else:
+                why = "did not finish" if pre is None else f"is {pre.status.value}: {pre.summary}"
+                summary = f"skipped: prerequisite {required} {why}"
+            job.finding = _finding(spec, Outcome(Status.SKIP, summary), 0.0)
             job.done.set()
             return
     for component in spec.components:

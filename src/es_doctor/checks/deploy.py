@@ -8,6 +8,8 @@ from es_doctor.checks.registry import Outcome, check, crit, ev, ok, unknown, war
 from es_doctor.probes.logs import newest, tail_lines
 from es_doctor.probes.result import FailureKind
 
+ENGINE = "startup.docker-engine"
+
 #: container → the target component it belongs to (absent components are not expected)
 COMPONENT_OF = {"email-sender-go": "service", "qdrant": "qdrant", "postgres": "postgres", "redis": "redis",
                 "prometheus": "prometheus", "grafana": "grafana"}
@@ -21,7 +23,7 @@ def _container_name(ctx: CheckContext, key: str) -> tuple[str, str]:
 
 
 @check("deploy.containers", description="Every container of the stack is present and running (or healthy).",
-       fixes="stack-restart", components=("docker",))
+       fixes="stack-restart", requires=(ENGINE,), components=("docker",))
 def containers(ctx: CheckContext) -> Outcome:
     expected = []
     for key in ctx.target.docker.start_order:
@@ -47,7 +49,7 @@ def containers(ctx: CheckContext) -> Outcome:
 
 
 @check("deploy.image-drift", description="The service runs the image tag that is configured.",
-       fixes="redeploy-image", components=("docker", "service"))
+       fixes="redeploy-image", requires=(ENGINE,), components=("docker", "service"))
 def image_drift(ctx: CheckContext) -> Outcome:
     wanted = ctx.target.service.image
     info = ctx.docker().container(ctx.target.service.container)
@@ -97,7 +99,7 @@ def migration_log(ctx: CheckContext) -> Outcome:
 
 
 @check("deploy.volumes", description="The stack's Docker volumes exist.", fixes="volumes-recover",
-       components=("docker",))
+       requires=(ENGINE,), components=("docker",))
 def volumes(ctx: CheckContext) -> Outcome:
     result = ctx.docker().volumes()
     if result.failure is not None:

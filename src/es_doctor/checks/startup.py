@@ -58,8 +58,19 @@ def health(ctx: CheckContext) -> Outcome:
               ev("latency", round(live.elapsed_ms, 1), unit="ms"))
 
 
+@check("startup.docker-engine", description="The Docker engine answers (docker ps works).",
+       fixes=None, components=("docker",))
+def docker_engine(ctx: CheckContext) -> Outcome:
+    version = ctx.docker().ping()
+    if version.failure is not None:
+        out = from_failure(version.failure, f"Docker engine ({ctx.target.docker.host or '$DOCKER_HOST'})")
+        return Outcome(out.status if out.status is not Status.UNKNOWN else Status.CRIT, out.summary, [
+            *out.evidence, ev("hint", "start dockerd, fix docker.host, or mark docker absent in the target")])
+    return ok(f"Docker engine {version.unwrap()} answers")
+
+
 @check("startup.container", description="The service container exists and runs (state, exit code, restarts, OOM).",
-       fixes="service-restart", components=("docker", "service"))
+       fixes="service-restart", requires=("startup.docker-engine",), components=("docker", "service"))
 def container(ctx: CheckContext) -> Outcome:
     name = ctx.target.service.container
     info = ctx.docker().container(name)

@@ -38,12 +38,12 @@ def render(report: Report, detailed: bool = False) -> str:
 def render_rich(console: Console, report: Report, detailed: bool = False) -> None:
     """Print with colours to a real terminal."""
     for line in _lines(report, detailed):
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 def _render_to(console: Console, buffer: io.StringIO, report: Report, detailed: bool) -> str:
     for line in _lines(report, detailed):
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)
     return buffer.getvalue().rstrip("\n")
 
 
