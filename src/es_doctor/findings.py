@@ -9,18 +9,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from es_doctor.errors import ExitStatus
+from es_doctor.symptoms import SYMPTOM_CLASSES
 
 #: Version of the JSON report schema (``es-doctor diagnose --format json``).
 REPORT_SCHEMA_VERSION = "1.0"
 
-SYMPTOM_CLASSES: tuple[str, ...] = (
-    "startup",
-    "performance",
-    "vectors",
-    "inter-manager",
-    "deploy",
-    "monitoring",
-)
+__all__ = ["REPORT_SCHEMA_VERSION", "SYMPTOM_CLASSES", "Evidence", "Finding", "Report", "Status", "worst"]
 
 
 class Status(StrEnum):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from es_doctor.config import LoadedConfig
+if TYPE_CHECKING:
+    from es_doctor.config import LoadedConfig
 
 
 @dataclass

@@ -9,7 +9,7 @@ import typer
 
 from es_doctor.cli.common import ConfigOpt, TargetOpt, load
 from es_doctor.errors import ExitStatus, UsageError
-from es_doctor.findings import SYMPTOM_CLASSES
+from es_doctor.symptoms import SYMPTOM_CLASSES
 from es_doctor.render import Format
 
 if TYPE_CHECKING:
