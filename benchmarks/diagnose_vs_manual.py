@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from es_doctor.config import load_config, resolve_secret  # noqa: E402
+from es_doctor.config import load_config, resolve_secret
 
 
 def manual_script(target_name: str) -> tuple[str, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import random
 import threading
@@ -12,6 +13,11 @@ import psutil
 from es_doctor.lab.jsonlog import JsonLogger
 
 PAGE = 4096
+SLOW_QUERIES = (
+    "SELECT id, title FROM {t} WHERE status = $1 ORDER BY created_at",
+    "UPDATE {t} SET status = $1 WHERE id = ANY($2)",
+    "SELECT count(*) FROM {t}",
+)
 
 
 class Ballast:
@@ -52,15 +58,17 @@ class Ballast:
             self._buf = buf
 
 
-def slow_log_tick(log: JsonLogger, rng: random.Random) -> None:
+def slow_log_tick(journal: JsonLogger, rng: random.Random) -> None:
     """One tick of the ``slow-logs`` fault: a SLOW query WARN, sometimes a timeout ERROR."""
     ms = rng.randint(1050, 4800)
     table = rng.choice(["tasks", "email_queue", "templates", "audit_log"])
-    log.warn("database", f"SLOW query: SELECT * FROM {table} WHERE status = $1 ORDER BY created_at took {ms}ms",
-             duration_ms=ms, request_id=f"req-{rng.randrange(16**8):08x}")
+    query = rng.choice(SLOW_QUERIES).replace("{t}", table)
+    journal.warn("database", f"SLOW query: {query} took {ms}ms",
+                 duration_ms=ms, request_id=f"req-{rng.randrange(16**8):08x}")
     if rng.random() < 0.4:
-        log.error("database", f"query timeout on {table}", error="context deadline exceeded (timeout after 5s)",
-                  duration_ms=5000, request_id=f"req-{rng.randrange(16**8):08x}")
+        journal.error("database", f"query timeout on {table}",
+                      error="context deadline exceeded (timeout after 5s)",
+                      duration_ms=5000, request_id=f"req-{rng.randrange(16**8):08x}")
 
 
 def run_periodic(stop: threading.Event, interval: float, fn: Callable[[], None], name: str) -> threading.Thread:
@@ -68,10 +76,8 @@ def run_periodic(stop: threading.Event, interval: float, fn: Callable[[], None],
 
     def loop() -> None:
         while not stop.wait(interval):
-            try:
+            with contextlib.suppress(Exception):  # a lab loop must keep running
                 fn()
-            except Exception:  # noqa: BLE001 - a lab loop must keep running
-                continue
 
     t = threading.Thread(target=loop, name=name, daemon=True)
     t.start()

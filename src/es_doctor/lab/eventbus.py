@@ -16,14 +16,14 @@ HANDLE_S = 0.002
 
 
 class EventBus:
-    def __init__(self, capacity: int, workers: int, metrics: Metrics, log: JsonLogger) -> None:
+    def __init__(self, capacity: int, workers: int, metrics: Metrics, journal: JsonLogger) -> None:
         self.capacity = capacity
         self._queue: collections.deque[dict[str, Any]] = collections.deque()
         self._cond = threading.Condition()
         self._paused = False
         self._stopped = False
         self._metrics = metrics
-        self._log = log
+        self._journal = journal
         self._last_drop_log = 0.0
         self._drops_since_log = 0
         self.processed = 0
@@ -37,7 +37,7 @@ class EventBus:
     def start(self) -> None:
         for t in self._threads:
             t.start()
-        self._log.info(COMPONENT, f"event bus started: buffer_size={self.capacity} workers={len(self._threads)}")
+        self._journal.info(COMPONENT, f"event bus started: buffer_size={self.capacity} workers={len(self._threads)}")
 
     def depth(self) -> int:
         return len(self._queue)
@@ -70,7 +70,7 @@ class EventBus:
                 return
             self._last_drop_log, n, self._drops_since_log = now, self._drops_since_log, 0
         depth = self.depth()
-        self._log.error(
+        self._journal.error(
             COMPONENT,
             f"event bus queue full, dropping event type={kind} "
             f"(depth {depth}/{self.capacity}, {n} dropped since last report)",
@@ -81,10 +81,10 @@ class EventBus:
         """The ``event-bus-saturated`` fault: pause the workers, then publish a burst beyond capacity."""
         with self._cond:
             self._paused = True
-        self._log.warn(COMPONENT, "event bus workers stalled: handlers blocked, queue backing up")
+        self._journal.warn(COMPONENT, "event bus workers stalled: handlers blocked, queue backing up")
         burst = self.capacity + max(10, self.capacity // 10)
         accepted = sum(1 for i in range(burst) if self.publish("burst", seq=i))
-        self._log.warn(
+        self._journal.warn(
             COMPONENT, f"event bus saturated: depth {self.depth()}/{self.capacity} "
             f"({100.0 * self.depth() / self.capacity:.0f}%), workers stalled",
         )
@@ -97,7 +97,7 @@ class EventBus:
             self._queue.clear()
             was_paused, self._paused = self._paused, False
             self._cond.notify_all()
-        self._log.warn(COMPONENT, f"event bus purged: {n} events discarded"
+        self._journal.warn(COMPONENT, f"event bus purged: {n} events discarded"
                        + (", workers resumed" if was_paused else ""))
         return n
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import sys
@@ -71,10 +72,8 @@ class JsonLogger:
             if LEVELS.get(level, 0) >= LEVELS["ERROR"]:
                 self._err.write(line + "\n")
         if self._console is not None:
-            try:
+            with contextlib.suppress(queue.Full):
                 self._console.put_nowait(line)
-            except queue.Full:
-                pass
 
     def info(self, component: str, message: str, **fields: Any) -> None:
         self.log("INFO", component, message, **fields)

@@ -29,9 +29,9 @@ STALE_S = 300.0
 
 
 class Managers:
-    def __init__(self, metrics: Metrics, log: JsonLogger) -> None:
+    def __init__(self, metrics: Metrics, journal: JsonLogger) -> None:
         self._metrics = metrics
-        self._log = log
+        self._journal = journal
         self._lock = threading.Lock()
         self.names: tuple[str, ...] = (*MANAGERS, COORDINATOR)
         now = time.time()
@@ -60,10 +60,10 @@ class Managers:
                 self._heartbeat[name] = time.time()
         self._metrics.managers_up.labels(manager=name).set(0 if down else 1)
         if down:
-            self._log.error("coordinator", f"manager {name} missed heartbeats: marked down",
+            self._journal.error("coordinator", f"manager {name} missed heartbeats: marked down",
                             error="heartbeat timeout")
         else:
-            self._log.info("coordinator", f"manager {name} is back: heartbeat received")
+            self._journal.info("coordinator", f"manager {name} is back: heartbeat received")
 
     def status(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -84,11 +84,11 @@ class Managers:
         """The ``discovery-broken`` fault (one-shot): some managers are no longer discovered."""
         with self._lock:
             self._discovered = [n for n in MANAGERS if n not in LOST_IN_DISCOVERY]
-        self._log.error("coordinator", "manager discovery degraded: "
+        self._journal.error("coordinator", "manager discovery degraded: "
                         f"{len(self._discovered)}/{len(MANAGERS)} managers discovered",
                         error="discovery timeout: " + ",".join(LOST_IN_DISCOVERY))
 
     def restart_discovery(self) -> None:
         with self._lock:
             self._discovered = list(MANAGERS)
-        self._log.info("coordinator", f"manager discovery restarted: {len(MANAGERS)}/{len(MANAGERS)} discovered")
+        self._journal.info("coordinator", f"manager discovery restarted: {len(MANAGERS)}/{len(MANAGERS)} discovered")

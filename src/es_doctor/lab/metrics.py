@@ -127,7 +127,7 @@ def make_metrics_server(host: str, port: int, path: str, metrics: Metrics) -> Th
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             return
 
         def _send(self, code: int, body: bytes, ctype: str) -> None:
@@ -159,7 +159,8 @@ def make_metrics_server(host: str, port: int, path: str, metrics: Metrics) -> Th
             else:
                 self._send(404, b"404 page not found\n", text)
 
-        do_HEAD = do_GET
+        def do_HEAD(self) -> None:
+            self.do_GET()
 
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True

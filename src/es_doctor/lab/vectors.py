@@ -72,9 +72,9 @@ def embed(text: str, dim: int) -> list[float]:
 
 
 class VectorService:
-    def __init__(self, cfg: ServiceConfig, metrics: Metrics, log: JsonLogger,
+    def __init__(self, cfg: ServiceConfig, metrics: Metrics, journal: JsonLogger,
                  fault: Callable[[str], bool]) -> None:
-        self.cfg, self._metrics, self._log, self._fault = cfg, metrics, log, fault
+        self.cfg, self._metrics, self._journal, self._fault = cfg, metrics, journal, fault
         self.cache = EmbeddingCache(cfg.cache_max_size, cfg.cache_ttl_s)
         limits = httpx.Limits(max_connections=cfg.pool_max_connections,
                               max_keepalive_connections=cfg.pool_max_connections,
@@ -113,7 +113,7 @@ class VectorService:
     def _fail(self, op: str, error: str, request_id: str | None, started: float) -> NoReturn:
         self._metrics.vector_ops.labels(op=op, result="error").inc()
         what = "Failed to insert vector" if op == "insert" else "Vector search failed"
-        self._log.error(COMPONENT, what, error=error, request_id=request_id,
+        self._journal.error(COMPONENT, what, error=error, request_id=request_id,
                         duration_ms=round((time.perf_counter() - started) * 1000, 1))
         raise VectorError(f"{what}: {error}")
 
