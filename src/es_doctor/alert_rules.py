@@ -1,0 +1,66 @@
+"""Prometheus alert rules for the guide's 'Seuils d'Alerte Recommandés', from a target's thresholds.
+
+``es-doctor alert-rules`` prints them; the lab's Prometheus loads them; ``promtool check rules``
+validates them (tested).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from es_doctor.config import Target, parse_size
+
+
+def _rule(name: str, expr: str, severity: str, summary: str, for_: str = "1m") -> dict[str, Any]:
+    return {
+        "alert": name,
+        "expr": expr,
+        "for": for_,
+        "labels": {"severity": severity, "service": "email-sender-go"},
+        "annotations": {"summary": summary},
+    }
+
+
+def rules_for(target: Target) -> dict[str, Any]:
+    th, m = target.thresholds, target.metrics
+    jobs = "|".join(target.prometheus.jobs)
+    latency = f"histogram_quantile(0.95, sum(rate({m.request_duration}_bucket[1m])) by (le))"
+    errors = (f'sum(rate({m.requests_total}{{status=~"5.."}}[1m])) / sum(rate({m.requests_total}[1m]))')
+    limit = parse_size(target.service.memory_limit)
+    memory = f'max({m.resident_memory}{{job=~"{jobs}"}}) / {limit}'
+    inserts = (f'sum(rate({m.vector_operations}{{op="insert",result="error"}}[5m])) / '
+               f'sum(rate({m.vector_operations}{{op="insert"}}[5m]))')
+    search = f"histogram_quantile(0.95, sum(rate({m.vector_search_duration}_bucket[5m])) by (le))"
+    rules = [
+        _rule("EmailSenderDown", f'up{{job=~"{jobs}"}} == 0', "critical", "email-sender-go is not scraped (down)"),
+        _rule("EmailSenderLatencyP95Warning", f"{latency} > {th.latency_p95_warn_ms / 1000:g}", "warning",
+              f"API p95 latency over {th.latency_p95_warn_ms:g} ms"),
+        _rule("EmailSenderLatencyP95Critical", f"{latency} > {th.latency_p95_crit_ms / 1000:g}", "critical",
+              f"API p95 latency over {th.latency_p95_crit_ms:g} ms"),
+        _rule("EmailSenderErrorRateWarning", f"{errors} > {th.error_rate_warn_pct / 100:g}", "warning",
+              f"error rate over {th.error_rate_warn_pct:g} %"),
+        _rule("EmailSenderErrorRateCritical", f"{errors} > {th.error_rate_crit_pct / 100:g}", "critical",
+              f"error rate over {th.error_rate_crit_pct:g} %"),
+        _rule("EmailSenderMemoryWarning", f"{memory} > {th.memory_warn_pct / 100:g}", "warning",
+              f"memory over {th.memory_warn_pct:g} % of {target.service.memory_limit}"),
+        _rule("EmailSenderMemoryCritical", f"{memory} > {th.memory_crit_pct / 100:g}", "critical",
+              f"memory over {th.memory_crit_pct:g} % of {target.service.memory_limit}"),
+        _rule("EmailSenderUptimeWarning", f'avg_over_time(up{{job=~"{jobs}"}}[1d]) < {th.uptime_warn_pct / 100:g}',
+              "warning", f"uptime under {th.uptime_warn_pct:g} % over a day", "5m"),
+        _rule("EmailSenderUptimeCritical", f'avg_over_time(up{{job=~"{jobs}"}}[1d]) < {th.uptime_crit_pct / 100:g}',
+              "critical", f"uptime under {th.uptime_crit_pct:g} % over a day", "5m"),
+        _rule("EmailSenderVectorInsertErrors", f"{inserts} > {th.vector_insert_error_warn_pct / 100:g}", "warning",
+              f"vector insert errors over {th.vector_insert_error_warn_pct:g} %"),
+        _rule("EmailSenderVectorSearchSlow", f"{search} > {th.vector_search_latency_warn_ms / 1000:g}", "warning",
+              f"vector search p95 over {th.vector_search_latency_warn_ms:g} ms"),
+        _rule("EmailSenderQdrantConnectionErrors",
+              f"increase({m.qdrant_connection_errors}[5m]) > {th.qdrant_connection_errors_crit:g}", "critical",
+              "the service cannot reach Qdrant", "0s"),
+    ]
+    return {"groups": [{"name": "email-sender-guide-thresholds", "rules": rules}]}
+
+
+def render_rules(target: Target) -> str:
+    return yaml.safe_dump(rules_for(target), sort_keys=False)

@@ -1,0 +1,38 @@
+"""The generated alert rules carry the guide's thresholds and pass promtool."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from es_doctor.alert_rules import render_rules
+from es_doctor.config import Target, Thresholds
+
+
+def test_rules_carry_the_guide_thresholds() -> None:
+    rules = yaml.safe_load(render_rules(Target()))["groups"][0]["rules"]
+    by_name = {r["alert"]: r for r in rules}
+    assert by_name["EmailSenderLatencyP95Warning"]["expr"].endswith("> 0.1")
+    assert by_name["EmailSenderLatencyP95Critical"]["expr"].endswith("> 0.5")
+    assert by_name["EmailSenderErrorRateWarning"]["expr"].endswith("> 0.01")
+    assert by_name["EmailSenderErrorRateCritical"]["expr"].endswith("> 0.05")
+    assert by_name["EmailSenderMemoryWarning"]["expr"].endswith("> 0.85")
+    assert by_name["EmailSenderVectorInsertErrors"]["expr"].endswith("> 0.001")
+    assert by_name["EmailSenderVectorSearchSlow"]["expr"].endswith("> 0.05")
+    assert by_name["EmailSenderQdrantConnectionErrors"]["labels"]["severity"] == "critical"
+    custom = yaml.safe_load(render_rules(Target(thresholds=Thresholds(latency_p95_warn_ms=250))))
+    assert any(r["expr"].endswith("> 0.25") for r in custom["groups"][0]["rules"])
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None and os.environ.get("CI") != "true", reason="no promtool")
+def test_rules_pass_promtool(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yml"
+    path.write_text(render_rules(Target()))
+    result = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 12 rules found" in result.stdout
