@@ -13,12 +13,29 @@ import yaml
 from es_doctor.config import Target, parse_size
 
 
+#: alert → the es-doctor runbook that cures its cause (a label on the rule: es-doctor reads it back)
+RUNBOOKS = {
+    "EmailSenderDown": "service-restart",
+    "EmailSenderLatencyP95Warning": "qdrant-connection-pool",
+    "EmailSenderLatencyP95Critical": "qdrant-connection-pool",
+    "EmailSenderErrorRateWarning": "dependency-restart",
+    "EmailSenderErrorRateCritical": "dependency-restart",
+    "EmailSenderMemoryWarning": "go-gc-tune",
+    "EmailSenderMemoryCritical": "go-gc-tune",
+    "EmailSenderUptimeWarning": "service-restart",
+    "EmailSenderUptimeCritical": "service-restart",
+    "EmailSenderVectorInsertErrors": "qdrant-dimension-fix",
+    "EmailSenderVectorSearchSlow": "vector-cache-tune",
+    "EmailSenderQdrantConnectionErrors": "dependency-restart",
+}
+
+
 def _rule(name: str, expr: str, severity: str, summary: str, for_: str = "1m") -> dict[str, Any]:
     return {
         "alert": name,
         "expr": expr,
         "for": for_,
-        "labels": {"severity": severity, "service": "email-sender-go"},
+        "labels": {"severity": severity, "service": "email-sender-go", "runbook": RUNBOOKS[name]},
         "annotations": {"summary": summary},
     }
 

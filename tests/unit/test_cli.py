@@ -40,8 +40,9 @@ def test_version() -> None:
 
 
 def _commands() -> list[list[str]]:
-    from es_doctor.cli.main import app
     from typer.main import get_command
+
+    from es_doctor.cli.main import app
 
     root = get_command(app)
     paths: list[list[str]] = [[]]

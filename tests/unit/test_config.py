@@ -97,7 +97,8 @@ def test_env_override_with_unknown_key_names_the_variable(monkeypatch: pytest.Mo
     ("text", "line", "key"),
     [
         ("targets:\n  prod:\n    service:\n      api_ulr: x\n", 4, "targets.prod.service.api_ulr"),
-        ("targets:\n  prod:\n    thresholds:\n      memory_warn_pct: lots\n", 4, "targets.prod.thresholds.memory_warn_pct"),
+        ("targets:\n  prod:\n    thresholds:\n      memory_warn_pct: lots\n", 4,
+         "targets.prod.thresholds.memory_warn_pct"),
         ("default_target: a\nbogus: 1\n", 2, "bogus"),
         ("targets:\n  prod:\n    qdrant:\n      url: ftp://x\n", 4, "targets.prod.qdrant.url"),
     ],

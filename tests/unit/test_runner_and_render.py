@@ -20,7 +20,7 @@ from es_doctor.runner import run_checks, with_prerequisites
 
 
 def spec(check_id: str, fn: object, requires: tuple[str, ...] = (), components: tuple[str, ...] = ()) -> CheckSpec:
-    return CheckSpec(check_id, check_id.split(".")[0], f"desc of {check_id}", "some-runbook", fn,  # type: ignore[arg-type]
+    return CheckSpec(check_id, check_id.split(".", maxsplit=1)[0], f"desc of {check_id}", "some-runbook", fn,  # type: ignore[arg-type]
                      requires, components)
 
 

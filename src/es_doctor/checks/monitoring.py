@@ -66,8 +66,10 @@ def alerts(ctx: CheckContext) -> Outcome:
     if rules.unwrap() == 0:
         return warn("Prometheus has no alert rules loaded: alerts can never fire", *evidence)
     if firing:
-        severe = any(a.labels.get("severity", "").lower() == "critical" for a in firing)
-        return Outcome(Status.CRIT if severe else Status.WARN,
+        critical = [a for a in firing if a.labels.get("severity", "").lower() == "critical"]
+        # the most severe alert's cure, from the rule's `runbook` label (es-doctor alert-rules sets it)
+        runbook = next((a.labels["runbook"] for a in critical or firing if a.labels.get("runbook")), None)
+        return Outcome(Status.CRIT if critical else Status.WARN,
                        f"{len(firing)} alert(s) firing: {', '.join(sorted({a.name for a in firing}))}",
-                       evidence, None)
+                       evidence, runbook)
     return ok(f"{rules.unwrap()} alert rule(s) loaded, none firing", *evidence)

@@ -9,8 +9,8 @@ import typer
 
 from es_doctor.cli.common import ConfigOpt, TargetOpt, load
 from es_doctor.errors import ExitStatus, UsageError
-from es_doctor.symptoms import SYMPTOM_CLASSES
 from es_doctor.render import Format
+from es_doctor.symptoms import SYMPTOM_CLASSES
 
 if TYPE_CHECKING:
     from es_doctor.checks.registry import CheckSpec

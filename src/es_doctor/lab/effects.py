@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import random
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 
@@ -28,7 +30,6 @@ class Ballast:
         self.fraction = 0.0
         self._buf: bytearray | None = None
         self._lock = threading.Lock()
-        self._proc = psutil.Process()
 
     @property
     def size(self) -> int:
@@ -48,14 +49,24 @@ class Ballast:
                     gc.collect()
                 return
             target = int(self.limit_bytes * self.fraction)
-            base = self._proc.memory_info().rss - self.size
-            want = max(0, target - base)
+            base = max(0, resident_bytes() - self.size)
+            want = max(0, min(target - base, target))
             if abs(want - self.size) < self.limit_bytes * 0.01:
                 return
             self._buf = None
             buf = bytearray(want)
             buf[::PAGE] = b"\x01" * len(range(0, want, PAGE))
             self._buf = buf
+
+
+def resident_bytes() -> int:
+    """This process's RSS, from ``/proc/self``: inside a container that chroots into the host's root,
+    ``/proc/<getpid()>`` is another process (the container's pid namespace), ``/proc/self`` is not."""
+    try:
+        fields = Path("/proc/self/statm").read_text(encoding="ascii").split()
+        return int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return int(psutil.Process().memory_info().rss)
 
 
 def slow_log_tick(journal: JsonLogger, rng: random.Random) -> None:

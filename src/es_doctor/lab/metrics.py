@@ -11,7 +11,6 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-import psutil
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -19,6 +18,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 
@@ -30,6 +30,7 @@ class Metrics:
     """Every metric the service exports, in its own registry."""
 
     def __init__(self) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call] # a Go client exports no ``*_created`` series
         r = self.registry = CollectorRegistry()
         ProcessCollector(registry=r)
         self.http_requests = Counter(
@@ -80,11 +81,11 @@ def goroutine_dump() -> str:
 def heap_summary(top: int = 30) -> str:
     """Live objects by type plus process memory, in the spirit of ``/debug/pprof/heap?debug=1``."""
     counts: collections.Counter[str] = collections.Counter(type(o).__name__ for o in gc.get_objects())
-    mem = psutil.Process().memory_info()
+    from es_doctor.lab.effects import resident_bytes
+
     out = [
         f"heap profile: {sum(counts.values())} objects tracked by the GC",
-        f"# RSS = {mem.rss}",
-        f"# VMS = {mem.vms}",
+        f"# RSS = {resident_bytes()}",
         f"# GC counts = {gc.get_count()}",
         "",
     ]
@@ -126,6 +127,7 @@ def make_metrics_server(host: str, port: int, path: str, metrics: Metrics) -> Th
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes: avoid 40 ms delayed-ACK stalls
 
         def log_message(self, format: str, *args: object) -> None:
             return

@@ -1,0 +1,198 @@
+"""``es-doctor lab up|down|status|faults|fault add|fault clear``: the stand-in stack with fault injection.
+
+The lab lives in ``$ES_DOCTOR_LAB_DIR`` (default ``~/.local/state/es-doctor/lab``); ``lab up``
+writes ``target.yaml`` there, which ``es-doctor -t lab`` reads. Heavy modules load inside commands.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from es_doctor.errors import ExitStatus, UnavailableError, UsageError
+
+if TYPE_CHECKING:
+    from es_doctor.lab.stack import LabStack
+
+lab_app = typer.Typer(help="Run the stand-in stack (service, Qdrant, PostgreSQL, Prometheus) and inject faults.",
+                      no_args_is_help=True)
+fault_app = typer.Typer(help="Inject or clear a fault.", no_args_is_help=True)
+lab_app.add_typer(fault_app, name="fault")
+
+LabDirOpt = Annotated[Path | None, typer.Option("--lab-dir", help="Lab state dir (else $ES_DOCTOR_LAB_DIR).",
+                                                show_default=False)]
+PortOpt = Annotated[int, typer.Option(min=0, max=65535, help="0: a free port.")]
+ENGINE_DIR = Path("/tmp/es-doctor-lab-engine")
+
+
+def _lab_dir(explicit: Path | None) -> Path:
+    from es_doctor.config import lab_dir
+
+    return (explicit or lab_dir()).expanduser()
+
+
+def _load(explicit: Path | None) -> LabStack:
+    from es_doctor.lab.infra import InfraError
+    from es_doctor.lab.stack import LabStack
+
+    try:
+        return LabStack.load(_lab_dir(explicit))
+    except InfraError as exc:
+        raise UnavailableError(str(exc)) from exc
+
+
+@lab_app.command("up")
+def up(
+    mode: Annotated[str, typer.Option(help="auto: docker when an engine answers at $DOCKER_HOST, else process.")]
+    = "auto",
+    lab_dir: LabDirOpt = None,
+    start_dockerd: Annotated[bool, typer.Option("--start-dockerd", help="Start a private Docker engine "
+                                                f"in {ENGINE_DIR} for docker mode.")] = False,
+    api_port: PortOpt = 0, metrics_port: PortOpt = 0, qdrant_port: PortOpt = 0,
+    postgres_port: PortOpt = 0, prometheus_port: PortOpt = 0,
+    postgres: Annotated[bool, typer.Option(help="Run PostgreSQL (when installed).")] = True,
+    prometheus: Annotated[bool, typer.Option(help="Run Prometheus (when installed).")] = True,
+) -> int:
+    """Start the lab (docker: real containers named as in the stack; process: host processes)."""
+    from es_doctor.lab import infra
+    from es_doctor.lab.layout import LabPorts, Mode
+    from es_doctor.lab.stack import LabStack
+
+    if mode not in {"auto", "docker", "process"}:
+        raise UsageError(f"--mode must be auto, docker or process, not {mode!r}")
+    directory = _lab_dir(lab_dir)
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if (directory / "lab.json").is_file():  # a lab was set up here: same mode, ports and data
+        stack = _load(directory)
+        if mode not in ("auto", stack.mode):
+            raise UsageError(f"a {stack.mode}-mode lab exists in {directory}; remove it first: "
+                             "es-doctor lab down --volumes")
+        if stack.settings.docker_host == f"unix://{ENGINE_DIR}/d.sock":
+            start_dockerd = True
+        mode = stack.mode
+    if start_dockerd:
+        reason = infra.availability()["docker"]
+        if reason:
+            raise UnavailableError(f"cannot start dockerd: {reason}")
+        host = f"unix://{ENGINE_DIR}/d.sock"
+        if not infra.docker_ping(host):
+            infra.start_dockerd(ENGINE_DIR)
+    reachable = infra.docker_ping(host) if mode != "process" else False
+    if mode == "docker" and not reachable:
+        raise UnavailableError(f"no Docker engine answers at {host} (set DOCKER_HOST, or --start-dockerd)")
+    chosen: Mode = "docker" if reachable else "process"
+    ports = LabPorts(api_port, metrics_port, qdrant_port, postgres_port, prometheus_port)
+    try:
+        if (directory / "lab.json").is_file():
+            stack = LabStack(directory)
+        else:
+            stack = LabStack(directory, ports, mode=chosen, docker_host=host if chosen == "docker" else None,
+                             postgres=postgres, prometheus=prometheus)
+        stack.up()
+    except infra.InfraError as exc:
+        raise UnavailableError(f"lab did not come up: {exc}") from exc
+    _print_status(stack)
+    typer.echo(f"\nThe lab is up ({chosen} mode). Diagnose it: ES_DOCTOR_LAB_DIR={directory} es-doctor -t lab "
+               "diagnose")
+    return int(ExitStatus.OK)
+
+
+@lab_app.command("down")
+def down(
+    lab_dir: LabDirOpt = None,
+    volumes: Annotated[bool, typer.Option("--volumes", help="Also remove the data volumes.")] = False,
+) -> int:
+    """Stop and remove the lab's containers/processes (data kept unless --volumes)."""
+    stack = _load(lab_dir)
+    stack.down(volumes=volumes)
+    if stack.settings.docker_host == f"unix://{ENGINE_DIR}/d.sock":
+        from es_doctor.lab import infra, procs
+
+        procs.stop(ENGINE_DIR / "docker.pid.lab", timeout=20)
+        infra.unmount_under(ENGINE_DIR)
+    typer.echo(f"lab in {stack.lab_dir} is down")
+    return int(ExitStatus.OK)
+
+
+def _print_status(stack: LabStack) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"lab ({stack.mode} mode) in {stack.lab_dir}")
+    table.add_column("component")
+    table.add_column("state")
+    table.add_column("address")
+    p = stack.settings.ports
+    where = {"postgres": f"127.0.0.1:{p.postgres}", "qdrant": f"http://127.0.0.1:{p.qdrant}",
+             "email-sender-go": f"http://127.0.0.1:{p.api} (metrics :{p.metrics})",
+             "prometheus": f"http://127.0.0.1:{p.prometheus}"}
+    for name, state in stack.status().items():
+        table.add_row(name, state, where[name])
+    Console().print(table)
+
+
+@lab_app.command("status")
+def status(lab_dir: LabDirOpt = None) -> int:
+    """Each component's state; exit 0 when all are healthy, 69 otherwise."""
+    stack = _load(lab_dir)
+    _print_status(stack)
+    health = stack.health()
+    for name, ok in health.items():
+        typer.echo(f"{'✓' if ok else '✗'} {name}")
+    from es_doctor.lab import faults
+
+    names = faults.active(stack)
+    typer.echo(f"active faults: {', '.join(names) if names else 'none'}")
+    return int(ExitStatus.OK if all(health.values()) else ExitStatus.UNAVAILABLE)
+
+
+@lab_app.command("faults")
+def list_faults(lab_dir: LabDirOpt = None) -> int:
+    """Every fault the lab can inject, with a one-line description; * marks the active ones."""
+    from es_doctor.lab import faults
+
+    directory = _lab_dir(lab_dir)
+    active = set(faults.active(_load(lab_dir))) if (directory / "lab.json").is_file() else set()
+    width = max(len(n) for n in faults.FAULTS)
+    for name, fault in faults.FAULTS.items():
+        mark = "*" if name in active else " "
+        typer.echo(f"{mark} {name:<{width}}  {fault.kind:<13}  {fault.description}")
+    return int(ExitStatus.OK)
+
+
+@fault_app.command("add")
+def fault_add(name: str, lab_dir: LabDirOpt = None) -> int:
+    """Inject fault NAME into the running lab."""
+    from es_doctor.lab import faults, infra
+
+    stack = _load(lab_dir)
+    if name not in faults.FAULTS:
+        raise UsageError(f"unknown fault {name!r}; known: {', '.join(faults.FAULTS)}")
+    try:
+        faults.add(stack, name)
+    except infra.InfraError as exc:
+        raise UnavailableError(str(exc)) from exc
+    typer.echo(f"fault {name} injected: {faults.FAULTS[name].description}")
+    return int(ExitStatus.OK)
+
+
+@fault_app.command("clear")
+def fault_clear(
+    name: Annotated[str | None, typer.Argument(help="One fault; all when omitted.")] = None,
+    lab_dir: LabDirOpt = None,
+) -> int:
+    """Clear fault NAME (or every fault, restoring the lab's baseline) and wait until healthy."""
+    from es_doctor.lab import faults, infra
+
+    stack = _load(lab_dir)
+    if name is not None and name not in faults.FAULTS:
+        raise UsageError(f"unknown fault {name!r}; known: {', '.join(faults.FAULTS)}")
+    try:
+        cleared = faults.clear(stack, name)
+    except infra.InfraError as exc:
+        raise UnavailableError(str(exc)) from exc
+    typer.echo(f"cleared: {', '.join(cleared) if cleared else 'nothing active'}; lab healthy")
+    return int(ExitStatus.OK)

@@ -1,0 +1,325 @@
+"""The lab's fault registry: ``es-doctor lab fault add NAME`` / ``fault clear [NAME]`` / ``faults``.
+
+Runtime faults are names in ``faults.json`` that the lab programs poll (0.5 s). Orchestration
+faults change real state: containers stopped or recreated, files moved, a port held, Qdrant's
+collection deleted. Active faults are kept in ``faults-state.json``; ``clear`` reverses them all and
+brings the lab back to its baseline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import yaml
+
+from es_doctor.lab import infra, procs
+from es_doctor.lab.layout import POSTGRES, PREVIOUS_IMAGE, PROMETHEUS, QDRANT, SERVICE
+from es_doctor.lab.runtime_faults import read_faults_file, write_faults_file
+from es_doctor.lab.stack import LabStack
+
+Action = Callable[[LabStack], None]
+COLLECTION, VECTOR_SIZE, WRONG_SIZE = "task_vectors", 1536, 768
+
+RUNTIME = {
+    "slow-api-warn": "API answers in ~150-300 ms (p95 above the 100 ms WARNING threshold)",
+    "slow-api-crit": "API answers in ~600 ms+ (p95 above the 500 ms CRITICAL threshold)",
+    "errors-warn": "~2-3 % of API requests fail with 500 (error rate WARNING)",
+    "errors-crit": "~10 % of API requests fail with 500 (error rate CRITICAL)",
+    "memory-pressure": "the service holds ~90 % of its memory limit",
+    "memory-critical": "the service holds ~97 % of its memory limit",
+    "slow-logs": "the service logs SLOW operations (WARN lines with durations)",
+    "vector-insert-errors": "some vector inserts use a wrong dimension and fail",
+    "qdrant-flaky": "the service's calls to Qdrant fail intermittently (connection errors)",
+    "manager-down": "one manager stops its heartbeat and reads down",
+    "discovery-broken": "manager discovery loses managers (cured by POST discovery/restart)",
+    "event-bus-saturated": "the event bus buffer fills up and drops events (cured by POST events/purge)",
+    "slow-vector-search": "Qdrant answers searches ~80 ms slower (vector search latency WARNING)",
+}
+ONE_SHOT_CURES = {"discovery-broken": "/api/v1/managers/discovery/restart",
+                  "event-bus-saturated": "/api/v1/events/purge"}
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    description: str
+    kind: Literal["runtime", "orchestration"]
+    apply: Action
+    clear: Action
+    docker_only: bool = False
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _runtime(name: str, present: bool) -> Action:
+    def act(stack: LabStack) -> None:
+        names = set(read_faults_file(stack.paths.faults))
+        names = names | {name} if present else names - {name}
+        write_faults_file(stack.paths.faults, sorted(names))
+        if not present and name in ONE_SHOT_CURES:
+            _post(stack, ONE_SHOT_CURES[name])
+    return act
+
+
+def _post(stack: LabStack, path: str) -> None:
+    import httpx
+
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.post(f"http://127.0.0.1:{stack.settings.ports.api}{path}", timeout=5)
+
+
+def _qdrant(stack: LabStack, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    import httpx
+
+    return httpx.request(method, f"http://127.0.0.1:{stack.settings.ports.qdrant}{path}", json=body, timeout=30)
+
+
+def _create_collection(stack: LabStack, size: int) -> None:
+    _qdrant(stack, "DELETE", f"/collections/{COLLECTION}")
+    resp = _qdrant(stack, "PUT", f"/collections/{COLLECTION}",
+                   {"vectors": {"size": size, "distance": "Cosine"}})
+    resp.raise_for_status()
+
+
+def _collection_size(stack: LabStack) -> int | None:
+    resp = _qdrant(stack, "GET", f"/collections/{COLLECTION}")
+    if resp.status_code != 200:
+        return None
+    size: int = resp.json()["result"]["config"]["params"]["vectors"]["size"]
+    return size
+
+
+def _restore_collection(stack: LabStack) -> None:
+    """Recreate task_vectors (1536, Cosine) if missing or wrong, with one vector per stored task."""
+    if _collection_size(stack) == VECTOR_SIZE:
+        return
+    _create_collection(stack, VECTOR_SIZE)
+    if POSTGRES in stack.settings.absent:
+        return
+    import psycopg
+
+    from es_doctor.lab.vectors import embed
+
+    p = stack.settings.ports
+    with psycopg.connect(host="127.0.0.1", port=p.postgres, user="emailsender", dbname="email_sender",
+                         password=stack.settings.pg_password, connect_timeout=5) as conn:
+        rows = conn.execute("SELECT id, title FROM tasks ORDER BY id").fetchall()
+    points = [{"id": int(i), "vector": embed(str(t), VECTOR_SIZE), "payload": {"task_id": int(i), "title": t}}
+              for i, t in rows]
+    for start in range(0, len(points), 200):
+        _qdrant(stack, "PUT", f"/collections/{COLLECTION}/points?wait=true",
+                {"points": points[start:start + 200]}).raise_for_status()
+
+
+def _set_metrics(enabled: bool) -> Action:
+    def act(stack: LabStack) -> None:
+        config = yaml.safe_load(stack.paths.config.read_text(encoding="utf-8"))
+        config.setdefault("metrics", {})["enabled"] = enabled
+        stack.paths.config.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        stack.restart_service()
+    return act
+
+
+def _moved_config(stack: LabStack) -> Any:
+    return stack.paths.config.with_name("config.yaml.moved-by-lab")
+
+
+def _config_missing(stack: LabStack) -> None:
+    stack.paths.config.replace(_moved_config(stack))
+    stack.restart_service()
+
+
+def _config_back(stack: LabStack) -> None:
+    if _moved_config(stack).is_file():
+        _moved_config(stack).replace(stack.paths.config)
+    stack.restart_service()
+
+
+def _service_exits(stack: LabStack) -> None:
+    _runtime("service-exits", True)(stack)
+    stack.restart_service()
+
+
+def _service_back(stack: LabStack) -> None:
+    _runtime("service-exits", False)(stack)
+    stack.restart_service()
+
+
+def _squat(stack: LabStack) -> None:
+    stack.stop_component(SERVICE)
+    port = stack.settings.ports.api
+    procs.spawn([stack.settings.python, "-m", "es_doctor.lab.squatter", "--port", str(port)],
+                stack.paths.run / "squatter.pid", stack.paths.run / "squatter.out")
+    infra.wait_until(lambda: _port_listening(port), 10, f"the squatter on port {port}")
+    stack.restart_service()
+
+
+def _port_listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _unsquat(stack: LabStack) -> None:
+    procs.stop(stack.paths.run / "squatter.pid", timeout=5)
+    stack.restart_service()
+
+
+def _deploy_logs(stack: LabStack) -> None:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+    def line(level: str, component: str, message: str, error: str = "") -> str:
+        return json.dumps({"timestamp": now, "level": level, "component": component, "message": message,
+                           "error": error, "request_id": "", "user_id": "", "duration_ms": 0})
+
+    deploy = stack.paths.logs / f"deployment-staging-{stamp}.log"
+    deploy.write_text("\n".join([
+        line("INFO", "deploy", "deploying email-sender-go to staging"),
+        line("ERROR", "deploy", "health check failed after deploy", "GET /health: connection refused"),
+        line("ERROR", "deploy", "rollout aborted", "container email-sender-go exited with code 1"),
+    ]) + "\n", encoding="utf-8")
+    migration = stack.paths.logs / f"migration-{stamp}.log"
+    migration.write_text(line("ERROR", "migration", "migration 0042_add_task_vectors failed",
+                              'pq: relation "tasks_vectors" does not exist') + "\n", encoding="utf-8")
+
+
+def _no_deploy_logs(stack: LabStack) -> None:
+    for pattern in ("deployment-*.log", "migration-*.log"):
+        for path in stack.paths.logs.glob(pattern):
+            path.unlink()
+
+
+def _stop(name: str) -> Action:
+    return lambda stack: stack.stop_component(name)
+
+
+def _start(name: str) -> Action:
+    def act(stack: LabStack) -> None:
+        stack.start_component(name)
+        ports = stack.settings.ports
+        if name == QDRANT:
+            infra.wait_until(lambda: infra.http_ok(f"http://127.0.0.1:{ports.qdrant}/healthz"), 30, "Qdrant", 0.2)
+        if name == POSTGRES:
+            infra.wait_until(lambda: infra.postgres_ready(ports.postgres, stack.settings.pg_superuser_password),
+                             30, "PostgreSQL", 0.2)
+    return act
+
+
+def _registry() -> dict[str, Fault]:
+    faults = [Fault(name, text, "runtime", _runtime(name, True), _runtime(name, False))
+              for name, text in RUNTIME.items()]
+    faults += [
+        Fault("service-exits", "the service exits with code 1 at start (FATAL in its log)", "orchestration",
+              _service_exits, _service_back),
+        Fault("config-missing", "config.yaml is moved away and the service restarted (FATAL, exit 1)",
+              "orchestration", _config_missing, _config_back),
+        Fault("go-env-unset", "the service is recreated without GO_ENV (/ready answers 503)", "orchestration",
+              lambda s: s.restart_service({"GO_ENV": None}), lambda s: s.reset_service()),
+        Fault("port-taken", "another process holds the API port; the service fails to bind (exit 1)",
+              "orchestration", _squat, _unsquat),
+        Fault("qdrant-down", "the qdrant container/process is stopped", "orchestration",
+              _stop(QDRANT), _start(QDRANT)),
+        Fault("postgres-down", "the postgres container/process is stopped", "orchestration",
+              _stop(POSTGRES), _start(POSTGRES)),
+        Fault("collection-missing", "Qdrant's task_vectors collection is deleted", "orchestration",
+              lambda s: _qdrant(s, "DELETE", f"/collections/{COLLECTION}").raise_for_status(),
+              _restore_collection),
+        Fault("wrong-vector-size", "task_vectors is recreated with 768-dimension vectors (expected 1536)",
+              "orchestration", lambda s: _create_collection(s, WRONG_SIZE), _restore_collection),
+        Fault("metrics-off", "metrics.enabled is false in config.yaml and the service restarted",
+              "orchestration", _set_metrics(False), _set_metrics(True)),
+        Fault("deploy-log-errors", "a deployment log and a migration log with ERROR lines appear in logs/",
+              "orchestration", _deploy_logs, _no_deploy_logs),
+        Fault("image-drift", "the service container is recreated from email-sender-go:previous",
+              "orchestration", lambda s: s.restart_service(image=PREVIOUS_IMAGE), lambda s: s.reset_service(),
+              docker_only=True),
+        Fault("prometheus-down", "the prometheus container/process is stopped", "orchestration",
+              _stop(PROMETHEUS), _start(PROMETHEUS)),
+    ]
+    return {f.name: f for f in faults}
+
+
+FAULTS: dict[str, Fault] = _registry()
+NEEDS = {"postgres-down": POSTGRES, "prometheus-down": PROMETHEUS}
+
+
+# --------------------------------------------------------------------------- state
+
+
+def active(stack: LabStack) -> list[str]:
+    try:
+        data = json.loads(stack.paths.faults_state.read_text(encoding="utf-8"))
+        return [str(n) for n in data.get("active", [])]
+    except (OSError, ValueError):
+        return []
+
+
+def _save(stack: LabStack, names: list[str]) -> None:
+    stack.paths.faults_state.write_text(json.dumps({"active": names}) + "\n", encoding="utf-8")
+
+
+def unavailable_reason(stack: LabStack, name: str) -> str | None:
+    """Why fault ``name`` cannot be injected into this lab (None: it can)."""
+    fault = FAULTS.get(name)
+    if fault is None:
+        return f"unknown fault {name!r} (see: es-doctor lab faults)"
+    if fault.docker_only and stack.mode != "docker":
+        return f"{name} needs the lab in docker mode"
+    component = NEEDS.get(name)
+    if component and component in stack.settings.absent:
+        return f"{component} is absent from this lab: {stack.settings.absent[component]}"
+    return None
+
+
+def add(stack: LabStack, name: str) -> None:
+    reason = unavailable_reason(stack, name)
+    if reason:
+        raise infra.InfraError(reason)
+    FAULTS[name].apply(stack)
+    names = active(stack)
+    if name not in names:
+        _save(stack, [*names, name])
+
+
+def clear(stack: LabStack, name: str | None = None, wait: float | None = 30.0) -> list[str]:
+    """Reverse one fault, or every active one and then restore the baseline. Returns what was cleared."""
+    names = [name] if name else list(reversed(active(stack)))
+    for n in names:
+        if n in FAULTS:
+            FAULTS[n].clear(stack)
+    remaining = [n for n in active(stack) if n not in names]
+    _save(stack, remaining)
+    if name is None:
+        restore_baseline(stack)
+    if wait and not remaining:
+        stack.wait_healthy(wait)
+    return names
+
+
+def restore_baseline(stack: LabStack) -> None:
+    """Whatever happened, the lab as `lab up` left it: no faults, config back, everything running."""
+    write_faults_file(stack.paths.faults, [])
+    procs.stop(stack.paths.run / "squatter.pid", timeout=5)
+    if _moved_config(stack).is_file():
+        _moved_config(stack).replace(stack.paths.config)
+    status = stack.status()
+    for component in (POSTGRES, QDRANT, PROMETHEUS):
+        if status[component] not in {"running"} and not status[component].startswith("absent"):
+            _start(component)(stack)
+    _restore_collection(stack)
+    config = yaml.safe_load(stack.paths.config.read_text(encoding="utf-8"))
+    off = not config.get("metrics", {}).get("enabled", True)
+    if off:
+        config["metrics"]["enabled"] = True
+        stack.paths.config.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    if off or (stack.paths.run / "service.json").is_file() or status[SERVICE] != "running":
+        stack.reset_service()

@@ -1,0 +1,297 @@
+"""LabStack: the stand-in stack with STACK.md's names, as containers (docker mode) or processes.
+
+Components: ``postgres`` (PostgreSQL 15 of this host), ``qdrant`` (``es_doctor.lab.qdrant_server``),
+``email-sender-go`` (``es_doctor.lab.service``) and ``prometheus``. Everything is kept in ``lab_dir``
+(see :mod:`es_doctor.lab.layout`), so ``es-doctor lab down`` from another invocation can stop it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from es_doctor.lab import infra, procs
+from es_doctor.lab.layout import (
+    COMPONENTS,
+    CONTAINER_CONFIG_DIR,
+    CONTAINER_LOG_DIR,
+    POSTGRES,
+    PREVIOUS_IMAGE,
+    PROMETHEUS,
+    QDRANT,
+    SERVICE,
+    SERVICE_IMAGE,
+    LabPaths,
+    LabPorts,
+    LabSettings,
+    Mode,
+    build_target,
+    service_config,
+    write_service_config,
+    write_target,
+)
+from es_doctor.lab.runners import DockerRunner, ProcessRunner, Runner, Spec
+from es_doctor.lab.runtime_faults import write_faults_file
+
+IMAGE_TAGS = {QDRANT: "qdrant/qdrant:lab", POSTGRES: "postgres:15-lab", PROMETHEUS: "prom/prometheus:lab"}
+
+
+class LabStack:
+    def __init__(self, lab_dir: Path, ports: LabPorts | None = None, mode: Mode = "docker",
+                 docker_host: str | None = None, postgres: bool = True, prometheus: bool = True,
+                 **settings: Any) -> None:
+        self.paths = LabPaths(lab_dir)
+        if (self.paths.root / "lab.json").is_file() and ports is None:
+            self.settings = LabSettings.load(self.paths.root)
+        else:
+            self.settings = LabSettings(mode=mode, ports=(ports or LabPorts()).resolved(),
+                                        docker_host=docker_host, **settings)
+            avail = infra.availability()
+            for name, wanted in ((POSTGRES, postgres), (PROMETHEUS, prometheus)):
+                reason = avail[name] if wanted else "not started with this lab"
+                if reason:
+                    self.settings.absent[name] = reason
+        if self.settings.mode == "docker" and not self.settings.docker_host:
+            raise infra.InfraError("docker mode needs a Docker engine (docker_host)")
+        self._runner: Runner | None = None
+
+    @classmethod
+    def load(cls, lab_dir: Path) -> LabStack:
+        if not (lab_dir / "lab.json").is_file():
+            raise infra.InfraError(f"no lab in {lab_dir} (start one: es-doctor lab up)")
+        return cls(lab_dir)
+
+    # ----------------------------------------------------------------- plumbing
+    @property
+    def lab_dir(self) -> Path:
+        return self.paths.root
+
+    @property
+    def mode(self) -> Mode:
+        return self.settings.mode
+
+    @property
+    def runner(self) -> Runner:
+        if self._runner is None:
+            if self.mode == "docker":
+                assert self.settings.docker_host
+                self._runner = DockerRunner(self.settings.docker_host, self.settings.compose_project,
+                                            self.lab_dir)
+            else:
+                self._runner = ProcessRunner(self.paths.run)
+        return self._runner
+
+    @property
+    def docker(self) -> DockerRunner:
+        runner = self.runner
+        if not isinstance(runner, DockerRunner):
+            raise infra.InfraError("this lab runs in process mode (no containers)")
+        return runner
+
+    def present(self) -> list[str]:
+        return [c for c in COMPONENTS if c not in self.settings.absent]
+
+    def service_state(self) -> dict[str, Any]:
+        """How the service is meant to run now (env and image), kept in run/service.json by faults."""
+        import json
+
+        path = self.paths.run / "service.json"
+        if path.is_file():
+            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            return data
+        return {"env": {"GO_ENV": "staging"}, "image": SERVICE_IMAGE}
+
+    def spec(self, name: str) -> Spec:
+        s, p, py = self.settings, self.paths, self.settings.python
+        if name == SERVICE:
+            state = self.service_state()
+            return Spec(SERVICE, [py, "-m", "es_doctor.lab.service", "--config", str(p.config)],
+                        env=dict(state["env"]), image=state["image"], memory=s.memory_limit,
+                        binds={str(p.config_dir): CONTAINER_CONFIG_DIR, str(p.logs): CONTAINER_LOG_DIR})
+        if name == QDRANT:
+            return Spec(QDRANT, [py, "-m", "es_doctor.lab.qdrant_server", "--port", str(s.ports.qdrant),
+                                 "--storage", str(p.qdrant), "--faults-file", str(p.faults),
+                                 "--init-collection", "task_vectors:1536:Cosine"],
+                        image=IMAGE_TAGS[QDRANT], binds={s.qdrant_volume: f"/host{p.qdrant}"})
+        if name == POSTGRES:
+            return Spec(POSTGRES, infra.postgres_argv(p.pg_data, s.ports.postgres, p.pg_root),
+                        image=IMAGE_TAGS[POSTGRES], stop_signal="SIGINT",
+                        binds={str(p.pg_root): f"/host{p.pg_root}", s.postgres_volume: f"/host{p.pg_cluster}"})
+        if name == PROMETHEUS:
+            return Spec(PROMETHEUS, infra.prometheus_argv(p.prometheus / "prometheus.yml", s.ports.prometheus,
+                                                          p.prometheus / "data"), image=IMAGE_TAGS[PROMETHEUS])
+        raise infra.InfraError(f"unknown component {name!r} (known: {', '.join(COMPONENTS)})")
+
+    # ----------------------------------------------------------------- lifecycle
+    def up(self, timeout: float = 60.0) -> None:
+        """Start every present component (first boot: images, volumes, database), wait healthy."""
+        p, s = self.paths, self.settings
+        p.make()
+        if not s.pg_password:
+            s.pg_password, s.pg_superuser_password = procs.new_password(), procs.new_password()
+        s.save(p.root)
+        if not p.faults.is_file():
+            write_faults_file(p.faults, [])
+        if not p.config.is_file():
+            write_service_config(p, service_config(p, s))
+        if PROMETHEUS in self.present():
+            from es_doctor.alert_rules import render_rules
+
+            rules = p.prometheus / "alert-rules.yml"
+            rules.write_text(render_rules(self.target), encoding="utf-8")
+            infra.write_prometheus_config(p.prometheus / "prometheus.yml", infra.prometheus_config(
+                [f"127.0.0.1:{s.ports.metrics}"], "email-sender", [str(rules)]))
+        if POSTGRES in self.present():
+            infra.chown_postgres(p.pg_root)
+        if self.mode == "docker":
+            self._prepare_docker()
+        for name in self.present():
+            self.start_component(name)
+            if name == POSTGRES:
+                infra.wait_until(lambda: infra.postgres_ready(s.ports.postgres, s.pg_superuser_password),
+                                 timeout, "PostgreSQL", 0.2)
+                infra.provision_database(s.ports.postgres, s.pg_superuser_password, s.pg_password)
+            if name == QDRANT:
+                infra.wait_until(lambda: infra.http_ok(f"http://127.0.0.1:{s.ports.qdrant}/healthz"),
+                                 timeout, "Qdrant", 0.2)
+        write_target(p, self.target)
+        self.wait_healthy(timeout)
+
+    def _prepare_docker(self) -> None:
+        d, s = self.docker, self.settings
+        assert s.docker_host
+        infra.ensure_base_image(s.docker_host)
+        for tag in (SERVICE_IMAGE, *IMAGE_TAGS.values()):
+            d.tag(infra.BASE_IMAGE, tag)
+        infra.ensure_base_image(s.docker_host, PREVIOUS_IMAGE, release="previous")
+        d.ensure_volume(s.qdrant_volume)
+        mountpoint = Path(d.ensure_volume(s.postgres_volume))
+        if POSTGRES in self.present() and not (mountpoint / "data" / "PG_VERSION").is_file():
+            self._initdb_in_container()
+
+    def _initdb_in_container(self) -> None:
+        p, s = self.paths, self.settings
+        pwfile = infra.write_pwfile(p.pg_root, s.pg_superuser_password)
+        try:
+            init = " ".join(infra.initdb_argv(p.pg_data, pwfile))
+            script = (f"busybox chroot /host /bin/chown postgres:postgres {p.pg_cluster} && "
+                      f"busybox chroot /host {init}")
+            spec = self.spec(POSTGRES)
+            spec.argv = ["busybox", "sh", "-c", script]
+            code, out = self.docker.run_once(spec)
+            if code != 0:
+                raise infra.InfraError(f"initdb in a container failed ({code}): {out[-1500:]}")
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def _initdb_on_host(self) -> None:
+        import subprocess
+
+        p = self.paths
+        infra.chown_postgres(p.pg_cluster)
+        pwfile = infra.write_pwfile(p.pg_root, self.settings.pg_superuser_password)
+        try:
+            result = subprocess.run(infra.initdb_argv(p.pg_data, pwfile), capture_output=True, text=True,
+                                    check=False)
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if result.returncode != 0:
+            raise infra.InfraError(f"initdb failed: {result.stderr.strip()[-1500:]}")
+
+    def down(self, volumes: bool = False) -> None:
+        """Stop and remove every component (and the port squatter); keep data unless ``volumes``."""
+        procs.stop(self.paths.run / "squatter.pid", timeout=5)
+        for name in reversed(COMPONENTS):
+            self.runner.remove(name)
+        if self.mode == "docker" and volumes:
+            for name in (self.settings.qdrant_volume, self.settings.postgres_volume):
+                volume = self.docker.client.volumes.list(filters={"name": name})
+                for v in volume:
+                    if v.name == name:
+                        v.remove(force=True)
+        self.paths.target.unlink(missing_ok=True)
+        if volumes:  # a full reset: the next `up` starts a fresh lab
+            import shutil
+
+            (self.lab_dir / "lab.json").unlink(missing_ok=True)
+            self.paths.faults_state.unlink(missing_ok=True)
+            self.paths.faults.unlink(missing_ok=True)
+            for directory in (self.paths.qdrant, self.paths.run, self.paths.pg_root, self.paths.config_dir,
+                              self.paths.prometheus, self.paths.logs):
+                shutil.rmtree(directory, ignore_errors=True)
+
+    def status(self) -> dict[str, str]:
+        """Each component → running / exited / created / missing / absent: <reason>."""
+        out = {}
+        for name in COMPONENTS:
+            reason = self.settings.absent.get(name)
+            out[name] = f"absent: {reason}" if reason else self.runner.state(name)
+        return out
+
+    def start_component(self, name: str, recreate: bool = False) -> None:
+        if name in self.settings.absent:
+            raise infra.InfraError(f"{name} is absent from this lab: {self.settings.absent[name]}")
+        if name == POSTGRES and self.mode == "process" and not (self.paths.pg_data / "PG_VERSION").is_file():
+            self._initdb_on_host()
+        self.runner.start(self.spec(name), recreate=recreate)
+
+    def stop_component(self, name: str) -> None:
+        self.spec(name)  # validates the name
+        self.runner.stop(name, self.spec(name).stop_timeout)
+
+    def restart_service(self, env_overrides: dict[str, str | None] | None = None,
+                        image: str | None = None) -> None:
+        """Recreate the service with its env (``None`` removes a variable) and image."""
+        import json
+
+        state = self.service_state()
+        for key, value in (env_overrides or {}).items():
+            if value is None:
+                state["env"].pop(key, None)
+            else:
+                state["env"][key] = value
+        if image:
+            state["image"] = image
+        (self.paths.run / "service.json").write_text(json.dumps(state), encoding="utf-8")
+        self.runner.stop(SERVICE, 5)
+        self.runner.start(self.spec(SERVICE), recreate=True)
+
+    def reset_service(self) -> None:
+        """Back to GO_ENV=staging and the lab image, recreated."""
+        (self.paths.run / "service.json").unlink(missing_ok=True)
+        self.runner.start(self.spec(SERVICE), recreate=True)
+
+    # ----------------------------------------------------------------- health
+    @property
+    def target(self) -> Any:
+        return build_target(self.paths, self.settings)
+
+    def health(self) -> dict[str, bool]:
+        p = self.settings.ports
+        checks = {
+            "api /health": infra.http_ok(f"http://127.0.0.1:{p.api}/health"),
+            "api /ready": infra.http_ok(f"http://127.0.0.1:{p.api}/ready"),
+            "metrics": infra.http_ok(f"http://127.0.0.1:{p.metrics}/metrics"),
+            "qdrant": infra.http_ok(f"http://127.0.0.1:{p.qdrant}/healthz"),
+        }
+        if PROMETHEUS in self.present():
+            checks["prometheus"] = infra.http_ok(f"http://127.0.0.1:{p.prometheus}/-/ready")
+            checks["prometheus scrapes the service"] = checks["prometheus"] and infra.prometheus_target_up(
+                f"http://127.0.0.1:{p.prometheus}", "email-sender")
+        if POSTGRES in self.present():
+            checks["postgres"] = infra.postgres_ready(p.postgres, self.settings.pg_password, "emailsender",
+                                                      "email_sender")
+        return checks
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            checks = self.health()
+            if all(checks.values()):
+                return
+            if time.monotonic() > deadline:
+                failing = ", ".join(k for k, ok in checks.items() if not ok)
+                raise infra.InfraError(f"lab not healthy after {timeout:.0f} s: {failing} failing; "
+                                       f"status {self.status()}")
+            time.sleep(0.2)

@@ -1,0 +1,137 @@
+"""Every check against the real lab, engine, PostgreSQL and Prometheus.
+
+On a healthy stack every check is OK (no false alarm). For each check, the lab fault that
+should trip it does trip it, with the right id and status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from es_doctor.checks.context import CheckContext
+from es_doctor.checks.registry import load_all
+from es_doctor.config import Target
+from es_doctor.findings import Finding, Status
+from es_doctor.runner import run_checks, with_prerequisites
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+
+
+def diagnose(target: Target, *check_ids: str) -> dict[str, Finding]:
+    registry = load_all()
+    specs = with_prerequisites([registry[c] for c in check_ids] if check_ids else registry.values(), registry)
+    report = run_checks(specs, CheckContext(target, "lab"))
+    return {f.id: f for f in report.findings}
+
+
+def wait_for_status(target: Target, check_id: str, expected: Status, timeout: float = 30.0) -> Finding:
+    """Re-run one check until it reads ``expected`` (the fault's effect must show in a new window)."""
+    deadline = time.monotonic() + timeout
+    finding = diagnose(target, check_id)[check_id]
+    while finding.status is not expected and time.monotonic() < deadline:
+        time.sleep(1.0)
+        finding = diagnose(target, check_id)[check_id]
+    assert finding.status is expected, f"{check_id}: expected {expected}, got {finding.status}: {finding.summary}"
+    return finding
+
+
+def test_healthy_stack_has_no_false_alarm(healthy_lab: Any) -> None:
+    findings = diagnose(healthy_lab.target)
+    problems = {i: f"{f.status.value}: {f.summary}" for i, f in findings.items()
+                if f.status not in (Status.OK, Status.SKIP)}
+    assert problems == {}
+    skipped = {i: f.summary for i, f in findings.items() if f.status is Status.SKIP}
+    assert skipped == {}, "every component of the lab is present: nothing should be skipped"
+    assert len(findings) == len(load_all())
+
+
+def test_cli_on_healthy_lab_exits_0(healthy_lab: Any) -> None:
+    env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(healthy_lab.lab_dir)}
+    result = subprocess.run([sys.executable, "-m", "es_doctor", "diagnose", "-t", "lab", "--format", "json"],
+                            capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    report = json.loads(result.stdout)
+    assert report["status"] == "OK"
+    assert report["counts"]["OK"] == len(load_all())
+
+
+# (fault, check id, expected status, extra assertion on the finding's text)
+CASES: list[tuple[str, str, Status, str]] = [
+    ("service-exits", "startup.api-port", Status.CRIT, "connection refused"),
+    ("service-exits", "startup.container", Status.CRIT, "exit code 1"),
+    ("service-exits", "deploy.containers", Status.CRIT, "email-sender-go (exited)"),
+    ("config-missing", "startup.config-file", Status.CRIT, "missing"),
+    ("go-env-unset", "startup.go-env", Status.CRIT, "GO_ENV"),
+    ("go-env-unset", "startup.health", Status.CRIT, "config"),
+    ("port-taken", "startup.port-owner", Status.CRIT, "squatter"),
+    ("qdrant-down", "startup.qdrant", Status.CRIT, "unreachable"),
+    ("qdrant-down", "vectors.qdrant", Status.CRIT, "unreachable"),
+    ("qdrant-down", "vectors.collection", Status.SKIP, "prerequisite vectors.qdrant"),
+    ("postgres-down", "startup.postgres", Status.CRIT, "PostgreSQL"),
+    ("slow-api-warn", "performance.latency", Status.WARN, "p95"),
+    ("slow-api-crit", "performance.latency", Status.CRIT, "p95"),
+    ("errors-warn", "performance.error-rate", Status.WARN, "error rate"),
+    ("errors-crit", "performance.error-rate", Status.CRIT, "error rate"),
+    ("memory-pressure", "performance.memory", Status.WARN, "MiB"),
+    ("memory-critical", "performance.memory", Status.CRIT, "MiB"),
+    ("slow-logs", "performance.slow-log", Status.WARN, "SLOW"),
+    ("collection-missing", "vectors.collection", Status.CRIT, "does not exist"),
+    ("collection-missing", "vectors.dimensions", Status.SKIP, "prerequisite vectors.collection"),
+    ("wrong-vector-size", "vectors.dimensions", Status.CRIT, "size 768, expected 1536"),
+    ("vector-insert-errors", "vectors.insert-errors", Status.WARN, "insert errors"),
+    ("qdrant-flaky", "vectors.connection-errors", Status.CRIT, "Qdrant connection error"),
+    ("slow-vector-search", "vectors.search", Status.WARN, "test search"),
+    ("manager-down", "inter-manager.status", Status.CRIT, "notification-manager"),
+    ("discovery-broken", "inter-manager.discovery", Status.CRIT, "misses"),
+    ("event-bus-saturated", "inter-manager.event-bus", Status.CRIT, "dropped"),
+    ("event-bus-saturated", "inter-manager.eventbus-log", Status.WARN, "EventBus"),
+    ("metrics-off", "monitoring.metrics-endpoint", Status.CRIT, "unreachable"),
+    ("metrics-off", "monitoring.prometheus-target", Status.CRIT, "down"),
+    ("prometheus-down", "monitoring.prometheus", Status.CRIT, "unreachable"),
+    ("deploy-log-errors", "deploy.deployment-log", Status.CRIT, "error line"),
+    ("deploy-log-errors", "deploy.migration-log", Status.CRIT, "error line"),
+    ("image-drift", "deploy.image-drift", Status.WARN, "drift"),
+    ("qdrant-flaky", "monitoring.alerts", Status.CRIT, "EmailSenderQdrantConnectionErrors"),
+]
+
+
+@pytest.mark.parametrize(("fault", "check_id", "expected", "text"), CASES,
+                         ids=[f"{c[0]}->{c[1]}" for c in CASES])
+def test_fault_trips_its_check(healthy_lab: Any, fault: str, check_id: str, expected: Status, text: str) -> None:
+    healthy_lab.add_fault(fault)
+    finding = wait_for_status(healthy_lab.target, check_id, expected, timeout=45.0)
+    assert text in finding.summary, finding.summary
+    if expected in (Status.WARN, Status.CRIT):
+        assert finding.runbook, f"{check_id} names no runbook"
+        assert finding.evidence, f"{check_id} gives no evidence"
+
+
+def test_every_check_is_tripped_by_some_case() -> None:
+    tripped = {check_id for _, check_id, status, _ in CASES if status in (Status.WARN, Status.CRIT)}
+    # tripped elsewhere: the engine by test_diagnose_unreachable, volumes by test_missing_volume_is_critical
+    elsewhere = {"startup.docker-engine", "deploy.volumes"}
+    untested = set(load_all()) - tripped - elsewhere
+    assert untested == set(), f"checks no fault trips: {sorted(untested)}"
+
+
+def test_missing_volume_is_critical(healthy_lab: Any) -> None:
+    target = healthy_lab.target.model_copy(deep=True)
+    target.docker.volumes = [*target.docker.volumes, "email_sender_volume_that_does_not_exist"]
+    finding = diagnose(target, "deploy.volumes")["deploy.volumes"]
+    assert finding.status is Status.CRIT
+    assert "email_sender_volume_that_does_not_exist" in finding.summary
+
+
+def test_an_unserved_endpoint_is_unknown_not_down(healthy_lab: Any) -> None:
+    target = healthy_lab.target.model_copy(deep=True)
+    target.service.api_url = target.service.api_url.rstrip("/") + "/old-version-prefix"
+    finding = diagnose(target, "inter-manager.discovery")["inter-manager.discovery"]
+    assert finding.status is Status.UNKNOWN
+    assert "not served by this version" in finding.summary
