@@ -31,6 +31,12 @@ class Ballast:
         self._buf: bytearray | None = None
         self._lock = threading.Lock()
 
+    def measure(self) -> int:
+        """What an operator's tool reads: the container's charged memory (``docker stats``: usage minus
+        page cache) when a cgroup enforces our limit, else this process's RSS."""
+        charged = cgroup_charged_bytes(self.limit_bytes)
+        return charged if charged is not None else resident_bytes()
+
     @property
     def size(self) -> int:
         return len(self._buf) if self._buf is not None else 0
@@ -49,7 +55,7 @@ class Ballast:
                     gc.collect()
                 return
             target = int(self.limit_bytes * self.fraction)
-            base = max(0, resident_bytes() - self.size)
+            base = max(0, self.measure() - self.size)
             want = max(0, min(target - base, target))
             if abs(want - self.size) < self.limit_bytes * 0.01:
                 return
@@ -67,6 +73,43 @@ def resident_bytes() -> int:
         return int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return int(psutil.Process().memory_info().rss)
+
+
+def _memory_cgroup_dir() -> tuple[Path, int] | None:
+    """This process's memory cgroup directory and its version (1 or 2), if sysfs shows it."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text(encoding="ascii").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _hid, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return Path("/sys/fs/cgroup/memory") / path.lstrip("/"), 1
+    for line in lines:
+        if line.startswith("0::"):
+            return Path("/sys/fs/cgroup") / line[3:].lstrip("/"), 2
+    return None
+
+
+def cgroup_charged_bytes(limit_bytes: int) -> int | None:
+    """Memory charged to our cgroup minus page cache (as ``docker stats`` computes it), but only when
+    that cgroup's limit is ``limit_bytes`` (the container's); None otherwise."""
+    found = _memory_cgroup_dir()
+    if found is None:
+        return None
+    directory, version = found
+    names = (("memory.limit_in_bytes", "memory.usage_in_bytes", "cache") if version == 1
+             else ("memory.max", "memory.current", "inactive_file"))
+    try:
+        limit = (directory / names[0]).read_text(encoding="ascii").strip()
+        if not limit.isdigit() or abs(int(limit) - limit_bytes) > limit_bytes * 0.05:
+            return None
+        usage = int((directory / names[1]).read_text(encoding="ascii"))
+        stat = dict(line.split() for line in (directory / "memory.stat").read_text(encoding="ascii").splitlines()
+                    if line.count(" ") == 1)
+        return max(0, usage - int(stat.get(names[2], 0)))
+    except (OSError, ValueError):
+        return None
 
 
 def slow_log_tick(journal: JsonLogger, rng: random.Random) -> None:
