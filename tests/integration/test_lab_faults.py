@@ -219,7 +219,7 @@ def _elapsed(url: str) -> float:
 def test_lab_cli_in_process_mode(tmp_path: Path) -> None:
     """`es-doctor lab up|status|fault add|faults|fault clear|down` as an operator runs them."""
     short = Path(os.environ.get("TMPDIR", "/tmp")) / f"esd-cli-{os.getpid()}"
-    env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(short)}
+    env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(short), "COLUMNS": "200"}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "es_doctor", "lab", *args], capture_output=True, text=True,
