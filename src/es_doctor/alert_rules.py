@@ -12,7 +12,6 @@ import yaml
 
 from es_doctor.config import Target, parse_size
 
-
 #: alert → the es-doctor runbook that cures its cause (a label on the rule: es-doctor reads it back)
 RUNBOOKS = {
     "EmailSenderDown": "service-restart",

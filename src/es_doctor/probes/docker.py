@@ -6,6 +6,7 @@ import io
 import tarfile
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from es_doctor.probes.result import Failure, FailureKind, Result, failed, guarded, short, success
@@ -215,6 +216,111 @@ class DockerProbe:
                 return f"already {cont.status}"
             cont.stop(timeout=timeout)
             return "stopped"
+
+        return self._call(run)
+
+    def recreate(self, name: str, image: str | None = None, env_set: dict[str, str] | None = None,
+                 env_unset: list[str] | None = None) -> Result[str]:
+        """Remove and create ``name`` again with the same settings, changing only image and environment
+        (what ``docker compose up`` does on a changed service), and start it."""
+
+        def run(c: Any) -> str:
+            old = c.containers.get(name)
+            attrs, host = old.attrs, old.attrs["HostConfig"]
+            env = dict(e.split("=", 1) for e in attrs["Config"].get("Env") or [] if "=" in e)
+            for key in env_unset or []:
+                env.pop(key, None)
+            env.update(env_set or {})
+            new_image = image or attrs["Config"]["Image"]
+            mounts = [f"{m['Name'] if m['Type'] == 'volume' else m['Source']}:{m['Destination']}"
+                      f"{'' if m.get('RW', True) else ':ro'}" for m in attrs.get("Mounts", [])]
+            kwargs: dict[str, Any] = {
+                "name": name, "command": attrs["Config"].get("Cmd"), "entrypoint": attrs["Config"].get("Entrypoint"),
+                "environment": [f"{k}={v}" for k, v in env.items()], "labels": attrs["Config"].get("Labels") or {},
+                "working_dir": attrs["Config"].get("WorkingDir") or None, "user": attrs["Config"].get("User") or None,
+                "network_mode": host.get("NetworkMode") or None, "volumes": mounts,
+                "mem_limit": host.get("Memory") or None, "restart_policy": host.get("RestartPolicy") or None,
+                "stop_signal": attrs["Config"].get("StopSignal") or None, "detach": True,
+            }
+            old.remove(force=True)
+            c.containers.run(new_image, **{k: v for k, v in kwargs.items() if v is not None})
+            return f"recreated from {new_image}"
+
+        return self._call(run)
+
+    def compose_containers(self, project: str, service: str | None = None) -> Result[list[str]]:
+        labels = {"com.docker.compose.project": project}
+        if service:
+            labels["com.docker.compose.service"] = service
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        return self._call(lambda c: sorted(x.name for x in c.containers.list(all=True, filters=filters)))
+
+    def prune(self) -> Result[dict[str, Any]]:
+        def run(c: Any) -> dict[str, Any]:
+            images = c.images.prune(filters={"dangling": True}) or {}
+            containers = c.containers.prune() or {}
+            return {"images_deleted": len(images.get("ImagesDeleted") or []),
+                    "containers_deleted": len(containers.get("ContainersDeleted") or []),
+                    "space_reclaimed": int(images.get("SpaceReclaimed") or 0)}
+
+        return self._call(run)
+
+    def build(self, context: str, tag: str, nocache: bool = True) -> Result[str]:
+        def run(c: Any) -> str:
+            image, _logs = c.images.build(path=context, tag=tag, nocache=nocache, rm=True, network_mode="host")
+            return str(image.id)
+
+        return self._call(run)
+
+    def _volume_helper(self, c: Any, volume: str, image: str) -> Any:
+        """A created (never started) container with ``volume`` at /data: for get/put_archive."""
+        return c.containers.create(image, command=["true"], volumes=[f"{volume}:/data"],
+                                   labels={"es-doctor.helper": "volume"})
+
+    def volume_backup(self, volume: str, dest: str, image: str) -> Result[dict[str, Any]]:
+        """Write the volume's content to the tar file ``dest``."""
+
+        def run(c: Any) -> dict[str, Any]:
+            c.volumes.get(volume)
+            helper = self._volume_helper(c, volume, image)
+            try:
+                stream, _stat = helper.get_archive("/data/.")
+                size = 0
+                with Path(dest).open("wb") as out:
+                    for chunk in stream:
+                        out.write(chunk)
+                        size += len(chunk)
+            finally:
+                helper.remove(force=True)
+            return {"volume": volume, "archive": dest, "bytes": size}
+
+        return self._call(run)
+
+    def volume_restore(self, volume: str, source: str, image: str) -> Result[str]:
+        def run(c: Any) -> str:
+            helper = self._volume_helper(c, volume, image)
+            try:
+                with Path(source).open("rb") as data:
+                    if not helper.put_archive("/data", data.read()):
+                        raise RuntimeError(f"docker refused to restore {source} into {volume}")
+            finally:
+                helper.remove(force=True)
+            return f"restored {volume} from {source}"
+
+        return self._call(run)
+
+    def volume_recreate(self, volume: str) -> Result[str]:
+        def run(c: Any) -> str:
+            labels: dict[str, str] = {}
+            try:
+                old = c.volumes.get(volume)
+                labels = old.attrs.get("Labels") or {}
+                old.remove(force=True)
+            except Exception as exc:  # a missing volume is simply created
+                if type(exc).__name__ != "NotFound":
+                    raise
+            c.volumes.create(name=volume, labels=labels)
+            return f"volume {volume} recreated (empty)"
 
         return self._call(run)
 

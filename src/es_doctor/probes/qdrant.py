@@ -139,6 +139,17 @@ class QdrantProbe:
 
         return self._call(create)
 
+    def delete_collection(self, name: str) -> Result[str]:
+        return self._call(lambda c: (c.delete_collection(name), f"collection {name} deleted")[1])
+
+    def snapshot(self, name: str) -> Result[str]:
+        """A snapshot of collection ``name``; returns its name."""
+        return self._call(lambda c: str(c.create_snapshot(collection_name=name, wait=True).name))
+
+    def recover(self, name: str, location: str) -> Result[str]:
+        return self._call(lambda c: (c.recover_snapshot(collection_name=name, location=location, wait=True),
+                                     f"collection {name} recovered from {location}")[1])
+
 
 def not_configured(reason: str) -> Result[Any]:
     return failed(FailureKind.UNAVAILABLE, reason)
