@@ -56,13 +56,14 @@ def root(
 
 
 def _register() -> None:
-    from es_doctor.cli import alert_rules_cmd, config_cmd, diagnose_cmd, lab
+    from es_doctor.cli import alert_rules_cmd, config_cmd, diagnose_cmd, fix_cmd, lab
 
     app.add_typer(config_cmd.config_app, name="config")
     app.command("diagnose")(diagnose_cmd.diagnose)
     app.command("checks")(diagnose_cmd.list_checks)
     app.command("alert-rules")(alert_rules_cmd.alert_rules)
     app.add_typer(lab.lab_app, name="lab")
+    app.command("fix")(fix_cmd.fix)
 
 
 _register()

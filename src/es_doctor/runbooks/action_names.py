@@ -1,0 +1,20 @@
+"""The names of the runbook actions (the engine's registry implements each; the loader validates
+``step.action`` against this set, so a runbook naming an unknown action is rejected at load time)."""
+
+from __future__ import annotations
+
+ACTION_NAMES: frozenset[str] = frozenset({
+    "http",
+    "docker.restart", "docker.start", "docker.stop", "docker.exec", "docker.logs", "docker.prune",
+    "docker.compose-restart", "docker.rebuild", "docker.recreate",
+    "docker.volume-backup", "docker.volume-restore", "docker.volume-recreate",
+    "qdrant.create-collection", "qdrant.snapshot", "qdrant.recover", "qdrant.delete-collection",
+    "postgres.sql", "postgres.dump", "postgres.restore",
+    "process.free-port",
+    "config.set", "config.restore",
+    "env.show", "env.require", "env.set",
+    "wait_for",
+    "notify",
+    "shell",
+    "fail",
+})

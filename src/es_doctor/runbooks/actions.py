@@ -1,0 +1,548 @@
+"""The runbook actions: a registry of idempotent operations, each working through the probes.
+
+Every action has ``describe(inputs)`` (what it would do: the dry-run plan) and ``run(inputs, ctx)``
+(do it, return a dict of outputs for later steps' templates). An action signals failure by raising
+:class:`ActionError`; the engine turns it into the step's result. Destructive actions say so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from es_doctor.config import Target, resolve_secret
+from es_doctor.probes.result import Result
+from es_doctor.runbooks.action_names import ACTION_NAMES
+
+
+class ActionError(RuntimeError):
+    """A step's action failed (the message says why, with no secret in it)."""
+
+
+@dataclass
+class ActionContext:
+    target: Target
+    target_name: str
+    #: where this run keeps its backups (volume tars, config copies, dumps)
+    work_dir: Path
+    cancel: threading.Event = field(default_factory=threading.Event)
+    say: Callable[[str], None] = lambda _text: None
+    _probes: dict[str, Any] = field(default_factory=dict)
+
+    def docker(self) -> Any:
+        from es_doctor.probes.docker import DockerProbe
+
+        if "docker" not in self._probes:
+            self._probes["docker"] = DockerProbe(self.target.docker.host, timeout=60)
+        return self._probes["docker"]
+
+    def qdrant(self) -> Any:
+        from es_doctor.probes.qdrant import QdrantProbe
+
+        if "qdrant" not in self._probes:
+            self._probes["qdrant"] = QdrantProbe(self.target.qdrant.url, resolve_secret(self.target.qdrant.api_key),
+                                                 timeout=60)
+        return self._probes["qdrant"]
+
+    def sleep(self, seconds: float) -> None:
+        if self.cancel.wait(seconds):
+            raise ActionError("interrupted")
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    describe: Callable[[dict[str, Any]], str]
+    run: Callable[[dict[str, Any], ActionContext], dict[str, Any]]
+    destructive: bool = False
+
+
+REGISTRY: dict[str, ActionSpec] = {}
+
+
+def action(name: str, describe: Callable[[dict[str, Any]], str], destructive: bool = False) -> Callable[
+        [Callable[[dict[str, Any], ActionContext], dict[str, Any]]],
+        Callable[[dict[str, Any], ActionContext], dict[str, Any]]]:
+    if name not in ACTION_NAMES:
+        raise ValueError(f"action {name!r} missing from action_names.ACTION_NAMES")
+
+    def register(fn: Callable[[dict[str, Any], ActionContext], dict[str, Any]]) -> Callable[
+            [dict[str, Any], ActionContext], dict[str, Any]]:
+        REGISTRY[name] = ActionSpec(name, describe, fn, destructive)
+        return fn
+
+    return register
+
+
+def need(inputs: dict[str, Any], key: str, kind: type | tuple[type, ...] = str) -> Any:
+    if key not in inputs or inputs[key] is None:
+        raise ActionError(f"input {key!r} is required")
+    value = inputs[key]
+    if kind is int and isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, kind):
+        raise ActionError(f"input {key!r} must be {getattr(kind, '__name__', kind)}, not {type(value).__name__}")
+    return value
+
+
+def unwrap(result: Result[Any], what: str) -> Any:
+    if result.failure is not None:
+        raise ActionError(f"{what}: {result.failure.message}")
+    return result.value
+
+
+def stamp() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+# --------------------------------------------------------------------------- http
+
+
+def _url(inputs: dict[str, Any], ctx: ActionContext) -> str:
+    url = str(need(inputs, "url"))
+    return ctx.target.service.api_url.rstrip("/") + url if url.startswith("/") else url
+
+
+@action("http", lambda i: f"{i.get('method', 'GET')} {i.get('url')} (expect {i.get('expect_status', '2xx')})")
+def http(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    import httpx
+
+    headers = {}
+    token = resolve_secret(ctx.target.service.api_key)
+    if token and str(inputs.get("url", "")).startswith("/"):
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        resp = httpx.request(str(inputs.get("method", "GET")).upper(), _url(inputs, ctx), json=inputs.get("json"),
+                             headers=headers, timeout=float(inputs.get("timeout", 30)))
+    except httpx.HTTPError as exc:
+        raise ActionError(f"{inputs.get('method', 'GET')} {inputs.get('url')}: {type(exc).__name__}: {exc}") from None
+    expected = inputs.get("expect_status")
+    ok = resp.status_code == int(expected) if expected is not None else resp.is_success
+    if not ok:
+        raise ActionError(f"{inputs.get('url')} answered {resp.status_code}: {resp.text[:200]}")
+    try:
+        body: Any = resp.json()
+    except ValueError:
+        body = resp.text[:2000]
+    return {"status": resp.status_code, "body": body}
+
+
+# --------------------------------------------------------------------------- docker
+
+
+@action("docker.restart", lambda i: f"restart container {i.get('container')}")
+def docker_restart(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    name = need(inputs, "container")
+    docker = ctx.docker()
+    info = unwrap(docker.container(name), f"container {name}")
+    result = docker.restart(name) if info.running else docker.start(name)
+    return {"container": name, "result": unwrap(result, f"restart {name}")}
+
+
+@action("docker.start", lambda i: f"start container {i.get('container')} (if stopped)")
+def docker_start(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    name = need(inputs, "container")
+    return {"container": name, "result": unwrap(ctx.docker().start(name), f"start {name}")}
+
+
+@action("docker.stop", lambda i: f"stop container {i.get('container')}", destructive=True)
+def docker_stop(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    name = need(inputs, "container")
+    return {"container": name, "result": unwrap(ctx.docker().stop(name), f"stop {name}")}
+
+
+@action("docker.exec", lambda i: f"run {i.get('argv')} in container {i.get('container')}")
+def docker_exec(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    name, argv = need(inputs, "container"), need(inputs, "argv", list)
+    result = unwrap(ctx.docker().exec(name, [str(a) for a in argv]), f"exec in {name}")
+    if result.exit_code != 0 and not inputs.get("allow_failure", False):
+        raise ActionError(f"{argv[0]} exited {result.exit_code} in {name}: {result.output[-300:]}")
+    return {"exit_code": result.exit_code, "output": result.output[-4000:]}
+
+
+@action("docker.logs", lambda i: f"show the last {i.get('tail', 50)} log lines of {i.get('container')}")
+def docker_logs(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    name = need(inputs, "container")
+    text = unwrap(ctx.docker().logs(name, int(inputs.get("tail", 50))), f"logs of {name}")
+    ctx.say(text)
+    return {"logs": text}
+
+
+@action("docker.prune", lambda _i: "remove dangling images and stopped helper containers", destructive=True)
+def docker_prune(_inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    return dict(unwrap(ctx.docker().prune(), "prune"))
+
+
+@action("docker.compose-restart",
+        lambda i: f"restart the containers of compose project {i.get('project')}"
+                  + (f", service {i['service']}" if i.get("service") else ""))
+def docker_compose_restart(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    project = need(inputs, "project")
+    docker = ctx.docker()
+    names = unwrap(docker.compose_containers(project, inputs.get("service")), f"containers of {project}")
+    if not names:
+        raise ActionError(f"no container carries the label com.docker.compose.project={project}")
+    for name in names:
+        info = unwrap(docker.container(name), name)
+        unwrap(docker.restart(name) if info.running else docker.start(name), f"restart {name}")
+    return {"containers": names}
+
+
+@action("docker.rebuild", lambda i: f"rebuild image {i.get('tag')} from {i.get('context')} without cache")
+def docker_rebuild(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    context, tag = need(inputs, "context"), need(inputs, "tag")
+    image_id = unwrap(ctx.docker().build(context, tag, nocache=bool(inputs.get("nocache", True))), f"build {tag}")
+    return {"image": tag, "id": image_id}
+
+
+@action("docker.recreate", lambda i: f"recreate container {i.get('container')}"
+        + (f" from image {i['image']}" if i.get("image") else "")
+        + (f" with {sorted(i['env'])}" if i.get("env") else "")
+        + (f" without {i['unset']}" if i.get("unset") else ""), destructive=True)
+def docker_recreate(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    name = need(inputs, "container")
+    env = {str(k): str(v) for k, v in (inputs.get("env") or {}).items()}
+    result = ctx.docker().recreate(name, image=inputs.get("image"), env_set=env,
+                                   env_unset=[str(u) for u in inputs.get("unset") or []])
+    return {"container": name, "result": unwrap(result, f"recreate {name}")}
+
+
+def _helper_image(inputs: dict[str, Any], ctx: ActionContext) -> str:
+    if inputs.get("image"):
+        return str(inputs["image"])
+    info = unwrap(ctx.docker().container(ctx.target.service.container), "the service container (helper image)")
+    return str(info.image)
+
+
+@action("docker.volume-backup", lambda i: f"back up volume {i.get('volume')} to a tar in the run's directory")
+def volume_backup(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    volume = need(inputs, "volume")
+    dest = ctx.work_dir / f"volume-{volume}-{stamp()}.tar"
+    return dict(unwrap(ctx.docker().volume_backup(volume, str(dest), _helper_image(inputs, ctx)), f"backup {volume}"))
+
+
+@action("docker.volume-restore", lambda i: f"restore volume {i.get('volume')} from {i.get('archive')}",
+        destructive=True)
+def volume_restore(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    volume, archive = need(inputs, "volume"), need(inputs, "archive")
+    if not Path(archive).is_file():
+        raise ActionError(f"no archive {archive}")
+    return {"result": unwrap(ctx.docker().volume_restore(volume, archive, _helper_image(inputs, ctx)),
+                             f"restore {volume}")}
+
+
+@action("docker.volume-recreate", lambda i: f"delete and recreate volume {i.get('volume')} (empty)", destructive=True)
+def volume_recreate(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    volume = need(inputs, "volume")
+    return {"result": unwrap(ctx.docker().volume_recreate(volume), f"recreate {volume}")}
+
+
+# --------------------------------------------------------------------------- qdrant
+
+
+@action("qdrant.create-collection",
+        lambda i: f"create Qdrant collection {i.get('collection')} ({i.get('size')}, {i.get('distance', 'Cosine')}) "
+                  "if missing")
+def qdrant_create(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    name, size = need(inputs, "collection"), need(inputs, "size", int)
+    result = unwrap(ctx.qdrant().create_collection(name, int(size), str(inputs.get("distance", "Cosine"))),
+                    f"create {name}")
+    return {"collection": name, "result": result}
+
+
+@action("qdrant.delete-collection", lambda i: f"delete Qdrant collection {i.get('collection')}", destructive=True)
+def qdrant_delete(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    name = need(inputs, "collection")
+    existing = unwrap(ctx.qdrant().collections(), "Qdrant collections")
+    if name not in existing:
+        return {"collection": name, "result": "already absent"}
+    return {"collection": name, "result": unwrap(ctx.qdrant().delete_collection(name), f"delete {name}")}
+
+
+@action("qdrant.snapshot", lambda i: f"snapshot Qdrant collection {i.get('collection')}")
+def qdrant_snapshot(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    name = need(inputs, "collection")
+    q = ctx.qdrant()
+    points = q.count(name)
+    snapshot = unwrap(q.snapshot(name), f"snapshot {name}")
+    base = ctx.target.qdrant.url.rstrip("/")
+    return {"collection": name, "snapshot": snapshot, "points": points.value if points.ok else None,
+            "location": f"{base}/collections/{name}/snapshots/{snapshot}"}
+
+
+@action("qdrant.recover", lambda i: f"recover Qdrant collection {i.get('collection')} from {i.get('location')}",
+        destructive=True)
+def qdrant_recover(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    name, location = need(inputs, "collection"), need(inputs, "location")
+    return {"result": unwrap(ctx.qdrant().recover(name, location), f"recover {name}")}
+
+
+# --------------------------------------------------------------------------- postgres
+
+
+def _pg_env(ctx: ActionContext) -> tuple[str, dict[str, str]]:
+    """The DSN without its password, and an environment carrying the password (never argv)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    pg = ctx.target.postgres
+    dsn = resolve_secret(pg.dsn) or ""
+    parts = urlsplit(dsn)
+    password = parts.password or resolve_secret(pg.password) or ""
+    netloc = parts.netloc.rsplit("@", 1)
+    user = (netloc[0].split(":", 1)[0] + "@") if len(netloc) == 2 else ""
+    clean = urlunsplit(parts._replace(netloc=user + netloc[-1]))
+    return clean, {**os.environ, "PGPASSWORD": password} if password else dict(os.environ)
+
+
+@action("postgres.sql", lambda i: f"run SQL: {str(i.get('sql', ''))[:120]}")
+def postgres_sql(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.probes.postgres import PostgresProbe
+
+    probe = PostgresProbe(resolve_secret(ctx.target.postgres.dsn) or "", resolve_secret(ctx.target.postgres.password),
+                          timeout=30)
+    rows = unwrap(probe.query(str(need(inputs, "sql"))), "SQL")
+    return {"rows": [list(r) for r in rows[:100]], "row_count": len(rows)}
+
+
+@action("postgres.dump", lambda _i: "dump the database with pg_dump (custom format) into the run's directory")
+def postgres_dump(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    dsn, env = _pg_env(ctx)
+    dest = ctx.work_dir / f"postgres-{stamp()}.dump"
+    _run([_bin("pg_dump"), "--format=custom", f"--file={dest}", dsn], env, float(inputs.get("timeout", 600)), ctx)
+    return {"dump": str(dest), "bytes": dest.stat().st_size}
+
+
+@action("postgres.restore", lambda i: f"restore the database from {i.get('dump')} (pg_restore --clean)",
+        destructive=True)
+def postgres_restore(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    dump = need(inputs, "dump")
+    if not Path(dump).is_file():
+        raise ActionError(f"no dump {dump}")
+    dsn, env = _pg_env(ctx)
+    _run([_bin("pg_restore"), "--clean", "--if-exists", "--no-owner", f"--dbname={dsn}", dump], env,
+         float(inputs.get("timeout", 600)), ctx)
+    return {"restored_from": dump}
+
+
+def _bin(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if candidates:
+        return str(candidates[-1])
+    raise ActionError(f"{name} not installed (apt-get install postgresql-client)")
+
+
+def _run(argv: list[str], env: dict[str, str] | None, timeout: float, ctx: ActionContext) -> str:
+    """Run an argv (never a shell string), stopping it when the step is cancelled or times out."""
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    except OSError as exc:
+        raise ActionError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if ctx.cancel.is_set() or time.monotonic() > deadline:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+            proc.kill()
+            raise ActionError(f"{Path(argv[0]).name} {'interrupted' if ctx.cancel.is_set() else 'timed out'}")
+        time.sleep(0.05)
+    output = proc.stdout.read() if proc.stdout else ""
+    if proc.returncode != 0:
+        raise ActionError(f"{Path(argv[0]).name} exited {proc.returncode}: {output.strip()[-400:]}")
+    return output
+
+
+# --------------------------------------------------------------------------- process / ports
+
+
+@action("process.free-port",
+        lambda i: f"terminate whatever else holds port {i.get('port') or 'of the API'} (shown first)",
+        destructive=True)
+def free_port(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.probes.ports import listeners, terminate
+
+    if inputs.get("port") in (None, ""):
+        from urllib.parse import urlsplit
+
+        inputs = {**inputs, "port": urlsplit(ctx.target.service.api_url).port or 8080}
+    port = int(need(inputs, "port", (int, str)))
+    holders = unwrap(listeners(port), f"listeners of port {port}")
+    keep = {int(p) for p in inputs.get("keep_pids") or []}
+    service = ctx.docker().container(ctx.target.service.container) if ctx.target.is_present("docker")[0] else None
+    if service is not None and service.ok and service.value.pid:
+        keep.add(int(service.value.pid))
+    stopped = []
+    for proc in holders:
+        if proc.pid in keep:
+            continue
+        ctx.say(f"port {port} is held by pid {proc.pid} ({proc.name}): {proc.command}")
+        unwrap(terminate(proc.pid), f"terminate pid {proc.pid}")
+        stopped.append({"pid": proc.pid, "name": proc.name, "cmdline": proc.command})
+    return {"port": port, "terminated": stopped}
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _config_file(inputs: dict[str, Any], ctx: ActionContext) -> Path:
+    path = inputs.get("file") or ctx.target.service.config_file
+    if not path:
+        raise ActionError("no config file on this host (set service.config_file in the target)")
+    return Path(str(path)).expanduser()
+
+
+@action("config.set", lambda i: f"set {i.get('key')} = {i.get('value')!r} in the service's config.yaml (backup kept)")
+def config_set(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    import yaml
+
+    path, key = _config_file(inputs, ctx), str(need(inputs, "key"))
+    value = inputs.get("value")
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ActionError(f"cannot read {path}: {exc}") from None
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ActionError(f"{key}: {part} is not a mapping in {path}")
+    old = node.get(parts[-1])
+    if old == value:
+        return {"file": str(path), "key": key, "old": old, "new": value, "changed": False}
+    backup = ctx.work_dir / f"{path.name}.{stamp()}.bak"
+    shutil.copy2(path, backup)
+    node[parts[-1]] = value
+    tmp = path.with_name(path.name + ".es-doctor-tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    tmp.replace(path)
+    return {"file": str(path), "key": key, "old": old, "new": value, "changed": True, "backup": str(backup)}
+
+
+@action("config.restore", lambda i: f"restore the service's config.yaml from {i.get('from') or 'its newest copy'}")
+def config_restore(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    path = _config_file(inputs, ctx)
+    if path.is_file() and not inputs.get("from"):
+        return {"file": str(path), "result": "present"}
+    if inputs.get("from"):
+        source = Path(str(inputs["from"]))
+    else:
+        copies = sorted((p for p in path.parent.glob(path.name + ".*") if p.is_file()),
+                        key=lambda p: p.stat().st_mtime, reverse=True)
+        if not copies:
+            raise ActionError(f"{path} is missing and no copy of it ({path.name}.*) is next to it")
+        source = copies[0]
+    shutil.copy2(source, path)
+    return {"file": str(path), "restored_from": str(source)}
+
+
+# --------------------------------------------------------------------------- env
+
+
+def _env(ctx: ActionContext, container: str) -> dict[str, str]:
+    info = unwrap(ctx.docker().container(container), f"container {container}")
+    return dict(info.env)
+
+
+SECRET_HINTS = ("PASSWORD", "SECRET", "TOKEN", "KEY", "DSN", "WEBHOOK")
+
+
+@action("env.show", lambda i: f"show the environment of {i.get('container')} (secrets masked)")
+def env_show(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    env = _env(ctx, need(inputs, "container"))
+    shown = {k: ("********" if any(h in k.upper() for h in SECRET_HINTS) else v) for k, v in sorted(env.items())}
+    ctx.say("\n".join(f"{k}={v}" for k, v in shown.items()))
+    return {"env": shown}
+
+
+@action("env.require", lambda i: f"require {i.get('names')} in the environment of {i.get('container')}")
+def env_require(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    env = _env(ctx, need(inputs, "container"))
+    missing = [n for n in need(inputs, "names", list) if not env.get(str(n))]
+    if missing:
+        raise ActionError(f"not set: {', '.join(missing)}")
+    return {"present": True}
+
+
+@action("env.set", lambda i: f"recreate {i.get('container')} with {i.get('env')}", destructive=True)
+def env_set(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    name = need(inputs, "container")
+    wanted = {str(k): str(v) for k, v in need(inputs, "env", dict).items()}
+    current = _env(ctx, name)
+    if all(current.get(k) == v for k, v in wanted.items()):
+        return {"container": name, "result": "already set"}
+    return {"container": name, "result": unwrap(ctx.docker().recreate(name, env_set=wanted), f"recreate {name}")}
+
+
+# --------------------------------------------------------------------------- wait, notify, shell
+
+
+@action("wait_for", lambda i: f"wait until {i.get('check')} is OK (up to {i.get('timeout', 60)} s)")
+def wait_for(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.checks.context import CheckContext
+    from es_doctor.checks.registry import load_all
+    from es_doctor.findings import Status
+    from es_doctor.runner import run_checks, with_prerequisites
+
+    wanted = inputs.get("check")
+    ids = [str(c) for c in (wanted if isinstance(wanted, list) else [need(inputs, "check")])]
+    registry = load_all()
+    unknown = [c for c in ids if c not in registry]
+    if unknown:
+        raise ActionError(f"unknown check(s): {', '.join(unknown)}")
+    deadline = time.monotonic() + float(inputs.get("timeout", 60))
+    while True:
+        report = run_checks(with_prerequisites([registry[c] for c in ids], registry),
+                            CheckContext(ctx.target, ctx.target_name))
+        findings = {f.id: f for f in report.findings if f.id in ids}
+        bad = {i: f"{f.status.value}: {f.summary}" for i, f in findings.items() if f.status is not Status.OK}
+        if not bad:
+            return {"ok": ids}
+        if time.monotonic() > deadline:
+            raise ActionError("; ".join(f"{i} {s}" for i, s in bad.items()))
+        ctx.sleep(float(inputs.get("interval", 1.0)))
+
+
+@action("notify", lambda i: f"notify: {i.get('message')}" + (" (webhook)" if i.get("webhook") else ""))
+def notify(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    import httpx
+
+    message = str(need(inputs, "message"))
+    ctx.say(message)
+    webhook = resolve_secret(inputs.get("webhook"))
+    if webhook:
+        try:
+            resp = httpx.post(webhook, json={"text": message, "target": ctx.target_name}, timeout=10)
+        except httpx.HTTPError as exc:
+            raise ActionError(f"webhook unreachable: {type(exc).__name__}") from None
+        if not resp.is_success:
+            raise ActionError(f"webhook answered {resp.status_code}")
+        return {"message": message, "webhook_status": resp.status_code}
+    return {"message": message}
+
+
+@action("shell", lambda i: f"run {i.get('argv')}")
+def shell(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    argv = need(inputs, "argv", list)
+    if not argv or not all(isinstance(a, (str, int, float)) for a in argv):
+        raise ActionError("argv must be a non-empty list of strings (no shell string)")
+    output = _run([str(a) for a in argv], None, float(inputs.get("timeout", 300)), ctx)
+    return {"output": output[-4000:]}
+
+
+@action("fail", lambda i: f"fail on purpose: {i.get('message', 'test step')}")
+def fail(inputs: dict[str, Any], _ctx: ActionContext) -> dict[str, Any]:
+    raise ActionError(str(inputs.get("message", "this step fails on purpose")))

@@ -1,0 +1,103 @@
+"""The audit log (JSON lines, one event per line, secrets masked) and the per-target fix lock."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import getpass
+import json
+import os
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from es_doctor.config import MASK
+from es_doctor.errors import UnavailableError
+
+SECRET_KEY = re.compile(r"pass(word)?|secret|token|api[_-]?key|webhook|dsn|authorization|credential", re.I)
+URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@", re.I)
+
+
+def mask(value: Any, secrets: list[str], key: str = "") -> Any:
+    """``value`` with every secret masked: known secret values, secret-named keys, URL passwords."""
+    if isinstance(value, dict):
+        return {k: mask(v, secrets, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask(v, secrets, key) for v in value]
+    if isinstance(value, str):
+        if key and SECRET_KEY.search(key) and value and not value.startswith("env:"):
+            return URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", value) \
+                if "://" in value and "dsn" in key.lower() else MASK
+        text = URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", value)
+        for secret in secrets:
+            if secret:
+                text = text.replace(secret, MASK)
+        return text
+    return value
+
+
+def who() -> dict[str, Any]:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return {"user": user, "host": socket.gethostname(), "pid": os.getpid()}
+
+
+class AuditLog:
+    def __init__(self, path: Path, secrets: list[str]) -> None:
+        self.path = path.expanduser()
+        self.secrets = [s for s in secrets if s]
+
+    def write(self, event: str, **fields: Any) -> None:
+        record = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                  "event": event, **who(), **fields}
+        line = json.dumps(mask(record, self.secrets), default=str, ensure_ascii=False)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as out:
+            fcntl.flock(out, fcntl.LOCK_EX)
+            out.write(line + "\n")
+            out.flush()
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@contextlib.contextmanager
+def fix_lock(state_dir: Path, target: str, runbook: str) -> Iterator[None]:
+    """One fix at a time per target; a second one is told who holds the lock."""
+    directory = state_dir.expanduser() / "locks"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', target)}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    handle = os.fdopen(fd, "r+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            try:
+                holder = json.loads(handle.read() or "{}")
+            except ValueError:
+                holder = {}
+            raise UnavailableError(
+                f"another fix is running on target {target}: runbook {holder.get('runbook', '?')} by "
+                f"{holder.get('user', '?')}@{holder.get('host', '?')} (pid {holder.get('pid', '?')}) since "
+                f"{holder.get('since', '?')}; lock file {path}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({**who(), "runbook": runbook,
+                                 "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}))
+        handle.flush()
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            handle.seek(0)
+            handle.truncate()
+        handle.close()

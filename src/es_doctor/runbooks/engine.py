@@ -1,0 +1,381 @@
+"""The runbook engine: plan, confirm, act (timeouts, retries, on_failure), verify, roll back, audit.
+
+A run is ``plan()`` then ``Engine.run(plan)``. Every event goes to the audit log with secrets masked.
+One fix at a time per target (a lock file); Ctrl-C stops the running step, is audited as
+``interrupted`` and offers the rollback.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from es_doctor.config import Target, secret_values
+from es_doctor.errors import ExitStatus, UsageError
+from es_doctor.runbooks.actions import REGISTRY, ActionContext, ActionError
+from es_doctor.runbooks.audit import AuditLog, fix_lock, mask
+from es_doctor.runbooks.model import Runbook, Step
+from es_doctor.runbooks.templating import TemplateError, evaluate_condition, render
+
+
+class Outcome(StrEnum):
+    FIXED = "FIXED"
+    NOT_FIXED = "NOT FIXED"
+    ROLLED_BACK = "FAILED, ROLLED BACK"
+    FAILED = "FAILED"
+    DECLINED = "DECLINED"
+    INTERRUPTED = "INTERRUPTED"
+    PLANNED = "PLANNED (dry run)"
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        if self is Outcome.FIXED or self is Outcome.PLANNED:
+            return ExitStatus.OK
+        if self is Outcome.INTERRUPTED:
+            return ExitStatus.INTERRUPTED
+        return ExitStatus.WARNING
+
+
+@dataclass
+class PlannedStep:
+    step: Step
+    phase: str  #: "steps" or "rollback"
+    description: str
+    inputs: dict[str, Any] | None  #: None when they depend on earlier steps' outputs (resolved at run time)
+    destructive: bool
+
+
+@dataclass
+class Plan:
+    runbook: Runbook
+    params: dict[str, Any]
+    target_name: str
+    steps: list[PlannedStep]
+    rollback: list[PlannedStep]
+
+    @property
+    def destructive(self) -> bool:
+        return bool(self.runbook.flags.destructive) or any(s.destructive for s in self.steps)
+
+
+@dataclass
+class StepResult:
+    name: str
+    phase: str
+    status: str  #: ok, failed, skipped, timeout, interrupted, declined
+    duration_ms: float = 0.0
+    attempts: int = 0
+    output: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass
+class FixResult:
+    runbook: str
+    outcome: Outcome
+    run_id: str
+    steps: list[StepResult] = field(default_factory=list)
+    verify: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+
+
+def coerce_params(runbook: Runbook, given: dict[str, str]) -> dict[str, Any]:
+    """``--param k=v`` values typed by the runbook's declarations, defaults filled in."""
+    unknown = sorted(set(given) - set(runbook.params))
+    if unknown:
+        raise UsageError(f"runbook {runbook.id} has no parameter {', '.join(unknown)} "
+                         f"(known: {', '.join(runbook.params) or 'none'})")
+    out: dict[str, Any] = {}
+    for name, param in runbook.params.items():
+        if name not in given:
+            if param.required and param.default is None:
+                raise UsageError(f"runbook {runbook.id} needs --param {name}=… ({param.description or param.type})")
+            out[name] = param.default
+            continue
+        raw = given[name]
+        try:
+            if param.type == "int":
+                out[name] = int(raw)
+            elif param.type == "float":
+                out[name] = float(raw)
+            elif param.type == "bool":
+                out[name] = _boolean(raw)
+            else:
+                out[name] = raw
+        except ValueError:
+            raise UsageError(f"--param {name}={raw!r}: expected {param.type}") from None
+    return out
+
+
+def _boolean(raw: str) -> bool:
+    if raw.lower() not in {"true", "false", "1", "0", "yes", "no"}:
+        raise ValueError(raw)
+    return raw.lower() in {"true", "1", "yes"}
+
+
+def template_context(target: Target, params: dict[str, Any], outputs: dict[str, Any],
+                     finding: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"params": params, "target": target.model_dump(mode="json"), "steps": outputs, "finding": finding or {}}
+
+
+def _is_destructive(step: Step, runbook: Runbook) -> bool:
+    spec = REGISTRY.get(step.action)
+    return bool(step.destructive or (spec is not None and spec.destructive))
+
+
+def _plan_steps(steps: list[Step], phase: str, runbook: Runbook, context: dict[str, Any]) -> list[PlannedStep]:
+    planned = []
+    for step in steps:
+        try:
+            inputs: dict[str, Any] | None = render(step.inputs, context)
+        except TemplateError:
+            inputs = None  # needs an earlier step's output
+        spec = REGISTRY[step.action]
+        description = spec.describe(inputs) if inputs is not None else f"{step.action} (inputs from earlier steps)"
+        planned.append(PlannedStep(step, phase, description, inputs, _is_destructive(step, runbook)))
+    return planned
+
+
+def plan(runbook: Runbook, target: Target, target_name: str, params: dict[str, str] | None = None) -> Plan:
+    typed = coerce_params(runbook, params or {})
+    context = template_context(target, typed, {})
+    return Plan(runbook, typed, target_name, _plan_steps(list(runbook.steps), "steps", runbook, context),
+                _plan_steps(list(runbook.rollback), "rollback", runbook, context))
+
+
+class Engine:
+    def __init__(self, target: Target, target_name: str, audit: AuditLog, state_dir: Path, *,
+                 confirm: Callable[[str], bool], say: Callable[[str], None],
+                 verify_timeout: float = 90.0) -> None:
+        self.target, self.target_name = target, target_name
+        self.audit, self.state_dir = audit, state_dir.expanduser()
+        self.confirm, self.say = confirm, say
+        self.verify_timeout = verify_timeout
+        self.secrets = secret_values(target)
+
+    # ------------------------------------------------------------------ public
+    def run(self, the_plan: Plan, *, yes: bool = False, dry_run: bool = False) -> FixResult:
+        rb = the_plan.runbook
+        run_id = uuid.uuid4().hex[:12]
+        base = {"run_id": run_id, "target": self.target_name, "runbook": rb.id}
+        if dry_run:
+            self.audit.write("fix.dry-run", **base, params=the_plan.params,
+                             plan=[{"step": s.step.name, "action": s.step.action, "inputs": s.inputs}
+                                   for s in the_plan.steps])
+            return FixResult(rb.id, Outcome.PLANNED, run_id, message="dry run: nothing was changed")
+        with fix_lock(self.state_dir, self.target_name, rb.id):
+            return self._run_locked(the_plan, base, run_id, yes)
+
+    # ------------------------------------------------------------------ internals
+    def _run_locked(self, the_plan: Plan, base: dict[str, Any], run_id: str, yes: bool) -> FixResult:
+        rb = the_plan.runbook
+        result = FixResult(rb.id, Outcome.FIXED, run_id)
+        work_dir = self.state_dir / "runs" / run_id
+        work_dir.mkdir(parents=True, exist_ok=True)
+        ctx = ActionContext(self.target, self.target_name, work_dir, say=self.say)
+        self.audit.write("fix.start", **base, params=the_plan.params, destructive=the_plan.destructive)
+        started = time.monotonic()
+        if rb.flags.destructive and not yes and not self.confirm(
+                f"{rb.id} is destructive ({len(the_plan.steps)} steps, shown above). Proceed?"):
+            result.outcome, result.message = Outcome.DECLINED, "declined: nothing was changed"
+            self.audit.write("fix.end", **base, outcome=result.outcome.value, duration_ms=0)
+            return result
+        outputs: dict[str, Any] = {}
+        try:
+            failed_step = self._run_steps(the_plan, ctx, base, outputs, result, yes and True,
+                                          confirmed_all=bool(rb.flags.destructive) or yes)
+        except KeyboardInterrupt:
+            ctx.cancel.set()
+            self.audit.write("fix.interrupted", **base, completed=[s.name for s in result.steps if s.status == "ok"])
+            result.outcome = Outcome.INTERRUPTED
+            result.message = "interrupted during a step"
+            if yes or self._ask("Interrupted. Run the rollback steps now?"):
+                ctx.cancel.clear()
+                self._rollback(the_plan, ctx, base, outputs, result)
+                result.message += "; rolled back"
+            else:
+                result.message += "; not rolled back (resume with: es-doctor fix " + rb.id + ")"
+            self.audit.write("fix.end", **base, outcome=result.outcome.value,
+                             duration_ms=round((time.monotonic() - started) * 1000, 1))
+            return result
+        if failed_step is not None:
+            step, how = failed_step
+            if how == "rollback":
+                self._rollback(the_plan, ctx, base, outputs, result)
+                result.outcome = Outcome.ROLLED_BACK
+            elif how == "declined":
+                result.outcome = Outcome.DECLINED
+            else:
+                result.outcome = Outcome.FAILED
+            result.message = f"step {step} failed" if how != "declined" else f"step {step} declined"
+        else:
+            fixed, findings = self._verify(rb)
+            result.verify = findings
+            result.outcome = Outcome.FIXED if fixed else Outcome.NOT_FIXED
+            self.audit.write("fix.verify", **base, fixed=fixed, findings=findings)
+        self.audit.write("fix.end", **base, outcome=result.outcome.value, message=result.message,
+                         duration_ms=round((time.monotonic() - started) * 1000, 1))
+        return result
+
+    def _ask(self, question: str) -> bool:
+        try:
+            return self.confirm(question)
+        except (KeyboardInterrupt, EOFError):
+            return False
+
+    def _run_steps(self, the_plan: Plan, ctx: ActionContext, base: dict[str, Any], outputs: dict[str, Any],
+                   result: FixResult, yes: bool, confirmed_all: bool) -> tuple[str, str] | None:
+        """Run the main steps; returns (failed step, "rollback"|"abort"|"declined") or None when all passed."""
+        steps = list(the_plan.runbook.steps)
+        index, jumps = 0, 0
+        while index < len(steps):
+            step = steps[index]
+            planned = the_plan.steps[index]
+            context = template_context(self.target, the_plan.params, outputs)
+            if step.when:
+                try:
+                    go = evaluate_condition(step.when, context)
+                except TemplateError as exc:
+                    go, ctx_error = False, str(exc)
+                    self.say(f"  ✗ {step.name}: condition error: {ctx_error}")
+                    result.steps.append(StepResult(step.name, "steps", "failed", error=ctx_error))
+                    return step.name, "abort"
+                if not go:
+                    result.steps.append(StepResult(step.name, "steps", "skipped", error="condition is false"))
+                    self.audit.write("fix.step", **base, step=step.name, status="skipped")
+                    index += 1
+                    continue
+            if planned.destructive and not confirmed_all and not self.confirm(
+                    f"Step {step.name} is destructive: {planned.description}. Run it?"):
+                result.steps.append(StepResult(step.name, "steps", "declined"))
+                self.audit.write("fix.step", **base, step=step.name, status="declined")
+                return step.name, "declined"
+            step_result = self._execute(step, "steps", context, ctx, base)
+            result.steps.append(step_result)
+            if step_result.status == "ok":
+                outputs[step.name] = step_result.output
+                index += 1
+                continue
+            policy = step.on_failure
+            if policy == "continue":
+                index += 1
+            elif policy.startswith("step:") and jumps < 10:
+                jumps += 1
+                index = next(i for i, s in enumerate(steps) if s.name == policy[5:])
+            elif policy == "abort":
+                return step.name, "abort"
+            else:
+                return step.name, "rollback"
+        return None
+
+    def _execute(self, step: Step, phase: str, context: dict[str, Any], ctx: ActionContext,
+                 base: dict[str, Any]) -> StepResult:
+        spec = REGISTRY[step.action]
+        started = time.monotonic()
+        try:
+            inputs = render(step.inputs, context)
+        except TemplateError as exc:
+            res = StepResult(step.name, phase, "failed", error=f"template: {exc}")
+            self.audit.write("fix.step", **base, phase=phase, step=step.name, action=step.action, status="failed",
+                             error=res.error)
+            self.say(f"  ✗ {step.name}: {res.error}")
+            return res
+        self.say(f"  → {step.name}: {spec.describe(inputs)}")
+        res = StepResult(step.name, phase, "failed")
+        for attempt in range(1, step.retries + 2):
+            res.attempts = attempt
+            status, output, error = self._attempt(spec.run, inputs, ctx, step.timeout)
+            res.status, res.output, res.error = status, output, error
+            if status == "ok" or attempt > step.retries:
+                break
+            self.say(f"    attempt {attempt} failed ({error}); retrying in {step.delay:g}s")
+            ctx.sleep(step.delay)
+        res.duration_ms = round((time.monotonic() - started) * 1000, 1)
+        self.audit.write("fix.step", **base, phase=phase, step=step.name, action=step.action, inputs=inputs,
+                         status=res.status, attempts=res.attempts, error=res.error, output=res.output,
+                         duration_ms=res.duration_ms)
+        mark = "✓" if res.status == "ok" else "✗"
+        detail = f" ({res.error})" if res.error else ""
+        self.say(mask(f"    {mark} {res.status} in {res.duration_ms / 1000:.1f}s{detail}", self.secrets))
+        return res
+
+    def _attempt(self, fn: Callable[[dict[str, Any], ActionContext], dict[str, Any]], inputs: dict[str, Any],
+                 ctx: ActionContext, timeout: float) -> tuple[str, dict[str, Any], str]:
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["output"] = fn(inputs, ctx)
+            except ActionError as exc:
+                box["error"] = str(exc)
+            except Exception as exc:  # noqa: BLE001 - an action bug is a failed step, never a traceback
+                box["error"] = f"{type(exc).__name__}: {exc}"
+
+        worker = threading.Thread(target=target, name="runbook-step", daemon=True)
+        worker.start()
+        deadline = time.monotonic() + timeout
+        while worker.is_alive():
+            try:
+                worker.join(0.1)
+            except KeyboardInterrupt:
+                ctx.cancel.set()
+                worker.join(5)
+                raise
+            if time.monotonic() > deadline:
+                ctx.cancel.set()
+                worker.join(2)
+                ctx.cancel.clear()
+                return "timeout", {}, f"timed out after {timeout:g}s"
+        if "error" in box:
+            return "failed", {}, str(mask(box["error"], self.secrets))
+        return "ok", dict(box.get("output") or {}), ""
+
+    def _rollback(self, the_plan: Plan, ctx: ActionContext, base: dict[str, Any], outputs: dict[str, Any],
+                  result: FixResult) -> None:
+        if not the_plan.runbook.rollback:
+            self.say("  (this runbook declares no rollback steps)")
+            return
+        self.say("rolling back:")
+        self.audit.write("fix.rollback", **base)
+        for step in the_plan.runbook.rollback:
+            context = template_context(self.target, the_plan.params, outputs)
+            if step.when:
+                try:
+                    if not evaluate_condition(step.when, context):
+                        continue
+                except TemplateError:
+                    continue
+            res = self._execute(step, "rollback", context, ctx, base)
+            result.steps.append(res)
+            if res.status == "ok":
+                outputs[step.name] = res.output
+
+    def _verify(self, rb: Runbook) -> tuple[bool, list[dict[str, Any]]]:
+        if not rb.verify:
+            return True, []
+        from es_doctor.checks.context import CheckContext
+        from es_doctor.checks.registry import load_all
+        from es_doctor.findings import Status
+        from es_doctor.runner import run_checks, with_prerequisites
+
+        registry = load_all()
+        ids = [c for c in rb.verify if c in registry]
+        self.say(f"verifying: {', '.join(ids)}")
+        deadline = time.monotonic() + self.verify_timeout
+        while True:
+            report = run_checks(with_prerequisites([registry[c] for c in ids], registry),
+                                CheckContext(self.target, self.target_name))
+            findings = [f for f in report.findings if f.id in ids]
+            if all(f.status is Status.OK for f in findings) or time.monotonic() > deadline:
+                break
+            time.sleep(2.0)
+        summary = [{"id": f.id, "status": f.status.value, "summary": f.summary} for f in findings]
+        for f in findings:
+            self.say(f"  {f.status.symbol} {f.summary} ({f.id})")
+        return all(f.status is Status.OK for f in findings), summary

@@ -1,0 +1,226 @@
+"""`es-doctor fix` end to end on the real lab (Docker engine, PostgreSQL, Prometheus): each fault is
+injected, diagnose trips, `fix --yes` reports FIXED, and diagnose comes back clean. Also: --dry-run
+changes nothing, a failing step rolls back, Ctrl-C is audited and rolled back, the lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from es_doctor.checks.context import CheckContext
+from es_doctor.checks.registry import load_all
+from es_doctor.config import Target
+from es_doctor.findings import Finding, Status
+from es_doctor.runner import run_checks, with_prerequisites
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+
+#: checks that look back over the last minute of logs: a cured problem still shows there for 60 s
+LOG_WINDOW_CHECKS = {"performance.slow-log", "inter-manager.eventbus-log"}
+
+
+def diagnose(target: Target, *check_ids: str) -> dict[str, Finding]:
+    registry = load_all()
+    specs = with_prerequisites([registry[c] for c in check_ids] if check_ids else registry.values(), registry)
+    return {f.id: f for f in run_checks(specs, CheckContext(target, "lab")).findings}
+
+
+def wait_tripped(target: Target, check_id: str, timeout: float = 45.0) -> Finding:
+    deadline = time.monotonic() + timeout
+    while True:
+        finding = diagnose(target, check_id)[check_id]
+        if finding.status in (Status.WARN, Status.CRIT) or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    assert finding.status in (Status.WARN, Status.CRIT), f"{check_id} did not trip: {finding.summary}"
+    return finding
+
+
+def es_doctor(lab: Any, tmp_path: Path, *args: str, timeout: float = 300,
+              extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(lab.lab_dir), "ES_DOCTOR_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+           "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200", **(extra_env or {})}
+    return subprocess.run([sys.executable, "-m", "es_doctor", "-t", "lab", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, check=False)
+
+
+def audit(tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+# (fault, what the operator types for `fix`, params, the check that trips)
+CASES: list[tuple[str, str, list[str], str]] = [
+    ("port-taken", "port-in-use", [], "startup.port-owner"),
+    ("config-missing", "startup.config-file", [], "startup.config-file"),
+    ("go-env-unset", "config-missing", [], "startup.go-env"),
+    ("qdrant-down", "dependency-restart", ["component=qdrant"], "startup.qdrant"),
+    ("postgres-down", "dependency-restart", ["component=postgres"], "startup.postgres"),
+    ("collection-missing", "vectors.collection", [], "vectors.collection"),
+    ("wrong-vector-size", "qdrant-dimension-fix", [], "vectors.dimensions"),
+    ("discovery-broken", "manager-discovery-restart", [], "inter-manager.discovery"),
+    ("event-bus-saturated", "event-bus-purge", [], "inter-manager.event-bus"),
+    ("metrics-off", "metrics-endpoint-enable", [], "monitoring.metrics-endpoint"),
+    ("prometheus-down", "monitoring-restart", [], "monitoring.prometheus"),
+    ("image-drift", "redeploy-image", [], "deploy.image-drift"),
+]
+
+
+@pytest.mark.parametrize(("fault", "ident", "params", "check_id"), CASES, ids=[c[0] for c in CASES])
+def test_fix_cures_the_fault(healthy_lab: Any, tmp_path: Path, fault: str, ident: str, params: list[str],
+                             check_id: str) -> None:
+    healthy_lab.add_fault(fault)
+    wait_tripped(healthy_lab.target, check_id)
+    args = ["fix", ident, "--yes"] + [a for p in params for a in ("--param", p)]
+    result = es_doctor(healthy_lab, tmp_path, *args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert ": FIXED" in result.stdout
+    findings = diagnose(healthy_lab.target)
+    problems = {i: f"{f.status.value}: {f.summary}" for i, f in findings.items()
+                if f.status is not Status.OK and i not in LOG_WINDOW_CHECKS}
+    assert problems == {}
+    events = [r["event"] for r in audit(tmp_path)]
+    assert events[0] == "fix.start" and events[-1] == "fix.end" and "fix.step" in events
+
+
+def test_dry_run_changes_nothing(healthy_lab: Any, tmp_path: Path) -> None:
+    stack = healthy_lab.stack
+    healthy_lab.add_fault("wrong-vector-size")
+    url = f"http://127.0.0.1:{stack.settings.ports.qdrant}/collections/task_vectors"
+    before = httpx.get(url).json()["result"]
+    config_before = stack.paths.config.read_bytes()
+    result = es_doctor(healthy_lab, tmp_path, "fix", "qdrant-dimension-fix", "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Plan: qdrant-dimension-fix" in result.stdout and "snapshot Qdrant collection task_vectors" in result.stdout
+    after = httpx.get(url).json()["result"]
+    assert after["config"]["params"] == before["config"]["params"]
+    assert after["points_count"] == before["points_count"]
+    assert stack.paths.config.read_bytes() == config_before
+    assert [r["event"] for r in audit(tmp_path)] == ["fix.dry-run"]
+
+
+def test_destructive_runbook_without_yes_asks_and_declines(healthy_lab: Any, tmp_path: Path) -> None:
+    healthy_lab.add_fault("wrong-vector-size")
+    result = es_doctor(healthy_lab, tmp_path, "fix", "qdrant-dimension-fix")  # stdin is not a terminal
+    assert result.returncode == 1
+    assert "DECLINED" in result.stdout
+    size = httpx.get(f"http://127.0.0.1:{healthy_lab.stack.settings.ports.qdrant}/collections/task_vectors").json()
+    assert size["result"]["config"]["params"]["vectors"]["size"] == 768, "nothing was changed"
+
+
+def _user_runbooks(tmp_path: Path, text: str) -> dict[str, str]:
+    directory = tmp_path / "user-runbooks"
+    directory.mkdir(exist_ok=True)
+    (directory / "test-runbook.yaml").write_text(text)
+    config = tmp_path / "es-doctor.yaml"
+    config.write_text(f"runbook_dirs: [{directory}]\n")
+    return {"ES_DOCTOR_CONFIG": str(config)}
+
+
+FAILING = """
+id: lab-failing-change
+title: a change whose second step fails
+description: sets two config keys, then fails; the rollback must restore both
+class: inter-manager
+steps:
+  - name: set-workers
+    action: config.set
+    inputs: {key: event_bus.workers, value: 99}
+  - name: set-buffer
+    action: config.set
+    inputs: {key: event_bus.buffer_size, value: 5}
+  - name: breaks
+    action: fail
+    inputs: {message: "made to fail"}
+rollback:
+  - name: restore-buffer
+    action: config.set
+    inputs: {key: event_bus.buffer_size, value: "{{ steps['set-buffer'].old }}"}
+    when: "'set-buffer' in steps"
+  - name: restore-workers
+    action: config.set
+    inputs: {key: event_bus.workers, value: "{{ steps['set-workers'].old }}"}
+    when: "'set-workers' in steps"
+verify: [startup.health]
+"""
+
+
+def test_a_failing_step_rolls_back_and_leaves_the_stack_as_it_was(healthy_lab: Any, tmp_path: Path) -> None:
+    config = healthy_lab.stack.paths.config
+    import yaml
+
+    before = yaml.safe_load(config.read_text())
+    env = _user_runbooks(tmp_path, FAILING)
+    result = es_doctor(healthy_lab, tmp_path, "fix", "lab-failing-change", "--yes", extra_env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED, ROLLED BACK" in result.stdout
+    assert yaml.safe_load(config.read_text()) == before
+    steps = [(r.get("step"), r.get("status")) for r in audit(tmp_path) if r["event"] == "fix.step"]
+    assert ("breaks", "failed") in steps and ("restore-workers", "ok") in steps and ("restore-buffer", "ok") in steps
+
+
+SLOW = """
+id: lab-slow-change
+title: a change with a long step
+description: sets a key, then waits; Ctrl-C during the wait must be audited and rolled back
+class: inter-manager
+steps:
+  - name: set-workers
+    action: config.set
+    inputs: {key: event_bus.workers, value: 77}
+  - name: long-wait
+    action: shell
+    inputs: {argv: [sleep, "60"]}
+    timeout: 120
+rollback:
+  - name: restore-workers
+    action: config.set
+    inputs: {key: event_bus.workers, value: "{{ steps['set-workers'].old }}"}
+    when: "'set-workers' in steps"
+"""
+
+
+def test_ctrl_c_during_a_step_is_audited_and_rolled_back(healthy_lab: Any, tmp_path: Path) -> None:
+    import yaml
+
+    config = healthy_lab.stack.paths.config
+    before = yaml.safe_load(config.read_text())
+    env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(healthy_lab.lab_dir),
+           "ES_DOCTOR_AUDIT_LOG": str(tmp_path / "audit.jsonl"), "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"),
+           **_user_runbooks(tmp_path, SLOW)}
+    proc = subprocess.Popen([sys.executable, "-m", "es_doctor", "-t", "lab", "fix", "lab-slow-change", "--yes"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and yaml.safe_load(config.read_text())["event_bus"]["workers"] != 77:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    events = [r["event"] for r in audit(tmp_path)]
+    assert "fix.interrupted" in events and events[-1] == "fix.end"
+    assert yaml.safe_load(config.read_text()) == before
+
+
+def test_one_fix_at_a_time_per_target(healthy_lab: Any, tmp_path: Path) -> None:
+    from es_doctor.runbooks.audit import fix_lock
+
+    with fix_lock(tmp_path / "state", "lab", "some-runbook"):
+        result = es_doctor(healthy_lab, tmp_path, "fix", "manager-discovery-restart", "--yes")
+    assert result.returncode == 69
+    assert "another fix is running on target lab: runbook some-runbook" in result.stderr
+
+
+def test_unknown_id_suggests_the_nearest(healthy_lab: Any, tmp_path: Path) -> None:
+    result = es_doctor(healthy_lab, tmp_path, "fix", "qdrant-colection-recreate")
+    assert result.returncode == 64
+    assert "did you mean qdrant-collection-recreate" in result.stderr
