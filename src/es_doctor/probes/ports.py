@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass
 
 import psutil
@@ -65,18 +66,30 @@ def process_environ(pid: int) -> Result[dict[str, str]]:
         return failed(FailureKind.ERROR, f"environment of {pid}: {short(exc)}")
 
 
+def _gone(proc: psutil.Process, timeout: float) -> bool:
+    """Whether ``proc`` exits within ``timeout``; a zombie (dead, not yet reaped by its parent) counts."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def terminate(pid: int, timeout: float = 5.0) -> Result[str]:
     """SIGTERM, then SIGKILL after ``timeout``. Already gone is success (idempotent)."""
     try:
         proc = psutil.Process(pid)
         proc.terminate()
-        try:
-            proc.wait(timeout)
+        if _gone(proc, timeout):
             return success("terminated")
-        except psutil.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+        proc.kill()
+        if _gone(proc, timeout):
             return success("killed")
+        return failed(FailureKind.TIMEOUT, f"pid {pid} survived SIGKILL for {timeout:g}s")
     except psutil.NoSuchProcess:
         return success("already gone")
     except (psutil.Error, OSError) as exc:

@@ -155,9 +155,10 @@ class Engine:
                  verify_timeout: float = 90.0) -> None:
         self.target, self.target_name = target, target_name
         self.audit, self.state_dir = audit, state_dir.expanduser()
-        self.confirm, self.say = confirm, say
+        self.confirm = confirm
         self.verify_timeout = verify_timeout
         self.secrets = secret_values(target)
+        self.say: Callable[[str], None] = lambda text: say(str(mask(text, self.secrets)))
 
     # ------------------------------------------------------------------ public
     def run(self, the_plan: Plan, *, yes: bool = False, dry_run: bool = False) -> FixResult:

@@ -97,7 +97,7 @@ def load_runbook_file(path: Path) -> Runbook:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
-        message = err["msg"]
+        message = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "missing":
             message = "required field missing"
         return_line = doc.line_of(loc)
