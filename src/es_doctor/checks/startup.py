@@ -173,7 +173,12 @@ def _read_config(ctx: CheckContext) -> Result[str]:
     svc = ctx.target.service
     present, _ = ctx.target.is_present("docker")
     if present:
-        return ctx.docker().read_file(svc.container, svc.config_path)
+        in_container = ctx.docker().read_file(svc.container, svc.config_path)
+        failure = in_container.failure
+        if failure is None or failure.kind is FailureKind.NOT_FOUND or not svc.config_file:
+            return in_container
+        # the engine could not copy the file out (e.g. a storage-driver error): read it where the
+        # deployment keeps it on this host, when the target names that place
     if svc.config_file:
         from pathlib import Path
 

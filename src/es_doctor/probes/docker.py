@@ -162,7 +162,7 @@ class DockerProbe:
 
     def memory(self, name: str) -> Result[MemoryStats]:
         def read(c: Any) -> MemoryStats:
-            stats = c.containers.get(name).stats(stream=False)
+            stats = c.containers.get(name).stats(stream=False, one_shot=True)
             mem = stats.get("memory_stats") or {}
             usage = int(mem.get("usage", 0))
             cache = int((mem.get("stats") or {}).get("cache", 0) or (mem.get("stats") or {}).get("inactive_file", 0))
@@ -232,8 +232,9 @@ class DockerProbe:
                 env.pop(key, None)
             env.update(env_set or {})
             new_image = image or attrs["Config"]["Image"]
-            mounts = [f"{m['Name'] if m['Type'] == 'volume' else m['Source']}:{m['Destination']}"
-                      f"{'' if m.get('RW', True) else ':ro'}" for m in attrs.get("Mounts", [])]
+            mounts = list(host.get("Binds") or []) or [
+                f"{m['Name'] if m['Type'] == 'volume' else m['Source']}:{m['Destination']}"
+                f"{'' if m.get('RW', True) else ':ro'}" for m in attrs.get("Mounts", [])]
             kwargs: dict[str, Any] = {
                 "name": name, "command": attrs["Config"].get("Cmd"), "entrypoint": attrs["Config"].get("Entrypoint"),
                 "environment": [f"{k}={v}" for k, v in env.items()], "labels": attrs["Config"].get("Labels") or {},
