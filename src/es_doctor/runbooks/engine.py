@@ -188,8 +188,18 @@ class Engine:
             self.audit.write("fix.end", **base, outcome=result.outcome.value, duration_ms=0)
             return result
         outputs: dict[str, Any] = {}
+        for step in rb.preconditions:  # read-only checks: a failing one stops the run before any change
+            res = self._execute(step, "preconditions", template_context(self.target, the_plan.params, outputs),
+                                ctx, base)
+            result.steps.append(res)
+            if res.status != "ok":
+                result.outcome, result.message = Outcome.FAILED, f"precondition {step.name} failed: nothing changed"
+                self.audit.write("fix.end", **base, outcome=result.outcome.value, message=result.message,
+                                 duration_ms=round((time.monotonic() - started) * 1000, 1))
+                return result
+            outputs[step.name] = res.output
         try:
-            failed_step = self._run_steps(the_plan, ctx, base, outputs, result, yes and True,
+            failed_step = self._run_steps(the_plan, ctx, base, outputs, result,
                                           confirmed_all=bool(rb.flags.destructive) or yes)
         except KeyboardInterrupt:
             ctx.cancel.set()
@@ -231,7 +241,7 @@ class Engine:
             return False
 
     def _run_steps(self, the_plan: Plan, ctx: ActionContext, base: dict[str, Any], outputs: dict[str, Any],
-                   result: FixResult, yes: bool, confirmed_all: bool) -> tuple[str, str] | None:
+                   result: FixResult, confirmed_all: bool) -> tuple[str, str] | None:
         """Run the main steps; returns (failed step, "rollback"|"abort"|"declined") or None when all passed."""
         steps = list(the_plan.runbook.steps)
         index, jumps = 0, 0
