@@ -73,10 +73,15 @@ CASES: list[tuple[str, str, list[str], str]] = [
     ("metrics-off", "metrics-endpoint-enable", [], "monitoring.metrics-endpoint"),
     ("prometheus-down", "monitoring-restart", [], "monitoring.prometheus"),
     ("image-drift", "redeploy-image", [], "deploy.image-drift"),
+    # the lab's service feels the guide's tuning remedies after a restart (lab/service.py cured_by_config)
+    ("slow-api-crit", "vector-cache-tune", [], "performance.latency"),
+    ("slow-logs", "qdrant-connection-pool", [], "performance.slow-log"),
+    ("memory-pressure", "go-gc-tune", [], "performance.memory"),
+    ("event-bus-saturated", "event-bus-tune", [], "inter-manager.event-bus"),
 ]
 
 
-@pytest.mark.parametrize(("fault", "ident", "params", "check_id"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("fault", "ident", "params", "check_id"), CASES, ids=[f"{c[0]}->{c[1]}" for c in CASES])
 def test_fix_cures_the_fault(healthy_lab: Any, tmp_path: Path, fault: str, ident: str, params: list[str],
                              check_id: str) -> None:
     healthy_lab.add_fault(fault)

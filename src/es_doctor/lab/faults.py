@@ -316,10 +316,12 @@ def restore_baseline(stack: LabStack) -> None:
         if status[component] not in {"running"} and not status[component].startswith("absent"):
             _start(component)(stack)
     _restore_collection(stack)
+    from es_doctor.lab.layout import service_config, write_service_config
+
+    baseline = service_config(stack.paths, stack.settings)
     config = yaml.safe_load(stack.paths.config.read_text(encoding="utf-8"))
-    off = not config.get("metrics", {}).get("enabled", True)
+    off = config != baseline  # a fault or a runbook changed it (metrics off, tuned cache, pool, bus)
     if off:
-        config["metrics"]["enabled"] = True
-        stack.paths.config.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        write_service_config(stack.paths, baseline)
     if off or (stack.paths.run / "service.json").is_file() or status[SERVICE] != "running":
         stack.reset_service()

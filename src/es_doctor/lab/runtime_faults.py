@@ -90,8 +90,11 @@ class FaultWatcher:
         """What the file listed at construction time (before any change)."""
         return self._active
 
+    #: faults the running program is immune to (its configuration holds the guide's remedy)
+    cured: frozenset[str] = frozenset()
+
     def active(self, name: str) -> bool:
-        return name in self._active
+        return name in self._active and name not in self.cured
 
     def names(self) -> list[str]:
         return sorted(self._active)

@@ -37,6 +37,21 @@ from es_doctor.lab.vectors import VectorError, VectorService
 MEMORY_FRACTION = {"memory-critical": 0.97, "memory-pressure": 0.90}
 
 
+def cured_by_config(cfg: ServiceConfig, env: Any) -> frozenset[str]:
+    """The guide's remedies, as the real service would feel them after a restart with them:
+    a big vector cache absorbs the slow lookups, a big Qdrant pool ends the SLOW queries, a low
+    GOGC keeps the heap down."""
+    cured: set[str] = set()
+    if cfg.cache_max_size >= 10000:
+        cured |= {"slow-api-warn", "slow-api-crit"}
+    if cfg.pool_max_connections >= 20:
+        cured.add("slow-logs")
+    gogc = str(env.get("GOGC", "")).strip()
+    if gogc.isdigit() and int(gogc) < 100:
+        cured |= {"memory-pressure", "memory-critical"}
+    return frozenset(cured)
+
+
 class App:
     """Everything the running service holds."""
 
@@ -45,6 +60,7 @@ class App:
         self.stop = threading.Event()
         self.go_env = os.environ.get("GO_ENV") or None
         self.faults = FaultWatcher(cfg.faults_file, self.on_faults_changed)
+        self.faults.cured = cured_by_config(cfg, os.environ)
         self.bus = EventBus(cfg.bus_buffer_size, cfg.bus_workers, metrics, journal)
         self.managers = Managers(metrics, journal)
         self.vectors = VectorService(cfg, metrics, journal, self.faults.active)
