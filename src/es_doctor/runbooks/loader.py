@@ -1,12 +1,13 @@
 """Load and validate runbooks: the shipped set, then the directories named in the config.
 
 Every problem is one :class:`RunbookError` naming file, line and key. Nothing executes at load
-time: templates are parsed and their names checked (``params.X`` declared, ``steps.X`` an earlier
-step), never rendered.
+time: templates are parsed and their names checked (only the roots ``params``, ``target``,
+``steps``, ``finding``; ``params.X`` declared; ``steps.X`` an earlier step), never rendered.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -15,12 +16,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from es_doctor.errors import EsDoctorError, ExitStatus
-from es_doctor.runbooks.model import Runbook, Step
+from es_doctor.runbooks.model import SEMANTIC_ERROR, Runbook, Step
 from es_doctor.runbooks.templating import ROOTS, TemplateError, referenced, strings
 from es_doctor.yamlsource import YamlDocument, YamlSyntaxError, load_yaml_file
 
+Loc = tuple[str | int, ...]
+SUFFIXES = (".yaml", ".yml")
+
 
 class RunbookError(EsDoctorError):
+    """A malformed runbook: ``path:line: key: message`` (exit 65)."""
+
     exit_status = ExitStatus.DATA
 
     def __init__(self, path: Path | str, line: int | None, key: str, message: str) -> None:
@@ -30,36 +36,72 @@ class RunbookError(EsDoctorError):
 
 
 def shipped_dir() -> Path:
+    """The runbooks shipped with es-doctor (package data; ``runbooks/`` in the repository)."""
     return Path(str(resources.files("es_doctor") / "data" / "runbooks"))
 
 
-def _loc_text(loc: tuple[Any, ...]) -> str:
+def loc_text(loc: Iterable[Any]) -> str:
+    """``("steps", 1, "action")`` → ``steps[1].action``."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
 
+def _present(data: Any, loc: Loc) -> Loc:
+    """The longest prefix of ``loc`` that exists in ``data`` (pydantic appends union member tags)."""
+    node, kept = data, 0
+    for part in loc:
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if not (in_dict or in_list):
+            break
+        node = node[part]
+        kept += 1
+    return loc[:kept]
+
+
+def _from_validation(exc: ValidationError, doc: YamlDocument, path: Path) -> RunbookError:
+    err = exc.errors(include_url=False)[0]
+    loc: Loc = tuple(err["loc"])
+    message = err["msg"]
+    ctx = err.get("ctx") or {}
+    if err["type"] == SEMANTIC_ERROR:
+        loc = tuple(ctx["loc"])
+        message = str(ctx["message"])
+    elif err["type"] == "missing":
+        message = "required field missing"
+    elif err["type"] == "value_error" and "error" in ctx:
+        message = str(ctx["error"])
+        loc = _present(doc.data, loc) or loc
+    elif err["type"] == "extra_forbidden":
+        message = f"unknown key ({message})"
+    else:
+        loc = _present(doc.data, loc) or loc
+    return RunbookError(path, doc.line_of(loc), loc_text(loc) or "(document)", message)
+
+
 def _check_templates(rb: Runbook, doc: YamlDocument, path: Path) -> None:
     declared = set(rb.params)
 
-    def check(text: str, loc: tuple[Any, ...], earlier: set[str], as_expression: bool) -> None:
+    def check(text: str, loc: Loc, earlier: set[str], as_expression: bool) -> None:
         try:
             refs = referenced(text, as_expression)
         except TemplateError as exc:
-            raise RunbookError(path, doc.line_of(loc), _loc_text(loc), exc.message) from None
+            raise RunbookError(path, doc.line_of(loc), loc_text(loc), exc.message) from None
         for root, attr in refs:
             problem = None
             if root not in ROOTS:
                 problem = f"undefined name {root!r} in template {text!r} (known: {', '.join(sorted(ROOTS))})"
             elif root == "params" and attr is not None and attr not in declared:
-                problem = f"undefined parameter params.{attr} in template {text!r}"
+                known = ", ".join(sorted(declared)) or "none declared"
+                problem = f"undefined parameter params.{attr} in template {text!r} (params: {known})"
             elif root == "steps" and attr is not None and attr not in earlier:
                 problem = f"steps.{attr} is not an earlier step (template {text!r})"
             if problem:
-                raise RunbookError(path, doc.line_of(loc), _loc_text(loc), problem)
+                raise RunbookError(path, doc.line_of(loc), loc_text(loc), problem)
 
-    def walk(value: Any, loc: tuple[Any, ...], earlier: set[str]) -> None:
+    def walk(value: Any, loc: Loc, earlier: set[str]) -> None:
         if isinstance(value, dict):
             for k, v in value.items():
                 walk(v, (*loc, k), earlier)
@@ -69,21 +111,21 @@ def _check_templates(rb: Runbook, doc: YamlDocument, path: Path) -> None:
         elif isinstance(value, str) and strings(value):
             check(value, loc, earlier, False)
 
-    def steps(section: str, items: list[Step], earlier: set[str], grow: bool) -> None:
+    def section(name: str, items: list[Step], earlier: set[str]) -> set[str]:
         seen = set(earlier)
         for i, step in enumerate(items):
-            walk(step.inputs, (section, i, "inputs"), seen)
+            walk(step.inputs, (name, i, "inputs"), seen)
             if step.when:
-                check(step.when, (section, i, "when"), seen | ({step.name} if section == "rollback" else set()), True)
-            if grow:
-                seen.add(step.name)
+                check(step.when, (name, i, "when"), seen, True)
+            seen.add(step.name)
+        return seen
 
-    steps("preconditions", rb.preconditions, set(), True)
-    steps("steps", rb.steps, set(), True)
-    steps("rollback", rb.rollback, {s.name for s in rb.steps}, True)
+    before = section("preconditions", rb.preconditions, set())
+    after = section("steps", rb.steps, before)
+    section("rollback", rb.rollback, after)
 
 
-def load_runbook_file(path: Path) -> Runbook:
+def _load(path: Path) -> tuple[Runbook, YamlDocument]:
     try:
         doc = load_yaml_file(path)
     except YamlSyntaxError as exc:
@@ -91,53 +133,62 @@ def load_runbook_file(path: Path) -> Runbook:
     except OSError as exc:
         raise RunbookError(path, None, "", f"cannot read: {exc.strerror or exc}") from None
     if not isinstance(doc.data, dict):
-        raise RunbookError(path, 1, "", "a runbook is a YAML mapping (id, title, class, steps, …)")
+        raise RunbookError(path, doc.line_of(()) or 1, "(document)",
+                           "a runbook is a YAML mapping (id, title, class, steps, …)")
     try:
         rb = Runbook.model_validate(doc.data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        message = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "missing":
-            message = "required field missing"
-        return_line = doc.line_of(loc)
-        raise RunbookError(path, return_line, _loc_text(loc) or "(document)", message) from None
+        raise _from_validation(exc, doc, path) from None
     _check_templates(rb, doc, path)
-    return rb
+    return rb, doc
+
+
+def load_runbook_file(path: Path) -> Runbook:
+    """Parse and validate one runbook file; any problem is one :class:`RunbookError`."""
+    return _load(Path(path))[0]
 
 
 @dataclass
 class RunbookSet:
     runbooks: dict[str, Runbook] = field(default_factory=dict)
+    #: id → the file it was loaded from
     sources: dict[str, Path] = field(default_factory=dict)
     #: id → (the shipped file, the user's file that overrides it)
     overrides: dict[str, tuple[Path, Path]] = field(default_factory=dict)
 
+    def is_shipped(self, runbook_id: str) -> bool:
+        return self.sources[runbook_id].parent == shipped_dir()
 
-def _load_dir(directory: Path) -> dict[str, tuple[Runbook, Path]]:
+
+def runbook_files(directory: Path) -> list[Path]:
+    """The runbook files of one directory (``*.yaml``, ``*.yml``; not recursive), sorted."""
+    return sorted(p for p in directory.iterdir() if p.suffix in SUFFIXES and p.is_file())
+
+
+def _load_level(files: Iterable[Path]) -> dict[str, tuple[Runbook, Path]]:
+    """One source level; an id defined twice in it is an error naming both files."""
     found: dict[str, tuple[Runbook, Path]] = {}
-    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
-        rb = load_runbook_file(path)
+    for path in files:
+        rb, doc = _load(path)
         if rb.id in found:
-            raise RunbookError(path, 1, "id", f"runbook id {rb.id!r} is also defined in {found[rb.id][1]}")
+            raise RunbookError(path, doc.line_of(("id",)), "id",
+                               f"runbook id {rb.id!r} is also defined in {found[rb.id][1]}")
         found[rb.id] = (rb, path)
     return found
 
 
 def load_runbooks(dirs: list[Path] | None = None, *, shipped: bool = True) -> RunbookSet:
+    """The shipped set, then the user's directories (one level together); a user's id overrides."""
     out = RunbookSet()
     if shipped:
-        for rb_id, (rb, path) in _load_dir(shipped_dir()).items():
+        for rb_id, (rb, path) in _load_level(runbook_files(shipped_dir())).items():
             out.runbooks[rb_id], out.sources[rb_id] = rb, path
-    user: dict[str, tuple[Runbook, Path]] = {}
+    user_files: list[Path] = []
     for directory in dirs or []:
         if not directory.is_dir():
             raise RunbookError(directory, None, "runbook_dirs", "not a directory")
-        for rb_id, (rb, path) in _load_dir(directory).items():
-            if rb_id in user:
-                raise RunbookError(path, 1, "id", f"runbook id {rb_id!r} is also defined in {user[rb_id][1]}")
-            user[rb_id] = (rb, path)
-    for rb_id, (rb, path) in user.items():
+        user_files.extend(runbook_files(directory))
+    for rb_id, (rb, path) in _load_level(user_files).items():
         if rb_id in out.runbooks:
             out.overrides[rb_id] = (out.sources[rb_id], path)
         out.runbooks[rb_id], out.sources[rb_id] = rb, path

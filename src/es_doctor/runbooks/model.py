@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from es_doctor.runbooks.action_names import ACTION_NAMES
 from es_doctor.symptoms import SYMPTOM_CLASSES
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+#: a check (finding) id: ``<class>.<name>``, e.g. ``startup.port-owner``
+CHECK_ID_PATTERN = r"^[a-z0-9][a-z0-9-]*\.[a-z0-9][a-z0-9._-]*$"
+STEP_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+#: the error type of a cross-field problem; its ``ctx["loc"]`` says where (the loader maps it to a line)
+SEMANTIC_ERROR = "runbook_semantics"
+_ACTIONS: list[JsonValue] = [*sorted(ACTION_NAMES)]
+_CLASSES: list[JsonValue] = list(SYMPTOM_CLASSES)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
 class Param(_Strict):
@@ -24,8 +32,9 @@ class Param(_Strict):
 
 
 class Step(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", description="unique within the runbook")
-    action: str = Field(description="an action of the registry, e.g. docker.restart")
+    name: str = Field(pattern=STEP_NAME_PATTERN, description="unique within the runbook")
+    action: str = Field(description="an action of the registry, e.g. docker.restart",
+                        json_schema_extra={"enum": list(_ACTIONS)})
     inputs: dict[str, Any] = Field(default_factory=dict, description="templated from params, target, steps")
     timeout: float = Field(default=60.0, gt=0, description="seconds")
     retries: int = Field(default=0, ge=0, le=20)
@@ -53,12 +62,15 @@ class Runbook(_Strict):
     id: str = Field(pattern=ID_PATTERN)
     title: str = Field(min_length=1)
     description: str = ""
-    check_class: str = Field(alias="class", description="the symptom class")
-    cures: list[str] = Field(default_factory=list, description="finding (check) ids this runbook cures")
+    check_class: str = Field(alias="class", description="the symptom class",
+                             json_schema_extra={"enum": list(_CLASSES)})
+    cures: list[Annotated[str, Field(pattern=CHECK_ID_PATTERN)]] = Field(
+        default_factory=list, description="finding (check) ids this runbook cures")
     params: dict[str, Param] = Field(default_factory=dict)
     preconditions: list[Step] = Field(default_factory=list)
     steps: list[Step] = Field(min_length=1)
-    verify: list[str] = Field(default_factory=list, description="check ids that must be OK afterwards")
+    verify: list[Annotated[str, Field(pattern=CHECK_ID_PATTERN)]] = Field(
+        default_factory=list, description="check ids that must be OK afterwards")
     rollback: list[Step] = Field(default_factory=list)
     flags: Flags = Field(default_factory=Flags)
 
@@ -70,20 +82,36 @@ class Runbook(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _names(self) -> Runbook:
-        seen: set[str] = set()
-        for step in [*self.preconditions, *self.steps, *self.rollback]:
-            if step.name in seen:
-                raise ValueError(f"step name {step.name!r} is used twice")
-            seen.add(step.name)
-        names = {s.name for s in self.steps}
-        for step in self.steps:
-            if step.on_failure.startswith("step:") and step.on_failure[5:] not in names:
-                raise ValueError(f"step {step.name}: on_failure names no step {step.on_failure[5:]!r}")
-        for name, param in self.params.items():
-            if param.default is not None and not _fits(param.type, param.default):
-                raise ValueError(f"param {name}: default {param.default!r} is not a {param.type}")
+    def _consistent(self) -> Runbook:
+        problem = first_problem(self)
+        if problem is not None:
+            loc, message = problem
+            raise PydanticCustomError(SEMANTIC_ERROR, "{message}", {"message": message, "loc": loc})
         return self
+
+    def sections(self) -> list[tuple[str, list[Step]]]:
+        return [("preconditions", self.preconditions), ("steps", self.steps), ("rollback", self.rollback)]
+
+
+def first_problem(rb: Runbook) -> tuple[tuple[str | int, ...], str] | None:
+    """The first cross-field problem of a runbook, with where it is: (loc, message), or None."""
+    seen: set[str] = set()
+    for section, items in rb.sections():
+        for i, step in enumerate(items):
+            if step.name in seen:
+                return (section, i, "name"), f"step name {step.name!r} is used twice"
+            seen.add(step.name)
+    for section, items in rb.sections():
+        names = {s.name for s in items}
+        for i, step in enumerate(items):
+            target = step.on_failure[5:] if step.on_failure.startswith("step:") else None
+            if target is not None and target not in names:
+                return ((section, i, "on_failure"),
+                        f"names no step {target!r} of {section} (known: {', '.join(sorted(names))})")
+    for name, param in rb.params.items():
+        if param.default is not None and not _fits(param.type, param.default):
+            return ("params", name, "default"), f"default {param.default!r} is not of type {param.type}"
+    return None
 
 
 def _fits(kind: str, value: Any) -> bool:

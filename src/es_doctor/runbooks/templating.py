@@ -1,31 +1,92 @@
 """Templated step inputs: a sandboxed Jinja environment where an undefined name is an error.
 
-The context roots are ``params``, ``target``, ``steps`` (earlier steps' outputs) and ``finding``.
-A string that is exactly one ``{{ expression }}`` keeps the expression's type (an int stays an int).
+The context roots are exactly ``params``, ``target``, ``steps`` (earlier steps' outputs, as
+``steps.<name>.<key>``) and ``finding``; anything else (``env``, Jinja's globals such as
+``range``) is undefined. A string that is exactly one ``{{ expression }}`` keeps the expression's
+type (an int stays an int); any other string renders to a string. Two filters read URLs:
+``{{ target.service.api_url | port }}`` and ``| host``.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
-from jinja2.exceptions import SecurityError
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from es_doctor.errors import EsDoctorError, ExitStatus
 
 ROOTS = frozenset({"params", "target", "steps", "finding"})
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.S)
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
 
 
 class TemplateError(EsDoctorError):
+    """A template that does not parse, names an undefined name, or fails while rendering."""
+
     exit_status = ExitStatus.DATA
 
 
-def _fail(exc: Exception, source: str) -> TemplateError:
+_DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "postgres": 5432, "redis": 6379}
+
+
+def _port(url: Any) -> int:
+    parts = urlsplit(str(url))
+    port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    if not port:
+        raise ValueError(f"no port in {url!r}")
+    return port
+
+
+def _host(url: Any) -> str:
+    return urlsplit(str(url)).hostname or ""
+
+
+def _environment() -> SandboxedEnvironment:
+    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    env.globals.clear()  # no range/dict/lipsum/cycler/joiner/namespace: the roots are the whole namespace
+    env.filters["port"] = _port
+    env.filters["host"] = _host
+    return env
+
+
+_ENV = _environment()
+
+
+def _fail(exc: BaseException, source: str) -> TemplateError:
     return TemplateError(f"template {source!r}: {exc}")
+
+
+def single_expression(text: str) -> str | None:
+    """The expression of a string that is exactly one ``{{ … }}``, else None."""
+    match = _SINGLE.match(text)
+    if match is None or "{{" in match["expr"] or "}}" in match["expr"]:
+        return None
+    return match["expr"].strip()
+
+
+def condition_source(expr: str) -> str:
+    """A ``when:`` is a bare expression (``params.purge``) or one ``{{ params.purge }}``."""
+    return single_expression(expr) or expr.strip()
+
+
+def _roots(context: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in context.items() if k in ROOTS}
+
+
+def _evaluate(source: str, context: dict[str, Any], shown: str) -> Any:
+    try:
+        result = _ENV.compile_expression(source, undefined_to_none=False)(**_roots(context))
+        if isinstance(result, StrictUndefined):
+            str(result)  # raises UndefinedError naming the name
+        return result
+    except TemplateError:
+        raise
+    except (JinjaTemplateError, ArithmeticError, LookupError, TypeError, ValueError, AttributeError,
+            RecursionError) as exc:
+        raise _fail(exc, shown) from None
 
 
 def render(value: Any, context: dict[str, Any]) -> Any:
@@ -36,66 +97,64 @@ def render(value: Any, context: dict[str, Any]) -> Any:
         return [render(v, context) for v in value]
     if not isinstance(value, str) or "{" not in value:
         return value
+    expr = single_expression(value)
+    if expr is not None:
+        return _evaluate(expr, context, value)
     try:
-        single = _SINGLE.match(value)
-        if single and "{{" not in single["expr"] and "}}" not in single["expr"]:
-            result = _ENV.compile_expression(single["expr"], undefined_to_none=False)(**context)
-            if isinstance(result, StrictUndefined):
-                str(result)  # raises UndefinedError
-            return result
-        return _ENV.from_string(value).render(**context)
-    except (UndefinedError, TemplateSyntaxError, SecurityError, TypeError, ValueError, AttributeError,
-            KeyError, IndexError) as exc:
+        return _ENV.from_string(value).render(**_roots(context))
+    except (JinjaTemplateError, ArithmeticError, LookupError, TypeError, ValueError, AttributeError,
+            RecursionError) as exc:
         raise _fail(exc, value) from None
 
 
 def evaluate_condition(expr: str, context: dict[str, Any]) -> bool:
-    """``when:`` as a bare expression (``params.purge``) or one ``{{ … }}``."""
-    single = _SINGLE.match(expr)
-    source = single["expr"] if single else expr
+    """The truth of a ``when:`` condition."""
+    return bool(_evaluate(condition_source(expr), context, expr))
+
+
+def _parse(text: str, as_expression: bool) -> nodes.Template:
     try:
-        result = _ENV.compile_expression(source, undefined_to_none=False)(**context)
-        if isinstance(result, StrictUndefined):
-            str(result)
-        return bool(result)
-    except (UndefinedError, TemplateSyntaxError, SecurityError, TypeError, ValueError, AttributeError,
-            KeyError, IndexError) as exc:
-        raise _fail(exc, expr) from None
+        if as_expression:
+            source = condition_source(text)
+            _ENV.compile_expression(source)  # the evaluator's own parser: rejects trailing garbage
+            return _ENV.parse("{{ (" + source + ") }}")
+        return _ENV.parse(text)
+    except TemplateSyntaxError as exc:
+        raise _fail(exc, text) from None
+    except (JinjaTemplateError, RecursionError, ValueError, TypeError) as exc:  # pathological input
+        raise _fail(exc, text) from None
 
 
-def _parse(text: str, as_expression: bool) -> Any:
-    source = text
-    if as_expression:
-        single = _SINGLE.match(text)
-        source = text if single else "{{ " + text + " }}"
-    return _ENV.parse(source)
-
-
-def referenced(text: str, as_expression: bool = False) -> list[tuple[str, str | None]]:
-    """(root, first attribute) pairs a template uses, e.g. ``params.x`` → ("params", "x").
+def referenced_names(template: str, *, as_expression: bool = False) -> set[str]:
+    """The root names a template reads (``{{ params.x }}`` → ``{"params"}``); parses, never renders.
 
     Raises :class:`TemplateError` on a syntax error.
     """
-    from jinja2 import nodes
+    return set(meta.find_undeclared_variables(_parse(template, as_expression)))
 
-    try:
-        tree = _parse(text, as_expression)
-    except TemplateSyntaxError as exc:
-        raise _fail(exc, text) from None
+
+def referenced(template: str, as_expression: bool = False) -> list[tuple[str, str | None]]:
+    """(root, first attribute) pairs a template reads: ``params.x`` → ("params", "x").
+
+    Every undeclared root appears once with None; ``root.attr`` and ``root["attr"]`` add a pair.
+    Raises :class:`TemplateError` on a syntax error.
+    """
+    tree = _parse(template, as_expression)
     names = meta.find_undeclared_variables(tree)
     out: list[tuple[str, str | None]] = [(n, None) for n in sorted(names)]
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        inner = node.node
-        if isinstance(inner, nodes.Name):
-            if isinstance(node, nodes.Getattr):
-                out.append((inner.name, node.attr))
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                out.append((inner.name, node.arg.value))
+        inner = getattr(node, "node", None)
+        if not isinstance(inner, nodes.Name) or inner.name not in names:
+            continue
+        if isinstance(node, nodes.Getattr):
+            out.append((inner.name, str(node.attr)))
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            out.append((inner.name, node.arg.value))
     return out
 
 
 def strings(value: Any) -> list[str]:
-    """Every string inside ``value`` that holds a template."""
+    """Every string inside ``value`` that may hold a template."""
     if isinstance(value, dict):
         return [s for v in value.values() for s in strings(v)]
     if isinstance(value, list):
