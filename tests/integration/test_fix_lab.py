@@ -230,3 +230,17 @@ def test_unknown_id_suggests_the_nearest(healthy_lab: Any, tmp_path: Path) -> No
     result = es_doctor(healthy_lab, tmp_path, "fix", "qdrant-colection-recreate")
     assert result.returncode == 64
     assert "did you mean qdrant-collection-recreate" in result.stderr
+
+
+def test_fix_all_plans_the_runbooks_of_the_current_findings(healthy_lab: Any, tmp_path: Path) -> None:
+    healthy_lab.add_fault("collection-missing")
+    wait_tripped(healthy_lab.target, "vectors.collection")
+    dry = es_doctor(healthy_lab, tmp_path, "fix", "--all", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "Plan: qdrant-collection-recreate" in dry.stdout
+    url = f"http://127.0.0.1:{healthy_lab.stack.settings.ports.qdrant}/collections/task_vectors"
+    assert httpx.get(url).status_code == 404, "a dry run changes nothing"
+    done = es_doctor(healthy_lab, tmp_path, "fix", "--all", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "qdrant-collection-recreate: FIXED" in done.stdout
+    assert httpx.get(url).status_code == 200
