@@ -68,7 +68,7 @@ def test_a_valid_runbook_loads(tmp_path: Path) -> None:
                    "    inputs: {message: \"size"), 9, "steps[0].when", "undefined name 'nope'"),
     (VALID.replace("{{ steps.first.message }}", "{{ steps.second.message }}"), 12, "steps[1].inputs.message",
      "not an earlier step"),
-    (VALID.replace("  - name: second", "  - name: first"), 1, "(document)", "used twice"),
+    (VALID.replace("  - name: second", "  - name: first"), 10, "steps[1].name", "used twice"),
     (VALID.replace("verify:", "on_failure_typo: 1\nverify:"), 13, "on_failure_typo", "Extra inputs"),
 ])
 def test_malformed_runbooks_name_file_line_and_key(tmp_path: Path, text: str, line: int, key: str,

@@ -216,7 +216,7 @@ class Engine:
                              duration_ms=round((time.monotonic() - started) * 1000, 1))
             return result
         if failed_step is not None:
-            step, how = failed_step
+            failed_name, how = failed_step
             if how == "rollback":
                 self._rollback(the_plan, ctx, base, outputs, result)
                 result.outcome = Outcome.ROLLED_BACK
@@ -224,7 +224,7 @@ class Engine:
                 result.outcome = Outcome.DECLINED
             else:
                 result.outcome = Outcome.FAILED
-            result.message = f"step {step} failed" if how != "declined" else f"step {step} declined"
+            result.message = f"step {failed_name} {'declined' if how == 'declined' else 'failed'}"
         else:
             fixed, findings = self._verify(rb)
             result.verify = findings
