@@ -56,7 +56,7 @@ def root(
 
 
 def _register() -> None:
-    from es_doctor.cli import alert_rules_cmd, config_cmd, diagnose_cmd, fix_cmd, lab, runbooks_cmd
+    from es_doctor.cli import alert_rules_cmd, config_cmd, diagnose_cmd, emergency_cmd, fix_cmd, lab, runbooks_cmd
 
     app.add_typer(config_cmd.config_app, name="config")
     app.command("diagnose")(diagnose_cmd.diagnose)
@@ -65,6 +65,7 @@ def _register() -> None:
     app.add_typer(lab.lab_app, name="lab")
     app.command("fix")(fix_cmd.fix)
     app.add_typer(runbooks_cmd.runbooks_app, name="runbooks")
+    app.add_typer(emergency_cmd.emergency_app, name="emergency")
 
 
 _register()

@@ -116,7 +116,8 @@ def validate(ctx: typer.Context,
                 level.append(p)
         levels.append(level)
     else:
-        levels.append(runbook_files(shipped_dir()))
+        emergency = shipped_dir() / "emergency"
+        levels.append([*runbook_files(shipped_dir()), *(runbook_files(emergency) if emergency.is_dir() else [])])
         levels.append([f for d in _user_dirs(ctx, config, target) for f in _dir_files(d)])
     errors = 0
     for files in levels:

@@ -302,6 +302,8 @@ def clear(stack: LabStack, name: str | None = None, wait: float | None = 30.0) -
         restore_baseline(stack)
     if wait and not remaining:
         stack.wait_healthy(wait)
+        if name is None:
+            _writable(stack)
     return names
 
 
@@ -325,3 +327,16 @@ def restore_baseline(stack: LabStack) -> None:
         write_service_config(stack.paths, baseline)
     if off or (stack.paths.run / "service.json").is_file() or status[SERVICE] != "running":
         stack.reset_service()
+
+
+def _writable(stack: LabStack) -> None:
+    """Read-only and maintenance modes off (an emergency procedure may have left them on)."""
+    import httpx
+
+    base = f"http://127.0.0.1:{stack.settings.ports.api}/api/v1/maintenance"
+    with contextlib.suppress(httpx.HTTPError, ValueError, AttributeError):
+        mode = httpx.get(base, timeout=5).json()
+        if mode.get("readonly"):
+            httpx.post(f"{base}/readonly", json={"enabled": False}, timeout=5)
+        if mode.get("maintenance"):
+            httpx.post(f"{base}/disable", timeout=5)

@@ -185,7 +185,8 @@ def ensure_base_image(docker_host: str, tag: str = BASE_IMAGE, release: str | No
                     info.type, info.linkname = tarfile.SYMTYPE, "busybox"
                     tar.addfile(info)
             repo, _, version = tag.rpartition(":")
-            client.api.import_image_from_file(str(tar_path), repository=repo, tag=version)
+            changes = [f"ENV LAB_RELEASE={release}"] if release else None
+            client.api.import_image_from_file(str(tar_path), repository=repo, tag=version, changes=changes)
         client.images.get(tag)
         return tag
     finally:

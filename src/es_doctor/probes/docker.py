@@ -228,6 +228,11 @@ class DockerProbe:
             old = c.containers.get(name)
             attrs, host = old.attrs, old.attrs["HostConfig"]
             env = dict(e.split("=", 1) for e in attrs["Config"].get("Env") or [] if "=" in e)
+            try:  # keep only what the container set: the new image brings its own defaults
+                baked = set(c.images.get(attrs["Image"]).attrs["Config"].get("Env") or [])
+            except Exception:  # noqa: BLE001 - the old image may be gone; keep everything then
+                baked = set()
+            env = {k: v for k, v in env.items() if f"{k}={v}" not in baked}
             for key in env_unset or []:
                 env.pop(key, None)
             env.update(env_set or {})

@@ -6,7 +6,7 @@ from __future__ import annotations
 ACTION_NAMES: frozenset[str] = frozenset({
     "http",
     "docker.restart", "docker.start", "docker.stop", "docker.exec", "docker.logs", "docker.prune",
-    "docker.compose-restart", "docker.rebuild", "docker.recreate",
+    "docker.compose-restart", "docker.rebuild", "docker.recreate", "docker.stack-restart", "deploy.previous",
     "docker.volume-backup", "docker.volume-restore", "docker.volume-recreate",
     "qdrant.create-collection", "qdrant.snapshot", "qdrant.recover", "qdrant.delete-collection",
     "postgres.sql", "postgres.dump", "postgres.restore",

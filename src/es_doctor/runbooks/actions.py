@@ -53,6 +53,11 @@ class ActionContext:
                                                  timeout=60)
         return self._probes["qdrant"]
 
+    @property
+    def deployments(self) -> Path:
+        """Where the service's image history is kept (``state_dir/deployments/<target>.jsonl``)."""
+        return self.work_dir.parents[1] / "deployments" / f"{self.target_name}.jsonl"
+
     def sleep(self, seconds: float) -> None:
         if self.cancel.wait(seconds):
             raise ActionError("interrupted")
@@ -211,9 +216,63 @@ def docker_rebuild(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]
 def docker_recreate(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     name = need(inputs, "container")
     env = {str(k): str(v) for k, v in (inputs.get("env") or {}).items()}
-    result = ctx.docker().recreate(name, image=inputs.get("image"), env_set=env,
+    before = unwrap(ctx.docker().container(name), f"container {name}").image
+    result = ctx.docker().recreate(name, image=inputs.get("image") or None, env_set=env,
                                    env_unset=[str(u) for u in inputs.get("unset") or []])
-    return {"container": name, "result": unwrap(result, f"recreate {name}")}
+    out = {"container": name, "result": unwrap(result, f"recreate {name}"), "previous_image": before}
+    if inputs.get("image") and inputs["image"] != before and name == ctx.target.service.container:
+        record_deployment(ctx, before, str(inputs["image"]))
+    return out
+
+
+def record_deployment(ctx: ActionContext, previous: str, image: str) -> None:
+    import json
+
+    ctx.deployments.parent.mkdir(parents=True, exist_ok=True)
+    with ctx.deployments.open("a", encoding="utf-8") as out:
+        out.write(json.dumps({"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                              "previous": previous, "image": image}) + "\n")
+
+
+@action("deploy.previous", lambda _i: "find the image the service ran before its current one (deployment record)")
+def deploy_previous(_inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    import json
+
+    current = unwrap(ctx.docker().container(ctx.target.service.container), "the service container").image
+    records = []
+    if ctx.deployments.is_file():
+        records = [json.loads(line) for line in ctx.deployments.read_text(encoding="utf-8").splitlines() if line]
+    for record in reversed(records):
+        if record.get("image") == current and record.get("previous") and record["previous"] != current:
+            return {"image": record["previous"], "current": current}
+    raise ActionError(f"no earlier image recorded for {current} in {ctx.deployments}; name one: --to TAG")
+
+
+@action("docker.stack-restart",
+        lambda i: f"stop {list(reversed(i.get('order') or []))}, then start {i.get('order')} waiting for each",
+        destructive=True)
+def docker_stack_restart(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    """The guide's `docker-compose down && up`: stop in reverse dependency order, start in order."""
+    docker = ctx.docker()
+    order = [str(n) for n in need(inputs, "order", list)]
+    present = [n for n in order if docker.container(n).ok]
+    if not present:
+        raise ActionError(f"none of {order} exists on this engine")
+    for name in reversed(present):
+        unwrap(docker.stop(name, timeout=int(inputs.get("stop_timeout", 10))), f"stop {name}")
+    started = []
+    for name in present:
+        unwrap(docker.start(name), f"start {name}")
+        deadline = time.monotonic() + float(inputs.get("each_timeout", 30))
+        while True:
+            info = unwrap(docker.container(name), name)
+            if info.running and info.health in (None, "healthy"):
+                break
+            if time.monotonic() > deadline or info.state == "exited":
+                raise ActionError(f"{name} is {info.state} ({info.health or 'no healthcheck'}) after start")
+            ctx.sleep(0.5)
+        started.append(name)
+    return {"stopped": list(reversed(present)), "started": started}
 
 
 def _helper_image(inputs: dict[str, Any], ctx: ActionContext) -> str:

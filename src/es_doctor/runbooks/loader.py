@@ -181,7 +181,9 @@ def load_runbooks(dirs: list[Path] | None = None, *, shipped: bool = True) -> Ru
     """The shipped set, then the user's directories (one level together); a user's id overrides."""
     out = RunbookSet()
     if shipped:
-        for rb_id, (rb, path) in _load_level(runbook_files(shipped_dir())).items():
+        emergency = shipped_dir() / "emergency"  # runbooks/emergency/: the guide's emergency procedures
+        files = [*runbook_files(shipped_dir()), *(runbook_files(emergency) if emergency.is_dir() else [])]
+        for rb_id, (rb, path) in _load_level(files).items():
             out.runbooks[rb_id], out.sources[rb_id] = rb, path
     user_files: list[Path] = []
     for directory in dirs or []:

@@ -1,0 +1,107 @@
+"""``es-doctor emergency status|readonly|maintenance|restart|rollback``: the guide's emergency
+procedures. Each (but status) is a shortcut to a runbook of ``runbooks/emergency/``, run by the
+engine like ``es-doctor fix``: plan, confirmation, audit, lock, verify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from es_doctor.cli.common import ConfigOpt, TargetOpt, load
+from es_doctor.errors import ExitStatus, UsageError
+
+emergency_app = typer.Typer(help="The guide's emergency procedures (runbooks/emergency/).", no_args_is_help=True)
+
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before destructive steps.")]
+DryOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")]
+
+
+def _run(ctx: typer.Context, runbook_id: str, params: dict[str, str], yes: bool, dry_run: bool,
+         config: str | None, target: str | None) -> int:
+    from es_doctor.cli.fix_cmd import _confirm, _report, _runbooks, print_plan
+    from es_doctor.config import secret_values
+    from es_doctor.runbooks.audit import AuditLog
+    from es_doctor.runbooks.engine import Engine, plan
+
+    loaded = load(ctx, config, target)
+    runbooks = _runbooks(loaded)
+    if runbook_id not in runbooks:
+        raise UsageError(f"runbook {runbook_id} is missing (runbooks/emergency/)")
+    engine = Engine(loaded.target, loaded.target_name, AuditLog(Path(loaded.config.audit_log),
+                                                                secret_values(loaded.target)),
+                    Path(loaded.config.state_dir), confirm=_confirm, say=typer.echo)
+    the_plan = plan(runbooks[runbook_id], loaded.target, loaded.target_name, params)
+    print_plan(the_plan, typer.echo)
+    result = engine.run(the_plan, yes=yes, dry_run=dry_run)
+    _report(result)
+    return int(result.outcome.exit_status)
+
+
+@emergency_app.command("status")
+def status(ctx: typer.Context, config: ConfigOpt = None, target: TargetOpt = None) -> int:
+    """One screen: maintenance and read-only state, the last backup, the stack's containers."""
+    from es_doctor.probes.docker import DockerProbe
+    from es_doctor.probes.http import HttpProbe
+
+    loaded = load(ctx, config, target)
+    t = loaded.target
+    mode = HttpProbe(timeout=5).get_json(t.service.api_url.rstrip("/") + "/api/v1/maintenance")
+    if mode.ok and isinstance(mode.value, dict):
+        typer.echo(f"read-only: {'ON' if mode.value.get('readonly') else 'off'}   "
+                   f"maintenance: {'ON' if mode.value.get('maintenance') else 'off'}")
+    else:
+        typer.echo(f"read-only/maintenance: unknown ({mode.failure.message if mode.failure else 'bad answer'})")
+    backups = Path(loaded.config.state_dir).expanduser() / "backups"
+    done = sorted(p.parent.name for p in backups.glob("*/manifest.json")) if backups.is_dir() else []
+    typer.echo(f"last backup: {done[-1] if done else 'none'}")
+    present, why = t.is_present("docker")
+    if not present:
+        typer.echo(f"containers: not checked ({why})")
+        return int(ExitStatus.OK)
+    listed = DockerProbe(t.docker.host).containers({"com.docker.compose.project": t.docker.compose_project})
+    if listed.failure is not None:
+        typer.echo(f"containers: unknown ({listed.failure.message})")
+        return int(ExitStatus.UNAVAILABLE)
+    for c in listed.unwrap():
+        typer.echo(f"  {c.name:<18} {c.state:<10} {c.image}")
+    return int(ExitStatus.OK)
+
+
+@emergency_app.command("readonly")
+def readonly(ctx: typer.Context,
+             off: Annotated[bool, typer.Option("--off", help="Lift read-only mode.")] = False,
+             dry_run: DryOpt = False, config: ConfigOpt = None, target: TargetOpt = None) -> int:
+    """Stop writes through the API and prove a write is refused (--off: lift it)."""
+    return _run(ctx, "emergency-readonly", {"enabled": str(not off).lower()}, True, dry_run, config, target)
+
+
+@emergency_app.command("maintenance")
+def maintenance(ctx: typer.Context, state: Annotated[str, typer.Argument(metavar="enable|disable")],
+                dry_run: DryOpt = False, config: ConfigOpt = None, target: TargetOpt = None) -> int:
+    """Maintenance mode on or off."""
+    if state not in ("enable", "disable"):
+        raise UsageError(f"maintenance takes enable or disable, not {state!r}")
+    return _run(ctx, "emergency-maintenance", {"enabled": str(state == "enable").lower()}, True, dry_run,
+                config, target)
+
+
+@emergency_app.command("restart")
+def restart(ctx: typer.Context,
+            rollback_on_failure: Annotated[bool, typer.Option(
+                "--rollback-on-failure", help="Roll the service back to its previous image if unhealthy.")] = False,
+            yes: YesOpt = False, dry_run: DryOpt = False, config: ConfigOpt = None, target: TargetOpt = None) -> int:
+    """docker-compose down/up: stop in reverse order, start in order, wait for health."""
+    return _run(ctx, "emergency-restart", {"rollback_on_failure": str(rollback_on_failure).lower()}, yes, dry_run,
+                config, target)
+
+
+@emergency_app.command("rollback")
+def rollback(ctx: typer.Context,
+             to: Annotated[str | None, typer.Option("--to", help="Image tag (default: the recorded previous one).",
+                                                   show_default=False)] = None,
+             yes: YesOpt = False, dry_run: DryOpt = False, config: ConfigOpt = None, target: TargetOpt = None) -> int:
+    """Redeploy the service's previous image and verify health."""
+    params: dict[str, Any] = {"to": to} if to else {}
+    return _run(ctx, "emergency-rollback", params, yes, dry_run, config, target)
