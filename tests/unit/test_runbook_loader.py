@@ -271,7 +271,7 @@ def test_schema_json_is_up_to_date_with_the_models() -> None:
 
 
 def test_every_shipped_runbook_validates() -> None:
-    files = sorted(shipped_dir().glob("*.yaml"))
+    files = sorted([*shipped_dir().glob("*.yaml"), *(shipped_dir() / "emergency").glob("*.yaml")])
     assert len(files) >= 2
     ids = {load_runbook_file(f).id for f in files}
     assert {"port-in-use", "dependency-restart"} <= ids
@@ -365,7 +365,8 @@ def test_cli_validate_reports_an_id_twice_among_the_given_files(tmp_path: Path) 
 def test_cli_validate_defaults_to_every_loaded_runbook(tmp_path: Path) -> None:
     code, out, _err = invoke(["validate", "--config", str(_config(tmp_path))])
     assert code == 0
-    assert out.count("✓ ") == len(list(shipped_dir().glob("*.yaml"))) + 1
+    shipped = [*shipped_dir().glob("*.yaml"), *(shipped_dir() / "emergency").glob("*.yaml")]
+    assert out.count("✓ ") == len(shipped) + 1
 
 
 def _config(tmp_path: Path) -> Path:
