@@ -65,6 +65,9 @@ def _register() -> None:
     app.add_typer(lab.lab_app, name="lab")
     app.command("fix")(fix_cmd.fix)
     app.add_typer(runbooks_cmd.runbooks_app, name="runbooks")
+    from es_doctor.cli import escalate_cmd
+
+    app.command("escalate")(escalate_cmd.escalate)
     app.add_typer(emergency_cmd.emergency_app, name="emergency")
 
 
