@@ -19,7 +19,7 @@ from es_doctor.lab.service_config import ServiceConfig
 
 COMPONENT = "vector-service"
 FLAKY_RATE = 0.30
-BAD_DIM_RATE = 0.05
+BAD_DIM_RATE = 0.15
 WRONG_DIM = 768
 
 
