@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +112,51 @@ def test_restart_with_a_service_failing_health_rolls_back(healthy_lab: Any, tmp_
         assert httpx.get(api(healthy_lab, "/health"), timeout=5).status_code == 200
     finally:
         client.close()
+
+
+def test_security_attack_maintenance_block_list_and_notify(healthy_lab: Any, tmp_path: Path) -> None:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[dict[str, Any]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        healthy_lab.add_fault("security-attack")
+        log = healthy_lab.stack.paths.logs / "email-sender.log"
+        deadline = time.monotonic() + 30
+        while log.read_text().count('"SECURITY"') < 30 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        hook = f"http://127.0.0.1:{server.server_port}/hooks/SECRET-TOKEN-123"
+        env_name = "LAB_TEST_SECURITY_HOOK"
+        os.environ[env_name] = hook
+        try:
+            result = es_doctor(healthy_lab, tmp_path, "security", "--yes", "--webhook", f"env:{env_name}")
+        finally:
+            del os.environ[env_name]
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+        assert httpx.get(api(healthy_lab, "/api/v1/maintenance")).json()["maintenance"] is True
+        blocklists = list((tmp_path / "state" / "runs").glob("*/blocklist.txt"))
+        assert len(blocklists) == 1
+        blocked = blocklists[0].read_text().split()
+        assert set(blocked) == {"203.0.113.7", "203.0.113.8", "198.51.100.23"}
+        assert "deny 203.0.113.7;" in blocklists[0].with_name("blocklist.nginx.conf").read_text()
+        assert received and "203.0.113.7" in received[0]["text"]
+        everything = result.stdout + result.stderr + (tmp_path / "audit.jsonl").read_text()
+        assert "SECRET-TOKEN-123" not in everything
+    finally:
+        server.shutdown()
+        server.server_close()

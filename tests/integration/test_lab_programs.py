@@ -270,7 +270,8 @@ def test_api_shapes_metrics_pprof_and_logs(clean: Svc) -> None:
 
     lines = s.log_lines()
     keys = {"timestamp", "level", "component", "message", "error", "request_id", "user_id", "duration_ms"}
-    assert all(set(line) == keys for line in lines)
+    assert all(set(line) == keys or (line["component"] == "SECURITY" and set(line) == keys | {"client_ip"})
+               for line in lines)
     http_lines = [x for x in lines if x["component"] == "http" and x["level"] == "INFO"]
     assert http_lines and http_lines[-1]["timestamp"].endswith("Z") and http_lines[-1]["request_id"]
     datetime.strptime(http_lines[-1]["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)

@@ -97,6 +97,20 @@ def restart(ctx: typer.Context,
                 config, target)
 
 
+@emergency_app.command("security")
+def security(ctx: typer.Context,
+             threshold: Annotated[int, typer.Option(min=1, help="Failed authentications that get an address "
+                                                    "blocked.")] = 5,
+             webhook: Annotated[str | None, typer.Option(help="Security contact's webhook, as env:NAME.",
+                                                         show_default=False)] = None,
+             yes: YesOpt = False, dry_run: DryOpt = False, config: ConfigOpt = None, target: TargetOpt = None) -> int:
+    """Security attack: maintenance mode on, SECURITY log analysis, block list (not applied), notify."""
+    if webhook and not webhook.startswith("env:"):
+        raise UsageError("--webhook takes env:NAME (a webhook URL is a secret: keep it out of the command line)")
+    params = {"threshold": str(threshold), **({"webhook": webhook} if webhook else {})}
+    return _run(ctx, "emergency-security", params, yes, dry_run, config, target)
+
+
 @emergency_app.command("rollback")
 def rollback(ctx: typer.Context,
              to: Annotated[str | None, typer.Option("--to", help="Image tag (default: the recorded previous one).",

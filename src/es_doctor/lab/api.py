@@ -137,6 +137,21 @@ def _inject(app: App, path: str, request_id: str) -> Reply | None:
     return None
 
 
+LAB_TOKEN = "lab-token"  # noqa: S105 - the lab's own, well-known token
+
+
+def _authenticate(app: App, headers: Any, path: str, peer: str, request_id: str) -> Reply | None:
+    """A request carrying credentials must carry the right ones: a wrong bearer token is a 401 and a
+    SECURITY line with the client's address (X-Forwarded-For first, as behind nginx)."""
+    auth = headers.get("Authorization")
+    if auth is None or auth == f"Bearer {LAB_TOKEN}":
+        return None
+    client = (headers.get("X-Forwarded-For") or peer).split(",")[0].strip()
+    app.journal.warn("SECURITY", f"authentication failed on {path}", request_id=request_id, client_ip=client,
+                     error="invalid bearer token")
+    return 401, {"error": "unauthorized"}
+
+
 def make_api_server(host: str, port: int, app: App) -> ThreadingHTTPServer:
     """Bind (raises OSError when the port is taken) the API server."""
 
@@ -162,6 +177,11 @@ def make_api_server(host: str, port: int, app: App) -> ThreadingHTTPServer:
                     body = parsed if isinstance(parsed, dict) else {}
                 except ValueError:
                     name = name and "bad_json"
+            denied = _authenticate(app, self.headers, path, self.client_address[0], request_id)
+            if denied is not None:
+                self._send(*denied)
+                self._record(path if name else "other", path, denied[0], started, request_id)
+                return
             if name is None:
                 known = any(p == path for _m, p in ROUTES)
                 reply: Reply = (405, {"error": "method not allowed"}) if known else (

@@ -33,6 +33,7 @@ RUNTIME = {
     "memory-pressure": "the service holds ~90 % of its memory limit",
     "memory-critical": "the service holds ~97 % of its memory limit",
     "slow-logs": "the service logs SLOW operations (WARN lines with durations)",
+    "security-attack": "wrong bearer tokens from 3 forwarded addresses hit the API (401, SECURITY log lines)",
     "vector-insert-errors": "some vector inserts use a wrong dimension and fail",
     "qdrant-flaky": "the service's calls to Qdrant fail intermittently (connection errors)",
     "manager-down": "one manager stops its heartbeat and reads down",

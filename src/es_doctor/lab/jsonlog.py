@@ -32,6 +32,7 @@ def format_line(level: str, component: str, message: str, **fields: Any) -> str:
         "user_id": fields.get("user_id"),
         "duration_ms": fields.get("duration_ms"),
     }
+    record.update({k: v for k, v in fields.items() if k not in record})  # e.g. client_ip on SECURITY lines
     return json.dumps(record, separators=(",", ":"))
 
 

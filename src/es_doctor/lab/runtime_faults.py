@@ -25,6 +25,7 @@ SERVICE_FAULTS: tuple[str, ...] = (
     "memory-pressure",
     "memory-critical",
     "slow-logs",
+    "security-attack",
     "vector-insert-errors",
     "qdrant-flaky",
     "manager-down",

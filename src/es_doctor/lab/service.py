@@ -10,6 +10,7 @@ Exit codes: 0 on SIGTERM/SIGINT, 1 on a FATAL startup error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import os
@@ -34,6 +35,8 @@ from es_doctor.lab.service_config import ConfigLoadError, ServiceConfig, load_co
 from es_doctor.lab.traffic import TrafficGenerator
 from es_doctor.lab.vectors import VectorError, VectorService
 
+#: documentation addresses (RFC 5737): the lab's attackers
+ATTACKERS = ("203.0.113.7", "203.0.113.8", "198.51.100.23")
 MEMORY_FRACTION = {"memory-critical": 0.97, "memory-pressure": 0.90}
 
 
@@ -119,6 +122,18 @@ class App:
         return waiting
 
     # --- runtime faults ---
+    def attack(self, port: int) -> None:
+        """Fault security-attack: brute-force logins from a few addresses (real requests, wrong tokens)."""
+        if not self.faults.active("security-attack"):
+            return
+        import httpx
+
+        attacker = self._rng.choice(ATTACKERS)
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/api/v1/managers/status", timeout=2,
+                      headers={"Authorization": f"Bearer guess-{self._rng.randrange(10**6)}",
+                               "X-Forwarded-For": attacker})
+
     def on_faults_changed(self, added: frozenset[str], removed: frozenset[str], initial: bool = False) -> None:
         try:
             self._apply_faults(added, removed, initial)
@@ -196,6 +211,7 @@ def run(cfg: ServiceConfig) -> int:
     app.faults.start()
     effects.run_periodic(app.stop, HEARTBEAT_S, app.heartbeat, "heartbeat")
     effects.run_periodic(app.stop, 0.4, app.slow_logs, "slow-logs")
+    effects.run_periodic(app.stop, 0.3, lambda: app.attack(cfg.api_port), "security-attack")
     effects.run_periodic(app.stop, 1.0, app.ballast.adjust, "ballast")
     if cfg.seed_tasks > 0:
         threading.Thread(target=app.seed_tasks, name="seed", daemon=True).start()

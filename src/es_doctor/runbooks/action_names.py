@@ -15,6 +15,7 @@ ACTION_NAMES: frozenset[str] = frozenset({
     "env.show", "env.require", "env.set",
     "wait_for",
     "notify",
+    "security.analyze",
     "shell",
     "fail",
 })
