@@ -42,6 +42,11 @@ def require(component: str, reason: str | None) -> None:
     pytest.skip(message)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that damage the lab's data on purpose run last."""
+    items.sort(key=lambda item: item.get_closest_marker("data_destructive") is not None)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not in_ci():
         return

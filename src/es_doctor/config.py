@@ -288,8 +288,14 @@ class Config(Strict):
     #: where fixes append their JSON Lines audit records
     audit_log: str = "~/.local/state/es-doctor/audit.jsonl"
     state_dir: str = "~/.local/state/es-doctor"
+    #: where `es-doctor emergency backup` writes (unset: ``<state_dir>/backups``); nothing is written outside it
+    backup_dir: str | None = None
     #: es-doctor escalate: the guide's escalation levels and their notification channels
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+
+
+def backup_root(config: Config) -> Path:
+    return Path(config.backup_dir or Path(config.state_dir) / "backups").expanduser()
 
 
 class LoadedConfig(BaseModel):

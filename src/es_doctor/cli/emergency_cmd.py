@@ -4,6 +4,7 @@ engine like ``es-doctor fix``: plan, confirmation, audit, lock, verify."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,8 +21,13 @@ DryOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan; change 
 
 def _run(ctx: typer.Context, runbook_id: str, params: dict[str, str], yes: bool, dry_run: bool,
          config: str | None, target: str | None) -> int:
+    return int(_run_result(ctx, runbook_id, params, yes, dry_run, config, target).outcome.exit_status)
+
+
+def _run_result(ctx: typer.Context, runbook_id: str, params: dict[str, str], yes: bool, dry_run: bool,
+                config: str | None, target: str | None) -> Any:
     from es_doctor.cli.fix_cmd import _confirm, _report, _runbooks, print_plan
-    from es_doctor.config import secret_values
+    from es_doctor.config import backup_root, secret_values
     from es_doctor.runbooks.audit import AuditLog
     from es_doctor.runbooks.engine import Engine, plan
 
@@ -31,12 +37,13 @@ def _run(ctx: typer.Context, runbook_id: str, params: dict[str, str], yes: bool,
         raise UsageError(f"runbook {runbook_id} is missing (runbooks/emergency/)")
     engine = Engine(loaded.target, loaded.target_name, AuditLog(Path(loaded.config.audit_log),
                                                                 secret_values(loaded.target)),
-                    Path(loaded.config.state_dir), confirm=_confirm, say=typer.echo)
+                    Path(loaded.config.state_dir), confirm=_confirm, say=typer.echo,
+                    backup_root=backup_root(loaded.config))
     the_plan = plan(runbooks[runbook_id], loaded.target, loaded.target_name, params)
     print_plan(the_plan, typer.echo)
     result = engine.run(the_plan, yes=yes, dry_run=dry_run)
     _report(result)
-    return int(result.outcome.exit_status)
+    return result
 
 
 @emergency_app.command("status")
@@ -53,9 +60,15 @@ def status(ctx: typer.Context, config: ConfigOpt = None, target: TargetOpt = Non
                    f"maintenance: {'ON' if mode.value.get('maintenance') else 'off'}")
     else:
         typer.echo(f"read-only/maintenance: unknown ({mode.failure.message if mode.failure else 'bad answer'})")
-    backups = Path(loaded.config.state_dir).expanduser() / "backups"
-    done = sorted(p.parent.name for p in backups.glob("*/manifest.json")) if backups.is_dir() else []
-    typer.echo(f"last backup: {done[-1] if done else 'none'}")
+    from es_doctor.backup import BackupStore
+    from es_doctor.config import backup_root
+
+    store = BackupStore(backup_root(loaded.config))
+    done, partial = store.complete(), store.incomplete()
+    typer.echo(f"last backup: {done[-1] if done else 'none'}"
+               + (f"   ({len(done)} in {store.root})" if done else ""))
+    if partial:
+        typer.echo(f"  incomplete (interrupted, not usable): {', '.join(partial)}")
     present, why = t.is_present("docker")
     if not present:
         typer.echo(f"containers: not checked ({why})")
@@ -119,3 +132,76 @@ def rollback(ctx: typer.Context,
     """Redeploy the service's previous image and verify health."""
     params: dict[str, Any] = {"to": to} if to else {}
     return _run(ctx, "emergency-rollback", params, yes, dry_run, config, target)
+
+
+@emergency_app.command("backup")
+def backup(ctx: typer.Context,
+           reason: Annotated[str, typer.Option(help="Recorded in the manifest.")] = "emergency backup",
+           dry_run: DryOpt = False, config: ConfigOpt = None, target: TargetOpt = None) -> int:
+    """A consistent, timestamped backup: PostgreSQL, Qdrant snapshots, volumes, service config."""
+    result = _run_result(ctx, "emergency-backup", {"reason": reason}, True, dry_run, config, target)
+    made = next((s.output for s in result.steps if s.name == "backup" and s.status == "ok"), None)
+    if made:
+        typer.echo(f"backup {made['id']}: {made['files']} files, {made['bytes']} bytes in {made['path']}")
+        for component, why in (made.get("skipped") or {}).items():
+            typer.echo(f"  not backed up: {component} ({why})")
+    return int(result.outcome.exit_status)
+
+
+@emergency_app.command("validate")
+def validate(ctx: typer.Context,
+             backup_id: Annotated[str | None, typer.Argument(metavar="[BACKUP]", help="A backup id or 'latest'; "
+                                                             "none: the live data.")] = None,
+             config: ConfigOpt = None, target: TargetOpt = None) -> int:
+    """Integrity of a backup (checksums, pg_restore --list, archives) or of the live data."""
+    result = _run_result(ctx, "emergency-validate", {"backup": backup_id or ""}, True, False, config, target)
+    step = next((s for s in result.steps if s.name == "validate"), None)
+    if step is not None and step.status == "ok":
+        _print_validation(step.output)
+        return int(ExitStatus.OK)
+    return int(ExitStatus.CRITICAL) if step is not None and step.status == "failed" else \
+        int(result.outcome.exit_status)
+
+
+def _print_validation(found: dict[str, Any]) -> None:
+    facts = found.get("facts", {})
+    for table, t in sorted(((facts.get("postgres") or {}).get("tables") or {}).items()):
+        typer.echo(f"  postgres {table}: {t['rows']} rows, md5 {t['md5'][:12]}")
+    for name, c in sorted((facts.get("qdrant") or {}).items()):
+        extra = f", {c['rows']} rows, {c['orphans']} orphan points, {c['without_vector']} rows without vector" \
+            if "rows" in c else ""
+        typer.echo(f"  qdrant {name}: {c.get('points')} points{extra}")
+    for note in found.get("notes", []):
+        typer.echo(f"  note: {note}")
+    typer.echo(f"{found.get('subject')}: {'OK' if found.get('ok') else 'PROBLEMS'}")
+
+
+@emergency_app.command("restore")
+def restore(ctx: typer.Context,
+            backup_id: Annotated[str, typer.Argument(metavar="BACKUP", help="The backup id (its timestamp) or "
+                                                     "'latest'.")],
+            yes: YesOpt = False, dry_run: DryOpt = False, config: ConfigOpt = None, target: TargetOpt = None) -> int:
+    """Restore PostgreSQL, Qdrant and the volumes from a backup, then validate. Only with writes
+    stopped (read-only/maintenance), only after a fresh safety backup."""
+    if backup_id == "latest":
+        from es_doctor.backup import BackupError, BackupStore
+        from es_doctor.config import backup_root
+
+        loaded = load(ctx, config, target)
+        try:
+            backup_id = BackupStore(backup_root(loaded.config)).path("latest").name
+        except BackupError as exc:
+            raise UsageError(str(exc)) from None
+    if not dry_run and not yes and not sys.stdin.isatty():
+        raise UsageError("restore replaces the stack's data: confirm with --yes (nothing was changed)")
+    result = _run_result(ctx, "emergency-restore", {"backup": backup_id}, yes, dry_run, config, target)
+    if any(s.name == "writes-stopped" and s.status == "failed" for s in result.steps):
+        typer.echo("restore refused: writes are not stopped (es-doctor emergency readonly); nothing was changed")
+        return int(ExitStatus.UNAVAILABLE)
+    step = next((s for s in result.steps if s.name == "validate" and s.phase == "steps"), None)
+    if step is not None and step.status == "ok":
+        _print_validation(step.output)
+    elif step is not None and step.status == "failed":
+        typer.echo(f"restored, but the validation found problems: {step.error}")
+        return int(ExitStatus.CRITICAL)
+    return int(result.outcome.exit_status)

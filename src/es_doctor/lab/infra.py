@@ -247,6 +247,12 @@ def provision_database(port: int, superuser_password: str, password: str,
                 sql.Identifier(role), sql.Literal(password)))
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is None:
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(role)))
+    # amcheck (PostgreSQL's contrib) lets `es-doctor emergency validate` verify the B-tree indexes
+    with psycopg.connect(host="127.0.0.1", port=port, user="postgres", password=superuser_password,
+                         dbname=dbname, autocommit=True, connect_timeout=5) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+        conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION bt_index_check(regclass), bt_index_check(regclass, boolean) "
+                             "TO {}").format(sql.Identifier(role)))
 
 
 @dataclass

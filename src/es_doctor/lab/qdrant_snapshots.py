@@ -1,11 +1,14 @@
-"""Snapshots for the Qdrant stand-in: our own format, JSON lines (a header with the collection's
-config, then one line per point), stored as ``DIR/snapshots/{collection}/{collection}-{time}.snapshot``."""
+"""Snapshots for the Qdrant stand-in. Like Qdrant's, a snapshot is a tar archive; ours holds
+``collection.json`` (a header with the collection's config) and ``points.jsonl`` (one line per point),
+stored as ``DIR/snapshots/{collection}/{collection}-{time}.snapshot``."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
+import tarfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.parser import BytesParser
@@ -57,24 +60,38 @@ def write_snapshot(storage: Path, collection: str, config: dict[str, Any],
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{collection}-{stamp}.snapshot"
     tmp = path.with_suffix(".tmp")
-    count = 0
-    with tmp.open("w", encoding="utf-8") as fh:
-        header = {"format": FORMAT, "collection": collection, "config": config,
-                  "created_at": datetime.now(UTC).isoformat()}
-        fh.write(json.dumps(header) + "\n")
-        for point in points:
-            fh.write(json.dumps(point) + "\n")
-            count += 1
+    header = {"format": FORMAT, "collection": collection, "config": config,
+              "created_at": datetime.now(UTC).isoformat()}
+    lines = io.BytesIO()
+    for point in points:
+        lines.write(json.dumps(point).encode() + b"\n")
+    with tarfile.open(tmp, "w") as tar:
+        for name, data in (("collection.json", json.dumps(header).encode()), ("points.jsonl", lines.getvalue())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = int(datetime.now(UTC).timestamp())
+            tar.addfile(info, io.BytesIO(data))
     tmp.replace(path)
     return path
 
 
 def read_snapshot(data: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(config, points) from a snapshot's bytes; :class:`SnapshotError` when it is not one of ours."""
-    lines = data.decode("utf-8", errors="replace").splitlines()
     try:
-        header = json.loads(lines[0]) if lines else {}
-        points = [json.loads(line) for line in lines[1:] if line.strip()]
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            files: dict[str, bytes] = {}
+            for member in tar.getmembers():
+                handle = tar.extractfile(member) if member.isfile() else None
+                if handle is not None:
+                    files[member.name] = handle.read()
+        raw_header = files.get("collection.json", b"{}")
+        raw_points = files.get("points.jsonl", b"")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise SnapshotError(f"Invalid snapshot: not a readable tar archive ({exc})") from None
+    try:
+        header = json.loads(raw_header)
+        points = [json.loads(line) for line in raw_points.decode("utf-8", errors="replace").splitlines()
+                  if line.strip()]
     except ValueError as exc:
         raise SnapshotError(f"Invalid snapshot: {exc}") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:

@@ -315,7 +315,10 @@ class DockerProbe:
 
         return self._call(run)
 
-    def volume_recreate(self, volume: str) -> Result[str]:
+    def volume_recreate(self, volume: str, image: str | None = None) -> Result[str]:
+        """Delete and recreate ``volume`` empty; when stopped containers still hold it (Docker then
+        refuses the removal) and ``image`` is given, empty it in place instead."""
+
         def run(c: Any) -> str:
             labels: dict[str, str] = {}
             try:
@@ -323,12 +326,53 @@ class DockerProbe:
                 labels = old.attrs.get("Labels") or {}
                 old.remove(force=True)
             except Exception as exc:  # a missing volume is simply created
-                if type(exc).__name__ != "NotFound":
+                if type(exc).__name__ == "NotFound":
+                    pass
+                elif image and getattr(exc, "status_code", None) == 409:
+                    return self._empty_volume(c, volume, image)
+                else:
                     raise
             c.volumes.create(name=volume, labels=labels)
             return f"volume {volume} recreated (empty)"
 
         return self._call(run)
+
+    def _empty_volume(self, c: Any, volume: str, image: str) -> str:
+        """Delete the content of ``volume`` with a short-lived helper container (``find … -exec rm``,
+        or busybox's where the image has no applet links)."""
+        why = ""
+        for argv in (["find", "/data", "-mindepth", "1", "-maxdepth", "1", "-exec", "rm", "-rf", "{}", "+"],
+                     ["busybox", "find", "/data", "-mindepth", "1", "-maxdepth", "1", "-exec", "busybox", "rm", "-rf",
+                      "{}", "+"]):
+            helper = c.containers.create(image, command=argv, volumes=[f"{volume}:/data"], network_mode="none",
+                                         labels={"es-doctor.helper": "volume"})
+            try:
+                helper.start()
+            except Exception as exc:  # noqa: BLE001 - no such program in this image: try the next way
+                why = short(exc)
+                helper.remove(force=True)
+                continue
+            try:
+                status = helper.wait(timeout=max(self.timeout, 60)).get("StatusCode", 1)
+                if status != 0:
+                    raise RuntimeError(f"emptying {volume} failed (exit {status}): "
+                                       f"{helper.logs(tail=5).decode(errors='replace').strip()}")
+            finally:
+                helper.remove(force=True)
+            return f"volume {volume} emptied in place (containers still reference it)"
+        raise RuntimeError(f"cannot empty {volume}: the image {image} has neither find nor busybox ({why})")
+
+    def volume_users(self, volume: str) -> Result[list[str]]:
+        """The containers (any state, helpers excluded) that mount ``volume``."""
+
+        def run(c: Any) -> list[str]:
+            return sorted(ct.name for ct in c.containers.list(all=True, filters={"volume": volume})
+                          if "es-doctor.helper" not in (ct.labels or {}))
+
+        return self._call(run)
+
+    def volume_exists(self, volume: str) -> Result[bool]:
+        return self._call(lambda c: any(v.name == volume for v in c.volumes.list(filters={"name": volume})))
 
 
 def unavailable(reason: str) -> Result[Any]:

@@ -53,3 +53,58 @@ class PostgresProbe:
         if rows.failure is not None:
             return Result(failure=rows.failure, elapsed_ms=rows.elapsed_ms)
         return Result(value=int((rows.value or [(0,)])[0][0]), elapsed_ms=rows.elapsed_ms)
+
+    def table_digests(self) -> Result[dict[str, dict[str, Any]]]:
+        """Every user table: its row count and an md5 over its rows in a stable order."""
+
+        def run() -> dict[str, dict[str, Any]]:
+            from psycopg import sql
+
+            out: dict[str, dict[str, Any]] = {}
+            with self._connect() as conn:
+                tables = conn.execute(
+                    "SELECT schemaname, tablename FROM pg_tables "
+                    "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2").fetchall()
+                for schema, table in tables:
+                    row = conn.execute(sql.SQL(
+                        "SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) "
+                        "FROM {}.{} AS t").format(sql.Identifier(schema), sql.Identifier(table))).fetchone()
+                    count, digest = row if row is not None else (0, "")
+                    out[f"{schema}.{table}"] = {"rows": int(count), "md5": str(digest)}
+            return out
+
+        return guarded(self._classify, run)
+
+    def amcheck(self) -> Result[tuple[bool, list[str]]]:
+        """(amcheck installed, problems): ``bt_index_check`` on every B-tree index of the user schemas."""
+
+        def run() -> tuple[bool, list[str]]:
+            with self._connect() as conn:
+                if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'").fetchone() is None:
+                    return False, []
+                indexes = conn.execute(
+                    "SELECT c.oid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_am a ON a.oid = c.relam "
+                    "WHERE a.amname = 'btree' AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                    "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1").fetchall()
+                problems: list[str] = []
+                for (index,) in indexes:
+                    try:
+                        conn.execute("SELECT bt_index_check(%s::regclass, true)", (index,))
+                    except Exception as exc:  # noqa: BLE001 - a corrupt index is a finding, not a crash
+                        problems.append(f"index {index}: {short(exc)}")
+                return True, problems
+
+        return guarded(self._classify, run)
+
+    def column_values(self, table: str, column: str) -> Result[list[Any]]:
+        """Every value of ``table.column`` (names quoted as identifiers)."""
+
+        def run() -> list[Any]:
+            from psycopg import sql
+
+            with self._connect() as conn:
+                query = sql.SQL("SELECT {} FROM {}").format(sql.Identifier(column), sql.Identifier(table))
+                return [r[0] for r in conn.execute(query).fetchall()]
+
+        return guarded(self._classify, run)

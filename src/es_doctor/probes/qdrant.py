@@ -6,6 +6,7 @@ import contextlib
 import random
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from es_doctor.probes.result import Failure, FailureKind, Result, Stopwatch, failed, guarded, short, success
@@ -149,6 +150,83 @@ class QdrantProbe:
     def recover(self, name: str, location: str) -> Result[str]:
         return self._call(lambda c: (c.recover_snapshot(collection_name=name, location=location, wait=True),
                                      f"collection {name} recovered from {location}")[1])
+
+    def digest(self, name: str) -> Result[tuple[int, str]]:
+        """(points, sha256 over every point's id, payload and vector, in id order): the content hash a
+        backup records and a restore is compared with."""
+        import hashlib
+        import json
+
+        def scroll(c: Any) -> tuple[int, str]:
+            rows: list[tuple[str, str]] = []
+            offset = None
+            while True:
+                points, offset = c.scroll(collection_name=name, limit=256, offset=offset, with_payload=True,
+                                          with_vectors=True)
+                for p in points:
+                    vector = p.vector if not isinstance(p.vector, list) else [round(float(v), 6) for v in p.vector]
+                    rows.append((str(p.id), json.dumps([p.payload, vector], sort_keys=True, default=str)))
+                if offset is None:
+                    break
+            h = hashlib.sha256()
+            for point_id, body in sorted(rows):
+                h.update(f"{point_id}\t{body}\n".encode())
+            return len(rows), h.hexdigest()
+
+        return self._call(scroll)
+
+    # Snapshot files travel over Qdrant's REST API (qdrant-client has no download or upload call).
+    def _rest(self) -> Any:
+        import httpx
+
+        headers = {"api-key": self.api_key} if self.api_key else {}
+        return httpx.Client(base_url=self.url.rstrip("/"), headers=headers, timeout=max(self.timeout, 30.0))
+
+    def download_snapshot(self, name: str, snapshot: str, dest: str) -> Result[int]:
+        """Stream snapshot ``snapshot`` of collection ``name`` into the file ``dest``; the value is its size."""
+        from urllib.parse import quote
+
+        def fetch() -> int:
+            size = 0
+            with self._rest() as http, http.stream(
+                    "GET", f"/collections/{quote(name, safe='')}/snapshots/{quote(snapshot, safe='')}") as resp:
+                resp.raise_for_status()
+                with Path(dest).open("wb") as out:
+                    for chunk in resp.iter_bytes(1 << 20):
+                        out.write(chunk)
+                        size += len(chunk)
+            return size
+
+        if self.embedded:
+            return not_configured("the embedded Qdrant has no snapshot API")
+        return guarded(self._classify, fetch)
+
+    def delete_snapshot(self, name: str, snapshot: str) -> Result[str]:
+        from urllib.parse import quote
+
+        def delete() -> str:
+            with self._rest() as http:
+                http.delete(f"/collections/{quote(name, safe='')}/snapshots/{quote(snapshot, safe='')}",
+                            params={"wait": "true"}).raise_for_status()
+            return f"snapshot {snapshot} deleted"
+
+        return guarded(self._classify, delete)
+
+    def upload_snapshot(self, name: str, path: str) -> Result[str]:
+        """Recreate collection ``name`` from the snapshot file ``path`` (its points replace the live ones)."""
+        from urllib.parse import quote
+
+        def upload() -> str:
+            with self._rest() as http, Path(path).open("rb") as fh:
+                http.post(f"/collections/{quote(name, safe='')}/snapshots/upload",
+                          params={"priority": "snapshot", "wait": "true"},
+                          files={"snapshot": (Path(path).name, fh, "application/octet-stream")},
+                          ).raise_for_status()
+            return f"collection {name} recovered from {Path(path).name}"
+
+        if self.embedded:
+            return not_configured("the embedded Qdrant has no snapshot API")
+        return guarded(self._classify, upload)
 
 
 def not_configured(reason: str) -> Result[Any]:

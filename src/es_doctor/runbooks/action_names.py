@@ -16,6 +16,8 @@ ACTION_NAMES: frozenset[str] = frozenset({
     "wait_for",
     "notify",
     "security.analyze",
+    "backup.create", "backup.validate", "backup.require-freeze", "backup.restore-volumes",
+    "backup.restore-postgres", "backup.restore-qdrant",
     "shell",
     "fail",
 })

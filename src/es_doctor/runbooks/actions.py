@@ -7,11 +7,8 @@ Every action has ``describe(inputs)`` (what it would do: the dry-run plan) and `
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import os
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +33,8 @@ class ActionContext:
     work_dir: Path
     cancel: threading.Event = field(default_factory=threading.Event)
     say: Callable[[str], None] = lambda _text: None
+    #: where `emergency backup` keeps backups (None: ``state_dir/backups``)
+    backup_root: Path | None = None
     _probes: dict[str, Any] = field(default_factory=dict)
 
     def docker(self) -> Any:
@@ -57,6 +56,10 @@ class ActionContext:
     def deployments(self) -> Path:
         """Where the service's image history is kept (``state_dir/deployments/<target>.jsonl``)."""
         return self.work_dir.parents[1] / "deployments" / f"{self.target_name}.jsonl"
+
+    @property
+    def backups(self) -> Path:
+        return self.backup_root or self.work_dir.parents[1] / "backups"
 
     def sleep(self, seconds: float) -> None:
         if self.cancel.wait(seconds):
@@ -302,7 +305,7 @@ def volume_restore(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]
 @action("docker.volume-recreate", lambda i: f"delete and recreate volume {i.get('volume')} (empty)", destructive=True)
 def volume_recreate(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     volume = need(inputs, "volume")
-    return {"result": unwrap(ctx.docker().volume_recreate(volume), f"recreate {volume}")}
+    return {"result": unwrap(ctx.docker().volume_recreate(volume, _helper_image(inputs, ctx)), f"recreate {volume}")}
 
 
 # --------------------------------------------------------------------------- qdrant
@@ -350,16 +353,9 @@ def qdrant_recover(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]
 
 def _pg_env(ctx: ActionContext) -> tuple[str, dict[str, str]]:
     """The DSN without its password, and an environment carrying the password (never argv)."""
-    from urllib.parse import urlsplit, urlunsplit
+    from es_doctor.tools import pg_env
 
-    pg = ctx.target.postgres
-    dsn = resolve_secret(pg.dsn) or ""
-    parts = urlsplit(dsn)
-    password = parts.password or resolve_secret(pg.password) or ""
-    netloc = parts.netloc.rsplit("@", 1)
-    user = (netloc[0].split(":", 1)[0] + "@") if len(netloc) == 2 else ""
-    clean = urlunsplit(parts._replace(netloc=user + netloc[-1]))
-    return clean, {**os.environ, "PGPASSWORD": password} if password else dict(os.environ)
+    return pg_env(ctx.target)
 
 
 @action("postgres.sql", lambda i: f"run SQL: {str(i.get('sql', ''))[:120]}")
@@ -393,34 +389,22 @@ def postgres_restore(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, An
 
 
 def _bin(name: str) -> str:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
-    if candidates:
-        return str(candidates[-1])
-    raise ActionError(f"{name} not installed (apt-get install postgresql-client)")
+    from es_doctor.tools import ToolError, pg_bin
+
+    try:
+        return pg_bin(name)
+    except ToolError as exc:
+        raise ActionError(str(exc)) from None
 
 
 def _run(argv: list[str], env: dict[str, str] | None, timeout: float, ctx: ActionContext) -> str:
     """Run an argv (never a shell string), stopping it when the step is cancelled or times out."""
+    from es_doctor.tools import ToolError, run_tool
+
     try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
-    except OSError as exc:
-        raise ActionError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None:
-        if ctx.cancel.is_set() or time.monotonic() > deadline:
-            proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(5)
-            proc.kill()
-            raise ActionError(f"{Path(argv[0]).name} {'interrupted' if ctx.cancel.is_set() else 'timed out'}")
-        time.sleep(0.05)
-    output = proc.stdout.read() if proc.stdout else ""
-    if proc.returncode != 0:
-        raise ActionError(f"{Path(argv[0]).name} exited {proc.returncode}: {output.strip()[-400:]}")
-    return output
+        return run_tool(argv, env, timeout, ctx.cancel)
+    except ToolError as exc:
+        raise ActionError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- process / ports
@@ -654,3 +638,105 @@ def security_analyze(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, An
     return {"security_lines": len(security), "top_talkers": [{"ip": ip, "lines": n} for ip, n in top],
             "failed_auth": dict(failed.most_common(20)), "blocked": blocked, "blocklist": str(blocklist),
             "blocklist_plain": str(plain)}
+
+
+# --------------------------------------------------------------------------- backups (es_doctor.backup)
+
+
+def _backup_call(fn: Callable[[], Any]) -> Any:
+    from es_doctor.backup import BackupError
+    from es_doctor.tools import ToolError
+
+    try:
+        return fn()
+    except (BackupError, ToolError) as exc:
+        raise ActionError(str(exc)) from None
+
+
+def _backup_path(inputs: dict[str, Any], ctx: ActionContext) -> Path:
+    from es_doctor.backup import BackupStore
+
+    return _backup_call(lambda: BackupStore(ctx.backups).path(str(need(inputs, "backup"))))  # type: ignore[no-any-return]
+
+
+@action("backup.create", lambda i: "back up PostgreSQL (pg_dump), Qdrant (snapshots), the volumes and the service "
+                                   f"config; manifest last{' (' + str(i['reason']) + ')' if i.get('reason') else ''}")
+def backup_create(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    import sys
+
+    from es_doctor.backup import Backup, BackupStore
+
+    job = Backup(ctx.target, ctx.target_name, BackupStore(ctx.backups), reason=str(inputs.get("reason") or
+                                                                                  "emergency backup"),
+                 cancel=ctx.cancel, say=ctx.say)
+    progress = None
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import Progress
+
+        progress = Progress(console=Console(stderr=True), transient=True)
+        task = progress.add_task("backup", total=4)
+        job.progress = lambda name, done, _total: progress.update(task, completed=done, description=name)
+        progress.start()
+    else:
+        job.progress = lambda name, done, total: ctx.say(f"  [{done}/{total}] {name} done")
+    try:
+        backup_id, path, manifest = _backup_call(job.run)
+    finally:
+        if progress is not None:
+            progress.stop()
+    size = sum(f["bytes"] for f in manifest["files"])
+    return {"id": backup_id, "path": str(path), "files": len(manifest["files"]), "bytes": size,
+            "skipped": manifest["skipped"]}
+
+
+@action("backup.validate", lambda i: f"validate backup {i['backup']} (checksums, pg_restore --list, archives)"
+        if i.get("backup") else "validate the live data (amcheck, Qdrant points against rows, volumes)")
+def backup_validate(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.backup import validate_backup, validate_live
+
+    if inputs.get("backup"):
+        path = _backup_path(inputs, ctx)
+        found = _backup_call(lambda: validate_backup(path))
+    else:
+        found = _backup_call(lambda: validate_live(ctx.target))
+    for problem in found.problems:
+        ctx.say(f"  {problem}")
+    if not found.ok:
+        raise ActionError(f"{found.subject}: {sum(p.severity == 'CRIT' for p in found.problems)} problem(s)")
+    return found.as_dict()  # type: ignore[no-any-return]
+
+
+@action("backup.require-freeze", lambda _i: "require that writes are stopped (read-only or maintenance mode, "
+                                            "or the service stopped)")
+def backup_require_freeze(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.backup import require_write_freeze
+
+    return {"reason": _backup_call(lambda: require_write_freeze(ctx.target))}
+
+
+@action("backup.restore-volumes", lambda i: f"recreate the volumes of backup {i.get('backup')} and fill them from "
+                                            "its archives (their containers stopped meanwhile)", destructive=True)
+def backup_restore_volumes(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.backup import restore_volumes
+
+    path = _backup_path(inputs, ctx)
+    return {"restored": _backup_call(lambda: restore_volumes(ctx.target, path, ctx.say, ctx.cancel))}
+
+
+@action("backup.restore-postgres", lambda i: f"pg_restore --clean --single-transaction from backup {i.get('backup')}",
+        destructive=True)
+def backup_restore_postgres(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.backup import restore_postgres
+
+    path = _backup_path(inputs, ctx)
+    return {"restored": _backup_call(lambda: restore_postgres(ctx.target, path, ctx.cancel))}
+
+
+@action("backup.restore-qdrant", lambda i: f"recover the Qdrant collections of backup {i.get('backup')} from its "
+                                           "snapshots", destructive=True)
+def backup_restore_qdrant(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.backup import restore_qdrant
+
+    path = _backup_path(inputs, ctx)
+    return {"restored": _backup_call(lambda: restore_qdrant(ctx.target, path, ctx.cancel))}

@@ -152,8 +152,9 @@ def plan(runbook: Runbook, target: Target, target_name: str, params: dict[str, s
 class Engine:
     def __init__(self, target: Target, target_name: str, audit: AuditLog, state_dir: Path, *,
                  confirm: Callable[[str], bool], say: Callable[[str], None],
-                 verify_timeout: float = 90.0) -> None:
+                 verify_timeout: float = 90.0, backup_root: Path | None = None) -> None:
         self.target, self.target_name = target, target_name
+        self.backup_root = backup_root
         self.audit, self.state_dir = audit, state_dir.expanduser()
         self.confirm = confirm
         self.verify_timeout = verify_timeout
@@ -179,7 +180,7 @@ class Engine:
         result = FixResult(rb.id, Outcome.FIXED, run_id)
         work_dir = self.state_dir / "runs" / run_id
         work_dir.mkdir(parents=True, exist_ok=True)
-        ctx = ActionContext(self.target, self.target_name, work_dir, say=self.say)
+        ctx = ActionContext(self.target, self.target_name, work_dir, say=self.say, backup_root=self.backup_root)
         self.audit.write("fix.start", **base, params=the_plan.params, destructive=the_plan.destructive)
         started = time.monotonic()
         if rb.flags.destructive and not yes and not self.confirm(

@@ -1,0 +1,787 @@
+"""Backups of the stack, their validation, the live data's validation, and the restore steps.
+
+A backup is a directory ``<root>/<id>`` (the id is its UTC time, ``20261129T031500Z``) holding
+``postgres/<db>.dump`` (pg_dump, custom format), ``qdrant/<collection>.snapshot`` (Qdrant's own
+snapshots, downloaded), ``volumes/<volume>.tar`` and ``config/config.yaml``, and ``manifest.json``:
+every file's size and sha256, plus the row counts and content hashes of the tables and collections.
+
+It is written as ``<root>/.<id>.partial``; the manifest is written last and the directory renamed
+only then, so a backup that was interrupted never looks complete: whatever has no manifest is not
+a backup. Nothing is ever written outside the root, and an existing backup is never overwritten.
+
+Every SDK goes through the probes; this module only orchestrates them and reads the files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import sqlite3
+import tarfile
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from es_doctor.config import Target, resolve_secret
+
+FORMAT = "es-doctor-backup/1"
+MANIFEST = "manifest.json"
+ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z(?:-\d{1,3})?$")
+SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+CHUNK = 1 << 20
+
+#: progress(component, done, total): one call per finished component
+Progress = Callable[[str, int, int], None]
+
+
+class BackupError(RuntimeError):
+    """A backup, validation or restore that cannot go on (the message says why, no secret in it)."""
+
+
+class CancelledError(BackupError):
+    """Interrupted (Ctrl-C or a step's timeout)."""
+
+
+@dataclass
+class Problem:
+    component: str
+    message: str
+    severity: str = "CRIT"  #: CRIT (damage) or WARN (not checked, or doubtful)
+
+    def __str__(self) -> str:
+        return f"{self.severity} {self.component}: {self.message}"
+
+
+@dataclass
+class Validation:
+    """What a validation found: problems (CRIT ones make it fail), and what it measured."""
+
+    subject: str
+    problems: list[Problem] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "CRIT" for p in self.problems)
+
+    def add(self, component: str, message: str, severity: str = "CRIT") -> None:
+        self.problems.append(Problem(component, message, severity))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"subject": self.subject, "ok": self.ok, "facts": self.facts, "notes": self.notes,
+                "problems": [{"component": p.component, "severity": p.severity, "message": p.message}
+                             for p in self.problems]}
+
+
+def safe_name(name: str) -> str:
+    """A file name for a collection or volume name that came from a server: no path, no dot-file."""
+    cleaned = SAFE.sub("_", name).lstrip(".") or "_"
+    return cleaned[:120]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class BackupStore:
+    """The backup root: complete backups are ``<id>`` directories with a manifest."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.expanduser()
+
+    def complete(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if ID_PATTERN.match(p.name) and not p.is_symlink() and (p / MANIFEST).is_file())
+
+    def incomplete(self) -> list[str]:
+        """Left-overs of interrupted backups (no manifest): never used, shown so they can be removed."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.name.endswith(".partial") or (ID_PATTERN.match(p.name) and not (p / MANIFEST).is_file()))
+
+    def path(self, backup: str) -> Path:
+        """The directory of a complete backup, from its id (or ``latest``); refuses anything else."""
+        if backup == "latest":
+            done = self.complete()
+            if not done:
+                raise BackupError(f"no complete backup in {self.root}")
+            backup = done[-1]
+        if not ID_PATTERN.match(backup):
+            raise BackupError(f"{backup!r} is not a backup id (like 20261129T031500Z; `emergency status` lists them)")
+        path = self.root / backup
+        if path.is_symlink() or not path.resolve().is_relative_to(self.root.resolve()):
+            raise BackupError(f"{path} leads outside the backup root {self.root}: refused")
+        if not path.is_dir():
+            raise BackupError(f"no backup {backup} in {self.root}")
+        if not (path / MANIFEST).is_file():
+            raise BackupError(f"backup {backup} has no manifest: it was interrupted and is not usable")
+        return path
+
+    def begin(self) -> tuple[str, Path]:
+        """A fresh id and its partial directory (never an existing one)."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        base = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        for n in range(1000):
+            backup_id = base if n == 0 else f"{base}-{n}"
+            final, partial = self.root / backup_id, self.root / f".{backup_id}.partial"
+            if final.exists() or final.is_symlink():
+                continue
+            try:
+                partial.mkdir(mode=0o700)
+            except FileExistsError:
+                continue
+            return backup_id, partial
+        raise BackupError(f"cannot find a free backup id in {self.root}")
+
+    def commit(self, backup_id: str, partial: Path) -> Path:
+        final = self.root / backup_id
+        if final.exists() or final.is_symlink():
+            raise BackupError(f"{final} appeared meanwhile: not overwritten (the backup stays in {partial})")
+        partial.rename(final)
+        _fsync_dir(self.root)
+        return final
+
+
+def inside(base: Path, *parts: str) -> Path:
+    """``base/parts`` when it stays inside ``base``; :class:`BackupError` otherwise."""
+    path = base.joinpath(*parts)
+    if not path.resolve().is_relative_to(base.resolve()):
+        raise BackupError(f"{path} is outside {base}: refused")
+    return path
+
+
+# --------------------------------------------------------------------------- probes of a target
+
+
+@dataclass
+class Probes:
+    target: Target
+    timeout: float = 60.0
+    _made: dict[str, Any] = field(default_factory=dict)
+
+    def postgres(self) -> Any:
+        from es_doctor.probes.postgres import PostgresProbe
+
+        pg = self.target.postgres
+        return self._made.setdefault("pg", PostgresProbe(resolve_secret(pg.dsn) or "", resolve_secret(pg.password),
+                                                         timeout=self.timeout))
+
+    def qdrant(self) -> Any:
+        from es_doctor.probes.qdrant import QdrantProbe
+
+        if "qdrant" not in self._made:
+            self._made["qdrant"] = QdrantProbe(self.target.qdrant.url, resolve_secret(self.target.qdrant.api_key),
+                                               timeout=self.timeout)
+        return self._made["qdrant"]
+
+    def docker(self) -> Any:
+        from es_doctor.probes.docker import DockerProbe
+
+        return self._made.setdefault("docker", DockerProbe(self.target.docker.host, timeout=self.timeout))
+
+    def close(self) -> None:
+        if "qdrant" in self._made:
+            self._made["qdrant"].close()
+
+
+def _unwrap(result: Any, what: str) -> Any:
+    if result.failure is not None:
+        raise BackupError(f"{what}: {result.failure.message}")
+    return result.value
+
+
+def backup_volumes(target: Target) -> list[str]:
+    """The volumes a backup copies as files: the configured ones but PostgreSQL's, whose data the
+    dump holds consistently (a file copy of a running cluster is not)."""
+    skip = {target.postgres.volume} if target.is_present("postgres")[0] else set()
+    return [v for v in target.docker.volumes if v not in skip]
+
+
+def helper_image(probes: Probes) -> str:
+    """An image already on the engine for the never-started helper container of volume copies."""
+    t = probes.target
+    for name in (t.service.container, t.qdrant.container, t.postgres.container):
+        info = probes.docker().container(name)
+        if info.ok:
+            return str(info.value.image)
+    images = _unwrap(probes.docker().images(), "Docker images")
+    if not images:
+        raise BackupError("no image on the Docker engine for the volume helper container")
+    return str(images[0])
+
+
+# --------------------------------------------------------------------------- backup
+
+
+@dataclass
+class Backup:
+    """One backup being written."""
+
+    target: Target
+    target_name: str
+    store: BackupStore
+    reason: str = "emergency backup"
+    progress: Progress = lambda _c, _d, _t: None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    say: Callable[[str], None] = lambda _text: None
+
+    def _check(self) -> None:
+        if self.cancel.is_set():
+            raise CancelledError("backup interrupted")
+
+    def run(self) -> tuple[str, Path, dict[str, Any]]:
+        """Write the backup; (id, directory, manifest). On any failure or interruption the partial
+        directory is removed, and what was written is never left looking complete."""
+        backup_id, partial = self.store.begin()
+        probes = Probes(self.target)
+        manifest: dict[str, Any] = {
+            "format": FORMAT, "id": backup_id, "target": self.target_name, "reason": self.reason,
+            "started_at": dt.datetime.now(dt.UTC).isoformat(), "files": [], "skipped": {},
+            "postgres": None, "qdrant": None, "volumes": [],
+        }
+        components: list[tuple[str, Callable[[Probes, Path, dict[str, Any]], None]]] = [
+            ("postgres", self._postgres), ("qdrant", self._qdrant), ("volumes", self._volumes),
+            ("config", self._config)]
+        try:
+            for n, (name, fn) in enumerate(components, 1):
+                self._check()
+                present, why = self.target.is_present("docker" if name == "volumes" else
+                                                      "service" if name == "config" else name)
+                if present:
+                    fn(probes, partial, manifest)
+                else:
+                    manifest["skipped"][name] = why
+                self.progress(name, n, len(components))
+            self._check()
+            manifest["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
+            manifest["files"] = self._files(partial)
+            tmp = partial / (MANIFEST + ".tmp")
+            with tmp.open("w", encoding="utf-8") as fh:
+                json.dump(manifest, fh, indent=2, sort_keys=True)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.rename(partial / MANIFEST)  # the manifest comes last: now the backup is complete
+            _fsync_dir(partial)
+            final = self.store.commit(backup_id, partial)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        finally:
+            probes.close()
+        return backup_id, final, manifest
+
+    @staticmethod
+    def _files(partial: Path) -> list[dict[str, Any]]:
+        out = []
+        for path in sorted(p for p in partial.rglob("*") if p.is_file()):
+            with path.open("rb") as fh:
+                os.fsync(fh.fileno())
+            out.append({"path": path.relative_to(partial).as_posix(), "bytes": path.stat().st_size,
+                        "sha256": sha256_file(path)})
+        return out
+
+    def _postgres(self, probes: Probes, partial: Path, manifest: dict[str, Any]) -> None:
+        from urllib.parse import urlsplit
+
+        from es_doctor.tools import ToolError, pg_bin, pg_env, run_tool
+
+        dsn, env = pg_env(self.target)
+        database = urlsplit(dsn).path.strip("/") or "postgres"
+        folder = inside(partial, "postgres")
+        folder.mkdir()
+        dest = inside(folder, safe_name(database) + ".dump")
+        self.say(f"postgres: pg_dump {database}")
+        try:
+            run_tool([pg_bin("pg_dump"), "--format=custom", f"--file={dest}", dsn], env, 6 * 3600, self.cancel)
+        except ToolError as exc:
+            raise BackupError(f"PostgreSQL: {exc}") from None
+        tables = _unwrap(probes.postgres().table_digests(), "PostgreSQL tables")
+        manifest["postgres"] = {"database": database, "dump": dest.relative_to(partial).as_posix(), "tables": tables}
+
+    def _qdrant(self, probes: Probes, partial: Path, manifest: dict[str, Any]) -> None:
+        q = probes.qdrant()
+        folder = inside(partial, "qdrant")
+        folder.mkdir()
+        if q.embedded:
+            location = self.target.qdrant.url[len("local:"):]
+            if location == ":memory:":
+                manifest["skipped"]["qdrant"] = "in-memory Qdrant: nothing on disk to back up"
+                return
+            dest = inside(folder, "local-storage.tar")
+            self.say(f"qdrant: archive of the embedded storage {location}")
+            with tarfile.open(dest, "w") as tar:
+                tar.add(location, arcname=".")
+            manifest["qdrant"] = {"embedded": True, "archive": dest.relative_to(partial).as_posix(),
+                                  "collections": {}}
+            return
+        collections: dict[str, Any] = {}
+        for name in _unwrap(q.collections(), "Qdrant collections"):
+            self._check()
+            info = _unwrap(q.collection(name), f"Qdrant collection {name}")
+            points, digest = _unwrap(q.digest(name), f"Qdrant points of {name}")
+            snapshot = _unwrap(q.snapshot(name), f"snapshot of {name}")
+            dest = inside(folder, safe_name(name) + ".snapshot")
+            self.say(f"qdrant: snapshot {snapshot} of {name} ({points} points)")
+            _unwrap(q.download_snapshot(name, snapshot, str(dest)), f"download of snapshot {snapshot}")
+            q.delete_snapshot(name, snapshot)  # best effort: the copy is ours now
+            collections[name] = {"snapshot": dest.relative_to(partial).as_posix(), "points": points,
+                                 "sha256_points": digest, "vector_size": info.vector_size, "distance": info.distance}
+        manifest["qdrant"] = {"embedded": False, "collections": collections}
+
+    def _volumes(self, probes: Probes, partial: Path, manifest: dict[str, Any]) -> None:
+        wanted = backup_volumes(self.target)
+        if not wanted:
+            return
+        folder = inside(partial, "volumes")
+        folder.mkdir()
+        image = helper_image(probes)
+        for volume in wanted:
+            self._check()
+            dest = inside(folder, safe_name(volume) + ".tar")
+            self.say(f"volumes: {volume}")
+            _unwrap(probes.docker().volume_backup(volume, str(dest), image), f"volume {volume}")
+            with tarfile.open(dest, "r:") as tar:
+                members = sum(1 for _ in tar)
+            manifest["volumes"].append({"volume": volume, "archive": dest.relative_to(partial).as_posix(),
+                                        "members": members})
+
+    def _config(self, probes: Probes, partial: Path, manifest: dict[str, Any]) -> None:
+        svc = self.target.service
+        text: str | None = None
+        why = ""
+        if svc.config_file and Path(svc.config_file).expanduser().is_file():
+            text = Path(svc.config_file).expanduser().read_text(encoding="utf-8", errors="replace")
+        elif self.target.is_present("docker")[0]:
+            got = probes.docker().read_file(svc.container, svc.config_path)
+            text, why = (got.value, "") if got.ok else (None, got.failure.message if got.failure else "")
+        if text is None:
+            manifest["skipped"]["config"] = f"service config not readable: {why or 'no file'}"
+            return
+        folder = inside(partial, "config")
+        folder.mkdir()
+        inside(folder, "config.yaml").write_text(text, encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- validate a backup
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BackupError(f"{path / MANIFEST}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BackupError(f"{path / MANIFEST}: not an es-doctor backup manifest ({FORMAT})")
+    return manifest
+
+
+def _read_all(tar: tarfile.TarFile) -> int:
+    """Read every member of an archive to its end; the member count."""
+    n = 0
+    for member in tar:
+        n += 1
+        handle = tar.extractfile(member) if member.isfile() else None
+        if handle is not None:
+            while handle.read(CHUNK):
+                pass
+    return n
+
+
+def validate_backup(path: Path) -> Validation:
+    """Checksums and sizes of every file, ``pg_restore --list`` of the dump, every snapshot and volume
+    archive read to its end."""
+    from es_doctor.tools import ToolError, pg_bin, run_tool
+
+    v = Validation(f"backup {path.name}")
+    manifest = read_manifest(path)
+    listed = {f["path"]: f for f in manifest.get("files", [])}
+    for rel, entry in sorted(listed.items()):
+        try:
+            file = inside(path, rel)
+        except BackupError as exc:
+            v.add("manifest", str(exc))
+            continue
+        if not file.is_file():
+            v.add(rel, "missing")
+        elif file.stat().st_size != entry.get("bytes"):
+            v.add(rel, f"size {file.stat().st_size} bytes, manifest says {entry.get('bytes')}")
+        elif sha256_file(file) != entry.get("sha256"):
+            v.add(rel, "sha256 differs from the manifest (damaged or altered)")
+    for extra in sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()):
+        if extra != MANIFEST and extra not in listed:
+            v.add(extra, "not in the manifest", "WARN")
+    bad = {p.component for p in v.problems if p.severity == "CRIT"}
+    pg = manifest.get("postgres")
+    if pg and pg.get("dump") not in bad:
+        try:
+            toc = run_tool([pg_bin("pg_restore"), "--list", str(inside(path, pg["dump"]))], None, 600)
+            entries = sum(1 for line in toc.splitlines() if line and not line.startswith(";"))
+            v.facts["postgres"] = {"toc_entries": entries, "tables": pg.get("tables", {})}
+            for table in pg.get("tables", {}):
+                schema, _, name = table.partition(".")
+                if not re.search(rf"\bTABLE DATA {re.escape(schema)} {re.escape(name)}\b", toc):
+                    v.add(pg["dump"], f"the dump has no data for table {table}")
+        except ToolError as exc:
+            v.add(pg["dump"], f"pg_restore --list failed: {exc}")
+    archives = [(c["snapshot"], "snapshot") for c in (manifest.get("qdrant") or {}).get("collections", {}).values()]
+    if (manifest.get("qdrant") or {}).get("archive"):
+        archives.append((manifest["qdrant"]["archive"], "archive"))
+    archives += [(vol["archive"], "volume") for vol in manifest.get("volumes", [])]
+    for rel, kind in archives:
+        if rel in bad:
+            continue
+        try:
+            with tarfile.open(inside(path, rel), "r:*") as tar:
+                members = _read_all(tar)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            v.add(rel, f"{kind} not readable: {exc}")
+            continue
+        expected = next((vol.get("members") for vol in manifest.get("volumes", []) if vol["archive"] == rel), None)
+        if expected is not None and members != expected:
+            v.add(rel, f"{members} archive members, manifest says {expected}")
+    v.facts["qdrant"] = (manifest.get("qdrant") or {}).get("collections", {})
+    v.facts["volumes"] = manifest.get("volumes", [])
+    v.facts["skipped"] = manifest.get("skipped", {})
+    return v
+
+
+# --------------------------------------------------------------------------- validate the live data
+
+
+def scan_archive(archive: Path) -> list[str]:
+    """Integrity problems of the files in a tar archive: JSON that does not parse, SQLite databases
+    that fail ``PRAGMA integrity_check``."""
+    problems: list[str] = []
+    with tarfile.open(archive, "r:") as tar, tempfile.TemporaryDirectory() as tmp:
+        for member in tar:
+            handle = tar.extractfile(member) if member.isfile() else None
+            if handle is None:
+                continue
+            name = member.name.removeprefix("./")
+            head = handle.read(16)
+            if head.startswith(b"SQLite format 3\x00"):
+                copy = Path(tmp) / "db.sqlite"
+                with copy.open("wb") as out:
+                    out.write(head)
+                    shutil.copyfileobj(handle, out, CHUNK)
+                verdict = _sqlite_check(copy)
+                if verdict != "ok":
+                    problems.append(f"{name}: SQLite integrity check: {verdict}")
+            elif name.endswith(".json") and member.size < 64 * CHUNK:
+                try:
+                    json.loads(head + handle.read())
+                except ValueError as exc:
+                    problems.append(f"{name}: not valid JSON ({exc})")
+    return problems
+
+
+def _sqlite_check(path: Path) -> str:
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            rows = db.execute("PRAGMA integrity_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    text = "; ".join(str(r[0]) for r in rows[:5])
+    return text or "no answer"
+
+
+def validate_live(target: Target, scan_volumes: bool = True) -> Validation:
+    """The live data: PostgreSQL (the tasks table, amcheck where installed), Qdrant (the collection,
+    its status, its points against the rows that reference them), and the volumes (present, and the
+    JSON and SQLite files in them intact)."""
+    v = Validation("live data")
+    probes = Probes(target, timeout=30)
+    try:
+        row_ids = _live_postgres(target, probes, v)
+        _live_qdrant(target, probes, v, row_ids)
+        if target.is_present("docker")[0]:
+            _live_volumes(target, probes, v, scan_volumes)
+        else:
+            v.notes.append(f"volumes not checked: {target.is_present('docker')[1]}")
+    finally:
+        probes.close()
+    return v
+
+
+def _live_postgres(target: Target, probes: Probes, v: Validation) -> set[int] | None:
+    if not target.is_present("postgres")[0]:
+        v.notes.append(f"PostgreSQL not checked: {target.is_present('postgres')[1]}")
+        return None
+    pg = probes.postgres()
+    digests = pg.table_digests()
+    if digests.failure is not None:
+        v.add("postgres", f"unreachable: {digests.failure.message}")
+        return None
+    v.facts["postgres"] = {"tables": digests.value}
+    table = target.postgres.tasks_table
+    if not any(name.split(".", 1)[1] == table for name in digests.value or {}):
+        v.add("postgres", f"table {table} is missing")
+    checked = pg.amcheck()
+    if checked.failure is not None:
+        v.add("postgres", f"amcheck failed: {checked.failure.message}", "WARN")
+    else:
+        installed, problems = checked.value
+        if not installed:
+            v.notes.append("amcheck is not installed in the database: indexes not verified "
+                           "(CREATE EXTENSION amcheck, as a superuser)")
+        for problem in problems:
+            v.add("postgres", problem)
+        v.facts["postgres"]["amcheck"] = "not installed" if not installed else f"{len(problems)} problem(s)"
+    if any(p.component == "postgres" and "missing" in p.message for p in v.problems):
+        return None
+    ids = pg.column_values(table, target.postgres.id_column)
+    if ids.failure is not None:
+        v.add("postgres", f"cannot read {table}: {ids.failure.message}")
+        return None
+    return {int(x) for x in ids.value or [] if x is not None}
+
+
+def _live_qdrant(target: Target, probes: Probes, v: Validation, row_ids: set[int] | None) -> None:
+    if not target.is_present("qdrant")[0]:
+        v.notes.append(f"Qdrant not checked: {target.is_present('qdrant')[1]}")
+        return
+    q, name = probes.qdrant(), target.qdrant.collection
+    info = q.collection(name)
+    if info.failure is not None:
+        v.add("qdrant", f"collection {name}: {info.failure.message}")
+        return
+    col = info.value
+    if col.status != "green":
+        v.add("qdrant", f"collection {name} status is {col.status}", "CRIT" if col.status == "red" else "WARN")
+    digest = q.digest(name)
+    if digest.failure is not None:
+        v.add("qdrant", f"cannot read the points of {name}: {digest.failure.message}")
+        return
+    points, sha = digest.value
+    v.facts["qdrant"] = {name: {"points": points, "sha256_points": sha, "status": col.status}}
+    if row_ids is None:
+        return
+    refs = q.payload_ids(name, target.qdrant.task_id_key)
+    if refs.failure is not None:
+        v.add("qdrant", f"cannot read the {target.qdrant.task_id_key} of {name}: {refs.failure.message}")
+        return
+    referenced = {int(x) for x in refs.value or [] if isinstance(x, int | str) and str(x).isdigit()}
+    orphans, missing = referenced - row_ids, row_ids - referenced
+    v.facts["qdrant"][name].update(rows=len(row_ids), orphans=len(orphans), without_vector=len(missing))
+    if orphans:
+        v.add("qdrant", f"{len(orphans)} point(s) of {name} reference no row of {target.postgres.tasks_table} "
+                        f"(e.g. {sorted(orphans)[:5]})")
+    if missing:
+        v.add("qdrant", f"{len(missing)} row(s) of {target.postgres.tasks_table} have no vector in {name} "
+                        f"(e.g. {sorted(missing)[:5]})")
+
+
+def _live_volumes(target: Target, probes: Probes, v: Validation, scan: bool) -> None:
+    docker = probes.docker()
+    image: str | None = None
+    for volume in target.docker.volumes:
+        exists = docker.volume_exists(volume)
+        if exists.failure is not None:
+            v.add("volumes", f"Docker unreachable: {exists.failure.message}")
+            return
+        if not exists.value:
+            v.add("volumes", f"volume {volume} is missing")
+            continue
+        if not scan:
+            continue
+        image = image or helper_image(probes)
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / "volume.tar"
+            got = docker.volume_backup(volume, str(copy), image)
+            if got.failure is not None:
+                v.add("volumes", f"volume {volume} not readable: {got.failure.message}")
+                continue
+            for problem in scan_archive(copy):
+                v.add("volumes", f"{volume}: {problem}")
+
+
+# --------------------------------------------------------------------------- restore
+
+
+def require_write_freeze(target: Target) -> str:
+    """Why writes are stopped (read-only or maintenance mode, or the service not running); else
+    :class:`BackupError`: a restore never runs under a writing service."""
+    from es_doctor.probes.http import HttpProbe
+
+    mode = HttpProbe(timeout=5).get_json(target.service.api_url.rstrip("/") + "/api/v1/maintenance")
+    if mode.ok and isinstance(mode.value, dict):
+        if mode.value.get("readonly"):
+            return "the service is in read-only mode"
+        if mode.value.get("maintenance"):
+            return "the service is in maintenance mode"
+        raise BackupError("the service accepts writes: put it in read-only or maintenance mode first "
+                          "(es-doctor emergency readonly)")
+    if target.is_present("docker")[0]:
+        from es_doctor.probes.docker import DockerProbe
+
+        info = DockerProbe(target.docker.host).container(target.service.container)
+        if info.value is not None and not info.value.running:
+            return f"the service container {target.service.container} is not running"
+    why = mode.failure.message if mode.failure else "an unexpected answer"
+    raise BackupError(f"cannot tell that writes are stopped ({why}): put the service in read-only or "
+                      "maintenance mode, or stop its container")
+
+
+def restore_volumes(target: Target, path: Path, say: Callable[[str], None] = lambda _t: None,
+                    cancel: threading.Event | None = None) -> list[str]:
+    """Each volume of the backup: stop the containers that use it, recreate it empty, fill it from
+    the archive, start them again (in the stack's start order)."""
+    manifest = read_manifest(path)
+    probes = Probes(target)
+    docker = probes.docker()
+    done: list[str] = []
+    image = helper_image(probes) if manifest.get("volumes") else ""
+    order = {name: i for i, name in enumerate(target.docker.start_order)}
+    for entry in manifest.get("volumes", []):
+        if cancel is not None and cancel.is_set():
+            raise CancelledError("restore interrupted")
+        volume, archive = entry["volume"], inside(path, entry["archive"])
+        users = _unwrap(docker.volume_users(volume), f"containers of {volume}")
+        running = [u for u in users if (info := docker.container(u)).value is not None and info.value.running]
+        for name in sorted(running, key=lambda n: -order.get(n, len(order))):
+            say(f"stop {name} (uses {volume})")
+            _unwrap(docker.stop(name), f"stop {name}")
+        error: BaseException | None = None
+        try:
+            _unwrap(docker.volume_recreate(volume, image), f"recreate {volume}")
+            _unwrap(docker.volume_restore(volume, str(archive), image), f"restore {volume}")
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, once the containers run again
+            error = exc
+        for name in sorted(running, key=lambda n: order.get(n, len(order))):
+            say(f"start {name}")
+            started = docker.start(name)
+            if error is None:
+                _unwrap(started, f"start {name}")
+                _wait_ready(probes, name, cancel)
+        if error is not None:
+            raise error
+        done.append(f"{volume} ({entry.get('members')} files) from {entry['archive']}")
+    return done
+
+
+def _wait_ready(probes: Probes, container: str, cancel: threading.Event | None, timeout: float = 90.0) -> None:
+    """After a start: PostgreSQL answers a query, Qdrant lists its collections (other containers:
+    running)."""
+    import time
+
+    t = probes.target
+
+    def ready() -> bool:
+        if container == t.postgres.container and t.is_present("postgres")[0]:
+            return bool(probes.postgres().select_one().ok)
+        if container == t.qdrant.container and t.is_present("qdrant")[0]:
+            probes.qdrant().close()  # a fresh connection: the old one went with the container
+            return bool(probes.qdrant().collections().ok)
+        info = probes.docker().container(container)
+        return bool(info.value is not None and info.value.running)
+
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise BackupError(f"{container} is not ready {timeout:g}s after its start")
+        if cancel is not None and cancel.wait(1.0):
+            raise CancelledError("restore interrupted")
+        if cancel is None:
+            time.sleep(1.0)
+
+
+def _restore_list(dump: Path) -> str:
+    """pg_restore's table of contents without extension entries: extensions belong to the DBA (a
+    superuser), not to the application's data, and stay as they are."""
+    from es_doctor.tools import pg_bin, run_tool
+
+    toc = run_tool([pg_bin("pg_restore"), "--list", str(dump)], None, 600)
+    return "\n".join(line for line in toc.splitlines()
+                     if not re.match(r"^\d+; \d+ \d+ (EXTENSION|COMMENT - EXTENSION) ", line)) + "\n"
+
+
+def restore_postgres(target: Target, path: Path, cancel: threading.Event | None = None) -> str:
+    """``pg_restore --clean --if-exists --single-transaction``: all of the dump, or nothing."""
+    from es_doctor.tools import ToolError, pg_bin, pg_env, run_tool
+
+    pg = read_manifest(path).get("postgres")
+    if not pg:
+        return "the backup holds no PostgreSQL dump"
+    dump = inside(path, pg["dump"])
+    dsn, env = pg_env(target)
+    with tempfile.NamedTemporaryFile("w", suffix=".list", delete=False) as fh:
+        fh.write(_restore_list(dump))
+    try:
+        run_tool([pg_bin("pg_restore"), "--clean", "--if-exists", "--no-owner", "--single-transaction",
+                  "--exit-on-error", f"--use-list={fh.name}", f"--dbname={dsn}", str(dump)], env, 6 * 3600, cancel)
+    except ToolError as exc:
+        raise BackupError(f"PostgreSQL restore (rolled back by PostgreSQL: nothing changed): {exc}") from None
+    finally:
+        Path(fh.name).unlink(missing_ok=True)
+    tables = pg.get("tables", {})
+    return f"database {pg.get('database')} restored ({len(tables)} tables, " \
+           f"{sum(t['rows'] for t in tables.values())} rows)"
+
+
+def restore_qdrant(target: Target, path: Path, cancel: threading.Event | None = None) -> list[str]:
+    """Each collection of the backup recovered from its snapshot (uploaded to the server)."""
+    qd = read_manifest(path).get("qdrant") or {}
+    if qd.get("embedded"):
+        raise BackupError("the embedded Qdrant is restored with its volume/storage archive, not by the server")
+    probes = Probes(target)
+    done = []
+    try:
+        for name, entry in sorted(qd.get("collections", {}).items()):
+            if cancel is not None and cancel.is_set():
+                raise CancelledError("restore interrupted")
+            _unwrap(probes.qdrant().upload_snapshot(name, str(inside(path, entry["snapshot"]))),
+                    f"recover {name}")
+            done.append(f"{name} ({entry.get('points')} points)")
+    finally:
+        probes.close()
+    return done
+
+
+def compare(manifest: dict[str, Any], live: Validation) -> list[str]:
+    """How the live data differs from what the backup recorded (row counts, hashes, points)."""
+    out = []
+    recorded = (manifest.get("postgres") or {}).get("tables", {})
+    now = (live.facts.get("postgres") or {}).get("tables", {})
+    for table, want in sorted(recorded.items()):
+        got = now.get(table)
+        if got is None:
+            out.append(f"table {table}: missing (backup: {want['rows']} rows)")
+        elif got != want:
+            out.append(f"table {table}: {got['rows']} rows, md5 {got['md5'][:8]} (backup: {want['rows']} rows, "
+                       f"md5 {want['md5'][:8]})")
+    for name, want in sorted(((manifest.get("qdrant") or {}).get("collections") or {}).items()):
+        got = (live.facts.get("qdrant") or {}).get(name)
+        if got is None:
+            continue
+        if (got["points"], got["sha256_points"]) != (want["points"], want["sha256_points"]):
+            out.append(f"collection {name}: {got['points']} points (backup: {want['points']}), content differs"
+                       if got["sha256_points"] != want["sha256_points"] else f"collection {name}: count differs")
+    return out
