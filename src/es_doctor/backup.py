@@ -34,7 +34,7 @@ from es_doctor.config import Target, resolve_secret
 
 FORMAT = "es-doctor-backup/1"
 MANIFEST = "manifest.json"
-ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z(?:-\d{1,3})?$")
+ID_PATTERN = re.compile(r"\d{8}T\d{6}Z(?:-\d{1,3})?")  # used with fullmatch
 SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 CHUNK = 1 << 20
 
@@ -88,6 +88,12 @@ def safe_name(name: str) -> str:
     return cleaned[:120]
 
 
+def id_order(backup_id: str) -> tuple[str, int]:
+    """Backup ids in time order (``…Z-10`` after ``…Z-9``)."""
+    base, _, n = backup_id.partition("-")
+    return base, int(n) if n.isdigit() else 0
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:
@@ -117,15 +123,16 @@ class BackupStore:
     def complete(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir()
-                      if ID_PATTERN.match(p.name) and not p.is_symlink() and (p / MANIFEST).is_file())
+        return sorted((p.name for p in self.root.iterdir()
+                       if ID_PATTERN.fullmatch(p.name) and not p.is_symlink() and (p / MANIFEST).is_file()),
+                      key=id_order)
 
     def incomplete(self) -> list[str]:
         """Left-overs of interrupted backups (no manifest): never used, shown so they can be removed."""
         if not self.root.is_dir():
             return []
         return sorted(p.name for p in self.root.iterdir()
-                      if p.name.endswith(".partial") or (ID_PATTERN.match(p.name) and not (p / MANIFEST).is_file()))
+                      if p.name.endswith(".partial") or (ID_PATTERN.fullmatch(p.name) and not (p / MANIFEST).is_file()))
 
     def path(self, backup: str) -> Path:
         """The directory of a complete backup, from its id (or ``latest``); refuses anything else."""
@@ -134,7 +141,7 @@ class BackupStore:
             if not done:
                 raise BackupError(f"no complete backup in {self.root}")
             backup = done[-1]
-        if not ID_PATTERN.match(backup):
+        if not ID_PATTERN.fullmatch(backup):
             raise BackupError(f"{backup!r} is not a backup id (like 20261129T031500Z; `emergency status` lists them)")
         path = self.root / backup
         if path.is_symlink() or not path.resolve().is_relative_to(self.root.resolve()):
@@ -417,11 +424,18 @@ def _read_all(tar: tarfile.TarFile) -> int:
 
 def validate_backup(path: Path) -> Validation:
     """Checksums and sizes of every file, ``pg_restore --list`` of the dump, every snapshot and volume
-    archive read to its end."""
+    archive read to its end. A manifest of the wrong shape is a :class:`BackupError`."""
+    manifest = read_manifest(path)
+    try:
+        return _validate_backup(path, manifest)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise BackupError(f"{path / MANIFEST}: malformed manifest ({type(exc).__name__}: {exc})") from None
+
+
+def _validate_backup(path: Path, manifest: dict[str, Any]) -> Validation:
     from es_doctor.tools import ToolError, pg_bin, run_tool
 
     v = Validation(f"backup {path.name}")
-    manifest = read_manifest(path)
     listed = {f["path"]: f for f in manifest.get("files", [])}
     for rel, entry in sorted(listed.items()):
         try:
@@ -442,6 +456,12 @@ def validate_backup(path: Path) -> Validation:
     pg = manifest.get("postgres")
     if pg and pg.get("dump") not in bad:
         try:
+            inside(path, pg["dump"])
+        except BackupError as exc:
+            v.add("manifest", str(exc))
+            pg = None
+    if pg and pg.get("dump") not in bad:
+        try:
             toc = run_tool([pg_bin("pg_restore"), "--list", str(inside(path, pg["dump"]))], None, 600)
             entries = sum(1 for line in toc.splitlines() if line and not line.startswith(";"))
             v.facts["postgres"] = {"toc_entries": entries, "tables": pg.get("tables", {})}
@@ -459,7 +479,12 @@ def validate_backup(path: Path) -> Validation:
         if rel in bad:
             continue
         try:
-            with tarfile.open(inside(path, rel), "r:*") as tar:
+            archive = inside(path, rel)
+        except BackupError as exc:
+            v.add("manifest", str(exc))
+            continue
+        try:
+            with tarfile.open(archive, "r:*") as tar:
                 members = _read_all(tar)
         except (tarfile.TarError, OSError, EOFError) as exc:
             v.add(rel, f"{kind} not readable: {exc}")

@@ -135,3 +135,30 @@ def test_an_unserved_endpoint_is_unknown_not_down(healthy_lab: Any) -> None:
     finding = diagnose(target, "inter-manager.discovery")["inter-manager.discovery"]
     assert finding.status is Status.UNKNOWN
     assert "not served by this version" in finding.summary
+
+
+def test_metrics_window_starts_at_prometheus_last_scrape(healthy_lab: Any) -> None:
+    """With Prometheus scraping the service, the window's first scrape is Prometheus' own (no
+    waiting); without it, es-doctor scrapes twice."""
+    from es_doctor.checks.context import CheckContext
+    from es_doctor.probes.metrics import counter_delta
+
+    target = healthy_lab.target
+    name = f"{target.metrics.request_duration}_count"
+    # Prometheus scrapes the lab every second; right after a test restarted the service, its last
+    # scrapes may belong to the previous process (then es-doctor scrapes twice): wait for a fresh one
+    deadline = time.monotonic() + 30
+    window = CheckContext(target, "lab").metrics_window().unwrap()
+    while not window.source.startswith("Prometheus") and time.monotonic() < deadline:
+        time.sleep(1.0)
+        window = CheckContext(target, "lab").metrics_window().unwrap()
+    assert window.source.startswith("Prometheus"), window.source
+    assert target.thresholds.scrape_window_s <= window.seconds <= 60
+    before, after = window.before.total(name), window.after.total(name)
+    # (right after a restart, Prometheus' scrape may predate the histogram's first observation)
+    assert after is not None and after >= (before or 0.0)
+    assert counter_delta(window.before, window.after, name) is not None
+
+    alone = target.model_copy(update={"absent": {**target.absent, "prometheus": "not in this test"}})
+    own = CheckContext(alone, "lab").metrics_window().unwrap()
+    assert own.source == "two scrapes" and own.seconds >= alone.thresholds.scrape_window_s

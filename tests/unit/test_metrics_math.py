@@ -63,3 +63,41 @@ def test_quantile_edge_cases() -> None:
 def test_garbage_is_refused() -> None:
     with pytest.raises(ValueError):
         parse_exposition("this is { not metrics")
+
+
+def test_scrape_from_series_takes_one_past_scrape_of_the_service() -> None:
+    from es_doctor.probes.metrics import scrape_from_series
+
+    def series(name: str, instance: str, values: list[tuple[float, float]], **labels: str) -> tuple[
+            dict[str, str], list[tuple[float, float]]]:
+        return {"__name__": name, "job": "email-sender", "instance": instance, **labels}, values
+
+    mine, other = "127.0.0.1:8081", "10.0.0.9:8081"
+    data = [
+        series("email_sender_errors_total", mine, [(100.0, 1.0), (101.0, 2.0), (102.0, 3.0), (103.0, 4.0)]),
+        series("email_sender_http_request_duration_seconds_bucket", mine, [(101.0, 7.0), (102.0, 9.0)], le="0.1"),
+        series("email_sender_errors_total", other, [(102.0, 50.0)]),
+    ]
+    # the newest scrape at least 1 s old (now = 103.5): t = 102, every series of this instance at t
+    got = scrape_from_series(data, mine, newest=102.5, oldest=43.5)
+    assert got is not None and got.taken_at == 102.0
+    assert got.total("email_sender_errors_total") == 3.0, "the other instance is not counted"
+    bucket = got.get("email_sender_http_request_duration_seconds_bucket", le="0.1")
+    assert [s.value for s in bucket] == [9.0] and bucket[0].label("job") is None
+    # nothing old enough -> None; an unknown instance with several in the job -> None
+    assert scrape_from_series(data, mine, newest=99.0, oldest=40.0) is None
+    assert scrape_from_series(data, "nowhere:1", newest=102.5, oldest=43.5) is None
+    # a job with a single instance is taken whatever its address is called there
+    single = [series("email_sender_errors_total", "email-sender-go:8081", [(100.0, 5.0)])]
+    only = scrape_from_series(single, mine, newest=101.0, oldest=0.0)
+    assert only is not None and only.total("email_sender_errors_total") == 5.0
+
+
+def test_counters_went_back_spots_a_restart_between_scrapes() -> None:
+    from es_doctor.probes.metrics import counters_went_back
+
+    before = parse_exposition('req_total{route="/a"} 10\nreq_total{route="/b"} 5\ndepth 9\n', taken_at=1.0)
+    later = parse_exposition('req_total{route="/a"} 12\nreq_total{route="/b"} 5\ndepth 1\n', taken_at=3.0)
+    restarted = parse_exposition('req_total{route="/a"} 2\nreq_total{route="/b"} 5\ndepth 9\n', taken_at=3.0)
+    assert not counters_went_back(before, later), "a gauge going down is no restart"
+    assert counters_went_back(before, restarted)

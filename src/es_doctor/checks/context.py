@@ -7,6 +7,7 @@ concurrently.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -19,21 +20,26 @@ from es_doctor.config import Target, resolve_secret
 from es_doctor.probes.docker import DockerProbe
 from es_doctor.probes.http import HttpProbe
 from es_doctor.probes.logs import LogLine, tail_lines
-from es_doctor.probes.metrics import Scrape, scrape
+from es_doctor.probes.metrics import Scrape, counters_went_back, scrape, scrape_from_series
 from es_doctor.probes.postgres import PostgresProbe
 from es_doctor.probes.prometheus import PrometheusProbe
 from es_doctor.probes.qdrant import QdrantProbe
 from es_doctor.probes.result import Result
 
 T = TypeVar("T")
+#: how much older than ``scrape_window_s`` Prometheus' scrape may be (one usual scrape interval)
+PROMETHEUS_MAX_EXTRA_S = 15.0
 
 
 @dataclass
 class MetricsWindow:
-    """Two scrapes of the service's metrics ``scrape_window_s`` apart."""
+    """Two scrapes of the service's metrics at least ``scrape_window_s`` apart: ``before`` is
+    Prometheus' latest scrape of the service that old (when Prometheus is configured and has one),
+    else es-doctor's own first scrape; ``after`` is es-doctor's own, now."""
 
     before: Scrape
     after: Scrape
+    source: str = "two scrapes"
 
     @property
     def seconds(self) -> float:
@@ -108,6 +114,14 @@ class CheckContext:
     def metrics_window(self) -> Result[MetricsWindow]:
         def take() -> Result[MetricsWindow]:
             url = self.target.service.metrics_url
+            recorded = self._prometheus_before()
+            if recorded is not None:
+                now = scrape(self.plain_http(), url)
+                if now.failure is not None:
+                    return Result(failure=now.failure)
+                if (now.unwrap().taken_at - recorded.taken_at >= self.target.thresholds.scrape_window_s
+                        and not counters_went_back(recorded, now.unwrap())):
+                    return Result(value=MetricsWindow(recorded, now.unwrap(), "Prometheus' scrape and one now"))
             first = scrape(self.plain_http(), url)
             if first.failure is not None:
                 return Result(failure=first.failure)
@@ -118,6 +132,25 @@ class CheckContext:
             return Result(value=MetricsWindow(first.unwrap(), second.unwrap()))
 
         return self.memo("metrics-window", take)
+
+    def _prometheus_before(self) -> Scrape | None:
+        """Prometheus' newest scrape of the service at least ``scrape_window_s`` old (and at most
+        :data:`PROMETHEUS_MAX_EXTRA_S` more): a window with no waiting. None when Prometheus is
+        absent, slow, or has none."""
+        if not self.target.is_present("prometheus")[0]:
+            return None
+        # a regex inside a PromQL string: the regex's backslashes are doubled for the string
+        jobs = "|".join(re.escape(j).replace("\\", "\\\\") for j in self.target.prometheus.jobs)
+        probe = PrometheusProbe(self.target.prometheus.url, HttpProbe(timeout=min(2.0, self.timeout)))
+        got = probe.range_samples(f'{{job=~"{jobs}"}}', int(self.target.thresholds.scrape_window_s
+                                                            + PROMETHEUS_MAX_EXTRA_S + 1))
+        if got.failure is not None or not got.value:
+            return None
+        parts = urlsplit(self.target.service.metrics_url)
+        instance = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+        now = time.time()
+        window = self.target.thresholds.scrape_window_s
+        return scrape_from_series(got.value, instance, now - window, now - window - PROMETHEUS_MAX_EXTRA_S)
 
     def metrics_once(self) -> Result[Scrape]:
         """One scrape: the second of the window if it is being taken, else a fresh one."""

@@ -59,6 +59,44 @@ def parse_exposition(text: str, taken_at: float | None = None) -> Scrape:
     return scrape
 
 
+def scrape_from_series(series: list[tuple[dict[str, str], list[tuple[float, float]]]], instance: str,
+                       newest: float, oldest: float) -> Scrape | None:
+    """One past scrape rebuilt from Prometheus' raw samples of a job: the newest scrape time in
+    [oldest, newest] that the instance ``instance`` has (or the job's only instance), every series'
+    value at that time. None when there is no such scrape."""
+    instances = {labels.get("instance", "") for labels, _ in series}
+    if instance not in instances:
+        if len(instances) != 1:
+            return None
+        instance = next(iter(instances))
+    mine = [(labels, values) for labels, values in series if labels.get("instance", "") == instance]
+    times = sorted({t for _, values in mine for t, _ in values if oldest <= t <= newest})
+    if not times:
+        return None
+    at = times[-1]
+    scrape_ = Scrape(taken_at=at)
+    for labels, values in mine:
+        value = next((v for t, v in values if t == at), None)
+        name = labels.get("__name__")
+        if value is None or not name:
+            continue
+        kept = tuple(sorted((k, v) for k, v in labels.items() if k not in ("__name__", "job", "instance")))
+        scrape_.samples.setdefault(name, []).append(Sample(name, kept, value))
+    return scrape_
+
+
+def counters_went_back(before: Scrape, after: Scrape) -> bool:
+    """True when a counter (``*_total``, ``*_count``) of ``after`` is below its value in ``before``:
+    the service restarted in between, and the window would mix two lives."""
+    for name, samples in after.samples.items():
+        if not name.endswith(("_total", "_count")):
+            continue
+        earlier = {s.labels: s.value for s in before.samples.get(name, [])}
+        if any(s.value < earlier.get(s.labels, 0.0) for s in samples):
+            return True
+    return False
+
+
 def scrape(http: HttpProbe, url: str) -> Result[Scrape]:
     response = http.get(url)
     if response.failure is not None:

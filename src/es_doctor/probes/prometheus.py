@@ -25,6 +25,10 @@ class Alert:
     labels: dict[str, str]
 
 
+#: one series of a range query: its labels (``__name__`` included) and its (time, value) samples
+Series = tuple[dict[str, str], list[tuple[float, float]]]
+
+
 class PrometheusProbe:
     def __init__(self, url: str, http: HttpProbe) -> None:
         self.url = url.rstrip("/")
@@ -80,5 +84,19 @@ class PrometheusProbe:
             try:
                 out.append((dict(item.get("metric") or {}), float(item["value"][1])))
             except (KeyError, IndexError, TypeError, ValueError):
+                continue
+        return success(out, data.elapsed_ms)
+
+    def range_samples(self, selector: str, seconds: int) -> Result[list[Series]]:
+        """Raw samples of ``selector`` over the last ``seconds``: (labels with ``__name__``, [(time, value)])."""
+        data = self._data(f"/api/v1/query?query={quote(f'{selector}[{int(seconds)}s]')}")
+        if data.failure is not None:
+            return Result(failure=data.failure)
+        out = []
+        for item in (data.value or {}).get("result", []) if isinstance(data.value, dict) else []:
+            try:
+                values = [(float(t), float(v)) for t, v in item.get("values") or []]
+                out.append((dict(item.get("metric") or {}), values))
+            except (TypeError, ValueError):
                 continue
         return success(out, data.elapsed_ms)
