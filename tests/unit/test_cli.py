@@ -130,6 +130,10 @@ def test_config_show_never_prints_a_secret(tmp_path: Path, home: dict[str, str])
     for section, entries in sections.items():
         lines.append(f"    {section}:")
         lines.extend(entries)
+    lines += ["escalation:", "  channels:",
+              "    ops: {type: slack, url: 'https://hooks.slack.com/services/T0/B0/PLANTED-ESC-URL-x9'}",
+              "    pd: {type: pagerduty, routing_key: 'PLANTED-ESC-KEY-x9'}",
+              "    hook: {type: webhook, url: 'https://user:PLANTED-ESC-PW-x9@hooks.example/in'}"]
     config = tmp_path / "c.yaml"
     config.write_text("\n".join(lines) + "\n")
     env["ES_DOCTOR_SERVICE__API_KEY"] = "PLANTED-ENV-SECRET-x9"
@@ -142,6 +146,7 @@ def test_config_show_never_prints_a_secret(tmp_path: Path, home: dict[str, str])
     assert "PLANTED" not in joined
     assert "********" in joined
     assert "user:********@db" in joined
+    assert "hooks.slack.com" in joined and "routing_key: '********'" in joined, "the escalation section is shown"
 
 
 def test_config_init_writes_a_valid_example_and_never_overwrites(tmp_path: Path, home: dict[str, str]) -> None:

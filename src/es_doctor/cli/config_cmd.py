@@ -23,7 +23,7 @@ def show(
     """Print the effective configuration of a target (env overrides applied), secrets masked."""
     import yaml
 
-    from es_doctor.config import load_config, masked_dump
+    from es_doctor.config import backup_root, load_config, masked_dump
 
     loaded = load(ctx, config, target)
     data: dict[str, object] = {
@@ -37,6 +37,9 @@ def show(
         data["effective"] = masked_dump(loaded.target)
     data["runbook_dirs"] = loaded.config.runbook_dirs
     data["audit_log"] = loaded.config.audit_log
+    data["state_dir"] = loaded.config.state_dir
+    data["backup_dir"] = str(backup_root(loaded.config))
+    data["escalation"] = masked_dump(loaded.config.escalation)
     typer.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip())
     return int(ExitStatus.OK)
 
