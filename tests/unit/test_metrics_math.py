@@ -101,3 +101,18 @@ def test_counters_went_back_spots_a_restart_between_scrapes() -> None:
     restarted = parse_exposition('req_total{route="/a"} 2\nreq_total{route="/b"} 5\ndepth 9\n', taken_at=3.0)
     assert not counters_went_back(before, later), "a gauge going down is no restart"
     assert counters_went_back(before, restarted)
+
+
+def test_scrape_from_series_never_takes_a_failed_scrape() -> None:
+    from es_doctor.probes.metrics import scrape_from_series
+
+    labels = {"job": "email-sender", "instance": "127.0.0.1:8081"}
+    data = [
+        ({"__name__": "up", **labels}, [(100.0, 1.0), (101.0, 1.0), (102.0, 0.0)]),
+        ({"__name__": "email_sender_errors_total", **labels}, [(100.0, 4.0), (101.0, 5.0)]),
+    ]
+    got = scrape_from_series(data, "127.0.0.1:8081", newest=102.5, oldest=90.0)
+    assert got is not None and got.taken_at == 101.0, "t=102 was a failed scrape (the service was down)"
+    assert got.total("email_sender_errors_total") == 5.0
+    down = [(data[0][0], [(102.0, 0.0)]), data[1]]
+    assert scrape_from_series(down, "127.0.0.1:8081", newest=102.5, oldest=101.5) is None

@@ -61,16 +61,20 @@ def parse_exposition(text: str, taken_at: float | None = None) -> Scrape:
 
 def scrape_from_series(series: list[tuple[dict[str, str], list[tuple[float, float]]]], instance: str,
                        newest: float, oldest: float) -> Scrape | None:
-    """One past scrape rebuilt from Prometheus' raw samples of a job: the newest scrape time in
-    [oldest, newest] that the instance ``instance`` has (or the job's only instance), every series'
-    value at that time. None when there is no such scrape."""
+    """One past scrape rebuilt from Prometheus' raw samples of a job: the newest successful scrape
+    (``up`` is 1) in [oldest, newest] of the instance ``instance`` (or of the job's only instance),
+    every series' value at that time. None when there is no such scrape."""
     instances = {labels.get("instance", "") for labels, _ in series}
     if instance not in instances:
         if len(instances) != 1:
             return None
         instance = next(iter(instances))
     mine = [(labels, values) for labels, values in series if labels.get("instance", "") == instance]
-    times = sorted({t for _, values in mine for t, _ in values if oldest <= t <= newest})
+    # a failed scrape leaves only Prometheus' own series (up = 0) at its time: never take one
+    up = [values for labels, values in mine if labels.get("__name__") == "up"]
+    succeeded = {t for values in up for t, v in values if v == 1.0} if up else None
+    times = sorted({t for _, values in mine for t, _ in values
+                    if oldest <= t <= newest and (succeeded is None or t in succeeded)})
     if not times:
         return None
     at = times[-1]
