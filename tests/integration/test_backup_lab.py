@@ -215,3 +215,34 @@ def test_an_interrupted_backup_never_looks_complete(healthy_lab: Any, tmp_path: 
         left = sorted(p.name for p in root.glob(".*.partial"))  # removed, unless the worker outlived the exit
         status = es_doctor(healthy_lab, state, "status").stdout
         assert "last backup: none" in status and all(name in status for name in left)
+
+
+def test_volumes_recover_runbook_restores_a_known_good_archive(healthy_lab: Any, tmp_path: Path) -> None:
+    """The guide's "Volumes Docker corrompus": the volume is refilled from a good archive while its
+    container is stopped (Docker keeps a stopped container's volume: it is emptied in place)."""
+    state = tmp_path / "state"
+    set_readonly(healthy_lab, True)  # no new tasks: Qdrant's points and the rows stay in step
+    try:
+        bid = backup_id(es_doctor(healthy_lab, state, "backup"))
+        archive = state / "backups" / bid / "volumes" / "qdrant_data.tar"
+        meta = volume_dir(healthy_lab, "qdrant_data") / "meta.json"
+        good = meta.read_bytes()
+        meta.write_bytes(b"\x00garbage")
+        stray = meta.parent / "stray.json"
+        stray.write_text("{")
+        assert es_doctor(healthy_lab, state, "validate").returncode == 2
+
+        env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(healthy_lab.lab_dir), "ES_DOCTOR_STATE_DIR": str(state),
+               "ES_DOCTOR_AUDIT_LOG": str(state / "audit.jsonl")}
+        fixed = subprocess.run([sys.executable, "-m", "es_doctor", "-t", "lab", "fix", "volumes-recover", "--yes",
+                                "--param", f"archive={archive}"], capture_output=True, text=True, env=env,
+                               timeout=600, check=False)
+        assert fixed.returncode == 0, fixed.stdout[-3000:] + fixed.stderr[-2000:]
+        assert "volumes-recover: FIXED" in fixed.stdout
+        assert meta.read_bytes() == good and not stray.exists(), "the volume holds exactly the archive"
+        deadline = time.monotonic() + 60
+        while (again := es_doctor(healthy_lab, state, "validate")).returncode != 0 and time.monotonic() < deadline:
+            time.sleep(2)
+        assert again.returncode == 0, again.stdout[-3000:]
+    finally:
+        set_readonly(healthy_lab, False)
