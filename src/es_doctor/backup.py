@@ -25,6 +25,7 @@ import sqlite3
 import tarfile
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ MANIFEST = "manifest.json"
 ID_PATTERN = re.compile(r"\d{8}T\d{6}Z(?:-\d{1,3})?")  # used with fullmatch
 SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 CHUNK = 1 << 20
+#: seconds before the rows and the points are compared again (writes in flight are no damage)
+STABLE_RECHECK_S = 2.0
 
 #: progress(component, done, total): one call per finished component
 Progress = Callable[[str, int, int], None]
@@ -609,12 +612,27 @@ def _live_qdrant(target: Target, probes: Probes, v: Validation, row_ids: set[int
     v.facts["qdrant"] = {name: {"points": points, "sha256_points": sha, "status": col.status}}
     if row_ids is None:
         return
-    refs = q.payload_ids(name, target.qdrant.task_id_key)
-    if refs.failure is not None:
-        v.add("qdrant", f"cannot read the {target.qdrant.task_id_key} of {name}: {refs.failure.message}")
+    def referenced() -> set[int] | None:
+        refs = q.payload_ids(name, target.qdrant.task_id_key)
+        if refs.failure is not None:
+            v.add("qdrant", f"cannot read the {target.qdrant.task_id_key} of {name}: {refs.failure.message}")
+            return None
+        return {int(x) for x in refs.value or [] if isinstance(x, int | str) and str(x).isdigit()}
+
+    refs = referenced()
+    if refs is None:
         return
-    referenced = {int(x) for x in refs.value or [] if isinstance(x, int | str) and str(x).isdigit()}
-    orphans, missing = referenced - row_ids, row_ids - referenced
+    orphans, missing = refs - row_ids, row_ids - refs
+    if orphans or missing:
+        # a live service writes meanwhile (the row, then its vector): only a difference that
+        # is still there a moment later, on both sides, is damage
+        time.sleep(STABLE_RECHECK_S)
+        rows_again = probes.postgres().column_values(target.postgres.tasks_table, target.postgres.id_column)
+        refs_again = referenced()
+        if rows_again.failure is None and refs_again is not None:
+            rows_now = {int(x) for x in rows_again.value or [] if x is not None}
+            orphans = {i for i in orphans if i in refs_again and i not in rows_now}
+            missing = {i for i in missing if i in rows_now and i not in refs_again}
     v.facts["qdrant"][name].update(rows=len(row_ids), orphans=len(orphans), without_vector=len(missing))
     if orphans:
         v.add("qdrant", f"{len(orphans)} point(s) of {name} reference no row of {target.postgres.tasks_table} "
@@ -715,8 +733,6 @@ def restore_volumes(target: Target, path: Path, say: Callable[[str], None] = lam
 def _wait_ready(probes: Probes, container: str, cancel: threading.Event | None, timeout: float = 90.0) -> None:
     """After a start: PostgreSQL answers a query, Qdrant lists its collections (other containers:
     running)."""
-    import time
-
     t = probes.target
 
     def ready() -> bool:

@@ -191,3 +191,22 @@ def test_secrets_never_reach_the_audit_log_or_the_output(tmp_path: Path, monkeyp
     for secret in (key, pw):
         assert secret not in log
         assert all(secret not in line for line in said)
+
+
+@pytest.mark.parametrize(("rollback", "outcome", "message"), [
+    ("", Outcome.FAILED, "step breaks failed"),
+    ("rollback:\n  - name: undo\n    action: notify\n    inputs: {message: undone}\n",
+     Outcome.ROLLED_BACK, "step breaks failed"),
+    ("rollback:\n  - name: undo\n    action: fail\n    inputs: {message: cannot undo}\n",
+     Outcome.FAILED, "the rollback is incomplete (undo failed)"),
+])
+def test_the_outcome_says_whether_the_rollback_happened(tmp_path: Path, rollback: str, outcome: Outcome,
+                                                        message: str) -> None:
+    text = ("id: breaks\ntitle: breaks\nclass: deploy\nsteps:\n  - name: breaks\n    action: fail\n" + rollback)
+    rb = load_runbook_file(write(tmp_path, text))
+    target = Target.model_validate({"absent": {"docker": "unit test"}})
+    engine = Engine(target, "unit", AuditLog(tmp_path / "audit.jsonl", []), tmp_path / "state",
+                    confirm=lambda _q: True, say=lambda _t: None)
+    result = engine.run(plan(rb, target, "unit"), yes=True)
+    assert result.outcome is outcome
+    assert message in result.message

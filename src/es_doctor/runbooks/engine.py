@@ -218,14 +218,20 @@ class Engine:
             return result
         if failed_step is not None:
             failed_name, how = failed_step
-            if how == "rollback":
+            result.message = f"step {failed_name} {'declined' if how == 'declined' else 'failed'}"
+            if how == "rollback" and the_plan.runbook.rollback:
                 self._rollback(the_plan, ctx, base, outputs, result)
-                result.outcome = Outcome.ROLLED_BACK
+                undone = [s for s in result.steps if s.phase == "rollback" and s.status not in ("ok", "skipped")]
+                result.outcome = Outcome.FAILED if undone else Outcome.ROLLED_BACK
+                if undone:
+                    result.message += f"; the rollback is incomplete ({', '.join(s.name for s in undone)} failed)"
+            elif how == "rollback":
+                self._rollback(the_plan, ctx, base, outputs, result)  # says there is none
+                result.outcome = Outcome.FAILED
             elif how == "declined":
                 result.outcome = Outcome.DECLINED
             else:
                 result.outcome = Outcome.FAILED
-            result.message = f"step {failed_name} {'declined' if how == 'declined' else 'failed'}"
         else:
             fixed, findings = self._verify(rb)
             result.verify = findings
