@@ -764,17 +764,17 @@ def _restore_list(dump: Path) -> str:
                      if not re.match(r"^\d+; \d+ \d+ (EXTENSION|COMMENT - EXTENSION) ", line)) + "\n"
 
 
-def restore_postgres(target: Target, path: Path, cancel: threading.Event | None = None) -> str:
-    """``pg_restore --clean --if-exists --single-transaction``: all of the dump, or nothing."""
+def pg_restore_file(target: Target, dump: Path, cancel: threading.Event | None = None) -> None:
+    """``pg_restore --clean --if-exists --single-transaction`` of a custom-format dump into the
+    target's database, extensions left alone: all of the dump, or nothing (:class:`BackupError`)."""
     from es_doctor.tools import ToolError, pg_bin, pg_env, run_tool
 
-    pg = read_manifest(path).get("postgres")
-    if not pg:
-        return "the backup holds no PostgreSQL dump"
-    dump = inside(path, pg["dump"])
     dsn, env = pg_env(target)
     with tempfile.NamedTemporaryFile("w", suffix=".list", delete=False) as fh:
-        fh.write(_restore_list(dump))
+        try:
+            fh.write(_restore_list(dump))
+        except ToolError as exc:
+            raise BackupError(f"{dump}: not a readable dump ({exc})") from None
     try:
         run_tool([pg_bin("pg_restore"), "--clean", "--if-exists", "--no-owner", "--single-transaction",
                   "--exit-on-error", f"--use-list={fh.name}", f"--dbname={dsn}", str(dump)], env, 6 * 3600, cancel)
@@ -782,6 +782,14 @@ def restore_postgres(target: Target, path: Path, cancel: threading.Event | None 
         raise BackupError(f"PostgreSQL restore (rolled back by PostgreSQL: nothing changed): {exc}") from None
     finally:
         Path(fh.name).unlink(missing_ok=True)
+
+
+def restore_postgres(target: Target, path: Path, cancel: threading.Event | None = None) -> str:
+    """The backup's dump restored with :func:`pg_restore_file`."""
+    pg = read_manifest(path).get("postgres")
+    if not pg:
+        return "the backup holds no PostgreSQL dump"
+    pg_restore_file(target, inside(path, pg["dump"]), cancel)
     tables = pg.get("tables", {})
     return f"database {pg.get('database')} restored ({len(tables)} tables, " \
            f"{sum(t['rows'] for t in tables.values())} rows)"

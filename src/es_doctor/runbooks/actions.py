@@ -376,15 +376,15 @@ def postgres_dump(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     return {"dump": str(dest), "bytes": dest.stat().st_size}
 
 
-@action("postgres.restore", lambda i: f"restore the database from {i.get('dump')} (pg_restore --clean)",
-        destructive=True)
+@action("postgres.restore", lambda i: f"restore the database from {i.get('dump')} (pg_restore --clean, "
+                                      "one transaction)", destructive=True)
 def postgres_restore(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.backup import pg_restore_file
+
     dump = need(inputs, "dump")
     if not Path(dump).is_file():
         raise ActionError(f"no dump {dump}")
-    dsn, env = _pg_env(ctx)
-    _run([_bin("pg_restore"), "--clean", "--if-exists", "--no-owner", f"--dbname={dsn}", dump], env,
-         float(inputs.get("timeout", 600)), ctx)
+    _backup_call(lambda: pg_restore_file(ctx.target, Path(dump), ctx.cancel))
     return {"restored_from": dump}
 
 

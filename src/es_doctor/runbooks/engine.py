@@ -189,7 +189,10 @@ class Engine:
             self.audit.write("fix.end", **base, outcome=result.outcome.value, duration_ms=0)
             return result
         outputs: dict[str, Any] = {}
-        for step in rb.preconditions:  # read-only checks: a failing one stops the run before any change
+        preconditions = list(rb.preconditions)
+        if rb.flags.needs_maintenance:  # the flag is enforced, not only shown
+            preconditions.insert(0, Step(name="writes-stopped", action="backup.require-freeze"))
+        for step in preconditions:  # read-only checks: a failing one stops the run before any change
             res = self._execute(step, "preconditions", template_context(self.target, the_plan.params, outputs),
                                 ctx, base)
             result.steps.append(res)
