@@ -46,6 +46,20 @@ def wait_tripped(target: Target, check_id: str, timeout: float = 45.0) -> Findin
     return finding
 
 
+def assert_clean_soon(target: Target, within: float = 20.0) -> None:
+    """diagnose comes back clean. The metrics window looks back a few seconds: requests that failed
+    while the cure was under way (a restart) may still be in it, so the stack has a short while."""
+    deadline = time.monotonic() + within
+    while True:
+        findings = diagnose(target)
+        problems = {i: f"{f.status.value}: {f.summary}" for i, f in findings.items()
+                    if f.status is not Status.OK and i not in LOG_WINDOW_CHECKS}
+        if not problems or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    assert problems == {}
+
+
 def es_doctor(lab: Any, tmp_path: Path, *args: str, timeout: float = 300,
               extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(lab.lab_dir), "ES_DOCTOR_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
@@ -90,17 +104,7 @@ def test_fix_cures_the_fault(healthy_lab: Any, tmp_path: Path, fault: str, ident
     result = es_doctor(healthy_lab, tmp_path, *args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert ": FIXED" in result.stdout
-    # the metrics window looks back a few seconds: requests that failed while the cure was under
-    # way (a restart) may still be in it, so the stack has a short while to come back clean
-    deadline = time.monotonic() + 20
-    while True:
-        findings = diagnose(healthy_lab.target)
-        problems = {i: f"{f.status.value}: {f.summary}" for i, f in findings.items()
-                    if f.status is not Status.OK and i not in LOG_WINDOW_CHECKS}
-        if not problems or time.monotonic() > deadline:
-            break
-        time.sleep(1.0)
-    assert problems == {}
+    assert_clean_soon(healthy_lab.target)
     events = [r["event"] for r in audit(tmp_path)]
     assert events[0] == "fix.start" and events[-1] == "fix.end" and "fix.step" in events
 
@@ -251,3 +255,24 @@ def test_fix_all_plans_the_runbooks_of_the_current_findings(healthy_lab: Any, tm
     assert done.returncode == 0, done.stdout + done.stderr
     assert "qdrant-collection-recreate: FIXED" in done.stdout
     assert httpx.get(url).status_code == 200
+
+
+@pytest.mark.parametrize(("runbook", "container", "check_id"), [
+    ("service-restart", "email-sender-go", "startup.container"),
+    ("stack-restart", "qdrant", "deploy.containers"),
+])
+def test_a_stopped_container_is_started_again(healthy_lab: Any, tmp_path: Path, runbook: str, container: str,
+                                              check_id: str) -> None:
+    import docker
+
+    client = docker.DockerClient(base_url=healthy_lab.stack.settings.docker_host)
+    try:
+        client.containers.get(container).stop(timeout=5)
+        wait_tripped(healthy_lab.target, check_id)
+        result = es_doctor(healthy_lab, tmp_path, "fix", runbook, "--yes")
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+        assert f"{runbook}: FIXED" in result.stdout
+        assert client.containers.get(container).attrs["State"]["Running"]
+    finally:
+        client.close()
+    assert_clean_soon(healthy_lab.target)
