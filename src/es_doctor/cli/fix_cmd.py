@@ -129,7 +129,7 @@ def fix(
         _report(result)
         status = result.outcome.exit_status
         worst = max(worst, status, key=int)
-        if result.outcome not in (Outcome.FIXED, Outcome.PLANNED):
+        if result.outcome not in (Outcome.FIXED, Outcome.DONE, Outcome.PLANNED):
             break
     return int(worst)
 

@@ -26,6 +26,7 @@ from es_doctor.runbooks.templating import TemplateError, evaluate_condition, ren
 
 class Outcome(StrEnum):
     FIXED = "FIXED"
+    DONE = "DONE"  #: a procedure (a runbook that cures no finding, e.g. a backup) ran and verified
     NOT_FIXED = "NOT FIXED"
     ROLLED_BACK = "FAILED, ROLLED BACK"
     FAILED = "FAILED"
@@ -35,7 +36,7 @@ class Outcome(StrEnum):
 
     @property
     def exit_status(self) -> ExitStatus:
-        if self is Outcome.FIXED or self is Outcome.PLANNED:
+        if self in (Outcome.FIXED, Outcome.DONE, Outcome.PLANNED):
             return ExitStatus.OK
         if self is Outcome.INTERRUPTED:
             return ExitStatus.INTERRUPTED
@@ -238,7 +239,7 @@ class Engine:
         else:
             fixed, findings = self._verify(rb)
             result.verify = findings
-            result.outcome = Outcome.FIXED if fixed else Outcome.NOT_FIXED
+            result.outcome = (Outcome.FIXED if rb.cures else Outcome.DONE) if fixed else Outcome.NOT_FIXED
             self.audit.write("fix.verify", **base, fixed=fixed, findings=findings)
         self.audit.write("fix.end", **base, outcome=result.outcome.value, message=result.message,
                          duration_ms=round((time.monotonic() - started) * 1000, 1))
