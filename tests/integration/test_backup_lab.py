@@ -133,6 +133,8 @@ def test_backup_damage_validate_restore_round_trip(healthy_lab: Any, tmp_path: P
         assert manifest["qdrant"]["collections"]["task_vectors"]["points"] == before_q[0]
         assert [v["volume"] for v in manifest["volumes"]] == ["qdrant_data"], "PostgreSQL's data is in the dump"
         assert not list((state / "backups").glob(".*.partial"))
+        assert healthy_lab.target.postgres.password not in (folder / "manifest.json").read_text()
+        assert folder.stat().st_mode & 0o777 == 0o700, "a backup holds the data: only its owner reads it"
         assert es_doctor(healthy_lab, state, "validate", bid).returncode == 0
         assert f"last backup: {bid}" in es_doctor(healthy_lab, state, "status").stdout
 

@@ -65,8 +65,15 @@ def status(ctx: typer.Context, config: ConfigOpt = None, target: TargetOpt = Non
 
     store = BackupStore(backup_root(loaded.config))
     done, partial = store.complete(), store.incomplete()
+    age = ""
+    if done:
+        import datetime as dt
+
+        taken = dt.datetime.strptime(done[-1].split("-")[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+        hours = (dt.datetime.now(dt.UTC) - taken).total_seconds() / 3600
+        age = f", {hours:.1f} h ago" if hours >= 1 else f", {hours * 60:.0f} min ago"
     typer.echo(f"last backup: {done[-1] if done else 'none'}"
-               + (f"   ({len(done)} in {store.root})" if done else ""))
+               + (f"   ({len(done)} in {store.root}{age})" if done else ""))
     if partial:
         typer.echo(f"  incomplete (interrupted, not usable): {', '.join(partial)}")
     present, why = t.is_present("docker")
