@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from es_doctor.config import Target, resolve_secret
+from es_doctor.probes.result import FailureKind
 
 FORMAT = "es-doctor-backup/1"
 MANIFEST = "manifest.json"
@@ -799,7 +800,7 @@ def restore_qdrant(target: Target, path: Path, cancel: threading.Event | None = 
     """Each collection of the backup recovered from its snapshot (uploaded to the server)."""
     qd = read_manifest(path).get("qdrant") or {}
     if qd.get("embedded"):
-        raise BackupError("the embedded Qdrant is restored with its volume/storage archive, not by the server")
+        return [restore_embedded_qdrant(target, inside(path, qd["archive"]))]
     probes = Probes(target)
     done = []
     try:
@@ -812,6 +813,34 @@ def restore_qdrant(target: Target, path: Path, cancel: threading.Event | None = 
     finally:
         probes.close()
     return done
+
+
+def restore_embedded_qdrant(target: Target, archive: Path) -> str:
+    """The embedded Qdrant's storage directory replaced by the archive's content. Refused while a
+    process holds the storage (qdrant-client's lock): nothing is changed then."""
+    if not target.qdrant.url.startswith("local:") or target.qdrant.url == "local::memory:":
+        raise BackupError(f"the backup holds an embedded Qdrant storage, the target's Qdrant is {target.qdrant.url}")
+    storage = Path(target.qdrant.url[len("local:"):]).expanduser()
+    probes = Probes(target, timeout=10)
+    try:
+        held = probes.qdrant().collections()  # opening it takes the lock: fails while another process has it
+    finally:
+        probes.close()
+    if held.failure is not None and held.failure.kind is FailureKind.UNAVAILABLE:
+        raise BackupError(f"{storage} is in use by another process (stop the service using it first)")
+    try:
+        with tarfile.open(archive, "r:") as tar:
+            members = tar.getmembers()
+            storage.mkdir(parents=True, exist_ok=True)
+            for child in storage.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+            tar.extractall(storage, members=members, filter="data")  # no absolute path, no escape, no device
+    except (tarfile.TarError, OSError) as exc:
+        raise BackupError(f"embedded Qdrant storage {storage}: restore failed ({exc})") from None
+    return f"embedded Qdrant storage {storage} restored ({len(members)} entries)"
 
 
 def compare(manifest: dict[str, Any], live: Validation) -> list[str]:
