@@ -169,6 +169,7 @@ def test_backup_damage_validate_restore_round_trip(healthy_lab: Any, tmp_path: P
         restored = es_doctor(healthy_lab, state, "restore", bid, "--yes")
         assert restored.returncode == 0, restored.stdout[-4000:] + restored.stderr[-2000:]
         assert "emergency-restore: DONE" in restored.stdout and "live data: OK" in restored.stdout
+        assert f"equal to backup {bid}: row counts and md5 of" in restored.stdout
 
         again = es_doctor(healthy_lab, state, "validate")
         assert again.returncode == 0, again.stdout[-3000:]

@@ -691,7 +691,8 @@ def backup_create(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
 
 
 @action("backup.validate", lambda i: f"validate backup {i['backup']} (checksums, pg_restore --list, archives)"
-        if i.get("backup") else "validate the live data (amcheck, Qdrant points against rows, volumes)")
+        if i.get("backup") else "validate the live data (amcheck, Qdrant points against rows, volumes)"
+        + (f", equal to backup {i['against']}" if i.get("against") else ""))
 def backup_validate(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.backup import validate_backup, validate_live
 
@@ -700,6 +701,18 @@ def backup_validate(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any
         found = _backup_call(lambda: validate_backup(path))
     else:
         found = _backup_call(lambda: validate_live(ctx.target))
+    if inputs.get("against"):  # after a restore: the live data must equal what the backup recorded
+        from es_doctor.backup import compare, read_manifest
+
+        against = _backup_path({"backup": inputs["against"]}, ctx)
+        manifest = _backup_call(lambda: read_manifest(against))
+        differences = compare(manifest, found)
+        for difference in differences:
+            found.add("restore", f"differs from backup {against.name}: {difference}")
+        if not differences:
+            found.notes.append(f"equal to backup {against.name}: row counts and md5 of "
+                               f"{len((manifest.get('postgres') or {}).get('tables', {}))} table(s), points and "
+                               f"hashes of {len((manifest.get('qdrant') or {}).get('collections', {}))} collection(s)")
     for problem in found.problems:
         ctx.say(f"  {problem}")
     if not found.ok:
