@@ -542,15 +542,16 @@ def _sqlite_check(path: Path) -> str:
     return text or "no answer"
 
 
-def validate_live(target: Target, scan_volumes: bool = True) -> Validation:
+def validate_live(target: Target, scan_volumes: bool = True, content: bool = False) -> Validation:
     """The live data: PostgreSQL (the tasks table, amcheck where installed), Qdrant (the collection,
     its status, its points against the rows that reference them), and the volumes (present, and the
-    JSON and SQLite files in them intact)."""
+    JSON and SQLite files in them intact). ``content``: also hash every row and point (to compare
+    with a backup; it reads everything)."""
     v = Validation("live data")
-    probes = Probes(target, timeout=30)
+    probes = Probes(target, timeout=60 if content else 30)
     try:
-        row_ids = _live_postgres(target, probes, v)
-        _live_qdrant(target, probes, v, row_ids)
+        row_ids = _live_postgres(target, probes, v, content)
+        _live_qdrant(target, probes, v, row_ids, content)
         if target.is_present("docker")[0]:
             _live_volumes(target, probes, v, scan_volumes)
         else:
@@ -560,12 +561,12 @@ def validate_live(target: Target, scan_volumes: bool = True) -> Validation:
     return v
 
 
-def _live_postgres(target: Target, probes: Probes, v: Validation) -> set[int] | None:
+def _live_postgres(target: Target, probes: Probes, v: Validation, content: bool) -> set[int] | None:
     if not target.is_present("postgres")[0]:
         v.notes.append(f"PostgreSQL not checked: {target.is_present('postgres')[1]}")
         return None
     pg = probes.postgres()
-    digests = pg.table_digests()
+    digests = pg.table_digests(content)
     if digests.failure is not None:
         v.add("postgres", f"unreachable: {digests.failure.message}")
         return None
@@ -593,7 +594,7 @@ def _live_postgres(target: Target, probes: Probes, v: Validation) -> set[int] | 
     return {int(x) for x in ids.value or [] if x is not None}
 
 
-def _live_qdrant(target: Target, probes: Probes, v: Validation, row_ids: set[int] | None) -> None:
+def _live_qdrant(target: Target, probes: Probes, v: Validation, row_ids: set[int] | None, content: bool) -> None:
     if not target.is_present("qdrant")[0]:
         v.notes.append(f"Qdrant not checked: {target.is_present('qdrant')[1]}")
         return
@@ -605,11 +606,11 @@ def _live_qdrant(target: Target, probes: Probes, v: Validation, row_ids: set[int
     col = info.value
     if col.status != "green":
         v.add("qdrant", f"collection {name} status is {col.status}", "CRIT" if col.status == "red" else "WARN")
-    digest = q.digest(name)
+    digest = q.digest(name) if content else q.count(name)
     if digest.failure is not None:
         v.add("qdrant", f"cannot read the points of {name}: {digest.failure.message}")
         return
-    points, sha = digest.value
+    points, sha = digest.value if content else (digest.value, None)
     v.facts["qdrant"] = {name: {"points": points, "sha256_points": sha, "status": col.status}}
     if row_ids is None:
         return

@@ -173,7 +173,7 @@ def validate(ctx: typer.Context,
 def _print_validation(found: dict[str, Any]) -> None:
     facts = found.get("facts", {})
     for table, t in sorted(((facts.get("postgres") or {}).get("tables") or {}).items()):
-        typer.echo(f"  postgres {table}: {t['rows']} rows, md5 {t['md5'][:12]}")
+        typer.echo(f"  postgres {table}: {t['rows']} rows" + (f", md5 {t['md5'][:12]}" if t.get("md5") else ""))
     for name, c in sorted((facts.get("qdrant") or {}).items()):
         extra = f", {c['rows']} rows, {c['orphans']} orphan points, {c['without_vector']} rows without vector" \
             if "rows" in c else ""

@@ -54,10 +54,13 @@ class PostgresProbe:
             return Result(failure=rows.failure, elapsed_ms=rows.elapsed_ms)
         return Result(value=int((rows.value or [(0,)])[0][0]), elapsed_ms=rows.elapsed_ms)
 
-    def table_digests(self) -> Result[dict[str, dict[str, Any]]]:
-        """Every user table: its row count and an md5 over its rows in a stable order."""
+    def table_digests(self, content: bool = True) -> Result[dict[str, dict[str, Any]]]:
+        """Every user table: its row count and (``content``) an md5 over its rows in a stable order,
+        streamed through a server-side cursor: memory stays flat whatever the table's size."""
 
         def run() -> dict[str, dict[str, Any]]:
+            import hashlib
+
             from psycopg import sql
 
             out: dict[str, dict[str, Any]] = {}
@@ -66,11 +69,19 @@ class PostgresProbe:
                     "SELECT schemaname, tablename FROM pg_tables "
                     "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2").fetchall()
                 for schema, table in tables:
-                    row = conn.execute(sql.SQL(
-                        "SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) "
-                        "FROM {}.{} AS t").format(sql.Identifier(schema), sql.Identifier(table))).fetchone()
-                    count, digest = row if row is not None else (0, "")
-                    out[f"{schema}.{table}"] = {"rows": int(count), "md5": str(digest)}
+                    name = sql.Identifier(schema) + sql.SQL(".") + sql.Identifier(table)
+                    if not content:
+                        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(name)).fetchone()
+                        out[f"{schema}.{table}"] = {"rows": int(row[0]) if row else 0, "md5": None}
+                        continue
+                    digest, count = hashlib.md5(usedforsecurity=False), 0
+                    with conn.transaction(), conn.cursor(name="es_doctor_digest") as cur:
+                        cur.itersize = 5000
+                        cur.execute(sql.SQL("SELECT t::text FROM {} AS t ORDER BY 1").format(name))
+                        for (text,) in cur:
+                            digest.update(str(text).encode() + b"\n")
+                            count += 1
+                    out[f"{schema}.{table}"] = {"rows": count, "md5": digest.hexdigest()}
             return out
 
         return guarded(self._classify, run)

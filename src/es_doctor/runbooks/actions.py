@@ -700,7 +700,7 @@ def backup_validate(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any
         path = _backup_path(inputs, ctx)
         found = _backup_call(lambda: validate_backup(path))
     else:
-        found = _backup_call(lambda: validate_live(ctx.target))
+        found = _backup_call(lambda: validate_live(ctx.target, content=bool(inputs.get("against"))))
     if inputs.get("against"):  # after a restore: the live data must equal what the backup recorded
         from es_doctor.backup import compare, read_manifest
 
