@@ -279,10 +279,12 @@ def docker_stack_restart(inputs: dict[str, Any], ctx: ActionContext) -> dict[str
 
 
 def _helper_image(inputs: dict[str, Any], ctx: ActionContext) -> str:
+    """The image of the volume helper container: the step's ``image``, else one the stack runs."""
+    from es_doctor.backup import Probes, helper_image
+
     if inputs.get("image"):
         return str(inputs["image"])
-    info = unwrap(ctx.docker().container(ctx.target.service.container), "the service container (helper image)")
-    return str(info.image)
+    return str(_backup_call(lambda: helper_image(Probes(ctx.target))))
 
 
 @action("docker.volume-backup", lambda i: f"back up volume {i.get('volume')} to a tar in the run's directory")
