@@ -357,14 +357,15 @@ class Backup:
         for name in _unwrap(q.collections(), "Qdrant collections"):
             self._check()
             info = _unwrap(q.collection(name), f"Qdrant collection {name}")
-            points, digest = _unwrap(q.digest(name), f"Qdrant points of {name}")
+            points, digest, vector_sum = _unwrap(q.digest(name), f"Qdrant points of {name}")
             snapshot = _unwrap(q.snapshot(name), f"snapshot of {name}")
             dest = inside(folder, safe_name(name) + ".snapshot")
             self.say(f"qdrant: snapshot {snapshot} of {name} ({points} points)")
             _unwrap(q.download_snapshot(name, snapshot, str(dest)), f"download of snapshot {snapshot}")
             q.delete_snapshot(name, snapshot)  # best effort: the copy is ours now
             collections[name] = {"snapshot": dest.relative_to(partial).as_posix(), "points": points,
-                                 "sha256_points": digest, "vector_size": info.vector_size, "distance": info.distance}
+                                 "sha256_points": digest, "vector_sum": vector_sum, "vector_size": info.vector_size,
+                                 "distance": info.distance}
         manifest["qdrant"] = {"embedded": False, "collections": collections}
 
     def _volumes(self, probes: Probes, partial: Path, manifest: dict[str, Any]) -> None:
@@ -610,8 +611,9 @@ def _live_qdrant(target: Target, probes: Probes, v: Validation, row_ids: set[int
     if digest.failure is not None:
         v.add("qdrant", f"cannot read the points of {name}: {digest.failure.message}")
         return
-    points, sha = digest.value if content else (digest.value, None)
-    v.facts["qdrant"] = {name: {"points": points, "sha256_points": sha, "status": col.status}}
+    points, sha, vector_sum = digest.value if content else (digest.value, None, None)
+    v.facts["qdrant"] = {name: {"points": points, "sha256_points": sha, "vector_sum": vector_sum,
+                                "status": col.status}}
     if row_ids is None:
         return
     def referenced() -> set[int] | None:
@@ -844,6 +846,13 @@ def restore_embedded_qdrant(target: Target, archive: Path) -> str:
     return f"embedded Qdrant storage {storage} restored ({len(members)} entries)"
 
 
+def _close(got: float | None, want: float | None, points: int) -> bool:
+    """Vector sums agree within float noise (a re-normalised float32 moves by about 1e-7)."""
+    if got is None or want is None:
+        return True
+    return abs(got - want) <= 1e-4 * points
+
+
 def compare(manifest: dict[str, Any], live: Validation) -> list[str]:
     """How the live data differs from what the backup recorded (row counts, hashes, points)."""
     out = []
@@ -863,4 +872,7 @@ def compare(manifest: dict[str, Any], live: Validation) -> list[str]:
         if (got["points"], got["sha256_points"]) != (want["points"], want["sha256_points"]):
             out.append(f"collection {name}: {got['points']} points (backup: {want['points']}), content differs"
                        if got["sha256_points"] != want["sha256_points"] else f"collection {name}: count differs")
+        elif not _close(got.get("vector_sum"), want.get("vector_sum"), max(1, int(want["points"]))):
+            out.append(f"collection {name}: the vectors differ (component sum {got.get('vector_sum')}, "
+                       f"backup: {want.get('vector_sum')})")
     return out

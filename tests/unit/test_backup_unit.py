@@ -624,3 +624,16 @@ def test_validation_with_one_crit_is_not_ok() -> None:
     assert d["problems"][1] == {"component": "qdrant", "severity": "CRIT", "message": "damaged"}
     assert str(v.problems[1]) == "CRIT qdrant: damaged"
     json.dumps(d)  # serialisable as it is
+
+
+def test_compare_vectors_within_float_noise_only() -> None:
+    m = _recorded()
+    m["qdrant"]["collections"]["emails"]["vector_sum"] = 12.5
+    tables = dict(m["postgres"]["tables"])
+
+    def live(vector_sum: float) -> Validation:
+        return _live(tables, {"emails": {"points": 10, "sha256_points": "c" * 64, "vector_sum": vector_sum}})
+
+    assert compare(m, live(12.5 + 3e-7)) == [], "a re-normalised float32 is the same vector"
+    changed = compare(m, live(13.1))
+    assert len(changed) == 1 and "the vectors differ" in changed[0]

