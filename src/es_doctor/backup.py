@@ -573,7 +573,8 @@ def _live_postgres(target: Target, probes: Probes, v: Validation, content: bool)
         return None
     v.facts["postgres"] = {"tables": digests.value}
     table = target.postgres.tasks_table
-    if not any(name.split(".", 1)[1] == table for name in digests.value or {}):
+    table_missing = not any(name.split(".", 1)[1] == table for name in digests.value or {})
+    if table_missing:
         v.add("postgres", f"table {table} is missing")
     checked = pg.amcheck()
     if checked.failure is not None:
@@ -586,7 +587,7 @@ def _live_postgres(target: Target, probes: Probes, v: Validation, content: bool)
         for problem in problems:
             v.add("postgres", problem)
         v.facts["postgres"]["amcheck"] = "not installed" if not installed else f"{len(problems)} problem(s)"
-    if any(p.component == "postgres" and "missing" in p.message for p in v.problems):
+    if table_missing:
         return None
     ids = pg.column_values(table, target.postgres.id_column)
     if ids.failure is not None:

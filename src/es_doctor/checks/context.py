@@ -115,16 +115,13 @@ class CheckContext:
         def take() -> Result[MetricsWindow]:
             url = self.target.service.metrics_url
             recorded = self._prometheus_before()
-            if recorded is not None:
-                now = scrape(self.plain_http(), url)
-                if now.failure is not None:
-                    return Result(failure=now.failure)
-                if (now.unwrap().taken_at - recorded.taken_at >= self.target.thresholds.scrape_window_s
-                        and not counters_went_back(recorded, now.unwrap())):
-                    return Result(value=MetricsWindow(recorded, now.unwrap(), "Prometheus' scrape and one now"))
             first = scrape(self.plain_http(), url)
             if first.failure is not None:
                 return Result(failure=first.failure)
+            if (recorded is not None
+                    and first.unwrap().taken_at - recorded.taken_at >= self.target.thresholds.scrape_window_s
+                    and not counters_went_back(recorded, first.unwrap())):
+                return Result(value=MetricsWindow(recorded, first.unwrap(), "Prometheus' scrape and one now"))
             self.cancelled.wait(self.target.thresholds.scrape_window_s)
             second = scrape(self.plain_http(), url)
             if second.failure is not None:

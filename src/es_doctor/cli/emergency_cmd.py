@@ -190,7 +190,7 @@ def restore(ctx: typer.Context,
             yes: YesOpt = False, dry_run: DryOpt = False, config: ConfigOpt = None, target: TargetOpt = None) -> int:
     """Restore PostgreSQL, Qdrant and the volumes from a backup, then validate. Only with writes
     stopped (read-only/maintenance), only after a fresh safety backup."""
-    if backup_id == "latest":
+    if backup_id == "latest":  # pinned now: the safety backup taken on the way becomes the latest
         from es_doctor.backup import BackupError, BackupStore
         from es_doctor.config import backup_root
 

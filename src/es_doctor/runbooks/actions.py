@@ -353,13 +353,6 @@ def qdrant_recover(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]
 # --------------------------------------------------------------------------- postgres
 
 
-def _pg_env(ctx: ActionContext) -> tuple[str, dict[str, str]]:
-    """The DSN without its password, and an environment carrying the password (never argv)."""
-    from es_doctor.tools import pg_env
-
-    return pg_env(ctx.target)
-
-
 @action("postgres.sql", lambda i: f"run SQL: {str(i.get('sql', ''))[:120]}")
 def postgres_sql(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.probes.postgres import PostgresProbe
@@ -372,7 +365,9 @@ def postgres_sql(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
 
 @action("postgres.dump", lambda _i: "dump the database with pg_dump (custom format) into the run's directory")
 def postgres_dump(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    dsn, env = _pg_env(ctx)
+    from es_doctor.tools import pg_env
+
+    dsn, env = pg_env(ctx.target)
     dest = ctx.work_dir / f"postgres-{stamp()}.dump"
     _run([_bin("pg_dump"), "--format=custom", f"--file={dest}", dsn], env, float(inputs.get("timeout", 600)), ctx)
     return {"dump": str(dest), "bytes": dest.stat().st_size}
@@ -391,22 +386,16 @@ def postgres_restore(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, An
 
 
 def _bin(name: str) -> str:
-    from es_doctor.tools import ToolError, pg_bin
+    from es_doctor.tools import pg_bin
 
-    try:
-        return pg_bin(name)
-    except ToolError as exc:
-        raise ActionError(str(exc)) from None
+    return str(_backup_call(lambda: pg_bin(name)))
 
 
 def _run(argv: list[str], env: dict[str, str] | None, timeout: float, ctx: ActionContext) -> str:
     """Run an argv (never a shell string), stopping it when the step is cancelled or times out."""
-    from es_doctor.tools import ToolError, run_tool
+    from es_doctor.tools import run_tool
 
-    try:
-        return run_tool(argv, env, timeout, ctx.cancel)
-    except ToolError as exc:
-        raise ActionError(str(exc)) from None
+    return str(_backup_call(lambda: run_tool(argv, env, timeout, ctx.cancel)))
 
 
 # --------------------------------------------------------------------------- process / ports
@@ -646,6 +635,7 @@ def security_analyze(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, An
 
 
 def _backup_call(fn: Callable[[], Any]) -> Any:
+    """``fn()``, its BackupError or ToolError turned into the step's ActionError."""
     from es_doctor.backup import BackupError
     from es_doctor.tools import ToolError
 
