@@ -740,9 +740,23 @@ def backup_restore_postgres(inputs: dict[str, Any], ctx: ActionContext) -> dict[
         f"of backup {i.get('backup')} from its snapshot" if i.get("collections") else
         f"recover the Qdrant collections of backup {i.get('backup')} from its snapshots", destructive=True)
 def backup_restore_qdrant(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    from es_doctor.backup import restore_qdrant
+    from es_doctor.backup import restore_qdrant, safe_name
 
     path = _backup_path(inputs, ctx)
     wanted = inputs.get("collections")
     only = [str(c) for c in wanted] if isinstance(wanted, list) and wanted else None
-    return {"restored": _backup_call(lambda: restore_qdrant(ctx.target, path, ctx.cancel, only)), "backup": path.name}
+    if not only or not inputs.get("keep_current"):
+        return {"restored": _backup_call(lambda: restore_qdrant(ctx.target, path, ctx.cancel, only)),
+                "backup": path.name}
+    # the points written since the collection was recreated are newer than the backup's: they are
+    # saved first (into the run's private directory) and upserted again over the recovered collection
+    saved: dict[str, tuple[Path, int]] = {}
+    for name in only:
+        if name in unwrap(ctx.qdrant().collections(), "Qdrant collections"):
+            ctx.work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            dest = ctx.work_dir / f"{safe_name(name)}.points-{stamp()}.jsonl"
+            saved[name] = (dest, unwrap(ctx.qdrant().export_points(name, str(dest)), f"export the points of {name}"))
+    restored = _backup_call(lambda: restore_qdrant(ctx.target, path, ctx.cancel, only))
+    kept = {name: unwrap(ctx.qdrant().import_points(name, str(dest)), f"upsert the saved points of {name}")
+            for name, (dest, _count) in saved.items()}
+    return {"restored": restored, "backup": path.name, "kept_current_points": kept}
