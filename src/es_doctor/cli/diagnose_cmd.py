@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import TYPE_CHECKING, Annotated
 
@@ -60,9 +61,18 @@ def diagnose(
     while True:
         context = CheckContext(loaded.target, loaded.target_name)
         report = run_checks(specs, context, timeout=timeout, deadline_s=deadline)
-        if fmt is Format.table and watch:
-            typer.echo("\x1b[2J\x1b[H", nl=False)
-        typer.echo(render(report, detailed))
+        if fmt is Format.table and sys.stdout.isatty():
+            # a terminal gets colours (rich honours NO_COLOR) and, with --watch, a cleared screen
+            from rich.console import Console
+
+            from es_doctor.render.table import render_rich
+
+            console = Console(highlight=False)
+            if watch:
+                console.clear()
+            render_rich(console, report, detailed)
+        else:
+            typer.echo(render(report, detailed))
         if not watch:
             return int(report.exit_status())
         time.sleep(watch)
