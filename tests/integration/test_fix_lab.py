@@ -263,7 +263,7 @@ def test_a_recreated_collection_is_not_a_cured_one(healthy_lab: Any, tmp_path: P
     api = f"http://127.0.0.1:{healthy_lab.stack.settings.ports.api}"
     # no task is written meanwhile (the lab's traffic would add tasks the backup cannot hold)
     httpx.post(f"{api}/api/v1/maintenance/readonly", json={"enabled": True}, timeout=5).raise_for_status()
-    backup = es_doctor(healthy_lab, tmp_path, "emergency", "backup", "--yes")
+    backup = es_doctor(healthy_lab, tmp_path, "emergency", "backup")
     assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr[-2000:]
     healthy_lab.add_fault("collection-missing")
     wait_tripped(healthy_lab.target, "vectors.collection")
