@@ -19,6 +19,8 @@ def managers_status(ctx: CheckContext) -> Outcome:
     if result.failure is not None:
         return from_failure(result.failure, "/api/v1/managers/status")
     states = {m.name: word_status(m.status) for m in result.unwrap()}
+    if not states:
+        return unknown("/api/v1/managers/status lists no manager: nothing says the managers are healthy")
     bad = {name: s for name, s in states.items() if s is not Status.OK}
     evidence = [ev("managers", len(states))]
     if not bad:
@@ -35,6 +37,8 @@ def discovery(ctx: CheckContext) -> Outcome:
     if result.failure is not None:
         return from_failure(result.failure, "/api/v1/managers/discovery")
     found = result.unwrap()
+    if not found.expected:
+        return unknown("/api/v1/managers/discovery expects no manager: discovery cannot be judged")
     evidence = [ev("expected", len(found.expected)), ev("discovered", len(found.discovered))]
     if found.missing:
         return crit(f"discovery misses {len(found.missing)} of {len(found.expected)} managers", *evidence,

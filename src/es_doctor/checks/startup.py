@@ -247,7 +247,8 @@ def mode(ctx: CheckContext) -> Outcome:
     if result.failure is not None:
         if result.failure.kind is FailureKind.NOT_FOUND:
             return skip("skipped: this version of the service does not report its mode (/api/v1/maintenance 404)")
-        return from_failure(result.failure, "/api/v1/maintenance")
+        # the mode is unknown; whether the service is down is the other startup checks' finding
+        return unknown(f"cannot read the service's mode: {result.failure}")
     state = result.unwrap()
     evidence = [ev("read-only", "on" if state.readonly else "off"),
                 ev("maintenance", "on" if state.maintenance else "off")]
