@@ -15,6 +15,8 @@ from es_doctor.probes.metrics import counter_delta, window_quantile
 from es_doctor.probes.result import Result
 
 METRICS = "monitoring.metrics-endpoint"
+#: the service's probe endpoints: their answers are not requests of the API's users
+PROBE_ROUTES = frozenset({"/health", "/ready", "/metrics"})
 
 
 def _window(ctx: CheckContext) -> Result[MetricsWindow]:
@@ -84,12 +86,15 @@ def error_rate(ctx: CheckContext) -> Outcome:
     w = counter_window(ctx, name, "measure the error rate")
     if isinstance(w, Outcome):
         return w
-    total = counter_delta(w.before, w.after, name) or 0.0
-    errors = unavailable = 0.0
+    total = errors = unavailable = 0.0
     for sample in w.after.get(name):
+        route = sample.label("route") or sample.label("path") or sample.label("handler") or ""
+        if route in PROBE_ROUTES:  # a readiness probe's 503 is startup.health's finding, not users' errors
+            continue
+        delta = counter_delta(w.before, w.after, name, **dict(sample.labels)) or 0.0
+        total += delta
         status_label = sample.label("status") or sample.label("code") or ""
         if status_label.startswith("5"):
-            delta = counter_delta(w.before, w.after, name, **dict(sample.labels)) or 0.0
             errors += delta
             if status_label == "503":
                 unavailable += delta
