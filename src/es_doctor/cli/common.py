@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from es_doctor.config import LoadedConfig
+    from es_doctor.runbooks.engine import Engine
 
 
 @dataclass
@@ -40,3 +43,17 @@ def load(ctx: typer.Context, config_path: str | None, target: str | None) -> Loa
 
     st = state(ctx)
     return load_config(config_path or st.config_path, target or st.target)
+
+
+def make_engine(loaded: LoadedConfig, *, confirm: Callable[[str], bool], say: Callable[[str], None]) -> Engine:
+    """The one way `fix` and `emergency` build the engine: the same audit log, state dir and backup
+    directory (``backup_dir``, else ``state_dir/backups``) whichever command runs a runbook."""
+    from pathlib import Path
+
+    from es_doctor.config import backup_root, secret_values
+    from es_doctor.runbooks.audit import AuditLog
+    from es_doctor.runbooks.engine import Engine
+
+    audit = AuditLog(Path(loaded.config.audit_log), secret_values(loaded.target))
+    return Engine(loaded.target, loaded.target_name, audit, Path(loaded.config.state_dir), confirm=confirm, say=say,
+                  backup_root=backup_root(loaded.config))

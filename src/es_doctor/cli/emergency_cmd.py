@@ -5,12 +5,11 @@ engine like ``es-doctor fix``: plan, confirmation, audit, lock, verify."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from es_doctor.cli.common import ConfigOpt, TargetOpt, load
+from es_doctor.cli.common import ConfigOpt, TargetOpt, load, make_engine
 from es_doctor.errors import ExitStatus, UsageError
 
 emergency_app = typer.Typer(help="The guide's emergency procedures (runbooks/emergency/).", no_args_is_help=True)
@@ -27,18 +26,13 @@ def _run(ctx: typer.Context, runbook_id: str, params: dict[str, str], yes: bool,
 def _run_result(ctx: typer.Context, runbook_id: str, params: dict[str, str], yes: bool, dry_run: bool,
                 config: str | None, target: str | None) -> Any:
     from es_doctor.cli.fix_cmd import _confirm, _report, _runbooks, print_plan
-    from es_doctor.config import backup_root, secret_values
-    from es_doctor.runbooks.audit import AuditLog
-    from es_doctor.runbooks.engine import Engine, plan
+    from es_doctor.runbooks.engine import plan
 
     loaded = load(ctx, config, target)
     runbooks = _runbooks(loaded)
     if runbook_id not in runbooks:
         raise UsageError(f"runbook {runbook_id} is missing (runbooks/emergency/)")
-    engine = Engine(loaded.target, loaded.target_name, AuditLog(Path(loaded.config.audit_log),
-                                                                secret_values(loaded.target)),
-                    Path(loaded.config.state_dir), confirm=_confirm, say=typer.echo,
-                    backup_root=backup_root(loaded.config))
+    engine = make_engine(loaded, confirm=_confirm, say=typer.echo)
     the_plan = plan(runbooks[runbook_id], loaded.target, loaded.target_name, params)
     print_plan(the_plan, typer.echo)
     result = engine.run(the_plan, yes=yes, dry_run=dry_run)

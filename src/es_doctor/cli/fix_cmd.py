@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from es_doctor.cli.common import ConfigOpt, TargetOpt, load
+from es_doctor.cli.common import ConfigOpt, TargetOpt, load, make_engine
 from es_doctor.errors import ExitStatus, UsageError
 
 if TYPE_CHECKING:
@@ -122,18 +122,13 @@ def fix(
     target: TargetOpt = None,
 ) -> int:
     """Apply a runbook: plan, confirm, act, verify, roll back on failure; all of it audited."""
-    from es_doctor.runbooks.audit import AuditLog
-    from es_doctor.runbooks.engine import Engine, Outcome, plan
+    from es_doctor.runbooks.engine import Outcome, plan
 
     if (ident is None) == (not fix_all):
         raise UsageError("give a runbook or finding id, or --all")
     loaded = load(ctx, config, target)
     runbooks = _runbooks(loaded)
-    from es_doctor.config import secret_values
-
-    audit = AuditLog(Path(loaded.config.audit_log), secret_values(loaded.target))
-    engine = Engine(loaded.target, loaded.target_name, audit, Path(loaded.config.state_dir), confirm=_confirm,
-                    say=typer.echo)
+    engine = make_engine(loaded, confirm=_confirm, say=typer.echo)
     if fix_all:
         chosen = _for_findings(loaded, runbooks)
         if not chosen:
