@@ -66,6 +66,12 @@ def test_collection_qdrant_down_when_called_alone() -> None:
            cure="qdrant-collection-recreate")
 
 
+@covers("vectors.collection", Status.UNKNOWN)
+def test_collection_list_unusable() -> None:
+    expect(FakeContext(qdrant=FakeQdrant(names=Failure(FailureKind.BAD_RESPONSE, "not JSON"))), "vectors.collection",
+           Status.UNKNOWN, "does not follow the contract", cure="qdrant-collection-recreate")
+
+
 # --------------------------------------------------------------------------- vectors.dimensions
 
 
