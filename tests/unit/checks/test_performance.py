@@ -284,6 +284,14 @@ def test_slow_log_slow_lines_and_timeouts(target: Target) -> None:
     assert any("SLOW request" in line for line in evidence(out)["latest"])
 
 
+@covers("performance.slow-log", Status.WARN)
+def test_slow_log_timeouts_at_warn_level_count(target: Target) -> None:
+    main_log(target, [log_line(20, "warn", "retrying after timeout from qdrant")])
+    out = expect(FakeContext(target), "performance.slow-log", Status.WARN, "0 SLOW line(s) and 1 timeout(s)",
+                 cure="qdrant-connection-pool")
+    assert evidence(out)["latest"] == [Path(target.service.log_dir, target.service.main_log).read_text().strip()]
+
+
 @covers("performance.slow-log", Status.OK)
 def test_slow_log_only_reads_the_recent_window(target: Target) -> None:
     main_log(target, [log_line(3600, "WARN", "SLOW request GET /api/v1/tasks"),
