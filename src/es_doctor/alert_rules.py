@@ -11,32 +11,36 @@ from typing import Any
 import yaml
 
 from es_doctor.config import Target, parse_size
+from es_doctor.cures import escalation_for, remedy_for
 
-#: alert → the es-doctor runbook that cures its cause (a label on the rule: es-doctor reads it back)
-RUNBOOKS = {
-    "EmailSenderDown": "service-restart",
-    "EmailSenderLatencyP95Warning": "qdrant-connection-pool",
-    "EmailSenderLatencyP95Critical": "qdrant-connection-pool",
-    "EmailSenderErrorRateWarning": "dependency-restart",
-    "EmailSenderErrorRateCritical": "dependency-restart",
-    "EmailSenderMemoryWarning": "go-gc-tune",
-    "EmailSenderMemoryCritical": "go-gc-tune",
-    "EmailSenderUptimeWarning": "service-restart",
-    "EmailSenderUptimeCritical": "service-restart",
-    "EmailSenderVectorInsertErrors": "qdrant-dimension-fix",
-    "EmailSenderVectorSearchSlow": "vector-cache-tune",
-    "EmailSenderQdrantConnectionErrors": "dependency-restart",
+#: alert → the es-doctor finding (check) that watches the same symptom; the rule's ``runbook``
+#: label is that finding's default cure (es_doctor.cures), its ``finding`` label lets
+#: ``monitoring.alerts`` send a firing alert to the same cure
+FINDINGS = {
+    "EmailSenderDown": "startup.api-port",
+    "EmailSenderLatencyP95Warning": "performance.latency",
+    "EmailSenderLatencyP95Critical": "performance.latency",
+    "EmailSenderErrorRateWarning": "performance.error-rate",
+    "EmailSenderErrorRateCritical": "performance.error-rate",
+    "EmailSenderMemoryWarning": "performance.memory",
+    "EmailSenderMemoryCritical": "performance.memory",
+    "EmailSenderUptimeWarning": "startup.api-port",
+    "EmailSenderUptimeCritical": "startup.api-port",
+    "EmailSenderVectorInsertErrors": "vectors.insert-errors",
+    "EmailSenderVectorSearchSlow": "vectors.search",
+    "EmailSenderQdrantConnectionErrors": "vectors.connection-errors",
 }
 
 
 def _rule(name: str, expr: str, severity: str, summary: str, for_: str = "1m") -> dict[str, Any]:
-    return {
-        "alert": name,
-        "expr": expr,
-        "for": for_,
-        "labels": {"severity": severity, "service": "email-sender-go", "runbook": RUNBOOKS[name]},
-        "annotations": {"summary": summary},
-    }
+    finding = FINDINGS[name]
+    remedy = remedy_for(finding)
+    labels = {"severity": severity, "service": "email-sender-go", "finding": finding}
+    if remedy is not None:
+        labels["runbook"] = remedy.runbook
+    else:
+        labels["escalate"] = str(escalation_for(finding))
+    return {"alert": name, "expr": expr, "for": for_, "labels": labels, "annotations": {"summary": summary}}
 
 
 def rules_for(target: Target) -> dict[str, Any]:

@@ -800,15 +800,25 @@ def restore_postgres(target: Target, path: Path, cancel: threading.Event | None 
            f"{sum(t['rows'] for t in tables.values())} rows)"
 
 
-def restore_qdrant(target: Target, path: Path, cancel: threading.Event | None = None) -> list[str]:
-    """Each collection of the backup recovered from its snapshot (uploaded to the server)."""
+def restore_qdrant(target: Target, path: Path, cancel: threading.Event | None = None,
+                   only: list[str] | None = None) -> list[str]:
+    """Each collection of the backup (or only those named) recovered from its snapshot (uploaded)."""
     qd = read_manifest(path).get("qdrant") or {}
     if qd.get("embedded"):
+        if only:
+            raise BackupError("this backup holds an embedded Qdrant's whole storage: it is restored whole "
+                              "(es-doctor emergency restore), not one collection")
         return [restore_embedded_qdrant(target, inside(path, qd["archive"]))]
+    collections = qd.get("collections", {})
+    absent = [name for name in only or [] if name not in collections]
+    if absent:
+        raise BackupError(f"backup {path.name} holds no snapshot of {', '.join(absent)}")
     probes = Probes(target)
     done = []
     try:
-        for name, entry in sorted(qd.get("collections", {}).items()):
+        for name, entry in sorted(collections.items()):
+            if only and name not in only:
+                continue
             if cancel is not None and cancel.is_set():
                 raise CancelledError("restore interrupted")
             _unwrap(probes.qdrant().upload_snapshot(name, str(inside(path, entry["snapshot"]))),

@@ -108,12 +108,10 @@ def bounded_diagnosis(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_diagnosis(loaded: LoadedConfig) -> dict[str, Any]:
-    from es_doctor.checks.context import CheckContext
-    from es_doctor.checks.registry import load_all
     from es_doctor.render.json_report import as_dict
-    from es_doctor.runner import run_checks
+    from es_doctor.runner import diagnose
 
-    report = run_checks(list(load_all().values()), CheckContext(loaded.target, loaded.target_name))
+    report = diagnose(loaded.target, loaded.target_name)
     return bounded_diagnosis(as_dict(report))
 
 

@@ -12,7 +12,7 @@ from es_doctor.errors import ExitStatus
 from es_doctor.symptoms import SYMPTOM_CLASSES
 
 #: Version of the JSON report schema (``es-doctor diagnose --format json``).
-REPORT_SCHEMA_VERSION = "1.0"
+REPORT_SCHEMA_VERSION = "1.1"
 
 __all__ = ["REPORT_SCHEMA_VERSION", "SYMPTOM_CLASSES", "Evidence", "Finding", "Report", "Status", "worst"]
 
@@ -75,9 +75,24 @@ class Finding(BaseModel):
     status: Status
     summary: str
     evidence: list[Evidence] = Field(default_factory=list)
+    #: the runbook that cures it (from es_doctor.cures, given the cause), with the parameters it needs
     runbook: str | None = None
+    runbook_params: dict[str, str] = Field(default_factory=dict)
+    #: what the check found to be the cause when its numbers are a consequence of another failure
+    cause: str | None = None
+    #: the guide's escalation level (1 Équipe Dev, 2 DevOps, 3 Expertise) when no runbook cures it
+    escalate: int | None = None
     duration_ms: float = 0.0
     description: str = ""
+
+
+    def fix_command(self) -> str | None:
+        """The exact command that applies the cure: ``es-doctor fix <finding-id>`` runs the same runbook."""
+        if self.runbook is None:
+            return None
+        from es_doctor.cures import Remedy
+
+        return Remedy(self.runbook, self.runbook_params).command()
 
 
 class Report(BaseModel):

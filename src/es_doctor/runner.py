@@ -11,11 +11,12 @@ import datetime as dt
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from es_doctor import __version__
+from es_doctor import __version__, cures
 from es_doctor.checks.context import CheckContext
-from es_doctor.checks.registry import CheckSpec, Outcome, ev
+from es_doctor.checks.registry import CheckSpec, Outcome, ev, load_all
+from es_doctor.config import Target
 from es_doctor.findings import Finding, Report, Status
 
 PASSING = (Status.OK, Status.WARN)
@@ -35,13 +36,23 @@ def with_prerequisites(selected: Iterable[CheckSpec], registry: dict[str, CheckS
 
 
 def _finding(spec: CheckSpec, outcome: Outcome, duration_ms: float) -> Finding:
+    problem = outcome.status in (Status.WARN, Status.CRIT, Status.UNKNOWN)
+    remedy = cures.remedy_for(spec.id, outcome.cause) if problem else None
+    # an UNKNOWN finding with no cause of its own names no cure: nothing says what is wrong
+    if outcome.status is Status.UNKNOWN and outcome.cause is None:
+        remedy = None
+    escalate = cures.escalation_for(spec.id, outcome.cause) if problem and remedy is None and \
+        outcome.status is not Status.UNKNOWN else None
     return Finding(
         id=spec.id,
         check_class=spec.check_class,
         status=outcome.status,
         summary=outcome.summary,
         evidence=outcome.evidence,
-        runbook=(outcome.runbook or spec.runbook) if outcome.status not in (Status.OK, Status.SKIP) else None,
+        runbook=remedy.runbook if remedy else None,
+        runbook_params=dict(remedy.params) if remedy else {},
+        cause=outcome.cause if problem else None,
+        escalate=escalate,
         duration_ms=round(duration_ms, 1),
         description=spec.description,
     )
@@ -140,3 +151,25 @@ def run_checks(
         duration_ms=round((time.monotonic() - begin) * 1000, 1),
         findings=findings,
     )
+
+
+def select(check_ids: Sequence[str] = (), classes: Sequence[str] = ()) -> list[CheckSpec]:
+    """The checks a run needs: those named (or, with none named, every check of ``classes`` or of all
+    classes, but the on-demand ones) and their prerequisites. Unknown ids raise KeyError."""
+    registry = load_all()
+    for check_id in check_ids:
+        if check_id not in registry:
+            raise KeyError(check_id)
+    if check_ids:
+        chosen = [s for s in registry.values() if s.id in check_ids]
+    else:
+        chosen = [s for s in registry.values()
+                  if (not classes or s.check_class in classes) and not s.on_demand]
+    return with_prerequisites(chosen, registry)
+
+
+def diagnose(target: Target, target_name: str, check_ids: Sequence[str] = (), classes: Sequence[str] = (), *,
+             timeout: float | None = None, deadline_s: float | None = None) -> Report:
+    """The one way to run checks (diagnose, fix --all, a runbook's verify and wait_for, escalate)."""
+    return run_checks(select(check_ids, classes), CheckContext(target, target_name), timeout=timeout,
+                      deadline_s=deadline_s)

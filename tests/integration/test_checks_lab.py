@@ -13,22 +13,20 @@ import sys
 import time
 from typing import Any
 
+import httpx
 import pytest
 
-from es_doctor.checks.context import CheckContext
 from es_doctor.checks.registry import load_all
 from es_doctor.config import Target
 from es_doctor.findings import Finding, Status
-from es_doctor.runner import run_checks, with_prerequisites
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 
 def diagnose(target: Target, *check_ids: str) -> dict[str, Finding]:
-    registry = load_all()
-    specs = with_prerequisites([registry[c] for c in check_ids] if check_ids else registry.values(), registry)
-    report = run_checks(specs, CheckContext(target, "lab"))
-    return {f.id: f for f in report.findings}
+    from es_doctor.runner import diagnose as run
+
+    return {f.id: f for f in run(target, "lab", check_ids).findings}
 
 
 def wait_for_status(target: Target, check_id: str, expected: Status, timeout: float = 30.0) -> Finding:
@@ -49,7 +47,7 @@ def test_healthy_stack_has_no_false_alarm(healthy_lab: Any) -> None:
     assert problems == {}
     skipped = {i: f.summary for i, f in findings.items() if f.status is Status.SKIP}
     assert skipped == {}, "every component of the lab is present: nothing should be skipped"
-    assert len(findings) == len(load_all())
+    assert len(findings) == len([s for s in load_all().values() if not s.on_demand])
 
 
 def test_cli_on_healthy_lab_exits_0(healthy_lab: Any) -> None:
@@ -59,7 +57,7 @@ def test_cli_on_healthy_lab_exits_0(healthy_lab: Any) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     report = json.loads(result.stdout)
     assert report["status"] == "OK"
-    assert report["counts"]["OK"] == len(load_all())
+    assert report["counts"]["OK"] == len([s for s in load_all().values() if not s.on_demand])
 
 
 # (fault, check id, expected status, extra assertion on the finding's text)
@@ -109,14 +107,51 @@ def test_fault_trips_its_check(healthy_lab: Any, fault: str, check_id: str, expe
     finding = wait_for_status(healthy_lab.target, check_id, expected, timeout=45.0)
     assert text in finding.summary, finding.summary
     if expected in (Status.WARN, Status.CRIT):
-        assert finding.runbook, f"{check_id} names no runbook"
+        assert finding.runbook or finding.escalate, f"{check_id} names neither a runbook nor an escalation level"
         assert finding.evidence, f"{check_id} gives no evidence"
+
+
+# a symptom that is the consequence of another failure names that cause and its cure
+# (fault, check id, expected status, cause, runbook)
+CAUSES: list[tuple[str, str, Status, str, str]] = [
+    ("collection-missing", "vectors.insert-errors", Status.WARN, "collection-missing", "qdrant-collection-recreate"),
+    ("qdrant-down", "vectors.insert-errors", Status.WARN, "qdrant-down", "dependency-restart"),
+    ("go-env-unset", "startup.health", Status.CRIT, "config", "config-missing"),
+]
+
+
+@pytest.mark.parametrize(("fault", "check_id", "expected", "cause", "runbook"), CAUSES,
+                         ids=[f"{c[0]}->{c[1]}" for c in CAUSES])
+def test_a_consequence_points_at_its_cause(healthy_lab: Any, fault: str, check_id: str, expected: Status,
+                                           cause: str, runbook: str) -> None:
+    healthy_lab.add_fault(fault)
+    finding = wait_for_status(healthy_lab.target, check_id, expected, timeout=45.0)
+    assert (finding.cause, finding.runbook) == (cause, runbook), finding
+
+
+def test_read_only_mode_is_shown_and_explains_the_refused_writes(healthy_lab: Any) -> None:
+    api = f"http://127.0.0.1:{healthy_lab.stack.settings.ports.api}"
+    httpx.post(f"{api}/api/v1/maintenance/readonly", json={"enabled": True}, timeout=5).raise_for_status()
+    mode = wait_for_status(healthy_lab.target, "startup.service-mode", Status.WARN)
+    assert "read-only mode is on" in mode.summary and mode.runbook == "service-writes-resume"
+    # the lab's own traffic keeps writing: its 503s are the mode's doing, at most WARN, with that cure
+    errors = wait_for_status(healthy_lab.target, "performance.error-rate", Status.WARN, timeout=45.0)
+    assert errors.cause == "read-only" and errors.runbook == "service-writes-resume", errors
+    assert "read-only mode is on" in errors.summary
+
+
+def test_manager_timeouts_are_not_slow_requests(healthy_lab: Any) -> None:
+    healthy_lab.add_fault("discovery-broken")
+    wait_for_status(healthy_lab.target, "inter-manager.discovery", Status.CRIT)
+    time.sleep(2.0)  # the lab logs its discovery timeouts meanwhile
+    slow = diagnose(healthy_lab.target, "performance.slow-log")["performance.slow-log"]
+    assert slow.status is Status.OK, slow.summary
 
 
 def test_every_check_is_tripped_by_some_case() -> None:
     tripped = {check_id for _, check_id, status, _ in CASES if status in (Status.WARN, Status.CRIT)}
     # tripped elsewhere: the engine by test_diagnose_unreachable, volumes by test_missing_volume_is_critical
-    elsewhere = {"startup.docker-engine", "deploy.volumes"}
+    elsewhere = {"startup.docker-engine", "deploy.volumes", "startup.service-mode", "vectors.coverage"}
     untested = set(load_all()) - tripped - elsewhere
     assert untested == set(), f"checks no fault trips: {sorted(untested)}"
 

@@ -80,7 +80,6 @@ CASES: list[tuple[str, str, list[str], str]] = [
     ("go-env-unset", "config-missing", [], "startup.go-env"),
     ("qdrant-down", "dependency-restart", ["component=qdrant"], "startup.qdrant"),
     ("postgres-down", "dependency-restart", ["component=postgres"], "startup.postgres"),
-    ("collection-missing", "vectors.collection", [], "vectors.collection"),
     ("wrong-vector-size", "qdrant-dimension-fix", [], "vectors.dimensions"),
     ("discovery-broken", "manager-discovery-restart", [], "inter-manager.discovery"),
     ("event-bus-saturated", "event-bus-purge", [], "inter-manager.event-bus"),
@@ -252,9 +251,36 @@ def test_fix_all_plans_the_runbooks_of_the_current_findings(healthy_lab: Any, tm
     url = f"http://127.0.0.1:{healthy_lab.stack.settings.ports.qdrant}/collections/task_vectors"
     assert httpx.get(url).status_code == 404, "a dry run changes nothing"
     done = es_doctor(healthy_lab, tmp_path, "fix", "--all", "--yes")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "qdrant-collection-recreate: FIXED" in done.stdout
+    # the collection is back, but empty: the tasks' vectors are missing, so it is not FIXED
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "qdrant-collection-recreate: NOT FIXED" in done.stdout
+    assert "next: es-doctor fix qdrant-collection-restore" in done.stdout
     assert httpx.get(url).status_code == 200
+
+
+def test_a_recreated_collection_is_not_a_cured_one(healthy_lab: Any, tmp_path: Path) -> None:
+    """Recreating a lost collection ends NOT FIXED with the count of tasks without a vector and the
+    way back; restoring the collection from the latest backup's snapshot then ends FIXED."""
+    import re
+
+    api = f"http://127.0.0.1:{healthy_lab.stack.settings.ports.api}"
+    # no task is written meanwhile (the lab's traffic would add tasks the backup cannot hold)
+    httpx.post(f"{api}/api/v1/maintenance/readonly", json={"enabled": True}, timeout=5).raise_for_status()
+    backup = es_doctor(healthy_lab, tmp_path, "emergency", "backup", "--yes")
+    assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr[-2000:]
+    healthy_lab.add_fault("collection-missing")
+    wait_tripped(healthy_lab.target, "vectors.collection")
+    recreated = es_doctor(healthy_lab, tmp_path, "fix", "vectors.collection", "--yes")
+    assert recreated.returncode == 1, recreated.stdout[-3000:] + recreated.stderr[-2000:]
+    assert "qdrant-collection-recreate: NOT FIXED" in recreated.stdout
+    counted = re.search(r"(\d+) of (\d+) task\(s\) have no vector", recreated.stdout)
+    assert counted is not None and counted.group(1) == counted.group(2) and int(counted.group(1)) > 0
+    assert "next: es-doctor fix qdrant-collection-restore" in recreated.stdout
+    restored = es_doctor(healthy_lab, tmp_path, "fix", "qdrant-collection-restore", "--yes")
+    assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-2000:]
+    assert "qdrant-collection-restore: FIXED" in restored.stdout
+    coverage = diagnose(healthy_lab.target, "vectors.coverage")["vectors.coverage"]
+    assert coverage.status is Status.OK, coverage.summary
 
 
 @pytest.mark.parametrize(("runbook", "container", "check_id"), [

@@ -20,7 +20,7 @@ from es_doctor.runner import run_checks, with_prerequisites
 
 
 def spec(check_id: str, fn: object, requires: tuple[str, ...] = (), components: tuple[str, ...] = ()) -> CheckSpec:
-    return CheckSpec(check_id, check_id.split(".", maxsplit=1)[0], f"desc of {check_id}", "some-runbook", fn,  # type: ignore[arg-type]
+    return CheckSpec(check_id, check_id.split(".", maxsplit=1)[0], f"desc of {check_id}", fn,  # type: ignore[arg-type]
                      requires, components)
 
 
@@ -104,14 +104,16 @@ def sample_report() -> object:
 def test_table_reads_like_flutter_doctor() -> None:
     text = renderer(Format.table)(sample_report(), False)  # type: ignore[arg-type]
     assert "[✗] vectors" in text and "[!] performance" in text and "[✓] startup" in text
-    assert "fix: es-doctor fix some-runbook" in text
+    # the cures come from es_doctor.cures (the one table), by finding id
+    assert "fix: es-doctor fix qdrant-collection-recreate" in text
+    assert "fix: es-doctor fix vector-cache-tune" in text
     assert "p95: 180 ms (threshold > 100 ms WARN)" in text
     assert "2 issue(s) found" in text and "(exit 2)" in text
 
 
 def test_json_follows_the_versioned_schema() -> None:
     data = json.loads(renderer(Format.json)(sample_report(), False))  # type: ignore[arg-type]
-    assert data["schema_version"] == "1.0"
+    assert data["schema_version"] == "1.1"
     assert data["status"] == "CRIT" and data["exit_code"] == 2
     assert {f["class"] for f in data["findings"]} == {"startup", "performance", "vectors"}
     from es_doctor.render.json_report import report_schema

@@ -27,7 +27,7 @@ def word_status(word: Any) -> Status:
     return Status.CRIT
 
 
-def from_failure(failure: Failure | None, what: str, *, runbook: str | None = None) -> Outcome:
+def from_failure(failure: Failure | None, what: str) -> Outcome:
     """The outcome for a failed probe: down is CRIT, a 404 or a bad answer is UNKNOWN."""
     if failure is None:
         return unknown(f"{what}: no answer")
@@ -38,15 +38,10 @@ def from_failure(failure: Failure | None, what: str, *, runbook: str | None = No
     if failure.kind in (FailureKind.REFUSED, FailureKind.TIMEOUT, FailureKind.AUTH, FailureKind.HTTP_ERROR):
         label = {FailureKind.REFUSED: "unreachable", FailureKind.TIMEOUT: "not answering",
                  FailureKind.AUTH: "refused our credentials", FailureKind.HTTP_ERROR: "answered with an error"}
-        out = crit(f"{what}: {label[failure.kind]}", detail)
-        return Outcome(out.status, out.summary, out.evidence, runbook)
+        return crit(f"{what}: {label[failure.kind]}", detail)
     if failure.kind is FailureKind.BAD_RESPONSE:
         return unknown(f"{what}: answer does not follow the contract", detail)
     return unknown(f"{what}: {failure.kind.value}", detail)
-
-
-def failure_of(result: Result[Any]) -> Failure | None:
-    return result.failure
 
 
 def parse_time(value: str) -> dt.datetime | None:
@@ -82,3 +77,44 @@ def excerpt(lines: list[LogLine], limit: int = 3) -> list[str]:
         text = line.raw.strip()
         out.append(text if len(text) <= 240 else text[:239] + "…")
     return out
+
+
+def service_mode(ctx: CheckContext) -> Result[dict[str, bool]]:
+    """The service's own read-only / maintenance state (GET /api/v1/maintenance), read once per run."""
+
+    def read() -> Result[dict[str, bool]]:
+        got = ctx.http().get_json(ctx.api("/api/v1/maintenance"))
+        if got.failure is not None:
+            return Result(failure=got.failure)
+        body = got.value
+        if not isinstance(body, dict):
+            return Result(failure=Failure(FailureKind.BAD_RESPONSE, "/api/v1/maintenance: not a JSON object"))
+        return Result(value={key: body.get(key) is True for key in ("readonly", "maintenance")})
+
+    return ctx.memo("service:mode", read)
+
+
+def writes_refused(ctx: CheckContext) -> str | None:
+    """'read-only' / 'maintenance' when the service says it refuses writes on purpose, else None."""
+    if not ctx.target.is_present("service")[0]:
+        return None
+    mode = service_mode(ctx)
+    if mode.failure is not None:
+        return None
+    on = [name for name in ("maintenance", "readonly") if mode.unwrap().get(name)]
+    return {"readonly": "read-only"}.get(on[0], on[0]) if on else None
+
+
+def dependency_down(ctx: CheckContext) -> tuple[str, str] | None:
+    """(cause, words) when Qdrant or PostgreSQL cannot be reached: the cause of the service's errors."""
+    from es_doctor import cures
+
+    if ctx.target.is_present("qdrant")[0]:
+        names = ctx.memo("qdrant:collections", lambda: ctx.qdrant().collections())
+        if names.failure is not None and names.failure.kind in (FailureKind.REFUSED, FailureKind.TIMEOUT):
+            return cures.QDRANT_DOWN, f"Qdrant is unreachable ({names.failure.kind.value})"
+    if ctx.target.is_present("postgres")[0]:
+        answer = ctx.memo("postgres:select-one", lambda: ctx.postgres().select_one())
+        if answer.failure is not None and answer.failure.kind in (FailureKind.REFUSED, FailureKind.TIMEOUT):
+            return cures.POSTGRES_DOWN, f"PostgreSQL is unreachable ({answer.failure.kind.value})"
+    return None

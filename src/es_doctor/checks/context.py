@@ -159,6 +159,3 @@ class CheckContext:
     def main_log(self) -> Result[list[LogLine]]:
         path = self.log_dir() / self.target.service.main_log
         return self.memo("log:main", lambda: tail_lines(path, self.target.thresholds.log_window_lines))
-
-    def now(self) -> float:
-        return time.time()

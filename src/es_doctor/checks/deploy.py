@@ -23,7 +23,7 @@ def _container_name(ctx: CheckContext, key: str) -> tuple[str, str]:
 
 
 @check("deploy.containers", description="Every container of the stack is present and running (or healthy).",
-       fixes="stack-restart", requires=(ENGINE,), components=("docker",))
+       requires=(ENGINE,), components=("docker",))
 def containers(ctx: CheckContext) -> Outcome:
     expected = []
     for key in ctx.target.docker.start_order:
@@ -49,7 +49,7 @@ def containers(ctx: CheckContext) -> Outcome:
 
 
 @check("deploy.image-drift", description="The service runs the image tag that is configured.",
-       fixes="redeploy-image", requires=(ENGINE,), components=("docker", "service"))
+       requires=(ENGINE,), components=("docker", "service"))
 def image_drift(ctx: CheckContext) -> Outcome:
     wanted = ctx.target.service.image
     info = ctx.docker().container(ctx.target.service.container)
@@ -88,17 +88,17 @@ def _log_errors(ctx: CheckContext, pattern: str, what: str) -> Outcome:
     return ok(f"latest {what} log {path.name} has no errors", ev("log", str(path)))
 
 
-@check("deploy.deployment-log", description="The latest deployment log has no error.", fixes="deploy-rollback")
+@check("deploy.deployment-log", description="The latest deployment log has no error.")
 def deployment_log(ctx: CheckContext) -> Outcome:
     return _log_errors(ctx, ctx.target.logs.deployment_glob, "deployment")
 
 
-@check("deploy.migration-log", description="The latest migration log has no error.", fixes="data-migration-rollback")
+@check("deploy.migration-log", description="The latest migration log has no error.")
 def migration_log(ctx: CheckContext) -> Outcome:
     return _log_errors(ctx, ctx.target.logs.migration_glob, "migration")
 
 
-@check("deploy.volumes", description="The stack's Docker volumes exist.", fixes="volumes-recover",
+@check("deploy.volumes", description="The stack's Docker volumes exist.",
        requires=(ENGINE,), components=("docker",))
 def volumes(ctx: CheckContext) -> Outcome:
     result = ctx.docker().volumes()

@@ -13,7 +13,7 @@ METRICS = "monitoring.metrics-endpoint"
 
 
 @check("inter-manager.status", description="Every manager is healthy in /api/v1/managers/status.",
-       fixes="service-restart", requires=(API,), components=("service",))
+       requires=(API,), components=("service",))
 def managers_status(ctx: CheckContext) -> Outcome:
     result = ctx.http().get_json(ctx.api("/api/v1/managers/status"))
     if result.failure is not None:
@@ -36,7 +36,7 @@ def managers_status(ctx: CheckContext) -> Outcome:
 
 
 @check("inter-manager.discovery", description="Discovery sees every manager (/api/v1/managers/discovery).",
-       fixes="manager-discovery-restart", requires=(API,), components=("service",))
+       requires=(API,), components=("service",))
 def discovery(ctx: CheckContext) -> Outcome:
     result = ctx.http().get_json(ctx.api("/api/v1/managers/discovery"))
     if result.failure is not None:
@@ -53,7 +53,7 @@ def discovery(ctx: CheckContext) -> Outcome:
 
 
 @check("inter-manager.event-bus", description="Event bus saturation (depth/capacity: > 80 % WARN, > 95 % CRIT) "
-       "and dropped events.", fixes="event-bus-purge", requires=(METRICS,), components=("service",))
+       "and dropped events.", requires=(METRICS,), components=("service",))
 def event_bus(ctx: CheckContext) -> Outcome:
     window = ctx.metrics_window()
     if window.failure is not None:
@@ -78,7 +78,7 @@ def event_bus(ctx: CheckContext) -> Outcome:
 
 
 @check("inter-manager.eventbus-log", description="EventBus errors in the service's recent log.",
-       fixes="event-bus-tune", components=("service",))
+       components=("service",))
 def eventbus_log(ctx: CheckContext) -> Outcome:
     lines = recent_log(ctx)
     if lines.failure is not None:

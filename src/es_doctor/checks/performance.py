@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
-from es_doctor.checks.common import excerpt, recent_log
+from es_doctor import cures
+from es_doctor.checks.common import dependency_down, excerpt, recent_log, writes_refused
 from es_doctor.checks.context import CheckContext, MetricsWindow
 from es_doctor.checks.registry import Outcome, check, ev, grade, ok, unknown
 from es_doctor.config import parse_size
 from es_doctor.findings import Status
+from es_doctor.probes.logs import LogLine
 from es_doctor.probes.metrics import counter_delta, window_quantile
 from es_doctor.probes.result import Result
 
@@ -33,7 +35,7 @@ def _prometheus_p95(ctx: CheckContext) -> float | None:
 
 
 @check("performance.latency", description="API latency p50/p95/p99 over a short window (p95 > 100 ms WARN, "
-       "> 500 ms CRIT).", fixes="vector-cache-tune", requires=(METRICS,), components=("service",))
+       "> 500 ms CRIT).", requires=(METRICS,), components=("service",))
 def latency(ctx: CheckContext) -> Outcome:
     window = _window(ctx)
     th = ctx.target.thresholds
@@ -69,7 +71,7 @@ def latency(ctx: CheckContext) -> Outcome:
 
 
 @check("performance.error-rate", description="Share of API requests answered 5xx over a short window "
-       "(> 1 % WARN, > 5 % CRIT).", fixes="service-restart", requires=(METRICS,), components=("service",))
+       "(> 1 % WARN, > 5 % CRIT).", requires=(METRICS,), components=("service",))
 def error_rate(ctx: CheckContext) -> Outcome:
     window = _window(ctx)
     if window.failure is not None:
@@ -79,24 +81,39 @@ def error_rate(ctx: CheckContext) -> Outcome:
     if not w.after.get(name):
         return unknown(f"the service exposes no {name} counter")
     total = counter_delta(w.before, w.after, name) or 0.0
-    errors = 0.0
+    errors = unavailable = 0.0
     for sample in w.after.get(name):
         status_label = sample.label("status") or sample.label("code") or ""
         if status_label.startswith("5"):
-            errors += counter_delta(w.before, w.after, name, **dict(sample.labels)) or 0.0
+            delta = counter_delta(w.before, w.after, name, **dict(sample.labels)) or 0.0
+            errors += delta
+            if status_label == "503":
+                unavailable += delta
     th = ctx.target.thresholds
-    if total <= 0:
+    if not math.isfinite(total) or total <= 0 or not math.isfinite(errors):
         return ok(f"no API requests in the last {w.seconds:.1f}s", ev("requests", 0))
     pct = errors / total * 100
     status = grade(pct, th.error_rate_warn_pct, th.error_rate_crit_pct)
-    return Outcome(status, f"error rate {pct:.2f} % ({int(errors)} of {int(total)} requests answered 5xx)",
-                   [ev("error rate", round(pct, 3), f"> {th.error_rate_warn_pct:g} % WARN, "
-                                                    f"> {th.error_rate_crit_pct:g} % CRIT", "%"),
-                    ev("5xx", int(errors)), ev("requests", int(total)), ev("window", round(w.seconds, 1), unit="s")])
+    evidence = [ev("error rate", round(pct, 3), f"> {th.error_rate_warn_pct:g} % WARN, "
+                                                f"> {th.error_rate_crit_pct:g} % CRIT", "%"),
+                ev("5xx", int(errors)), ev("503", int(unavailable)), ev("requests", int(total)),
+                ev("window", round(w.seconds, 1), unit="s")]
+    summary = f"error rate {pct:.2f} % ({int(errors)} of {int(total)} requests answered 5xx)"
+    if status is Status.OK:
+        return Outcome(status, summary, evidence)
+    refused = writes_refused(ctx)
+    if refused and unavailable >= errors * 0.9:
+        # the 503s are the service refusing writes on purpose: the mode is the cause, not a fault
+        return Outcome(Status.WARN, f"{summary}: writes refused because {refused} mode is on "
+                                    "(see startup.service-mode)", evidence, cures.READ_ONLY)
+    down = dependency_down(ctx)
+    if down is not None:
+        return Outcome(status, f"{summary}: {down[1]}", evidence, down[0])
+    return Outcome(status, summary, evidence)
 
 
 @check("performance.memory", description="Memory used by the service against its limit (> 85 % WARN, > 95 % CRIT).",
-       fixes="go-gc-tune", components=("service",))
+       components=("service",))
 def memory(ctx: CheckContext) -> Outcome:
     th = ctx.target.thresholds
     source = ""
@@ -124,17 +141,32 @@ def memory(ctx: CheckContext) -> Outcome:
 
 
 @check("performance.slow-log", description="SLOW lines and timeouts in the service's recent log.",
-       fixes="qdrant-connection-pool", components=("service",))
+       components=("service",))
 def slow_log(ctx: CheckContext) -> Outcome:
     lines = recent_log(ctx)
     if lines.failure is not None:
         return unknown(f"cannot read the service log: {lines.failure.message}")
     slow = [line for line in lines.unwrap() if line.contains("SLOW")]
     timeouts = [line for line in lines.unwrap() if "timeout" in line.raw.lower() and line.level in ("ERROR", "WARN")]
+    # a manager's heartbeat or discovery timeout is not a slow request: inter-manager reports it
+    managers = [line for line in timeouts if _is_manager_line(line)]
+    timeouts = [line for line in timeouts if not _is_manager_line(line)]
     window = ctx.target.thresholds.log_window_s
     evidence = [ev("SLOW lines", len(slow)), ev("timeouts", len(timeouts)), ev("window", window, unit="s")]
+    if managers:
+        evidence.append(ev("manager timeouts (not counted: see inter-manager)", len(managers)))
     if slow or timeouts:
         evidence.append(ev("latest", excerpt(slow + timeouts)))
         return Outcome(Status.WARN, f"{len(slow)} SLOW line(s) and {len(timeouts)} timeout(s) in the last "
                                     f"{window:g}s of the log", evidence)
     return ok(f"no SLOW lines or timeouts in the last {window:g}s of the log", *evidence)
+
+
+#: log components and words of the managers' own coordination (heartbeats, discovery)
+MANAGER_WORDS = ("heartbeat", "discovery", "coordinator")
+
+
+def _is_manager_line(line: LogLine) -> bool:
+    component = (line.field("component") or "").lower()
+    text = f"{line.field('message') or ''} {line.field('error') or ''}".lower() if line.data else line.raw.lower()
+    return component in MANAGER_WORDS or "manager" in component or any(w in text for w in MANAGER_WORDS[:2])

@@ -17,8 +17,9 @@ class Outcome:
     status: Status
     summary: str
     evidence: list[Evidence] = field(default_factory=list)
-    #: overrides the check's declared runbook when the cause decides the cure
-    runbook: str | None = None
+    #: the cause the check found when its numbers are a consequence of another failure; it picks
+    #: the cure in :mod:`es_doctor.cures` (None: the finding's default cure)
+    cause: str | None = None
 
 
 CheckFn = Callable[["CheckContext"], Outcome]
@@ -29,10 +30,21 @@ class CheckSpec:
     id: str
     check_class: str
     description: str
-    runbook: str | None
     fn: CheckFn
     requires: tuple[str, ...] = ()
     components: tuple[str, ...] = ()
+    #: run only when asked for by id (``--check``, a runbook's ``verify``), not in a full diagnosis
+    on_demand: bool = False
+    #: False when waiting cannot change the answer (missing data): a runbook's verify stops waiting
+    heals: bool = True
+
+    @property
+    def runbook(self) -> str | None:
+        """The default cure (:mod:`es_doctor.cures` is the one place that says it)."""
+        from es_doctor.cures import remedy_for
+
+        remedy = remedy_for(self.id)
+        return remedy.runbook if remedy else None
 
 
 REGISTRY: dict[str, CheckSpec] = {}
@@ -46,9 +58,10 @@ def check(
     check_id: str,
     *,
     description: str,
-    fixes: str | None = None,
     requires: tuple[str, ...] = (),
     components: tuple[str, ...] = (),
+    on_demand: bool = False,
+    heals: bool = True,
 ) -> Callable[[CheckFn], CheckFn]:
     """Register a check. Its class is the id's first part (``vectors.collection-exists``)."""
     check_class = check_id.split(".", 1)[0]
@@ -58,7 +71,7 @@ def check(
     def register(fn: CheckFn) -> CheckFn:
         if check_id in REGISTRY:
             raise DuplicateCheckError(f"check id {check_id!r} registered twice")
-        REGISTRY[check_id] = CheckSpec(check_id, check_class, description, fixes, fn, requires, components)
+        REGISTRY[check_id] = CheckSpec(check_id, check_class, description, fn, requires, components, on_demand, heals)
         return fn
 
     return register
@@ -66,6 +79,11 @@ def check(
 
 def ev(name: str, value: object = None, threshold: str | None = None, unit: str | None = None) -> Evidence:
     return Evidence(name=name, value=value, threshold=threshold, unit=unit)
+
+
+def because(outcome: Outcome, cause: str | None) -> Outcome:
+    """``outcome`` naming ``cause`` (see :mod:`es_doctor.cures`)."""
+    return Outcome(outcome.status, outcome.summary, outcome.evidence, cause)
 
 
 def ok(summary: str, *evidence: Evidence) -> Outcome:

@@ -6,7 +6,8 @@ from typing import Any
 
 import yaml
 
-from es_doctor.checks.common import from_failure
+from es_doctor import cures
+from es_doctor.checks.common import from_failure, service_mode
 from es_doctor.checks.context import CheckContext
 from es_doctor.checks.registry import Outcome, check, crit, ev, ok, skip, unknown, warn
 from es_doctor.findings import Status
@@ -17,7 +18,7 @@ from es_doctor.probes.result import FailureKind, Result, failed, success
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 
 
-@check("startup.api-port", description="The API port accepts TCP connections.", fixes="service-restart",
+@check("startup.api-port", description="The API port accepts TCP connections.",
        components=("service",))
 def api_port(ctx: CheckContext) -> Outcome:
     host, port = ctx.api_port()
@@ -29,13 +30,13 @@ def api_port(ctx: CheckContext) -> Outcome:
     return ok(f"API port {host}:{port} accepts connections", ev("port", port))
 
 
-@check("startup.health", description="GET /health and GET /ready answer 200.", fixes="service-restart",
+@check("startup.health", description="GET /health and GET /ready answer 200.",
        requires=("startup.api-port",), components=("service",))
 def health(ctx: CheckContext) -> Outcome:
     http = ctx.http()
     live = as_json(http.get(ctx.api("/health"), accept=(503,)))
     if live.failure is not None:
-        return from_failure(live.failure, "/health", runbook="service-restart")
+        return from_failure(live.failure, "/health")
     code = live.meta.get("status_code")
     body = live.value if isinstance(live.value, dict) else {}
     if code != "200":
@@ -46,20 +47,30 @@ def health(ctx: CheckContext) -> Outcome:
         if ready.failure.status_code == 404:
             return unknown("/health OK; /ready is not served by this version of the service (404)",
                            ev("/health", 200), ev("/ready", 404))
-        return from_failure(ready.failure, "/ready", runbook="service-restart")
+        return from_failure(ready.failure, "/ready")
     rbody = ready.value if isinstance(ready.value, dict) else {}
     if ready.meta.get("status_code") != "200" or rbody.get("ready") is False:
         waiting = [str(w) for w in rbody.get("waiting_for") or []]
-        cure = "config-missing" if "config" in waiting else "dependency-restart" if waiting else "service-restart"
         return Outcome(Status.CRIT, f"service is live but not ready, waiting for: {', '.join(waiting) or '?'}",
                        [ev("/health", 200), ev("/ready", ready.meta.get("status_code")),
-                        ev("waiting_for", waiting)], cure)
+                        ev("waiting for", ", ".join(waiting) or "?")], _readiness_cause(waiting))
     return ok("/health and /ready answer 200", ev("/health", 200, unit=None), ev("/ready", 200),
               ev("latency", round(live.elapsed_ms, 1), unit="ms"))
 
 
-@check("startup.docker-engine", description="The Docker engine answers (docker ps works).",
-       fixes=None, components=("docker",))
+def _readiness_cause(waiting: list[str]) -> str | None:
+    """What the service waits for decides the cure: its config, or one of its dependencies."""
+    words = {w.strip().lower() for w in waiting}
+    if words & {"config", "configuration", "go_env", "env"}:
+        return cures.CONFIG
+    if "postgres" in words or "postgresql" in words or "database" in words:
+        return cures.POSTGRES_DOWN
+    if "qdrant" in words or "vectors" in words:
+        return cures.QDRANT_DOWN
+    return None
+
+
+@check("startup.docker-engine", description="The Docker engine answers (docker ps works).", components=("docker",))
 def docker_engine(ctx: CheckContext) -> Outcome:
     version = ctx.docker().ping()
     if version.failure is not None:
@@ -70,7 +81,7 @@ def docker_engine(ctx: CheckContext) -> Outcome:
 
 
 @check("startup.container", description="The service container exists and runs (state, exit code, restarts, OOM).",
-       fixes="service-restart", requires=("startup.docker-engine",), components=("docker", "service"))
+       requires=("startup.docker-engine",), components=("docker", "service"))
 def container(ctx: CheckContext) -> Outcome:
     name = ctx.target.service.container
     info = ctx.docker().container(name)
@@ -113,7 +124,7 @@ def _service_pids(ctx: CheckContext) -> set[int]:
 
 
 @check("startup.port-owner", description="When the API port is held by another program: which (pid, command).",
-       fixes="port-in-use", components=("service",))
+       components=("service",))
 def port_owner(ctx: CheckContext) -> Outcome:
     host, port = ctx.api_port()
     if host not in LOCAL_HOSTS and not host.startswith("127."):
@@ -154,7 +165,7 @@ def _container_env(ctx: CheckContext) -> Result[dict[str, str]]:
 
 
 @check("startup.go-env", description="GO_ENV (and the other required variables) are set in the service's container.",
-       fixes="config-missing", components=("service",))
+       components=("service",))
 def go_env(ctx: CheckContext) -> Outcome:
     env = _container_env(ctx)
     if env.failure is not None:
@@ -190,7 +201,7 @@ def _read_config(ctx: CheckContext) -> Result[str]:
 
 
 @check("startup.config-file", description="The service's config.yaml is present (in its container) and valid YAML.",
-       fixes="config-missing", components=("service",))
+       components=("service",))
 def config_file(ctx: CheckContext) -> Outcome:
     path = ctx.target.service.config_path
     text = _read_config(ctx)
@@ -211,20 +222,39 @@ def config_file(ctx: CheckContext) -> Outcome:
     return ok(f"config file {path} is valid YAML ({len(data)} sections)", ev("sections", sorted(map(str, data))))
 
 
-@check("startup.qdrant", description="Qdrant answers (collections list).", fixes="dependency-restart",
+@check("startup.qdrant", description="Qdrant answers (collections list).",
        components=("qdrant",))
 def qdrant(ctx: CheckContext) -> Outcome:
     result = ctx.memo("qdrant:collections", lambda: ctx.qdrant().collections())
     if result.failure is not None:
-        return from_failure(result.failure, f"Qdrant at {ctx.target.qdrant.url}", runbook="dependency-restart")
+        return from_failure(result.failure, f"Qdrant at {ctx.target.qdrant.url}")
     return ok(f"Qdrant answers ({len(result.unwrap())} collections)", ev("collections", result.unwrap()),
               ev("latency", round(result.elapsed_ms, 1), unit="ms"))
 
 
-@check("startup.postgres", description="PostgreSQL answers SELECT 1.", fixes="dependency-restart",
+@check("startup.postgres", description="PostgreSQL answers SELECT 1.",
        components=("postgres",))
 def postgres(ctx: CheckContext) -> Outcome:
-    result = ctx.postgres().select_one()
+    result = ctx.memo("postgres:select-one", lambda: ctx.postgres().select_one())
     if result.failure is not None:
-        return from_failure(result.failure, "PostgreSQL", runbook="dependency-restart")
+        return from_failure(result.failure, "PostgreSQL")
     return ok("PostgreSQL answers SELECT 1", ev("latency", round(result.elapsed_ms, 1), unit="ms"))
+
+
+@check("startup.service-mode", description="The service is not in read-only or maintenance mode "
+       "(GET /api/v1/maintenance): in either mode it refuses every write.", requires=("startup.api-port",),
+       components=("service",))
+def mode(ctx: CheckContext) -> Outcome:
+    result = service_mode(ctx)
+    if result.failure is not None:
+        if result.failure.kind is FailureKind.NOT_FOUND:
+            return skip("skipped: this version of the service does not report its mode (/api/v1/maintenance 404)")
+        return from_failure(result.failure, "/api/v1/maintenance")
+    state = result.unwrap()
+    evidence = [ev("read-only", "on" if state["readonly"] else "off"),
+                ev("maintenance", "on" if state["maintenance"] else "off")]
+    on = [word for word, key in (("read-only", "readonly"), ("maintenance", "maintenance")) if state[key]]
+    if on:
+        return warn(f"{' and '.join(on)} mode is on: the service refuses every write (503) until it is lifted",
+                    *evidence)
+    return ok("read-only and maintenance modes are off: writes are accepted", *evidence)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from es_doctor.checks.common import from_failure
+from es_doctor import cures
+from es_doctor.checks.common import dependency_down, from_failure
 from es_doctor.checks.context import CheckContext
 from es_doctor.checks.registry import Outcome, check, crit, ev, grade, ok, unknown
 from es_doctor.findings import Status
@@ -12,15 +13,15 @@ from es_doctor.probes.result import FailureKind
 METRICS = "monitoring.metrics-endpoint"
 
 
-@check("vectors.qdrant", description="Qdrant is reachable.", fixes="dependency-restart", components=("qdrant",))
+@check("vectors.qdrant", description="Qdrant is reachable.", components=("qdrant",))
 def qdrant(ctx: CheckContext) -> Outcome:
     result = ctx.memo("qdrant:collections", lambda: ctx.qdrant().collections())
     if result.failure is not None:
-        return from_failure(result.failure, f"Qdrant at {ctx.target.qdrant.url}", runbook="dependency-restart")
+        return from_failure(result.failure, f"Qdrant at {ctx.target.qdrant.url}")
     return ok(f"Qdrant reachable at {ctx.target.qdrant.url}", ev("collections", result.unwrap()))
 
 
-@check("vectors.collection", description="The task_vectors collection exists.", fixes="qdrant-collection-recreate",
+@check("vectors.collection", description="The task_vectors collection exists.",
        requires=("vectors.qdrant",), components=("qdrant",))
 def collection(ctx: CheckContext) -> Outcome:
     name = ctx.target.qdrant.collection
@@ -33,7 +34,7 @@ def collection(ctx: CheckContext) -> Outcome:
 
 
 @check("vectors.dimensions", description="The collection's vectors are 1536-dimensional, Cosine (as configured).",
-       fixes="qdrant-dimension-fix", requires=("vectors.collection",), components=("qdrant",))
+       requires=("vectors.collection",), components=("qdrant",))
 def dimensions(ctx: CheckContext) -> Outcome:
     cfg = ctx.target.qdrant
     info = ctx.qdrant().collection(cfg.collection)
@@ -56,7 +57,7 @@ def dimensions(ctx: CheckContext) -> Outcome:
 
 
 @check("vectors.search", description="A test search works; its latency over 50 ms is WARN.",
-       fixes="qdrant-connection-pool", requires=("vectors.dimensions",), components=("qdrant",))
+       requires=("vectors.dimensions",), components=("qdrant",))
 def search(ctx: CheckContext) -> Outcome:
     cfg = ctx.target.qdrant
     probe = ctx.qdrant()
@@ -74,7 +75,7 @@ def search(ctx: CheckContext) -> Outcome:
 
 
 @check("vectors.insert-errors", description="Vector insert error ratio over a short window (> 0.1 % WARN).",
-       fixes="qdrant-dimension-fix", requires=(METRICS,), components=("service",))
+       requires=(METRICS,), components=("service",))
 def insert_errors(ctx: CheckContext) -> Outcome:
     window = ctx.metrics_window()
     if window.failure is not None:
@@ -90,13 +91,32 @@ def insert_errors(ctx: CheckContext) -> Outcome:
         return ok(f"no vector inserts in the last {w.seconds:.1f}s", ev("inserts", 0))
     pct = errors / inserts * 100
     status = grade(pct, th.vector_insert_error_warn_pct, None)
-    return Outcome(status, f"vector insert errors {pct:.2f} % ({int(errors)} of {int(inserts)})",
-                   [ev("insert errors", round(pct, 3), f"> {th.vector_insert_error_warn_pct:g} % WARN", "%"),
-                    ev("inserts", int(inserts)), ev("window", round(w.seconds, 1), unit="s")])
+    evidence = [ev("insert errors", round(pct, 3), f"> {th.vector_insert_error_warn_pct:g} % WARN", "%"),
+                ev("inserts", int(inserts)), ev("window", round(w.seconds, 1), unit="s")]
+    summary = f"vector insert errors {pct:.2f} % ({int(errors)} of {int(inserts)})"
+    if status is Status.OK:
+        return Outcome(status, summary, evidence)
+    cause = _insert_error_cause(ctx)
+    if cause is None:
+        return Outcome(status, summary, evidence)
+    return Outcome(status, f"{summary}: {cause[1]}", evidence, cause[0])
+
+
+def _insert_error_cause(ctx: CheckContext) -> tuple[str, str] | None:
+    """Insert errors are often a consequence: Qdrant down, the collection gone. Dimensions otherwise."""
+    down = dependency_down(ctx)
+    if down is not None and down[0] == cures.QDRANT_DOWN:
+        return down[0], f"a consequence: {down[1]}"
+    if ctx.target.is_present("qdrant")[0]:
+        names = ctx.memo("qdrant:collections", lambda: ctx.qdrant().collections())
+        name = ctx.target.qdrant.collection
+        if names.failure is None and name not in names.unwrap():
+            return cures.COLLECTION_MISSING, f"a consequence: the collection {name} does not exist"
+    return None
 
 
 @check("vectors.connection-errors", description="Qdrant connection errors seen by the service (any is CRIT).",
-       fixes="dependency-restart", requires=(METRICS,), components=("service",))
+       requires=(METRICS,), components=("service",))
 def connection_errors(ctx: CheckContext) -> Outcome:
     window = ctx.metrics_window()
     if window.failure is not None:
@@ -113,3 +133,44 @@ def connection_errors(ctx: CheckContext) -> Outcome:
         return crit(f"the service had {int(errors)} Qdrant connection error(s) in the last {w.seconds:.1f}s",
                     *evidence)
     return ok("no Qdrant connection errors", *evidence)
+
+
+@check("vectors.coverage", description="Every task row has its vector in the collection (after a recreate, "
+       "rows without a vector are data missing). Run on demand: by --check and the vector runbooks' verify.",
+       requires=("vectors.collection",), components=("qdrant", "postgres"), on_demand=True, heals=False)
+def coverage(ctx: CheckContext) -> Outcome:
+    cfg, table = ctx.target.qdrant, ctx.target.postgres.tasks_table
+
+    def read() -> tuple[set[int], set[int]] | Outcome:
+        rows = ctx.postgres().column_values(table, ctx.target.postgres.id_column)
+        if rows.failure is not None:
+            return from_failure(rows.failure, f"PostgreSQL table {table}")
+        refs = ctx.qdrant().payload_ids(cfg.collection, cfg.task_id_key)
+        if refs.failure is not None:
+            return from_failure(refs.failure, f"the points of {cfg.collection}")
+        return ({int(x) for x in rows.value or [] if x is not None},
+                {int(x) for x in refs.value or [] if isinstance(x, int | str) and str(x).isdigit()})
+
+    first = read()
+    if isinstance(first, Outcome):
+        return first
+    missing = first[0] - first[1]
+    if missing:
+        # the service writes a row, then its vector: only rows still without one a moment later count
+        ctx.cancelled.wait(COVERAGE_RECHECK_S)
+        again = read()
+        if isinstance(again, Outcome):
+            return again
+        missing = {i for i in missing if i in again[0] and i not in again[1]}
+    rows = len(first[0])
+    evidence = [ev("task rows", rows), ev("rows without a vector", len(missing)),
+                ev("points", len(first[1]))]
+    if missing:
+        evidence.append(ev("e.g.", ", ".join(map(str, sorted(missing)[:5]))))
+        return crit(f"{len(missing)} of {rows} task(s) have no vector in {cfg.collection}: their vectors are "
+                    "missing (restore the collection from a backup, or re-index them)", *evidence)
+    return ok(f"all {rows} task(s) have their vector in {cfg.collection}", *evidence)
+
+
+#: seconds before rows without a vector are read again (a write in flight is not missing data)
+COVERAGE_RECHECK_S = 2.0

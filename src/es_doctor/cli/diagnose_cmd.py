@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,9 +18,11 @@ if TYPE_CHECKING:
 
 
 def _select(classes: list[str], check_ids: list[str]) -> list[CheckSpec]:
+    """The checks to run (with their prerequisites): a usage error names an unknown class or id."""
     import difflib
 
     from es_doctor.checks.registry import load_all
+    from es_doctor.runner import select
 
     registry = load_all()
     for cls in classes:
@@ -30,8 +33,7 @@ def _select(classes: list[str], check_ids: list[str]) -> list[CheckSpec]:
             near = difflib.get_close_matches(check_id, list(registry), n=3)
             hint = f"; did you mean {', '.join(near)}?" if near else "; see es-doctor checks"
             raise UsageError(f"unknown check '{check_id}'{hint}")
-    return [s for s in registry.values()
-            if (not classes or s.check_class in classes) and (not check_ids or s.id in check_ids)]
+    return select(check_ids, classes)
 
 
 def diagnose(
@@ -50,20 +52,27 @@ def diagnose(
 ) -> int:
     """Run the guide's diagnostics concurrently; exit 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN."""
     from es_doctor.checks.context import CheckContext
-    from es_doctor.checks.registry import load_all
     from es_doctor.render import renderer
-    from es_doctor.runner import run_checks, with_prerequisites
+    from es_doctor.runner import run_checks
 
     loaded = load(ctx, config, target)
-    selected = _select(check_class or [], check or [])
-    specs = with_prerequisites(selected, load_all())
+    specs = _select(check_class or [], check or [])
     render = renderer(fmt)
     while True:
         context = CheckContext(loaded.target, loaded.target_name)
         report = run_checks(specs, context, timeout=timeout, deadline_s=deadline)
-        if fmt is Format.table and watch:
-            typer.echo("\x1b[2J\x1b[H", nl=False)
-        typer.echo(render(report, detailed))
+        if fmt is Format.table and sys.stdout.isatty():
+            # a terminal gets colours (rich honours NO_COLOR) and, with --watch, a cleared screen
+            from rich.console import Console
+
+            from es_doctor.render.table import render_rich
+
+            console = Console(highlight=False)
+            if watch:
+                console.clear()
+            render_rich(console, report, detailed)
+        else:
+            typer.echo(render(report, detailed))
         if not watch:
             return int(report.exit_status())
         time.sleep(watch)
@@ -72,15 +81,20 @@ def diagnose(
 def list_checks(
     check_class: Annotated[list[str] | None, typer.Option("--class", help="Only this symptom class.")] = None,
 ) -> int:
-    """List every check: id, class, what it verifies, and the runbook that fixes it."""
+    """List every check: id, what it verifies, and what cures it (by cause), from the one cure table."""
     from rich.console import Console
     from rich.table import Table
 
-    specs = _select(check_class or [], [])
+    from es_doctor.checks.registry import load_all
+    from es_doctor.cures import describe
+
+    if check_class:
+        _select(check_class, [])  # a usage error for an unknown class
+    specs = [s for s in load_all().values() if not check_class or s.check_class in check_class]
     table = Table(title="es-doctor checks", show_lines=False)
-    for column in ("id", "description", "fix"):
+    for column in ("id", "description", "cure (es-doctor fix …; by cause)"):
         table.add_column(column)
     for spec in specs:
-        table.add_row(spec.id, spec.description, spec.runbook or "-")
+        table.add_row(spec.id, spec.description + (" (on demand)" if spec.on_demand else ""), describe(spec.id))
     Console(width=160).print(table)
     return int(ExitStatus.OK)

@@ -27,24 +27,41 @@ def _runbooks(loaded: LoadedConfig) -> dict[str, Runbook]:
     return dict(load_runbooks(dirs).runbooks)
 
 
-def resolve(ident: str, runbooks: dict[str, Runbook]) -> Runbook:
-    """A runbook id, or a finding (check) id → the runbook that cures it."""
+def resolve(ident: str, runbooks: dict[str, Runbook], loaded: LoadedConfig) -> tuple[Runbook, dict[str, str]] | None:
+    """A runbook id, or a finding (check) id → the runbook (and parameters) that cures it *now*.
+
+    For a finding, its check runs again and the cure is the one its finding names (es_doctor.cures,
+    given the cause found): exactly what the report printed. None when the finding is fine."""
     import difflib
 
     if ident in runbooks:
-        return runbooks[ident]
+        return runbooks[ident], {}
     from es_doctor.checks.registry import load_all
+    from es_doctor.findings import Status
+    from es_doctor.runner import diagnose
 
     checks = load_all()
-    cure = checks[ident].runbook if ident in checks else None
-    if cure is not None and cure in runbooks:
-        return runbooks[cure]
-    curing = [rb for rb in runbooks.values() if ident in rb.cures]
-    if curing:
-        return curing[0]
-    near = difflib.get_close_matches(ident, [*runbooks, *checks], n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(near)}?" if near else "; see: es-doctor runbooks list"
-    raise UsageError(f"no runbook or finding {ident!r}{hint}")
+    if ident not in checks:
+        near = difflib.get_close_matches(ident, [*runbooks, *checks], n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(near)}?" if near else "; see: es-doctor runbooks list, es-doctor checks"
+        raise UsageError(f"no runbook or finding {ident!r}{hint}")
+    report = diagnose(loaded.target, loaded.target_name, [ident])
+    finding = next(f for f in report.findings if f.id == ident)
+    typer.echo(f"{ident}: {finding.status.value}: {finding.summary}")
+    if finding.status in (Status.OK, Status.SKIP):
+        typer.echo("nothing to fix")
+        return None
+    if finding.runbook is None:
+        why = (f"no runbook cures it: es-doctor escalate --level {finding.escalate} --issue \"{ident}: …\""
+               if finding.escalate else "es-doctor cannot tell what is wrong, so it applies no runbook")
+        raise NoCureError(f"{ident}: {why}")
+    if finding.runbook not in runbooks:
+        raise NoCureError(f"{ident}: its cure {finding.runbook} is not among the loaded runbooks")
+    return runbooks[finding.runbook], dict(finding.runbook_params)
+
+
+class NoCureError(Exception):
+    """A finding that no loaded runbook cures (its message says what to do instead)."""
 
 
 def _params(pairs: list[str]) -> dict[str, str]:
@@ -86,6 +103,10 @@ def _report(result: FixResult) -> None:
     for finding in result.verify:
         if finding["status"] != "OK":
             typer.echo(f"  still {finding['status']}: {finding['summary']} ({finding['id']})")
+            if finding.get("next") and finding["next"] != f"es-doctor fix {result.runbook}":
+                typer.echo(f"    next: {finding['next']}")
+            elif finding.get("escalate"):
+                typer.echo(f"    next: es-doctor escalate --level {finding['escalate']} --issue \"{finding['id']}\"")
 
 
 def fix(
@@ -120,10 +141,18 @@ def fix(
             return int(ExitStatus.OK)
     else:
         assert ident is not None
-        chosen = [resolve(ident, runbooks)]
+        try:
+            found = resolve(ident, runbooks, loaded)
+        except NoCureError as exc:
+            typer.echo(str(exc), err=True)
+            return int(ExitStatus.WARNING)
+        if found is None:
+            return int(ExitStatus.OK)
+        chosen = [found]
     worst = ExitStatus.OK
-    for runbook in chosen:
-        the_plan = plan(runbook, loaded.target, loaded.target_name, _params(param or []) if not fix_all else {})
+    for runbook, cure_params in chosen:
+        params = {**cure_params, **_params(param or [])} if not fix_all else dict(cure_params)
+        the_plan = plan(runbook, loaded.target, loaded.target_name, params)
         print_plan(the_plan, typer.echo)
         result = engine.run(the_plan, yes=yes, dry_run=dry_run)
         _report(result)
@@ -134,18 +163,19 @@ def fix(
     return int(worst)
 
 
-def _for_findings(loaded: LoadedConfig, runbooks: dict[str, Runbook]) -> list[Runbook]:
-    from es_doctor.checks.context import CheckContext
-    from es_doctor.checks.registry import load_all
+def _for_findings(loaded: LoadedConfig, runbooks: dict[str, Runbook]) -> list[tuple[Runbook, dict[str, str]]]:
+    """The cures of every current WARN/CRIT finding (as the report names them), deploy and startup first."""
     from es_doctor.findings import Status
-    from es_doctor.runner import run_checks
+    from es_doctor.runner import diagnose
 
-    report = run_checks(list(load_all().values()), CheckContext(loaded.target, loaded.target_name))
-    wanted: list[Runbook] = []
+    report = diagnose(loaded.target, loaded.target_name)
+    wanted: list[tuple[Runbook, dict[str, str]]] = []
     for finding in report.findings:
         if finding.status in (Status.WARN, Status.CRIT) and finding.runbook in runbooks:
             rb = runbooks[finding.runbook]
-            required = [n for n, p in rb.params.items() if p.required and p.default is None]
-            if rb not in wanted and not required:
-                wanted.append(rb)
-    return sorted(wanted, key=lambda rb: CLASS_ORDER.index(rb.check_class) if rb.check_class in CLASS_ORDER else 99)
+            params = dict(finding.runbook_params)
+            required = [n for n, p in rb.params.items() if p.required and p.default is None and n not in params]
+            if (rb, params) not in wanted and not required:
+                wanted.append((rb, params))
+    return sorted(wanted, key=lambda pair: CLASS_ORDER.index(pair[0].check_class)
+                  if pair[0].check_class in CLASS_ORDER else 99)

@@ -384,19 +384,3 @@ class Prometheus:
 
     def stop(self, timeout: float = 10.0) -> None:
         procs.stop(self.pidfile, signal.SIGTERM, timeout)
-
-
-def start_prometheus(run_dir: Path, port: int, targets: list[str], job: str = "email-sender",
-                     rule_files: list[str] | None = None, timeout: float = 20.0) -> Prometheus:
-    """Prometheus scraping ``targets`` (``host:port``) every second."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config_file = write_prometheus_config(run_dir / "prometheus.yml", prometheus_config(targets, job, rule_files))
-    pidfile = run_dir / "prometheus.pid.lab"
-    procs.spawn(prometheus_argv(config_file, port, run_dir / "data"), pidfile, run_dir / "prometheus.log")
-    handle = Prometheus(port, config_file, pidfile, list(targets))
-    try:
-        wait_until(lambda: http_ok(f"{handle.url}/-/ready"), timeout, "Prometheus")
-    except InfraError:
-        handle.stop()
-        raise
-    return handle

@@ -129,6 +129,50 @@ class QdrantProbe:
 
         return self._call(scroll)
 
+    def export_points(self, name: str, dest: str) -> Result[int]:
+        """Every point of ``name`` (id, vector, payload) streamed as JSON lines into ``dest`` (0600);
+        the value is the number of points. Memory stays flat: 256 points at a time."""
+        import json
+        import os
+
+        def scroll(c: Any) -> int:
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            count, offset = 0, None
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                while True:
+                    points, offset = c.scroll(collection_name=name, limit=256, offset=offset, with_payload=True,
+                                              with_vectors=True)
+                    for point in points:
+                        out.write(json.dumps({"id": point.id, "vector": point.vector, "payload": point.payload},
+                                             default=str) + "\n")
+                        count += 1
+                    if offset is None:
+                        return count
+
+        return self._call(scroll)
+
+    def import_points(self, name: str, source: str) -> Result[int]:
+        """Upsert the points of a file written by :meth:`export_points` (256 at a time)."""
+        import json
+
+        def upsert(c: Any) -> int:
+            from qdrant_client.models import PointStruct
+
+            count, batch = 0, []
+            with Path(source).open(encoding="utf-8") as lines:
+                for line in lines:
+                    item = json.loads(line)
+                    batch.append(PointStruct(id=item["id"], vector=item["vector"], payload=item["payload"]))
+                    if len(batch) == 256:
+                        c.upsert(collection_name=name, points=batch, wait=True)
+                        count, batch = count + len(batch), []
+            if batch:
+                c.upsert(collection_name=name, points=batch, wait=True)
+                count += len(batch)
+            return count
+
+        return self._call(upsert)
+
     def create_collection(self, name: str, size: int, distance: str) -> Result[str]:
         def create(c: Any) -> str:
             from qdrant_client.models import Distance, VectorParams

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Generic, TypeVar
@@ -66,11 +65,6 @@ class Stopwatch:
     @property
     def ms(self) -> float:
         return (time.perf_counter() - self.start) * 1000.0
-
-
-@contextmanager
-def stopwatch() -> Iterator[Stopwatch]:
-    yield Stopwatch()
 
 
 def guarded(classify: Callable[[BaseException], Failure], fn: Callable[[], T]) -> Result[T]:

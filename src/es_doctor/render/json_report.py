@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from es_doctor.findings import Report
+from es_doctor.findings import REPORT_SCHEMA_VERSION, Report
 
 
 def as_dict(report: Report) -> dict[str, Any]:
@@ -23,7 +23,7 @@ def render(report: Report, detailed: bool = False) -> str:
 def report_schema() -> dict[str, Any]:
     """JSON Schema of ``--format json`` output (written to docs/report.schema.json)."""
     schema = Report.model_json_schema(by_alias=True, mode="serialization")
-    schema["$id"] = "https://es-doctor.invalid/schemas/report-1.0.json"
+    schema["$id"] = "https://es-doctor.invalid/schemas/report-" + REPORT_SCHEMA_VERSION + ".json"
     schema["title"] = "es-doctor diagnose report"
     props = schema.setdefault("properties", {})
     props["status"] = {"type": "string", "enum": ["OK", "WARN", "CRIT", "UNKNOWN", "SKIP"],

@@ -24,8 +24,12 @@ def _finding_lines(finding: Finding, detailed: bool) -> list[str]:
     problem = finding.status in (Status.WARN, Status.CRIT, Status.UNKNOWN)
     if problem or detailed:
         lines.extend(f"        [dim]•[/] {escape(item.render())}" for item in finding.evidence)
-    if problem and finding.runbook:
-        lines.append(f"        [bold]fix:[/] es-doctor fix {finding.runbook}")
+    command = finding.fix_command() if problem else None
+    if command:
+        lines.append(f"        [bold]fix:[/] {escape(command)}")
+    elif problem and finding.escalate:
+        lines.append(f"        [bold]no runbook cures this:[/] es-doctor escalate --level {finding.escalate} "
+                     f"--issue \"{escape(finding.id)}: …\"")
     return lines
 
 

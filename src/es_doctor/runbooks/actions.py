@@ -526,10 +526,9 @@ def env_set(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
 
 @action("wait_for", lambda i: f"wait until {i.get('check')} is OK (up to {i.get('timeout', 60)} s)")
 def wait_for(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    from es_doctor.checks.context import CheckContext
     from es_doctor.checks.registry import load_all
     from es_doctor.findings import Status
-    from es_doctor.runner import run_checks, with_prerequisites
+    from es_doctor.runner import diagnose
 
     wanted = inputs.get("check")
     ids = [str(c) for c in (wanted if isinstance(wanted, list) else [need(inputs, "check")])]
@@ -539,8 +538,7 @@ def wait_for(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
         raise ActionError(f"unknown check(s): {', '.join(unknown)}")
     deadline = time.monotonic() + float(inputs.get("timeout", 60))
     while True:
-        report = run_checks(with_prerequisites([registry[c] for c in ids], registry),
-                            CheckContext(ctx.target, ctx.target_name))
+        report = diagnose(ctx.target, ctx.target_name, ids)
         findings = {f.id: f for f in report.findings if f.id in ids}
         bad = {i: f"{f.status.value}: {f.summary}" for i, f in findings.items() if f.status is not Status.OK}
         if not bad:
@@ -738,10 +736,27 @@ def backup_restore_postgres(inputs: dict[str, Any], ctx: ActionContext) -> dict[
     return {"restored": _backup_call(lambda: restore_postgres(ctx.target, path, ctx.cancel))}
 
 
-@action("backup.restore-qdrant", lambda i: f"recover the Qdrant collections of backup {i.get('backup')} from its "
-                                           "snapshots", destructive=True)
+@action("backup.restore-qdrant", lambda i: f"recover the Qdrant collection(s) {', '.join(map(str, i['collections']))} "
+        f"of backup {i.get('backup')} from its snapshot" if i.get("collections") else
+        f"recover the Qdrant collections of backup {i.get('backup')} from its snapshots", destructive=True)
 def backup_restore_qdrant(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    from es_doctor.backup import restore_qdrant
+    from es_doctor.backup import restore_qdrant, safe_name
 
     path = _backup_path(inputs, ctx)
-    return {"restored": _backup_call(lambda: restore_qdrant(ctx.target, path, ctx.cancel))}
+    wanted = inputs.get("collections")
+    only = [str(c) for c in wanted] if isinstance(wanted, list) and wanted else None
+    if not only or not inputs.get("keep_current"):
+        return {"restored": _backup_call(lambda: restore_qdrant(ctx.target, path, ctx.cancel, only)),
+                "backup": path.name}
+    # the points written since the collection was recreated are newer than the backup's: they are
+    # saved first (into the run's private directory) and upserted again over the recovered collection
+    saved: dict[str, tuple[Path, int]] = {}
+    for name in only:
+        if name in unwrap(ctx.qdrant().collections(), "Qdrant collections"):
+            ctx.work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            dest = ctx.work_dir / f"{safe_name(name)}.points-{stamp()}.jsonl"
+            saved[name] = (dest, unwrap(ctx.qdrant().export_points(name, str(dest)), f"export the points of {name}"))
+    restored = _backup_call(lambda: restore_qdrant(ctx.target, path, ctx.cancel, only))
+    kept = {name: unwrap(ctx.qdrant().import_points(name, str(dest)), f"upsert the saved points of {name}")
+            for name, (dest, _count) in saved.items()}
+    return {"restored": restored, "backup": path.name, "kept_current_points": kept}

@@ -381,23 +381,24 @@ class Engine:
     def _verify(self, rb: Runbook) -> tuple[bool, list[dict[str, Any]]]:
         if not rb.verify:
             return True, []
-        from es_doctor.checks.context import CheckContext
         from es_doctor.checks.registry import load_all
         from es_doctor.findings import Status
-        from es_doctor.runner import run_checks, with_prerequisites
+        from es_doctor.runner import diagnose
 
         registry = load_all()
         ids = [c for c in rb.verify if c in registry]
         self.say(f"verifying: {', '.join(ids)}")
         deadline = time.monotonic() + self.verify_timeout
         while True:
-            report = run_checks(with_prerequisites([registry[c] for c in ids], registry),
-                                CheckContext(self.target, self.target_name))
+            report = diagnose(self.target, self.target_name, ids)
             findings = [f for f in report.findings if f.id in ids]
             if all(f.status is Status.OK for f in findings) or time.monotonic() > deadline:
                 break
+            if all(f.status is Status.OK or not registry[f.id].heals for f in findings):
+                break  # what is left is missing data: waiting will not change it
             time.sleep(2.0)
-        summary = [{"id": f.id, "status": f.status.value, "summary": f.summary} for f in findings]
+        summary = [{"id": f.id, "status": f.status.value, "summary": f.summary, "next": f.fix_command(),
+                    "escalate": f.escalate} for f in findings]
         for f in findings:
             self.say(f"  {f.status.symbol} {f.summary} ({f.id})")
         return all(f.status is Status.OK for f in findings), summary

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,12 +31,14 @@ import pytest
 from es_doctor.checks.context import CheckContext, MetricsWindow
 from es_doctor.checks.registry import REGISTRY, Outcome, load_all
 from es_doctor.config import Target
+from es_doctor.cures import escalation_for, remedy_for
 from es_doctor.findings import Status
 from es_doctor.probes.docker import ContainerInfo, MemoryStats
 from es_doctor.probes.http import HttpProbe, HttpResponse
 from es_doctor.probes.metrics import Scrape, parse_exposition
 from es_doctor.probes.qdrant import CollectionInfo
 from es_doctor.probes.result import Failure, FailureKind, Result, failed, success
+from es_doctor.runner import _finding
 
 load_all()
 
@@ -174,7 +176,13 @@ class FakeQdrant:
     infos: dict[str, CollectionInfo | Failure] = field(default_factory=lambda: {"task_vectors": collection_info()})
     #: test searches in order: (hits, elapsed ms) or a Failure; the last one repeats
     searches: list[tuple[int, float] | Failure] = field(default_factory=lambda: [(5, 4.0)])
+    #: successive scrolls of the task ids in the points' payloads (the last one repeats)
+    task_ids: list[list[Any] | Failure] = field(default_factory=lambda: [list(range(1, 11))])
     calls: list[str] = field(default_factory=list)
+
+    def payload_ids(self, name: str, key: str, limit: int = 100_000) -> Result[list[Any]]:
+        self.calls.append(f"scroll {name} {key}")
+        return _next(self.task_ids)
 
     def collections(self) -> Result[list[str]]:
         self.calls.append("collections")
@@ -203,9 +211,22 @@ class FakeQdrant:
 @dataclass
 class FakePostgres:
     answer: Failure | None = None
+    #: successive reads of the tasks' id column (the last one repeats)
+    ids: list[list[Any] | Failure] = field(default_factory=lambda: [list(range(1, 11))])
+    calls: list[str] = field(default_factory=list)
 
     def select_one(self) -> Result[int]:
+        self.calls.append("select 1")
         return Result(failure=self.answer) if self.answer else success(1, 3.0)
+
+    def column_values(self, table: str, column: str) -> Result[list[Any]]:
+        self.calls.append(f"select {column} from {table}")
+        return _next(self.ids)
+
+
+def _next(answers: list[Any]) -> Result[Any]:
+    answer = answers.pop(0) if len(answers) > 1 else answers[0]
+    return Result(failure=answer) if isinstance(answer, Failure) else success(answer)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -324,31 +345,59 @@ def prom_data(data: Any) -> Answer:
 # --------------------------------------------------------------------------- running a check
 
 
-def cure_of(check_id: str, outcome: Outcome) -> str | None:
-    """The runbook the report names for this outcome (the runner's rule)."""
-    if outcome.status in (Status.OK, Status.SKIP):
+def named(runbook: str | None, params: Mapping[str, str] | None = None) -> str | None:
+    """A cure as tests write it: ``"dependency-restart component=qdrant"``."""
+    if runbook is None:
         return None
-    return outcome.runbook or REGISTRY[check_id].runbook
+    return " ".join([runbook, *(f"{k}={v}" for k, v in sorted((params or {}).items()))])
+
+
+def cure_of(check_id: str, outcome: Outcome) -> str | None:
+    """The cure es_doctor.cures gives this outcome (its finding id and the cause it names)."""
+    remedy = remedy_for(check_id, outcome.cause)
+    return named(remedy.runbook, remedy.params) if remedy else None
 
 
 #: (check id, status) of every check run by the current test (read by conftest's ``covers`` verifier)
 OBSERVED: list[tuple[str, Status]] = []
-_REQUIRED = object()
+_UNSAID: Any = object()
 
 
-def expect(ctx: CheckContext, check_id: str, status: Status, *words: str, cure: object = _REQUIRED) -> Outcome:
-    """Run ``check_id`` on ``ctx``; assert its status, that its summary holds ``words``, and (for
-    anything but OK/SKIP) the runbook the report would name. Returns the outcome for more asserts."""
-    outcome = REGISTRY[check_id].fn(ctx)
+def expect(ctx: CheckContext, check_id: str, status: Status, *words: str, cure: str | None = _UNSAID,
+           cause: str | None = None, escalate: int | None = None) -> Outcome:
+    """Run ``check_id`` on ``ctx`` and assert: its status; that its summary holds ``words``; the cause it
+    names (``cause``, None by default); and the cure the report names, as ``"runbook k=v"``:
+
+    * WARN/CRIT: ``cure`` must be stated; it is ``remedy_for(check_id, cause)``, and the runner's
+      finding says the same; with no cure, the finding names the escalation level ``escalate``.
+    * UNKNOWN: the report names a cure only when the check found a cause (``cure`` defaults to None).
+    * OK/SKIP: no cure.
+    """
+    spec = REGISTRY[check_id]
+    outcome = spec.fn(ctx)
     OBSERVED.append((check_id, outcome.status))
     assert outcome.status is status, f"{check_id}: expected {status}, got {outcome.status}: {outcome.summary}"
     for word in words:
         assert word in outcome.summary, f"{check_id}: {word!r} not in {outcome.summary!r}"
+    assert outcome.cause == cause, f"{check_id}: cause {outcome.cause!r}, expected {cause!r}"
+    finding = _finding(spec, outcome, 0.0)
+    reported = named(finding.runbook, finding.runbook_params)
     if status in (Status.OK, Status.SKIP):
-        assert cure is _REQUIRED or cure is None, "OK/SKIP outcomes name no cure"
+        assert cure in (_UNSAID, None), "OK/SKIP outcomes name no cure"
+        assert reported is None
+        return outcome
+    if status is Status.UNKNOWN:
+        wanted = None if cure is _UNSAID else cure
+        assert reported == wanted, f"{check_id} UNKNOWN: the report names {reported!r}, expected {wanted!r}"
+        return outcome
+    assert cure is not _UNSAID, f"{check_id} {status}: the test must state the expected cure (or None)"
+    assert cure_of(check_id, outcome) == cure, f"{check_id}: cure {cure_of(check_id, outcome)!r}, expected {cure!r}"
+    assert reported == cure, f"{check_id}: the report names {reported!r}, es_doctor.cures {cure!r}"
+    if cure is None:
+        assert escalate is not None, f"{check_id} {status}: no cure, so the test must state the escalation level"
+        assert finding.escalate == escalate == escalation_for(check_id, outcome.cause)
     else:
-        assert cure is not _REQUIRED, f"{check_id} {status}: the test must state the expected cure"
-        assert cure_of(check_id, outcome) == cure, f"{check_id}: cure {cure_of(check_id, outcome)!r}, expected {cure!r}"
+        assert finding.escalate is None
     return outcome
 
 

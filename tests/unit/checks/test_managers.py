@@ -43,7 +43,7 @@ def test_managers_all_healthy(word: str) -> None:
 @pytest.mark.parametrize("word", ["degraded", "WARN"])
 def test_managers_degraded(word: str) -> None:
     out = expect(FakeContext(routes={STATUS: managers(email_manager=word)}), "inter-manager.status", Status.WARN,
-                 "1 of 4 managers not healthy: email-manager", cure="service-restart")
+                 "1 of 4 managers not healthy: email-manager", cure="manager-discovery-restart")
     assert evidence(out)["not healthy"] == {"email-manager": "WARN"}
 
 
@@ -51,14 +51,14 @@ def test_managers_degraded(word: str) -> None:
 def test_managers_down_is_the_worst() -> None:
     routes = {STATUS: managers(email_manager="degraded", security_manager="stopped")}
     out = expect(FakeContext(routes=routes), "inter-manager.status", Status.CRIT,
-                 "2 of 4 managers not healthy: email-manager, security-manager", cure="service-restart")
+                 "2 of 4 managers not healthy: email-manager, security-manager", cure="manager-discovery-restart")
     assert evidence(out)["not healthy"] == {"email-manager": "WARN", "security-manager": "CRIT"}
 
 
 @covers("inter-manager.status", Status.UNKNOWN)
 def test_manager_without_a_status_is_unknown() -> None:
     expect(FakeContext(routes={STATUS: managers(cache_manager="<none>")}), "inter-manager.status", Status.UNKNOWN,
-           "cache-manager", cure="service-restart")
+           "cache-manager")
 
 
 @covers("inter-manager.status", Status.UNKNOWN)
@@ -69,15 +69,15 @@ def test_manager_without_a_status_is_unknown() -> None:
     (Answer(200, "managers: all fine"), "does not follow the contract"),
 ])
 def test_managers_answer_unusable(answer: Answer, word: str) -> None:
-    expect(FakeContext(routes={STATUS: answer}), "inter-manager.status", Status.UNKNOWN, word, cure="service-restart")
+    expect(FakeContext(routes={STATUS: answer}), "inter-manager.status", Status.UNKNOWN, word)
 
 
 @covers("inter-manager.status", Status.CRIT)
 def test_managers_endpoint_errors() -> None:
     expect(FakeContext(routes={STATUS: Answer(500, "internal error")}), "inter-manager.status", Status.CRIT,
-           "answered with an error", cure="service-restart")
+           "answered with an error", cure="manager-discovery-restart")
     expect(FakeContext(routes={STATUS: refused()}), "inter-manager.status", Status.CRIT, "unreachable",
-           cure="service-restart")
+           cure="manager-discovery-restart")
 
 
 # --------------------------------------------------------------------------- inter-manager.discovery
@@ -108,8 +108,7 @@ def test_discovery_misses_managers() -> None:
     (Answer(404, "404 page not found"), "not served by this version"),
 ])
 def test_discovery_answer_unusable(answer: Answer, word: str) -> None:
-    expect(FakeContext(routes={DISCOVERY: answer}), "inter-manager.discovery", Status.UNKNOWN, word,
-           cure="manager-discovery-restart")
+    expect(FakeContext(routes={DISCOVERY: answer}), "inter-manager.discovery", Status.UNKNOWN, word)
 
 
 @covers("inter-manager.discovery", Status.CRIT)
@@ -164,7 +163,7 @@ def test_event_bus_drops_warn_even_when_not_saturated() -> None:
     (refused(), "cannot read the event bus metrics"),
 ])
 def test_event_bus_unmeasurable(metrics: tuple[str, str], word: str) -> None:
-    expect(FakeContext(metrics=metrics), "inter-manager.event-bus", Status.UNKNOWN, word, cure="event-bus-purge")
+    expect(FakeContext(metrics=metrics), "inter-manager.event-bus", Status.UNKNOWN, word)
 
 
 # --------------------------------------------------------------------------- inter-manager.eventbus-log
@@ -194,5 +193,4 @@ def test_eventbus_log_errors(target: Target) -> None:
 
 @covers("inter-manager.eventbus-log", Status.UNKNOWN)
 def test_eventbus_log_missing(target: Target) -> None:
-    expect(FakeContext(target), "inter-manager.eventbus-log", Status.UNKNOWN, "cannot read the service log",
-           cure="event-bus-tune")
+    expect(FakeContext(target), "inter-manager.eventbus-log", Status.UNKNOWN, "cannot read the service log")

@@ -9,15 +9,18 @@ from fakes import Answer, FakeContext, covers, evidence, expect, exposition, pro
 
 from es_doctor.config import Target
 from es_doctor.findings import Status
-from es_doctor.probes.result import Failure
+from es_doctor.probes.result import Failure, FailureKind
 
 METRICS_URL = "http://localhost:8081/metrics"
 OURS = exposition({"email_sender_event_bus_queue_depth": 3, "email_sender_event_bus_capacity": 1000,
                    "email_sender_qdrant_connection_errors_total": 0, "process_resident_memory_bytes": 1e8})
 
 
-def metrics(answer: Answer | Failure) -> FakeContext:
-    return FakeContext(routes={METRICS_URL: answer})
+def metrics(answer: Answer | Failure, api_port: int | None = None) -> FakeContext:
+    """The metrics endpoint answering ``answer``; the API on 127.0.0.1:``api_port`` when given (the check
+    tries the API port when the metrics port refuses)."""
+    service = {"api_url": f"http://127.0.0.1:{api_port}"} if api_port else {}
+    return FakeContext(Target(service=service), routes={METRICS_URL: answer})  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- monitoring.metrics-endpoint
@@ -45,24 +48,36 @@ def test_metrics_endpoint_without_our_series() -> None:
 
 
 @covers("monitoring.metrics-endpoint", Status.CRIT)
-@pytest.mark.parametrize(("answer", "word"), [(refused(METRICS_URL), "unreachable"),
-                                              (Answer(500, "boom"), "answered with an error")])
-def test_metrics_endpoint_down(answer: Answer | Failure, word: str) -> None:
+@pytest.mark.parametrize(("answer", "word"), [(Answer(500, "boom"), "answered with an error"),
+                                              (Failure(FailureKind.TIMEOUT, "no answer"), "not answering")])
+def test_metrics_endpoint_failing(answer: Answer | Failure, word: str) -> None:
     expect(metrics(answer), "monitoring.metrics-endpoint", Status.CRIT, METRICS_URL, word,
            cure="metrics-endpoint-enable")
 
 
-@covers("monitoring.metrics-endpoint", Status.UNKNOWN)
-def test_metrics_endpoint_404() -> None:
-    """Today: UNKNOWN 'not served by this version' (issue #10 wants CRIT: the guide's missing metrics)."""
-    expect(metrics(Answer(404, "404 page not found")), "monitoring.metrics-endpoint", Status.UNKNOWN, "404",
-           cure="metrics-endpoint-enable")
+@covers("monitoring.metrics-endpoint", Status.CRIT)
+def test_metrics_port_refused_while_the_api_answers(listening_port: int) -> None:
+    expect(metrics(refused(METRICS_URL), api_port=listening_port), "monitoring.metrics-endpoint", Status.CRIT,
+           "unreachable", cure="metrics-endpoint-enable")
+
+
+@covers("monitoring.metrics-endpoint", Status.CRIT)
+def test_metrics_port_refused_and_the_api_too_is_the_service_down(closed_port: int) -> None:
+    expect(metrics(refused(METRICS_URL), api_port=closed_port), "monitoring.metrics-endpoint", Status.CRIT,
+           "unreachable", "the service is down", cause="service-down", cure="service-restart")
+
+
+@covers("monitoring.metrics-endpoint", Status.CRIT)
+def test_metrics_endpoint_404_is_missing_metrics() -> None:
+    """The guide's "métriques manquantes": the service runs but does not serve its metrics."""
+    expect(metrics(Answer(404, "404 page not found")), "monitoring.metrics-endpoint", Status.CRIT,
+           "answers 404", "does not expose its metrics", cure="metrics-endpoint-enable")
 
 
 @covers("monitoring.metrics-endpoint", Status.UNKNOWN)
 def test_metrics_endpoint_not_exposition_format() -> None:
     expect(metrics(Answer(200, "<html><body>Grafana login</body></html>")), "monitoring.metrics-endpoint",
-           Status.UNKNOWN, "does not follow the contract", cure="metrics-endpoint-enable")
+           Status.UNKNOWN, "does not follow the contract")
 
 
 # --------------------------------------------------------------------------- monitoring.prometheus
@@ -85,7 +100,7 @@ def test_prometheus_not_ready(answer: Answer | Failure, word: str) -> None:
 @covers("monitoring.prometheus", Status.UNKNOWN)
 def test_prometheus_ready_404() -> None:
     expect(FakeContext(routes={prom("/-/ready"): Answer(404, "not found")}), "monitoring.prometheus",
-           Status.UNKNOWN, "404", cure="monitoring-restart")
+           Status.UNKNOWN, "404")
 
 
 # --------------------------------------------------------------------------- monitoring.prometheus-target
@@ -115,7 +130,7 @@ def test_prometheus_has_no_job_for_the_service() -> None:
 @covers("monitoring.prometheus-target", Status.CRIT)
 def test_prometheus_target_down_points_at_the_metrics_endpoint() -> None:
     ctx = targets(("email-sender-go", "down", 'Get "http://email-sender-go:8081/metrics": connection refused'))
-    expect(ctx, "monitoring.prometheus-target", Status.CRIT, "is down", "connection refused",
+    expect(ctx, "monitoring.prometheus-target", Status.CRIT, "is down", "connection refused", cause="target-down",
            cure="metrics-endpoint-enable")
 
 
@@ -124,8 +139,7 @@ def test_prometheus_targets_unreadable() -> None:
     expect(FakeContext(routes={prom("/api/v1/targets"): refused()}), "monitoring.prometheus-target", Status.CRIT,
            "unreachable", cure="prometheus-scrape-config")
     ctx = FakeContext(routes={prom("/api/v1/targets"): Answer(200, {"status": "error", "error": "bad"})})
-    expect(ctx, "monitoring.prometheus-target", Status.UNKNOWN, "does not follow the contract",
-           cure="prometheus-scrape-config")
+    expect(ctx, "monitoring.prometheus-target", Status.UNKNOWN, "does not follow the contract")
 
 
 # --------------------------------------------------------------------------- monitoring.alerts
@@ -152,26 +166,28 @@ def test_no_alert_rules() -> None:
 
 
 @covers("monitoring.alerts", Status.WARN)
-def test_warning_alert_firing_names_its_rules_runbook() -> None:
-    ctx = alerting(7, {"name": "HighLatency", "labels": {"severity": "warning", "runbook": "qdrant-connection-pool"}})
+def test_warning_alert_firing_names_the_cure_of_the_finding_it_watches() -> None:
+    ctx = alerting(7, {"name": "HighLatency", "labels": {"severity": "warning", "finding": "performance.latency"}})
     out = expect(ctx, "monitoring.alerts", Status.WARN, "1 alert(s) firing: HighLatency",
-                 cure="qdrant-connection-pool")
+                 "(watching performance.latency)", cause="alert:performance.latency", cure="vector-cache-tune")
     assert evidence(out)["firing"] == ["HighLatency"]
 
 
 @covers("monitoring.alerts", Status.CRIT)
-def test_critical_alert_firing_names_the_critical_ones_runbook() -> None:
-    ctx = alerting(7, {"name": "HighLatency", "labels": {"severity": "warning", "runbook": "qdrant-connection-pool"}},
-                   {"name": "ServiceDown", "labels": {"severity": "critical", "runbook": "service-restart"}})
-    expect(ctx, "monitoring.alerts", Status.CRIT, "2 alert(s) firing: HighLatency, ServiceDown",
-           cure="service-restart")
+def test_critical_alert_firing_names_the_critical_ones_cure() -> None:
+    ctx = alerting(7, {"name": "HighLatency", "labels": {"severity": "warning", "finding": "performance.latency"}},
+                   {"name": "QdrantDown", "labels": {"severity": "critical", "finding": "vectors.qdrant"}})
+    expect(ctx, "monitoring.alerts", Status.CRIT, "2 alert(s) firing: HighLatency, QdrantDown",
+           "(watching vectors.qdrant)", cause="alert:vectors.qdrant", cure="dependency-restart component=qdrant")
 
 
-@covers("monitoring.alerts", Status.WARN)
-def test_alert_without_a_runbook_label() -> None:
-    """Falls back to the check's declared runbook."""
-    expect(alerting(3, {"name": "Custom", "labels": {"severity": "warning"}}), "monitoring.alerts", Status.WARN,
-           "Custom", cure="prometheus-scrape-config")
+@covers("monitoring.alerts", Status.WARN, Status.CRIT)
+@pytest.mark.parametrize("labels", [{}, {"finding": "no.such-check"}, {"runbook": "service-restart"}])
+def test_an_alert_es_doctor_did_not_generate_goes_to_a_human(labels: dict[str, str]) -> None:
+    expect(alerting(3, {"name": "Custom", "labels": {"severity": "warning", **labels}}), "monitoring.alerts",
+           Status.WARN, "Custom", cause="unknown-alert", cure=None, escalate=1)
+    expect(alerting(3, {"name": "Custom", "labels": {"severity": "critical", **labels}}), "monitoring.alerts",
+           Status.CRIT, "Custom", cause="unknown-alert", cure=None, escalate=1)
 
 
 @covers("monitoring.alerts", Status.CRIT, Status.UNKNOWN)
@@ -180,4 +196,4 @@ def test_alerts_unreadable() -> None:
            "/api/v1/rules", cure="prometheus-scrape-config")
     ctx = FakeContext(routes={prom("/api/v1/rules"): prom_data({"groups": []}),
                               prom("/api/v1/alerts"): Answer(404, "not found")})
-    expect(ctx, "monitoring.alerts", Status.UNKNOWN, "/api/v1/alerts", cure="prometheus-scrape-config")
+    expect(ctx, "monitoring.alerts", Status.UNKNOWN, "/api/v1/alerts")

@@ -10,6 +10,9 @@ from fakes import (
     Answer,
     FakeContext,
     FakeDocker,
+    FakePostgres,
+    FakeQdrant,
+    api,
     covers,
     evidence,
     expect,
@@ -102,13 +105,13 @@ def test_latency_no_requests_in_the_window() -> None:
 def test_latency_without_the_histogram() -> None:
     text = exposition({"email_sender_event_bus_queue_depth": 3})
     expect(FakeContext(no_prometheus(), metrics=(text, text)), "performance.latency", Status.UNKNOWN,
-           f"exposes no {LATENCY} histogram", cure="vector-cache-tune")
+           f"exposes no {LATENCY} histogram")
 
 
 @covers("performance.latency", Status.UNKNOWN)
 def test_latency_without_metrics_or_prometheus() -> None:
     expect(FakeContext(no_prometheus(), metrics=refused("http://localhost:8081/metrics")), "performance.latency",
-           Status.UNKNOWN, "cannot measure latency", cure="vector-cache-tune")
+           Status.UNKNOWN, "cannot measure latency")
 
 
 def prometheus_p95(value: str) -> dict[str, Answer | Failure]:
@@ -134,7 +137,7 @@ def test_latency_from_prometheus_when_the_service_cannot_be_scraped() -> None:
 ])
 def test_latency_prometheus_without_an_answer(routes: dict[str, Answer | Failure]) -> None:
     expect(FakeContext(routes=routes, metrics=refused()), "performance.latency", Status.UNKNOWN,
-           "cannot measure latency", cure="vector-cache-tune")
+           "cannot measure latency")
 
 
 # --------------------------------------------------------------------------- performance.error-rate
@@ -162,14 +165,56 @@ def test_error_rate_at_one_percent_is_ok() -> None:
 @covers("performance.error-rate", Status.WARN)
 def test_error_rate_over_warn() -> None:
     expect(FakeContext(metrics=requests_window(980, {"500": 12, "503": 8})), "performance.error-rate",
-           Status.WARN, "2.00 %", "20 of 1000", cure="service-restart")
+           Status.WARN, "2.00 %", "20 of 1000", cure=None, escalate=1)
 
 
 @covers("performance.error-rate", Status.CRIT)
 @pytest.mark.parametrize("label", ["status", "code"])
 def test_error_rate_over_crit(label: str) -> None:
     expect(FakeContext(metrics=requests_window(900, {"502": 100}, label=label)), "performance.error-rate",
-           Status.CRIT, "10.00 %", cure="service-restart")
+           Status.CRIT, "10.00 %", cure=None, escalate=1)
+
+
+MODE = api("/api/v1/maintenance")
+
+
+@covers("performance.error-rate", Status.WARN)
+@pytest.mark.parametrize("mode", [{"readonly": True, "maintenance": False}, {"readonly": False, "maintenance": True}])
+def test_error_rate_of_refused_writes_names_the_mode(mode: dict[str, bool]) -> None:
+    """503s while the service refuses writes on purpose: WARN (not CRIT), the mode is the cause."""
+    ctx = FakeContext(routes={MODE: Answer(200, mode)}, metrics=requests_window(810, {"503": 190}))
+    word = "read-only" if mode["readonly"] else "maintenance"
+    out = expect(ctx, "performance.error-rate", Status.WARN, "19.00 %", f"writes refused because {word} mode is on",
+                 cause="read-only", cure="service-writes-resume")
+    assert evidence(out)["503"] == 190
+
+
+@covers("performance.error-rate", Status.CRIT)
+def test_error_rate_not_explained_by_the_mode_when_the_errors_are_not_503s() -> None:
+    ctx = FakeContext(routes={MODE: Answer(200, {"readonly": True, "maintenance": False})},
+                      metrics=requests_window(810, {"503": 90, "500": 100}))
+    expect(ctx, "performance.error-rate", Status.CRIT, "19.00 %", cure=None, escalate=1)
+
+
+@covers("performance.error-rate", Status.CRIT)
+@pytest.mark.parametrize(("qdrant", "postgres", "cause", "cure"), [
+    (refused("http://localhost:6333"), None, "qdrant-down", "dependency-restart component=qdrant"),
+    (None, Failure(FailureKind.TIMEOUT, "connection timeout expired"), "postgres-down",
+     "dependency-restart component=postgres"),
+])
+def test_error_rate_names_a_dependency_that_is_down(qdrant: Failure | None, postgres: Failure | None,
+                                                    cause: str, cure: str) -> None:
+    ctx = FakeContext(metrics=requests_window(900, {"500": 100}), qdrant=FakeQdrant(names=qdrant or ["task_vectors"]),
+                      postgres=FakePostgres(postgres))
+    expect(ctx, "performance.error-rate", Status.CRIT, "10.00 %", "unreachable", cause=cause, cure=cure)
+
+
+@covers("performance.error-rate", Status.CRIT)
+def test_error_rate_ignores_a_dependency_the_target_does_not_have() -> None:
+    target = Target(absent={"qdrant": "none here"})
+    ctx = FakeContext(target, metrics=requests_window(900, {"500": 100}), qdrant=FakeQdrant(names=refused()))
+    expect(ctx, "performance.error-rate", Status.CRIT, cure=None, escalate=1)
+    assert ctx.fake_qdrant.calls == []
 
 
 @covers("performance.error-rate", Status.OK)
@@ -188,14 +233,13 @@ def test_error_rate_no_requests() -> None:
 @covers("performance.error-rate", Status.UNKNOWN)
 def test_error_rate_without_the_counter() -> None:
     text = exposition({"email_sender_event_bus_queue_depth": 3})
-    expect(FakeContext(metrics=(text, text)), "performance.error-rate", Status.UNKNOWN, f"exposes no {REQUESTS}",
-           cure="service-restart")
+    expect(FakeContext(metrics=(text, text)), "performance.error-rate", Status.UNKNOWN, f"exposes no {REQUESTS}")
 
 
 @covers("performance.error-rate", Status.UNKNOWN)
 def test_error_rate_without_metrics() -> None:
     expect(FakeContext(metrics=Failure(FailureKind.TIMEOUT, "no answer")), "performance.error-rate", Status.UNKNOWN,
-           "cannot measure the error rate", cure="service-restart")
+           "cannot measure the error rate")
 
 
 # --------------------------------------------------------------------------- performance.memory
@@ -255,7 +299,7 @@ def test_memory_falls_back_to_the_metric_when_docker_has_no_stats() -> None:
 @covers("performance.memory", Status.UNKNOWN)
 def test_memory_unreadable() -> None:
     expect(FakeContext(Target(absent=NO_DOCKER), metrics=refused()), "performance.memory", Status.UNKNOWN,
-           "cannot read the service's memory", cure="go-gc-tune")
+           "cannot read the service's memory")
 
 
 # --------------------------------------------------------------------------- performance.slow-log
@@ -292,6 +336,23 @@ def test_slow_log_timeouts_at_warn_level_count(target: Target) -> None:
     assert evidence(out)["latest"] == [Path(target.service.log_dir, target.service.main_log).read_text().strip()]
 
 
+@covers("performance.slow-log", Status.OK, Status.WARN)
+def test_slow_log_manager_timeouts_are_not_slow_requests(target: Target) -> None:
+    """Heartbeat/discovery timeouts are inter-manager's to report: counted apart, never a WARN here."""
+    path = main_log(target, [
+        log_line(30, "WARN", "heartbeat timeout from email-manager", component="Coordinator"),
+        log_line(20, "ERROR", "timeout waiting for ack", component="cache-manager"),
+        log_line(10, "ERROR", "discovery round timeout after 5s", component="API"),
+    ])
+    out = expect(FakeContext(target), "performance.slow-log", Status.OK, "no SLOW lines or timeouts")
+    assert evidence(out)["manager timeouts (not counted: see inter-manager)"] == 3
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(log_line(5, "ERROR", "qdrant upsert: timeout", component="VectorService") + "\n")
+    out = expect(FakeContext(target), "performance.slow-log", Status.WARN, "0 SLOW line(s) and 1 timeout(s)",
+                 cure="qdrant-connection-pool")
+    assert evidence(out)["timeouts"] == 1
+
+
 @covers("performance.slow-log", Status.OK)
 def test_slow_log_only_reads_the_recent_window(target: Target) -> None:
     main_log(target, [log_line(3600, "WARN", "SLOW request GET /api/v1/tasks"),
@@ -303,4 +364,4 @@ def test_slow_log_only_reads_the_recent_window(target: Target) -> None:
 @covers("performance.slow-log", Status.UNKNOWN)
 def test_slow_log_without_a_log(target: Target) -> None:
     expect(FakeContext(target), "performance.slow-log", Status.UNKNOWN, "cannot read the service log",
-           "email-sender.log", cure="qdrant-connection-pool")
+           "email-sender.log")

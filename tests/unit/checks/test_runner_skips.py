@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fakes import Answer, FakeContext, FakeQdrant, api, collection_info, refused
+from fakes import Answer, FakeContext, FakeQdrant, api, collection_info, exposition, refused
 
 from es_doctor.checks.registry import REGISTRY
 from es_doctor.config import Target
@@ -23,6 +23,7 @@ def test_qdrant_down_skips_the_collection_checks_with_the_root_cause() -> None:
     assert set(findings) == {"vectors.qdrant", "vectors.collection", "vectors.dimensions", "vectors.search"}
     assert findings["vectors.qdrant"].status is Status.CRIT
     assert findings["vectors.qdrant"].runbook == "dependency-restart"
+    assert findings["vectors.qdrant"].runbook_params == {"component": "qdrant"}
     for dependant in ("vectors.collection", "vectors.dimensions", "vectors.search"):
         assert findings[dependant].status is Status.SKIP, dependant
         assert findings[dependant].runbook is None
@@ -31,8 +32,9 @@ def test_qdrant_down_skips_the_collection_checks_with_the_root_cause() -> None:
     assert findings["vectors.search"].summary == findings["vectors.collection"].summary
 
 
-def test_metrics_endpoint_down_skips_the_window_checks() -> None:
-    ctx = FakeContext(routes={api("/health"): Answer(200, {"status": "ok"})}, metrics=refused())
+def test_metrics_endpoint_down_skips_the_window_checks(listening_port: int) -> None:
+    target = Target(service={"api_url": f"http://127.0.0.1:{listening_port}"})  # type: ignore[arg-type]
+    ctx = FakeContext(target, routes={api("/health", target): Answer(200, {"status": "ok"})}, metrics=refused())
     findings = run(ctx, "performance.latency", "performance.error-rate", "vectors.insert-errors",
                    "inter-manager.event-bus")
     assert findings["monitoring.metrics-endpoint"].status is Status.CRIT
@@ -61,3 +63,25 @@ def test_a_warn_prerequisite_lets_dependants_run() -> None:
     findings = run(FakeContext(qdrant=qdrant), "vectors.search")
     assert findings["vectors.dimensions"].status is Status.WARN
     assert findings["vectors.search"].status is Status.OK
+
+
+def test_the_report_carries_the_cause_its_cure_and_the_escalation_level() -> None:
+    """What es_doctor.cures says reaches the finding: cause-picked cure with params; level when no cure;
+    nothing for an UNKNOWN that names no cause."""
+    target = Target(absent={"postgres": "none", "docker": "none"})
+    ctx = FakeContext(target, qdrant=FakeQdrant(names=["other"]), metrics=(ops(0, 0), ops(900, 100)))
+    findings = run(ctx, "vectors.insert-errors", "performance.error-rate", "performance.latency")
+    insert = findings["vectors.insert-errors"]
+    assert (insert.status, insert.cause, insert.runbook, insert.escalate) == (
+        Status.WARN, "collection-missing", "qdrant-collection-recreate", None)
+    errors = findings["performance.error-rate"]
+    assert (errors.status, errors.cause, errors.runbook, errors.escalate) == (Status.CRIT, None, None, 1)
+    latency = findings["performance.latency"]
+    assert (latency.status, latency.runbook, latency.escalate) == (Status.UNKNOWN, None, None)
+
+
+def ops(ok: int, failed: int) -> str:
+    return exposition({'email_sender_vector_operations_total{op="insert",result="ok"}': ok,
+                       'email_sender_vector_operations_total{op="insert",result="error"}': failed,
+                       'email_sender_http_requests_total{status="200"}': ok,
+                       'email_sender_http_requests_total{status="500"}': failed})

@@ -89,20 +89,19 @@ def test_health_down(failure: Failure) -> None:
 @covers("startup.health", Status.UNKNOWN)
 def test_health_404_is_not_served_by_this_version() -> None:
     expect(FakeContext(routes={api("/health"): Answer(404, "404 page not found")}), "startup.health",
-           Status.UNKNOWN, "not served by this version", cure="service-restart")
+           Status.UNKNOWN, "not served by this version")
 
 
 @covers("startup.health", Status.UNKNOWN)
 def test_health_not_json_breaks_the_contract() -> None:
     expect(FakeContext(routes={api("/health"): Answer(200, "<html>hi</html>")}), "startup.health",
-           Status.UNKNOWN, "does not follow the contract", cure="service-restart")
+           Status.UNKNOWN, "does not follow the contract")
 
 
 @covers("startup.health", Status.UNKNOWN)
 def test_ready_404_is_unknown_not_down() -> None:
     routes = {**HEALTHY, api("/ready"): Answer(404, "404 page not found")}
-    out = expect(FakeContext(routes=routes), "startup.health", Status.UNKNOWN, "/ready is not served",
-                 cure="service-restart")
+    out = expect(FakeContext(routes=routes), "startup.health", Status.UNKNOWN, "/ready is not served")
     assert evidence(out) == {"/health": 200, "/ready": 404}
 
 
@@ -113,23 +112,28 @@ def test_ready_refused() -> None:
 
 
 @covers("startup.health", Status.CRIT)
-@pytest.mark.parametrize(("waiting", "cure"), [
-    (["config"], "config-missing"),
-    (["qdrant"], "dependency-restart"),
-    (["postgres", "qdrant"], "dependency-restart"),
-    ([], "service-restart"),
+@pytest.mark.parametrize(("waiting", "cause", "cure"), [
+    (["config"], "config", "config-missing"),
+    (["GO_ENV"], "config", "config-missing"),
+    (["qdrant"], "qdrant-down", "dependency-restart component=qdrant"),
+    (["Vectors"], "qdrant-down", "dependency-restart component=qdrant"),
+    (["qdrant", "postgres"], "postgres-down", "dependency-restart component=postgres"),
+    (["database"], "postgres-down", "dependency-restart component=postgres"),
+    (["smtp"], None, "service-restart"),
+    ([], None, "service-restart"),
 ])
-def test_not_ready_names_the_cure_of_what_it_waits_for(waiting: list[str], cure: str) -> None:
+def test_not_ready_names_the_cure_of_what_it_waits_for(waiting: list[str], cause: str | None, cure: str) -> None:
     routes = {**HEALTHY, api("/ready"): Answer(503, {"ready": False, "waiting_for": waiting})}
     out = expect(FakeContext(routes=routes), "startup.health", Status.CRIT, "live but not ready",
-                 ", ".join(waiting) or "?", cure=cure)
-    assert evidence(out)["waiting_for"] == waiting
+                 ", ".join(waiting) or "?", cause=cause, cure=cure)
+    assert evidence(out)["waiting for"] == (", ".join(waiting) or "?")
 
 
 @covers("startup.health", Status.CRIT)
 def test_ready_200_saying_false_is_not_ready() -> None:
     routes = {**HEALTHY, api("/ready"): Answer(200, {"ready": False, "waiting_for": ["qdrant"]})}
-    expect(FakeContext(routes=routes), "startup.health", Status.CRIT, "waiting for: qdrant", cure="dependency-restart")
+    expect(FakeContext(routes=routes), "startup.health", Status.CRIT, "waiting for: qdrant",
+           cause="qdrant-down", cure="dependency-restart component=qdrant")
 
 
 # --------------------------------------------------------------------------- startup.docker-engine
@@ -144,9 +148,10 @@ def test_docker_engine_answers() -> None:
 @pytest.mark.parametrize("failure", [engine_down(), Failure(FailureKind.UNAVAILABLE, "docker SDK not installed"),
                                      Failure(FailureKind.ERROR, "permission denied on the socket")])
 def test_docker_engine_down_is_crit_with_a_hint(failure: Failure) -> None:
-    """Whatever the failure kind, an engine that does not answer is CRIT (never UNKNOWN); no runbook cures it."""
+    """Whatever the failure kind, an engine that does not answer is CRIT (never UNKNOWN); no runbook cures
+    it: escalation level 2 (DevOps)."""
     out = expect(FakeContext(docker=FakeDocker(down=failure)), "startup.docker-engine", Status.CRIT,
-                 "Docker engine", cure=None)
+                 "Docker engine", cure=None, escalate=2)
     assert "mark docker absent" in evidence(out)["hint"]
 
 
@@ -199,7 +204,7 @@ def test_container_restart_count_warns_from_three() -> None:
 @covers("startup.container", Status.UNKNOWN)
 def test_container_engine_error_is_unknown() -> None:
     docker = FakeDocker(down=Failure(FailureKind.ERROR, "500 Server Error: storage driver"))
-    expect(FakeContext(docker=docker), "startup.container", Status.UNKNOWN, "Docker engine", cure="service-restart")
+    expect(FakeContext(docker=docker), "startup.container", Status.UNKNOWN, "Docker engine")
 
 
 # --------------------------------------------------------------------------- startup.port-owner
@@ -249,8 +254,7 @@ def test_port_owner_without_docker_asks_the_holder_whether_it_is_the_service(lis
 @covers("startup.port-owner", Status.UNKNOWN)
 def test_port_owner_cannot_list_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ports, "listeners", lambda port: failed(FailureKind.ERROR, "cannot list sockets: EPERM"))
-    expect(FakeContext(), "startup.port-owner", Status.UNKNOWN, "cannot tell who holds port 8080",
-           cure="port-in-use")
+    expect(FakeContext(), "startup.port-owner", Status.UNKNOWN, "cannot tell who holds port 8080")
 
 
 # --------------------------------------------------------------------------- startup.go-env
@@ -286,7 +290,7 @@ def test_go_env_container_missing() -> None:
 @covers("startup.go-env", Status.UNKNOWN)
 def test_go_env_engine_down_is_unknown() -> None:
     expect(FakeContext(docker=FakeDocker(down=engine_down())), "startup.go-env", Status.UNKNOWN,
-           "cannot read the service's environment", cure="config-missing")
+           "cannot read the service's environment")
 
 
 @covers("startup.go-env", Status.OK, Status.CRIT)
@@ -303,7 +307,7 @@ def test_go_env_without_docker_reads_the_port_holders_environment(
 @covers("startup.go-env", Status.UNKNOWN)
 def test_go_env_without_docker_and_no_listener(closed_port: int) -> None:
     expect(FakeContext(local_target(closed_port, absent=NO_DOCKER)), "startup.go-env", Status.UNKNOWN,
-           "no process listens on the API port", cure="config-missing")
+           "no process listens on the API port")
 
 
 # --------------------------------------------------------------------------- startup.config-file
@@ -348,7 +352,7 @@ def test_config_file_not_a_mapping(content: str) -> None:
 def test_config_file_unreadable_is_unknown() -> None:
     failure = Failure(FailureKind.ERROR, "storage driver error")
     expect(FakeContext(docker=docker_file(failure)), "startup.config-file", Status.UNKNOWN, "cannot read",
-           "storage driver error", cure="config-missing")
+           "storage driver error")
 
 
 @covers("startup.config-file", Status.OK)
@@ -389,13 +393,13 @@ def test_qdrant_answers() -> None:
                                      Failure(FailureKind.AUTH, "403 forbidden", 403)])
 def test_qdrant_down(failure: Failure) -> None:
     expect(FakeContext(qdrant=FakeQdrant(names=failure)), "startup.qdrant", Status.CRIT,
-           "Qdrant at http://localhost:6333", cure="dependency-restart")
+           "Qdrant at http://localhost:6333", cure="dependency-restart component=qdrant")
 
 
 @covers("startup.qdrant", Status.UNKNOWN)
 def test_qdrant_strange_answer() -> None:
     expect(FakeContext(qdrant=FakeQdrant(names=Failure(FailureKind.BAD_RESPONSE, "not JSON"))), "startup.qdrant",
-           Status.UNKNOWN, "does not follow the contract", cure="dependency-restart")
+           Status.UNKNOWN, "does not follow the contract")
 
 
 @covers("startup.postgres", Status.OK)
@@ -411,10 +415,53 @@ def test_postgres_answers() -> None:
 ])
 def test_postgres_down(failure: Failure, word: str) -> None:
     expect(FakeContext(postgres=FakePostgres(failure)), "startup.postgres", Status.CRIT, word,
-           cure="dependency-restart")
+           cure="dependency-restart component=postgres")
 
 
 @covers("startup.postgres", Status.UNKNOWN)
 def test_postgres_other_error_is_unknown() -> None:
     expect(FakeContext(postgres=FakePostgres(Failure(FailureKind.ERROR, "database email_sender does not exist"))),
-           "startup.postgres", Status.UNKNOWN, "PostgreSQL", cure="dependency-restart")
+           "startup.postgres", Status.UNKNOWN, "PostgreSQL")
+
+
+# --------------------------------------------------------------------------- startup.service-mode
+
+MODE = api("/api/v1/maintenance")
+
+
+@covers("startup.service-mode", Status.OK)
+def test_service_mode_writes_accepted() -> None:
+    out = expect(FakeContext(routes={MODE: Answer(200, {"readonly": False, "maintenance": False, "since": None})}),
+                 "startup.service-mode", Status.OK, "modes are off")
+    assert evidence(out) == {"read-only": "off", "maintenance": "off"}
+
+
+@covers("startup.service-mode", Status.WARN)
+@pytest.mark.parametrize(("body", "word"), [
+    ({"readonly": True, "maintenance": False}, "read-only mode is on"),
+    ({"readonly": False, "maintenance": True}, "maintenance mode is on"),
+    ({"readonly": True, "maintenance": True}, "read-only and maintenance mode is on"),
+    ({"readonly": True}, "read-only mode is on"),  # a missing field is off
+])
+def test_service_mode_refusing_writes(body: dict[str, bool], word: str) -> None:
+    out = expect(FakeContext(routes={MODE: Answer(200, body)}), "startup.service-mode", Status.WARN, word,
+                 "refuses every write", cure="service-writes-resume")
+    assert evidence(out)["read-only"] == ("on" if body.get("readonly") else "off")
+
+
+@covers("startup.service-mode", Status.SKIP)
+def test_service_mode_not_served_by_this_version() -> None:
+    expect(FakeContext(routes={MODE: Answer(404, "404 page not found")}), "startup.service-mode", Status.SKIP,
+           "does not report its mode")
+
+
+@covers("startup.service-mode", Status.CRIT)
+def test_service_mode_endpoint_fails() -> None:
+    expect(FakeContext(routes={MODE: Answer(500, "boom")}), "startup.service-mode", Status.CRIT,
+           "/api/v1/maintenance: answered with an error", cure="service-writes-resume")
+
+
+@covers("startup.service-mode", Status.UNKNOWN)
+@pytest.mark.parametrize("answer", [Answer(200, "read-only: no"), Answer(200, ["readonly"])])
+def test_service_mode_answer_unusable(answer: Answer) -> None:
+    expect(FakeContext(routes={MODE: answer}), "startup.service-mode", Status.UNKNOWN, "does not follow the contract")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from fakes import FakeContext, FakeQdrant, collection_info, covers, evidence, expect, exposition, refused
+from fakes import FakeContext, FakePostgres, FakeQdrant, collection_info, covers, evidence, expect, exposition, refused
 
+from es_doctor.checks import vectors
+from es_doctor.checks.registry import load_all
 from es_doctor.findings import Status
 from es_doctor.probes.result import Failure, FailureKind
+from es_doctor.runner import select
 
 OPS = "email_sender_vector_operations_total"
 CONN = "email_sender_qdrant_connection_errors_total"
@@ -24,13 +27,13 @@ def test_qdrant_reachable() -> None:
 @covers("vectors.qdrant", Status.CRIT)
 def test_qdrant_unreachable() -> None:
     expect(FakeContext(qdrant=FakeQdrant(names=refused("http://localhost:6333"))), "vectors.qdrant", Status.CRIT,
-           "unreachable", cure="dependency-restart")
+           "unreachable", cure="dependency-restart component=qdrant")
 
 
 @covers("vectors.qdrant", Status.UNKNOWN)
 def test_qdrant_strange_answer() -> None:
     expect(FakeContext(qdrant=FakeQdrant(names=Failure(FailureKind.BAD_RESPONSE, "not JSON"))), "vectors.qdrant",
-           Status.UNKNOWN, "does not follow the contract", cure="dependency-restart")
+           Status.UNKNOWN, "does not follow the contract")
 
 
 def test_qdrant_collection_list_is_read_once_per_run() -> None:
@@ -69,7 +72,7 @@ def test_collection_qdrant_down_when_called_alone() -> None:
 @covers("vectors.collection", Status.UNKNOWN)
 def test_collection_list_unusable() -> None:
     expect(FakeContext(qdrant=FakeQdrant(names=Failure(FailureKind.BAD_RESPONSE, "not JSON"))), "vectors.collection",
-           Status.UNKNOWN, "does not follow the contract", cure="qdrant-collection-recreate")
+           Status.UNKNOWN, "does not follow the contract")
 
 
 # --------------------------------------------------------------------------- vectors.dimensions
@@ -111,10 +114,17 @@ def test_dimensions_collection_not_green(state: str) -> None:
     expect(dims(status=state), "vectors.dimensions", Status.WARN, f"status is {state}", cure="qdrant-dimension-fix")
 
 
+@pytest.mark.xfail(strict=True, reason="bug: the check never names the cause not-green that es_doctor.cures "
+                   "declares, so a yellow collection gets the destructive default qdrant-dimension-fix")
+def test_dimensions_collection_not_green_is_not_a_dimension_problem() -> None:
+    """A collection that is optimizing or failed is not a dimension problem: no destructive fix, an expert."""
+    expect(dims(status="yellow"), "vectors.dimensions", Status.WARN, cause="not-green", cure=None, escalate=3)
+
+
 @covers("vectors.dimensions", Status.UNKNOWN, Status.CRIT)
 def test_dimensions_collection_info_unreadable() -> None:
     ctx = FakeContext(qdrant=FakeQdrant(infos={"task_vectors": Failure(FailureKind.BAD_RESPONSE, "bad")}))
-    expect(ctx, "vectors.dimensions", Status.UNKNOWN, "collection task_vectors", cure="qdrant-dimension-fix")
+    expect(ctx, "vectors.dimensions", Status.UNKNOWN, "collection task_vectors")
     ctx = FakeContext(qdrant=FakeQdrant(infos={"task_vectors": refused()}))
     expect(ctx, "vectors.dimensions", Status.CRIT, "unreachable", cure="qdrant-dimension-fix")
 
@@ -134,7 +144,7 @@ def test_search_fast_and_warm_up_not_counted() -> None:
 def test_search_over_50_ms_warns() -> None:
     expect(FakeContext(qdrant=FakeQdrant(searches=[(5, 50.0)])), "vectors.search", Status.OK)
     out = expect(FakeContext(qdrant=FakeQdrant(searches=[(5, 80.0)])), "vectors.search", Status.WARN, "80.0 ms",
-                 cure="qdrant-connection-pool")
+                 cure="vector-cache-tune")
     assert evidence(out)["latency"] == 80.0
 
 
@@ -142,16 +152,15 @@ def test_search_over_50_ms_warns() -> None:
 def test_search_collection_not_found() -> None:
     failure = Failure(FailureKind.NOT_FOUND, "Collection `task_vectors` doesn't exist!")
     expect(FakeContext(qdrant=FakeQdrant(searches=[failure])), "vectors.search", Status.CRIT,
-           "test search failed", "doesn't exist", cure="qdrant-connection-pool")
+           "test search failed", "doesn't exist", cure="vector-cache-tune")
 
 
 @covers("vectors.search", Status.CRIT, Status.UNKNOWN)
 def test_search_errors() -> None:
     expect(FakeContext(qdrant=FakeQdrant(searches=[refused()])), "vectors.search", Status.CRIT, "unreachable",
-           cure="qdrant-connection-pool")
+           cure="vector-cache-tune")
     bad = Failure(FailureKind.ERROR, "Wrong input: Vector dimension error: expected dim: 768, got 1536")
-    expect(FakeContext(qdrant=FakeQdrant(searches=[bad])), "vectors.search", Status.UNKNOWN, "test search",
-           cure="qdrant-connection-pool")
+    expect(FakeContext(qdrant=FakeQdrant(searches=[bad])), "vectors.search", Status.UNKNOWN, "test search")
 
 
 # --------------------------------------------------------------------------- vectors.insert-errors
@@ -177,6 +186,29 @@ def test_insert_errors_over_threshold() -> None:
            "0.20 %", "2 of 1000", cure="qdrant-dimension-fix")
 
 
+@covers("vectors.insert-errors", Status.WARN)
+@pytest.mark.parametrize("failure", [refused("http://localhost:6333"), Failure(FailureKind.TIMEOUT, "timed out")])
+def test_insert_errors_while_qdrant_is_down_point_at_qdrant(failure: Failure) -> None:
+    ctx = FakeContext(metrics=(ops(10_000, 0), ops(10_000, 1000)), qdrant=FakeQdrant(names=failure))
+    expect(ctx, "vectors.insert-errors", Status.WARN, "100.00 %", "a consequence: Qdrant is unreachable",
+           cause="qdrant-down", cure="dependency-restart component=qdrant")
+
+
+@covers("vectors.insert-errors", Status.WARN)
+def test_insert_errors_while_the_collection_is_missing_point_at_recreating_it() -> None:
+    """Not at the (destructive) dimension fix: the collection is gone, recreate it."""
+    ctx = FakeContext(metrics=(ops(10_000, 0), ops(10_000, 1000)), qdrant=FakeQdrant(names=["other"]))
+    expect(ctx, "vectors.insert-errors", Status.WARN, "a consequence: the collection task_vectors does not exist",
+           cause="collection-missing", cure="qdrant-collection-recreate")
+
+
+@covers("vectors.insert-errors", Status.WARN)
+def test_insert_errors_postgres_down_is_not_their_cause() -> None:
+    ctx = FakeContext(metrics=(ops(10_000, 0), ops(10_990, 10)), qdrant=FakeQdrant(),
+                      postgres=FakePostgres(refused()))
+    expect(ctx, "vectors.insert-errors", Status.WARN, "1.00 %", cure="qdrant-dimension-fix")
+
+
 @covers("vectors.insert-errors", Status.OK)
 def test_insert_errors_ignore_search_errors_and_old_errors() -> None:
     expect(FakeContext(metrics=(ops(100, 900, 0), ops(200, 900, 400))), "vectors.insert-errors", Status.OK, "0.00 %")
@@ -189,11 +221,9 @@ def test_insert_errors_no_inserts() -> None:
 
 @covers("vectors.insert-errors", Status.UNKNOWN)
 def test_insert_errors_without_metrics() -> None:
-    expect(FakeContext(metrics=refused()), "vectors.insert-errors", Status.UNKNOWN, "cannot read the vector metrics",
-           cure="qdrant-dimension-fix")
+    expect(FakeContext(metrics=refused()), "vectors.insert-errors", Status.UNKNOWN, "cannot read the vector metrics")
     text = exposition({"email_sender_event_bus_queue_depth": 1})
-    expect(FakeContext(metrics=(text, text)), "vectors.insert-errors", Status.UNKNOWN, f"exposes no {OPS}",
-           cure="qdrant-dimension-fix")
+    expect(FakeContext(metrics=(text, text)), "vectors.insert-errors", Status.UNKNOWN, f"exposes no {OPS}")
 
 
 # --------------------------------------------------------------------------- vectors.connection-errors
@@ -210,14 +240,68 @@ def test_connection_errors_none_new() -> None:
 @covers("vectors.connection-errors", Status.CRIT)
 def test_connection_errors_any_is_crit() -> None:
     out = expect(FakeContext(metrics=(exposition({CONN: 42}), exposition({CONN: 43}))), "vectors.connection-errors",
-                 Status.CRIT, "1 Qdrant connection error(s)", cure="dependency-restart")
+                 Status.CRIT, "1 Qdrant connection error(s)", cure="dependency-restart component=qdrant")
     assert evidence(out)["connection errors"] == 1
 
 
 @covers("vectors.connection-errors", Status.UNKNOWN)
 def test_connection_errors_without_metrics() -> None:
     expect(FakeContext(metrics=refused()), "vectors.connection-errors", Status.UNKNOWN,
-           "cannot read the vector metrics", cure="dependency-restart")
+           "cannot read the vector metrics")
     text = exposition({"email_sender_event_bus_queue_depth": 1})
-    expect(FakeContext(metrics=(text, text)), "vectors.connection-errors", Status.UNKNOWN, f"exposes no {CONN}",
-           cure="dependency-restart")
+    expect(FakeContext(metrics=(text, text)), "vectors.connection-errors", Status.UNKNOWN, f"exposes no {CONN}")
+
+
+# --------------------------------------------------------------------------- vectors.coverage (on demand)
+
+
+@pytest.fixture
+def no_recheck_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vectors, "COVERAGE_RECHECK_S", 0.0)
+
+
+def test_coverage_runs_only_on_demand() -> None:
+    spec = load_all()["vectors.coverage"]
+    assert spec.on_demand and not spec.heals
+    assert "vectors.coverage" not in {s.id for s in select()}
+    assert "vectors.coverage" in {s.id for s in select(["vectors.coverage"])}
+
+
+@covers("vectors.coverage", Status.OK)
+def test_coverage_every_task_has_its_vector(no_recheck_wait: None) -> None:
+    qdrant = FakeQdrant(task_ids=[[*range(1, 11), None, "x", "12"]])  # points of other tasks, odd payloads
+    out = expect(FakeContext(qdrant=qdrant, postgres=FakePostgres()), "vectors.coverage", Status.OK,
+                 "all 10 task(s) have their vector")
+    assert evidence(out) == {"task rows": 10, "rows without a vector": 0, "points": 11}
+
+
+@covers("vectors.coverage", Status.CRIT)
+def test_coverage_tasks_without_vectors(no_recheck_wait: None) -> None:
+    qdrant = FakeQdrant(task_ids=[[1, 2, 3]])
+    out = expect(FakeContext(qdrant=qdrant, postgres=FakePostgres()), "vectors.coverage", Status.CRIT,
+                 "7 of 10 task(s) have no vector in task_vectors", cure="qdrant-collection-restore")
+    assert evidence(out)["e.g."] == "4, 5, 6, 7, 8"
+    assert qdrant.calls.count("scroll task_vectors task_id") == 2  # read again before calling it missing
+
+
+@covers("vectors.coverage", Status.OK, Status.CRIT)
+def test_coverage_a_vector_written_meanwhile_is_not_missing(no_recheck_wait: None) -> None:
+    qdrant = FakeQdrant(task_ids=[list(range(1, 10)), list(range(1, 11))])
+    expect(FakeContext(qdrant=qdrant, postgres=FakePostgres()), "vectors.coverage", Status.OK)
+    # a row deleted meanwhile is not missing either; a row still without its vector is
+    postgres = FakePostgres(ids=[list(range(1, 11)), [1, 2, 3, 5]])
+    qdrant = FakeQdrant(task_ids=[[1, 2], [1, 2, 3]])
+    out = expect(FakeContext(qdrant=qdrant, postgres=postgres), "vectors.coverage", Status.CRIT, "1 of 10",
+                 cure="qdrant-collection-restore")
+    assert evidence(out)["e.g."] == "5"
+
+
+@covers("vectors.coverage", Status.CRIT, Status.UNKNOWN)
+def test_coverage_unreadable(no_recheck_wait: None) -> None:
+    expect(FakeContext(qdrant=FakeQdrant(), postgres=FakePostgres(ids=[refused()])), "vectors.coverage",
+           Status.CRIT, "PostgreSQL table tasks: unreachable", cure="qdrant-collection-restore")
+    missing_table = Failure(FailureKind.NOT_FOUND, 'relation "tasks" does not exist')
+    expect(FakeContext(qdrant=FakeQdrant(), postgres=FakePostgres(ids=[missing_table])), "vectors.coverage",
+           Status.UNKNOWN, "PostgreSQL table tasks")
+    expect(FakeContext(qdrant=FakeQdrant(task_ids=[Failure(FailureKind.BAD_RESPONSE, "bad")]),
+                       postgres=FakePostgres()), "vectors.coverage", Status.UNKNOWN, "the points of task_vectors")
