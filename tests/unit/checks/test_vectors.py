@@ -111,14 +111,9 @@ def test_dimensions_unknown_size_is_not_the_configured_one() -> None:
 @covers("vectors.dimensions", Status.WARN)
 @pytest.mark.parametrize("state", ["yellow", "red"])
 def test_dimensions_collection_not_green(state: str) -> None:
-    expect(dims(status=state), "vectors.dimensions", Status.WARN, f"status is {state}", cure="qdrant-dimension-fix")
-
-
-@pytest.mark.xfail(strict=True, reason="bug: the check never names the cause not-green that es_doctor.cures "
-                   "declares, so a yellow collection gets the destructive default qdrant-dimension-fix")
-def test_dimensions_collection_not_green_is_not_a_dimension_problem() -> None:
     """A collection that is optimizing or failed is not a dimension problem: no destructive fix, an expert."""
-    expect(dims(status="yellow"), "vectors.dimensions", Status.WARN, cause="not-green", cure=None, escalate=3)
+    expect(dims(status=state), "vectors.dimensions", Status.WARN, f"status is {state}", cause="not-green",
+           cure=None, escalate=3)
 
 
 @covers("vectors.dimensions", Status.UNKNOWN, Status.CRIT)
