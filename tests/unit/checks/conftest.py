@@ -7,11 +7,14 @@ import subprocess
 import sys
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakes import OBSERVED, iter_covers
 
 from es_doctor.config import Target
+from es_doctor.probes import ports
+from es_doctor.probes.result import Result
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -30,6 +33,29 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
                not in seen]
     if missing:
         pytest.fail(f"declared by @covers but never observed: {', '.join(missing)}", pytrace=False)
+
+
+#: the stack's default ports: a unit test must never read whatever runs on them on this machine
+STACK_PORTS = {8080, 8081, 8082, 6333, 6334, 5432, 6379, 9090, 3000}
+
+
+@pytest.fixture(autouse=True)
+def no_real_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail a test that would connect to, or list the owners of, a port of the machine's own stack."""
+    real_connect = socket.create_connection
+    real_listeners = ports.listeners
+
+    def connect(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        host, port = address
+        assert host == "127.0.0.1" and port not in STACK_PORTS, f"a unit test connected to {host}:{port}"
+        return real_connect(address, *args, **kwargs)
+
+    def listeners(port: int) -> Result[list[ports.ProcessInfo]]:
+        assert port not in STACK_PORTS, f"a unit test listed the owners of the machine's port {port}"
+        return real_listeners(port)
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    monkeypatch.setattr(ports, "listeners", listeners)
 
 
 @pytest.fixture
