@@ -19,6 +19,7 @@ import pytest
 from es_doctor.checks.registry import load_all
 from es_doctor.config import Target
 from es_doctor.findings import Finding, Status
+from es_doctor.lab.fault_table import HISTORY_CHECKS, TABLE, FaultSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -60,55 +61,71 @@ def test_cli_on_healthy_lab_exits_0(healthy_lab: Any) -> None:
     assert report["counts"]["OK"] == len([s for s in load_all().values() if not s.on_demand])
 
 
-# (fault, check id, expected status, extra assertion on the finding's text)
-CASES: list[tuple[str, str, Status, str]] = [
-    ("service-exits", "startup.api-port", Status.CRIT, "connection refused"),
-    ("service-exits", "startup.container", Status.CRIT, "exit code 1"),
-    ("service-exits", "deploy.containers", Status.CRIT, "email-sender-go (exited)"),
-    ("config-missing", "startup.config-file", Status.CRIT, "missing"),
-    ("go-env-unset", "startup.go-env", Status.CRIT, "GO_ENV"),
-    ("go-env-unset", "startup.health", Status.CRIT, "config"),
-    ("port-taken", "startup.port-owner", Status.CRIT, "squatter"),
-    ("qdrant-down", "startup.qdrant", Status.CRIT, "unreachable"),
-    ("qdrant-down", "vectors.qdrant", Status.CRIT, "unreachable"),
-    ("qdrant-down", "vectors.collection", Status.SKIP, "prerequisite vectors.qdrant"),
-    ("postgres-down", "startup.postgres", Status.CRIT, "PostgreSQL"),
-    ("slow-api-warn", "performance.latency", Status.WARN, "p95"),
-    ("slow-api-crit", "performance.latency", Status.CRIT, "p95"),
-    ("errors-warn", "performance.error-rate", Status.WARN, "error rate"),
-    ("errors-crit", "performance.error-rate", Status.CRIT, "error rate"),
-    ("memory-pressure", "performance.memory", Status.WARN, "MiB"),
-    ("memory-critical", "performance.memory", Status.CRIT, "MiB"),
-    ("slow-logs", "performance.slow-log", Status.WARN, "SLOW"),
-    ("collection-missing", "vectors.collection", Status.CRIT, "does not exist"),
-    ("collection-missing", "vectors.dimensions", Status.SKIP, "prerequisite vectors.collection"),
-    ("wrong-vector-size", "vectors.dimensions", Status.CRIT, "size 768, expected 1536"),
-    ("vector-insert-errors", "vectors.insert-errors", Status.WARN, "insert errors"),
-    ("qdrant-flaky", "vectors.connection-errors", Status.CRIT, "Qdrant connection error"),
-    ("slow-vector-search", "vectors.search", Status.WARN, "test search"),
-    ("manager-down", "inter-manager.status", Status.CRIT, "notification-manager"),
-    ("discovery-broken", "inter-manager.discovery", Status.CRIT, "misses"),
-    ("event-bus-saturated", "inter-manager.event-bus", Status.CRIT, "dropped"),
-    ("event-bus-saturated", "inter-manager.eventbus-log", Status.WARN, "EventBus"),
-    ("metrics-off", "monitoring.metrics-endpoint", Status.CRIT, "unreachable"),
-    ("metrics-off", "monitoring.prometheus-target", Status.CRIT, "down"),
-    ("prometheus-down", "monitoring.prometheus", Status.CRIT, "unreachable"),
-    ("deploy-log-errors", "deploy.deployment-log", Status.CRIT, "error line"),
-    ("deploy-log-errors", "deploy.migration-log", Status.CRIT, "error line"),
-    ("image-drift", "deploy.image-drift", Status.WARN, "drift"),
-    ("qdrant-flaky", "monitoring.alerts", Status.CRIT, "EmailSenderQdrantConnectionErrors"),
-]
+#: words the finding's summary must hold, per (fault, check); the statuses come from the lab's fault table
+TEXT: dict[tuple[str, str], str] = {
+    ("service-exits", "startup.api-port"): "connection refused",
+    ("service-exits", "startup.container"): "exit code 1",
+    ("service-exits", "deploy.containers"): "email-sender-go (exited)",
+    ("config-missing", "startup.config-file"): "missing",
+    ("go-env-unset", "startup.go-env"): "GO_ENV",
+    ("go-env-unset", "startup.health"): "config",
+    ("port-taken", "startup.port-owner"): "squatter",
+    ("qdrant-down", "startup.qdrant"): "unreachable",
+    ("qdrant-down", "vectors.qdrant"): "unreachable",
+    ("qdrant-down", "vectors.collection"): "prerequisite vectors.qdrant",
+    ("postgres-down", "startup.postgres"): "PostgreSQL",
+    ("slow-api-warn", "performance.latency"): "p95",
+    ("slow-api-crit", "performance.latency"): "p95",
+    ("errors-warn", "performance.error-rate"): "error rate",
+    ("errors-crit", "performance.error-rate"): "error rate",
+    ("memory-pressure", "performance.memory"): "MiB",
+    ("memory-critical", "performance.memory"): "MiB",
+    ("slow-logs", "performance.slow-log"): "SLOW",
+    ("collection-missing", "vectors.collection"): "does not exist",
+    ("collection-missing", "vectors.dimensions"): "prerequisite vectors.collection",
+    ("wrong-vector-size", "vectors.dimensions"): "size 768, expected 1536",
+    ("vector-insert-errors", "vectors.insert-errors"): "insert errors",
+    ("qdrant-flaky", "vectors.connection-errors"): "Qdrant connection error",
+    ("slow-vector-search", "vectors.search"): "test search",
+    ("manager-down", "inter-manager.status"): "notification-manager",
+    ("discovery-broken", "inter-manager.discovery"): "misses",
+    ("event-bus-saturated", "inter-manager.event-bus"): "dropped",
+    ("event-bus-saturated", "inter-manager.eventbus-log"): "EventBus",
+    ("metrics-off", "monitoring.metrics-endpoint"): "unreachable",
+    ("metrics-off", "monitoring.prometheus-target"): "down",
+    ("prometheus-down", "monitoring.prometheus"): "unreachable",
+    ("deploy-log-errors", "deploy.deployment-log"): "error line",
+    ("deploy-log-errors", "deploy.migration-log"): "error line",
+    ("image-drift", "deploy.image-drift"): "drift",
+    ("qdrant-flaky", "monitoring.alerts"): "EmailSenderQdrantConnectionErrors",
+}
+TRIPPING = [spec for spec in TABLE if spec.trips]
 
 
-@pytest.mark.parametrize(("fault", "check_id", "expected", "text"), CASES,
-                         ids=[f"{c[0]}->{c[1]}" for c in CASES])
-def test_fault_trips_its_check(healthy_lab: Any, fault: str, check_id: str, expected: Status, text: str) -> None:
-    healthy_lab.add_fault(fault)
-    finding = wait_for_status(healthy_lab.target, check_id, expected, timeout=45.0)
-    assert text in finding.summary, finding.summary
-    if expected in (Status.WARN, Status.CRIT):
-        assert finding.runbook or finding.escalate, f"{check_id} names neither a runbook nor an escalation level"
-        assert finding.evidence, f"{check_id} gives no evidence"
+def test_the_text_table_follows_the_fault_table() -> None:
+    assert set(TEXT) == {(spec.name, check) for spec in TABLE for check in spec.trips}
+
+
+@pytest.mark.parametrize("spec", TRIPPING, ids=[spec.name for spec in TRIPPING])
+def test_fault_trips_its_checks_and_nothing_else(healthy_lab: Any, spec: FaultSpec) -> None:
+    """The fault trips the checks the lab's fault table lists, with evidence and the cure the table
+    names; no other check goes WARN/CRIT but those the table says the fault really causes."""
+    healthy_lab.add_fault(spec.name)
+    for check_id, status in spec.trips.items():
+        finding = wait_for_status(healthy_lab.target, check_id, Status(status), timeout=45.0)
+        assert TEXT[(spec.name, check_id)] in finding.summary, finding.summary
+        if finding.status in (Status.WARN, Status.CRIT):
+            assert finding.runbook or finding.escalate, f"{check_id} names neither a runbook nor an escalation level"
+            assert finding.evidence, f"{check_id} gives no evidence"
+    findings = diagnose(healthy_lab.target)
+    allowed = set(spec.trips) | spec.also | HISTORY_CHECKS
+    others = {i: f"{f.status.value}: {f.summary}" for i, f in findings.items()
+              if f.status in (Status.WARN, Status.CRIT) and i not in allowed}
+    assert others == {}, f"{spec.name} trips checks its table entry does not list"
+    if spec.cure is not None:
+        runbook, params = spec.cure
+        finding = findings[spec.cure_finding or ""]
+        assert (finding.runbook, finding.runbook_params) == (runbook, dict(params)), finding
 
 
 # a symptom that is the consequence of another failure names that cause and its cure
@@ -149,8 +166,9 @@ def test_manager_timeouts_are_not_slow_requests(healthy_lab: Any) -> None:
 
 
 def test_every_check_is_tripped_by_some_case() -> None:
-    tripped = {check_id for _, check_id, status, _ in CASES if status in (Status.WARN, Status.CRIT)}
-    # tripped elsewhere: the engine by test_diagnose_unreachable, volumes by test_missing_volume_is_critical
+    tripped = {check_id for spec in TABLE for check_id, status in spec.trips.items() if status in ("WARN", "CRIT")}
+    # tripped elsewhere: the engine by test_diagnose_unreachable, volumes by test_missing_volume_is_critical,
+    # the service's mode by test_read_only_mode_is_shown…, coverage by test_fix_lab's recreated collection
     elsewhere = {"startup.docker-engine", "deploy.volumes", "startup.service-mode", "vectors.coverage"}
     untested = set(load_all()) - tripped - elsewhere
     assert untested == set(), f"checks no fault trips: {sorted(untested)}"

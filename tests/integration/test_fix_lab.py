@@ -16,23 +16,21 @@ from typing import Any
 import httpx
 import pytest
 
-from es_doctor.checks.context import CheckContext
-from es_doctor.checks.registry import load_all
 from es_doctor.config import Target
 from es_doctor.findings import Finding, Status
-from es_doctor.runner import run_checks, with_prerequisites
+from es_doctor.lab.fault_table import FAULT_SPECS, HISTORY_CHECKS, TABLE
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 #: checks that look back in time: the last minute of logs, and Prometheus alerts over their rule windows
 #: (up to 5 minutes): a cured problem still shows there for a while, by design
-LOG_WINDOW_CHECKS = {"performance.slow-log", "inter-manager.eventbus-log", "monitoring.alerts"}
+LOG_WINDOW_CHECKS = HISTORY_CHECKS
 
 
 def diagnose(target: Target, *check_ids: str) -> dict[str, Finding]:
-    registry = load_all()
-    specs = with_prerequisites([registry[c] for c in check_ids] if check_ids else registry.values(), registry)
-    return {f.id: f for f in run_checks(specs, CheckContext(target, "lab")).findings}
+    from es_doctor.runner import diagnose as run
+
+    return {f.id: f for f in run(target, "lab", check_ids).findings}
 
 
 def wait_tripped(target: Target, check_id: str, timeout: float = 45.0) -> Finding:
@@ -73,23 +71,16 @@ def audit(tmp_path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
-# (fault, what the operator types for `fix`, params, the check that trips)
+# (fault, what the operator types for `fix`, params, the check that trips), from the lab's fault table:
+# the operator types the finding id, and es-doctor must apply the runbook (and parameters) the table
+# says cure the fault. (The lab's service feels the guide's tuning remedies after a restart:
+# lab/service.py cured_by_config.)
 CASES: list[tuple[str, str, list[str], str]] = [
-    ("port-taken", "port-in-use", [], "startup.port-owner"),
-    ("config-missing", "startup.config-file", [], "startup.config-file"),
-    ("go-env-unset", "config-missing", [], "startup.go-env"),
+    (spec.name, spec.cure_finding, [], spec.cure_finding) for spec in TABLE
+    if spec.cure is not None and spec.cure_finding is not None
+] + [
+    # a runbook given by its id, with its parameters, also cures it
     ("qdrant-down", "dependency-restart", ["component=qdrant"], "startup.qdrant"),
-    ("postgres-down", "dependency-restart", ["component=postgres"], "startup.postgres"),
-    ("wrong-vector-size", "qdrant-dimension-fix", [], "vectors.dimensions"),
-    ("discovery-broken", "manager-discovery-restart", [], "inter-manager.discovery"),
-    ("event-bus-saturated", "event-bus-purge", [], "inter-manager.event-bus"),
-    ("metrics-off", "metrics-endpoint-enable", [], "monitoring.metrics-endpoint"),
-    ("prometheus-down", "monitoring-restart", [], "monitoring.prometheus"),
-    ("image-drift", "redeploy-image", [], "deploy.image-drift"),
-    # the lab's service feels the guide's tuning remedies after a restart (lab/service.py cured_by_config)
-    ("slow-api-crit", "vector-cache-tune", [], "performance.latency"),
-    ("slow-logs", "qdrant-connection-pool", [], "performance.slow-log"),
-    ("memory-pressure", "go-gc-tune", [], "performance.memory"),
     ("event-bus-saturated", "event-bus-tune", [], "inter-manager.event-bus"),
 ]
 
@@ -103,6 +94,12 @@ def test_fix_cures_the_fault(healthy_lab: Any, tmp_path: Path, fault: str, ident
     result = es_doctor(healthy_lab, tmp_path, *args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert ": FIXED" in result.stdout
+    spec = FAULT_SPECS[fault]
+    if ident == spec.cure_finding and spec.cure is not None:  # the finding's cure is the table's
+        runbook, cure_params = spec.cure
+        assert f"Plan: {runbook} " in result.stdout, result.stdout[:2000]
+        for key, value in cure_params.items():
+            assert f"{key}={value!r}" in result.stdout
     assert_clean_soon(healthy_lab.target)
     events = [r["event"] for r in audit(tmp_path)]
     assert events[0] == "fix.start" and events[-1] == "fix.end" and "fix.step" in events
@@ -266,7 +263,7 @@ def test_a_recreated_collection_is_not_a_cured_one(healthy_lab: Any, tmp_path: P
     api = f"http://127.0.0.1:{healthy_lab.stack.settings.ports.api}"
     # no task is written meanwhile (the lab's traffic would add tasks the backup cannot hold)
     httpx.post(f"{api}/api/v1/maintenance/readonly", json={"enabled": True}, timeout=5).raise_for_status()
-    backup = es_doctor(healthy_lab, tmp_path, "emergency", "backup", "--yes")
+    backup = es_doctor(healthy_lab, tmp_path, "emergency", "backup")
     assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr[-2000:]
     healthy_lab.add_fault("collection-missing")
     wait_tripped(healthy_lab.target, "vectors.collection")

@@ -151,15 +151,24 @@ def status(lab_dir: LabDirOpt = None) -> int:
 
 @lab_app.command("faults")
 def list_faults(lab_dir: LabDirOpt = None) -> int:
-    """Every fault the lab can inject, with a one-line description; * marks the active ones."""
+    """Every fault the lab can inject: what it does, the checks it trips and the runbook that cures it
+    (from the lab's one fault table); * marks the active ones."""
     from es_doctor.lab import faults
+    from es_doctor.lab.fault_table import TABLE
 
     directory = _lab_dir(lab_dir)
     active = set(faults.active(_load(lab_dir))) if (directory / "lab.json").is_file() else set()
-    width = max(len(n) for n in faults.FAULTS)
-    for name, fault in faults.FAULTS.items():
-        mark = "*" if name in active else " "
-        typer.echo(f"{mark} {name:<{width}}  {fault.kind:<13}  {fault.description}")
+    width = max(len(spec.name) for spec in TABLE)
+    for spec in TABLE:
+        mark = "*" if spec.name in active else " "
+        typer.echo(f"{mark} {spec.name:<{width}}  {spec.kind:<13}  {spec.description}")
+        trips = ", ".join(f"{check} {status}" for check, status in spec.trips.items())
+        if trips:
+            typer.echo(f"  {'':<{width}}  {'':<13}  trips: {trips}")
+        if spec.cure is not None:
+            runbook, params = spec.cure
+            extra = "".join(f" -p {k}={v}" for k, v in params.items())
+            typer.echo(f"  {'':<{width}}  {'':<13}  cure: es-doctor fix {runbook}{extra}")
     return int(ExitStatus.OK)
 
 

@@ -11,7 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from es_doctor.lab.fault_table import used
 from es_doctor.lab.vectors import VectorError
+
+#: the runtime faults this program acts on (names checked against the lab's fault table)
+FAULTS = used("service", "slow-api-crit", "slow-api-warn", "errors-crit", "errors-warn")
 
 if TYPE_CHECKING:
     from es_doctor.lab.service import App

@@ -13,11 +13,12 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
 from es_doctor.lab import infra, procs
+from es_doctor.lab.fault_table import FAULT_SPECS, TABLE, FaultSpec
 from es_doctor.lab.layout import POSTGRES, PREVIOUS_IMAGE, PROMETHEUS, QDRANT, SERVICE
 from es_doctor.lab.runtime_faults import read_faults_file, write_faults_file
 from es_doctor.lab.stack import LabStack
@@ -25,34 +26,29 @@ from es_doctor.lab.stack import LabStack
 Action = Callable[[LabStack], None]
 COLLECTION, VECTOR_SIZE, WRONG_SIZE = "task_vectors", 1536, 768
 
-RUNTIME = {
-    "slow-api-warn": "API answers in ~150-300 ms (p95 above the 100 ms WARNING threshold)",
-    "slow-api-crit": "API answers in ~600 ms+ (p95 above the 500 ms CRITICAL threshold)",
-    "errors-warn": "~2-3 % of API requests fail with 500 (error rate WARNING)",
-    "errors-crit": "~10 % of API requests fail with 500 (error rate CRITICAL)",
-    "memory-pressure": "the service holds ~90 % of its memory limit",
-    "memory-critical": "the service holds ~97 % of its memory limit",
-    "slow-logs": "the service logs SLOW operations (WARN lines with durations)",
-    "security-attack": "wrong bearer tokens from 3 forwarded addresses hit the API (401, SECURITY log lines)",
-    "vector-insert-errors": "some vector inserts use a wrong dimension and fail",
-    "qdrant-flaky": "the service's calls to Qdrant fail intermittently (connection errors)",
-    "manager-down": "one manager stops its heartbeat and reads down",
-    "discovery-broken": "manager discovery loses managers (cured by POST discovery/restart)",
-    "event-bus-saturated": "the event bus buffer fills up and drops events (cured by POST events/purge)",
-    "slow-vector-search": "Qdrant answers searches ~80 ms slower (vector search latency WARNING)",
-}
-ONE_SHOT_CURES = {"discovery-broken": "/api/v1/managers/discovery/restart",
-                  "event-bus-saturated": "/api/v1/events/purge"}
-
-
 @dataclass(frozen=True)
 class Fault:
-    name: str
-    description: str
-    kind: Literal["runtime", "orchestration"]
+    """A fault of :data:`es_doctor.lab.fault_table.TABLE` with the code that injects and clears it."""
+
+    spec: FaultSpec
     apply: Action
     clear: Action
-    docker_only: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def description(self) -> str:
+        return self.spec.description
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def docker_only(self) -> bool:
+        return self.spec.docker_only
 
 
 # --------------------------------------------------------------------------- helpers
@@ -63,8 +59,9 @@ def _runtime(name: str, present: bool) -> Action:
         names = set(read_faults_file(stack.paths.faults))
         names = names | {name} if present else names - {name}
         write_faults_file(stack.paths.faults, sorted(names))
-        if not present and name in ONE_SHOT_CURES:
-            _post(stack, ONE_SHOT_CURES[name])
+        cure = FAULT_SPECS[name].one_shot_cure
+        if not present and cure:
+            _post(stack, cure)
     return act
 
 
@@ -215,42 +212,36 @@ def _start(name: str) -> Action:
     return act
 
 
+#: how each orchestration fault is injected and cleared (runtime ones: a name in faults.json)
+ORCHESTRATION: dict[str, tuple[Action, Action]] = {
+    "service-exits": (_service_exits, _service_back),
+    "config-missing": (_config_missing, _config_back),
+    "go-env-unset": (lambda s: s.restart_service({"GO_ENV": None}), lambda s: s.reset_service()),
+    "port-taken": (_squat, _unsquat),
+    "qdrant-down": (_stop(QDRANT), _start(QDRANT)),
+    "postgres-down": (_stop(POSTGRES), _start(POSTGRES)),
+    "collection-missing": (lambda s: _qdrant(s, "DELETE", f"/collections/{COLLECTION}").raise_for_status(),
+                           _restore_collection),
+    "wrong-vector-size": (lambda s: _create_collection(s, WRONG_SIZE), _restore_collection),
+    "metrics-off": (_set_metrics(False), _set_metrics(True)),
+    "deploy-log-errors": (_deploy_logs, _no_deploy_logs),
+    "image-drift": (lambda s: s.restart_service(image=PREVIOUS_IMAGE), lambda s: s.reset_service()),
+    "prometheus-down": (_stop(PROMETHEUS), _start(PROMETHEUS)),
+}
+
+
 def _registry() -> dict[str, Fault]:
-    faults = [Fault(name, text, "runtime", _runtime(name, True), _runtime(name, False))
-              for name, text in RUNTIME.items()]
-    faults += [
-        Fault("service-exits", "the service exits with code 1 at start (FATAL in its log)", "orchestration",
-              _service_exits, _service_back),
-        Fault("config-missing", "config.yaml is moved away and the service restarted (FATAL, exit 1)",
-              "orchestration", _config_missing, _config_back),
-        Fault("go-env-unset", "the service is recreated without GO_ENV (/ready answers 503)", "orchestration",
-              lambda s: s.restart_service({"GO_ENV": None}), lambda s: s.reset_service()),
-        Fault("port-taken", "another process holds the API port; the service fails to bind (exit 1)",
-              "orchestration", _squat, _unsquat),
-        Fault("qdrant-down", "the qdrant container/process is stopped", "orchestration",
-              _stop(QDRANT), _start(QDRANT)),
-        Fault("postgres-down", "the postgres container/process is stopped", "orchestration",
-              _stop(POSTGRES), _start(POSTGRES)),
-        Fault("collection-missing", "Qdrant's task_vectors collection is deleted", "orchestration",
-              lambda s: _qdrant(s, "DELETE", f"/collections/{COLLECTION}").raise_for_status(),
-              _restore_collection),
-        Fault("wrong-vector-size", "task_vectors is recreated with 768-dimension vectors (expected 1536)",
-              "orchestration", lambda s: _create_collection(s, WRONG_SIZE), _restore_collection),
-        Fault("metrics-off", "metrics.enabled is false in config.yaml and the service restarted",
-              "orchestration", _set_metrics(False), _set_metrics(True)),
-        Fault("deploy-log-errors", "a deployment log and a migration log with ERROR lines appear in logs/",
-              "orchestration", _deploy_logs, _no_deploy_logs),
-        Fault("image-drift", "the service container is recreated from email-sender-go:previous",
-              "orchestration", lambda s: s.restart_service(image=PREVIOUS_IMAGE), lambda s: s.reset_service(),
-              docker_only=True),
-        Fault("prometheus-down", "the prometheus container/process is stopped", "orchestration",
-              _stop(PROMETHEUS), _start(PROMETHEUS)),
-    ]
-    return {f.name: f for f in faults}
+    faults = {}
+    for spec in TABLE:
+        if spec.kind == "runtime":
+            faults[spec.name] = Fault(spec, _runtime(spec.name, True), _runtime(spec.name, False))
+        else:
+            apply, clear = ORCHESTRATION[spec.name]
+            faults[spec.name] = Fault(spec, apply, clear)
+    return faults
 
 
 FAULTS: dict[str, Fault] = _registry()
-NEEDS = {"postgres-down": POSTGRES, "prometheus-down": PROMETHEUS}
 
 
 # --------------------------------------------------------------------------- state
@@ -275,7 +266,7 @@ def unavailable_reason(stack: LabStack, name: str) -> str | None:
         return f"unknown fault {name!r} (see: es-doctor lab faults)"
     if fault.docker_only and stack.mode != "docker":
         return f"{name} needs the lab in docker mode"
-    component = NEEDS.get(name)
+    component = fault.spec.needs
     if component and component in stack.settings.absent:
         return f"{component} is absent from this lab: {stack.settings.absent[component]}"
     return None

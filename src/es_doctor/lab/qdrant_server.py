@@ -22,8 +22,12 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from es_doctor.lab.fault_table import used
 from es_doctor.lab.qdrant_ops import QdrantError, Store
 from es_doctor.lab.runtime_faults import FaultWatcher
+
+#: the runtime faults this program acts on (names checked against the lab's fault table)
+FAULTS = used("qdrant", "slow-vector-search")
 
 VERSION = "1.12.0"
 SLOW_SEARCH_S = 0.080

@@ -2,7 +2,7 @@
 
 The orchestrator writes the file (use :func:`write_faults_file`, atomic); the programs poll its
 signature every 0.5 s (and read it at start) and change their real behaviour. One-shot faults
-(:data:`ONE_SHOT_FAULTS`) fire on an absent → present transition seen while the program runs;
+(:data:`es_doctor.lab.fault_table.ONE_SHOT_FAULTS`) fire on an absent → present transition seen while the program runs;
 a fault already listed when the program starts counts as already fired (a restart cures it).
 """
 
@@ -14,29 +14,6 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-
-#: The service's faults.
-SERVICE_FAULTS: tuple[str, ...] = (
-    "service-exits",
-    "slow-api-warn",
-    "slow-api-crit",
-    "errors-warn",
-    "errors-crit",
-    "memory-pressure",
-    "memory-critical",
-    "slow-logs",
-    "security-attack",
-    "vector-insert-errors",
-    "qdrant-flaky",
-    "manager-down",
-    "discovery-broken",
-    "event-bus-saturated",
-)
-#: The Qdrant stand-in's faults.
-QDRANT_FAULTS: tuple[str, ...] = ("slow-vector-search",)
-ALL_FAULTS: tuple[str, ...] = SERVICE_FAULTS + QDRANT_FAULTS
-#: Faults that act once, when they appear in the file while the program runs.
-ONE_SHOT_FAULTS: frozenset[str] = frozenset({"discovery-broken", "event-bus-saturated"})
 
 POLL_INTERVAL_S = 0.5
 

@@ -27,6 +27,7 @@ from typing import Any
 from es_doctor.lab import effects
 from es_doctor.lab.api import make_api_server
 from es_doctor.lab.eventbus import EventBus
+from es_doctor.lab.fault_table import used
 from es_doctor.lab.jsonlog import JsonLogger, fatal
 from es_doctor.lab.managers import DOWN_MANAGER, HEARTBEAT_S, Managers
 from es_doctor.lab.metrics import Metrics, make_metrics_server
@@ -34,6 +35,10 @@ from es_doctor.lab.runtime_faults import FaultWatcher
 from es_doctor.lab.service_config import ConfigLoadError, ServiceConfig, load_config, log_dir_hint
 from es_doctor.lab.traffic import TrafficGenerator
 from es_doctor.lab.vectors import VectorError, VectorService
+
+#: the runtime faults this program acts on (names checked against the lab's fault table)
+FAULTS = used("service", "memory-critical", "memory-pressure", "slow-api-warn", "slow-api-crit", "slow-logs",
+              "service-exits", "security-attack", "manager-down", "discovery-broken", "event-bus-saturated")
 
 #: documentation addresses (RFC 5737): the lab's attackers
 ATTACKERS = ("203.0.113.7", "203.0.113.8", "198.51.100.23")

@@ -13,9 +13,13 @@ from typing import Any, NoReturn
 
 import httpx
 
+from es_doctor.lab.fault_table import used
 from es_doctor.lab.jsonlog import JsonLogger
 from es_doctor.lab.metrics import Metrics
 from es_doctor.lab.service_config import ServiceConfig
+
+#: the runtime faults this program acts on (names checked against the lab's fault table)
+FAULTS = used("service", "qdrant-flaky", "vector-insert-errors")
 
 COMPONENT = "vector-service"
 FLAKY_RATE = 0.30
