@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from fakes import FakeContext, FakeDocker, container_info, covers, engine_down, evidence, expect, log_line, write_log
 
+from es_doctor.checks.registry import REGISTRY
 from es_doctor.config import Target
 from es_doctor.findings import Status
 from es_doctor.probes.result import Failure, FailureKind
@@ -39,6 +40,13 @@ def test_containers_missing_stopped_or_unhealthy() -> None:
                  "3 of 6 containers not running", "redis (exited)", "qdrant (unhealthy)", "grafana (missing)",
                  cure="stack-restart")
     assert evidence(out)["containers"]["postgres"] == "running"
+
+
+@pytest.mark.xfail(strict=True, reason="bug: a running container whose healthcheck is still 'starting' reads "
+                   "'not running (starting)', CRIT (e.g. during a runbook's verify right after a restart)")
+def test_a_running_container_still_starting_is_not_crit() -> None:
+    out = REGISTRY["deploy.containers"].fn(FakeContext(docker=stack(qdrant={"health": "starting"})))
+    assert out.status is not Status.CRIT, out.summary
 
 
 @covers("deploy.containers", Status.OK)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from fakes import Answer, FakeContext, api, covers, evidence, expect, exposition, log_line, refused, write_log
 
+from es_doctor.checks.registry import REGISTRY
 from es_doctor.config import Target
 from es_doctor.findings import Status
 
@@ -80,6 +81,12 @@ def test_managers_endpoint_errors() -> None:
            cure="manager-discovery-restart")
 
 
+@pytest.mark.xfail(strict=True, reason="bug: an empty list reads 'all 0 managers healthy' (OK)")
+def test_an_empty_managers_list_is_not_healthy() -> None:
+    out = REGISTRY["inter-manager.status"].fn(FakeContext(routes={STATUS: Answer(200, {"managers": []})}))
+    assert out.status is not Status.OK, out.summary
+
+
 # --------------------------------------------------------------------------- inter-manager.discovery
 
 
@@ -115,6 +122,12 @@ def test_discovery_answer_unusable(answer: Answer, word: str) -> None:
 def test_discovery_unreachable() -> None:
     expect(FakeContext(routes={DISCOVERY: refused()}), "inter-manager.discovery", Status.CRIT, "unreachable",
            cure="manager-discovery-restart")
+
+
+@pytest.mark.xfail(strict=True, reason="bug: empty lists read 'discovery sees all 0 managers' (OK)")
+def test_discovery_expecting_no_manager_is_not_healthy() -> None:
+    out = REGISTRY["inter-manager.discovery"].fn(FakeContext(routes=discovery([], [])))
+    assert out.status is not Status.OK, out.summary
 
 
 # --------------------------------------------------------------------------- inter-manager.event-bus
