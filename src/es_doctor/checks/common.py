@@ -10,6 +10,7 @@ from es_doctor.checks.registry import Outcome, crit, ev, unknown
 from es_doctor.findings import Status
 from es_doctor.probes.logs import LogLine
 from es_doctor.probes.result import Failure, FailureKind, Result
+from es_doctor.probes.service import Mode
 
 #: status words of the service (STACK.md): read tolerantly, case-insensitive
 HEALTHY = {"healthy", "ok", "up", "running", "ready"}
@@ -79,19 +80,9 @@ def excerpt(lines: list[LogLine], limit: int = 3) -> list[str]:
     return out
 
 
-def service_mode(ctx: CheckContext) -> Result[dict[str, bool]]:
+def service_mode(ctx: CheckContext) -> Result[Mode]:
     """The service's own read-only / maintenance state (GET /api/v1/maintenance), read once per run."""
-
-    def read() -> Result[dict[str, bool]]:
-        got = ctx.http().get_json(ctx.api("/api/v1/maintenance"))
-        if got.failure is not None:
-            return Result(failure=got.failure)
-        body = got.value
-        if not isinstance(body, dict):
-            return Result(failure=Failure(FailureKind.BAD_RESPONSE, "/api/v1/maintenance: not a JSON object"))
-        return Result(value={key: body.get(key) is True for key in ("readonly", "maintenance")})
-
-    return ctx.memo("service:mode", read)
+    return ctx.memo("service:mode", lambda: ctx.service().mode())
 
 
 def writes_refused(ctx: CheckContext) -> str | None:
@@ -99,10 +90,7 @@ def writes_refused(ctx: CheckContext) -> str | None:
     if not ctx.target.is_present("service")[0]:
         return None
     mode = service_mode(ctx)
-    if mode.failure is not None:
-        return None
-    on = [name for name in ("maintenance", "readonly") if mode.unwrap().get(name)]
-    return {"readonly": "read-only"}.get(on[0], on[0]) if on else None
+    return mode.unwrap().writes_refused if mode.failure is None else None
 
 
 def dependency_down(ctx: CheckContext) -> tuple[str, str] | None:

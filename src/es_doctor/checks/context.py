@@ -25,6 +25,7 @@ from es_doctor.probes.postgres import PostgresProbe
 from es_doctor.probes.prometheus import PrometheusProbe
 from es_doctor.probes.qdrant import QdrantProbe
 from es_doctor.probes.result import Result
+from es_doctor.probes.service import ServiceApi
 
 T = TypeVar("T")
 #: how much older than ``scrape_window_s`` Prometheus' scrape may be (one usual scrape interval)
@@ -82,6 +83,10 @@ class CheckContext:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return self.memo("probe:http", lambda: HttpProbe(timeout=self.timeout, headers=headers))
+
+    def service(self) -> ServiceApi:
+        """The service's own API (typed), over :meth:`http` (with its bearer token)."""
+        return self.memo("probe:service", lambda: ServiceApi(self.http(), self.target.service.api_url))
 
     def plain_http(self) -> HttpProbe:
         return self.memo("probe:plain-http", lambda: HttpProbe(timeout=self.timeout))

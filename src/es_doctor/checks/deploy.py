@@ -41,7 +41,11 @@ def containers(ctx: CheckContext) -> Outcome:
         else:
             c = info.unwrap()
             states[name] = c.health if c.running and c.health else c.state
-    bad = {n: s for n, s in states.items() if s not in ("running", "healthy")}
+    bad = {n: s for n, s in states.items() if s not in ("running", "healthy", "starting")}
+    starting = [n for n, s in states.items() if s == "starting"]
+    if not bad and starting:
+        return warn(f"{len(starting)} of {len(states)} containers still starting (healthcheck not passed yet): "
+                    + ", ".join(starting), ev("containers", ", ".join(f"{n} ({s})" for n, s in states.items())))
     if bad:
         return crit(f"{len(bad)} of {len(states)} containers not running: "
                     + ", ".join(f"{n} ({s})" for n, s in bad.items()), ev("containers", states))

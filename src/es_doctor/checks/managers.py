@@ -15,22 +15,17 @@ METRICS = "monitoring.metrics-endpoint"
 @check("inter-manager.status", description="Every manager is healthy in /api/v1/managers/status.",
        requires=(API,), components=("service",))
 def managers_status(ctx: CheckContext) -> Outcome:
-    result = ctx.http().get_json(ctx.api("/api/v1/managers/status"))
+    result = ctx.service().managers()
     if result.failure is not None:
         return from_failure(result.failure, "/api/v1/managers/status")
-    body = result.value
-    managers = body.get("managers") if isinstance(body, dict) else None
-    if not isinstance(managers, list):
-        return unknown("/api/v1/managers/status: no 'managers' list in the answer")
-    states: dict[str, Status] = {}
-    for item in managers:
-        if isinstance(item, dict):
-            states[str(item.get("name", "?"))] = word_status(item.get("status"))
+    states = {m.name: word_status(m.status) for m in result.unwrap()}
+    if not states:
+        return unknown("/api/v1/managers/status lists no manager: nothing says the managers are healthy")
     bad = {name: s for name, s in states.items() if s is not Status.OK}
     evidence = [ev("managers", len(states))]
     if not bad:
         return ok(f"all {len(states)} managers healthy", *evidence)
-    evidence.append(ev("not healthy", {n: s.value for n, s in sorted(bad.items())}))
+    evidence.append(ev("not healthy", ", ".join(f"{n} ({s.value})" for n, s in sorted(bad.items()))))
     status = worst(list(bad.values()))
     return Outcome(status, f"{len(bad)} of {len(states)} managers not healthy: {', '.join(sorted(bad))}", evidence)
 
@@ -38,18 +33,17 @@ def managers_status(ctx: CheckContext) -> Outcome:
 @check("inter-manager.discovery", description="Discovery sees every manager (/api/v1/managers/discovery).",
        requires=(API,), components=("service",))
 def discovery(ctx: CheckContext) -> Outcome:
-    result = ctx.http().get_json(ctx.api("/api/v1/managers/discovery"))
+    result = ctx.service().discovery()
     if result.failure is not None:
         return from_failure(result.failure, "/api/v1/managers/discovery")
-    body = result.value if isinstance(result.value, dict) else {}
-    expected, discovered = body.get("expected"), body.get("discovered")
-    if not isinstance(expected, list) or not isinstance(discovered, list):
-        return unknown("/api/v1/managers/discovery: no 'expected'/'discovered' lists in the answer")
-    missing = sorted(set(map(str, expected)) - set(map(str, discovered)))
-    evidence = [ev("expected", len(expected)), ev("discovered", len(discovered))]
-    if missing:
-        return crit(f"discovery misses {len(missing)} of {len(expected)} managers", *evidence, ev("missing", missing))
-    return ok(f"discovery sees all {len(expected)} managers", *evidence)
+    found = result.unwrap()
+    if not found.expected:
+        return unknown("/api/v1/managers/discovery expects no manager: discovery cannot be judged")
+    evidence = [ev("expected", len(found.expected)), ev("discovered", len(found.discovered))]
+    if found.missing:
+        return crit(f"discovery misses {len(found.missing)} of {len(found.expected)} managers", *evidence,
+                    ev("missing", ", ".join(found.missing)))
+    return ok(f"discovery sees all {len(found.expected)} managers", *evidence)
 
 
 @check("inter-manager.event-bus", description="Event bus saturation (depth/capacity: > 80 % WARN, > 95 % CRIT) "

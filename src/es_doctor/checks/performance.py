@@ -167,6 +167,8 @@ MANAGER_WORDS = ("heartbeat", "discovery", "coordinator")
 
 
 def _is_manager_line(line: LogLine) -> bool:
+    """A manager's coordination timeout (heartbeat, discovery), not a request: the coordinator's
+    lines, or lines whose message or error names a heartbeat or discovery timeout."""
     component = (line.field("component") or "").lower()
     text = f"{line.field('message') or ''} {line.field('error') or ''}".lower() if line.data else line.raw.lower()
-    return component in MANAGER_WORDS or "manager" in component or any(w in text for w in MANAGER_WORDS[:2])
+    return component == "coordinator" or any(f"{word} timeout" in text for word in MANAGER_WORDS[:2])

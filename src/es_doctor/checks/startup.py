@@ -33,28 +33,26 @@ def api_port(ctx: CheckContext) -> Outcome:
 @check("startup.health", description="GET /health and GET /ready answer 200.",
        requires=("startup.api-port",), components=("service",))
 def health(ctx: CheckContext) -> Outcome:
-    http = ctx.http()
-    live = as_json(http.get(ctx.api("/health"), accept=(503,)))
+    api = ctx.service()
+    live = api.health()
     if live.failure is not None:
         return from_failure(live.failure, "/health")
-    code = live.meta.get("status_code")
-    body = live.value if isinstance(live.value, dict) else {}
-    if code != "200":
-        return crit(f"/health answered {code}: {body.get('reason', body.get('status', ''))}",
-                    ev("/health", code), ev("reason", body.get("reason")))
-    ready = as_json(http.get(ctx.api("/ready"), accept=(503,)))
+    if live.unwrap().status_code != 200:
+        return crit(f"/health answered {live.unwrap().status_code}: {live.unwrap().reason}",
+                    ev("/health", live.unwrap().status_code), ev("reason", live.unwrap().reason))
+    ready = api.ready()
     if ready.failure is not None:
         if ready.failure.status_code == 404:
             return unknown("/health OK; /ready is not served by this version of the service (404)",
                            ev("/health", 200), ev("/ready", 404))
         return from_failure(ready.failure, "/ready")
-    rbody = ready.value if isinstance(ready.value, dict) else {}
-    if ready.meta.get("status_code") != "200" or rbody.get("ready") is False:
-        waiting = [str(w) for w in rbody.get("waiting_for") or []]
+    state = ready.unwrap()
+    if not state.ready:
+        waiting = state.waiting_for
         return Outcome(Status.CRIT, f"service is live but not ready, waiting for: {', '.join(waiting) or '?'}",
-                       [ev("/health", 200), ev("/ready", ready.meta.get("status_code")),
+                       [ev("/health", 200), ev("/ready", state.status_code),
                         ev("waiting for", ", ".join(waiting) or "?")], _readiness_cause(waiting))
-    return ok("/health and /ready answer 200", ev("/health", 200, unit=None), ev("/ready", 200),
+    return ok("/health and /ready answer 200", ev("/health", 200), ev("/ready", 200),
               ev("latency", round(live.elapsed_ms, 1), unit="ms"))
 
 
@@ -249,11 +247,12 @@ def mode(ctx: CheckContext) -> Outcome:
     if result.failure is not None:
         if result.failure.kind is FailureKind.NOT_FOUND:
             return skip("skipped: this version of the service does not report its mode (/api/v1/maintenance 404)")
-        return from_failure(result.failure, "/api/v1/maintenance")
+        # the mode is unknown; whether the service is down is the other startup checks' finding
+        return unknown(f"cannot read the service's mode: {result.failure}")
     state = result.unwrap()
-    evidence = [ev("read-only", "on" if state["readonly"] else "off"),
-                ev("maintenance", "on" if state["maintenance"] else "off")]
-    on = [word for word, key in (("read-only", "readonly"), ("maintenance", "maintenance")) if state[key]]
+    evidence = [ev("read-only", "on" if state.readonly else "off"),
+                ev("maintenance", "on" if state.maintenance else "off")]
+    on = [word for word, flag in (("read-only", state.readonly), ("maintenance", state.maintenance)) if flag]
     if on:
         return warn(f"{' and '.join(on)} mode is on: the service refuses every write (503) until it is lifted",
                     *evidence)
