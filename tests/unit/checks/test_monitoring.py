@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from fakes import Answer, FakeContext, covers, evidence, expect, exposition, prom, prom_data, refused
 
+from es_doctor.checks.registry import REGISTRY
 from es_doctor.config import Target
 from es_doctor.findings import Status
 from es_doctor.probes.result import Failure, FailureKind
@@ -132,6 +133,13 @@ def test_prometheus_target_down_points_at_the_metrics_endpoint() -> None:
     ctx = targets(("email-sender-go", "down", 'Get "http://email-sender-go:8081/metrics": connection refused'))
     expect(ctx, "monitoring.prometheus-target", Status.CRIT, "is down", "connection refused", cause="target-down",
            cure="metrics-endpoint-enable")
+
+
+@pytest.mark.xfail(strict=True, reason="bug: a target Prometheus has not scraped yet (health 'unknown', e.g. right "
+                   "after Prometheus restarts) reads CRIT 'is unknown' and points at metrics-endpoint-enable")
+def test_prometheus_target_not_scraped_yet_is_not_crit() -> None:
+    out = REGISTRY["monitoring.prometheus-target"].fn(targets(("email-sender-go", "unknown", "")))
+    assert out.status is not Status.CRIT, out.summary
 
 
 @covers("monitoring.prometheus-target", Status.CRIT, Status.UNKNOWN)
