@@ -81,7 +81,7 @@ CURES: Mapping[str, Cure] = MappingProxyType({
     "startup.postgres": _cure(_POSTGRES),
     "startup.service-mode": _cure(_r("service-writes-resume")),
     # 2. Performance dégradée
-    "performance.latency": _cure(_r("vector-cache-tune")),
+    "performance.latency": _cure(_r("vector-cache-tune"), qdrant_down=_QDRANT, postgres_down=_POSTGRES),
     "performance.error-rate": _cure(None, escalate=1, read_only=_r("service-writes-resume"),
                                     qdrant_down=_QDRANT, postgres_down=_POSTGRES),
     "performance.memory": _cure(_r("go-gc-tune")),

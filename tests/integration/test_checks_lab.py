@@ -117,10 +117,17 @@ def test_fault_trips_its_checks_and_nothing_else(healthy_lab: Any, spec: FaultSp
         if finding.status in (Status.WARN, Status.CRIT):
             assert finding.runbook or finding.escalate, f"{check_id} names neither a runbook nor an escalation level"
             assert finding.evidence, f"{check_id} gives no evidence"
-    findings = diagnose(healthy_lab.target)
+    # a fault that restarts the service leaves it starting for a moment, and a loaded host can make
+    # one window noisy: what counts is the fault's steady state, read again for up to 30 s
     allowed = set(spec.trips) | spec.also | HISTORY_CHECKS
-    others = {i: f"{f.status.value}: {f.summary}" for i, f in findings.items()
-              if f.status in (Status.WARN, Status.CRIT) and i not in allowed}
+    deadline = time.monotonic() + 30
+    while True:
+        findings = diagnose(healthy_lab.target)
+        others = {i: f"{f.status.value}: {f.summary}" for i, f in findings.items()
+                  if f.status in (Status.WARN, Status.CRIT) and i not in allowed}
+        if not others or time.monotonic() > deadline:
+            break
+        time.sleep(2.0)
     assert others == {}, f"{spec.name} trips checks its table entry does not list"
     if spec.cure is not None:
         runbook, params = spec.cure
@@ -162,7 +169,9 @@ def test_manager_timeouts_are_not_slow_requests(healthy_lab: Any) -> None:
     wait_for_status(healthy_lab.target, "inter-manager.discovery", Status.CRIT)
     time.sleep(2.0)  # the lab logs its discovery timeouts meanwhile
     slow = diagnose(healthy_lab.target, "performance.slow-log")["performance.slow-log"]
-    assert slow.status is Status.OK, slow.summary
+    evidence = {e.name: e.value for e in slow.evidence}
+    assert evidence["timeouts"] == 0, slow.summary
+    assert evidence["manager timeouts (not counted: see inter-manager)"] > 0, slow.evidence
 
 
 def test_every_check_is_tripped_by_some_case() -> None:

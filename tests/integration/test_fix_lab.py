@@ -260,6 +260,8 @@ def test_a_recreated_collection_is_not_a_cured_one(healthy_lab: Any, tmp_path: P
     way back; restoring the collection from the latest backup's snapshot then ends FIXED."""
     import re
 
+    start = diagnose(healthy_lab.target, "vectors.coverage")["vectors.coverage"]
+    assert start.status is Status.OK, start.summary  # the lab's baseline: every task has its vector
     api = f"http://127.0.0.1:{healthy_lab.stack.settings.ports.api}"
     # no task is written meanwhile (the lab's traffic would add tasks the backup cannot hold)
     httpx.post(f"{api}/api/v1/maintenance/readonly", json={"enabled": True}, timeout=5).raise_for_status()

@@ -66,8 +66,15 @@ def latency(ctx: CheckContext) -> Outcome:
         ev("window", round(w.seconds, 1), unit="s"),
     ]
     word = {Status.OK: "within", Status.WARN: "over", Status.CRIT: "far over"}[status]
-    return Outcome(status, f"API p95 latency {p95 * 1000:.0f} ms, {word} the {th.latency_p95_warn_ms:g} ms threshold",
-                   evidence)
+    limit = th.latency_p95_crit_ms if status is Status.CRIT else th.latency_p95_warn_ms
+    summary = f"API p95 latency {p95 * 1000:.0f} ms, {word} the {limit:g} ms {status.value} threshold"
+    if status is Status.OK:
+        summary = f"API p95 latency {p95 * 1000:.0f} ms, within the {th.latency_p95_warn_ms:g} ms threshold"
+        return Outcome(status, summary, evidence)
+    down = dependency_down(ctx)
+    if down is not None:  # requests wait on a dependency that does not answer: that is the cause
+        return Outcome(status, f"{summary}: {down[1]}", evidence, down[0])
+    return Outcome(status, summary, evidence)
 
 
 @check("performance.error-rate", description="Share of API requests answered 5xx over a short window "

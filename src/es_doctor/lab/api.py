@@ -7,11 +7,12 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from es_doctor.lab.fault_table import used
+from es_doctor.lab.httpbase import LabHandler, serve
 from es_doctor.lab.vectors import VectorError
 
 #: the runtime faults this program acts on (names checked against the lab's fault table)
@@ -159,21 +160,14 @@ def _authenticate(app: App, headers: Any, path: str, peer: str, request_id: str)
 def make_api_server(host: str, port: int, app: App) -> ThreadingHTTPServer:
     """Bind (raises OSError when the port is taken) the API server."""
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body are two writes: avoid 40 ms delayed-ACK stalls
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-        def _handle(self) -> None:
+    class Handler(LabHandler):
+        def handle_request(self) -> None:
             started = time.perf_counter()
             url = urlsplit(self.path)
             path = url.path.rstrip("/") or "/"
             request_id = self.headers.get("X-Request-ID") or f"req-{uuid.uuid4().hex[:12]}"
             body: dict[str, Any] = {}
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length > 0 else b""
+            raw = self.read_body()
             name = ROUTES.get((self.command, path))
             if raw:
                 try:
@@ -183,7 +177,7 @@ def make_api_server(host: str, port: int, app: App) -> ThreadingHTTPServer:
                     name = name and "bad_json"
             denied = _authenticate(app, self.headers, path, self.client_address[0], request_id)
             if denied is not None:
-                self._send(*denied)
+                self.send_json(*denied)
                 self._record(path if name else "other", path, denied[0], started, request_id)
                 return
             if name is None:
@@ -194,7 +188,7 @@ def make_api_server(host: str, port: int, app: App) -> ThreadingHTTPServer:
             else:
                 route = path
                 reply = _inject(app, path, request_id) or self._call(name, url.query, body, request_id)
-            self._send(*reply)
+            self.send_json(*reply)
             self._record(route, path, reply[0], started, request_id)
 
         def _call(self, name: str, query: str, body: dict[str, Any], request_id: str) -> Reply:
@@ -207,14 +201,6 @@ def make_api_server(host: str, port: int, app: App) -> ThreadingHTTPServer:
             except Exception as exc:  # noqa: BLE001 - a handler crash is a 500, like a recovered panic
                 app.journal.error("http", f"panic recovered in {name}", error=repr(exc), request_id=request_id)
                 return 500, {"error": "internal server error", "request_id": request_id}
-
-        def _send(self, code: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
 
         def _record(self, route: str, path: str, status: int, started: float, request_id: str) -> None:
             elapsed = time.perf_counter() - started
@@ -234,18 +220,4 @@ def make_api_server(host: str, port: int, app: App) -> ThreadingHTTPServer:
                 app.journal.warn("http", f"SLOW request: {self.command} {path} took {ms:.0f}ms",
                              request_id=request_id, user_id=user, duration_ms=ms)
 
-        def do_GET(self) -> None:
-            self._handle()
-
-        def do_POST(self) -> None:
-            self._handle()
-
-        def do_PUT(self) -> None:
-            self._handle()
-
-        def do_DELETE(self) -> None:
-            self._handle()
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    return server
+    return serve(host, port, Handler)

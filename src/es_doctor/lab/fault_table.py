@@ -64,15 +64,18 @@ _DOWN_SERVICE = ("startup.api-port", "startup.health", "startup.container", "sta
                  "deploy.containers", "monitoring.metrics-endpoint", "monitoring.prometheus-target",
                  "startup.service-mode", "inter-manager.status", "inter-manager.discovery")
 
+#: checks that read the service's API: a fault that fails a share of its requests fails theirs too
+_API_READERS = ("startup.health", "inter-manager.status", "inter-manager.discovery")
+
 TABLE: tuple[FaultSpec, ...] = (
     _f("slow-api-warn", "API answers in ~150-300 ms (p95 above the 100 ms WARNING threshold)", "runtime",
        program="service", trips={"performance.latency": "WARN"}),
     _f("slow-api-crit", "API answers in ~600 ms+ (p95 above the 500 ms CRITICAL threshold)", "runtime",
        program="service", trips={"performance.latency": "CRIT"}, cure="vector-cache-tune"),
     _f("errors-warn", "~2-3 % of API requests fail with 500 (error rate WARNING)", "runtime", program="service",
-       trips={"performance.error-rate": "WARN"}),
+       trips={"performance.error-rate": "WARN"}, also=_API_READERS),
     _f("errors-crit", "~10 % of API requests fail with 500 (error rate CRITICAL)", "runtime", program="service",
-       trips={"performance.error-rate": "CRIT"}),
+       trips={"performance.error-rate": "CRIT"}, also=_API_READERS),
     _f("memory-pressure", "the service holds ~90 % of its memory limit", "runtime", program="service",
        trips={"performance.memory": "WARN"}, cure="go-gc-tune"),
     _f("memory-critical", "the service holds ~97 % of its memory limit", "runtime", program="service",
@@ -110,10 +113,11 @@ TABLE: tuple[FaultSpec, ...] = (
     _f("qdrant-down", "the qdrant container/process is stopped", "orchestration",
        trips={"startup.qdrant": "CRIT", "vectors.qdrant": "CRIT", "vectors.collection": "SKIP"},
        also=("deploy.containers", "startup.health", "vectors.insert-errors", "vectors.connection-errors",
-             "performance.error-rate"),
+             "performance.error-rate", "performance.latency"),
        cure="dependency-restart", params={"component": "qdrant"}),
     _f("postgres-down", "the postgres container/process is stopped", "orchestration",
-       trips={"startup.postgres": "CRIT"}, also=("deploy.containers", "startup.health", "performance.error-rate"),
+       trips={"startup.postgres": "CRIT"},
+       also=("deploy.containers", "startup.health", "performance.error-rate", "performance.latency"),
        cure="dependency-restart", params={"component": "postgres"}, needs="postgres"),
     _f("collection-missing", "Qdrant's task_vectors collection is deleted", "orchestration",
        trips={"vectors.collection": "CRIT", "vectors.dimensions": "SKIP"}, also=("vectors.insert-errors",)),

@@ -94,10 +94,11 @@ def _collection_size(stack: LabStack) -> int | None:
 
 
 def _restore_collection(stack: LabStack) -> None:
-    """Recreate task_vectors (1536, Cosine) if missing or wrong, with one vector per stored task."""
-    if _collection_size(stack) == VECTOR_SIZE:
-        return
-    _create_collection(stack, VECTOR_SIZE)
+    """task_vectors (1536, Cosine) with one vector per stored task: recreated if missing or wrong,
+    re-indexed when tasks lack their vector (a runbook that recreated it left it partial)."""
+    recreate = _collection_size(stack) != VECTOR_SIZE
+    if recreate:
+        _create_collection(stack, VECTOR_SIZE)
     if POSTGRES in stack.settings.absent:
         return
     import psycopg
@@ -108,6 +109,10 @@ def _restore_collection(stack: LabStack) -> None:
     with psycopg.connect(host="127.0.0.1", port=p.postgres, user="emailsender", dbname="email_sender",
                          password=stack.settings.pg_password, connect_timeout=5) as conn:
         rows = conn.execute("SELECT id, title FROM tasks ORDER BY id").fetchall()
+    if not recreate:
+        info = _qdrant(stack, "GET", f"/collections/{COLLECTION}").json()["result"]
+        if int(info.get("points_count") or 0) >= len(rows):
+            return
     points = [{"id": int(i), "vector": embed(str(t), VECTOR_SIZE), "payload": {"task_id": int(i), "title": t}}
               for i, t in rows]
     for start in range(0, len(points), 200):

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import (
@@ -21,6 +21,8 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+
+from es_doctor.lab.httpbase import LabHandler, serve
 
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 PROFILE_MAX_S = 30.0
@@ -125,45 +127,26 @@ PPROF_INDEX = """<html><head><title>/debug/pprof/</title></head><body>
 def make_metrics_server(host: str, port: int, path: str, metrics: Metrics) -> ThreadingHTTPServer:
     """Bind (raises OSError when the port is taken) the metrics + pprof server."""
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body are two writes: avoid 40 ms delayed-ACK stalls
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-        def _send(self, code: int, body: bytes, ctype: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
-        def do_GET(self) -> None:
+    class Handler(LabHandler):
+        def handle_request(self) -> None:
             url = urlsplit(self.path)
             text = "text/plain; charset=utf-8"
             if url.path == path:
-                self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+                self.send_body(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
             elif url.path in ("/debug/pprof", "/debug/pprof/"):
-                self._send(200, PPROF_INDEX.encode(), "text/html; charset=utf-8")
+                self.send_body(200, PPROF_INDEX.encode(), "text/html; charset=utf-8")
             elif url.path == "/debug/pprof/heap":
-                self._send(200, heap_summary().encode(), text)
+                self.send_body(200, heap_summary().encode(), text)
             elif url.path == "/debug/pprof/goroutine":
-                self._send(200, goroutine_dump().encode(), text)
+                self.send_body(200, goroutine_dump().encode(), text)
             elif url.path == "/debug/pprof/profile":
                 raw = parse_qs(url.query).get("seconds", ["30"])[0]
                 try:
                     seconds = float(raw)
                 except ValueError:
                     seconds = 30.0
-                self._send(200, cpu_profile(seconds).encode(), text)
+                self.send_body(200, cpu_profile(seconds).encode(), text)
             else:
-                self._send(404, b"404 page not found\n", text)
+                self.send_body(404, b"404 page not found\n", text)
 
-        def do_HEAD(self) -> None:
-            self.do_GET()
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    return server
+    return serve(host, port, Handler)

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from es_doctor.lab.fault_table import used
+from es_doctor.lab.httpbase import LabHandler
 from es_doctor.lab.qdrant_ops import QdrantError, Store
 from es_doctor.lab.runtime_faults import FaultWatcher
 
@@ -106,35 +107,19 @@ def _body(name: str, raw: bytes, ctype: str) -> Any:
 
 
 def make_handler(srv: Server) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body are two writes: avoid 40 ms delayed-ACK stalls
+    class Handler(LabHandler):
         server_version = f"qdrant/{VERSION}"
 
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-        def _send(self, code: int, body: bytes, ctype: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _json(self, code: int, payload: dict[str, Any]) -> None:
-            self._send(code, json.dumps(payload).encode(), "application/json")
-
-        def _handle(self) -> None:
+        def handle_request(self) -> None:
             started = time.perf_counter()
             url = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length > 0 else b""
+            raw = self.read_body()
             path = url.path.rstrip("/") or "/"
             matches = ((r, r[1].match(path)) for r in ROUTES if r[0] == self.command)
             found = next(((r, mt) for r, mt in matches if mt is not None), None)
             if found is None:
                 srv.record(self.command, "unknown", 404)
-                self._json(404, {"status": {"error": f"Not found: {self.command} {path}"}, "time": 0.0})
+                self.send_json(404, {"status": {"error": f"Not found: {self.command} {path}"}, "time": 0.0})
                 return
             (_method, pattern, name), match = found
             args = {k: v for k, v in match.groupdict().items() if v is not None}
@@ -145,21 +130,21 @@ def make_handler(srv: Server) -> type[BaseHTTPRequestHandler]:
                       started: float) -> int:
             store = srv.store
             if name == "root":
-                self._json(200, {"title": "qdrant - vector search engine", "version": VERSION})
+                self.send_json(200, {"title": "qdrant - vector search engine", "version": VERSION})
                 return 200
             if name == "health":
-                self._send(200, b"healthz check passed", "text/plain")
+                self.send_body(200, b"healthz check passed", "text/plain")
                 return 200
             if name == "metrics":
-                self._send(200, srv.metrics_text().encode(), "text/plain; version=0.0.4")
+                self.send_body(200, srv.metrics_text().encode(), "text/plain; version=0.0.4")
                 return 200
             if name == "download_snapshot":
                 try:
                     data = store.snapshot_bytes(args["c"], args["snap"])
                 except QdrantError as exc:
-                    self._json(exc.code, {"status": {"error": str(exc)}, "time": 0.0})
+                    self.send_json(exc.code, {"status": {"error": str(exc)}, "time": 0.0})
                     return exc.code
-                self._send(200, data, "application/octet-stream")
+                self.send_body(200, data, "application/octet-stream")
                 return 200
             if name in SEARCHES and srv.faults.active("slow-vector-search"):
                 time.sleep(SLOW_SEARCH_S)
@@ -167,25 +152,10 @@ def make_handler(srv: Server) -> type[BaseHTTPRequestHandler]:
                 body = _body(name, raw, self.headers.get("Content-Type", ""))
                 result = getattr(store, name)(args=args, body=body, query=query)
             except QdrantError as exc:
-                self._json(exc.code, {"status": {"error": str(exc)}, "time": time.perf_counter() - started})
+                self.send_json(exc.code, {"status": {"error": str(exc)}, "time": time.perf_counter() - started})
                 return exc.code
-            self._json(200, {"result": result, "status": "ok", "time": time.perf_counter() - started})
+            self.send_json(200, {"result": result, "status": "ok", "time": time.perf_counter() - started})
             return 200
-
-        def do_GET(self) -> None:
-            self._handle()
-
-        def do_POST(self) -> None:
-            self._handle()
-
-        def do_PUT(self) -> None:
-            self._handle()
-
-        def do_PATCH(self) -> None:
-            self._handle()
-
-        def do_DELETE(self) -> None:
-            self._handle()
 
     return Handler
 

@@ -76,14 +76,37 @@ def test_latency_exactly_at_the_threshold_is_ok() -> None:
 def test_latency_over_warn() -> None:
     # all 100 new requests in (100 ms, 250 ms]: p95 = 100 + 150 * 0.95 = 242.5 ms
     out = expect(FakeContext(no_prometheus(), metrics=latency_window({0.25: 100})), "performance.latency",
-                 Status.WARN, "242 ms", "over the 100 ms threshold", cure="vector-cache-tune")
+                 Status.WARN, "242 ms", "over the 100 ms WARN threshold", cure="vector-cache-tune")
     assert evidence(out)["p95"] == 242.5
 
 
 @covers("performance.latency", Status.CRIT)
 def test_latency_over_crit() -> None:
     expect(FakeContext(no_prometheus(), metrics=latency_window({1.0: 100})), "performance.latency", Status.CRIT,
-           "975 ms", "far over", cure="vector-cache-tune")
+           "975 ms", "far over the 500 ms CRIT threshold", cure="vector-cache-tune")
+
+
+@covers("performance.latency", Status.WARN, Status.CRIT)
+@pytest.mark.parametrize(("qdrant", "postgres", "cause", "cure"), [
+    (refused("http://localhost:6333"), None, "qdrant-down", "dependency-restart component=qdrant"),
+    (None, Failure(FailureKind.TIMEOUT, "connection timeout expired"), "postgres-down",
+     "dependency-restart component=postgres"),
+])
+def test_latency_names_a_dependency_that_is_down(qdrant: Failure | None, postgres: Failure | None,
+                                                 cause: str, cure: str) -> None:
+    """Requests wait on a dependency that does not answer: the dependency is the cause, not the cache."""
+    for new, status in (({0.25: 100}, Status.WARN), ({1.0: 100}, Status.CRIT)):
+        ctx = FakeContext(no_prometheus(), metrics=latency_window(new), postgres=FakePostgres(postgres),
+                          qdrant=FakeQdrant(names=qdrant or ["task_vectors"]))
+        expect(ctx, "performance.latency", status, "unreachable", cause=cause, cure=cure)
+
+
+@covers("performance.latency", Status.OK)
+def test_latency_within_threshold_does_not_look_for_a_cause() -> None:
+    qdrant = FakeQdrant(names=refused())
+    expect(FakeContext(no_prometheus(), metrics=latency_window({0.05: 100}), qdrant=qdrant), "performance.latency",
+           Status.OK)
+    assert qdrant.calls == []
 
 
 @covers("performance.latency", Status.OK)
