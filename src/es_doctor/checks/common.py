@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from es_doctor.checks.context import CheckContext
+from es_doctor.checks.context import CheckContext, MetricsWindow
 from es_doctor.checks.registry import Outcome, crit, ev, unknown
 from es_doctor.findings import Status
 from es_doctor.probes.logs import LogLine
@@ -106,3 +106,21 @@ def dependency_down(ctx: CheckContext) -> tuple[str, str] | None:
         if answer.failure is not None and answer.failure.kind in (FailureKind.REFUSED, FailureKind.TIMEOUT):
             return cures.POSTGRES_DOWN, f"PostgreSQL is unreachable ({answer.failure.kind.value})"
     return None
+
+
+def counter_window(ctx: CheckContext, name: str, what: str) -> MetricsWindow | Outcome:
+    """The metrics window holding counter ``name``; else the UNKNOWN outcome saying why not."""
+    window = ctx.metrics_window()
+    if window.failure is not None:
+        return unknown(f"cannot {what}: {window.failure}")
+    if not window.unwrap().after.get(name):
+        return unknown(f"the service exposes no {name} counter")
+    return window.unwrap()
+
+
+def log_window(ctx: CheckContext) -> list[LogLine] | Outcome:
+    """The service log's recent lines; else the UNKNOWN outcome saying why they cannot be read."""
+    lines = recent_log(ctx)
+    if lines.failure is not None:
+        return unknown(f"cannot read the service log: {lines.failure.message}")
+    return lines.unwrap()

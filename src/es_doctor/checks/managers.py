@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from es_doctor.checks.common import excerpt, from_failure, recent_log, word_status
+from es_doctor.checks.common import excerpt, from_failure, log_window, word_status
 from es_doctor.checks.context import CheckContext
 from es_doctor.checks.registry import Outcome, check, crit, ev, grade, ok, unknown, warn
 from es_doctor.findings import Status, worst
@@ -74,10 +74,10 @@ def event_bus(ctx: CheckContext) -> Outcome:
 @check("inter-manager.eventbus-log", description="EventBus errors in the service's recent log.",
        components=("service",))
 def eventbus_log(ctx: CheckContext) -> Outcome:
-    lines = recent_log(ctx)
-    if lines.failure is not None:
-        return unknown(f"cannot read the service log: {lines.failure.message}")
-    bad = [line for line in lines.unwrap()
+    lines = log_window(ctx)
+    if isinstance(lines, Outcome):
+        return lines
+    bad = [line for line in lines
            if (line.field("component") == "EventBus" or "EventBus" in line.raw) and line.level in ("ERROR", "WARN",
                                                                                                   "FATAL")]
     window = ctx.target.thresholds.log_window_s

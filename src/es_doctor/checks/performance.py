@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from es_doctor import cures
-from es_doctor.checks.common import dependency_down, excerpt, recent_log, writes_refused
+from es_doctor.checks.common import counter_window, dependency_down, excerpt, log_window, writes_refused
 from es_doctor.checks.context import CheckContext, MetricsWindow
 from es_doctor.checks.registry import Outcome, check, ev, grade, ok, unknown
 from es_doctor.config import parse_size
@@ -80,13 +80,10 @@ def latency(ctx: CheckContext) -> Outcome:
 @check("performance.error-rate", description="Share of API requests answered 5xx over a short window "
        "(> 1 % WARN, > 5 % CRIT).", requires=(METRICS,), components=("service",))
 def error_rate(ctx: CheckContext) -> Outcome:
-    window = _window(ctx)
-    if window.failure is not None:
-        return unknown(f"cannot measure the error rate: {window.failure}")
-    w = window.unwrap()
     name = ctx.target.metrics.requests_total
-    if not w.after.get(name):
-        return unknown(f"the service exposes no {name} counter")
+    w = counter_window(ctx, name, "measure the error rate")
+    if isinstance(w, Outcome):
+        return w
     total = counter_delta(w.before, w.after, name) or 0.0
     errors = unavailable = 0.0
     for sample in w.after.get(name):
@@ -150,11 +147,11 @@ def memory(ctx: CheckContext) -> Outcome:
 @check("performance.slow-log", description="SLOW lines and timeouts in the service's recent log.",
        components=("service",))
 def slow_log(ctx: CheckContext) -> Outcome:
-    lines = recent_log(ctx)
-    if lines.failure is not None:
-        return unknown(f"cannot read the service log: {lines.failure.message}")
-    slow = [line for line in lines.unwrap() if line.contains("SLOW")]
-    timeouts = [line for line in lines.unwrap() if "timeout" in line.raw.lower() and line.level in ("ERROR", "WARN")]
+    lines = log_window(ctx)
+    if isinstance(lines, Outcome):
+        return lines
+    slow = [line for line in lines if line.contains("SLOW")]
+    timeouts = [line for line in lines if "timeout" in line.raw.lower() and line.level in ("ERROR", "WARN")]
     # a manager's heartbeat or discovery timeout is not a slow request: inter-manager reports it
     managers = [line for line in timeouts if _is_manager_line(line)]
     timeouts = [line for line in timeouts if not _is_manager_line(line)]

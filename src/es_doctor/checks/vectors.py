@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from es_doctor import cures
-from es_doctor.checks.common import dependency_down, from_failure
+from es_doctor.checks.common import counter_window, dependency_down, from_failure
 from es_doctor.checks.context import CheckContext
-from es_doctor.checks.registry import Outcome, check, crit, ev, grade, ok, unknown
+from es_doctor.checks.registry import Outcome, check, crit, ev, grade, ok
 from es_doctor.findings import Status
 from es_doctor.probes.metrics import counter_delta
 from es_doctor.probes.result import FailureKind
@@ -87,13 +87,10 @@ SEARCHES = 3
 @check("vectors.insert-errors", description="Vector insert error ratio over a short window (> 0.1 % WARN).",
        requires=(METRICS,), components=("service",))
 def insert_errors(ctx: CheckContext) -> Outcome:
-    window = ctx.metrics_window()
-    if window.failure is not None:
-        return unknown(f"cannot read the vector metrics: {window.failure}")
-    w = window.unwrap()
     name = ctx.target.metrics.vector_operations
-    if not w.after.get(name):
-        return unknown(f"the service exposes no {name} counter")
+    w = counter_window(ctx, name, "read the vector metrics")
+    if isinstance(w, Outcome):
+        return w
     inserts = counter_delta(w.before, w.after, name, op="insert") or 0.0
     errors = counter_delta(w.before, w.after, name, op="insert", result="error") or 0.0
     th = ctx.target.thresholds
@@ -128,13 +125,10 @@ def _insert_error_cause(ctx: CheckContext) -> tuple[str, str] | None:
 @check("vectors.connection-errors", description="Qdrant connection errors seen by the service (any is CRIT).",
        requires=(METRICS,), components=("service",))
 def connection_errors(ctx: CheckContext) -> Outcome:
-    window = ctx.metrics_window()
-    if window.failure is not None:
-        return unknown(f"cannot read the vector metrics: {window.failure}")
-    w = window.unwrap()
     name = ctx.target.metrics.qdrant_connection_errors
-    if not w.after.get(name):
-        return unknown(f"the service exposes no {name} counter")
+    w = counter_window(ctx, name, "read the vector metrics")
+    if isinstance(w, Outcome):
+        return w
     errors = counter_delta(w.before, w.after, name) or 0.0
     th = ctx.target.thresholds
     evidence = [ev("connection errors", int(errors), f"> {th.qdrant_connection_errors_crit:g} CRIT"),
