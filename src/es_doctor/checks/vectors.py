@@ -51,7 +51,7 @@ def dimensions(ctx: CheckContext) -> Outcome:
     if problems:
         return crit(f"collection {cfg.collection}: {'; '.join(problems)}", *evidence)
     if c.status.lower() not in ("green", "grey"):
-        return Outcome(Status.WARN, f"collection {cfg.collection} status is {c.status}", evidence)
+        return Outcome(Status.WARN, f"collection {cfg.collection} status is {c.status}", evidence, cures.NOT_GREEN)
     return ok(f"collection {cfg.collection}: {c.vector_size} dimensions, {c.distance}, {c.points_count} points",
               *evidence)
 
