@@ -5,7 +5,7 @@ from __future__ import annotations
 from es_doctor import cures
 from es_doctor.checks.common import from_failure
 from es_doctor.checks.context import CheckContext
-from es_doctor.checks.registry import Outcome, check, crit, ev, ok, warn
+from es_doctor.checks.registry import Outcome, check, crit, ev, ok, unknown, warn
 from es_doctor.findings import Status
 from es_doctor.probes import ports
 from es_doctor.probes.result import FailureKind
@@ -60,8 +60,11 @@ def prometheus_target(ctx: CheckContext) -> Outcome:
     if not ours:
         return crit(f"Prometheus has no scrape job {' or '.join(jobs)}",
                     ev("jobs", sorted({t.job for t in result.unwrap()})))
-    down = [t for t in ours if t.health != "up"]
+    down = [t for t in ours if t.health not in ("up", "unknown")]
     evidence = [ev("targets", {t.url: t.health for t in ours})]
+    if not down and any(t.health == "unknown" for t in ours):
+        # Prometheus has not scraped it yet (it just started or reloaded): nothing is known to be wrong
+        return unknown("Prometheus has not scraped the service yet (target health 'unknown')", *evidence)
     if down:
         out = crit(f"Prometheus target {down[0].url} is {down[0].health}: {down[0].last_error or 'no error given'}",
                    *evidence)

@@ -145,15 +145,16 @@ def connection_errors(ctx: CheckContext) -> Outcome:
 def coverage(ctx: CheckContext) -> Outcome:
     cfg, table = ctx.target.qdrant, ctx.target.postgres.tasks_table
 
-    def read() -> tuple[set[int], set[int]] | Outcome:
+    def read() -> tuple[set[str], set[str]] | Outcome:
         rows = ctx.postgres().column_values(table, ctx.target.postgres.id_column)
         if rows.failure is not None:
             return from_failure(rows.failure, f"PostgreSQL table {table}")
         refs = ctx.qdrant().payload_ids(cfg.collection, cfg.task_id_key)
         if refs.failure is not None:
             return from_failure(refs.failure, f"the points of {cfg.collection}")
-        return ({int(x) for x in rows.value or [] if x is not None},
-                {int(x) for x in refs.value or [] if isinstance(x, int | str) and str(x).isdigit()})
+        # ids compared as text: integer, UUID or text id columns alike (a payload may hold "42" for 42)
+        return ({str(x) for x in rows.value or [] if x is not None},
+                {str(x) for x in refs.value or [] if isinstance(x, int | str)})
 
     first = read()
     if isinstance(first, Outcome):
@@ -170,7 +171,7 @@ def coverage(ctx: CheckContext) -> Outcome:
     evidence = [ev("task rows", rows), ev("rows without a vector", len(missing)),
                 ev("points", len(first[1]))]
     if missing:
-        evidence.append(ev("e.g.", ", ".join(map(str, sorted(missing)[:5]))))
+        evidence.append(ev("e.g.", ", ".join(sorted(missing, key=lambda i: (len(i), i))[:5])))
         return crit(f"{len(missing)} of {rows} task(s) have no vector in {cfg.collection}: their vectors are "
                     "missing (restore the collection from a backup, or re-index them)", *evidence)
     return ok(f"all {rows} task(s) have their vector in {cfg.collection}", *evidence)

@@ -135,11 +135,10 @@ def test_prometheus_target_down_points_at_the_metrics_endpoint() -> None:
            cure="metrics-endpoint-enable")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a target Prometheus has not scraped yet (health 'unknown', e.g. right "
-                   "after Prometheus restarts) reads CRIT 'is unknown' and points at metrics-endpoint-enable")
 def test_prometheus_target_not_scraped_yet_is_not_crit() -> None:
     out = REGISTRY["monitoring.prometheus-target"].fn(targets(("email-sender-go", "unknown", "")))
-    assert out.status is not Status.CRIT, out.summary
+    assert out.status is Status.UNKNOWN and out.cause is None, out.summary
+    assert "not scraped the service yet" in out.summary
 
 
 @covers("monitoring.prometheus-target", Status.CRIT, Status.UNKNOWN)
