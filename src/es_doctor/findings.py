@@ -54,15 +54,23 @@ class Evidence(BaseModel):
     unit: str | None = None
 
     def render(self) -> str:
-        value = self.value
-        if isinstance(value, float):
-            value = f"{value:.3g}"
-        text = f"{self.name}: {value}"
+        text = f"{self.name}: {_words(self.value)}"
         if self.unit:
             text += f" {self.unit}"
         if self.threshold:
             text += f" (threshold {self.threshold})"
         return text
+
+
+def _words(value: Any) -> str:
+    """A value as a person reads it: 3 significant digits, lists and mappings as plain text (no repr)."""
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} ({_words(v)})" for k, v in value.items()) or "none"
+    if isinstance(value, list | tuple | set | frozenset):
+        return ", ".join(_words(v) for v in value) or "none"
+    return str(value)
 
 
 class Finding(BaseModel):
