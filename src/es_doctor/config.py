@@ -279,6 +279,21 @@ class EscalationConfig(Strict):
         return self
 
 
+class ServeConfig(Strict):
+    """``es-doctor serve``: the daemon that diagnoses every target on a schedule."""
+
+    #: address:port to listen on; any address but loopback requires ``token``
+    listen: str = "127.0.0.1:9109"
+    #: seconds between two diagnoses of one target (each target on its own schedule)
+    interval_s: float = Field(default=30.0, ge=1.0)
+    #: each run starts up to this share of the interval early or late, so targets do not run in step
+    jitter_pct: float = Field(default=10.0, ge=0.0, le=50.0)
+    #: bearer token every path but /healthz requires (env:NAME); mandatory off loopback
+    token: str | None = Secret(description="bearer token of es-doctor serve (env:NAME)")
+    #: how long status changes are kept (the latest change of each check is always kept)
+    history_retention_days: float = Field(default=30.0, gt=0.0)
+
+
 class Config(Strict):
     #: the target used without -t; unset: the first target of the file
     default_target: str | None = None
@@ -292,6 +307,8 @@ class Config(Strict):
     backup_dir: str | None = None
     #: es-doctor escalate: the guide's escalation levels and their notification channels
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+    #: es-doctor serve: listen address, interval, token, history retention
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
 
 def backup_root(config: Config) -> Path:
@@ -517,8 +534,12 @@ def apply_env_overrides(target: Target, environ: dict[str, str]) -> Target:
         raise ConfigError(first["msg"], source=f"${var}", key=_format_loc(tuple(first["loc"]))) from exc
 
 
-def load_config(explicit_path: str | None = None, target_name: str | None = None) -> LoadedConfig:
-    """The effective configuration for one target. Raises ConfigError, never writes anything."""
+def load_config(explicit_path: str | None = None, target_name: str | None = None, *,
+                env_overrides: bool = True) -> LoadedConfig:
+    """The effective configuration for one target. Raises ConfigError, never writes anything.
+
+    ``env_overrides=False`` leaves out the ``ES_DOCTOR_<SECTION>__<KEY>`` overrides (several targets at
+    once: an override meant for the selected target must not make every target the same)."""
     path = find_config_file(explicit_path)
     if path is None:
         config = Config()
@@ -549,7 +570,8 @@ def load_config(explicit_path: str | None = None, target_name: str | None = None
         config.audit_log = os.environ["ES_DOCTOR_AUDIT_LOG"]
     if os.environ.get("ES_DOCTOR_STATE_DIR"):
         config.state_dir = os.environ["ES_DOCTOR_STATE_DIR"]
-    target = apply_env_overrides(target, dict(os.environ))
+    if env_overrides:
+        target = apply_env_overrides(target, dict(os.environ))
     return LoadedConfig(config=config, source=source, target_name=name, target=target)
 
 
@@ -563,3 +585,16 @@ def parse_size(text: str) -> int:
     factor = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}[unit]
     return int(number * factor)
 
+
+
+def load_targets(explicit_path: str | None, names: list[str], all_targets: bool = False) -> list[LoadedConfig]:
+    """Several targets at once (``diagnose -t a -t b``, ``--all-targets``, ``serve``): each loaded like
+    :func:`load_config`; with one target the env overrides apply as usual, with several they do not.
+    ``all_targets``: every target of the file (plus ``lab`` only when named). Duplicates are dropped."""
+    if all_targets:
+        first = load_config(explicit_path, names[0] if names else None, env_overrides=False)
+        names = [*first.config.targets, *[n for n in names if n not in first.config.targets]]
+    unique = list(dict.fromkeys(names))
+    if len(unique) <= 1:
+        return [load_config(explicit_path, unique[0] if unique else None)]
+    return [load_config(explicit_path, name, env_overrides=False) for name in unique]

@@ -13,8 +13,12 @@ from es_doctor.symptoms import SYMPTOM_CLASSES
 
 #: Version of the JSON report schema (``es-doctor diagnose --format json``).
 REPORT_SCHEMA_VERSION = "1.1"
+#: Version of the several-targets JSON output (``diagnose -t a -t b --format json``): an object holding
+#: a list of 1.1 reports. One target keeps the 1.1 report as it is.
+MULTI_REPORT_SCHEMA_VERSION = "2.0"
 
-__all__ = ["REPORT_SCHEMA_VERSION", "SYMPTOM_CLASSES", "Evidence", "Finding", "Report", "Status", "worst"]
+__all__ = ["MULTI_REPORT_SCHEMA_VERSION", "REPORT_SCHEMA_VERSION", "SYMPTOM_CLASSES", "Evidence", "Finding", "Report",
+           "Status", "exit_status_of", "worst"]
 
 
 class Status(StrEnum):
@@ -126,10 +130,15 @@ class Report(BaseModel):
         return counts
 
     def exit_status(self) -> ExitStatus:
-        return {
-            Status.OK: ExitStatus.OK,
-            Status.SKIP: ExitStatus.OK,
-            Status.WARN: ExitStatus.WARNING,
-            Status.UNKNOWN: ExitStatus.UNKNOWN,
-            Status.CRIT: ExitStatus.CRITICAL,
-        }[self.status]
+        return exit_status_of(self.status)
+
+
+def exit_status_of(status: Status) -> ExitStatus:
+    """The Nagios exit code of a status (several reports: of their worst status)."""
+    return {
+        Status.OK: ExitStatus.OK,
+        Status.SKIP: ExitStatus.OK,
+        Status.WARN: ExitStatus.WARNING,
+        Status.UNKNOWN: ExitStatus.UNKNOWN,
+        Status.CRIT: ExitStatus.CRITICAL,
+    }[status]

@@ -173,3 +173,22 @@ def diagnose(target: Target, target_name: str, check_ids: Sequence[str] = (), cl
     """The one way to run checks (diagnose, fix --all, a runbook's verify and wait_for, escalate)."""
     return run_checks(select(check_ids, classes), CheckContext(target, target_name), timeout=timeout,
                       deadline_s=deadline_s)
+
+
+#: how many targets ``diagnose -t a -t b`` / ``--all-targets`` diagnoses at once
+MAX_PARALLEL_TARGETS = 4
+
+
+def run_many(targets: Sequence[tuple[str, Target]], specs: list[CheckSpec], *, timeout: float | None = None,
+             deadline_s: float | None = None, max_parallel: int = MAX_PARALLEL_TARGETS) -> list[Report]:
+    """The same checks on several targets, at most ``max_parallel`` at once; reports in the given order.
+    Each target runs under its own deadline, so a dead target costs at most its deadline."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(item: tuple[str, Target]) -> Report:
+        name, target = item
+        return run_checks(specs, CheckContext(target, name), timeout=timeout, deadline_s=deadline_s)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(targets))),
+                            thread_name_prefix="target") as pool:
+        return list(pool.map(one, targets))

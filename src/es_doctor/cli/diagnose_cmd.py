@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from es_doctor.cli.common import ConfigOpt, TargetOpt, load
+from es_doctor.cli.common import ConfigOpt, state
 from es_doctor.errors import ExitStatus, UsageError
 from es_doctor.render import Format
 from es_doctor.symptoms import SYMPTOM_CLASSES
 
 if TYPE_CHECKING:
     from es_doctor.checks.registry import CheckSpec
+    from es_doctor.findings import Report
 
 
 def _select(classes: list[str], check_ids: list[str]) -> list[CheckSpec]:
@@ -36,6 +37,13 @@ def _select(classes: list[str], check_ids: list[str]) -> list[CheckSpec]:
     return select(check_ids, classes)
 
 
+TargetsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--target", "-t", help="Named target from the config (or 'lab'); repeat it for several targets.",
+                 show_default=False),
+]
+
+
 def diagnose(
     ctx: typer.Context,
     check_class: Annotated[list[str] | None, typer.Option("--class", help="Only this symptom class (repeatable): "
@@ -47,15 +55,32 @@ def diagnose(
     detailed: Annotated[bool, typer.Option("--detailed", "-d", help="Show evidence for passing checks too.")] = False,
     watch: Annotated[float | None, typer.Option("--watch", help="Re-run every N seconds until Ctrl-C.",
                                                 min=1.0)] = None,
+    all_targets: Annotated[bool, typer.Option("--all-targets", help="Every target of the config file.")] = False,
     config: ConfigOpt = None,
-    target: TargetOpt = None,
+    target: TargetsOpt = None,
 ) -> int:
-    """Run the guide's diagnostics concurrently; exit 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN."""
+    """Run the guide's diagnostics concurrently; exit 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN (several targets: the worst)."""
     from es_doctor.checks.context import CheckContext
+    from es_doctor.config import load_targets
+    from es_doctor.findings import exit_status_of, worst
     from es_doctor.render import renderer
-    from es_doctor.runner import run_checks
+    from es_doctor.runner import run_checks, run_many
 
-    loaded = load(ctx, config, target)
+    st = state(ctx)
+    names = list(target or ([st.target] if st.target else []))
+    loaded_all = load_targets(config or st.config_path, names, all_targets)
+    if len(loaded_all) > 1:
+        if fmt is Format.junit:
+            raise UsageError("--format junit takes one target (use json, table, nagios or prometheus)")
+        specs = _select(check_class or [], check or [])
+        while True:
+            reports = run_many([(item.target_name, item.target) for item in loaded_all], specs, timeout=timeout,
+                               deadline_s=deadline)
+            typer.echo(render_many(reports, fmt, detailed))
+            if not watch:
+                return int(exit_status_of(worst([r.status for r in reports])))
+            time.sleep(watch)
+    loaded = loaded_all[0]
     specs = _select(check_class or [], check or [])
     render = renderer(fmt)
     while True:
@@ -76,6 +101,34 @@ def diagnose(
         if not watch:
             return int(report.exit_status())
         time.sleep(watch)
+
+
+def render_many(reports: list[Report], fmt: Format, detailed: bool) -> str:
+    """Several targets: json schema 2.0 (a list of reports), one prometheus exposition, one nagios line per
+    target, or each table report followed by one summary line per target."""
+    if fmt is Format.json:
+        from es_doctor.render import json_report
+
+        return json_report.render_many(reports)
+    if fmt is Format.prometheus:
+        from es_doctor.render import prometheus
+
+        return prometheus.render_many(reports)
+    from es_doctor.findings import Status
+    from es_doctor.render import renderer
+
+    render = renderer(fmt)
+    if fmt is Format.nagios:
+        return "\n".join(f"{r.target}: {render(r, detailed)}" for r in reports)
+    blocks = [render(r, detailed) for r in reports]
+    width = max(len(r.target) for r in reports)
+    summary = ["", "targets:"]
+    for report in reports:
+        counts = report.counts()
+        parts = ", ".join(f"{counts[s.value]} {s.value}" for s in Status if counts[s.value])
+        summary.append(f"  {report.status.symbol} {report.target:<{width}}  {report.status.value:<7} {parts} "
+                       f"in {report.duration_ms / 1000:.1f}s (exit {int(report.exit_status())})")
+    return "\n\n".join(blocks) + "\n" + "\n".join(summary)
 
 
 def list_checks(

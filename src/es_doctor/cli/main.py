@@ -69,6 +69,9 @@ def _register() -> None:
 
     app.command("escalate")(escalate_cmd.escalate)
     app.add_typer(emergency_cmd.emergency_app, name="emergency")
+    from es_doctor.cli import serve_cmd
+
+    app.command("serve")(serve_cmd.serve)
 
 
 _register()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from es_doctor.findings import REPORT_SCHEMA_VERSION, Report
+from es_doctor.findings import MULTI_REPORT_SCHEMA_VERSION, REPORT_SCHEMA_VERSION, Report, exit_status_of, worst
 
 
 def as_dict(report: Report) -> dict[str, Any]:
@@ -18,6 +18,40 @@ def as_dict(report: Report) -> dict[str, Any]:
 
 def render(report: Report, detailed: bool = False) -> str:
     return json.dumps(as_dict(report), indent=2, ensure_ascii=False)
+
+
+def as_multi_dict(reports: list[Report]) -> dict[str, Any]:
+    """Several targets: schema 2.0, ``{"schema_version", "status", "exit_code", "reports": [1.1 report, …]}``."""
+    status = worst([r.status for r in reports])
+    return {"schema_version": MULTI_REPORT_SCHEMA_VERSION, "status": status.value,
+            "exit_code": int(exit_status_of(status)), "reports": [as_dict(r) for r in reports]}
+
+
+def render_many(reports: list[Report]) -> str:
+    return json.dumps(as_multi_dict(reports), indent=2, ensure_ascii=False)
+
+
+def multi_report_schema() -> dict[str, Any]:
+    """JSON Schema of the several-targets output (written to docs/reports.schema.json)."""
+    single = report_schema()
+    defs = single.pop("$defs", {})
+    single.pop("$id", None)
+    return {
+        "$id": "https://es-doctor.invalid/schemas/reports-" + MULTI_REPORT_SCHEMA_VERSION + ".json",
+        "title": "es-doctor diagnose report, several targets",
+        "type": "object",
+        "$defs": {**defs, "Report": single},
+        "properties": {
+            "schema_version": {"type": "string", "const": MULTI_REPORT_SCHEMA_VERSION},
+            "status": {"type": "string", "enum": ["OK", "WARN", "CRIT", "UNKNOWN", "SKIP"],
+                       "description": "worst status of all targets"},
+            "exit_code": {"type": "integer", "description": "of the worst status: 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN"},
+            "reports": {"type": "array", "items": {"$ref": "#/$defs/Report"},
+                        "description": "one report per target, in the order asked"},
+        },
+        "required": ["schema_version", "status", "exit_code", "reports"],
+        "additionalProperties": False,
+    }
 
 
 def report_schema() -> dict[str, Any]:

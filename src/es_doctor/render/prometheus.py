@@ -13,6 +13,11 @@ STATUS_VALUE = {Status.OK: 0, Status.WARN: 1, Status.CRIT: 2, Status.UNKNOWN: 3,
 
 
 def render(report: Report, detailed: bool = False) -> str:
+    return render_many([report])
+
+
+def render_many(reports: list[Report]) -> str:
+    """One exposition for several targets (one HELP/TYPE per family)."""
     registry = CollectorRegistry()
     check_status = Gauge("es_doctor_check_status", "Status of each check: 0 OK or SKIP, 1 WARN, 2 CRIT, 3 UNKNOWN.",
                          ["target", "check", "class", "status"], registry=registry)
@@ -26,6 +31,13 @@ def render(report: Report, detailed: bool = False) -> str:
                            registry=registry)
     last_run = Gauge("es_doctor_last_run_timestamp_seconds", "When the diagnosis started.", ["target"],
                      registry=registry)
+    for report in reports:
+        _add(report, check_status, check_duration, overall, duration, findings_total, last_run)
+    return generate_latest(registry).decode("utf-8").rstrip("\n")
+
+
+def _add(report: Report, check_status: Gauge, check_duration: Gauge, overall: Gauge, duration: Gauge,
+         findings_total: Gauge, last_run: Gauge) -> None:
     for finding in report.findings:
         check_status.labels(report.target, finding.id, finding.check_class, finding.status.value).set(
             STATUS_VALUE[finding.status])
@@ -35,4 +47,3 @@ def render(report: Report, detailed: bool = False) -> str:
     for status, count in report.counts().items():
         findings_total.labels(report.target, status).set(count)
     last_run.labels(report.target).set(report.started_at.timestamp())
-    return generate_latest(registry).decode("utf-8").rstrip("\n")

@@ -1,0 +1,81 @@
+"""``es-doctor serve``: diagnose every target on a schedule; /metrics, a status page and a JSON API."""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated
+
+import typer
+
+from es_doctor.cli.common import ConfigOpt, state
+from es_doctor.errors import ExitStatus, UnavailableError, UsageError
+
+
+def serve(
+    ctx: typer.Context,
+    targets: Annotated[list[str] | None, typer.Option("--targets", "-T", help="Target to watch (repeatable); "
+                                                      "default: -t, else the default target.")] = None,
+    all_targets: Annotated[bool, typer.Option("--all-targets", help="Every target of the config file.")] = False,
+    interval: Annotated[str | None, typer.Option("--interval", help="Between two runs of a target: 30s, 2m "
+                                                 "(default: serve.interval_s).")] = None,
+    listen: Annotated[str | None, typer.Option("--listen", help="HOST:PORT (default: serve.listen, "
+                                               "127.0.0.1:9109); off loopback a token is required.")] = None,
+    print_scrape_config: Annotated[bool, typer.Option("--print-scrape-config",
+                                                      help="Print the Prometheus scrape job and exit.")] = False,
+    config: ConfigOpt = None,
+) -> int:
+    """Watch the targets: run their diagnosis every interval, serve /metrics, / and /api/v1 (read-only).
+    SIGHUP reloads the configuration (a bad one is refused, the old one kept)."""
+    import signal
+
+    from es_doctor.config import load_targets
+    from es_doctor.serve.daemon import Daemon, Settings, settings_from
+    from es_doctor.serve.fleet import parse_duration, scrape_config
+
+    st = state(ctx)
+    names = list(targets or ([st.target] if st.target else []))
+    try:
+        interval_s = parse_duration(interval) if interval else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    path = config or st.config_path
+
+    def load() -> Settings:
+        return settings_from(load_targets(path, names, all_targets), listen, interval_s)
+
+    settings = load()
+    if print_scrape_config:
+        typer.echo(scrape_config(settings))
+        return int(ExitStatus.OK)
+
+    from es_doctor.serve.http import Server
+
+    daemon = Daemon(load)
+    try:
+        server = Server(daemon)
+    except OSError as exc:
+        daemon.store.close()
+        raise UnavailableError(f"cannot listen on {settings.listen}: {exc.strerror or exc}") from exc
+    stop = threading.Event()
+
+    def on_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    daemon.install_sighup()
+    daemon.start()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5}, name="serve:http",
+                              daemon=True)
+    thread.start()
+    settings.port = server.server_port  # :0 picks a free port
+    typer.echo(f"es-doctor serve: http://{settings.listen}/ "
+               f"watching {', '.join(settings.targets)} every {settings.interval_s:g}s"
+               f"{' (bearer token required)' if settings.token else ''}", err=True)
+    while not stop.wait(1.0):
+        pass
+    typer.echo("es-doctor serve: stopping", err=True)
+    server.shutdown()
+    server.server_close()
+    daemon.stop()
+    return int(ExitStatus.OK)

@@ -1,0 +1,71 @@
+"""What Prometheus needs to watch ``serve`` daemons: the scrape job, and alert rules over their series."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from es_doctor.serve.daemon import Settings
+
+JOB = "es-doctor"
+
+
+def parse_duration(text: str) -> float:
+    """``30s``, ``2m``, ``1h``, ``45`` (seconds) → seconds."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*", text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (e.g. 30s, 2m)")
+    factor = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[match.group(2) or "s"]
+    return float(match.group(1)) * factor
+
+
+def scrape_config(settings: Settings) -> str:
+    """The Prometheus scrape job for this daemon (its token as a credentials file, never inline)."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    address = f"[{host}]:{settings.port}" if ":" in host else f"{host}:{settings.port}"
+    interval = max(5, min(60, int(settings.interval_s)))
+    job: dict[str, Any] = {"job_name": JOB, "scrape_interval": f"{interval}s", "scrape_timeout": "5s",
+                           "metrics_path": "/metrics", "static_configs": [{"targets": [address]}]}
+    note = ""
+    if settings.token_ref:
+        job["authorization"] = {"type": "Bearer", "credentials_file": "/etc/prometheus/es-doctor.token"}
+        note = (f"# /etc/prometheus/es-doctor.token must hold the token (the value of {settings.token_ref}); "
+                "it is not printed here.\n")
+    return note + yaml.safe_dump({"scrape_configs": [job]}, sort_keys=False).rstrip()
+
+
+def serve_rules(interval_s: float = 30.0) -> dict[str, Any]:
+    """Alert rules over ``es_doctor_check_status`` (one per status: no status label, so ``for:`` holds)."""
+    stale = int(max(3 * interval_s, 90))
+
+    def rule(name: str, expr: str, for_: str, severity: str, summary: str) -> dict[str, Any]:
+        return {"alert": name, "expr": expr, "for": for_, "labels": {"severity": severity, "source": "es-doctor"},
+                "annotations": {"summary": summary,
+                                "fix": "es-doctor -t {{ $labels.target }} fix {{ $labels.check }}"}}
+
+    rules = [
+        rule("EsDoctorCheckCritical", "es_doctor_check_status == 2", "1m", "critical",
+             "{{ $labels.target }}: {{ $labels.check }} is CRIT"),
+        rule("EsDoctorCheckWarning", "es_doctor_check_status == 1", "5m", "warning",
+             "{{ $labels.target }}: {{ $labels.check }} is WARN"),
+        rule("EsDoctorCheckUnknown", "es_doctor_check_status == 3", "10m", "warning",
+             "{{ $labels.target }}: {{ $labels.check }} cannot be told (UNKNOWN)"),
+        rule("EsDoctorTargetDown", "es_doctor_target_up == 0", "1m", "critical",
+             "{{ $labels.target }}: the service does not answer"),
+        rule("EsDoctorStale", f"time() - es_doctor_last_run_timestamp_seconds > {stale}", "2m", "warning",
+             "{{ $labels.target }}: no diagnosis for over " + f"{stale} s"),
+        rule("EsDoctorServeDown", f'up{{job="{JOB}"}} == 0', "2m", "critical",
+             "es-doctor serve on {{ $labels.instance }} is not scraped"),
+        rule("EsDoctorConfigReloadFailed", "es_doctor_config_last_reload_successful == 0", "5m", "warning",
+             "es-doctor serve on {{ $labels.instance }} refused its new configuration"),
+    ]
+    for item in rules:
+        if not str(item["expr"]).startswith("es_doctor_check_status"):
+            item["annotations"].pop("fix")
+    return {"groups": [{"name": "es-doctor-serve", "rules": rules}]}
+
+
+def render_serve_rules(interval_s: float = 30.0) -> str:
+    return yaml.safe_dump(serve_rules(interval_s), sort_keys=False)

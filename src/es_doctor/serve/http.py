@@ -1,0 +1,154 @@
+"""The HTTP server of ``es-doctor serve`` (the stdlib's ThreadingHTTPServer), read-only: GET and HEAD only.
+
+``/healthz`` the daemon works · ``/ready`` every target diagnosed once · ``/metrics`` Prometheus ·
+``/`` the status page · ``/assets/style.css`` · ``/api/v1/targets`` · ``/api/v1/targets/{name}/report``
+(the JSON of ``diagnose --format json``) · ``/api/v1/targets/{name}/history``.
+With a token configured, every path but ``/healthz`` needs ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import sys
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from es_doctor.render.json_report import as_dict
+from es_doctor.serve.daemon import Daemon
+from es_doctor.serve.exposition import exposition, registry_for
+from es_doctor.serve.page import render_page, stylesheet
+
+CSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'"
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.doctor = daemon
+        self.registry = registry_for(daemon)
+        self.css = stylesheet()
+        family_host = daemon.settings.host
+        if ":" in family_host:
+            import socket
+
+            self.address_family = socket.AF_INET6
+        super().__init__((family_host, daemon.settings.port), Handler)
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: Server
+    server_version = "es-doctor"
+    sys_version = ""
+    protocol_version = "HTTP/1.1"
+    timeout = 15  # a client that stalls cannot hold a thread forever
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # quiet: a scrape every few seconds is not news
+
+    def do_HEAD(self) -> None:
+        self._dispatch(head=True)
+
+    def do_GET(self) -> None:
+        self._dispatch(head=False)
+
+    def do_POST(self) -> None:
+        self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"read-only: GET and HEAD only\n", "text/plain; charset=utf-8",
+                   extra={"Allow": "GET, HEAD"})
+
+    do_PUT = do_DELETE = do_PATCH = do_POST  # noqa: N815
+
+    # ------------------------------------------------------------------ routing
+
+    def _authorized(self) -> bool:
+        token = self.server.doctor.settings.token
+        if not token:
+            return True
+        given = self.headers.get("Authorization", "")
+        scheme, _, value = given.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+    def _dispatch(self, head: bool) -> None:
+        parts = urlsplit(self.path)
+        path = parts.path.rstrip("/") or "/"
+        try:
+            if path == "/healthz":
+                self._send(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8", head=head)
+                return
+            if not self._authorized():
+                self._send(HTTPStatus.UNAUTHORIZED, b"a bearer token is required\n", "text/plain; charset=utf-8",
+                           head=head, extra={"WWW-Authenticate": 'Bearer realm="es-doctor"'})
+                return
+            self._route(path, parse_qs(parts.query), head)
+        except BrokenPipeError:
+            return
+        except Exception as exc:  # noqa: BLE001 - one bad request must not stop the server
+            print(f"es-doctor serve: {self.command} {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, b"internal error\n", "text/plain; charset=utf-8", head=head)
+
+    def _route(self, path: str, query: dict[str, list[str]], head: bool) -> None:
+        doctor = self.server.doctor
+        if path == "/metrics":
+            self._send(HTTPStatus.OK, exposition(self.server.registry), "text/plain; version=0.0.4; charset=utf-8",
+                       head=head)
+        elif path == "/":
+            refresh = max(5, min(60, int(doctor.settings.interval_s)))
+            self._send(HTTPStatus.OK, render_page(doctor.views(), refresh).encode(), "text/html; charset=utf-8",
+                       head=head)
+        elif path == "/assets/style.css":
+            self._send(HTTPStatus.OK, self.server.css, "text/css; charset=utf-8", head=head,
+                       extra={"Cache-Control": "max-age=300"})
+        elif path == "/ready":
+            ready, waiting = doctor.ready()
+            body = {"ready": ready, "waiting_for": waiting}
+            self._json(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE, body, head)
+        elif path == "/api/v1/targets":
+            reports = doctor.reports()
+            self._json(HTTPStatus.OK, [
+                {"name": n, "status": reports[n].status.value if n in reports else None,
+                 "started_at": reports[n].started_at.isoformat() if n in reports else None}
+                for n in doctor.names()], head)
+        elif path.startswith("/api/v1/targets/"):
+            rest = path[len("/api/v1/targets/"):]
+            name, _, what = rest.rpartition("/")
+            name = unquote(name)
+            if name not in doctor.names() or what not in ("report", "history"):
+                self._json(HTTPStatus.NOT_FOUND, {"error": "no such target or resource"}, head)
+            elif what == "report":
+                report = doctor.reports().get(name)
+                if report is None:
+                    self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"target {name} not diagnosed yet"}, head)
+                else:
+                    self._json(HTTPStatus.OK, as_dict(report), head)
+            else:
+                try:
+                    limit = max(1, min(1000, int(query.get("limit", ["200"])[0])))
+                except ValueError:
+                    limit = 200
+                self._json(HTTPStatus.OK, {"target": name, "changes": doctor.store.history(name, limit)}, head)
+        else:
+            self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8", head=head)
+
+    # ------------------------------------------------------------------ responses
+
+    def _json(self, status: HTTPStatus, body: Any, head: bool) -> None:
+        self._send(status, json.dumps(body, indent=2, ensure_ascii=False).encode(), "application/json", head=head)
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str, head: bool = False,
+              extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Security-Policy", CSP)
+        self.send_header("Referrer-Policy", "no-referrer")
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)

@@ -1,0 +1,240 @@
+"""The guide's eight dashboard widgets, per target, with a short trend.
+
+Sampled once per round after the diagnosis, read-only: one scrape of the service's metrics (rates come
+from this round's scrape and the previous round's), and, when the target has a Prometheus, its answers
+for what needs history (latency percentiles over 5 minutes, error rate over 1 h and 24 h). Without
+Prometheus the error rates are computed over what the daemon itself has seen (up to 24 h), and say so.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+from es_doctor.config import Target, parse_size
+from es_doctor.findings import Report, Status
+from es_doctor.probes.http import HttpProbe
+from es_doctor.probes.metrics import Scrape, counter_delta, scrape, window_quantile
+from es_doctor.probes.prometheus import PrometheusProbe
+
+TREND_POINTS = 20
+SPARKS = "▁▂▃▄▅▆▇█"
+HTTP_TIMEOUT_S = 3.0
+
+
+@dataclass
+class Widget:
+    key: str
+    title: str
+    #: the main value, as words and numbers
+    value: str
+    #: secondary lines (label, value)
+    details: list[tuple[str, str]] = field(default_factory=list)
+    #: the status this value reads as, when it has thresholds (else None)
+    status: Status | None = None
+    trend: list[float] = field(default_factory=list)
+    source: str = ""
+
+    def sparkline(self) -> str:
+        return sparkline(self.trend)
+
+
+def sparkline(values: list[float]) -> str:
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    span = high - low
+    return "".join(SPARKS[0 if span <= 0 else min(7, int((v - low) / span * 7.999))] for v in values)
+
+
+def _fmt(value: float | None, unit: str = "", digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}g}{unit}"
+
+
+def _ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
+def _pct(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio * 100:.2f} %"
+
+
+def _grade(value: float | None, warn: float, crit: float | None = None) -> Status | None:
+    if value is None:
+        return None
+    if crit is not None and value > crit:
+        return Status.CRIT
+    return Status.WARN if value > warn else Status.OK
+
+
+class Board:
+    """The widgets of one target; keeps the previous scrape and the trends between rounds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._previous: Scrape | None = None
+        #: (time, requests, errors) per round, for error rates without Prometheus (24 h)
+        self._totals: deque[tuple[float, float, float]] = deque()
+        self._trends: dict[str, deque[float]] = {}
+        self.widgets: list[Widget] = []
+
+    def _trend(self, key: str, value: float | None) -> list[float]:
+        points = self._trends.setdefault(key, deque(maxlen=TREND_POINTS))
+        if value is not None:
+            points.append(value)
+        return list(points)
+
+    def sample(self, target: Target, report: Report) -> list[Widget]:
+        http = HttpProbe(timeout=HTTP_TIMEOUT_S)
+        got = scrape(http, target.service.metrics_url)
+        now_scrape = got.value if got.failure is None else None
+        prom: PrometheusProbe | None = None
+        if target.is_present("prometheus")[0]:
+            prom = PrometheusProbe(target.prometheus.url, http)
+        with self._lock:
+            widgets = self._build(target, report, now_scrape, prom)
+            if now_scrape is not None:
+                self._previous = now_scrape
+            self.widgets = widgets
+        return widgets
+
+    # ------------------------------------------------------------------ the eight widgets
+
+    def _build(self, target: Target, report: Report, cur: Scrape | None, prom: PrometheusProbe | None) -> list[Widget]:
+        m, th = target.metrics, target.thresholds
+        prev = self._previous
+        window = prev is not None and cur is not None and cur.taken_at > prev.taken_at
+        source = "service metrics" + (" (this round and the previous)" if window else "")
+        widgets = [self._service(report)]
+
+        # API response time p50/p95/p99
+        quantiles: dict[str, float | None] = {}
+        lat_source = source
+        if prom is not None:
+            for q in ("0.5", "0.95", "0.99"):
+                quantiles[q] = _prom_scalar(prom, f"histogram_quantile({q}, sum(rate({m.request_duration}_bucket[5m])) "
+                                                  "by (le))")
+            if any(v is not None for v in quantiles.values()):
+                lat_source = "Prometheus (5 m)"
+        if not any(v is not None for v in quantiles.values()) and window and prev and cur:
+            quantiles = {q: window_quantile(prev, cur, m.request_duration, float(q))[0]
+                         for q in ("0.5", "0.95", "0.99")}
+            lat_source = source
+        p95 = quantiles.get("0.95")
+        p95_ms = None if p95 is None else p95 * 1000
+        widgets.append(Widget("latency", "API response time", f"p95 {_ms(p95)}",
+                              [("p50", _ms(quantiles.get("0.5"))), ("p99", _ms(quantiles.get("0.99")))],
+                              _grade(p95_ms, th.latency_p95_warn_ms, th.latency_p95_crit_ms),
+                              self._trend("latency", p95_ms), lat_source))
+
+        # error rate 1 h / 24 h
+        rates: dict[str, float | None] = {}
+        err_source = ""
+        if prom is not None:
+            for span in ("1h", "24h"):
+                rates[span] = _prom_scalar(prom, f'sum(increase({m.requests_total}{{status=~"5.."}}[{span}])) / '
+                                                 f"sum(increase({m.requests_total}[{span}]))")
+            err_source = "Prometheus" if any(v is not None for v in rates.values()) else ""
+        if cur is not None:
+            total = cur.total(m.requests_total) or 0.0
+            errors = sum(s.value for s in cur.get(m.requests_total) if (s.label("status") or "").startswith("5"))
+            self._totals.append((cur.taken_at, total, errors))
+            while self._totals and self._totals[0][0] < cur.taken_at - 86400:
+                self._totals.popleft()
+        if not any(v is not None for v in rates.values()):
+            rates = {"1h": self._own_rate(3600), "24h": self._own_rate(86400)}
+            seen = (self._totals[-1][0] - self._totals[0][0]) if len(self._totals) > 1 else 0.0
+            err_source = f"service metrics, over what es-doctor saw ({seen / 60:.0f} min)"
+        one_hour = rates.get("1h")
+        widgets.append(Widget("errors", "Error rate", f"1 h {_pct(one_hour)}", [("24 h", _pct(rates.get("24h")))],
+                              _grade(None if one_hour is None else one_hour * 100, th.error_rate_warn_pct,
+                                     th.error_rate_crit_pct),
+                              self._trend("errors", None if one_hour is None else one_hour * 100), err_source))
+
+        # memory / CPU
+        memory = cur.total(m.resident_memory) if cur else None
+        limit = parse_size(target.service.memory_limit)
+        share = None if memory is None else memory / limit * 100
+        cpu = None
+        if window and prev and cur:
+            used = counter_delta(prev, cur, "process_cpu_seconds_total")
+            cpu = None if used is None else used / (cur.taken_at - prev.taken_at) * 100
+        widgets.append(Widget("memory", "Memory / CPU", f"{_fmt(share, ' %')} of {target.service.memory_limit}",
+                              [("resident", _fmt(None if memory is None else memory / 2**20, " MiB")),
+                               ("CPU", _fmt(cpu, " %"))],
+                              _grade(share, th.memory_warn_pct, th.memory_crit_pct), self._trend("memory", share),
+                              source))
+
+        # vector operations/s
+        ops = self._rate(prev, cur, m.vector_operations) if window else None
+        errors_ops = self._rate(prev, cur, m.vector_operations, result="error") if window else None
+        widgets.append(Widget("vectors", "Vector operations", f"{_fmt(ops)} /s", [("errors", f"{_fmt(errors_ops)} /s")],
+                              None, self._trend("vectors", ops), source))
+
+        # manager status grid
+        managers = sorted((s.label("manager") or "?", s.value) for s in (cur.get(m.managers_up) if cur else []))
+        down = [name for name, value in managers if value < 1]
+        widgets.append(Widget("managers", "Managers",
+                              "n/a" if not managers else f"{len(managers) - len(down)}/{len(managers)} up",
+                              [(name, "up" if value >= 1 else "DOWN") for name, value in managers],
+                              None if not managers else (Status.CRIT if down else Status.OK),
+                              self._trend("managers", float(len(managers) - len(down)) if managers else None), source))
+
+        # event bus throughput
+        published = self._rate(prev, cur, m.event_bus_published) if window else None
+        depth = cur.total(m.event_bus_depth) if cur else None
+        capacity = cur.total(m.event_bus_capacity) if cur else None
+        dropped = self._rate(prev, cur, m.event_bus_dropped) if window else None
+        fill = None if depth is None or not capacity else depth / capacity * 100
+        widgets.append(Widget("eventbus", "Event bus", f"{_fmt(published)} events/s",
+                              [("queue", f"{_fmt(depth)} / {_fmt(capacity)}"),
+                               ("dropped", f"{_fmt(dropped)} /s")],
+                              _grade(fill, th.event_bus_saturation_warn_pct, th.event_bus_saturation_crit_pct),
+                              self._trend("eventbus", published), source))
+
+        # database connections
+        active = cur.total(m.db_connections, state="active") if cur else None
+        idle = cur.total(m.db_connections, state="idle") if cur else None
+        widgets.append(Widget("db", "Database connections", f"{_fmt(active)} active",
+                              [("idle", _fmt(idle))], None, self._trend("db", active), source))
+        return widgets
+
+    def _service(self, report: Report) -> Widget:
+        found = {f.id: f for f in report.findings}
+        health = found.get("startup.health")
+        chosen = health if health is not None and health.status is not Status.SKIP else found.get("startup.api-port")
+        if chosen is None:
+            return Widget("service", "Service status", "n/a", [], None, [], "diagnosis")
+        up = chosen.status in (Status.OK, Status.WARN)
+        return Widget("service", "Service status", "up" if up else "down", [("health", chosen.summary)],
+                      chosen.status if chosen.status is not Status.SKIP else None,
+                      self._trend("service", 1.0 if up else 0.0), "diagnosis")
+
+    def _own_rate(self, seconds: float) -> float | None:
+        if len(self._totals) < 2:
+            return None
+        last = self._totals[-1]
+        first = next((t for t in self._totals if t[0] >= last[0] - seconds), self._totals[0])
+        requests, errors = last[1] - first[1], last[2] - first[2]
+        if requests <= 0 or errors < 0:
+            return None
+        return errors / requests
+
+    @staticmethod
+    def _rate(prev: Scrape | None, cur: Scrape | None, name: str, **match: str) -> float | None:
+        if prev is None or cur is None:
+            return None
+        delta = counter_delta(prev, cur, name, **match)
+        return None if delta is None else delta / max(1e-6, cur.taken_at - prev.taken_at)
+
+
+def _prom_scalar(prom: PrometheusProbe, expr: str) -> float | None:
+    got = prom.query(expr)
+    if got.failure is not None or not got.value:
+        return None
+    value = got.value[0][1]
+    return value if math.isfinite(value) else None  # NaN (no requests) or inf: no data
