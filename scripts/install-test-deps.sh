@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs, when missing, the system packages es-doctor's tests need:
-# a Docker engine (docker.io), PostgreSQL 15, Prometheus (+promtool) and busybox-static
-# (the rootfs of the lab's container image). Runs as root; `apt-get update` first.
+# a Docker engine (docker.io), PostgreSQL 15, Prometheus (+promtool), busybox-static
+# (the rootfs of the lab's container image) and chromium (serve's status page, headless).
+# Runs as root; `apt-get update` first.
 set -euo pipefail
 
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql postgresql-contrib)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
+# es-doctor serve's status page is checked in a real headless browser
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # the lab image's rootfs must be a static busybox (a dynamic one cannot run in an empty image)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || need+=(busybox-static)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
