@@ -157,7 +157,7 @@ def test_exposition_passes_promtool_with_one_numeric_series_per_check() -> None:
                                             "performance.latency": Status.WARN, "monitoring.alerts": Status.UNKNOWN,
                                             "monitoring.grafana": Status.SKIP}),
                "staging": make_report("staging", {"startup.api-port": Status.CRIT})}
-    text = exposition(registry_for(_Source(reports))).decode()
+    text = b"".join(exposition(r) for r in registry_for(_Source(reports))).decode()
     result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     status = _series(text, "es_doctor_check_status")

@@ -101,6 +101,9 @@ class Daemon:
             self._run_target, self._done, Timing(self.settings.interval_s, self.settings.jitter_pct))
         self._reload_ok = True
         self._loaded_at = time.time()
+        #: bumped at every new report or reload; the server re-renders what it caches when it changes
+        self.version = 0
+        self._listeners: list[Callable[[], None]] = []
         self._reload_requested = threading.Event()
         self._stopping = threading.Event()
         self._control = threading.Thread(target=self._control_loop, name="serve:control", daemon=True)
@@ -116,6 +119,19 @@ class Daemon:
         self._reload_requested.set()
         self.scheduler.stop(wait_s=2.0)
         self.store.close()
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (in the thread that made the change) after every new report or reload."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        with self._lock:
+            self.version += 1
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception as exc:  # noqa: BLE001 - a renderer's bug must not stop the schedule
+                print(f"es-doctor serve: re-rendering failed: {type(exc).__name__}: {exc}", file=sys.stderr)
 
     def install_sighup(self) -> None:
         """SIGHUP asks for a reload (done by the control thread, not in the handler)."""
@@ -143,6 +159,7 @@ class Daemon:
             self._reload_ok = False
             print(f"es-doctor serve: reload refused, keeping the previous configuration: {exc.message}",
                   file=sys.stderr, flush=True)
+            self._changed()
             return False
         if (new.host, new.port) != (self.settings.host, self.settings.port):
             print(f"es-doctor serve: the listen address changed to {new.listen}: it takes effect at restart; "
@@ -152,6 +169,7 @@ class Daemon:
             self._reload_ok = False
             print("es-doctor serve: reload refused, keeping the previous configuration: the new one has no "
                   "serve.token and the daemon listens off loopback", file=sys.stderr, flush=True)
+            self._changed()
             return False
         with self._lock:
             for gone in [n for n in self._reports if n not in new.targets]:
@@ -162,6 +180,7 @@ class Daemon:
         self.scheduler.set_targets(dict(new.targets), Timing(new.interval_s, new.jitter_pct))
         self._reload_ok = True
         self._loaded_at = time.time()
+        self._changed()
         print(f"es-doctor serve: configuration reloaded: {len(new.targets)} target(s): "
               f"{', '.join(new.targets)}", file=sys.stderr, flush=True)
         return True
@@ -189,6 +208,7 @@ class Daemon:
         self.store.record(report)
         with self._lock:
             self._reports[name] = report
+        self._changed()
 
     # ---------------------------------------------------------------- what the server reads
 

@@ -99,9 +99,16 @@ class ReportCollector:
         yield from (status, duration, overall, up, last, run_duration, runs, failures, reload_ok, reload_at, info)
 
 
-def registry_for(source: Source) -> CollectorRegistry:
+def reports_registry(source: Source) -> CollectorRegistry:
+    """The series of the reports: they change only with a new report or a reload (rendered then, once)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ReportCollector(source))
+    return registry
+
+
+def process_registry() -> CollectorRegistry:
+    """The daemon's own process metrics (read at every scrape: cheap)."""
+    registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
@@ -110,3 +117,7 @@ def registry_for(source: Source) -> CollectorRegistry:
 
 def exposition(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
+
+
+def registry_for(source: Source) -> list[CollectorRegistry]:
+    return [reports_registry(source), process_registry()]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hmac
 import json
 import sys
+import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -18,7 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from es_doctor.render.json_report import as_dict
 from es_doctor.serve.daemon import Daemon
-from es_doctor.serve.exposition import exposition, registry_for
+from es_doctor.serve.exposition import exposition, process_registry, reports_registry
 from es_doctor.serve.page import render_page, stylesheet
 
 CSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'"
@@ -28,16 +30,47 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64
 
+    #: the page is made again at least this often (its "2 min ago" words), else only when something changed
+    PAGE_MAX_AGE_S = 10.0
+
     def __init__(self, daemon: Daemon) -> None:
         self.doctor = daemon
-        self.registry = registry_for(daemon)
+        self.reports_registry = reports_registry(daemon)
+        self.process_registry = process_registry()
         self.css = stylesheet()
+        self._render_lock = threading.Lock()
+        self._metrics: tuple[int, bytes] = (-1, b"")
+        self._page: tuple[int, float, bytes] = (-1, 0.0, b"")
+        daemon.on_change(self.prerender)
         family_host = daemon.settings.host
         if ":" in family_host:
             import socket
 
             self.address_family = socket.AF_INET6
         super().__init__((family_host, daemon.settings.port), Handler)
+
+    def prerender(self) -> None:
+        """Render the reports' series and the page now (called in the scheduler's thread after each new
+        report), so that a request only copies bytes while diagnoses run."""
+        self.metrics_of_reports()
+        self.page(force=True)
+
+    def metrics_of_reports(self) -> bytes:
+        with self._render_lock:
+            version = self.doctor.version
+            if self._metrics[0] != version:
+                self._metrics = (version, exposition(self.reports_registry))
+            return self._metrics[1]
+
+    def page(self, force: bool = False) -> bytes:
+        with self._render_lock:
+            version, now = self.doctor.version, time.monotonic()
+            made_version, made_at, body = self._page
+            if force or made_version != version or now - made_at > self.PAGE_MAX_AGE_S:
+                refresh = max(5, min(60, int(self.doctor.settings.interval_s)))
+                body = render_page(self.doctor.views(), refresh).encode()
+                self._page = (version, now, body)
+            return body
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -93,24 +126,25 @@ class Handler(BaseHTTPRequestHandler):
     def _route(self, path: str, query: dict[str, list[str]], head: bool) -> None:
         doctor = self.server.doctor
         if path == "/metrics":
-            self._send(HTTPStatus.OK, exposition(self.server.registry), "text/plain; version=0.0.4; charset=utf-8",
-                       head=head)
+            body = self.server.metrics_of_reports() + exposition(self.server.process_registry)
+            self._send(HTTPStatus.OK, body, "text/plain; version=0.0.4; charset=utf-8", head=head)
         elif path == "/":
-            refresh = max(5, min(60, int(doctor.settings.interval_s)))
-            self._send(HTTPStatus.OK, render_page(doctor.views(), refresh).encode(), "text/html; charset=utf-8",
-                       head=head)
+            self._send(HTTPStatus.OK, self.server.page(), "text/html; charset=utf-8", head=head)
         elif path == "/assets/style.css":
             self._send(HTTPStatus.OK, self.server.css, "text/css; charset=utf-8", head=head,
                        extra={"Cache-Control": "max-age=300"})
         elif path == "/ready":
             ready, waiting = doctor.ready()
-            body = {"ready": ready, "waiting_for": waiting}
-            self._json(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE, body, head)
+            self._json(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE,
+                       {"ready": ready, "waiting_for": waiting}, head)
         elif path == "/api/v1/targets":
             reports = doctor.reports()
+            stats = doctor.scheduler.stats()
             self._json(HTTPStatus.OK, [
                 {"name": n, "status": reports[n].status.value if n in reports else None,
-                 "started_at": reports[n].started_at.isoformat() if n in reports else None}
+                 "started_at": reports[n].started_at.isoformat() if n in reports else None,
+                 "duration_s": reports[n].duration_ms / 1000 if n in reports else None,
+                 "running": bool(stats[n].running) if n in stats else False}
                 for n in doctor.names()], head)
         elif path.startswith("/api/v1/targets/"):
             rest = path[len("/api/v1/targets/"):]
@@ -143,7 +177,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
+        if "Cache-Control" not in (extra or {}):
+            self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Content-Security-Policy", CSP)
         self.send_header("Referrer-Policy", "no-referrer")

@@ -1,9 +1,10 @@
 """One schedule per target: a thread that runs the target's diagnosis every ``interval`` seconds.
 
-Runs are jittered (each starts up to ``jitter_pct`` of the interval early or late, the first one within
-the first jitter span), never overlap themselves (a thread runs one at a time: a run longer than the
-interval is followed at once by the next), and targets never wait for each other (a slow or dead target
-only delays its own thread).
+Runs are jittered (each starts up to ``jitter_pct`` of the interval early or late) and the targets' first
+runs are spread out (``STAGGER_S`` apart, within one interval) so that many targets do not all run at
+once (memory, CPU, the server's latency). Runs never overlap themselves (a thread runs one at a time: a
+run longer than the interval is followed at once by the next), and targets never wait for each other (a
+slow or dead target only delays its own thread).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+#: the first runs of the targets start this far apart (at most one interval in all)
+STAGGER_S = 1.5
 
 T = TypeVar("T")  # what a target is (a Target)
 R = TypeVar("R")  # what a run returns (a Report)
@@ -42,8 +46,9 @@ class LoopStats:
 
 class _Loop(threading.Thread, Generic[T, R]):
     def __init__(self, name: str, item: T, timing: Timing, run: Callable[[str, T], R],
-                 done: Callable[[str, R], None], rng: random.Random) -> None:
+                 done: Callable[[str, R], None], rng: random.Random, first_delay_s: float = 0.0) -> None:
         super().__init__(name=f"serve:{name}", daemon=True)
+        self.first_delay_s = first_delay_s
         self.target_name = name
         self.item = item
         self.timing = timing
@@ -54,7 +59,7 @@ class _Loop(threading.Thread, Generic[T, R]):
         self.stats = LoopStats()
 
     def run(self) -> None:
-        delay = self._rng.uniform(0.0, self.timing.jitter_s)
+        delay = self.first_delay_s + self._rng.uniform(0.0, min(self.timing.jitter_s, STAGGER_S))
         while not self.stop_event.wait(delay):
             started = time.monotonic()
             self.stats.running = True
@@ -101,10 +106,13 @@ class Scheduler(Generic[T, R]):
                 self.timing = timing
             for name in [n for n in self._loops if n not in items]:
                 self._loops.pop(name).stop_event.set()
+            new = [name for name in items if name not in self._loops]
+            spread = min(self.timing.interval_s, STAGGER_S * len(new))
             for name, item in items.items():
                 loop = self._loops.get(name)
                 if loop is None:
-                    loop = _Loop(name, item, self.timing, self._run, self._done, self._rng)
+                    offset = spread * new.index(name) / max(1, len(new))
+                    loop = _Loop(name, item, self.timing, self._run, self._done, self._rng, offset)
                     self._loops[name] = loop
                     loop.start()
                 else:
