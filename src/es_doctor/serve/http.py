@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import json
 import sys
-import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,7 +37,6 @@ class Server(ThreadingHTTPServer):
         self.reports_registry = reports_registry(daemon)
         self.process_registry = process_registry()
         self.css = stylesheet()
-        self._render_lock = threading.Lock()
         self._metrics: tuple[int, bytes] = (-1, b"")
         self._page: tuple[int, float, bytes] = (-1, 0.0, b"")
         daemon.on_change(self.prerender)
@@ -50,27 +48,31 @@ class Server(ThreadingHTTPServer):
         super().__init__((family_host, daemon.settings.port), Handler)
 
     def prerender(self) -> None:
-        """Render the reports' series and the page now (called in the scheduler's thread after each new
-        report), so that a request only copies bytes while diagnoses run."""
-        self.metrics_of_reports()
-        self.page(force=True)
+        """Render the reports' series and the page now (in the scheduler's thread, after each new report):
+        a request then only copies the bytes made last, and never waits for a render in progress."""
+        self._metrics = self._render_metrics()
+        self._page = self._render_page()
+
+    def _render_metrics(self) -> tuple[int, bytes]:
+        version = self.doctor.version
+        return version, exposition(self.reports_registry)
+
+    def _render_page(self) -> tuple[int, float, bytes]:
+        version = self.doctor.version
+        refresh = max(5, min(60, int(self.doctor.settings.interval_s)))
+        return version, time.monotonic(), render_page(self.doctor.views(), refresh).encode()
 
     def metrics_of_reports(self) -> bytes:
-        with self._render_lock:
-            version = self.doctor.version
-            if self._metrics[0] != version:
-                self._metrics = (version, exposition(self.reports_registry))
-            return self._metrics[1]
+        made = self._metrics
+        if made[0] < 0:  # nothing rendered yet
+            made = self._metrics = self._render_metrics()
+        return made[1]
 
-    def page(self, force: bool = False) -> bytes:
-        with self._render_lock:
-            version, now = self.doctor.version, time.monotonic()
-            made_version, made_at, body = self._page
-            if force or made_version != version or now - made_at > self.PAGE_MAX_AGE_S:
-                refresh = max(5, min(60, int(self.doctor.settings.interval_s)))
-                body = render_page(self.doctor.views(), refresh).encode()
-                self._page = (version, now, body)
-            return body
+    def page(self) -> bytes:
+        made = self._page
+        if made[0] < 0 or time.monotonic() - made[1] > self.PAGE_MAX_AGE_S:  # first, or its "ago" words aged
+            made = self._page = self._render_page()
+        return made[2]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -78,6 +80,8 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "es-doctor"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    #: headers and body are two writes: without TCP_NODELAY, Nagle + the client's delayed ACK add 40 ms
+    disable_nagle_algorithm = True
     timeout = 15  # a client that stalls cannot hold a thread forever
 
     def log_message(self, format: str, *args: Any) -> None:
