@@ -21,7 +21,7 @@ import os
 import re
 import unicodedata
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel
 
@@ -84,7 +84,7 @@ def resolve_secret(value: str | None) -> str | None:
 
 
 def split_dsn(dsn: str, password: str | None = None) -> tuple[str, str | None]:
-    """A resolved DSN without its password (``key=value`` form), and the password decoded.
+    """A resolved DSN without its password (in the form it came in), and the password decoded.
 
     The password comes from the DSN (userinfo or ``?password=``, percent-decoded by libpq's parser) or
     else from ``password``. Raises ValueError (no secret in its message) on a DSN that does not parse.
@@ -97,7 +97,15 @@ def split_dsn(dsn: str, password: str | None = None) -> tuple[str, str | None]:
         raise ValueError(f"the PostgreSQL DSN does not parse: {scrub(str(exc), [dsn])}") from None
     found = params.pop("password", None)
     found = str(found) if found not in (None, "") else password
-    clean = conninfo.make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
+    if "://" in dsn:  # keep the URL form (callers read its database from the path): userinfo and query rebuilt
+        parts = urlsplit(dsn)
+        userinfo, at, hostport = parts.netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"]
+        netloc = f"{user}@{hostport}" if at and user else hostport
+        clean = urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, quote_via=quote)))
+    else:
+        clean = conninfo.make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
     return clean, found or None
 
 

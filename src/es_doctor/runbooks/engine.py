@@ -16,12 +16,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from es_doctor.config import Target, secret_values
+from es_doctor.config import Target
 from es_doctor.errors import ExitStatus, UsageError
+from es_doctor.files import private_dir
 from es_doctor.runbooks.actions import REGISTRY, ActionContext, ActionError
-from es_doctor.runbooks.audit import AuditLog, fix_lock, mask
+from es_doctor.runbooks.audit import AuditLog, fix_lock
 from es_doctor.runbooks.model import Runbook, Step
 from es_doctor.runbooks.templating import TemplateError, evaluate_condition, render
+from es_doctor.secrets import clean, mask_data, secret_values
 
 
 class Outcome(StrEnum):
@@ -130,7 +132,9 @@ def _is_destructive(step: Step, runbook: Runbook) -> bool:
     return bool(step.destructive or (spec is not None and spec.destructive))
 
 
-def _plan_steps(steps: list[Step], phase: str, runbook: Runbook, context: dict[str, Any]) -> list[PlannedStep]:
+def _plan_steps(steps: list[Step], phase: str, runbook: Runbook, context: dict[str, Any],
+                known: list[str]) -> list[PlannedStep]:
+    """The plan of ``steps``: descriptions with secrets masked (the plan is printed and audited)."""
     planned = []
     for step in steps:
         try:
@@ -139,15 +143,16 @@ def _plan_steps(steps: list[Step], phase: str, runbook: Runbook, context: dict[s
             inputs = None  # needs an earlier step's output
         spec = REGISTRY[step.action]
         description = spec.describe(inputs) if inputs is not None else f"{step.action} (inputs from earlier steps)"
-        planned.append(PlannedStep(step, phase, description, inputs, _is_destructive(step, runbook)))
+        planned.append(PlannedStep(step, phase, clean(description, known), inputs, _is_destructive(step, runbook)))
     return planned
 
 
 def plan(runbook: Runbook, target: Target, target_name: str, params: dict[str, str] | None = None) -> Plan:
     typed = coerce_params(runbook, params or {})
     context = template_context(target, typed, {})
-    return Plan(runbook, typed, target_name, _plan_steps(list(runbook.steps), "steps", runbook, context),
-                _plan_steps(list(runbook.rollback), "rollback", runbook, context))
+    known = secret_values(target)
+    return Plan(runbook, typed, target_name, _plan_steps(list(runbook.steps), "steps", runbook, context, known),
+                _plan_steps(list(runbook.rollback), "rollback", runbook, context, known))
 
 
 class Engine:
@@ -160,7 +165,7 @@ class Engine:
         self.confirm = confirm
         self.verify_timeout = verify_timeout
         self.secrets = secret_values(target)
-        self.say: Callable[[str], None] = lambda text: say(str(mask(text, self.secrets)))
+        self.say: Callable[[str], None] = lambda text: say(clean(str(text), self.secrets))
 
     # ------------------------------------------------------------------ public
     def run(self, the_plan: Plan, *, yes: bool = False, dry_run: bool = False) -> FixResult:
@@ -179,8 +184,7 @@ class Engine:
     def _run_locked(self, the_plan: Plan, base: dict[str, Any], run_id: str, yes: bool) -> FixResult:
         rb = the_plan.runbook
         result = FixResult(rb.id, Outcome.FIXED, run_id)
-        work_dir = self.state_dir / "runs" / run_id
-        work_dir.mkdir(parents=True, exist_ok=True)
+        work_dir = private_dir(self.state_dir / "runs" / run_id)  # dumps and config copies: 0700
         ctx = ActionContext(self.target, self.target_name, work_dir, say=self.say, backup_root=self.backup_root)
         self.audit.write("fix.start", **base, params=the_plan.params, destructive=the_plan.destructive)
         started = time.monotonic()
@@ -211,10 +215,14 @@ class Engine:
             self.audit.write("fix.interrupted", **base, completed=[s.name for s in result.steps if s.status == "ok"])
             result.outcome = Outcome.INTERRUPTED
             result.message = "interrupted during a step"
-            if yes or self._ask("Interrupted. Run the rollback steps now?"):
+            if not rb.rollback:
+                result.message += "; this runbook has no rollback steps: its completed steps stay done"
+            elif yes or self._ask("Interrupted. Run the rollback steps now?"):
                 ctx.cancel.clear()
                 self._rollback(the_plan, ctx, base, outputs, result)
-                result.message += "; rolled back"
+                undone = [s for s in result.steps if s.phase == "rollback" and s.status not in ("ok", "skipped")]
+                result.message += (f"; the rollback is incomplete ({', '.join(s.name for s in undone)} failed)"
+                                   if undone else "; rolled back")
             else:
                 result.message += "; not rolled back (resume with: es-doctor fix " + rb.id + ")"
             self.audit.write("fix.end", **base, outcome=result.outcome.value,
@@ -324,7 +332,7 @@ class Engine:
                          duration_ms=res.duration_ms)
         mark = "✓" if res.status == "ok" else "✗"
         detail = f" ({res.error})" if res.error else ""
-        self.say(mask(f"    {mark} {res.status} in {res.duration_ms / 1000:.1f}s{detail}", self.secrets))
+        self.say(f"    {mark} {res.status} in {res.duration_ms / 1000:.1f}s{detail}")
         return res
 
     def _attempt(self, fn: Callable[[dict[str, Any], ActionContext], dict[str, Any]], inputs: dict[str, Any],
@@ -355,7 +363,7 @@ class Engine:
                 ctx.cancel.clear()
                 return "timeout", {}, f"timed out after {timeout:g}s"
         if "error" in box:
-            return "failed", {}, str(mask(box["error"], self.secrets))
+            return "failed", {}, str(mask_data(box["error"], self.secrets))
         return "ok", dict(box.get("output") or {}), ""
 
     def _rollback(self, the_plan: Plan, ctx: ActionContext, base: dict[str, Any], outputs: dict[str, Any],
