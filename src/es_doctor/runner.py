@@ -8,6 +8,7 @@ always ends within its deadline.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import threading
 import time
 import traceback
@@ -16,9 +17,48 @@ from collections.abc import Iterable
 from es_doctor import __version__
 from es_doctor.checks.context import CheckContext
 from es_doctor.checks.registry import CheckSpec, Outcome, ev
-from es_doctor.findings import Finding, Report, Status
+from es_doctor.findings import Evidence, Finding, Report, Status
+from es_doctor.secrets import clean, mask_data, secret_values, unset_secrets
 
 PASSING = (Status.OK, Status.WARN)
+#: secret fields the checks need, by component: when one names an unset env: variable, the component's
+#: checks are UNKNOWN with a configuration message (not a restart hint)
+NEEDED_SECRETS = {"postgres.dsn": "postgres", "postgres.password": "postgres", "qdrant.api_key": "qdrant",
+                  "service.api_key": "service"}
+
+
+def _clean_value(value: object, known: list[str]) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # NaN and infinities are not JSON: shown as text
+    if isinstance(value, str):
+        return clean(value, known)
+    if isinstance(value, dict):
+        return {clean(str(k), known): _clean_value(v, known) for k, v in mask_data(value, known).items()}
+    if isinstance(value, list | tuple):
+        return [_clean_value(v, known) for v in value]
+    return value
+
+
+def sanitize(finding: Finding, known: list[str]) -> Finding:
+    """A finding fit to print: secrets masked, control characters removed, non-finite numbers as text.
+
+    Every finding goes through here, so no check, probe or server answer can put a secret or an escape
+    sequence into any output format.
+    """
+    evidence = [Evidence(name=clean(e.name, known), value=_clean_value(e.value, known),
+                         threshold=clean(e.threshold, known) if e.threshold else e.threshold,
+                         unit=clean(e.unit, known) if e.unit else e.unit) for e in finding.evidence]
+    return finding.model_copy(update={"summary": clean(finding.summary, known), "evidence": evidence})
+
+
+def unset_needed_secrets(ctx: CheckContext) -> dict[str, list[tuple[str, str]]]:
+    """component → [(field, variable)] of the secrets its checks need that name an unset variable."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for where, variable in unset_secrets(ctx.target):
+        component = NEEDED_SECRETS.get(where)
+        if component:
+            out.setdefault(component, []).append((where, variable))
+    return out
 
 
 def with_prerequisites(selected: Iterable[CheckSpec], registry: dict[str, CheckSpec]) -> list[CheckSpec]:
@@ -55,7 +95,8 @@ class _Job:
         self.started = 0.0
 
 
-def _run_one(job: _Job, ctx: CheckContext, jobs: dict[str, _Job], timeout: float, deadline: float) -> None:
+def _run_one(job: _Job, ctx: CheckContext, jobs: dict[str, _Job], timeout: float, deadline: float,
+             unset: dict[str, list[tuple[str, str]]] | None = None) -> None:
     spec = job.spec
     for required in spec.requires:
         prerequisite = jobs[required]
@@ -76,6 +117,15 @@ def _run_one(job: _Job, ctx: CheckContext, jobs: dict[str, _Job], timeout: float
             job.finding = _finding(spec, Outcome(Status.SKIP, f"skipped: {reason}"), 0.0)
             job.done.set()
             return
+    missing = [item for component in spec.components for item in (unset or {}).get(component, [])]
+    if missing:
+        names = ", ".join(f"{where} is env:{variable}" for where, variable in missing)
+        job.finding = _finding(spec, Outcome(Status.UNKNOWN, f"configuration: {names}, and it is not set in "
+                                                             "es-doctor's environment (export it, or fix the target)",
+                                             [ev("unset", [v for _w, v in missing])]), 0.0)
+        job.finding.runbook = None  # a configuration problem: no runbook cures it
+        job.done.set()
+        return
     job.started = time.monotonic()
     result: list[Finding] = []
 
@@ -117,8 +167,9 @@ def run_checks(
     begin = time.monotonic()
     deadline = begin + overall
     jobs = {spec.id: _Job(spec) for spec in specs}
+    unset = unset_needed_secrets(ctx)
     threads = [
-        threading.Thread(target=_run_one, args=(job, ctx, jobs, per_check, deadline), daemon=True,
+        threading.Thread(target=_run_one, args=(job, ctx, jobs, per_check, deadline, unset), daemon=True,
                          name=f"runner:{job.spec.id}")
         for job in jobs.values()
     ]
@@ -133,6 +184,8 @@ def run_checks(
             job.finding = _finding(job.spec, Outcome(Status.UNKNOWN, f"no result: the overall deadline of "
                                                                       f"{overall:g}s passed"), 0.0)
         findings.append(job.finding)
+    known = secret_values(ctx.target)
+    findings = [sanitize(f, known) for f in findings]
     return Report(
         tool_version=__version__,
         target=ctx.target_name,
