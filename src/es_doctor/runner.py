@@ -8,7 +8,6 @@ always ends within its deadline.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import threading
 import time
 import traceback
@@ -17,38 +16,14 @@ from collections.abc import Iterable
 from es_doctor import __version__
 from es_doctor.checks.context import CheckContext
 from es_doctor.checks.registry import CheckSpec, Outcome, ev
-from es_doctor.findings import Evidence, Finding, Report, Status
-from es_doctor.secrets import clean, mask_data, secret_values, unset_secrets
+from es_doctor.findings import Finding, Report, Status, sanitize
+from es_doctor.secrets import secret_values, unset_secrets
 
 PASSING = (Status.OK, Status.WARN)
 #: secret fields the checks need, by component: when one names an unset env: variable, the component's
 #: checks are UNKNOWN with a configuration message (not a restart hint)
 NEEDED_SECRETS = {"postgres.dsn": "postgres", "postgres.password": "postgres", "qdrant.api_key": "qdrant",
                   "service.api_key": "service"}
-
-
-def _clean_value(value: object, known: list[str]) -> object:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # NaN and infinities are not JSON: shown as text
-    if isinstance(value, str):
-        return clean(value, known)
-    if isinstance(value, dict):
-        return {clean(str(k), known): _clean_value(v, known) for k, v in mask_data(value, known).items()}
-    if isinstance(value, list | tuple):
-        return [_clean_value(v, known) for v in value]
-    return value
-
-
-def sanitize(finding: Finding, known: list[str]) -> Finding:
-    """A finding fit to print: secrets masked, control characters removed, non-finite numbers as text.
-
-    Every finding goes through here, so no check, probe or server answer can put a secret or an escape
-    sequence into any output format.
-    """
-    evidence = [Evidence(name=clean(e.name, known), value=_clean_value(e.value, known),
-                         threshold=clean(e.threshold, known) if e.threshold else e.threshold,
-                         unit=clean(e.unit, known) if e.unit else e.unit) for e in finding.evidence]
-    return finding.model_copy(update={"summary": clean(finding.summary, known), "evidence": evidence})
 
 
 def unset_needed_secrets(ctx: CheckContext) -> dict[str, list[tuple[str, str]]]:
