@@ -136,11 +136,16 @@ def scrub(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
     for secret in sorted({v for s in secrets if s and len(s) >= 3 for v in _variants(s)}, key=len, reverse=True):
         text = text.replace(secret, MASK)
     if "://" in text:
-        text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+        text = _URL_USERINFO.sub(lambda m: m[0] if _is_ref(m["pw"]) else f"{m['scheme']}{m['user']}:{MASK}@", text)
     if "=" in text:
-        text = _QUERY_SECRET.sub(lambda m: m["key"] + MASK, text)
-        text = _KV_PASSWORD.sub(lambda m: m["key"] + MASK, text)
+        text = _QUERY_SECRET.sub(lambda m: m[0] if _is_ref(m["value"]) else m["key"] + MASK, text)
+        text = _KV_PASSWORD.sub(lambda m: m[0] if _is_ref(m["value"]) else m["key"] + MASK, text)
     return text
+
+
+def _is_ref(value: str) -> bool:
+    """An ``env:NAME`` reference (shown: it names where the secret is, not what it is)."""
+    return _FULL_ENV_REF.fullmatch(value.strip("'")) is not None
 
 
 def clean(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
