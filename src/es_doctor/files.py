@@ -21,6 +21,8 @@ PRIVATE_FILE = 0o600
 def private_dir(path: Path) -> Path:
     """``path`` created (with its missing parents) 0700; an existing leaf is made 0700 too."""
     path = path.expanduser()
+    if path.is_symlink():  # a planted link would send our private files elsewhere
+        raise NotADirectoryError(f"{path} is a symbolic link, not a private directory")
     missing = []
     probe = path
     while not probe.exists() and probe != probe.parent:

@@ -137,12 +137,16 @@ def _plan_steps(steps: list[Step], phase: str, runbook: Runbook, context: dict[s
     """The plan of ``steps``: descriptions with secrets masked (the plan is printed and audited)."""
     planned = []
     for step in steps:
+        problem = ""
         try:
             inputs: dict[str, Any] | None = render(step.inputs, context)
-        except TemplateError:
-            inputs = None  # needs an earlier step's output
+        except TemplateError as exc:
+            inputs = None  # needs an earlier step's output, or cannot be rendered at all
+            problem = "" if "'steps'" in exc.message or "steps." in exc.message else exc.message
         spec = REGISTRY[step.action]
-        description = spec.describe(inputs) if inputs is not None else f"{step.action} (inputs from earlier steps)"
+        description = (spec.describe(inputs) if inputs is not None else
+                       f"{step.action} (template error, the step will fail: {problem})" if problem else
+                       f"{step.action} (inputs from earlier steps)")
         planned.append(PlannedStep(step, phase, clean(description, known), inputs, _is_destructive(step, runbook)))
     return planned
 

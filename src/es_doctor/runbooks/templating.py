@@ -167,10 +167,21 @@ def evaluate_condition(expr: str, context: dict[str, Any]) -> bool:
 
 
 def _expressions_only(tree: nodes.Template, text: str) -> nodes.Template:
+    """Refuse statements, calls and filters or tests that are not available, before anything runs."""
     for node in tree.body:
         if not isinstance(node, nodes.Output):
             raise TemplateError(f"template {text!r}: only {{{{ … }}}} expressions are allowed, not "
                                 f"{{% {type(node).__name__.lower()} %}} statements")
+    if any(True for _ in tree.find_all(nodes.Call)):
+        raise TemplateError(f"template {text!r}: calls are not allowed in runbook templates "
+                            "(use a filter: | join(', '), | length, …)")
+    for item in tree.find_all(nodes.Filter):
+        if item.name not in _ENV.filters:
+            raise TemplateError(f"template {text!r}: no filter {item.name!r} (available: "
+                                f"{', '.join(sorted(_ENV.filters))})")
+    for test in tree.find_all(nodes.Test):
+        if test.name not in _ENV.tests:
+            raise TemplateError(f"template {text!r}: no test {test.name!r}")
     return tree
 
 
@@ -180,8 +191,9 @@ def _parse(text: str, as_expression: bool) -> nodes.Template:
     try:
         if as_expression:
             source = condition_source(text)
+            tree = _expressions_only(_ENV.parse("{{ (" + source + ") }}"), text)  # calls, filters: named first
             _ENV.compile_expression(source)  # the evaluator's own parser: rejects trailing garbage
-            return _ENV.parse("{{ (" + source + ") }}")
+            return tree
         return _expressions_only(_ENV.parse(text), text)
     except TemplateSyntaxError as exc:
         raise _fail(exc, text) from None
