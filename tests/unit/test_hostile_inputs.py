@@ -446,6 +446,9 @@ def test_config_set_keeps_comments_order_mode_and_replaces_atomically(tmp_path: 
     assert backup.read_text(encoding="utf-8") == original and stat.S_IMODE(backup.stat().st_mode) == 0o600
     again = config_set({"file": str(path), "key": "server.workers", "value": 8}, ctx)
     assert again["changed"] is False
+    other = config_set({"file": str(path), "key": "server.port", "value": 9090}, ctx)  # same second: own copy
+    assert other["changed"] and other["backup"] != out["backup"]
+    assert "port: 9090  # the API" in path.read_text(encoding="utf-8")
 
 
 def test_interrupt_without_rollback_steps_does_not_claim_a_rollback(tmp_path: Path) -> None:

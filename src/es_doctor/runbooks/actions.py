@@ -495,8 +495,17 @@ def config_set(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     old = _plain(node.get(parts[-1]))
     if old == value:
         return {"file": str(path), "key": key, "old": old, "new": value, "changed": False}
-    backup = ctx.work_dir / f"{path.name}.{stamp()}.bak"
-    with os.fdopen(create_private(backup), "wb") as copy:  # the config may hold secrets: 0600
+    when = stamp()
+    for attempt in range(100):  # several edits in one second each keep their own copy
+        backup = ctx.work_dir / f"{path.name}.{when}{f'-{attempt}' if attempt else ''}.bak"
+        try:
+            fd = create_private(backup)  # the config may hold secrets: 0600, never through a planted link
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise ActionError(f"cannot name a backup copy of {path} in {ctx.work_dir}")
+    with os.fdopen(fd, "wb") as copy:
         copy.write(raw)
     node[parts[-1]] = value
     out = io.StringIO()
