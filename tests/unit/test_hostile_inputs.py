@@ -426,7 +426,7 @@ def test_a_crash_directory_planted_as_a_symlink_is_not_followed(tmp_path: Path,
 
 
 def test_config_set_keeps_comments_order_mode_and_replaces_atomically(tmp_path: Path) -> None:
-    from es_doctor.runbooks.actions import ActionContext, config_set
+    from es_doctor.runbooks.actions import ActionContext, config_restore, config_set
 
     path = tmp_path / "config.yaml"
     original = ("# service config\nserver:\n  port: 8080  # the API\n  workers: 4\n"
@@ -449,6 +449,10 @@ def test_config_set_keeps_comments_order_mode_and_replaces_atomically(tmp_path: 
     other = config_set({"file": str(path), "key": "server.port", "value": 9090}, ctx)  # same second: own copy
     assert other["changed"] and other["backup"] != out["backup"]
     assert "port: 9090  # the API" in path.read_text(encoding="utf-8")
+    path.chmod(0o644)  # restoring from a private (0600) copy keeps the service's file readable
+    restored = config_restore({"file": str(path), "from": out["backup"]}, ctx)
+    assert restored["restored_from"] == out["backup"] and path.read_text(encoding="utf-8") == original
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
 def test_interrupt_without_rollback_steps_does_not_claim_a_rollback(tmp_path: Path) -> None:

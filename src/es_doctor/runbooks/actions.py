@@ -530,7 +530,15 @@ def config_restore(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]
         if not copies:
             raise ActionError(f"{path} is missing and no copy of it ({path.name}.*) is next to it")
         source = copies[0]
-    shutil.copy2(source, path)
+    from es_doctor.files import replace_atomically
+
+    try:
+        if path.is_file():  # keep the file's own mode and owner (a private backup copy is 0600)
+            replace_atomically(path, source.read_text(encoding="utf-8"))
+        else:  # a new file, created like any file the deployment writes (umask)
+            shutil.copyfile(source, path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ActionError(f"cannot restore {path} from {source}: {getattr(exc, 'strerror', None) or exc}") from None
     return {"file": str(path), "restored_from": str(source)}
 
 
