@@ -252,13 +252,19 @@ def to_markdown(incident: Incident) -> str:
 
 def write_bundle(incident: Incident, state_dir: str) -> Path:
     """Write ``incident.json`` and ``incident.md`` in a new directory; never overwrite one."""
+    from es_doctor.errors import CantCreateError
+
     directory = incidents_dir(state_dir) / incident.id
-    private_dir(directory.parent)
-    directory.mkdir(mode=0o700, exist_ok=False)
-    with os.fdopen(create_private(directory / "incident.json"), "w", encoding="utf-8") as handle:
-        handle.write(incident.model_dump_json(indent=2) + "\n")
-    with os.fdopen(create_private(directory / "incident.md"), "w", encoding="utf-8") as handle:
-        handle.write(to_markdown(incident))
+    try:
+        private_dir(directory.parent)
+        directory.mkdir(mode=0o700, exist_ok=False)
+        with os.fdopen(create_private(directory / "incident.json"), "w", encoding="utf-8") as handle:
+            handle.write(incident.model_dump_json(indent=2) + "\n")
+        with os.fdopen(create_private(directory / "incident.md"), "w", encoding="utf-8") as handle:
+            handle.write(to_markdown(incident))
+    except OSError as exc:
+        raise CantCreateError(f"cannot write the incident bundle in {directory.parent}: "
+                              f"{exc.strerror or exc}") from None
     return directory
 
 

@@ -371,6 +371,27 @@ def test_a_malformed_user_runbook_is_reported_and_skipped_by_commands_that_do_no
     assert validate.returncode == 65
 
 
+def test_an_incidents_path_that_is_a_file_is_exit_73_not_70(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "incidents").write_text("not a directory", encoding="utf-8")
+    config = tmp_path / "es-doctor.yaml"
+    config.write_text(f"state_dir: {tmp_path / 'state'}\naudit_log: {tmp_path / 'state' / 'audit.jsonl'}\n",
+                      encoding="utf-8")
+    result, _ = cli("-c", str(config), "escalate", "--level", "1", "--severity", "low", "--issue", "x",
+                    "--no-attach-diagnosis", cwd=tmp_path)
+    assert result.returncode == 73, result.stdout + result.stderr
+    assert "incident bundle" in result.stderr and "internal error" not in result.stderr
+
+
+def test_a_log_line_nested_beyond_the_json_parser_is_kept_as_text(tmp_path: Path) -> None:
+    from es_doctor.escalation import audit_tail
+
+    path = tmp_path / "audit.jsonl"
+    path.write_text("[" * 100_000 + "]" * 100_000 + "\n" + '{"event": "last"}\n', encoding="utf-8")
+    tail = audit_tail(path)
+    assert tail[-1] == {"event": "last"} and isinstance(tail[0], str)
+
+
 def test_an_audit_log_with_a_60_mb_line_is_tailed_fast(tmp_path: Path) -> None:
     from es_doctor.escalation import audit_tail
 

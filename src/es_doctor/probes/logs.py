@@ -44,7 +44,7 @@ class LogLine:
 def parse_line(raw: str) -> LogLine:
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         return LogLine(raw, None)
     return LogLine(raw, data if isinstance(data, dict) else None)
 
