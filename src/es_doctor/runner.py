@@ -20,8 +20,9 @@ from es_doctor.findings import Finding, Report, Status, sanitize
 from es_doctor.secrets import secret_values, unset_secrets
 
 PASSING = (Status.OK, Status.WARN)
-#: secret fields the checks need, by component: when one names an unset env: variable, the component's
-#: checks are UNKNOWN with a configuration message (not a restart hint)
+#: secret fields the checks need, by component: when one names an unset env: variable and a check of the
+#: component fails, the finding is UNKNOWN with a configuration message naming it (not a restart hint);
+#: a check that passes without it (no auth, ~/.pgpass) stays as it is
 NEEDED_SECRETS = {"postgres.dsn": "postgres", "postgres.password": "postgres", "qdrant.api_key": "qdrant",
                   "service.api_key": "service"}
 
@@ -92,15 +93,6 @@ def _run_one(job: _Job, ctx: CheckContext, jobs: dict[str, _Job], timeout: float
             job.finding = _finding(spec, Outcome(Status.SKIP, f"skipped: {reason}"), 0.0)
             job.done.set()
             return
-    missing = [item for component in spec.components for item in (unset or {}).get(component, [])]
-    if missing:
-        names = ", ".join(f"{where} is env:{variable}" for where, variable in missing)
-        job.finding = _finding(spec, Outcome(Status.UNKNOWN, f"configuration: {names}, and it is not set in "
-                                                             "es-doctor's environment (export it, or fix the target)",
-                                             [ev("unset", [v for _w, v in missing])]), 0.0)
-        job.finding.runbook = None  # a configuration problem: no runbook cures it
-        job.done.set()
-        return
     job.started = time.monotonic()
     result: list[Finding] = []
 
@@ -125,7 +117,23 @@ def _run_one(job: _Job, ctx: CheckContext, jobs: dict[str, _Job], timeout: float
         reason = "the overall deadline passed" if late else f"timed out after {timeout:g}s"
         job.finding = _finding(spec, Outcome(Status.UNKNOWN, f"no result: {reason}",
                                              [ev("timeout", timeout, unit="s")]), elapsed)
+    missing = [item for component in spec.components for item in (unset or {}).get(component, [])]
+    if missing and job.finding.status not in (Status.OK, Status.SKIP):
+        job.finding = _unset_secret_finding(spec, job.finding, missing)
     job.done.set()
+
+
+def _unset_secret_finding(spec: CheckSpec, failed: Finding, missing: list[tuple[str, str]]) -> Finding:
+    """A check that failed while a secret of its component names an unset variable: that is the cause to
+    show (a configuration problem, no runbook), with what the check saw kept as evidence."""
+    names = ", ".join(f"{where} is env:{variable}" for where, variable in missing)
+    outcome = Outcome(Status.UNKNOWN, f"configuration: {names}, and it is not set in es-doctor's environment "
+                                      "(export it, or fix the target)",
+                      [ev("unset", [variable for _where, variable in missing]),
+                       ev("check said", f"{failed.status.value}: {failed.summary}")])
+    finding = _finding(spec, outcome, failed.duration_ms)
+    finding.runbook = None  # no runbook cures a missing variable
+    return finding
 
 
 def run_checks(

@@ -102,6 +102,22 @@ def test_unset_needed_secret_is_named() -> None:
     assert ("postgres.password", "ES_DOCTOR_TEST_SURELY_UNSET") in secrets.unset_secrets(target)
 
 
+@pytest.mark.parametrize(("status", "expected"), [(Status.CRIT, Status.UNKNOWN), (Status.OK, Status.OK)])
+def test_a_failing_check_with_an_unset_secret_names_the_variable(status: Status, expected: Status) -> None:
+    from es_doctor.checks.context import CheckContext
+    from es_doctor.checks.registry import CheckSpec, Outcome
+    from es_doctor.runner import run_checks
+
+    spec = CheckSpec("startup.pgtest", "startup", "d", "dependency-restart",
+                     lambda _ctx: Outcome(status, "fe_sendauth: no password supplied"), components=("postgres",))
+    target = Target.model_validate({"postgres": {"password": "env:ES_DOCTOR_TEST_SURELY_UNSET"}})
+    [finding] = run_checks([spec], CheckContext(target, "t")).findings
+    assert finding.status is expected
+    if expected is Status.UNKNOWN:  # the cause, not a restart hint; what the check saw kept
+        assert "ES_DOCTOR_TEST_SURELY_UNSET" in finding.summary and finding.runbook is None
+        assert any("fe_sendauth" in str(e.value) for e in finding.evidence)
+
+
 def test_strip_control_removes_escape_sequences_and_nul() -> None:
     assert secrets.strip_control("a\x1b[2Jb\x00c\rd\x07\u009be\tf\ng") == "a[2Jbcde\tf\ng"
 
