@@ -225,6 +225,15 @@ def test_statements_calls_and_unlisted_filters_are_refused_at_validation(tmp_pat
     assert result.returncode == 65 and f"{path}:8" in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize("value", [".nan", ".inf", "1e999"])
+def test_a_runbook_step_timeout_must_be_finite(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "rb.yaml"
+    path.write_text("id: t\ntitle: t\nclass: deploy\nsteps:\n  - name: s\n    action: notify\n"
+                    f"    inputs: {{message: hi}}\n    timeout: {value}\n", encoding="utf-8")
+    result, _ = cli("runbooks", "validate", str(path), cwd=tmp_path)
+    assert result.returncode == 65 and f"{path}:8" in result.stderr and "timeout" in result.stderr, result.stderr
+
+
 # --------------------------------------------------------------------------- config values
 
 
