@@ -42,6 +42,8 @@ _QUERY_SECRET = re.compile(
     r"signature|routing_key)=)(?P<value>[^&#\s'\"]*)", re.I)
 #: ``password=…`` of a key=value DSN (quoted or not)
 _KV_PASSWORD = re.compile(r"(?P<key>\bpassword\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*'|[^\s'&]+)", re.I)
+#: values that say whether a secret is there, never what it is (startup.go-env's "set"/"unset")
+_NOT_SECRETS = frozenset({"", "set", "unset", MASK})
 #: control characters kept in text: tab and newline
 _KEEP = {"\t", "\n"}
 
@@ -165,7 +167,7 @@ def mask_data(value: Any, secrets: list[str] | tuple[str, ...] = (), key: str = 
     if isinstance(value, list | tuple):
         return [mask_data(v, secrets, key) for v in value]
     if isinstance(value, str):
-        if is_secret_key(key) and value and not _FULL_ENV_REF.fullmatch(value):
+        if is_secret_key(key) and value not in _NOT_SECRETS and not _FULL_ENV_REF.fullmatch(value):
             if "://" in value or "=" in value:  # a DSN or URL: its host and database help, its password not
                 masked = scrub(value, secrets)
                 return masked if masked != value or "dsn" in key.lower() else MASK

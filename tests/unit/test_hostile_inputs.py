@@ -77,6 +77,8 @@ def test_mask_data_masks_secret_named_keys_and_dsn_passwords() -> None:
     assert masked["dsn"] == f"postgresql://u:{secrets.MASK}@h/db"
     assert masked["nested"][0]["password"] == secrets.MASK
     assert "pw9" not in masked["plain"]
+    assert secrets.mask_data({"env": {"OPENAI_API_KEY": "set", "DB_PASSWORD": "unset"}}) == {
+        "env": {"OPENAI_API_KEY": "set", "DB_PASSWORD": "unset"}}  # presence is not a secret
 
 
 def test_an_env_password_is_percent_encoded_in_a_url_and_quoted_in_key_value(
