@@ -179,6 +179,28 @@ def test_a_huge_config_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
     assert result.returncode == 78 and str(path) in result.stderr
 
 
+@pytest.mark.parametrize("kind", ["aliases", "depth", "size", "fifo"])
+def test_each_yaml_refusal_takes_well_under_a_second_in_process(tmp_path: Path, kind: str) -> None:
+    from es_doctor.runbooks.loader import RunbookError, load_runbook_file
+
+    path = tmp_path / "rb.yaml"
+    if kind == "aliases":
+        path.write_text("id: x\n" + BILLION_LAUGHS.replace("a:", "q:", 1), encoding="utf-8")
+    elif kind == "depth":
+        path.write_text("id: " + "{a: " * 30000 + "1" + "}" * 30000 + "\n", encoding="utf-8")
+    elif kind == "size":
+        path.write_text("id: x\n" + "#" * 20_000_000 + "\n", encoding="utf-8")
+    else:
+        os.mkfifo(path)
+    started = time.monotonic()
+    with pytest.raises(RunbookError) as info:
+        load_runbook_file(path)
+    assert time.monotonic() - started < 0.5
+    assert str(path) in info.value.message
+    if kind in ("aliases", "depth"):
+        assert info.value.line is not None
+
+
 def test_a_fifo_given_to_runbooks_validate_does_not_hang(tmp_path: Path) -> None:
     fifo = tmp_path / "rb.yaml"
     os.mkfifo(fifo)
@@ -540,7 +562,7 @@ def test_render_is_bounded_even_off_the_main_thread() -> None:
 
     def go() -> None:
         try:
-            render("{{ ('x' * 1000000) * 1000000 }}", {"params": {}})
+            render("{{ ('x' * 60000) * 60000 }}", {"params": {}})
         except TemplateError as exc:
             errors.append(exc.message)
 
@@ -550,3 +572,14 @@ def test_render_is_bounded_even_off_the_main_thread() -> None:
     worker.join(5)
     assert not worker.is_alive() and time.monotonic() - started < 1.0
     assert errors and "larger than" in errors[0]
+
+
+def test_concatenation_chains_stay_bounded() -> None:
+    from es_doctor.runbooks.templating import MAX_REPEAT, TemplateError, render
+
+    chunk = f"('A' * {MAX_REPEAT})"
+    started = time.monotonic()
+    with pytest.raises(TemplateError, match="larger than"):
+        render("{{ " + " + ".join([chunk] * 40) + " }}", {"params": {}})
+    assert time.monotonic() - started < 1.0
+    assert render("{{ 'ab' + 'cd' }}", {"params": {}}) == "abcd"

@@ -8,8 +8,9 @@ type (an int stays an int); any other string renders to a string. Two filters re
 
 Templates are data, not programs: only ``{{ … }}`` expressions (no ``{% … %}`` statements), no
 method calls, a short list of filters, no constant folding at parse time (validation never
-evaluates anything), and while rendering ``*``, ``**`` and ``%`` refuse results larger than
-:data:`MAX_RESULT` characters or :data:`MAX_INT_BITS` bits, so every render is bounded in time and size.
+evaluates anything), and while rendering ``*``, ``+``, ``**`` and ``%`` refuse results larger than
+:data:`MAX_REPEAT` characters (``+`` and a whole value: :data:`MAX_RESULT`) or :data:`MAX_INT_BITS`
+bits, so every render is bounded in time and size.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from jinja2.sandbox import SandboxedEnvironment
 from es_doctor.errors import EsDoctorError, ExitStatus
 
 ROOTS = frozenset({"params", "target", "steps", "finding"})
-#: the longest template string, and the largest value a render may produce
+#: the longest template string, the largest string or list one operation may build, and the largest
+#: value a render may produce
 MAX_TEMPLATE = 8192
+MAX_REPEAT = 64 * 1024
 MAX_RESULT = 1024 * 1024
 #: the largest integer an expression may compute
 MAX_INT_BITS = 4096
@@ -65,7 +68,7 @@ def _size(value: Any) -> int:
 class _BoundedEnvironment(SandboxedEnvironment):
     """The sandbox, with arithmetic that cannot blow up and without method calls."""
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":
@@ -73,10 +76,14 @@ class _BoundedEnvironment(SandboxedEnvironment):
                     and right * abs(left).bit_length() > MAX_INT_BITS:
                 raise ValueError(f"{left} ** {right} is too large (more than {MAX_INT_BITS} bits)")
             return left ** right
+        if operator == "+":
+            if _size(left) + _size(right) > MAX_RESULT:
+                raise ValueError(f"concatenation larger than {MAX_RESULT} items")
+            return left + right
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
-                if _size(seq) and isinstance(times, int) and _size(seq) * times > MAX_RESULT:
-                    raise ValueError(f"repetition larger than {MAX_RESULT} items")
+                if _size(seq) and isinstance(times, int) and _size(seq) * times > MAX_REPEAT:
+                    raise ValueError(f"repetition larger than {MAX_REPEAT} items")
             if isinstance(left, int) and isinstance(right, int) \
                     and left.bit_length() + right.bit_length() > MAX_INT_BITS:
                 raise ValueError(f"product larger than {MAX_INT_BITS} bits")
