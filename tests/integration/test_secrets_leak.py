@@ -193,6 +193,10 @@ def test_config_show_plan_run_audit_and_escalation_hold_no_secret(env: Env) -> N
     assert_clean(shown.stdout, shown.stderr)
     assert "env:ES_T_PGPW" in shown.stdout  # the reference is shown, never its value
 
+    status = cli(env, "emergency", "status")
+    assert status.returncode == 0, status.stderr
+    assert_clean(status.stdout, status.stderr)
+
     dry = cli(env, "fix", "leak-test", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert_clean(dry.stdout, dry.stderr)
