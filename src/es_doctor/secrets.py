@@ -42,6 +42,10 @@ _QUERY_SECRET = re.compile(
     r"signature|routing_key)=)(?P<value>[^&#\s'\"]*)", re.I)
 #: ``password=…`` of a key=value DSN (quoted or not)
 _KV_PASSWORD = re.compile(r"(?P<key>\bpassword\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*'|[^\s'&]+)", re.I)
+#: ``"password": "…"`` inside JSON text (a server body, a log line)
+_JSON_SECRET = re.compile(
+    r'(?P<key>"(?:password|passwd|pwd|secret|token|access_token|api[_-]?key|apikey|authorization|routing_key)"'
+    r'\s*:\s*)"(?P<value>[^"\\]*(?:\\.[^"\\]*)*)"', re.I)
 #: values that say whether a secret is there, never what it is (startup.go-env's "set"/"unset")
 _NOT_SECRETS = frozenset({"", "set", "unset", MASK})
 #: control characters kept in text: tab and newline
@@ -142,6 +146,9 @@ def scrub(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
     if "=" in text:
         text = _QUERY_SECRET.sub(lambda m: m[0] if _is_ref(m["value"]) else m["key"] + MASK, text)
         text = _KV_PASSWORD.sub(lambda m: m[0] if _is_ref(m["value"]) else m["key"] + MASK, text)
+    if '"' in text and ":" in text:
+        text = _JSON_SECRET.sub(lambda m: m[0] if _is_ref(m["value"]) or m["value"] == MASK
+                                else f'{m["key"]}"{MASK}"', text)
     return text
 
 

@@ -58,6 +58,8 @@ def cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float
     ("GET http://admin:S3CRET@prometheus:9090/api/v1/query failed", "S3CRET"),
     ("redis://:S3CRET@redis:6379/0", "S3CRET"),
     ("https://hooks.example/x?token=S3CRET&a=1", "S3CRET"),
+    ('body: {"user": "u", "password": "S3CRET", "n": 1}', "S3CRET"),
+    ('{"api_key":"S3CRET"}', "S3CRET"),
 ])
 def test_scrub_masks_every_password_form(text: str, secret: str) -> None:
     masked = secrets.scrub(text)
