@@ -16,14 +16,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from es_doctor.config import Target
+from es_doctor.config import Target, secret_values
 from es_doctor.errors import ExitStatus, UsageError
 from es_doctor.files import private_dir
 from es_doctor.runbooks.actions import REGISTRY, ActionContext, ActionError
-from es_doctor.runbooks.audit import AuditLog, fix_lock
+from es_doctor.runbooks.audit import AuditLog, fix_lock, mask
 from es_doctor.runbooks.model import Runbook, Step
 from es_doctor.runbooks.templating import TemplateError, evaluate_condition, render
-from es_doctor.secrets import clean, mask_data, secret_values
+from es_doctor.secrets import clean
 
 
 class Outcome(StrEnum):
@@ -336,7 +336,7 @@ class Engine:
                          duration_ms=res.duration_ms)
         mark = "✓" if res.status == "ok" else "✗"
         detail = f" ({res.error})" if res.error else ""
-        self.say(f"    {mark} {res.status} in {res.duration_ms / 1000:.1f}s{detail}")
+        self.say(mask(f"    {mark} {res.status} in {res.duration_ms / 1000:.1f}s{detail}", self.secrets))
         return res
 
     def _attempt(self, fn: Callable[[dict[str, Any], ActionContext], dict[str, Any]], inputs: dict[str, Any],
@@ -367,7 +367,7 @@ class Engine:
                 ctx.cancel.clear()
                 return "timeout", {}, f"timed out after {timeout:g}s"
         if "error" in box:
-            return "failed", {}, str(mask_data(box["error"], self.secrets))
+            return "failed", {}, str(mask(box["error"], self.secrets))
         return "ok", dict(box.get("output") or {}), ""
 
     def _rollback(self, the_plan: Plan, ctx: ActionContext, base: dict[str, Any], outputs: dict[str, Any],
