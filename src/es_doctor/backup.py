@@ -39,6 +39,13 @@ MANIFEST = "manifest.json"
 ID_PATTERN = re.compile(r"\d{8}T\d{6}Z(?:-\d{1,3})?")  # used with fullmatch
 SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
+CHUNK = 1 << 20
+#: seconds before the rows and the points are compared again (writes in flight are no damage)
+STABLE_RECHECK_S = 2.0
+
+#: progress(component, done, total): one call per finished component
+Progress = Callable[[str, int, int], None]
+
 
 def is_backup_id(name: str) -> bool:
     """``20261129T031500Z`` (optionally ``-N``) naming a real UTC time: ``20261399T250000Z`` is not one."""
@@ -49,12 +56,6 @@ def is_backup_id(name: str) -> bool:
     except ValueError:
         return False
     return True
-CHUNK = 1 << 20
-#: seconds before the rows and the points are compared again (writes in flight are no damage)
-STABLE_RECHECK_S = 2.0
-
-#: progress(component, done, total): one call per finished component
-Progress = Callable[[str, int, int], None]
 
 
 class BackupError(RuntimeError):
