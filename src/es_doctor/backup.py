@@ -38,7 +38,6 @@ FORMAT = "es-doctor-backup/1"
 MANIFEST = "manifest.json"
 ID_PATTERN = re.compile(r"\d{8}T\d{6}Z(?:-\d{1,3})?")  # used with fullmatch
 SAFE = re.compile(r"[^A-Za-z0-9_.-]")
-
 CHUNK = 1 << 20
 #: seconds before the rows and the points are compared again (writes in flight are no damage)
 STABLE_RECHECK_S = 2.0
