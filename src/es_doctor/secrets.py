@@ -21,7 +21,7 @@ import os
 import re
 import unicodedata
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel
 
@@ -107,9 +107,9 @@ def split_dsn(dsn: str, password: str | None = None) -> tuple[str, str | None]:
         parts = urlsplit(dsn)
         userinfo, at, hostport = parts.netloc.rpartition("@")
         user = userinfo.split(":", 1)[0]
-        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"]
+        kept = [item for item in parts.query.split("&") if item and unquote(item.split("=", 1)[0]) != "password"]
         netloc = f"{user}@{hostport}" if at and user else hostport
-        clean = urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, quote_via=quote)))
+        clean = urlunsplit(parts._replace(netloc=netloc, query="&".join(kept)))  # the rest kept byte for byte
     else:
         clean = conninfo.make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
     return clean, found or None

@@ -96,9 +96,9 @@ def test_an_env_password_is_percent_encoded_in_a_url_and_quoted_in_key_value(
 
 
 def test_split_dsn_drops_a_query_password_and_decodes_it() -> None:
-    clean, password = secrets.split_dsn("postgresql://u@h/db?sslmode=disable&password=a%20b%40c")
+    clean, password = secrets.split_dsn("postgresql://u@h/db?sslmode=disable&password=a%20b%40c&application_name=a+b")
     assert password == "a b@c"
-    assert clean == "postgresql://u@h/db?sslmode=disable"
+    assert clean == "postgresql://u@h/db?sslmode=disable&application_name=a+b"
 
 
 def test_unset_needed_secret_is_named() -> None:
