@@ -46,6 +46,17 @@ STABLE_RECHECK_S = 2.0
 Progress = Callable[[str, int, int], None]
 
 
+def is_backup_id(name: str) -> bool:
+    """``20261129T031500Z`` (optionally ``-N``) naming a real UTC time: ``20261399T250000Z`` is not one."""
+    if not ID_PATTERN.fullmatch(name):
+        return False
+    try:
+        dt.datetime.strptime(name.split("-", maxsplit=1)[0], "%Y%m%dT%H%M%SZ")
+    except ValueError:
+        return False
+    return True
+
+
 class BackupError(RuntimeError):
     """A backup, validation or restore that cannot go on (the message says why, no secret in it)."""
 
@@ -128,7 +139,7 @@ class BackupStore:
         if not self.root.is_dir():
             return []
         return sorted((p.name for p in self.root.iterdir()
-                       if ID_PATTERN.fullmatch(p.name) and not p.is_symlink() and (p / MANIFEST).is_file()),
+                       if is_backup_id(p.name) and not p.is_symlink() and (p / MANIFEST).is_file()),
                       key=id_order)
 
     def incomplete(self) -> list[str]:
@@ -145,7 +156,7 @@ class BackupStore:
             if not done:
                 raise BackupError(f"no complete backup in {self.root}")
             backup = done[-1]
-        if not ID_PATTERN.fullmatch(backup):
+        if not is_backup_id(backup):
             raise BackupError(f"{backup!r} is not a backup id (like 20261129T031500Z; `emergency status` lists them)")
         path = self.root / backup
         if path.is_symlink() or not path.resolve().is_relative_to(self.root.resolve()):

@@ -64,3 +64,9 @@ class UsageError(EsDoctorError):
 
 class UnavailableError(EsDoctorError):
     exit_status = ExitStatus.UNAVAILABLE
+
+
+class CantCreateError(EsDoctorError):
+    """An output file (audit log, crash log, bundle) cannot be created."""
+
+    exit_status = ExitStatus.CANT_CREATE

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import secrets as _random
 import time
@@ -29,6 +30,8 @@ from pydantic import BaseModel, Field
 
 from es_doctor import __version__
 from es_doctor.config import EscalationChannel, EscalationConfig, LoadedConfig, resolve_secret, scrub
+from es_doctor.files import create_private, private_dir
+from es_doctor.secrets import mask_data, strip_control
 
 Severity = Literal["low", "medium", "high", "critical"]
 SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
@@ -70,14 +73,19 @@ class Incident(BaseModel):
 
 
 def scrub_data(value: Any, known: list[str]) -> Any:
-    """``value`` with every known secret replaced by the mask in every string (keys too)."""
-    if isinstance(value, str):
-        return scrub(value, known)
-    if isinstance(value, dict):
-        return {scrub_data(k, known) if isinstance(k, str) else k: scrub_data(v, known) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [scrub_data(v, known) for v in value]
-    return value
+    """``value`` with every secret masked (es_doctor.secrets.mask_data) and control characters removed."""
+    masked = mask_data(value, known)
+
+    def strip(item: Any) -> Any:
+        if isinstance(item, str):
+            return strip_control(item)
+        if isinstance(item, dict):
+            return {strip(k): strip(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [strip(v) for v in item]
+        return item
+
+    return strip(masked)
 
 
 def _short(text: str, limit: int = MAX_LINE_CHARS) -> str:
@@ -242,13 +250,19 @@ def to_markdown(incident: Incident) -> str:
 
 def write_bundle(incident: Incident, state_dir: str) -> Path:
     """Write ``incident.json`` and ``incident.md`` in a new directory; never overwrite one."""
+    from es_doctor.errors import CantCreateError
+
     directory = incidents_dir(state_dir) / incident.id
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    directory.mkdir(exist_ok=False)
-    with (directory / "incident.json").open("x", encoding="utf-8") as handle:
-        handle.write(incident.model_dump_json(indent=2) + "\n")
-    with (directory / "incident.md").open("x", encoding="utf-8") as handle:
-        handle.write(to_markdown(incident))
+    try:
+        private_dir(directory.parent)
+        directory.mkdir(mode=0o700, exist_ok=False)
+        with os.fdopen(create_private(directory / "incident.json"), "w", encoding="utf-8") as handle:
+            handle.write(incident.model_dump_json(indent=2) + "\n")
+        with os.fdopen(create_private(directory / "incident.md"), "w", encoding="utf-8") as handle:
+            handle.write(to_markdown(incident))
+    except OSError as exc:
+        raise CantCreateError(f"cannot write the incident bundle in {directory.parent}: "
+                              f"{exc.strerror or exc}") from None
     return directory
 
 
@@ -269,7 +283,7 @@ def read_bundle(state_dir: str, incident_id: str) -> tuple[Incident, Path]:
 
 
 def write_json_new(path: Path, data: Any) -> None:
-    with path.open("x", encoding="utf-8") as handle:
+    with os.fdopen(create_private(path), "w", encoding="utf-8") as handle:
         handle.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 

@@ -10,9 +10,9 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-from es_doctor.config import Target, resolve_secret
+from es_doctor.config import Target
+from es_doctor.secrets import resolve_secret, split_dsn
 
 
 class ToolError(RuntimeError):
@@ -32,14 +32,13 @@ def pg_bin(name: str) -> str:
 
 
 def pg_env(target: Target) -> tuple[str, dict[str, str]]:
-    """The target's DSN without its password, and an environment carrying the password."""
+    """The target's DSN without its password (userinfo or ``?password=``), and an environment carrying
+    the password, percent-decoded: it never reaches a command line."""
     pg = target.postgres
-    dsn = resolve_secret(pg.dsn) or ""
-    parts = urlsplit(dsn)
-    password = parts.password or resolve_secret(pg.password) or ""
-    netloc = parts.netloc.rsplit("@", 1)
-    user = (netloc[0].split(":", 1)[0] + "@") if len(netloc) == 2 else ""
-    clean = urlunsplit(parts._replace(netloc=user + netloc[-1]))
+    try:
+        clean, password = split_dsn(resolve_secret(pg.dsn) or "", resolve_secret(pg.password))
+    except ValueError as exc:
+        raise ToolError(str(exc)) from None
     return clean, {**os.environ, "PGPASSWORD": password} if password else dict(os.environ)
 
 

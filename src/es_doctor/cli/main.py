@@ -74,10 +74,29 @@ def _register() -> None:
 _register()
 
 
+def _crash_dir() -> Path:
+    """A private (0700) directory for crash logs: the state directory's ``crash/``, else a new temporary one."""
+    from es_doctor.files import private_dir
+
+    base = os.environ.get("ES_DOCTOR_STATE_DIR") or str(
+        Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "es-doctor")
+    try:
+        return private_dir(Path(base) / "crash")
+    except (OSError, RuntimeError):
+        return Path(tempfile.mkdtemp(prefix="es-doctor-crash-"))
+
+
 def _crash_log(exc: BaseException) -> Path:
-    path = Path(tempfile.gettempdir()) / f"es-doctor-crash-{os.getpid()}.log"
-    path.write_text(f"es-doctor {__version__}\n{''.join(traceback.format_exception(exc))}", encoding="utf-8")
-    return path
+    """Write the traceback (secrets scrubbed) to a new 0600 file with an unpredictable name, never
+    following a symlink planted there."""
+    import secrets as _random
+
+    from es_doctor.files import write_private
+    from es_doctor.secrets import scrub
+
+    text = scrub(f"es-doctor {__version__}\n{''.join(traceback.format_exception(exc))}")
+    path = _crash_dir() / f"es-doctor-crash-{_random.token_hex(8)}.log"
+    return write_private(path, text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,12 +119,18 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return int(ExitStatus.USAGE)
     except EsDoctorError as exc:
-        typer.echo(f"es-doctor: error: {exc.message}", err=True)
+        from es_doctor.secrets import clean
+
+        typer.echo(clean(f"es-doctor: error: {exc.message}"), err=True)
         return int(exc.exit_status)
     except Exception as exc:  # noqa: BLE001 - the one error boundary
-        log = _crash_log(exc)
-        typer.echo(f"es-doctor: internal error: {type(exc).__name__}: {exc}\n"
-                   f"A traceback for the bug report is in {log}", err=True)
+        from es_doctor.secrets import clean
+
+        try:
+            where = f"A traceback for the bug report is in {_crash_log(exc)}"
+        except OSError as log_error:
+            where = f"(no crash log written: {log_error.strerror or log_error})"
+        typer.echo(clean(f"es-doctor: internal error: {type(exc).__name__}: {exc}\n{where}"), err=True)
         return int(ExitStatus.SOFTWARE)
     return int(result) if isinstance(result, int) else int(ExitStatus.OK)
 

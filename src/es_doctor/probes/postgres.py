@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from es_doctor.probes.result import Failure, FailureKind, Result, guarded, short
+from es_doctor.secrets import scrub
 
 
 @dataclass(frozen=True)
@@ -16,8 +17,7 @@ class PostgresProbe:
 
     def _classify(self, exc: BaseException) -> Failure:
         text = short(exc)
-        if self.password:
-            text = text.replace(self.password, "********")
+        text = scrub(text, [self.password] if self.password else [])  # and any URL/DSN password it quotes
         name = type(exc).__name__
         lowered = text.lower()
         if "password authentication failed" in lowered or name == "InvalidPassword":

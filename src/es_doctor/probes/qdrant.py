@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from es_doctor.probes.result import Failure, FailureKind, Result, Stopwatch, failed, guarded, short, success
+from es_doctor.secrets import scrub
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,7 @@ class QdrantProbe:
 
     def _classify(self, exc: BaseException) -> Failure:
         text = short(exc)
-        if self.api_key:
-            text = text.replace(self.api_key, "********")
+        text = scrub(text, [self.api_key] if self.api_key else [])  # and any URL/DSN password it quotes
         name = type(exc).__name__
         lowered = text.lower()
         status = getattr(exc, "status_code", None)

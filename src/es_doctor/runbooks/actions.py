@@ -8,6 +8,7 @@ Every action has ``describe(inputs)`` (what it would do: the dry-run plan) and `
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import threading
 import time
@@ -16,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from es_doctor.config import Target, resolve_secret
+from es_doctor.config import Target
 from es_doctor.probes.result import Result
 from es_doctor.runbooks.action_names import ACTION_NAMES
+from es_doctor.secrets import MASK, is_secret_key, resolve_secret
 
 
 class ActionError(RuntimeError):
@@ -365,10 +367,12 @@ def postgres_sql(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
 
 @action("postgres.dump", lambda _i: "dump the database with pg_dump (custom format) into the run's directory")
 def postgres_dump(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.files import create_private
     from es_doctor.tools import pg_env
 
-    dsn, env = pg_env(ctx.target)
+    dsn, env = _backup_call(lambda: pg_env(ctx.target))
     dest = ctx.work_dir / f"postgres-{stamp()}.dump"
+    os.close(create_private(dest))  # pg_dump truncates and fills it: the dump stays 0600
     _run([_bin("pg_dump"), "--format=custom", f"--file={dest}", dsn], env, float(inputs.get("timeout", 600)), ctx)
     return {"dump": str(dest), "bytes": dest.stat().st_size}
 
@@ -437,32 +441,79 @@ def _config_file(inputs: dict[str, Any], ctx: ActionContext) -> Path:
     return Path(str(path)).expanduser()
 
 
+def _plain(value: Any) -> Any:
+    """A ruamel.yaml value as plain data (for step outputs and the audit log)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    for kind in (int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return str(value)
+
+
 @action("config.set", lambda i: f"set {i.get('key')} = {i.get('value')!r} in the service's config.yaml (backup kept)")
 def config_set(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    import yaml
+    """Edit one key with a round-trip YAML library: comments, order, quoting, mode and owner are kept;
+    the file is replaced atomically (written beside, fsync, rename)."""
+    import io
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    from es_doctor.files import create_private, replace_atomically
+    from es_doctor.yamlsource import YamlSyntaxError, read_regular_file
 
     path, key = _config_file(inputs, ctx), str(need(inputs, "key"))
     value = inputs.get("value")
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
     try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ActionError(f"cannot read {path}: {exc}") from None
+        raw = read_regular_file(path, 16 * 1024 * 1024)
+        data = yaml.load(raw.decode("utf-8"))
+    except (YamlSyntaxError, YAMLError, UnicodeDecodeError) as exc:
+        raise ActionError(f"cannot read {path}: {getattr(exc, 'message', None) or exc}") from None
+    if data is None:
+        from ruamel.yaml.comments import CommentedMap
+
+        data = CommentedMap()
+    if not isinstance(data, dict):
+        raise ActionError(f"{path} is not a YAML mapping")
     node = data
     parts = key.split(".")
     for part in parts[:-1]:
-        node = node.setdefault(part, {})
+        if part not in node:
+            from ruamel.yaml.comments import CommentedMap
+
+            node[part] = CommentedMap()
+        node = node[part]
         if not isinstance(node, dict):
             raise ActionError(f"{key}: {part} is not a mapping in {path}")
-    old = node.get(parts[-1])
+    old = _plain(node.get(parts[-1]))
     if old == value:
         return {"file": str(path), "key": key, "old": old, "new": value, "changed": False}
-    backup = ctx.work_dir / f"{path.name}.{stamp()}.bak"
-    shutil.copy2(path, backup)
+    when = stamp()
+    for attempt in range(100):  # several edits in one second each keep their own copy
+        backup = ctx.work_dir / f"{path.name}.{when}{f'-{attempt}' if attempt else ''}.bak"
+        try:
+            fd = create_private(backup)  # the config may hold secrets: 0600, never through a planted link
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise ActionError(f"cannot name a backup copy of {path} in {ctx.work_dir}")
+    with os.fdopen(fd, "wb") as copy:
+        copy.write(raw)
     node[parts[-1]] = value
-    tmp = path.with_name(path.name + ".es-doctor-tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    tmp.replace(path)
+    out = io.StringIO()
+    yaml.dump(data, out)
+    try:
+        replace_atomically(path, out.getvalue())
+    except OSError as exc:
+        raise ActionError(f"cannot write {path}: {exc.strerror or exc}") from None
     return {"file": str(path), "key": key, "old": old, "new": value, "changed": True, "backup": str(backup)}
 
 
@@ -479,7 +530,15 @@ def config_restore(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]
         if not copies:
             raise ActionError(f"{path} is missing and no copy of it ({path.name}.*) is next to it")
         source = copies[0]
-    shutil.copy2(source, path)
+    from es_doctor.files import replace_atomically
+
+    try:
+        if path.is_file():  # keep the file's own mode and owner (a private backup copy is 0600)
+            replace_atomically(path, source.read_text(encoding="utf-8"))
+        else:  # a new file, created like any file the deployment writes (umask)
+            shutil.copyfile(source, path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ActionError(f"cannot restore {path} from {source}: {getattr(exc, 'strerror', None) or exc}") from None
     return {"file": str(path), "restored_from": str(source)}
 
 
@@ -491,13 +550,10 @@ def _env(ctx: ActionContext, container: str) -> dict[str, str]:
     return dict(info.env)
 
 
-SECRET_HINTS = ("PASSWORD", "SECRET", "TOKEN", "KEY", "DSN", "WEBHOOK")
-
-
 @action("env.show", lambda i: f"show the environment of {i.get('container')} (secrets masked)")
 def env_show(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     env = _env(ctx, need(inputs, "container"))
-    shown = {k: ("********" if any(h in k.upper() for h in SECRET_HINTS) else v) for k, v in sorted(env.items())}
+    shown = {k: (MASK if is_secret_key(k) or k.upper().endswith("KEY") else v) for k, v in sorted(env.items())}
     ctx.say("\n".join(f"{k}={v}" for k, v in shown.items()))
     return {"env": shown}
 

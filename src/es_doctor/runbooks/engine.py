@@ -18,10 +18,12 @@ from typing import Any
 
 from es_doctor.config import Target, secret_values
 from es_doctor.errors import ExitStatus, UsageError
+from es_doctor.files import private_dir
 from es_doctor.runbooks.actions import REGISTRY, ActionContext, ActionError
 from es_doctor.runbooks.audit import AuditLog, fix_lock, mask
 from es_doctor.runbooks.model import Runbook, Step
 from es_doctor.runbooks.templating import TemplateError, evaluate_condition, render
+from es_doctor.secrets import clean
 
 
 class Outcome(StrEnum):
@@ -130,24 +132,31 @@ def _is_destructive(step: Step, runbook: Runbook) -> bool:
     return bool(step.destructive or (spec is not None and spec.destructive))
 
 
-def _plan_steps(steps: list[Step], phase: str, runbook: Runbook, context: dict[str, Any]) -> list[PlannedStep]:
+def _plan_steps(steps: list[Step], phase: str, runbook: Runbook, context: dict[str, Any],
+                known: list[str]) -> list[PlannedStep]:
+    """The plan of ``steps``: descriptions with secrets masked (the plan is printed and audited)."""
     planned = []
     for step in steps:
+        problem = ""
         try:
             inputs: dict[str, Any] | None = render(step.inputs, context)
-        except TemplateError:
-            inputs = None  # needs an earlier step's output
+        except TemplateError as exc:
+            inputs = None  # needs an earlier step's output, or cannot be rendered at all
+            problem = "" if "'steps'" in exc.message or "steps." in exc.message else exc.message
         spec = REGISTRY[step.action]
-        description = spec.describe(inputs) if inputs is not None else f"{step.action} (inputs from earlier steps)"
-        planned.append(PlannedStep(step, phase, description, inputs, _is_destructive(step, runbook)))
+        description = (spec.describe(inputs) if inputs is not None else
+                       f"{step.action} (template error, the step will fail: {problem})" if problem else
+                       f"{step.action} (inputs from earlier steps)")
+        planned.append(PlannedStep(step, phase, clean(description, known), inputs, _is_destructive(step, runbook)))
     return planned
 
 
 def plan(runbook: Runbook, target: Target, target_name: str, params: dict[str, str] | None = None) -> Plan:
     typed = coerce_params(runbook, params or {})
     context = template_context(target, typed, {})
-    return Plan(runbook, typed, target_name, _plan_steps(list(runbook.steps), "steps", runbook, context),
-                _plan_steps(list(runbook.rollback), "rollback", runbook, context))
+    known = secret_values(target)
+    return Plan(runbook, typed, target_name, _plan_steps(list(runbook.steps), "steps", runbook, context, known),
+                _plan_steps(list(runbook.rollback), "rollback", runbook, context, known))
 
 
 class Engine:
@@ -160,7 +169,7 @@ class Engine:
         self.confirm = confirm
         self.verify_timeout = verify_timeout
         self.secrets = secret_values(target)
-        self.say: Callable[[str], None] = lambda text: say(str(mask(text, self.secrets)))
+        self.say: Callable[[str], None] = lambda text: say(clean(str(text), self.secrets))
 
     # ------------------------------------------------------------------ public
     def run(self, the_plan: Plan, *, yes: bool = False, dry_run: bool = False) -> FixResult:
@@ -179,8 +188,7 @@ class Engine:
     def _run_locked(self, the_plan: Plan, base: dict[str, Any], run_id: str, yes: bool) -> FixResult:
         rb = the_plan.runbook
         result = FixResult(rb.id, Outcome.FIXED, run_id)
-        work_dir = self.state_dir / "runs" / run_id
-        work_dir.mkdir(parents=True, exist_ok=True)
+        work_dir = private_dir(self.state_dir / "runs" / run_id)  # dumps and config copies: 0700
         ctx = ActionContext(self.target, self.target_name, work_dir, say=self.say, backup_root=self.backup_root)
         self.audit.write("fix.start", **base, params=the_plan.params, destructive=the_plan.destructive)
         started = time.monotonic()
@@ -211,10 +219,14 @@ class Engine:
             self.audit.write("fix.interrupted", **base, completed=[s.name for s in result.steps if s.status == "ok"])
             result.outcome = Outcome.INTERRUPTED
             result.message = "interrupted during a step"
-            if yes or self._ask("Interrupted. Run the rollback steps now?"):
+            if not rb.rollback:
+                result.message += "; this runbook has no rollback steps: its completed steps stay done"
+            elif yes or self._ask("Interrupted. Run the rollback steps now?"):
                 ctx.cancel.clear()
                 self._rollback(the_plan, ctx, base, outputs, result)
-                result.message += "; rolled back"
+                undone = [s for s in result.steps if s.phase == "rollback" and s.status not in ("ok", "skipped")]
+                result.message += (f"; the rollback is incomplete ({', '.join(s.name for s in undone)} failed)"
+                                   if undone else "; rolled back")
             else:
                 result.message += "; not rolled back (resume with: es-doctor fix " + rb.id + ")"
             self.audit.write("fix.end", **base, outcome=result.outcome.value,
