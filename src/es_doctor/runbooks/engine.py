@@ -23,6 +23,19 @@ from es_doctor.runbooks.audit import AuditLog, fix_lock, mask
 from es_doctor.runbooks.model import Runbook, Step
 from es_doctor.runbooks.templating import TemplateError, evaluate_condition, render
 
+#: how long a cancelled step may take to stop (its programs get SIGTERM, then SIGKILL after 5 s)
+STOP_GRACE_S = 15.0
+
+
+class StepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a step: ``stopped`` says whether the step (and its programs) really stopped."""
+
+    def __init__(self, stopped: bool) -> None:
+        super().__init__()
+        self.stopped = stopped
+        self.step: str | None = None
+        self.result: Any = None  #: the interrupted step's StepResult
+
 
 class Outcome(StrEnum):
     FIXED = "FIXED"
@@ -69,7 +82,7 @@ class Plan:
 class StepResult:
     name: str
     phase: str
-    status: str  #: ok, failed, skipped, timeout, interrupted, declined
+    status: str  #: ok, failed, skipped, timeout, interrupted, declined, running (could not be stopped)
     duration_ms: float = 0.0
     attempts: int = 0
     output: dict[str, Any] = field(default_factory=dict)
@@ -206,23 +219,39 @@ class Engine:
         try:
             failed_step = self._run_steps(the_plan, ctx, base, outputs, result,
                                           confirmed_all=bool(rb.flags.destructive) or yes)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             ctx.cancel.set()
-            self.audit.write("fix.interrupted", **base, completed=[s.name for s in result.steps if s.status == "ok"])
+            stopped = getattr(exc, "stopped", True)
+            during = getattr(exc, "step", None)
+            if isinstance(exc, StepInterrupted) and exc.result is not None:
+                result.steps.append(exc.result)
+            self.audit.write("fix.interrupted", **base, completed=[s.name for s in result.steps if s.status == "ok"],
+                             step=during, stopped=stopped)
             result.outcome = Outcome.INTERRUPTED
-            result.message = "interrupted during a step"
-            if yes or self._ask("Interrupted. Run the rollback steps now?"):
+            result.message = f"interrupted during step {during}" if during else "interrupted between steps"
+            if not stopped:  # a rollback now would race the step still running
+                result.message += ("; the step could not be stopped and may still be running: "
+                                   "the rollback was NOT started (check the target, then run it)")
+            elif yes or self._ask("Interrupted. Run the rollback steps now?"):
                 ctx.cancel.clear()
-                self._rollback(the_plan, ctx, base, outputs, result)
-                result.message += "; rolled back"
+                try:
+                    self._rollback(the_plan, ctx, base, outputs, result)
+                    failed = [s.name for s in result.steps
+                              if s.phase == "rollback" and s.status not in ("ok", "skipped")]
+                    result.message += (f"; the rollback is incomplete ({', '.join(failed)})" if failed
+                                       else "; rolled back")
+                except KeyboardInterrupt:
+                    result.message += "; the rollback was interrupted too"
             else:
                 result.message += "; not rolled back (resume with: es-doctor fix " + rb.id + ")"
-            self.audit.write("fix.end", **base, outcome=result.outcome.value,
+            self.audit.write("fix.end", **base, outcome=result.outcome.value, message=result.message,
                              duration_ms=round((time.monotonic() - started) * 1000, 1))
             return result
         if failed_step is not None:
             failed_name, how = failed_step
             result.message = f"step {failed_name} {'declined' if how == 'declined' else 'failed'}"
+            if result.steps and result.steps[-1].status == "running":
+                result.message += "; it could not be stopped and may still be running: no rollback was started"
             if how == "rollback" and the_plan.runbook.rollback:
                 self._rollback(the_plan, ctx, base, outputs, result)
                 undone = [s for s in result.steps if s.phase == "rollback" and s.status not in ("ok", "skipped")]
@@ -284,6 +313,8 @@ class Engine:
                 outputs[step.name] = step_result.output
                 index += 1
                 continue
+            if step_result.status == "running":  # never roll back under a step still running
+                return step.name, "abort"
             policy = step.on_failure
             if policy == "continue":
                 index += 1
@@ -312,9 +343,24 @@ class Engine:
         res = StepResult(step.name, phase, "failed")
         for attempt in range(1, step.retries + 2):
             res.attempts = attempt
-            status, output, error = self._attempt(spec.run, inputs, ctx, step.timeout)
+            try:
+                status, output, error, retryable = self._attempt(spec.run, inputs, ctx, step.timeout)
+            except StepInterrupted as exc:
+                res.status, res.error = ("interrupted" if exc.stopped else "running"), "interrupted (Ctrl-C)"
+                res.duration_ms = round((time.monotonic() - started) * 1000, 1)
+                self.audit.write("fix.step", **base, phase=phase, step=step.name, action=step.action, inputs=inputs,
+                                 status=res.status, attempts=attempt, stopped=exc.stopped,
+                                 error=res.error if exc.stopped else "interrupted; the step could not be stopped",
+                                 duration_ms=res.duration_ms)
+                exc.step, exc.result = step.name, res
+                raise
             res.status, res.output, res.error = status, output, error
-            if status == "ok" or attempt > step.retries:
+            if status == "ok" or attempt > step.retries or status == "running":
+                break
+            if status == "timeout" and not spec.retry_safe(inputs):
+                res.error += "; not retried: it may have taken effect (the action is not idempotent)"
+                break
+            if not retryable:
                 break
             self.say(f"    attempt {attempt} failed ({error}); retrying in {step.delay:g}s")
             ctx.sleep(step.delay)
@@ -328,35 +374,57 @@ class Engine:
         return res
 
     def _attempt(self, fn: Callable[[dict[str, Any], ActionContext], dict[str, Any]], inputs: dict[str, Any],
-                 ctx: ActionContext, timeout: float) -> tuple[str, dict[str, Any], str]:
+                 ctx: ActionContext, timeout: float) -> tuple[str, dict[str, Any], str, bool]:
+        """One try of an action in a worker thread: (status, output, error, retryable). A step that
+        times out or is interrupted is stopped (its cancel event set, its programs killed with their
+        process group) and waited for before this returns; ``running`` when it could not be."""
         box: dict[str, Any] = {}
+        done = threading.Event()  # not Thread.is_alive(): on 3.11 an interrupted join() makes it lie
 
         def target() -> None:
             try:
                 box["output"] = fn(inputs, ctx)
             except ActionError as exc:
-                box["error"] = str(exc)
+                box["error"], box["retryable"] = str(exc), exc.retryable
             except Exception as exc:  # noqa: BLE001 - an action bug is a failed step, never a traceback
                 box["error"] = f"{type(exc).__name__}: {exc}"
+            finally:
+                done.set()
 
         worker = threading.Thread(target=target, name="runbook-step", daemon=True)
         worker.start()
         deadline = time.monotonic() + timeout
-        while worker.is_alive():
-            try:
-                worker.join(0.1)
-            except KeyboardInterrupt:
-                ctx.cancel.set()
-                worker.join(5)
-                raise
-            if time.monotonic() > deadline:
-                ctx.cancel.set()
-                worker.join(2)
-                ctx.cancel.clear()
-                return "timeout", {}, f"timed out after {timeout:g}s"
+        try:
+            while not done.wait(0.1):
+                if time.monotonic() > deadline:
+                    if not self._stop_step(ctx, done):
+                        return "running", {}, f"timed out after {timeout:g}s and could not be stopped", False
+                    ctx.cancel.clear()
+                    return "timeout", {}, f"timed out after {timeout:g}s (stopped)", True
+        except KeyboardInterrupt:
+            raise StepInterrupted(self._stop_step(ctx, done)) from None
         if "error" in box:
-            return "failed", {}, str(mask(box["error"], self.secrets))
-        return "ok", dict(box.get("output") or {}), ""
+            return "failed", {}, str(mask(box["error"], self.secrets)), bool(box.get("retryable", True))
+        return "ok", dict(box.get("output") or {}), "", True
+
+    def _stop_step(self, ctx: ActionContext, done: threading.Event) -> bool:
+        """Cancel the running step and wait until it has stopped (further Ctrl-C are ignored meanwhile);
+        the programs it started are killed with their process group. False if it would not stop."""
+        from es_doctor.tools import kill_group, live_groups
+
+        ctx.cancel.set()
+        end = time.monotonic() + STOP_GRACE_S
+        while not done.is_set() and time.monotonic() < end:
+            try:
+                done.wait(0.1)
+            except KeyboardInterrupt:
+                self.say("  still stopping the step…")
+        for pgid in live_groups():  # a program its action did not stop (one step runs at a time)
+            kill_group(pgid, grace=1.0)
+        stopped = done.is_set() and not live_groups()
+        if not stopped:
+            self.say("  ✗ the step could not be stopped: it may still be running")
+        return stopped
 
     def _rollback(self, the_plan: Plan, ctx: ActionContext, base: dict[str, Any], outputs: dict[str, Any],
                   result: FixResult) -> None:
