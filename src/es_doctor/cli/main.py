@@ -103,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"es-doctor: error: {exc.message}", err=True)
         return int(exc.exit_status)
     except Exception as exc:  # noqa: BLE001 - the one error boundary
+        from es_doctor.statedir import cant_write
+
+        refused = cant_write(exc) if isinstance(exc, OSError) else None  # a full or read-only disk: 73, no bug
+        if refused is not None:
+            typer.echo(f"es-doctor: error: {refused.message}", err=True)
+            return int(refused.exit_status)
         log = _crash_log(exc)
         typer.echo(f"es-doctor: internal error: {type(exc).__name__}: {exc}\n"
                    f"A traceback for the bug report is in {log}", err=True)

@@ -43,6 +43,8 @@ class QdrantProbe:
         name = type(exc).__name__
         lowered = text.lower()
         status = getattr(exc, "status_code", None)
+        if "larger than" in lowered and "bytes (decoded)" in lowered:  # the bounded HTTP layer's cap
+            return Failure(FailureKind.BAD_RESPONSE, text)
         if status == 404 or "not found" in lowered:
             return Failure(FailureKind.NOT_FOUND, text, 404)
         if "timed out" in lowered or "timeout" in name.lower():

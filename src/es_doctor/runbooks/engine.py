@@ -180,15 +180,34 @@ class Engine:
         rb = the_plan.runbook
         run_id = uuid.uuid4().hex[:12]
         base = {"run_id": run_id, "target": self.target_name, "runbook": rb.id}
+        self._preflight_writable(rb)
         if dry_run:
             self.audit.write("fix.dry-run", **base, params=the_plan.params,
                              plan=[{"step": s.step.name, "action": s.step.action, "inputs": s.inputs}
                                    for s in the_plan.steps])
             return FixResult(rb.id, Outcome.PLANNED, run_id, message="dry run: nothing was changed")
-        with fix_lock(self.state_dir, self.target_name, rb.id):
-            return self._run_locked(the_plan, base, run_id, yes)
+        try:
+            with fix_lock(self.state_dir, self.target_name, rb.id):
+                return self._run_locked(the_plan, base, run_id, yes)
+        except OSError as exc:  # the disk filled up or turned read-only during the run: exit 73
+            from es_doctor.statedir import cant_write
+
+            refused = cant_write(exc, f"{self.state_dir} or {self.audit.path}")
+            if refused is None:
+                raise
+            raise refused from None
 
     # ------------------------------------------------------------------ internals
+    def _preflight_writable(self, rb: Runbook) -> None:
+        """Exit 73 before any change when the state dir, the audit log's or the backups' directory
+        cannot be written (a full or read-only file system): a run must be able to leave its record."""
+        from es_doctor.statedir import ensure_writable_dir
+
+        ensure_writable_dir(self.state_dir, "state directory")
+        ensure_writable_dir(self.audit.path.parent, "audit log directory")
+        if self.backup_root is not None and any(s.action == "backup.create" for s in rb.steps):
+            ensure_writable_dir(self.backup_root, "backup directory")
+
     def _run_locked(self, the_plan: Plan, base: dict[str, Any], run_id: str, yes: bool) -> FixResult:
         rb = the_plan.runbook
         result = FixResult(rb.id, Outcome.FIXED, run_id)
