@@ -215,3 +215,89 @@ def test_pg_dump_never_prompts_for_a_password(postgres_server: str, tmp_path: Pa
     with pytest.raises(ToolError, match="password"):
         run_tool([pg_bin("pg_dump"), "--format=custom", f"--file={tmp_path / 'x.dump'}", no_password], env, 60)
     assert time.monotonic() - started < 10
+
+
+def _pg_restores(dump: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or []
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and cmdline and Path(cmdline[0]).name == "pg_restore" \
+                and str(dump) in cmdline:
+            found.append(proc)
+    return found
+
+
+def test_sigint_mid_restore_stops_pg_restore_and_postgresql_keeps_its_data(postgres_server: str,
+                                                                             tmp_path: Path) -> None:
+    """Ctrl-C while pg_restore loads a dump: pg_restore is killed with its group before the rollback,
+    its single transaction is rolled back by PostgreSQL, the table keeps the rows it had."""
+    import psycopg
+
+    from es_doctor.tools import pg_env
+
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS big CASCADE")
+        conn.execute("CREATE SCHEMA big")
+        conn.execute("CREATE TABLE big.rows AS SELECT n, md5(n::text) AS h FROM generate_series(1, 3000000) AS n")
+    marker = tmp_path / "marker"
+    dump = tmp_path / "big.dump"
+    try:
+        dsn, env = pg_env(Target.model_validate({"postgres": {"dsn": postgres_server}}))
+        run_tool([pg_bin("pg_dump"), "--format=custom", "--compress=0", f"--file={dump}", "--schema=big", dsn],
+                 env, 300)
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            conn.execute("DELETE FROM big.rows WHERE n > 10")
+        rb_dir = tmp_path / "runbooks"
+        rb_dir.mkdir()
+        (rb_dir / "restore.yaml").write_text(f"""
+id: test-restore
+title: restore a dump
+description: pg_restore of a large dump; the rollback marks the file
+class: deploy
+steps:
+  - name: restore
+    action: postgres.restore
+    timeout: 300
+    inputs: {{dump: "{dump}"}}
+rollback:
+  - name: undo
+    action: shell
+    inputs: {{argv: [sh, -c, "echo ROLLBACK >> {marker}"]}}
+""")
+        config = tmp_path / "es-doctor.yaml"
+        config.write_text(f"runbook_dirs: [{rb_dir}]\ntargets:\n  pg:\n    postgres: {{dsn: '{postgres_server}'}}\n")
+        audit = tmp_path / "audit.jsonl"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
+        env.update({"ES_DOCTOR_CONFIG": str(config), "ES_DOCTOR_AUDIT_LOG": str(audit),
+                    "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"), "ES_DOCTOR_LAB_DIR": str(tmp_path / "nolab")})
+        proc = subprocess.Popen([sys.executable, "-m", "es_doctor", "-t", "pg", "fix", "test-restore", "--yes"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any("--single-transaction" in p.cmdline()
+                                                      for p in _pg_restores(dump)):
+            time.sleep(0.05)
+        assert _pg_restores(dump), "pg_restore did not start"
+        time.sleep(1.0)
+        assert _pg_restores(dump), "the restore finished too soon to be interrupted"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, out + err
+        assert not _pg_restores(dump), "pg_restore outlived es-doctor"
+        assert marker.read_text().split() == ["ROLLBACK"]
+        records = audit_records(audit)
+        assert next(r for r in records if r["event"] == "fix.interrupted")["stopped"] is True
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            rows = 0
+            end = time.monotonic() + 20  # the server ends the dead client's transaction
+            while time.monotonic() < end:
+                busy = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_restore'"
+                                    ).fetchone()
+                if busy is not None and busy[0] == 0:
+                    break
+                time.sleep(0.2)
+            count = conn.execute("SELECT count(*) FROM big.rows").fetchone()
+            rows = count[0] if count else -1
+        assert rows == 10, f"the interrupted restore changed the table ({rows} rows)"
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA IF EXISTS big CASCADE")
