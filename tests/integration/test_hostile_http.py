@@ -279,3 +279,37 @@ def test_emergency_status_against_a_slow_api_ends_within_its_bound(hostile: str,
     assert time.monotonic() - started < 15, proc.stdout + proc.stderr
     assert "read-only/maintenance: unknown" in proc.stdout, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("method", "sent"), [("POST", 1), ("GET", 3)])
+def test_a_timed_out_http_step_is_stopped_and_a_post_is_not_sent_again(hostile: str, tmp_path: Path,
+                                                                       method: str, sent: int) -> None:
+    from es_doctor.runbooks.audit import AuditLog
+    from es_doctor.runbooks.engine import Engine, plan
+    from es_doctor.runbooks.loader import load_runbook_file
+
+    path = tmp_path / "rb.yaml"
+    path.write_text(f"""
+id: test-slow-api
+title: a slow API
+description: the API answers after 30 s; the step times out after 1 s
+class: deploy
+steps:
+  - name: call
+    action: http
+    timeout: 1
+    retries: 2
+    delay: 0
+    inputs: {{method: {method}, url: /slow}}
+""")
+    target = Target.model_validate({"service": {"api_url": hostile}})
+    engine = Engine(target, "t", AuditLog(tmp_path / "audit.jsonl", []), tmp_path / "state",
+                    confirm=lambda _q: True, say=lambda _t: None)
+    Hostile.hits["/slow"] = 0
+    started = time.monotonic()
+    result = engine.run(plan(load_runbook_file(path), target, "t"), yes=True)
+    took = time.monotonic() - started
+    step = result.steps[0]
+    assert step.status == "timeout" and "(stopped)" in step.error, step
+    assert Hostile.hits["/slow"] == sent and step.attempts == sent
+    assert took < sent * 1 + 3, f"{took:.1f}s: the cancelled request was not stopped"

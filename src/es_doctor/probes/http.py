@@ -15,6 +15,7 @@ also handed to qdrant-client) has
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email.utils
 import json
@@ -37,7 +38,9 @@ MAX_JSON_DEPTH = 128  #: deeper JSON is refused before parsing
 MAX_RETRY_AFTER_S = 60.0  #: a server asking to wait longer is waited for this long at most
 ALL_STATUSES = tuple(range(100, 600))  #: ``accept`` value that makes every HTTP answer a value
 
-_local = threading.local()  # the deadline of the request the current thread is making
+CANCEL_POLL_S = 0.25  #: how often a waiting read looks at the cancel event
+
+_local = threading.local()  # the deadline of the request the current thread is making, its cancel event
 
 
 class BodyTooLargeError(httpx.ReadError):
@@ -47,7 +50,22 @@ class BodyTooLargeError(httpx.ReadError):
 # --------------------------------------------------------------------------- deadline on every socket call
 
 
+@contextlib.contextmanager
+def cancellable(cancel: threading.Event | None) -> Iterator[None]:
+    """Requests made by this thread inside the block stop (a read error) soon after ``cancel`` is set:
+    the engine runs each step's action inside it, so a cancelled step's HTTP call ends at once."""
+    previous = getattr(_local, "cancel", None)
+    _local.cancel = cancel
+    try:
+        yield
+    finally:
+        _local.cancel = previous
+
+
 def _left(timeout: float | None, error: type[Exception]) -> float | None:
+    cancel: threading.Event | None = getattr(_local, "cancel", None)
+    if cancel is not None and cancel.is_set():
+        raise error("cancelled")
     deadline: float | None = getattr(_local, "deadline", None)
     if deadline is None:
         return timeout
@@ -62,7 +80,18 @@ class _DeadlineStream(httpcore.NetworkStream):
         self.inner = inner
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self.inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
+        """Waits at most ``timeout`` and what is left of the deadline, in slices of CANCEL_POLL_S so a
+        cancel is seen (a timed-out recv consumed nothing: reading again is safe)."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = _left(None if end is None else end - time.monotonic(), httpcore.ReadTimeout)
+            if wait is not None and wait <= 0:
+                raise httpcore.ReadTimeout("no data within the read timeout")
+            try:
+                return self.inner.read(max_bytes, CANCEL_POLL_S if wait is None else min(wait, CANCEL_POLL_S))
+            except httpcore.ReadTimeout:
+                if wait is not None and wait <= CANCEL_POLL_S:
+                    raise
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         self.inner.write(buffer, _left(timeout, httpcore.WriteTimeout))

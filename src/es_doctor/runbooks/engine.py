@@ -401,8 +401,11 @@ class Engine:
         done = threading.Event()  # not Thread.is_alive(): on 3.11 an interrupted join() makes it lie
 
         def target() -> None:
+            from es_doctor.probes.http import cancellable
+
             try:
-                box["output"] = fn(inputs, ctx)
+                with cancellable(ctx.cancel):  # its HTTP calls (http, notify, Qdrant) end when it is cancelled
+                    box["output"] = fn(inputs, ctx)
             except ActionError as exc:
                 box["error"], box["retryable"] = str(exc), exc.retryable
             except Exception as exc:  # noqa: BLE001 - an action bug is a failed step, never a traceback
