@@ -301,3 +301,42 @@ rollback:
     finally:
         with psycopg.connect(postgres_server, autocommit=True) as conn:
             conn.execute("DROP SCHEMA IF EXISTS big CASCADE")
+
+
+def test_a_step_that_cannot_be_stopped_is_reported_and_nothing_is_rolled_back_under_it(
+        postgres_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SQL statement does not look at the cancel event: the step outlives the grace period, is reported
+    as still running (output and audit), and the rollback is not started under it."""
+    from es_doctor.runbooks import engine as engine_module
+
+    marker = tmp_path / "marker"
+    runbook = _load(f"""
+id: test-stuck
+title: a statement that ignores the cancel
+description: pg_sleep outlives the step timeout and the stop grace
+class: deploy
+steps:
+  - name: stuck
+    action: postgres.sql
+    timeout: 1
+    inputs: {{sql: "SELECT pg_sleep(8)"}}
+rollback:
+  - name: undo
+    action: shell
+    inputs: {{argv: [sh, -c, "echo ROLLBACK >> {marker}"]}}
+""", tmp_path)
+    target = Target.model_validate({"postgres": {"dsn": postgres_server}})
+    said: list[str] = []
+    engine = Engine(target, "t", AuditLog(tmp_path / "audit.jsonl", []), tmp_path / "state",
+                    confirm=lambda _q: True, say=said.append)
+    monkeypatch.setattr(engine_module, "STOP_GRACE_S", 2.0)  # not 15 s: the test would wait for it
+    result = engine.run(plan(runbook, target, "t"), yes=True)
+    step = result.steps[0]
+    assert step.status == "running" and "could not be stopped" in step.error
+    assert result.outcome is Outcome.FAILED and "no rollback was started" in result.message
+    assert not marker.exists()
+    assert any("could not be stopped" in line for line in said)
+    records = audit_records(tmp_path / "audit.jsonl")
+    assert next(r for r in records if r["event"] == "fix.step")["status"] == "running"
+    assert "no rollback was started" in records[-1]["message"]
+    time.sleep(8)  # let the statement end before the next test uses the server
