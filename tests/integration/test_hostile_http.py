@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from es_doctor.config import EscalationChannel, Target
-from es_doctor.probes.http import MAX_BODY, HttpProbe, parse_json, retry_after
+from es_doctor.probes.http import MAX_BODY, HttpProbe, parse_json
 from es_doctor.probes.result import FailureKind
 
 pytestmark = pytest.mark.integration
@@ -168,14 +168,6 @@ def test_deep_json_is_a_clean_failure(hostile: str) -> None:
     with pytest.raises(ValueError, match="nested deeper"):
         parse_json(DEEP)
     assert parse_json(b'{"a": [1, {"b": "[[[[ in a string ]"}]}') == {"a": [1, {"b": "[[[[ in a string ]"}]}
-
-
-def test_retry_after_is_honoured_with_a_cap() -> None:
-    assert retry_after({"Retry-After": "3"}, 0.2) == 3.0
-    assert retry_after({"Retry-After": "100000"}, 0.2, cap=60) == 60.0
-    assert retry_after({}, 0.2) == 0.2
-    assert retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.2) == 0.0  # in the past
-    assert retry_after({"Retry-After": "soon"}, 0.5) == 0.5
 
 
 # --------------------------------------------------------------------------- the readers of es-doctor
