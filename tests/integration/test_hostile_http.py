@@ -305,3 +305,33 @@ steps:
     assert step.status == "timeout" and "(stopped)" in step.error, step
     assert Hostile.hits["/slow"] == sent and step.attempts == sent
     assert took < sent * 1 + 3, f"{took:.1f}s: the cancelled request was not stopped"
+
+
+def test_an_http_step_answered_429_waits_for_retry_after(hostile: str, tmp_path: Path) -> None:
+    from es_doctor.runbooks.audit import AuditLog
+    from es_doctor.runbooks.engine import Engine, Outcome, plan
+    from es_doctor.runbooks.loader import load_runbook_file
+
+    path = tmp_path / "rb.yaml"
+    path.write_text("""
+id: test-busy-api
+title: a busy API
+description: 429 with Retry-After 1, then 200
+class: deploy
+steps:
+  - name: call
+    action: http
+    retries: 1
+    delay: 0
+    inputs: {url: /busy}
+""")
+    target = Target.model_validate({"service": {"api_url": hostile}})
+    said: list[str] = []
+    engine = Engine(target, "t", AuditLog(tmp_path / "audit.jsonl", []), tmp_path / "state",
+                    confirm=lambda _q: True, say=said.append)
+    Hostile.hits["/busy"] = 0
+    started = time.monotonic()
+    result = engine.run(plan(load_runbook_file(path), target, "t"), yes=True)
+    assert result.outcome is Outcome.DONE and result.steps[0].attempts == 2
+    assert time.monotonic() - started >= 1.0
+    assert any("retrying in 1s" in line for line in said), said

@@ -25,9 +25,10 @@ class ActionError(RuntimeError):
     """A step's action failed (the message says why, with no secret in it). ``retryable=False``: it
     may have taken effect (e.g. a POST sent and no answer read), so the engine does not try again."""
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float = 0.0) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after  #: the server asked to wait this long before a retry (capped)
 
 
 @dataclass
@@ -141,7 +142,7 @@ def _http_retry_safe(inputs: dict[str, Any]) -> bool:
 @action("http", lambda i: f"{i.get('method', 'GET')} {i.get('url')} (expect {i.get('expect_status', '2xx')})",
         retry_safe=_http_retry_safe)
 def http(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    from es_doctor.probes.http import ALL_STATUSES, HttpProbe, parse_json
+    from es_doctor.probes.http import ALL_STATUSES, HttpProbe, parse_json, retry_after
 
     headers = {}
     token = resolve_secret(ctx.target.service.api_key)
@@ -160,7 +161,8 @@ def http(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     expected = inputs.get("expect_status")
     ok = resp.status_code == int(expected) if expected is not None else 200 <= resp.status_code < 300
     if not ok:
-        raise ActionError(f"{inputs.get('url')} answered {resp.status_code}: {resp.text[:200]}")
+        wait = retry_after(resp.headers, 0.0) if resp.status_code in (429, 503) else 0.0
+        raise ActionError(f"{inputs.get('url')} answered {resp.status_code}: {resp.text[:200]}", retry_after=wait)
     try:
         body: Any = parse_json(resp.text)
     except ValueError:

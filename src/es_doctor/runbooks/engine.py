@@ -363,7 +363,7 @@ class Engine:
         for attempt in range(1, step.retries + 2):
             res.attempts = attempt
             try:
-                status, output, error, retryable = self._attempt(spec.run, inputs, ctx, step.timeout)
+                status, output, error, retryable, wait = self._attempt(spec.run, inputs, ctx, step.timeout)
             except StepInterrupted as exc:
                 res.status, res.error = ("interrupted" if exc.stopped else "running"), "interrupted (Ctrl-C)"
                 res.duration_ms = round((time.monotonic() - started) * 1000, 1)
@@ -381,8 +381,9 @@ class Engine:
                 break
             if not retryable:
                 break
-            self.say(f"    attempt {attempt} failed ({error}); retrying in {step.delay:g}s")
-            ctx.sleep(step.delay)
+            delay = max(step.delay, wait)  # the server's Retry-After, capped
+            self.say(f"    attempt {attempt} failed ({error}); retrying in {delay:g}s")
+            ctx.sleep(delay)
         res.duration_ms = round((time.monotonic() - started) * 1000, 1)
         self.audit.write("fix.step", **base, phase=phase, step=step.name, action=step.action, inputs=inputs,
                          status=res.status, attempts=res.attempts, error=res.error, output=res.output,
@@ -393,8 +394,9 @@ class Engine:
         return res
 
     def _attempt(self, fn: Callable[[dict[str, Any], ActionContext], dict[str, Any]], inputs: dict[str, Any],
-                 ctx: ActionContext, timeout: float) -> tuple[str, dict[str, Any], str, bool]:
-        """One try of an action in a worker thread: (status, output, error, retryable). A step that
+                 ctx: ActionContext, timeout: float) -> tuple[str, dict[str, Any], str, bool, float]:
+        """One try of an action in a worker thread: (status, output, error, retryable, the server's
+        Retry-After in seconds). A step that
         times out or is interrupted is stopped (its cancel event set, its programs killed with their
         process group) and waited for before this returns; ``running`` when it could not be."""
         box: dict[str, Any] = {}
@@ -407,7 +409,7 @@ class Engine:
                 with cancellable(ctx.cancel):  # its HTTP calls (http, notify, Qdrant) end when it is cancelled
                     box["output"] = fn(inputs, ctx)
             except ActionError as exc:
-                box["error"], box["retryable"] = str(exc), exc.retryable
+                box["error"], box["retryable"], box["retry_after"] = str(exc), exc.retryable, exc.retry_after
             except Exception as exc:  # noqa: BLE001 - an action bug is a failed step, never a traceback
                 box["error"] = f"{type(exc).__name__}: {exc}"
             finally:
@@ -420,14 +422,15 @@ class Engine:
             while not done.wait(0.1):
                 if time.monotonic() > deadline:
                     if not self._stop_step(ctx, done):
-                        return "running", {}, f"timed out after {timeout:g}s and could not be stopped", False
+                        return "running", {}, f"timed out after {timeout:g}s and could not be stopped", False, 0.0
                     ctx.cancel.clear()
-                    return "timeout", {}, f"timed out after {timeout:g}s (stopped)", True
+                    return "timeout", {}, f"timed out after {timeout:g}s (stopped)", True, 0.0
         except KeyboardInterrupt:
             raise StepInterrupted(self._stop_step(ctx, done)) from None
         if "error" in box:
-            return "failed", {}, str(mask(box["error"], self.secrets)), bool(box.get("retryable", True))
-        return "ok", dict(box.get("output") or {}), "", True
+            return ("failed", {}, str(mask(box["error"], self.secrets)), bool(box.get("retryable", True)),
+                    float(box.get("retry_after") or 0.0))
+        return "ok", dict(box.get("output") or {}), "", True, 0.0
 
     def _stop_step(self, ctx: ActionContext, done: threading.Event) -> bool:
         """Cancel the running step and wait until it has stopped (further Ctrl-C are ignored meanwhile);
