@@ -130,6 +130,14 @@ class _Capped:
         return bytes(self.head + middle + self.tail).decode("utf-8", errors="replace")
 
 
+def _drain(sel: selectors.BaseSelector, fd: int, output: _Capped, until: float) -> None:
+    while time.monotonic() < until and sel.select(0):
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return
+        output.add(chunk)
+
+
 def run_tool(argv: list[str], env: dict[str, str] | None, timeout: float,
              cancel: threading.Event | None = None, *, keep: int = DEFAULT_KEEP) -> str:
     """Run ``argv``; its combined output (capped to ``keep`` bytes, head and tail), or
@@ -160,13 +168,19 @@ def run_tool(argv: list[str], env: dict[str, str] | None, timeout: float,
                 elif time.monotonic() > deadline:
                     stopped = f"timed out after {timeout:g}s"
                 elif open_pipe:
-                    for _key, _events in sel.select(0.05):
+                    ready = sel.select(0.05)
+                    for _key, _events in ready:
                         chunk = os.read(proc.stdout.fileno(), 1 << 16)
                         if chunk:
                             output.add(chunk)
                         else:  # EOF: the program (and whoever shared its stdout) closed it
                             sel.unregister(proc.stdout)
                             open_pipe = False
+                    if not ready and proc.poll() is not None:
+                        # it exited: what it wrote last is in the pipe (read it; briefly, in case what it
+                        # left behind still writes); what it left holding the pipe dies with its group below
+                        _drain(sel, proc.stdout.fileno(), output, time.monotonic() + 0.5)
+                        break
                 elif proc.poll() is not None:
                     break
                 else:

@@ -165,8 +165,12 @@ def test_run_tool_kills_the_whole_group_on_timeout() -> None:
     assert not sleepers() and not live_groups()
 
 
-def test_run_tool_reaps_what_a_finished_program_left_in_its_group() -> None:
-    assert run_tool(["sh", "-c", f"sleep {SLEEP} >/dev/null 2>&1 & echo done"], None, 10).strip() == "done"
+@pytest.mark.parametrize("redirect", [">/dev/null 2>&1", ""])
+def test_run_tool_reaps_what_a_finished_program_left_in_its_group(redirect: str) -> None:
+    started = time.monotonic()
+    # without a redirect the background sleep holds the output pipe open: no EOF to wait for
+    assert run_tool(["sh", "-c", f"sleep {SLEEP} {redirect} & echo done"], None, 30).strip() == "done"
+    assert time.monotonic() - started < 3
     assert not sleepers()
 
 
