@@ -62,7 +62,10 @@ def audit_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
-def test_sigint_stops_the_step_and_its_programs_before_the_rollback(tmp_path: Path) -> None:
+@pytest.mark.parametrize("presses", [1, 3])
+def test_sigint_stops_the_step_and_its_programs_before_the_rollback(tmp_path: Path, presses: int) -> None:
+    """One Ctrl-C: the step is stopped, then rolled back. An impatient operator pressing it three
+    times gets the same: the later presses do not cut the rollback short nor tear the audit."""
     marker = tmp_path / "marker"
     rb_dir = tmp_path / "runbooks"
     rb_dir.mkdir()
@@ -80,13 +83,18 @@ def test_sigint_stops_the_step_and_its_programs_before_the_rollback(tmp_path: Pa
         time.sleep(0.05)
     assert sleepers(), "the step's sleep did not start"
     time.sleep(1.5)
-    proc.send_signal(signal.SIGINT)
+    for _ in range(presses):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
     assert not sleepers(), "the step's sleep outlived es-doctor"
     time.sleep(float(SLEEP))  # had the step survived, it would write STEP by now
-    assert marker.read_text().split() == ["START", "ROLLBACK"], marker.read_text()
+    assert "STEP" not in marker.read_text().split(), marker.read_text()
     records = audit_records(audit)
+    # later presses only say that the step is being stopped or the rollback is running
+    assert marker.read_text().split() == ["START", "ROLLBACK"], marker.read_text()
+    assert [r["event"] for r in records].count("fix.interrupted") == 1
     events = [r["event"] for r in records]
     assert events.index("fix.interrupted") < events.index("fix.rollback") < len(events) - 1
     interrupted = next(r for r in records if r["event"] == "fix.interrupted")

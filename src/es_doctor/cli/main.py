@@ -7,6 +7,7 @@ remapped to 64 so that it never reads as a CRITICAL finding.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 import traceback
@@ -117,4 +118,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+    except KeyboardInterrupt:  # a Ctrl-C landing just as main() returned
+        code = int(ExitStatus.INTERRUPTED)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a late Ctrl-C cannot turn the exit status into a signal
+    sys.exit(code)

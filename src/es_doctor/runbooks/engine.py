@@ -7,10 +7,12 @@ One fix at a time per target (a lock file); Ctrl-C stops the running step, is au
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -239,32 +241,35 @@ class Engine:
             failed_step = self._run_steps(the_plan, ctx, base, outputs, result,
                                           confirmed_all=bool(rb.flags.destructive) or yes)
         except KeyboardInterrupt as exc:
-            ctx.cancel.set()
-            stopped = getattr(exc, "stopped", True)
-            during = getattr(exc, "step", None)
-            if isinstance(exc, StepInterrupted) and exc.result is not None:
-                result.steps.append(exc.result)
-            self.audit.write("fix.interrupted", **base, completed=[s.name for s in result.steps if s.status == "ok"],
-                             step=during, stopped=stopped)
+            with self._ctrl_c_deferred("recording the interruption"):
+                ctx.cancel.set()
+                stopped = getattr(exc, "stopped", True)
+                during = getattr(exc, "step", None)
+                if isinstance(exc, StepInterrupted) and exc.result is not None:
+                    result.steps.append(exc.result)
+                self.audit.write("fix.interrupted", **base, step=during, stopped=stopped,
+                                 completed=[s.name for s in result.steps if s.status == "ok"])
             result.outcome = Outcome.INTERRUPTED
             result.message = f"interrupted during step {during}" if during else "interrupted between steps"
             if not stopped:  # a rollback now would race the step still running
                 result.message += ("; the step could not be stopped and may still be running: "
                                    "the rollback was NOT started (check the target, then run it)")
             elif yes or self._ask("Interrupted. Run the rollback steps now?"):
-                ctx.cancel.clear()
-                try:
-                    self._rollback(the_plan, ctx, base, outputs, result)
-                    failed = [s.name for s in result.steps
-                              if s.phase == "rollback" and s.status not in ("ok", "skipped")]
-                    result.message += (f"; the rollback is incomplete ({', '.join(failed)})" if failed
-                                       else "; rolled back")
-                except KeyboardInterrupt:
-                    result.message += "; the rollback was interrupted too"
+                with self._ctrl_c_deferred("the rollback is running; it will finish (each step has a timeout)"):
+                    ctx.cancel.clear()
+                    try:
+                        self._rollback(the_plan, ctx, base, outputs, result)
+                        failed = [s.name for s in result.steps
+                                  if s.phase == "rollback" and s.status not in ("ok", "skipped")]
+                        result.message += (f"; the rollback is incomplete ({', '.join(failed)})" if failed
+                                           else "; rolled back")
+                    except KeyboardInterrupt:  # only where Ctrl-C cannot be deferred (not the main thread)
+                        result.message += "; the rollback was interrupted too"
             else:
                 result.message += "; not rolled back (resume with: es-doctor fix " + rb.id + ")"
-            self.audit.write("fix.end", **base, outcome=result.outcome.value, message=result.message,
-                             duration_ms=round((time.monotonic() - started) * 1000, 1))
+            with self._ctrl_c_deferred("recording the interruption"):
+                self.audit.write("fix.end", **base, outcome=result.outcome.value, message=result.message,
+                                 duration_ms=round((time.monotonic() - started) * 1000, 1))
             return result
         if failed_step is not None:
             failed_name, how = failed_step
@@ -426,24 +431,37 @@ class Engine:
                     ctx.cancel.clear()
                     return "timeout", {}, f"timed out after {timeout:g}s (stopped)", True, 0.0
         except KeyboardInterrupt:
-            raise StepInterrupted(self._stop_step(ctx, done)) from None
+            with self._ctrl_c_deferred("stopping the step…"):
+                stopped = self._stop_step(ctx, done)
+            raise StepInterrupted(stopped) from None
         if "error" in box:
             return ("failed", {}, str(mask(box["error"], self.secrets)), bool(box.get("retryable", True)),
                     float(box.get("retry_after") or 0.0))
         return "ok", dict(box.get("output") or {}), "", True, 0.0
 
+    @contextlib.contextmanager
+    def _ctrl_c_deferred(self, why: str) -> Iterator[None]:
+        """Further Ctrl-C only say ``why`` while the interrupted step is stopped, the rollback runs and
+        the audit is written: a second press never leaves a half-done rollback or a torn record."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, lambda _signum, _frame: self.say(f"  Ctrl-C: {why}"))
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
     def _stop_step(self, ctx: ActionContext, done: threading.Event) -> bool:
-        """Cancel the running step and wait until it has stopped (further Ctrl-C are ignored meanwhile);
-        the programs it started are killed with their process group. False if it would not stop."""
+        """Cancel the running step and wait until it has stopped; the programs it started are killed
+        with their process group. False if it would not stop. (A Ctrl-C while a timed-out step is
+        being stopped turns the timeout into an interruption: see _attempt.)"""
         from es_doctor.tools import kill_group, live_groups
 
         ctx.cancel.set()
         end = time.monotonic() + STOP_GRACE_S
         while not done.is_set() and time.monotonic() < end:
-            try:
-                done.wait(0.1)
-            except KeyboardInterrupt:
-                self.say("  still stopping the step…")
+            done.wait(0.1)
         for pgid in live_groups():  # a program its action did not stop (one step runs at a time)
             kill_group(pgid, grace=1.0)
         stopped = done.is_set() and not live_groups()
