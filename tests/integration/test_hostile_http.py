@@ -118,6 +118,10 @@ class Hostile(BaseHTTPRequestHandler):
     def route_collections(self) -> None:  # what qdrant-client reads: an endless answer
         self.route_endless()
 
+    def route_redirect_loop(self) -> None:  # each hop answers in time, the chain never ends
+        time.sleep(0.8)
+        self._send(302, b"", {"Location": "/redirect-loop?again"})
+
     def route_busy(self) -> None:
         if Hostile.hits["/busy"] % 2:
             self._send(429, b"slow down", {"Retry-After": "1"})
@@ -148,6 +152,13 @@ def test_a_dripping_server_is_cut_at_the_total_deadline(hostile: str, path: str)
     took = time.monotonic() - started
     assert result.failure is not None and result.failure.kind is FailureKind.TIMEOUT, result
     assert took < 3.0, f"{took:.1f}s for a 2 s deadline"
+
+
+def test_one_deadline_covers_a_request_and_its_redirects(hostile: str) -> None:
+    started = time.monotonic()
+    result = HttpProbe(timeout=2).get(hostile + "/redirect-loop")
+    assert result.failure is not None and result.failure.kind is FailureKind.TIMEOUT, result
+    assert time.monotonic() - started < 3.0
 
 
 @pytest.mark.parametrize("path", ["/endless", "/gzip-bomb", "/huge"])

@@ -168,6 +168,9 @@ class BoundedTransport(httpx.HTTPTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         deadline = time.monotonic() + self.deadline_s
+        cap: float | None = getattr(_local, "cap", None)  # one deadline for a request and its redirects
+        if cap is not None:
+            deadline = min(deadline, cap)
         _local.deadline = deadline
         request.headers["Accept-Encoding"] = "gzip, deflate"  # the encodings decoded below, nothing else
         response = super().handle_request(request)
@@ -292,6 +295,8 @@ class HttpProbe:
     ) -> Result[HttpResponse]:
         watch = Stopwatch()
         limit = timeout if timeout is not None else self.timeout
+        outer = getattr(_local, "cap", None)
+        _local.cap = time.monotonic() + limit if outer is None else min(outer, time.monotonic() + limit)
         try:
             with (
                 bounded_client(url, deadline_s=limit, max_body=self.max_body, headers=self.headers,
@@ -316,6 +321,8 @@ class HttpProbe:
                           elapsed_ms=watch.ms, meta={"sent": "no"})
         except (httpx.HTTPError, OSError, ValueError) as exc:
             return failed(FailureKind.ERROR, f"{method} {url}: {short(exc)}", elapsed_ms=watch.ms)
+        finally:
+            _local.cap = outer
         if 200 <= result.status_code < 300 or result.status_code in accept:
             return success(result, watch.ms)
         kind = FailureKind.NOT_FOUND if result.status_code == 404 else FailureKind.HTTP_ERROR
