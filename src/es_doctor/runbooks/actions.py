@@ -155,8 +155,7 @@ def http(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     if answer.failure is not None:
         # a request that reached the server may have taken effect: not retried unless idempotent
         sent = answer.meta.get("sent") != "no"
-        raise ActionError(f"{method} {inputs.get('url')}: {answer.failure.message}",
-                          retryable=not sent or _http_retry_safe(inputs))
+        raise ActionError(answer.failure.message, retryable=not sent or _http_retry_safe(inputs))
     resp = answer.unwrap()
     expected = inputs.get("expect_status")
     ok = resp.status_code == int(expected) if expected is not None else 200 <= resp.status_code < 300
