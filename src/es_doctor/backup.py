@@ -372,8 +372,13 @@ class Backup:
             snapshot = _unwrap(q.snapshot(name), f"snapshot of {name}")
             dest = inside(folder, safe_name(name) + ".snapshot")
             self.say(f"qdrant: snapshot {snapshot} of {name} ({points} points)")
-            _unwrap(q.download_snapshot(name, snapshot, str(dest)), f"download of snapshot {snapshot}")
-            q.delete_snapshot(name, snapshot)  # best effort: the copy is ours now
+            downloaded = q.download_snapshot(name, snapshot, str(dest), self.cancel)
+            # the copy is ours now, or the download failed: either way no snapshot is left on the server
+            removed = q.delete_snapshot(name, snapshot)
+            if downloaded.failure is not None and removed.failure is not None:
+                self.say(f"qdrant: snapshot {snapshot} of {name} is left on the server "
+                         f"(delete failed: {removed.failure.message})")
+            _unwrap(downloaded, f"download of snapshot {snapshot}")
             collections[name] = {"snapshot": dest.relative_to(partial).as_posix(), "points": points,
                                  "sha256_points": digest, "vector_sum": vector_sum, "vector_size": info.vector_size,
                                  "distance": info.distance}

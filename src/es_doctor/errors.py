@@ -67,6 +67,6 @@ class UnavailableError(EsDoctorError):
 
 
 class CantCreateError(EsDoctorError):
-    """An output file (audit log, crash log, bundle) cannot be created."""
+    """A file or directory es-doctor must write (state dir, audit log, backup) cannot be created."""
 
     exit_status = ExitStatus.CANT_CREATE

@@ -403,29 +403,35 @@ def post_with_retry(
     """POST ``payload`` as JSON; retry refusals, timeouts, 429 and 5xx with exponential backoff."""
     import httpx
 
+    from es_doctor.probes.http import BodyTooLargeError, bounded_client, retry_after
+
     attempts = 0
     detail = ""
     status: int | None = None
     delay = channel.backoff_s
     headers = {"User-Agent": f"es-doctor/{__version__}", "Content-Type": "application/json"}
     body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    try:
-        client = httpx.Client(timeout=channel.timeout_s, follow_redirects=False)
+    try:  # timeout_s is the whole request's deadline (connect, send, answer), body capped at 64 KiB
+        client = bounded_client(url, deadline_s=channel.timeout_s, max_body=64 * 1024)
     except ValueError as exc:  # e.g. a malformed proxy setting
         return Delivery(name, channel.type, False, 0, scrub(f"cannot create an HTTP client: {exc}", known))
     with client:
         for attempt in range(channel.retries + 1):
             attempts += 1
             retryable = True
+            wait = delay
             try:
                 response = client.post(url, content=body, headers=headers)
             except httpx.TimeoutException:
-                detail = f"no answer within {channel.timeout_s:g} s"
+                detail = f"no complete answer within {channel.timeout_s:g} s"
+                status = None
+            except BodyTooLargeError as exc:
+                detail = f"answer refused: {exc}"
                 status = None
             except httpx.TransportError as exc:
                 detail = f"unreachable: {type(exc).__name__}: {exc}"
                 status = None
-            except (httpx.InvalidURL, ValueError) as exc:
+            except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
                 detail = f"invalid URL: {exc}"
                 retryable = False
             else:
@@ -434,9 +440,11 @@ def post_with_retry(
                     return Delivery(name, channel.type, True, attempts, scrub(f"HTTP {status}", known), status)
                 detail = f"HTTP {status}: {_short(response.text.strip(), 200)}"
                 retryable = status == 429 or status >= 500
+                if status in (429, 503):  # the server says when to come back (capped)
+                    wait = retry_after(response.headers, delay)
             if not retryable or attempt == channel.retries:
                 break
-            sleep(delay)
+            sleep(wait)
             delay *= 2
     return Delivery(name, channel.type, False, attempts, scrub(detail, known), status)
 

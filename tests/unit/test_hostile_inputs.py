@@ -431,7 +431,7 @@ def test_an_incidents_path_that_is_a_file_is_exit_73_not_70(tmp_path: Path) -> N
     result, _ = cli("-c", str(config), "escalate", "--level", "1", "--severity", "low", "--issue", "x",
                     "--no-attach-diagnosis", cwd=tmp_path)
     assert result.returncode == 73, result.stdout + result.stderr
-    assert "incident bundle" in result.stderr and "internal error" not in result.stderr
+    assert "incidents" in result.stderr and "internal error" not in result.stderr
 
 
 def test_a_log_line_nested_beyond_the_json_parser_is_kept_as_text(tmp_path: Path) -> None:

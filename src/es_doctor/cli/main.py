@@ -7,6 +7,7 @@ remapped to 64 so that it never reads as a CRITICAL finding.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 import traceback
@@ -125,7 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_status)
     except Exception as exc:  # noqa: BLE001 - the one error boundary
         from es_doctor.secrets import clean
+        from es_doctor.statedir import cant_write
 
+        refused = cant_write(exc) if isinstance(exc, OSError) else None  # a full or read-only disk: 73, no bug
+        if refused is not None:
+            typer.echo(clean(f"es-doctor: error: {refused.message}"), err=True)
+            return int(refused.exit_status)
         try:
             where = f"A traceback for the bug report is in {_crash_log(exc)}"
         except OSError as log_error:
@@ -136,4 +142,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+    except KeyboardInterrupt:  # a Ctrl-C landing just as main() returned
+        code = int(ExitStatus.INTERRUPTED)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a late Ctrl-C cannot turn the exit status into a signal
+    sys.exit(code)
