@@ -401,9 +401,7 @@ def post_with_retry(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Delivery:
     """POST ``payload`` as JSON; retry refusals, timeouts, 429 and 5xx with exponential backoff."""
-    import httpx
-
-    from es_doctor.probes.http import BodyTooLargeError, bounded_client, retry_after
+    from es_doctor.probes.http import bounded_client, post_once, retry_after
 
     attempts = 0
     detail = ""
@@ -418,30 +416,18 @@ def post_with_retry(
     with client:
         for attempt in range(channel.retries + 1):
             attempts += 1
-            retryable = True
             wait = delay
-            try:
-                response = client.post(url, content=body, headers=headers)
-            except httpx.TimeoutException:
-                detail = f"no complete answer within {channel.timeout_s:g} s"
-                status = None
-            except BodyTooLargeError as exc:
-                detail = f"answer refused: {exc}"
-                status = None
-            except httpx.TransportError as exc:
-                detail = f"unreachable: {type(exc).__name__}: {exc}"
-                status = None
-            except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
-                detail = f"invalid URL: {exc}"
-                retryable = False
+            answer = post_once(client, url, body, headers, channel.timeout_s)
+            status, retryable = answer.status_code, answer.retryable
+            if status is None:
+                detail = answer.detail
             else:
-                status = response.status_code
                 if 200 <= status < 300:
                     return Delivery(name, channel.type, True, attempts, scrub(f"HTTP {status}", known), status)
-                detail = f"HTTP {status}: {_short(response.text.strip(), 200)}"
+                detail = f"HTTP {status}: {_short(answer.text.strip(), 200)}"
                 retryable = status == 429 or status >= 500
                 if status in (429, 503):  # the server says when to come back (capped)
-                    wait = retry_after(response.headers, delay)
+                    wait = retry_after(answer.headers, delay)
             if not retryable or attempt == channel.retries:
                 break
             sleep(wait)

@@ -95,10 +95,10 @@ def split_dsn(dsn: str, password: str | None = None) -> tuple[str, str | None]:
     The password comes from the DSN (userinfo or ``?password=``, percent-decoded by libpq's parser) or
     else from ``password``. Raises ValueError (no secret in its message) on a DSN that does not parse.
     """
-    from psycopg import conninfo
+    from es_doctor.probes.postgres import conninfo_to_dict, make_conninfo
 
     try:
-        params = conninfo.conninfo_to_dict(dsn)
+        params = conninfo_to_dict(dsn)
     except Exception as exc:  # noqa: BLE001 - psycopg.ProgrammingError; its text may quote the DSN
         raise ValueError(f"the PostgreSQL DSN does not parse: {scrub(str(exc), [dsn])}") from None
     found = params.pop("password", None)
@@ -111,7 +111,7 @@ def split_dsn(dsn: str, password: str | None = None) -> tuple[str, str | None]:
         netloc = f"{user}@{hostport}" if at and user else hostport
         clean = urlunsplit(parts._replace(netloc=netloc, query="&".join(kept)))  # the rest kept byte for byte
     else:
-        clean = conninfo.make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
+        clean = make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
     return clean, found or None
 
 

@@ -25,7 +25,7 @@ import time
 import urllib.request
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpcore
@@ -220,6 +220,33 @@ def bounded_client_args(url: str, deadline_s: float, max_body: int | None = MAX_
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+@dataclass(frozen=True)
+class PostAttempt:
+    """One POST through a bounded client: the answer, or why there is none and whether to try again."""
+
+    status_code: int | None
+    text: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    detail: str = ""
+    retryable: bool = True
+
+
+def post_once(client: httpx.Client, url: str, content: bytes, headers: dict[str, str],
+              deadline_s: float) -> PostAttempt:
+    """POST ``content``; transport failures become a PostAttempt (the only httpx exceptions callers see)."""
+    try:
+        response = client.post(url, content=content, headers=headers)
+    except httpx.TimeoutException:
+        return PostAttempt(None, detail=f"no complete answer within {deadline_s:g} s")
+    except BodyTooLargeError as exc:
+        return PostAttempt(None, detail=f"answer refused: {exc}")
+    except httpx.TransportError as exc:
+        return PostAttempt(None, detail=f"unreachable: {type(exc).__name__}: {exc}")
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
+        return PostAttempt(None, detail=f"invalid URL: {exc}", retryable=False)
+    return PostAttempt(response.status_code, response.text, dict(response.headers))
 
 
 class JsonTooDeepError(ValueError):

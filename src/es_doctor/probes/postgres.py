@@ -9,6 +9,20 @@ from es_doctor.probes.result import Failure, FailureKind, Result, guarded, short
 from es_doctor.secrets import scrub
 
 
+def conninfo_to_dict(dsn: str) -> dict[str, Any]:
+    """libpq's own parse of a DSN (URL or key=value form, percent-decoding included); raises on a bad one."""
+    from psycopg import conninfo
+
+    return dict(conninfo.conninfo_to_dict(dsn))
+
+
+def make_conninfo(**params: str) -> str:
+    """A key=value DSN from parameters, quoted as libpq wants."""
+    from psycopg import conninfo
+
+    return str(conninfo.make_conninfo(**params))
+
+
 @dataclass(frozen=True)
 class PostgresProbe:
     dsn: str
