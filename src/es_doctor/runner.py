@@ -207,5 +207,8 @@ def select(check_ids: Sequence[str] = (), classes: Sequence[str] = ()) -> list[C
 def diagnose(target: Target, target_name: str, check_ids: Sequence[str] = (), classes: Sequence[str] = (), *,
              timeout: float | None = None, deadline_s: float | None = None) -> Report:
     """The one way to run checks (diagnose, fix --all, a runbook's verify and wait_for, escalate)."""
-    return run_checks(select(check_ids, classes), CheckContext(target, target_name), timeout=timeout,
-                      deadline_s=deadline_s)
+    ctx = CheckContext(target, target_name)
+    try:
+        return run_checks(select(check_ids, classes), ctx, timeout=timeout, deadline_s=deadline_s)
+    finally:
+        ctx.close()  # the run's clients (an embedded Qdrant holds its storage's lock until closed)

@@ -51,16 +51,15 @@ def diagnose(
     target: TargetOpt = None,
 ) -> int:
     """Run the guide's diagnostics concurrently; exit 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN."""
-    from es_doctor.checks.context import CheckContext
     from es_doctor.render import renderer
-    from es_doctor.runner import run_checks
+    from es_doctor.runner import diagnose as run
 
     loaded = load(ctx, config, target)
-    specs = _select(check_class or [], check or [])
+    _select(check_class or [], check or [])  # a usage error for an unknown class or check id
     render = renderer(fmt)
     while True:
-        context = CheckContext(loaded.target, loaded.target_name)
-        report = run_checks(specs, context, timeout=timeout, deadline_s=deadline)
+        report = run(loaded.target, loaded.target_name, check or [], check_class or [], timeout=timeout,
+                     deadline_s=deadline)
         if fmt is Format.table and sys.stdout.isatty():
             # a terminal gets colours (rich honours NO_COLOR) and, with --watch, a cleared screen
             from rich.console import Console
