@@ -46,6 +46,17 @@ STABLE_RECHECK_S = 2.0
 Progress = Callable[[str, int, int], None]
 
 
+def is_backup_id(name: str) -> bool:
+    """``20261129T031500Z`` (optionally ``-N``) naming a real UTC time: ``20261399T250000Z`` is not one."""
+    if not ID_PATTERN.fullmatch(name):
+        return False
+    try:
+        dt.datetime.strptime(name.split("-", maxsplit=1)[0], "%Y%m%dT%H%M%SZ")
+    except ValueError:
+        return False
+    return True
+
+
 class BackupError(RuntimeError):
     """A backup, validation or restore that cannot go on (the message says why, no secret in it)."""
 
@@ -128,7 +139,7 @@ class BackupStore:
         if not self.root.is_dir():
             return []
         return sorted((p.name for p in self.root.iterdir()
-                       if ID_PATTERN.fullmatch(p.name) and not p.is_symlink() and (p / MANIFEST).is_file()),
+                       if is_backup_id(p.name) and not p.is_symlink() and (p / MANIFEST).is_file()),
                       key=id_order)
 
     def incomplete(self) -> list[str]:
@@ -145,7 +156,7 @@ class BackupStore:
             if not done:
                 raise BackupError(f"no complete backup in {self.root}")
             backup = done[-1]
-        if not ID_PATTERN.fullmatch(backup):
+        if not is_backup_id(backup):
             raise BackupError(f"{backup!r} is not a backup id (like 20261129T031500Z; `emergency status` lists them)")
         path = self.root / backup
         if path.is_symlink() or not path.resolve().is_relative_to(self.root.resolve()):
@@ -361,8 +372,13 @@ class Backup:
             snapshot = _unwrap(q.snapshot(name), f"snapshot of {name}")
             dest = inside(folder, safe_name(name) + ".snapshot")
             self.say(f"qdrant: snapshot {snapshot} of {name} ({points} points)")
-            _unwrap(q.download_snapshot(name, snapshot, str(dest)), f"download of snapshot {snapshot}")
-            q.delete_snapshot(name, snapshot)  # best effort: the copy is ours now
+            downloaded = q.download_snapshot(name, snapshot, str(dest), self.cancel)
+            # the copy is ours now, or the download failed: either way no snapshot is left on the server
+            removed = q.delete_snapshot(name, snapshot)
+            if downloaded.failure is not None and removed.failure is not None:
+                self.say(f"qdrant: snapshot {snapshot} of {name} is left on the server "
+                         f"(delete failed: {removed.failure.message})")
+            _unwrap(downloaded, f"download of snapshot {snapshot}")
             collections[name] = {"snapshot": dest.relative_to(partial).as_posix(), "points": points,
                                  "sha256_points": digest, "vector_sum": vector_sum, "vector_size": info.vector_size,
                                  "distance": info.distance}

@@ -15,16 +15,17 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from es_doctor.errors import ConfigError
+from es_doctor.secrets import MASK, mask_secret, masked_dump, resolve_secret, scrub, secret_values
 from es_doctor.yamlsource import YamlDocument, YamlSyntaxError, load_yaml_file, parse_yaml
 
 ENV_PREFIX = "ES_DOCTOR_"
-MASK = "********"
+__all__ = ["MASK", "mask_secret", "masked_dump", "resolve_secret", "scrub", "secret_values"]
 
 #: Field metadata marking a value as a secret (masked in every output).
 SECRET: dict[str, Any] = {"secret": True}
@@ -36,30 +37,39 @@ def Secret(default: str | None = None, description: str = "") -> Any:  # noqa: N
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    #: NaN and infinities are refused everywhere: no threshold, timeout or size can be "nan"
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+#: the components a target can mark ``absent`` (the sections with an ``enabled`` flag)
+COMPONENTS = ("service", "qdrant", "postgres", "redis", "prometheus", "grafana", "docker")
+#: a duration in seconds: a positive, finite number
+Seconds = Annotated[float, Field(gt=0)]
+#: a threshold: a finite number, not negative
+Level = Annotated[float, Field(ge=0)]
 
 
 class Thresholds(Strict):
     """The guide's 'Seuils d'Alerte Recommandés'."""
 
-    latency_p95_warn_ms: float = 100.0
-    latency_p95_crit_ms: float = 500.0
-    memory_warn_pct: float = 85.0
-    memory_crit_pct: float = 95.0
-    error_rate_warn_pct: float = 1.0
-    error_rate_crit_pct: float = 5.0
-    uptime_warn_pct: float = 99.9
-    uptime_crit_pct: float = 99.0
-    vector_insert_error_warn_pct: float = 0.1
-    vector_search_latency_warn_ms: float = 50.0
-    qdrant_connection_errors_crit: float = 0.0
-    event_bus_saturation_warn_pct: float = 80.0
-    event_bus_saturation_crit_pct: float = 95.0
+    latency_p95_warn_ms: Level = 100.0
+    latency_p95_crit_ms: Level = 500.0
+    memory_warn_pct: Level = 85.0
+    memory_crit_pct: Level = 95.0
+    error_rate_warn_pct: Level = 1.0
+    error_rate_crit_pct: Level = 5.0
+    uptime_warn_pct: Level = 99.9
+    uptime_crit_pct: Level = 99.0
+    vector_insert_error_warn_pct: Level = 0.1
+    vector_search_latency_warn_ms: Level = 50.0
+    qdrant_connection_errors_crit: Level = 0.0
+    event_bus_saturation_warn_pct: Level = 80.0
+    event_bus_saturation_crit_pct: Level = 95.0
     #: seconds between the two metric scrapes that rates and percentiles come from
-    scrape_window_s: float = 2.0
+    scrape_window_s: Seconds = 2.0
     #: how far back the log checks look: the last N lines, and of those the last S seconds
-    log_window_lines: int = 2000
-    log_window_s: float = 60.0
+    log_window_lines: Annotated[int, Field(gt=0)] = 2000
+    log_window_s: Seconds = 60.0
 
 
 class MetricNames(Strict):
@@ -103,6 +113,14 @@ class ServiceConfig(Strict):
     openai_api_key: str | None = Secret(description="OpenAI key (quota check)")
     #: required environment variables of the service
     required_env: list[str] = Field(default_factory=lambda: ["GO_ENV"])
+    #: of those, the ones whose value may be shown (startup.go-env); the others read set/unset
+    show_env: list[str] = Field(default_factory=lambda: ["GO_ENV"])
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        parse_size(value)  # ValueError: "not a size: 'lots'"
+        return value
 
 
 class QdrantConfig(Strict):
@@ -188,10 +206,18 @@ class Target(Strict):
     thresholds: Thresholds = Field(default_factory=Thresholds)
     metrics: MetricNames = Field(default_factory=MetricNames)
     #: per-check timeout and overall deadline of diagnose, seconds
-    check_timeout_s: float = 10.0
-    deadline_s: float = 30.0
+    check_timeout_s: Seconds = 10.0
+    deadline_s: Seconds = 30.0
     #: components this target does not have, with the reason (their checks read SKIP)
     absent: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("absent")
+    @classmethod
+    def _components(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(COMPONENTS))
+        if unknown:
+            raise ValueError(f"unknown component(s) {', '.join(unknown)} (known: {', '.join(COMPONENTS)})")
+        return value
 
     def is_present(self, component: str) -> tuple[bool, str]:
         if component in self.absent:
@@ -327,105 +353,7 @@ class LoadedConfig(BaseModel):
 
 
 # --------------------------------------------------------------------------- secrets
-
-
-def resolve_secret(value: str | None) -> str | None:
-    """Resolve ``env:NAME`` (and ``env:NAME`` parts of a DSN's password) at use time."""
-    if value is None:
-        return None
-    if value.startswith("env:"):
-        name = value[4:]
-        return os.environ.get(name)
-    return re.sub(r"env:([A-Za-z_][A-Za-z0-9_]*)", lambda m: os.environ.get(m.group(1), ""), value)
-
-
-def mask_url(url: str) -> str:
-    """Hide the password of a URL/DSN: ``postgresql://u:pw@h/db`` → ``postgresql://u:********@h/db``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return MASK
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{netloc[-1]}"))
-
-
-def mask_secret(value: str | None) -> str | None:
-    """How a secret field is shown: its env: reference, a masked DSN, or the mask."""
-    if value is None:
-        return None
-    if re.fullmatch(r"env:[A-Za-z_][A-Za-z0-9_]*", value):
-        return value
-    if "://" in value:
-        parts = urlsplit(value)
-        if parts.password is not None and not parts.password.startswith("env:"):
-            return mask_url(value)
-        if parts.query or (parts.path.strip("/") and not parts.password):
-            # webhook-style URLs carry their secret in the path or query: hide all but the host
-            if parts.scheme.startswith("postgres") or parts.scheme.startswith("redis"):
-                return value
-            return urlunsplit((parts.scheme, parts.hostname or "", "/" + MASK, "", ""))
-        return value
-    return MASK
-
-
-def masked_dump(model: BaseModel) -> Any:
-    """The model as plain data with every secret field masked."""
-    out: dict[str, Any] = {}
-    for name, info in type(model).model_fields.items():
-        value = getattr(model, name)
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        if extra.get("secret"):
-            out[name] = mask_secret(value)
-        elif isinstance(value, BaseModel):
-            out[name] = masked_dump(value)
-        elif isinstance(value, dict):
-            out[name] = {k: masked_dump(v) if isinstance(v, BaseModel) else v for k, v in value.items()}
-        elif isinstance(value, list):
-            out[name] = [masked_dump(v) if isinstance(v, BaseModel) else v for v in value]
-        else:
-            out[name] = value
-    return out
-
-
-def secret_values(model: BaseModel) -> list[str]:
-    """Every resolved secret value in ``model`` (to scrub from free text such as logs)."""
-    found: list[str] = []
-    for name, info in type(model).model_fields.items():
-        value = getattr(model, name)
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        if extra.get("secret") and isinstance(value, str):
-            for candidate in (value, resolve_secret(value)):
-                if not candidate:
-                    continue
-                if "://" in candidate:
-                    password = urlsplit(candidate).password
-                    if password and not password.startswith("env:"):
-                        found.append(password)
-                    if urlsplit(candidate).path.strip("/") or urlsplit(candidate).query:
-                        found.append(candidate)
-                elif not candidate.startswith("env:"):
-                    found.append(candidate)
-        elif isinstance(value, BaseModel):
-            found.extend(secret_values(value))
-        elif isinstance(value, dict):
-            for item in value.values():
-                if isinstance(item, BaseModel):
-                    found.extend(secret_values(item))
-        elif isinstance(value, list):
-            for item in value:
-                if isinstance(item, BaseModel):
-                    found.extend(secret_values(item))
-    return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
-
-
-def scrub(text: str, secrets: list[str]) -> str:
-    """Replace every known secret in free text by the mask."""
-    for secret in secrets:
-        text = text.replace(secret, MASK)
-    return text
+# resolving, masking and scrubbing live in es_doctor.secrets; these names stay importable from here
 
 
 # --------------------------------------------------------------------------- loading
@@ -449,7 +377,7 @@ def find_config_file(explicit: str | None) -> Path | None:
     if explicit:
         path = Path(explicit)
         if not path.is_file():
-            raise ConfigError("config file not found", source=str(path))
+            raise ConfigError("not a regular file" if path.exists() else "config file not found", source=str(path))
         return path
     env = os.environ.get("ES_DOCTOR_CONFIG")
     if env:
@@ -499,6 +427,20 @@ def load_lab_target() -> Target | None:
     return target
 
 
+def _is_text(model: type[BaseModel], path: list[str]) -> bool:
+    """Whether the field at ``path`` (lower-case names) of ``model`` holds text: its env value is taken verbatim."""
+    current: Any = model
+    for part in path:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return False
+        current = fields[part].annotation
+        if get_origin(current) in (Union, UnionType):  # X | None
+            members = [a for a in get_args(current) if a is not type(None)]
+            current = members[0] if len(members) == 1 else current
+    return current is str
+
+
 def _coerce_env(raw: str) -> Any:
     """Env values are YAML scalars/flow collections: ``3``, ``true``, ``[a, b]``."""
     try:
@@ -525,7 +467,7 @@ def apply_env_overrides(target: Target, environ: dict[str, str]) -> Target:
             node = node[part]
         if not isinstance(node, dict) or path[-1] not in node:
             raise ConfigError("unknown key", source=f"${name}", key=".".join(path))
-        node[path[-1]] = _coerce_env(raw) if not isinstance(node[path[-1]], str) else raw
+        node[path[-1]] = raw if _is_text(Target, path) else _coerce_env(raw)
     try:
         return Target.model_validate(data)
     except ValidationError as exc:

@@ -64,3 +64,9 @@ class UsageError(EsDoctorError):
 
 class UnavailableError(EsDoctorError):
     exit_status = ExitStatus.UNAVAILABLE
+
+
+class CantCreateError(EsDoctorError):
+    """A file or directory es-doctor must write (state dir, audit log, backup) cannot be created."""
+
+    exit_status = ExitStatus.CANT_CREATE

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import secrets as _random
 import time
@@ -29,6 +30,8 @@ from pydantic import BaseModel, Field
 
 from es_doctor import __version__
 from es_doctor.config import EscalationChannel, EscalationConfig, LoadedConfig, resolve_secret, scrub
+from es_doctor.files import create_private, private_dir
+from es_doctor.secrets import mask_data, strip_control
 
 Severity = Literal["low", "medium", "high", "critical"]
 SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
@@ -70,14 +73,19 @@ class Incident(BaseModel):
 
 
 def scrub_data(value: Any, known: list[str]) -> Any:
-    """``value`` with every known secret replaced by the mask in every string (keys too)."""
-    if isinstance(value, str):
-        return scrub(value, known)
-    if isinstance(value, dict):
-        return {scrub_data(k, known) if isinstance(k, str) else k: scrub_data(v, known) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [scrub_data(v, known) for v in value]
-    return value
+    """``value`` with every secret masked (es_doctor.secrets.mask_data) and control characters removed."""
+    masked = mask_data(value, known)
+
+    def strip(item: Any) -> Any:
+        if isinstance(item, str):
+            return strip_control(item)
+        if isinstance(item, dict):
+            return {strip(k): strip(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [strip(v) for v in item]
+        return item
+
+    return strip(masked)
 
 
 def _short(text: str, limit: int = MAX_LINE_CHARS) -> str:
@@ -242,13 +250,19 @@ def to_markdown(incident: Incident) -> str:
 
 def write_bundle(incident: Incident, state_dir: str) -> Path:
     """Write ``incident.json`` and ``incident.md`` in a new directory; never overwrite one."""
+    from es_doctor.errors import CantCreateError
+
     directory = incidents_dir(state_dir) / incident.id
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    directory.mkdir(exist_ok=False)
-    with (directory / "incident.json").open("x", encoding="utf-8") as handle:
-        handle.write(incident.model_dump_json(indent=2) + "\n")
-    with (directory / "incident.md").open("x", encoding="utf-8") as handle:
-        handle.write(to_markdown(incident))
+    try:
+        private_dir(directory.parent)
+        directory.mkdir(mode=0o700, exist_ok=False)
+        with os.fdopen(create_private(directory / "incident.json"), "w", encoding="utf-8") as handle:
+            handle.write(incident.model_dump_json(indent=2) + "\n")
+        with os.fdopen(create_private(directory / "incident.md"), "w", encoding="utf-8") as handle:
+            handle.write(to_markdown(incident))
+    except OSError as exc:
+        raise CantCreateError(f"cannot write the incident bundle in {directory.parent}: "
+                              f"{exc.strerror or exc}") from None
     return directory
 
 
@@ -269,7 +283,7 @@ def read_bundle(state_dir: str, incident_id: str) -> tuple[Incident, Path]:
 
 
 def write_json_new(path: Path, data: Any) -> None:
-    with path.open("x", encoding="utf-8") as handle:
+    with os.fdopen(create_private(path), "w", encoding="utf-8") as handle:
         handle.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
@@ -387,7 +401,7 @@ def post_with_retry(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Delivery:
     """POST ``payload`` as JSON; retry refusals, timeouts, 429 and 5xx with exponential backoff."""
-    import httpx
+    from es_doctor.probes.http import bounded_client, post_once, retry_after
 
     attempts = 0
     detail = ""
@@ -395,34 +409,28 @@ def post_with_retry(
     delay = channel.backoff_s
     headers = {"User-Agent": f"es-doctor/{__version__}", "Content-Type": "application/json"}
     body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    try:
-        client = httpx.Client(timeout=channel.timeout_s, follow_redirects=False)
+    try:  # timeout_s is the whole request's deadline (connect, send, answer), body capped at 64 KiB
+        client = bounded_client(url, deadline_s=channel.timeout_s, max_body=64 * 1024)
     except ValueError as exc:  # e.g. a malformed proxy setting
         return Delivery(name, channel.type, False, 0, scrub(f"cannot create an HTTP client: {exc}", known))
     with client:
         for attempt in range(channel.retries + 1):
             attempts += 1
-            retryable = True
-            try:
-                response = client.post(url, content=body, headers=headers)
-            except httpx.TimeoutException:
-                detail = f"no answer within {channel.timeout_s:g} s"
-                status = None
-            except httpx.TransportError as exc:
-                detail = f"unreachable: {type(exc).__name__}: {exc}"
-                status = None
-            except (httpx.InvalidURL, ValueError) as exc:
-                detail = f"invalid URL: {exc}"
-                retryable = False
+            wait = delay
+            answer = post_once(client, url, body, headers, channel.timeout_s)
+            status, retryable = answer.status_code, answer.retryable
+            if status is None:
+                detail = answer.detail
             else:
-                status = response.status_code
                 if 200 <= status < 300:
                     return Delivery(name, channel.type, True, attempts, scrub(f"HTTP {status}", known), status)
-                detail = f"HTTP {status}: {_short(response.text.strip(), 200)}"
+                detail = f"HTTP {status}: {_short(answer.text.strip(), 200)}"
                 retryable = status == 429 or status >= 500
+                if status in (429, 503):  # the server says when to come back (capped)
+                    wait = retry_after(answer.headers, delay)
             if not retryable or attempt == channel.retries:
                 break
-            sleep(delay)
+            sleep(wait)
             delay *= 2
     return Delivery(name, channel.type, False, attempts, scrub(detail, known), status)
 

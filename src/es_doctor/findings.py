@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from es_doctor.errors import ExitStatus
+from es_doctor.secrets import clean, mask_data
 from es_doctor.symptoms import SYMPTOM_CLASSES
 
 #: Version of the JSON report schema (``es-doctor diagnose --format json``).
@@ -142,3 +144,33 @@ def exit_status_of(status: Status) -> ExitStatus:
         Status.UNKNOWN: ExitStatus.UNKNOWN,
         Status.CRIT: ExitStatus.CRITICAL,
     }[status]
+
+
+def _clean_value(value: object, known: list[str] | tuple[str, ...]) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # NaN and infinities are not JSON: shown as text
+    if isinstance(value, str):
+        return clean(value, known)
+    if isinstance(value, dict):
+        return {clean(str(k), known): _clean_value(v, known) for k, v in mask_data(value, known).items()}
+    if isinstance(value, list | tuple):
+        return [_clean_value(v, known) for v in value]
+    return value
+
+
+def sanitize(finding: Finding, known: list[str] | tuple[str, ...] = ()) -> Finding:
+    """A finding fit to print: secrets masked, control characters removed, non-finite numbers as text.
+
+    Every finding goes through here, so no check, probe or server answer can put a secret or an escape
+    sequence into any output format.
+    """
+    evidence = [Evidence(name=clean(e.name, known), value=_clean_value(e.value, known),
+                         threshold=clean(e.threshold, known) if e.threshold else e.threshold,
+                         unit=clean(e.unit, known) if e.unit else e.unit) for e in finding.evidence]
+    return finding.model_copy(update={"summary": clean(finding.summary, known), "evidence": evidence})
+
+
+def sanitize_report(report: Report, known: list[str] | tuple[str, ...] = ()) -> Report:
+    """The report with every finding sanitized (renderers call it: foreign text never reaches a terminal or XML raw)."""
+    return report.model_copy(update={"target": clean(report.target, known),
+                                     "findings": [sanitize(f, known) for f in report.findings]})

@@ -17,9 +17,25 @@ from es_doctor import __version__, cures
 from es_doctor.checks.context import CheckContext
 from es_doctor.checks.registry import CheckSpec, Outcome, ev, load_all
 from es_doctor.config import Target
-from es_doctor.findings import Finding, Report, Status
+from es_doctor.findings import Finding, Report, Status, sanitize
+from es_doctor.secrets import secret_values, unset_secrets
 
 PASSING = (Status.OK, Status.WARN)
+#: secret fields the checks need, by component: when one names an unset env: variable and a check of the
+#: component fails, the finding is UNKNOWN with a configuration message naming it (not a restart hint);
+#: a check that passes without it (no auth, ~/.pgpass) stays as it is
+NEEDED_SECRETS = {"postgres.dsn": "postgres", "postgres.password": "postgres", "qdrant.api_key": "qdrant",
+                  "service.api_key": "service"}
+
+
+def unset_needed_secrets(ctx: CheckContext) -> dict[str, list[tuple[str, str]]]:
+    """component → [(field, variable)] of the secrets its checks need that name an unset variable."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for where, variable in unset_secrets(ctx.target):
+        component = NEEDED_SECRETS.get(where)
+        if component:
+            out.setdefault(component, []).append((where, variable))
+    return out
 
 
 def with_prerequisites(selected: Iterable[CheckSpec], registry: dict[str, CheckSpec]) -> list[CheckSpec]:
@@ -66,7 +82,8 @@ class _Job:
         self.started = 0.0
 
 
-def _run_one(job: _Job, ctx: CheckContext, jobs: dict[str, _Job], timeout: float, deadline: float) -> None:
+def _run_one(job: _Job, ctx: CheckContext, jobs: dict[str, _Job], timeout: float, deadline: float,
+             unset: dict[str, list[tuple[str, str]]] | None = None) -> None:
     spec = job.spec
     for required in spec.requires:
         prerequisite = jobs[required]
@@ -111,7 +128,23 @@ def _run_one(job: _Job, ctx: CheckContext, jobs: dict[str, _Job], timeout: float
         reason = "the overall deadline passed" if late else f"timed out after {timeout:g}s"
         job.finding = _finding(spec, Outcome(Status.UNKNOWN, f"no result: {reason}",
                                              [ev("timeout", timeout, unit="s")]), elapsed)
+    missing = [item for component in spec.components for item in (unset or {}).get(component, [])]
+    if missing and job.finding.status not in (Status.OK, Status.SKIP):
+        job.finding = _unset_secret_finding(spec, job.finding, missing)
     job.done.set()
+
+
+def _unset_secret_finding(spec: CheckSpec, failed: Finding, missing: list[tuple[str, str]]) -> Finding:
+    """A check that failed while a secret of its component names an unset variable: that is the cause to
+    show (a configuration problem, no runbook), with what the check saw kept as evidence."""
+    names = ", ".join(f"{where} is env:{variable}" for where, variable in missing)
+    outcome = Outcome(Status.UNKNOWN, f"configuration: {names}, and it is not set in es-doctor's environment "
+                                      "(export it, or fix the target)",
+                      [ev("unset", [variable for _where, variable in missing]),
+                       ev("check said", f"{failed.status.value}: {failed.summary}")])
+    finding = _finding(spec, outcome, failed.duration_ms)
+    finding.runbook = None  # no runbook cures a missing variable
+    return finding
 
 
 def run_checks(
@@ -128,8 +161,9 @@ def run_checks(
     begin = time.monotonic()
     deadline = begin + overall
     jobs = {spec.id: _Job(spec) for spec in specs}
+    unset = unset_needed_secrets(ctx)
     threads = [
-        threading.Thread(target=_run_one, args=(job, ctx, jobs, per_check, deadline), daemon=True,
+        threading.Thread(target=_run_one, args=(job, ctx, jobs, per_check, deadline, unset), daemon=True,
                          name=f"runner:{job.spec.id}")
         for job in jobs.values()
     ]
@@ -144,6 +178,8 @@ def run_checks(
             job.finding = _finding(job.spec, Outcome(Status.UNKNOWN, f"no result: the overall deadline of "
                                                                       f"{overall:g}s passed"), 0.0)
         findings.append(job.finding)
+    known = secret_values(ctx.target)
+    findings = [sanitize(f, known) for f in findings]
     return Report(
         tool_version=__version__,
         target=ctx.target_name,
@@ -171,23 +207,27 @@ def select(check_ids: Sequence[str] = (), classes: Sequence[str] = ()) -> list[C
 def diagnose(target: Target, target_name: str, check_ids: Sequence[str] = (), classes: Sequence[str] = (), *,
              timeout: float | None = None, deadline_s: float | None = None) -> Report:
     """The one way to run checks (diagnose, fix --all, a runbook's verify and wait_for, escalate)."""
-    return run_checks(select(check_ids, classes), CheckContext(target, target_name), timeout=timeout,
-                      deadline_s=deadline_s)
+    ctx = CheckContext(target, target_name)
+    try:
+        return run_checks(select(check_ids, classes), ctx, timeout=timeout, deadline_s=deadline_s)
+    finally:
+        ctx.close()  # the run's clients (an embedded Qdrant holds its storage's lock until closed)
 
 
 #: how many targets ``diagnose -t a -t b`` / ``--all-targets`` diagnoses at once
 MAX_PARALLEL_TARGETS = 4
 
 
-def run_many(targets: Sequence[tuple[str, Target]], specs: list[CheckSpec], *, timeout: float | None = None,
-             deadline_s: float | None = None, max_parallel: int = MAX_PARALLEL_TARGETS) -> list[Report]:
-    """The same checks on several targets, at most ``max_parallel`` at once; reports in the given order.
+def run_many(targets: Sequence[tuple[str, Target]], check_ids: Sequence[str] = (), classes: Sequence[str] = (), *,
+             timeout: float | None = None, deadline_s: float | None = None,
+             max_parallel: int = MAX_PARALLEL_TARGETS) -> list[Report]:
+    """:func:`diagnose` on several targets, at most ``max_parallel`` at once; reports in the given order.
     Each target runs under its own deadline, so a dead target costs at most its deadline."""
     from concurrent.futures import ThreadPoolExecutor
 
     def one(item: tuple[str, Target]) -> Report:
         name, target = item
-        return run_checks(specs, CheckContext(target, name), timeout=timeout, deadline_s=deadline_s)
+        return diagnose(target, name, check_ids, classes, timeout=timeout, deadline_s=deadline_s)
 
     with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(targets))),
                             thread_name_prefix="target") as pool:

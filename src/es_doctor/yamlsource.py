@@ -2,10 +2,18 @@
 
 Both the configuration and the runbooks are validated against pydantic models; when a model
 rejects a value, :func:`line_of` maps the error's location back to the line in the file.
+
+Input limits, checked on the event stream before anything is built (so a hostile file costs
+milliseconds): at most :data:`MAX_FILE_BYTES` bytes, only regular files (a FIFO or a device is
+refused without being opened for a blocking read), nesting at most :data:`MAX_DEPTH` levels, and at
+most :data:`MAX_NODES` nodes once aliases are expanded (a "billion laughs" file is refused, a
+few anchors reused are fine).
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +21,13 @@ from typing import Any
 import yaml
 
 Loc = tuple[str | int, ...]
+
+#: the largest YAML file es-doctor reads (configs and runbooks are a few KiB)
+MAX_FILE_BYTES = 1024 * 1024
+#: the deepest nesting of mappings and sequences
+MAX_DEPTH = 64
+#: the most nodes a document may hold with its aliases expanded
+MAX_NODES = 100_000
 
 
 class YamlSyntaxError(Exception):
@@ -85,9 +100,48 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
             _walk(item, (*loc, index), lines)
 
 
+def _check_shape(text: str, source: str) -> None:
+    """Refuse a document nested deeper than MAX_DEPTH or larger than MAX_NODES with aliases expanded.
+
+    Walks the parser's events (iterative, nothing constructed): each anchored node's expanded size is
+    remembered, an alias counts that size again.
+    """
+    sizes: dict[str, int] = {}
+    stack: list[tuple[int, str | None]] = []  # (nodes so far in the open collection, its anchor)
+    total = 0
+    for event in yaml.parse(text, Loader=_UniqueKeyLoader):
+        line = event.start_mark.line + 1 if event.start_mark is not None else None
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(stack) >= MAX_DEPTH:
+                raise YamlSyntaxError(source, line, f"nesting deeper than {MAX_DEPTH} levels")
+            stack.append((0, event.anchor))
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            count, anchor = stack.pop()
+            size = count + 1
+        elif isinstance(event, yaml.ScalarEvent):
+            size, anchor = 1, event.anchor
+        elif isinstance(event, yaml.AliasEvent):
+            size, anchor = sizes.get(str(event.anchor), 1), None
+        else:
+            continue
+        if anchor is not None:
+            sizes[anchor] = size
+        if stack:
+            stack[-1] = (stack[-1][0] + size, stack[-1][1])
+        else:
+            total += size
+        if total + sum(count for count, _ in stack) > MAX_NODES:
+            raise YamlSyntaxError(source, line, f"more than {MAX_NODES} values once aliases are expanded "
+                                                "(an alias bomb?)")
+
+
 def parse_yaml(text: str, source: str) -> YamlDocument:
     """Parse one YAML document; raise :class:`YamlSyntaxError` with the line on failure."""
+    if len(text) > MAX_FILE_BYTES:
+        raise YamlSyntaxError(source, None, f"larger than {MAX_FILE_BYTES // 1024} KiB")
     try:
+        _check_shape(text, source)
         node = yaml.compose(text, Loader=_UniqueKeyLoader)
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
@@ -105,9 +159,43 @@ def parse_yaml(text: str, source: str) -> YamlDocument:
     return YamlDocument(source=source, data=data, lines=lines)
 
 
-def load_yaml_file(path: Path) -> YamlDocument:
+def read_regular_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; YamlSyntaxError otherwise.
+
+    Opened non-blocking and checked with fstat before any read: a FIFO, socket or device is refused
+    at once instead of hanging on it.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise YamlSyntaxError(str(path), None, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise YamlSyntaxError(str(path), None, "not a regular file")
+        if info.st_size > limit:
+            raise YamlSyntaxError(str(path), None, f"larger than {limit // 1024} KiB ({info.st_size} bytes)")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise YamlSyntaxError(str(path), None, f"larger than {limit // 1024} KiB")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise YamlSyntaxError(str(path), None, f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def load_yaml_file(path: Path) -> YamlDocument:
+    data = read_regular_file(path)
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise YamlSyntaxError(str(path), None, f"not UTF-8 text: {exc}") from exc
     return parse_yaml(text, str(path))

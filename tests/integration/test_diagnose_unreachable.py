@@ -64,6 +64,7 @@ targets:
 def run_diagnose(config: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ES_DOCTOR_", "DOCKER_"))}
     env["ES_DOCTOR_LAB_DIR"] = str(tmp_path / "nolab")
+    env["NOPE_PW"] = "unused"  # set: an unset env: secret would be a configuration finding, not a refusal
     begin = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "es_doctor", "--config", str(config), "diagnose",
                              "--format", "json"], capture_output=True, text=True, env=env, timeout=60, check=False)

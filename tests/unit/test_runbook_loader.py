@@ -333,7 +333,9 @@ def test_conditions_are_bare_or_braced_expressions() -> None:
 
 def test_referenced_names_reports_the_roots_a_template_reads() -> None:
     assert referenced_names("{{ params.a }} and {{ target.x }}") == {"params", "target"}
-    assert referenced_names("{% for i in steps.a.out %}{{ i }}{% endfor %}") == {"steps"}
+    assert referenced_names("{{ steps.a.out | join(', ') }}") == {"steps"}
+    with pytest.raises(TemplateError, match="statements"):  # templates are expressions, not programs
+        referenced_names("{% for i in steps.a.out %}{{ i }}{% endfor %}")
     assert referenced_names("params.a or finding.id", as_expression=True) == {"params", "finding"}
     with pytest.raises(TemplateError):
         referenced_names("{{ params.a ")

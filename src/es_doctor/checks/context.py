@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
-from es_doctor.config import Target, resolve_secret
+from es_doctor.config import Target
 from es_doctor.probes.docker import DockerProbe
 from es_doctor.probes.http import HttpProbe
 from es_doctor.probes.logs import LogLine, tail_lines
@@ -26,6 +26,7 @@ from es_doctor.probes.prometheus import PrometheusProbe
 from es_doctor.probes.qdrant import QdrantProbe
 from es_doctor.probes.result import Result
 from es_doctor.probes.service import ServiceApi
+from es_doctor.probes.session import ProbeSession
 
 T = TypeVar("T")
 #: how much older than ``scrape_window_s`` Prometheus' scrape may be (one usual scrape interval)
@@ -49,64 +50,51 @@ class MetricsWindow:
 
 @dataclass
 class CheckContext:
+    """What a check sees: the target, its probe session (the clients, and a per-run memo shared by
+    concurrent checks), and the runner's stop flag."""
+
     target: Target
     target_name: str = "default"
     #: a stop flag set by the runner when the deadline passes; long checks poll it
     cancelled: threading.Event = field(default_factory=threading.Event)
-    _memo: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
-    _locks: dict[str, threading.Lock] = field(default_factory=dict, init=False, repr=False)
-    _guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    session: ProbeSession = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.session = ProbeSession(self.target, timeout=self.timeout)
 
     # ---- shared memo
     def memo(self, key: str, compute: Callable[[], T]) -> T:
-        with self._guard:
-            if key in self._memo:
-                return self._memo[key]  # type: ignore[no-any-return]
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            with self._guard:
-                if key in self._memo:
-                    return self._memo[key]  # type: ignore[no-any-return]
-            value = compute()
-            with self._guard:
-                self._memo[key] = value
-            return value
+        return self.session.memo(key, compute)
 
-    # ---- probes
+    # ---- probes (one session: built once per run, closed by the runner)
     @property
     def timeout(self) -> float:
         return max(0.5, min(5.0, self.target.check_timeout_s / 2))
 
     def http(self) -> HttpProbe:
-        headers = {}
-        key = resolve_secret(self.target.service.api_key)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        return self.memo("probe:http", lambda: HttpProbe(timeout=self.timeout, headers=headers))
+        return self.session.http()
 
     def service(self) -> ServiceApi:
         """The service's own API (typed), over :meth:`http` (with its bearer token)."""
         return self.memo("probe:service", lambda: ServiceApi(self.http(), self.target.service.api_url))
 
     def plain_http(self) -> HttpProbe:
-        return self.memo("probe:plain-http", lambda: HttpProbe(timeout=self.timeout))
+        return self.session.plain_http()
 
     def docker(self) -> DockerProbe:
-        return self.memo("probe:docker", lambda: DockerProbe(host=self.target.docker.host, timeout=self.timeout * 2))
+        return self.session.docker()
 
     def qdrant(self) -> QdrantProbe:
-        cfg = self.target.qdrant
-        return self.memo("probe:qdrant",
-                         lambda: QdrantProbe(cfg.url, api_key=resolve_secret(cfg.api_key), timeout=self.timeout))
+        return self.session.qdrant()
 
     def postgres(self) -> PostgresProbe:
-        cfg = self.target.postgres
-        dsn = resolve_secret(cfg.dsn) or ""
-        return self.memo("probe:postgres",
-                         lambda: PostgresProbe(dsn, password=resolve_secret(cfg.password), timeout=self.timeout))
+        return self.session.postgres()
 
     def prometheus(self) -> PrometheusProbe:
         return self.memo("probe:prometheus", lambda: PrometheusProbe(self.target.prometheus.url, self.plain_http()))
+
+    def close(self) -> None:
+        self.session.close()
 
     # ---- shared observations
     def api(self, path: str) -> str:

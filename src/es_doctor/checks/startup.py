@@ -172,7 +172,9 @@ def go_env(ctx: CheckContext) -> Outcome:
         return unknown(f"cannot read the service's environment: {env.failure.message}")
     values = env.unwrap()
     missing = [name for name in ctx.target.service.required_env if not values.get(name)]
-    shown = {name: values.get(name) for name in ctx.target.service.required_env}
+    safe = set(ctx.target.service.show_env)  # other values may be secrets: shown as set/unset only
+    shown = {name: (values.get(name) if name in safe else "set" if values.get(name) else "unset")
+             for name in ctx.target.service.required_env}
     if missing:
         return crit(f"required environment variable(s) not set: {', '.join(missing)}", ev("env", shown))
     return ok(f"environment set: {', '.join(f'{k}={v}' for k, v in shown.items())}", ev("env", shown))

@@ -60,32 +60,31 @@ def diagnose(
     target: TargetsOpt = None,
 ) -> int:
     """Run the guide's diagnostics concurrently; exit 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN (several targets: the worst)."""
-    from es_doctor.checks.context import CheckContext
     from es_doctor.config import load_targets
     from es_doctor.findings import exit_status_of, worst
     from es_doctor.render import renderer
-    from es_doctor.runner import run_checks, run_many
+    from es_doctor.runner import diagnose as run
+    from es_doctor.runner import run_many
 
     st = state(ctx)
     names = list(target or ([st.target] if st.target else []))
     loaded_all = load_targets(config or st.config_path, names, all_targets)
+    _select(check_class or [], check or [])  # a usage error for an unknown class or check id
     if len(loaded_all) > 1:
         if fmt is Format.junit:
             raise UsageError("--format junit takes one target (use json, table, nagios or prometheus)")
-        specs = _select(check_class or [], check or [])
         while True:
-            reports = run_many([(item.target_name, item.target) for item in loaded_all], specs, timeout=timeout,
-                               deadline_s=deadline)
+            reports = run_many([(item.target_name, item.target) for item in loaded_all], check or [],
+                               check_class or [], timeout=timeout, deadline_s=deadline)
             typer.echo(render_many(reports, fmt, detailed))
             if not watch:
                 return int(exit_status_of(worst([r.status for r in reports])))
             time.sleep(watch)
     loaded = loaded_all[0]
-    specs = _select(check_class or [], check or [])
     render = renderer(fmt)
     while True:
-        context = CheckContext(loaded.target, loaded.target_name)
-        report = run_checks(specs, context, timeout=timeout, deadline_s=deadline)
+        report = run(loaded.target, loaded.target_name, check or [], check_class or [], timeout=timeout,
+                     deadline_s=deadline)
         if fmt is Format.table and sys.stdout.isatty():
             # a terminal gets colours (rich honours NO_COLOR) and, with --watch, a cleared screen
             from rich.console import Console
@@ -106,6 +105,9 @@ def diagnose(
 def render_many(reports: list[Report], fmt: Format, detailed: bool) -> str:
     """Several targets: json schema 2.0 (a list of reports), one prometheus exposition, one nagios line per
     target, or each table report followed by one summary line per target."""
+    from es_doctor.findings import sanitize_report
+
+    reports = [sanitize_report(r) for r in reports]
     if fmt is Format.json:
         from es_doctor.render import json_report
 

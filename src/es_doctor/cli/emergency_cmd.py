@@ -45,15 +45,21 @@ def status(ctx: typer.Context, config: ConfigOpt = None, target: TargetOpt = Non
     """One screen: maintenance and read-only state, the last backup, the stack's containers."""
     from es_doctor.probes.docker import DockerProbe
     from es_doctor.probes.http import HttpProbe
+    from es_doctor.secrets import clean, secret_values
 
     loaded = load(ctx, config, target)
     t = loaded.target
+    known = secret_values(t)
+
+    def echo(text: str) -> None:  # server answers and addresses: secrets and control characters out
+        typer.echo(clean(text, known))
+
     mode = HttpProbe(timeout=5).get_json(t.service.api_url.rstrip("/") + "/api/v1/maintenance")
     if mode.ok and isinstance(mode.value, dict):
-        typer.echo(f"read-only: {'ON' if mode.value.get('readonly') else 'off'}   "
+        echo(f"read-only: {'ON' if mode.value.get('readonly') else 'off'}   "
                    f"maintenance: {'ON' if mode.value.get('maintenance') else 'off'}")
     else:
-        typer.echo(f"read-only/maintenance: unknown ({mode.failure.message if mode.failure else 'bad answer'})")
+        echo(f"read-only/maintenance: unknown ({mode.failure.message if mode.failure else 'bad answer'})")
     from es_doctor.backup import BackupStore
     from es_doctor.config import backup_root
 
@@ -66,20 +72,20 @@ def status(ctx: typer.Context, config: ConfigOpt = None, target: TargetOpt = Non
         taken = dt.datetime.strptime(done[-1].split("-")[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
         hours = (dt.datetime.now(dt.UTC) - taken).total_seconds() / 3600
         age = f", {hours:.1f} h ago" if hours >= 1 else f", {hours * 60:.0f} min ago"
-    typer.echo(f"last backup: {done[-1] if done else 'none'}"
+    echo(f"last backup: {done[-1] if done else 'none'}"
                + (f"   ({len(done)} in {store.root}{age})" if done else ""))
     if partial:
-        typer.echo(f"  incomplete (interrupted, not usable): {', '.join(partial)}")
+        echo(f"  incomplete (interrupted, not usable): {', '.join(partial)}")
     present, why = t.is_present("docker")
     if not present:
-        typer.echo(f"containers: not checked ({why})")
+        echo(f"containers: not checked ({why})")
         return int(ExitStatus.OK)
     listed = DockerProbe(t.docker.host).containers({"com.docker.compose.project": t.docker.compose_project})
     if listed.failure is not None:
-        typer.echo(f"containers: unknown ({listed.failure.message})")
+        echo(f"containers: unknown ({listed.failure.message})")
         return int(ExitStatus.UNAVAILABLE)
     for c in listed.unwrap():
-        typer.echo(f"  {c.name:<18} {c.state:<10} {c.image}")
+        echo(f"  {c.name:<18} {c.state:<10} {c.image}")
     return int(ExitStatus.OK)
 
 

@@ -70,13 +70,24 @@ def escalate(
     if not issue.strip():
         raise UsageError("--issue must not be empty")
 
-    from es_doctor.escalation import build_incident, deliver_incident, write_bundle, write_json_new
+    from es_doctor.escalation import build_incident, deliver_incident, incidents_dir, write_bundle, write_json_new
+    from es_doctor.statedir import ensure_writable_dir
 
     loaded = load(ctx, config, target)
+    # no bundle, no escalation: --resolve and the hand-over need it (exit 73 before anything is sent)
+    ensure_writable_dir(incidents_dir(loaded.config.state_dir), "incidents directory")
     known = _known_secrets(loaded)
     incident = build_incident(loaded, level, severity.value, issue.strip(), attach_diagnosis=attach_diagnosis,
                               known_secrets=known)
-    bundle = write_bundle(incident, loaded.config.state_dir)
+    try:
+        bundle = write_bundle(incident, loaded.config.state_dir)
+    except OSError as exc:  # the disk filled up meanwhile: exit 73 naming the place, nothing sent
+        from es_doctor.statedir import cant_write
+
+        refused = cant_write(exc, str(incidents_dir(loaded.config.state_dir)))
+        if refused is None:
+            raise
+        raise refused from None
     typer.echo(f"incident {incident.id}: level {incident.level} ({incident.team}), severity {incident.severity}, "
                f"target {incident.target}")
     typer.echo(f"bundle: {bundle}")

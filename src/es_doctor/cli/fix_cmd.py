@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from es_doctor.cli.common import ConfigOpt, TargetOpt, load, make_engine
-from es_doctor.errors import ExitStatus, UsageError
+from es_doctor.errors import EsDoctorError, ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from es_doctor.config import LoadedConfig
@@ -20,11 +20,17 @@ if TYPE_CHECKING:
 CLASS_ORDER = ("deploy", "startup", "vectors", "inter-manager", "performance", "monitoring")
 
 
-def _runbooks(loaded: LoadedConfig) -> dict[str, Runbook]:
+def _runbooks(loaded: LoadedConfig, errors: list[Any] | None = None) -> dict[str, Runbook]:
+    """Every runbook; a malformed user runbook is reported on stderr and skipped (collected in ``errors``)."""
     from es_doctor.runbooks.loader import load_runbooks
 
     dirs = [Path(d).expanduser() for d in loaded.config.runbook_dirs]
-    return dict(load_runbooks(dirs).runbooks)
+    found = load_runbooks(dirs, tolerant=True)
+    for error in found.errors:
+        typer.echo(f"es-doctor: warning: skipped a malformed runbook: {error.message}", err=True)
+    if errors is not None:
+        errors.extend(found.errors)
+    return dict(found.runbooks)
 
 
 def resolve(ident: str, runbooks: dict[str, Runbook], loaded: LoadedConfig) -> tuple[Runbook, dict[str, str]] | None:
@@ -75,12 +81,17 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 
 def print_plan(the_plan: Plan, echo: Any) -> None:
+    """The plan, secrets masked (params under secret-like names, URL/DSN passwords) and control characters removed."""
+    from es_doctor.secrets import clean, mask_data
+
+    raw_echo = echo
+    echo = lambda text: raw_echo(clean(text))  # noqa: E731
     rb = the_plan.runbook
     flags = [f for f, on in (("destructive", the_plan.destructive),
                              ("needs maintenance mode", rb.flags.needs_maintenance)) if on]
     echo(f"Plan: {rb.id} - {rb.title} (target {the_plan.target_name})" + (f" [{', '.join(flags)}]" if flags else ""))
     if the_plan.params:
-        echo("  params: " + ", ".join(f"{k}={v!r}" for k, v in the_plan.params.items()))
+        echo("  params: " + ", ".join(f"{k}={v!r}" for k, v in mask_data(the_plan.params).items()))
     for n, planned in enumerate(the_plan.steps, start=1):
         mark = " (destructive)" if planned.destructive else ""
         cond = f" when {planned.step.when}" if planned.step.when else ""
@@ -127,7 +138,8 @@ def fix(
     if (ident is None) == (not fix_all):
         raise UsageError("give a runbook or finding id, or --all")
     loaded = load(ctx, config, target)
-    runbooks = _runbooks(loaded)
+    skipped: list[Any] = []
+    runbooks = _runbooks(loaded, skipped)
     engine = make_engine(loaded, confirm=_confirm, say=typer.echo)
     if fix_all:
         chosen = _for_findings(loaded, runbooks)
@@ -141,6 +153,11 @@ def fix(
         except NoCureError as exc:
             typer.echo(str(exc), err=True)
             return int(ExitStatus.WARNING)
+        except UsageError as exc:
+            if skipped:  # it may be the malformed one: that is the error to show
+                raise EsDoctorError(f"{exc.message}; {len(skipped)} runbook file(s) could not be loaded (shown "
+                                    "above): fix them, then retry", exit_status=ExitStatus.DATA) from None
+            raise
         if found is None:
             return int(ExitStatus.OK)
         chosen = [found]

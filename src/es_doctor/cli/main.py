@@ -7,6 +7,7 @@ remapped to 64 so that it never reads as a CRITICAL finding.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 import traceback
@@ -77,10 +78,29 @@ def _register() -> None:
 _register()
 
 
+def _crash_dir() -> Path:
+    """A private (0700) directory for crash logs: the state directory's ``crash/``, else a new temporary one."""
+    from es_doctor.files import private_dir
+
+    base = os.environ.get("ES_DOCTOR_STATE_DIR") or str(
+        Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "es-doctor")
+    try:
+        return private_dir(Path(base) / "crash")
+    except (OSError, RuntimeError):
+        return Path(tempfile.mkdtemp(prefix="es-doctor-crash-"))
+
+
 def _crash_log(exc: BaseException) -> Path:
-    path = Path(tempfile.gettempdir()) / f"es-doctor-crash-{os.getpid()}.log"
-    path.write_text(f"es-doctor {__version__}\n{''.join(traceback.format_exception(exc))}", encoding="utf-8")
-    return path
+    """Write the traceback (secrets scrubbed) to a new 0600 file with an unpredictable name, never
+    following a symlink planted there."""
+    import secrets as _random
+
+    from es_doctor.files import write_private
+    from es_doctor.secrets import scrub
+
+    text = scrub(f"es-doctor {__version__}\n{''.join(traceback.format_exception(exc))}")
+    path = _crash_dir() / f"es-doctor-crash-{_random.token_hex(8)}.log"
+    return write_private(path, text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,15 +123,31 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return int(ExitStatus.USAGE)
     except EsDoctorError as exc:
-        typer.echo(f"es-doctor: error: {exc.message}", err=True)
+        from es_doctor.secrets import clean
+
+        typer.echo(clean(f"es-doctor: error: {exc.message}"), err=True)
         return int(exc.exit_status)
     except Exception as exc:  # noqa: BLE001 - the one error boundary
-        log = _crash_log(exc)
-        typer.echo(f"es-doctor: internal error: {type(exc).__name__}: {exc}\n"
-                   f"A traceback for the bug report is in {log}", err=True)
+        from es_doctor.secrets import clean
+        from es_doctor.statedir import cant_write
+
+        refused = cant_write(exc) if isinstance(exc, OSError) else None  # a full or read-only disk: 73, no bug
+        if refused is not None:
+            typer.echo(clean(f"es-doctor: error: {refused.message}"), err=True)
+            return int(refused.exit_status)
+        try:
+            where = f"A traceback for the bug report is in {_crash_log(exc)}"
+        except OSError as log_error:
+            where = f"(no crash log written: {log_error.strerror or log_error})"
+        typer.echo(clean(f"es-doctor: internal error: {type(exc).__name__}: {exc}\n{where}"), err=True)
         return int(ExitStatus.SOFTWARE)
     return int(result) if isinstance(result, int) else int(ExitStatus.OK)
 
 
 def run() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+    except KeyboardInterrupt:  # a Ctrl-C landing just as main() returned
+        code = int(ExitStatus.INTERRUPTED)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a late Ctrl-C cannot turn the exit status into a signal
+    sys.exit(code)

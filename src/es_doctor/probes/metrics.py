@@ -55,8 +55,23 @@ def parse_exposition(text: str, taken_at: float | None = None) -> Scrape:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = tuple(sorted((str(k), str(v)) for k, v in sample.labels.items()))
-            scrape.samples.setdefault(sample.name, []).append(Sample(sample.name, labels, float(sample.value)))
+            if plausible(sample.name, float(sample.value)):
+                scrape.samples.setdefault(sample.name, []).append(Sample(sample.name, labels, float(sample.value)))
     return scrape
+
+
+#: sample names that can never be negative: counters, histogram parts, sizes, counts
+_NON_NEGATIVE = ("_total", "_count", "_sum", "_bucket", "_bytes", "_seconds_total", "_created")
+
+
+def plausible(name: str, value: float) -> bool:
+    """Whether a sample's value can be used: finite, and not negative for a counter or a size.
+
+    A NaN counter or a memory gauge of -1e308 is left out, so the check that needs it reads UNKNOWN
+    ("not exposed") instead of doing arithmetic on nonsense."""
+    if not math.isfinite(value):
+        return False
+    return not (value < 0 and name.endswith(_NON_NEGATIVE))
 
 
 def scrape_from_series(series: list[tuple[dict[str, str], list[tuple[float, float]]]], instance: str,
@@ -82,7 +97,7 @@ def scrape_from_series(series: list[tuple[dict[str, str], list[tuple[float, floa
     for labels, values in mine:
         value = next((v for t, v in values if t == at), None)
         name = labels.get("__name__")
-        if value is None or not name:
+        if value is None or not name or not plausible(name, value):
             continue
         kept = tuple(sorted((k, v) for k, v in labels.items() if k not in ("__name__", "job", "instance")))
         scrape_.samples.setdefault(name, []).append(Sample(name, kept, value))

@@ -6,6 +6,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from es_doctor.probes.result import Failure, FailureKind, Result, guarded, short
+from es_doctor.secrets import scrub
+
+
+def conninfo_to_dict(dsn: str) -> dict[str, Any]:
+    """libpq's own parse of a DSN (URL or key=value form, percent-decoding included); raises on a bad one."""
+    from psycopg import conninfo
+
+    return dict(conninfo.conninfo_to_dict(dsn))
+
+
+def make_conninfo(**params: str) -> str:
+    """A key=value DSN from parameters, quoted as libpq wants."""
+    from psycopg import conninfo
+
+    return str(conninfo.make_conninfo(**params))
 
 
 @dataclass(frozen=True)
@@ -16,8 +31,7 @@ class PostgresProbe:
 
     def _classify(self, exc: BaseException) -> Failure:
         text = short(exc)
-        if self.password:
-            text = text.replace(self.password, "********")
+        text = scrub(text, [self.password] if self.password else [])  # and any URL/DSN password it quotes
         name = type(exc).__name__
         lowered = text.lower()
         if "password authentication failed" in lowered or name == "InvalidPassword":

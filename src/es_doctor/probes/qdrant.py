@@ -10,6 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from es_doctor.probes.result import Failure, FailureKind, Result, Stopwatch, failed, guarded, short, success
+from es_doctor.secrets import scrub
+
+QDRANT_MAX_BODY = 64 * 1024 * 1024  #: the largest decoded REST answer read (a scroll page with its vectors fits)
+SNAPSHOT_DEADLINE_S = 6 * 3600.0  #: a snapshot download or upload (streamed, not held in memory)
 
 
 @dataclass(frozen=True)
@@ -35,11 +39,12 @@ class QdrantProbe:
 
     def _classify(self, exc: BaseException) -> Failure:
         text = short(exc)
-        if self.api_key:
-            text = text.replace(self.api_key, "********")
+        text = scrub(text, [self.api_key] if self.api_key else [])  # and any URL/DSN password it quotes
         name = type(exc).__name__
         lowered = text.lower()
         status = getattr(exc, "status_code", None)
+        if "larger than" in lowered and "bytes (decoded)" in lowered:  # the bounded HTTP layer's cap
+            return Failure(FailureKind.BAD_RESPONSE, text)
         if status == 404 or "not found" in lowered:
             return Failure(FailureKind.NOT_FOUND, text, 404)
         if "timed out" in lowered or "timeout" in name.lower():
@@ -65,8 +70,12 @@ class QdrantProbe:
                     if location == ":memory:":
                         return QdrantClient(location=":memory:")
                     return QdrantClient(path=location)
+                from es_doctor.probes.http import bounded_client_args
+
+                # every REST answer bounded: total deadline, decoded size cap (scroll pages with vectors fit)
                 return QdrantClient(url=self.url, api_key=self.api_key, timeout=int(max(1, self.timeout)),
-                                    check_compatibility=False)
+                                    check_compatibility=False,
+                                    **bounded_client_args(self.url, max(1.0, self.timeout), QDRANT_MAX_BODY))
 
             result: Result[Any] = guarded(self._classify, make)
             if result.ok:
@@ -224,25 +233,37 @@ class QdrantProbe:
         return self._call(scroll)
 
     # Snapshot files travel over Qdrant's REST API (qdrant-client has no download or upload call).
-    def _rest(self) -> Any:
-        import httpx
+    def _rest(self, deadline_s: float | None = None, max_body: int | None = QDRANT_MAX_BODY) -> Any:
+        from es_doctor.probes.http import bounded_client
 
         headers = {"api-key": self.api_key} if self.api_key else {}
-        return httpx.Client(base_url=self.url.rstrip("/"), headers=headers, timeout=max(self.timeout, 30.0))
+        return bounded_client(self.url.rstrip("/"), deadline_s=deadline_s or max(self.timeout, 30.0),
+                              max_body=max_body, headers=headers, base_url=True)
 
-    def download_snapshot(self, name: str, snapshot: str, dest: str) -> Result[int]:
-        """Stream snapshot ``snapshot`` of collection ``name`` into the file ``dest``; the value is its size."""
+    def download_snapshot(self, name: str, snapshot: str, dest: str,
+                          cancel: threading.Event | None = None) -> Result[int]:
+        """Stream snapshot ``snapshot`` of collection ``name`` into the file ``dest``; the value is its size.
+        Bounded by SNAPSHOT_DEADLINE_S and stopped by ``cancel``; a failed download leaves no file."""
         from urllib.parse import quote
 
         def fetch() -> int:
             size = 0
-            with self._rest() as http, http.stream(
-                    "GET", f"/collections/{quote(name, safe='')}/snapshots/{quote(snapshot, safe='')}") as resp:
-                resp.raise_for_status()
-                with Path(dest).open("wb") as out:
-                    for chunk in resp.iter_bytes(1 << 20):
-                        out.write(chunk)
-                        size += len(chunk)
+            try:
+                with self._rest(SNAPSHOT_DEADLINE_S, None) as http, http.stream(
+                        "GET", f"/collections/{quote(name, safe='')}/snapshots/{quote(snapshot, safe='')}") as resp:
+                    resp.raise_for_status()
+                    with Path(dest).open("wb") as out:
+                        for chunk in resp.iter_bytes(1 << 20):
+                            if cancel is not None and cancel.is_set():
+                                break
+                            out.write(chunk)
+                            size += len(chunk)
+            except BaseException:
+                Path(dest).unlink(missing_ok=True)
+                raise
+            if cancel is not None and cancel.is_set():
+                Path(dest).unlink(missing_ok=True)
+                raise InterruptedError("download interrupted")
             return size
 
         if self.embedded:
@@ -265,7 +286,7 @@ class QdrantProbe:
         from urllib.parse import quote
 
         def upload() -> str:
-            with self._rest() as http, Path(path).open("rb") as fh:
+            with self._rest(SNAPSHOT_DEADLINE_S) as http, Path(path).open("rb") as fh:
                 http.post(f"/collections/{quote(name, safe='')}/snapshots/upload",
                           params={"priority": "snapshot", "wait": "true"},
                           files={"snapshot": (Path(path).name, fh, "application/octet-stream")},

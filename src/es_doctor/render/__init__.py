@@ -30,4 +30,10 @@ def renderer(fmt: Format) -> Callable[[Report, bool], str]:
         from es_doctor.render.prometheus import render
     else:
         from es_doctor.render.table import render
-    return render
+
+    def sanitized(report: Report, detailed: bool) -> str:
+        from es_doctor.findings import sanitize_report
+
+        return render(sanitize_report(report), detailed)
+
+    return sanitized

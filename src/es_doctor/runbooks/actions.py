@@ -8,6 +8,7 @@ Every action has ``describe(inputs)`` (what it would do: the dry-run plan) and `
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import threading
 import time
@@ -16,13 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from es_doctor.config import Target, resolve_secret
+from es_doctor.config import Target
 from es_doctor.probes.result import Result
 from es_doctor.runbooks.action_names import ACTION_NAMES
+from es_doctor.secrets import MASK, is_secret_key, resolve_secret
 
 
 class ActionError(RuntimeError):
-    """A step's action failed (the message says why, with no secret in it)."""
+    """A step's action failed (the message says why, with no secret in it). ``retryable=False``: it
+    may have taken effect (e.g. a POST sent and no answer read), so the engine does not try again."""
+
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after  #: the server asked to wait this long before a retry (capped)
 
 
 @dataclass
@@ -72,12 +80,15 @@ class ActionSpec:
     describe: Callable[[dict[str, Any]], str]
     run: Callable[[dict[str, Any], ActionContext], dict[str, Any]]
     destructive: bool = False
+    #: may the engine try again after a timeout (which may have happened after the effect)?
+    retry_safe: Callable[[dict[str, Any]], bool] = lambda _inputs: True
 
 
 REGISTRY: dict[str, ActionSpec] = {}
 
 
-def action(name: str, describe: Callable[[dict[str, Any]], str], destructive: bool = False) -> Callable[
+def action(name: str, describe: Callable[[dict[str, Any]], str], destructive: bool = False,
+           retry_safe: Callable[[dict[str, Any]], bool] = lambda _inputs: True) -> Callable[
         [Callable[[dict[str, Any], ActionContext], dict[str, Any]]],
         Callable[[dict[str, Any], ActionContext], dict[str, Any]]]:
     if name not in ACTION_NAMES:
@@ -85,7 +96,7 @@ def action(name: str, describe: Callable[[dict[str, Any]], str], destructive: bo
 
     def register(fn: Callable[[dict[str, Any], ActionContext], dict[str, Any]]) -> Callable[
             [dict[str, Any], ActionContext], dict[str, Any]]:
-        REGISTRY[name] = ActionSpec(name, describe, fn, destructive)
+        REGISTRY[name] = ActionSpec(name, describe, fn, destructive, retry_safe)
         return fn
 
     return register
@@ -114,31 +125,47 @@ def stamp() -> str:
 
 # --------------------------------------------------------------------------- http
 
+HTTP_ACTION_MAX_BODY = 1024 * 1024  #: the largest (decoded) answer an ``http`` step reads
+
 
 def _url(inputs: dict[str, Any], ctx: ActionContext) -> str:
     url = str(need(inputs, "url"))
     return ctx.target.service.api_url.rstrip("/") + url if url.startswith("/") else url
 
 
-@action("http", lambda i: f"{i.get('method', 'GET')} {i.get('url')} (expect {i.get('expect_status', '2xx')})")
+#: HTTP methods that may be sent again after a timeout (RFC 9110 idempotent methods)
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def _http_retry_safe(inputs: dict[str, Any]) -> bool:
+    return str(inputs.get("method", "GET")).upper() in IDEMPOTENT_METHODS or bool(inputs.get("idempotent"))
+
+
+@action("http", lambda i: f"{i.get('method', 'GET')} {i.get('url')} (expect {i.get('expect_status', '2xx')})",
+        retry_safe=_http_retry_safe)
 def http(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    import httpx
+    from es_doctor.probes.http import ALL_STATUSES, HttpProbe, parse_json, retry_after
 
     headers = {}
     token = resolve_secret(ctx.target.service.api_key)
     if token and str(inputs.get("url", "")).startswith("/"):
         headers["Authorization"] = f"Bearer {token}"
-    try:
-        resp = httpx.request(str(inputs.get("method", "GET")).upper(), _url(inputs, ctx), json=inputs.get("json"),
-                             headers=headers, timeout=float(inputs.get("timeout", 30)))
-    except httpx.HTTPError as exc:
-        raise ActionError(f"{inputs.get('method', 'GET')} {inputs.get('url')}: {type(exc).__name__}: {exc}") from None
+    method = str(inputs.get("method", "GET")).upper()
+    # bounded: a total deadline (``timeout``), the body capped after decoding, JSON depth limited
+    answer = HttpProbe(timeout=float(inputs.get("timeout", 30)), headers=headers, max_body=HTTP_ACTION_MAX_BODY
+                       ).request(method, _url(inputs, ctx), json_body=inputs.get("json"), accept=ALL_STATUSES)
+    if answer.failure is not None:
+        # a request that reached the server may have taken effect: not retried unless idempotent
+        sent = answer.meta.get("sent") != "no"
+        raise ActionError(answer.failure.message, retryable=not sent or _http_retry_safe(inputs))
+    resp = answer.unwrap()
     expected = inputs.get("expect_status")
-    ok = resp.status_code == int(expected) if expected is not None else resp.is_success
+    ok = resp.status_code == int(expected) if expected is not None else 200 <= resp.status_code < 300
     if not ok:
-        raise ActionError(f"{inputs.get('url')} answered {resp.status_code}: {resp.text[:200]}")
+        wait = retry_after(resp.headers, 0.0) if resp.status_code in (429, 503) else 0.0
+        raise ActionError(f"{inputs.get('url')} answered {resp.status_code}: {resp.text[:200]}", retry_after=wait)
     try:
-        body: Any = resp.json()
+        body: Any = parse_json(resp.text)
     except ValueError:
         body = resp.text[:2000]
     return {"status": resp.status_code, "body": body}
@@ -365,10 +392,12 @@ def postgres_sql(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
 
 @action("postgres.dump", lambda _i: "dump the database with pg_dump (custom format) into the run's directory")
 def postgres_dump(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.files import create_private
     from es_doctor.tools import pg_env
 
-    dsn, env = pg_env(ctx.target)
+    dsn, env = _backup_call(lambda: pg_env(ctx.target))
     dest = ctx.work_dir / f"postgres-{stamp()}.dump"
+    os.close(create_private(dest))  # pg_dump truncates and fills it: the dump stays 0600
     _run([_bin("pg_dump"), "--format=custom", f"--file={dest}", dsn], env, float(inputs.get("timeout", 600)), ctx)
     return {"dump": str(dest), "bytes": dest.stat().st_size}
 
@@ -391,11 +420,12 @@ def _bin(name: str) -> str:
     return str(_backup_call(lambda: pg_bin(name)))
 
 
-def _run(argv: list[str], env: dict[str, str] | None, timeout: float, ctx: ActionContext) -> str:
+def _run(argv: list[str], env: dict[str, str] | None, timeout: float, ctx: ActionContext,
+         keep: int | None = None) -> str:
     """Run an argv (never a shell string), stopping it when the step is cancelled or times out."""
-    from es_doctor.tools import run_tool
+    from es_doctor.tools import DEFAULT_KEEP, run_tool
 
-    return str(_backup_call(lambda: run_tool(argv, env, timeout, ctx.cancel)))
+    return str(_backup_call(lambda: run_tool(argv, env, timeout, ctx.cancel, keep=keep or DEFAULT_KEEP)))
 
 
 # --------------------------------------------------------------------------- process / ports
@@ -437,32 +467,79 @@ def _config_file(inputs: dict[str, Any], ctx: ActionContext) -> Path:
     return Path(str(path)).expanduser()
 
 
+def _plain(value: Any) -> Any:
+    """A ruamel.yaml value as plain data (for step outputs and the audit log)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    for kind in (int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return str(value)
+
+
 @action("config.set", lambda i: f"set {i.get('key')} = {i.get('value')!r} in the service's config.yaml (backup kept)")
 def config_set(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    import yaml
+    """Edit one key with a round-trip YAML library: comments, order, quoting, mode and owner are kept;
+    the file is replaced atomically (written beside, fsync, rename)."""
+    import io
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    from es_doctor.files import create_private, replace_atomically
+    from es_doctor.yamlsource import YamlSyntaxError, read_regular_file
 
     path, key = _config_file(inputs, ctx), str(need(inputs, "key"))
     value = inputs.get("value")
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
     try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ActionError(f"cannot read {path}: {exc}") from None
+        raw = read_regular_file(path, 16 * 1024 * 1024)
+        data = yaml.load(raw.decode("utf-8"))
+    except (YamlSyntaxError, YAMLError, UnicodeDecodeError) as exc:
+        raise ActionError(f"cannot read {path}: {getattr(exc, 'message', None) or exc}") from None
+    if data is None:
+        from ruamel.yaml.comments import CommentedMap
+
+        data = CommentedMap()
+    if not isinstance(data, dict):
+        raise ActionError(f"{path} is not a YAML mapping")
     node = data
     parts = key.split(".")
     for part in parts[:-1]:
-        node = node.setdefault(part, {})
+        if part not in node:
+            from ruamel.yaml.comments import CommentedMap
+
+            node[part] = CommentedMap()
+        node = node[part]
         if not isinstance(node, dict):
             raise ActionError(f"{key}: {part} is not a mapping in {path}")
-    old = node.get(parts[-1])
+    old = _plain(node.get(parts[-1]))
     if old == value:
         return {"file": str(path), "key": key, "old": old, "new": value, "changed": False}
-    backup = ctx.work_dir / f"{path.name}.{stamp()}.bak"
-    shutil.copy2(path, backup)
+    when = stamp()
+    for attempt in range(100):  # several edits in one second each keep their own copy
+        backup = ctx.work_dir / f"{path.name}.{when}{f'-{attempt}' if attempt else ''}.bak"
+        try:
+            fd = create_private(backup)  # the config may hold secrets: 0600, never through a planted link
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise ActionError(f"cannot name a backup copy of {path} in {ctx.work_dir}")
+    with os.fdopen(fd, "wb") as copy:
+        copy.write(raw)
     node[parts[-1]] = value
-    tmp = path.with_name(path.name + ".es-doctor-tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    tmp.replace(path)
+    out = io.StringIO()
+    yaml.dump(data, out)
+    try:
+        replace_atomically(path, out.getvalue())
+    except OSError as exc:
+        raise ActionError(f"cannot write {path}: {exc.strerror or exc}") from None
     return {"file": str(path), "key": key, "old": old, "new": value, "changed": True, "backup": str(backup)}
 
 
@@ -479,7 +556,15 @@ def config_restore(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]
         if not copies:
             raise ActionError(f"{path} is missing and no copy of it ({path.name}.*) is next to it")
         source = copies[0]
-    shutil.copy2(source, path)
+    from es_doctor.files import replace_atomically
+
+    try:
+        if path.is_file():  # keep the file's own mode and owner (a private backup copy is 0600)
+            replace_atomically(path, source.read_text(encoding="utf-8"))
+        else:  # a new file, created like any file the deployment writes (umask)
+            shutil.copyfile(source, path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ActionError(f"cannot restore {path} from {source}: {getattr(exc, 'strerror', None) or exc}") from None
     return {"file": str(path), "restored_from": str(source)}
 
 
@@ -491,13 +576,10 @@ def _env(ctx: ActionContext, container: str) -> dict[str, str]:
     return dict(info.env)
 
 
-SECRET_HINTS = ("PASSWORD", "SECRET", "TOKEN", "KEY", "DSN", "WEBHOOK")
-
-
 @action("env.show", lambda i: f"show the environment of {i.get('container')} (secrets masked)")
 def env_show(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     env = _env(ctx, need(inputs, "container"))
-    shown = {k: ("********" if any(h in k.upper() for h in SECRET_HINTS) else v) for k, v in sorted(env.items())}
+    shown = {k: (MASK if is_secret_key(k) or k.upper().endswith("KEY") else v) for k, v in sorted(env.items())}
     ctx.say("\n".join(f"{k}={v}" for k, v in shown.items()))
     return {"env": shown}
 
@@ -548,30 +630,33 @@ def wait_for(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
         ctx.sleep(float(inputs.get("interval", 1.0)))
 
 
-@action("notify", lambda i: f"notify: {i.get('message')}" + (" (webhook)" if i.get("webhook") else ""))
+@action("notify", lambda i: f"notify: {i.get('message')}" + (" (webhook)" if i.get("webhook") else ""),
+        retry_safe=lambda _i: False)
 def notify(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    import httpx
+    from es_doctor.probes.http import HttpProbe
 
     message = str(need(inputs, "message"))
     ctx.say(message)
     webhook = resolve_secret(inputs.get("webhook"))
     if webhook:
-        try:
-            resp = httpx.post(webhook, json={"text": message, "target": ctx.target_name}, timeout=10)
-        except httpx.HTTPError as exc:
-            raise ActionError(f"webhook unreachable: {type(exc).__name__}") from None
-        if not resp.is_success:
-            raise ActionError(f"webhook answered {resp.status_code}")
-        return {"message": message, "webhook_status": resp.status_code}
+        answer = HttpProbe(timeout=10, max_body=64 * 1024).request(
+            "POST", webhook, json_body={"text": message, "target": ctx.target_name})
+        if answer.failure is not None:
+            # the message names no URL: the webhook is a secret
+            what = answer.failure.status_code or answer.failure.kind.value
+            raise ActionError(f"webhook failed: {what}", retryable=answer.meta.get("sent") == "no")
+        return {"message": message, "webhook_status": answer.unwrap().status_code}
     return {"message": message}
 
 
-@action("shell", lambda i: f"run {i.get('argv')}")
+@action("shell", lambda i: f"run {i.get('argv')}", retry_safe=lambda i: bool(i.get("idempotent")))
 def shell(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    """An argv in its own process group, no stdin, output read while it runs and capped (head and
+    tail); killed with its group when the step is cancelled or times out."""
     argv = need(inputs, "argv", list)
     if not argv or not all(isinstance(a, (str, int, float)) for a in argv):
         raise ActionError("argv must be a non-empty list of strings (no shell string)")
-    output = _run([str(a) for a in argv], None, float(inputs.get("timeout", 300)), ctx)
+    output = _run([str(a) for a in argv], None, float(inputs.get("timeout", 300)), ctx, keep=64 * 1024)
     return {"output": output[-4000:]}
 
 

@@ -14,29 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from es_doctor.config import MASK
-from es_doctor.errors import UnavailableError
+from es_doctor.errors import CantCreateError, UnavailableError
+from es_doctor.files import private_dir
+from es_doctor.secrets import mask_data
 
-SECRET_KEY = re.compile(r"pass(word)?|secret|token|api[_-]?key|webhook|dsn|authorization|credential", re.I)
-URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@", re.I)
-
-
-def mask(value: Any, secrets: list[str], key: str = "") -> Any:
-    """``value`` with every secret masked: known secret values, secret-named keys, URL passwords."""
-    if isinstance(value, dict):
-        return {k: mask(v, secrets, str(k)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [mask(v, secrets, key) for v in value]
-    if isinstance(value, str):
-        if key and SECRET_KEY.search(key) and value and not value.startswith("env:"):
-            return URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", value) \
-                if "://" in value and "dsn" in key.lower() else MASK
-        text = URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", value)
-        for secret in secrets:
-            if secret:
-                text = text.replace(secret, MASK)
-        return text
-    return value
+#: the audit log's masking is es_doctor.secrets.mask_data (known values, secret-named keys, URL/DSN passwords)
+mask = mask_data
 
 
 def who() -> dict[str, Any]:
@@ -56,8 +39,12 @@ class AuditLog:
         record = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                   "event": event, **who(), **fields}
         line = json.dumps(mask(record, self.secrets), default=str, ensure_ascii=False)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            private_dir(self.path.parent)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise CantCreateError(f"cannot write the audit log {self.path} (audit_log): "
+                                  f"{exc.strerror or exc}") from None
         with os.fdopen(fd, "a", encoding="utf-8") as out:
             fcntl.flock(out, fcntl.LOCK_EX)
             out.write(line + "\n")
@@ -73,9 +60,12 @@ class AuditLog:
 def fix_lock(state_dir: Path, target: str, runbook: str) -> Iterator[None]:
     """One fix at a time per target; a second one is told who holds the lock."""
     directory = state_dir.expanduser() / "locks"
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', target)}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        private_dir(directory)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise UnavailableError(f"cannot open the lock file {path}: {exc.strerror or exc}") from None
     handle = os.fdopen(fd, "r+", encoding="utf-8")
     try:
         try:
@@ -83,8 +73,10 @@ def fix_lock(state_dir: Path, target: str, runbook: str) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             try:
-                holder = json.loads(handle.read() or "{}")
+                holder = json.loads(handle.read(4096) or "{}")
             except ValueError:
+                holder = {}
+            if not isinstance(holder, dict):  # a lock file holding something else: say what we know
                 holder = {}
             raise UnavailableError(
                 f"another fix is running on target {target}: runbook {holder.get('runbook', '?')} by "

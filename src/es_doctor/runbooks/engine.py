@@ -7,10 +7,12 @@ One fix at a time per target (a lock file); Ctrl-C stops the running step, is au
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -18,10 +20,25 @@ from typing import Any
 
 from es_doctor.config import Target, secret_values
 from es_doctor.errors import ExitStatus, UsageError
+from es_doctor.files import private_dir
 from es_doctor.runbooks.actions import REGISTRY, ActionContext, ActionError
 from es_doctor.runbooks.audit import AuditLog, fix_lock, mask
 from es_doctor.runbooks.model import Runbook, Step
 from es_doctor.runbooks.templating import TemplateError, evaluate_condition, render
+from es_doctor.secrets import clean
+
+#: how long a cancelled step may take to stop (its programs get SIGTERM, then SIGKILL after 5 s)
+STOP_GRACE_S = 15.0
+
+
+class StepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a step: ``stopped`` says whether the step (and its programs) really stopped."""
+
+    def __init__(self, stopped: bool) -> None:
+        super().__init__()
+        self.stopped = stopped
+        self.step: str | None = None
+        self.result: Any = None  #: the interrupted step's StepResult
 
 
 class Outcome(StrEnum):
@@ -69,7 +86,7 @@ class Plan:
 class StepResult:
     name: str
     phase: str
-    status: str  #: ok, failed, skipped, timeout, interrupted, declined
+    status: str  #: ok, failed, skipped, timeout, interrupted, declined, running (could not be stopped)
     duration_ms: float = 0.0
     attempts: int = 0
     output: dict[str, Any] = field(default_factory=dict)
@@ -130,24 +147,31 @@ def _is_destructive(step: Step, runbook: Runbook) -> bool:
     return bool(step.destructive or (spec is not None and spec.destructive))
 
 
-def _plan_steps(steps: list[Step], phase: str, runbook: Runbook, context: dict[str, Any]) -> list[PlannedStep]:
+def _plan_steps(steps: list[Step], phase: str, runbook: Runbook, context: dict[str, Any],
+                known: list[str]) -> list[PlannedStep]:
+    """The plan of ``steps``: descriptions with secrets masked (the plan is printed and audited)."""
     planned = []
     for step in steps:
+        problem = ""
         try:
             inputs: dict[str, Any] | None = render(step.inputs, context)
-        except TemplateError:
-            inputs = None  # needs an earlier step's output
+        except TemplateError as exc:
+            inputs = None  # needs an earlier step's output, or cannot be rendered at all
+            problem = "" if "'steps'" in exc.message or "steps." in exc.message else exc.message
         spec = REGISTRY[step.action]
-        description = spec.describe(inputs) if inputs is not None else f"{step.action} (inputs from earlier steps)"
-        planned.append(PlannedStep(step, phase, description, inputs, _is_destructive(step, runbook)))
+        description = (spec.describe(inputs) if inputs is not None else
+                       f"{step.action} (template error, the step will fail: {problem})" if problem else
+                       f"{step.action} (inputs from earlier steps)")
+        planned.append(PlannedStep(step, phase, clean(description, known), inputs, _is_destructive(step, runbook)))
     return planned
 
 
 def plan(runbook: Runbook, target: Target, target_name: str, params: dict[str, str] | None = None) -> Plan:
     typed = coerce_params(runbook, params or {})
     context = template_context(target, typed, {})
-    return Plan(runbook, typed, target_name, _plan_steps(list(runbook.steps), "steps", runbook, context),
-                _plan_steps(list(runbook.rollback), "rollback", runbook, context))
+    known = secret_values(target)
+    return Plan(runbook, typed, target_name, _plan_steps(list(runbook.steps), "steps", runbook, context, known),
+                _plan_steps(list(runbook.rollback), "rollback", runbook, context, known))
 
 
 class Engine:
@@ -160,27 +184,45 @@ class Engine:
         self.confirm = confirm
         self.verify_timeout = verify_timeout
         self.secrets = secret_values(target)
-        self.say: Callable[[str], None] = lambda text: say(str(mask(text, self.secrets)))
+        self.say: Callable[[str], None] = lambda text: say(clean(str(text), self.secrets))
 
     # ------------------------------------------------------------------ public
     def run(self, the_plan: Plan, *, yes: bool = False, dry_run: bool = False) -> FixResult:
         rb = the_plan.runbook
         run_id = uuid.uuid4().hex[:12]
         base = {"run_id": run_id, "target": self.target_name, "runbook": rb.id}
+        self._preflight_writable(rb)
         if dry_run:
             self.audit.write("fix.dry-run", **base, params=the_plan.params,
                              plan=[{"step": s.step.name, "action": s.step.action, "inputs": s.inputs}
                                    for s in the_plan.steps])
             return FixResult(rb.id, Outcome.PLANNED, run_id, message="dry run: nothing was changed")
-        with fix_lock(self.state_dir, self.target_name, rb.id):
-            return self._run_locked(the_plan, base, run_id, yes)
+        try:
+            with fix_lock(self.state_dir, self.target_name, rb.id):
+                return self._run_locked(the_plan, base, run_id, yes)
+        except OSError as exc:  # the disk filled up or turned read-only during the run: exit 73
+            from es_doctor.statedir import cant_write
+
+            refused = cant_write(exc, f"{self.state_dir} or {self.audit.path}")
+            if refused is None:
+                raise
+            raise refused from None
 
     # ------------------------------------------------------------------ internals
+    def _preflight_writable(self, rb: Runbook) -> None:
+        """Exit 73 before any change when the state dir, the audit log's or the backups' directory
+        cannot be written (a full or read-only file system): a run must be able to leave its record."""
+        from es_doctor.statedir import ensure_writable_dir
+
+        ensure_writable_dir(self.state_dir, "state directory")
+        ensure_writable_dir(self.audit.path.parent, "audit log directory")
+        if self.backup_root is not None and any(s.action == "backup.create" for s in rb.steps):
+            ensure_writable_dir(self.backup_root, "backup directory")
+
     def _run_locked(self, the_plan: Plan, base: dict[str, Any], run_id: str, yes: bool) -> FixResult:
         rb = the_plan.runbook
         result = FixResult(rb.id, Outcome.FIXED, run_id)
-        work_dir = self.state_dir / "runs" / run_id
-        work_dir.mkdir(parents=True, exist_ok=True)
+        work_dir = private_dir(self.state_dir / "runs" / run_id)  # dumps and config copies: 0700
         ctx = ActionContext(self.target, self.target_name, work_dir, say=self.say, backup_root=self.backup_root)
         self.audit.write("fix.start", **base, params=the_plan.params, destructive=the_plan.destructive)
         started = time.monotonic()
@@ -206,23 +248,44 @@ class Engine:
         try:
             failed_step = self._run_steps(the_plan, ctx, base, outputs, result,
                                           confirmed_all=bool(rb.flags.destructive) or yes)
-        except KeyboardInterrupt:
-            ctx.cancel.set()
-            self.audit.write("fix.interrupted", **base, completed=[s.name for s in result.steps if s.status == "ok"])
+        except KeyboardInterrupt as exc:
+            with self._ctrl_c_deferred("recording the interruption"):
+                ctx.cancel.set()
+                stopped = getattr(exc, "stopped", True)
+                during = getattr(exc, "step", None)
+                if isinstance(exc, StepInterrupted) and exc.result is not None:
+                    result.steps.append(exc.result)
+                self.audit.write("fix.interrupted", **base, step=during, stopped=stopped,
+                                 completed=[s.name for s in result.steps if s.status == "ok"])
             result.outcome = Outcome.INTERRUPTED
-            result.message = "interrupted during a step"
-            if yes or self._ask("Interrupted. Run the rollback steps now?"):
-                ctx.cancel.clear()
-                self._rollback(the_plan, ctx, base, outputs, result)
-                result.message += "; rolled back"
+            result.message = f"interrupted during step {during}" if during else "interrupted between steps"
+            if not stopped:  # a rollback now would race the step still running
+                result.message += ("; the step could not be stopped and may still be running: "
+                                   "the rollback was NOT started (check the target, then run it)")
+            elif not rb.rollback:
+                result.message += "; this runbook has no rollback steps: its completed steps stay done"
+            elif yes or self._ask("Interrupted. Run the rollback steps now?"):
+                with self._ctrl_c_deferred("the rollback is running; it will finish (each step has a timeout)"):
+                    ctx.cancel.clear()
+                    try:
+                        self._rollback(the_plan, ctx, base, outputs, result)
+                        failed = [s.name for s in result.steps
+                                  if s.phase == "rollback" and s.status not in ("ok", "skipped")]
+                        result.message += (f"; the rollback is incomplete ({', '.join(failed)} failed)" if failed
+                                           else "; rolled back")
+                    except KeyboardInterrupt:  # only where Ctrl-C cannot be deferred (not the main thread)
+                        result.message += "; the rollback was interrupted too"
             else:
                 result.message += "; not rolled back (resume with: es-doctor fix " + rb.id + ")"
-            self.audit.write("fix.end", **base, outcome=result.outcome.value,
-                             duration_ms=round((time.monotonic() - started) * 1000, 1))
+            with self._ctrl_c_deferred("recording the interruption"):
+                self.audit.write("fix.end", **base, outcome=result.outcome.value, message=result.message,
+                                 duration_ms=round((time.monotonic() - started) * 1000, 1))
             return result
         if failed_step is not None:
             failed_name, how = failed_step
             result.message = f"step {failed_name} {'declined' if how == 'declined' else 'failed'}"
+            if result.steps and result.steps[-1].status == "running":
+                result.message += "; it could not be stopped and may still be running: no rollback was started"
             if how == "rollback" and the_plan.runbook.rollback:
                 self._rollback(the_plan, ctx, base, outputs, result)
                 undone = [s for s in result.steps if s.phase == "rollback" and s.status not in ("ok", "skipped")]
@@ -284,6 +347,8 @@ class Engine:
                 outputs[step.name] = step_result.output
                 index += 1
                 continue
+            if step_result.status == "running":  # never roll back under a step still running
+                return step.name, "abort"
             policy = step.on_failure
             if policy == "continue":
                 index += 1
@@ -312,12 +377,28 @@ class Engine:
         res = StepResult(step.name, phase, "failed")
         for attempt in range(1, step.retries + 2):
             res.attempts = attempt
-            status, output, error = self._attempt(spec.run, inputs, ctx, step.timeout)
+            try:
+                status, output, error, retryable, wait = self._attempt(spec.run, inputs, ctx, step.timeout)
+            except StepInterrupted as exc:
+                res.status, res.error = ("interrupted" if exc.stopped else "running"), "interrupted (Ctrl-C)"
+                res.duration_ms = round((time.monotonic() - started) * 1000, 1)
+                self.audit.write("fix.step", **base, phase=phase, step=step.name, action=step.action, inputs=inputs,
+                                 status=res.status, attempts=attempt, stopped=exc.stopped,
+                                 error=res.error if exc.stopped else "interrupted; the step could not be stopped",
+                                 duration_ms=res.duration_ms)
+                exc.step, exc.result = step.name, res
+                raise
             res.status, res.output, res.error = status, output, error
-            if status == "ok" or attempt > step.retries:
+            if status == "ok" or attempt > step.retries or status == "running":
                 break
-            self.say(f"    attempt {attempt} failed ({error}); retrying in {step.delay:g}s")
-            ctx.sleep(step.delay)
+            if status == "timeout" and not spec.retry_safe(inputs):
+                res.error += "; not retried: it may have taken effect (the action is not idempotent)"
+                break
+            if not retryable:
+                break
+            delay = max(step.delay, wait)  # the server's Retry-After, capped
+            self.say(f"    attempt {attempt} failed ({error}); retrying in {delay:g}s")
+            ctx.sleep(delay)
         res.duration_ms = round((time.monotonic() - started) * 1000, 1)
         self.audit.write("fix.step", **base, phase=phase, step=step.name, action=step.action, inputs=inputs,
                          status=res.status, attempts=res.attempts, error=res.error, output=res.output,
@@ -328,35 +409,75 @@ class Engine:
         return res
 
     def _attempt(self, fn: Callable[[dict[str, Any], ActionContext], dict[str, Any]], inputs: dict[str, Any],
-                 ctx: ActionContext, timeout: float) -> tuple[str, dict[str, Any], str]:
+                 ctx: ActionContext, timeout: float) -> tuple[str, dict[str, Any], str, bool, float]:
+        """One try of an action in a worker thread: (status, output, error, retryable, the server's
+        Retry-After in seconds). A step that
+        times out or is interrupted is stopped (its cancel event set, its programs killed with their
+        process group) and waited for before this returns; ``running`` when it could not be."""
         box: dict[str, Any] = {}
+        done = threading.Event()  # not Thread.is_alive(): on 3.11 an interrupted join() makes it lie
 
         def target() -> None:
+            from es_doctor.probes.http import cancellable
+
             try:
-                box["output"] = fn(inputs, ctx)
+                with cancellable(ctx.cancel):  # its HTTP calls (http, notify, Qdrant) end when it is cancelled
+                    box["output"] = fn(inputs, ctx)
             except ActionError as exc:
-                box["error"] = str(exc)
+                box["error"], box["retryable"], box["retry_after"] = str(exc), exc.retryable, exc.retry_after
             except Exception as exc:  # noqa: BLE001 - an action bug is a failed step, never a traceback
                 box["error"] = f"{type(exc).__name__}: {exc}"
+            finally:
+                done.set()
 
         worker = threading.Thread(target=target, name="runbook-step", daemon=True)
         worker.start()
         deadline = time.monotonic() + timeout
-        while worker.is_alive():
-            try:
-                worker.join(0.1)
-            except KeyboardInterrupt:
-                ctx.cancel.set()
-                worker.join(5)
-                raise
-            if time.monotonic() > deadline:
-                ctx.cancel.set()
-                worker.join(2)
-                ctx.cancel.clear()
-                return "timeout", {}, f"timed out after {timeout:g}s"
+        try:
+            while not done.wait(0.1):
+                if time.monotonic() > deadline:
+                    if not self._stop_step(ctx, done):
+                        return "running", {}, f"timed out after {timeout:g}s and could not be stopped", False, 0.0
+                    ctx.cancel.clear()
+                    return "timeout", {}, f"timed out after {timeout:g}s (stopped)", True, 0.0
+        except KeyboardInterrupt:
+            with self._ctrl_c_deferred("stopping the step…"):
+                stopped = self._stop_step(ctx, done)
+            raise StepInterrupted(stopped) from None
         if "error" in box:
-            return "failed", {}, str(mask(box["error"], self.secrets))
-        return "ok", dict(box.get("output") or {}), ""
+            return ("failed", {}, str(mask(box["error"], self.secrets)), bool(box.get("retryable", True)),
+                    float(box.get("retry_after") or 0.0))
+        return "ok", dict(box.get("output") or {}), "", True, 0.0
+
+    @contextlib.contextmanager
+    def _ctrl_c_deferred(self, why: str) -> Iterator[None]:
+        """Further Ctrl-C only say ``why`` while the interrupted step is stopped, the rollback runs and
+        the audit is written: a second press never leaves a half-done rollback or a torn record."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, lambda _signum, _frame: self.say(f"  Ctrl-C: {why}"))
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _stop_step(self, ctx: ActionContext, done: threading.Event) -> bool:
+        """Cancel the running step and wait until it has stopped; the programs it started are killed
+        with their process group. False if it would not stop. (A Ctrl-C while a timed-out step is
+        being stopped turns the timeout into an interruption: see _attempt.)"""
+        from es_doctor.tools import kill_group, live_groups
+
+        ctx.cancel.set()
+        end = time.monotonic() + STOP_GRACE_S
+        while not done.is_set() and time.monotonic() < end:
+            done.wait(0.1)
+        for pgid in live_groups():  # a program its action did not stop (one step runs at a time)
+            kill_group(pgid, grace=1.0)
+        stopped = done.is_set() and not live_groups()
+        if not stopped:
+            self.say("  ✗ the step could not be stopped: it may still be running")
+        return stopped
 
     def _rollback(self, the_plan: Plan, ctx: ActionContext, base: dict[str, Any], outputs: dict[str, Any],
                   result: FixResult) -> None:

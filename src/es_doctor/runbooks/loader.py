@@ -129,7 +129,7 @@ def _load(path: Path) -> tuple[Runbook, YamlDocument]:
     try:
         doc = load_yaml_file(path)
     except YamlSyntaxError as exc:
-        raise RunbookError(path, exc.line, "", f"bad YAML: {exc.message}") from None
+        raise RunbookError(path, exc.line, "", f"bad YAML: {exc.message}" if exc.line else exc.message) from None
     except OSError as exc:
         raise RunbookError(path, None, "", f"cannot read: {exc.strerror or exc}") from None
     if not isinstance(doc.data, dict):
@@ -155,6 +155,8 @@ class RunbookSet:
     sources: dict[str, Path] = field(default_factory=dict)
     #: id → (the shipped file, the user's file that overrides it)
     overrides: dict[str, tuple[Path, Path]] = field(default_factory=dict)
+    #: the user's runbook files that could not be loaded (``tolerant`` loading skips them)
+    errors: list[RunbookError] = field(default_factory=list)
 
     def is_shipped(self, runbook_id: str) -> bool:
         return self.sources[runbook_id].parent == shipped_dir()
@@ -165,11 +167,20 @@ def runbook_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.suffix in SUFFIXES and p.is_file())
 
 
-def _load_level(files: Iterable[Path]) -> dict[str, tuple[Runbook, Path]]:
-    """One source level; an id defined twice in it is an error naming both files."""
+def _load_level(files: Iterable[Path], errors: list[RunbookError] | None = None) -> dict[str, tuple[Runbook, Path]]:
+    """One source level; an id defined twice in it is an error naming both files.
+
+    With ``errors``, a file that does not load is recorded there and skipped instead of raising.
+    """
     found: dict[str, tuple[Runbook, Path]] = {}
     for path in files:
-        rb, doc = _load(path)
+        try:
+            rb, doc = _load(path)
+        except RunbookError as exc:
+            if errors is None:
+                raise
+            errors.append(exc)
+            continue
         if rb.id in found:
             raise RunbookError(path, doc.line_of(("id",)), "id",
                                f"runbook id {rb.id!r} is also defined in {found[rb.id][1]}")
@@ -177,8 +188,12 @@ def _load_level(files: Iterable[Path]) -> dict[str, tuple[Runbook, Path]]:
     return found
 
 
-def load_runbooks(dirs: list[Path] | None = None, *, shipped: bool = True) -> RunbookSet:
-    """The shipped set, then the user's directories (one level together); a user's id overrides."""
+def load_runbooks(dirs: list[Path] | None = None, *, shipped: bool = True, tolerant: bool = False) -> RunbookSet:
+    """The shipped set, then the user's directories (one level together); a user's id overrides.
+
+    ``tolerant``: a malformed user runbook is recorded in ``errors`` and skipped (commands that do not
+    use it go on); without it, it is raised (``runbooks validate``).
+    """
     out = RunbookSet()
     if shipped:
         emergency = shipped_dir() / "emergency"  # runbooks/emergency/: the guide's emergency procedures
@@ -190,7 +205,7 @@ def load_runbooks(dirs: list[Path] | None = None, *, shipped: bool = True) -> Ru
         if not directory.is_dir():
             raise RunbookError(directory, None, "runbook_dirs", "not a directory")
         user_files.extend(runbook_files(directory))
-    for rb_id, (rb, path) in _load_level(user_files).items():
+    for rb_id, (rb, path) in _load_level(user_files, out.errors if tolerant else None).items():
         if rb_id in out.runbooks:
             out.overrides[rb_id] = (out.sources[rb_id], path)
         out.runbooks[rb_id], out.sources[rb_id] = rb, path

@@ -21,7 +21,7 @@ _CLASSES: list[JsonValue] = list(SYMPTOM_CLASSES)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class Param(_Strict):

@@ -5,6 +5,12 @@ The context roots are exactly ``params``, ``target``, ``steps`` (earlier steps' 
 ``range``) is undefined. A string that is exactly one ``{{ expression }}`` keeps the expression's
 type (an int stays an int); any other string renders to a string. Two filters read URLs:
 ``{{ target.service.api_url | port }}`` and ``| host``.
+
+Templates are data, not programs: only ``{{ … }}`` expressions (no ``{% … %}`` statements), no
+method calls, a short list of filters, no constant folding at parse time (validation never
+evaluates anything), and while rendering ``*``, ``+``, ``**`` and ``%`` refuse results larger than
+:data:`MAX_REPEAT` characters (``+`` and a whole value: :data:`MAX_RESULT`) or :data:`MAX_INT_BITS`
+bits, so every render is bounded in time and size.
 """
 
 from __future__ import annotations
@@ -15,11 +21,22 @@ from urllib.parse import urlsplit
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2 import TemplateError as JinjaTemplateError
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from es_doctor.errors import EsDoctorError, ExitStatus
 
 ROOTS = frozenset({"params", "target", "steps", "finding"})
+#: the longest template string, the largest string or list one operation may build, and the largest
+#: value a render may produce
+MAX_TEMPLATE = 8192
+MAX_REPEAT = 64 * 1024
+MAX_RESULT = 1024 * 1024
+#: the largest integer an expression may compute
+MAX_INT_BITS = 4096
+#: Jinja's filters a runbook may use (each bounded by the size of its input), plus port and host
+SAFE_FILTERS = ("length", "count", "join", "default", "d", "lower", "upper", "string", "int", "float", "trim",
+                "first", "last", "list", "tojson", "abs", "round", "min", "max", "sort", "unique")
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.S)
 
 
@@ -44,9 +61,46 @@ def _host(url: Any) -> str:
     return urlsplit(str(url)).hostname or ""
 
 
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, str | bytes | list | tuple) else 0
+
+
+class _BoundedEnvironment(SandboxedEnvironment):
+    """The sandbox, with arithmetic that cannot blow up and without method calls."""
+
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0 \
+                    and right * abs(left).bit_length() > MAX_INT_BITS:
+                raise ValueError(f"{left} ** {right} is too large (more than {MAX_INT_BITS} bits)")
+            return left ** right
+        if operator == "+":
+            if _size(left) + _size(right) > MAX_RESULT:
+                raise ValueError(f"concatenation larger than {MAX_RESULT} items")
+            return left + right
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if _size(seq) and isinstance(times, int) and _size(seq) * times > MAX_REPEAT:
+                    raise ValueError(f"repetition larger than {MAX_REPEAT} items")
+            if isinstance(left, int) and isinstance(right, int) \
+                    and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+                raise ValueError(f"product larger than {MAX_INT_BITS} bits")
+            return left * right
+        if isinstance(left, str):  # '%' formatting: a width or precision could ask for any size
+            raise TypeError("string formatting with % is not allowed in runbook templates")
+        return left % right
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        raise ValueError("calls are not allowed in runbook templates (use a filter: | join(', '), | length, …)")
+
+
 def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    env = _BoundedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    env.optimized = False  # no constant folding: parsing and validating never evaluate an expression
     env.globals.clear()  # no range/dict/lipsum/cycler/joiner/namespace: the roots are the whole namespace
+    env.filters = {name: env.filters[name] for name in SAFE_FILTERS}
     env.filters["port"] = _port
     env.filters["host"] = _host
     return env
@@ -76,12 +130,19 @@ def _roots(context: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in context.items() if k in ROOTS}
 
 
+def _bounded(result: Any, shown: str) -> Any:
+    if _size(result) > MAX_RESULT:
+        raise TemplateError(f"template {shown!r}: its value is larger than {MAX_RESULT} characters")
+    return result
+
+
 def _evaluate(source: str, context: dict[str, Any], shown: str) -> Any:
     try:
+        _parse(shown, as_expression=True)  # statements, size: refused before anything runs
         result = _ENV.compile_expression(source, undefined_to_none=False)(**_roots(context))
         if isinstance(result, StrictUndefined):
             str(result)  # raises UndefinedError naming the name
-        return result
+        return _bounded(result, shown)
     except TemplateError:
         raise
     except (JinjaTemplateError, ArithmeticError, LookupError, TypeError, ValueError, AttributeError,
@@ -101,7 +162,7 @@ def render(value: Any, context: dict[str, Any]) -> Any:
     if expr is not None:
         return _evaluate(expr, context, value)
     try:
-        return _ENV.from_string(value).render(**_roots(context))
+        return _bounded(_ENV.from_string(_parse(value, as_expression=False)).render(**_roots(context)), value)
     except (JinjaTemplateError, ArithmeticError, LookupError, TypeError, ValueError, AttributeError,
             RecursionError) as exc:
         raise _fail(exc, value) from None
@@ -112,13 +173,35 @@ def evaluate_condition(expr: str, context: dict[str, Any]) -> bool:
     return bool(_evaluate(condition_source(expr), context, expr))
 
 
+def _expressions_only(tree: nodes.Template, text: str) -> nodes.Template:
+    """Refuse statements, calls and filters or tests that are not available, before anything runs."""
+    for node in tree.body:
+        if not isinstance(node, nodes.Output):
+            raise TemplateError(f"template {text!r}: only {{{{ … }}}} expressions are allowed, not "
+                                f"{{% {type(node).__name__.lower()} %}} statements")
+    if any(True for _ in tree.find_all(nodes.Call)):
+        raise TemplateError(f"template {text!r}: calls are not allowed in runbook templates "
+                            "(use a filter: | join(', '), | length, …)")
+    for item in tree.find_all(nodes.Filter):
+        if item.name not in _ENV.filters:
+            raise TemplateError(f"template {text!r}: no filter {item.name!r} (available: "
+                                f"{', '.join(sorted(_ENV.filters))})")
+    for test in tree.find_all(nodes.Test):
+        if test.name not in _ENV.tests:
+            raise TemplateError(f"template {text!r}: no test {test.name!r}")
+    return tree
+
+
 def _parse(text: str, as_expression: bool) -> nodes.Template:
+    if len(text) > MAX_TEMPLATE:
+        raise TemplateError(f"template of {len(text)} characters (at most {MAX_TEMPLATE})")
     try:
         if as_expression:
             source = condition_source(text)
+            tree = _expressions_only(_ENV.parse("{{ (" + source + ") }}"), text)  # calls, filters: named first
             _ENV.compile_expression(source)  # the evaluator's own parser: rejects trailing garbage
-            return _ENV.parse("{{ (" + source + ") }}")
-        return _ENV.parse(text)
+            return tree
+        return _expressions_only(_ENV.parse(text), text)
     except TemplateSyntaxError as exc:
         raise _fail(exc, text) from None
     except (JinjaTemplateError, RecursionError, ValueError, TypeError) as exc:  # pathological input

@@ -202,9 +202,12 @@ class Daemon:
             return self._boards.setdefault(name, Board())
 
     def _done(self, name: str, report: Report) -> None:
+        from es_doctor.findings import sanitize_report
+
         with self._lock:
             if name not in self.settings.targets:
                 return
+        report = sanitize_report(report)  # as diagnose's renderers do: the API's JSON is diagnose's JSON
         self.store.record(report)
         with self._lock:
             self._reports[name] = report

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 from es_doctor.config import Target, parse_size
 from es_doctor.findings import Report, Status
-from es_doctor.probes.http import HttpProbe
 from es_doctor.probes.metrics import Scrape, counter_delta, scrape, window_quantile
 from es_doctor.probes.prometheus import PrometheusProbe
+from es_doctor.probes.session import ProbeSession
 
 TREND_POINTS = 20
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -89,17 +89,15 @@ class Board:
         return list(points)
 
     def sample(self, target: Target, report: Report) -> list[Widget]:
-        http = HttpProbe(timeout=HTTP_TIMEOUT_S)
-        got = scrape(http, target.service.metrics_url)
-        now_scrape = got.value if got.failure is None else None
-        prom: PrometheusProbe | None = None
-        if target.is_present("prometheus")[0]:
-            prom = PrometheusProbe(target.prometheus.url, http)
-        with self._lock:
-            widgets = self._build(target, report, now_scrape, prom)
-            if now_scrape is not None:
-                self._previous = now_scrape
-            self.widgets = widgets
+        with ProbeSession(target, timeout=HTTP_TIMEOUT_S) as session:
+            got = scrape(session.plain_http(), target.service.metrics_url)
+            now_scrape = got.value if got.failure is None else None
+            prom = session.prometheus() if target.is_present("prometheus")[0] else None
+            with self._lock:
+                widgets = self._build(target, report, now_scrape, prom)
+                if now_scrape is not None:
+                    self._previous = now_scrape
+                self.widgets = widgets
         return widgets
 
     # ------------------------------------------------------------------ the eight widgets

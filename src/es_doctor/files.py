@@ -1,0 +1,76 @@
+"""Files es-doctor writes that hold data or secrets: 0600 files in 0700 directories.
+
+- :func:`private_dir`: creates a directory (and its missing parents) 0700.
+- :func:`create_private`: a new 0600 file, never following a symlink or reusing an existing file.
+- :func:`replace_atomically`: rewrites a file someone else owns (the service's config) beside it,
+  fsync, rename: its mode and owner are kept, a crash leaves either the old or the new file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` created (with its missing parents) 0700; an existing leaf is made 0700 too."""
+    path = path.expanduser()
+    if path.is_symlink():  # a planted link would send our private files elsewhere
+        raise NotADirectoryError(f"{path} is a symbolic link, not a private directory")
+    missing = []
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=PRIVATE_DIR)
+    if not path.is_dir():
+        raise NotADirectoryError(f"{path} is not a directory")
+    if stat.S_IMODE(path.stat().st_mode) != PRIVATE_DIR and path.stat().st_uid == os.geteuid():
+        path.chmod(PRIVATE_DIR)
+    return path
+
+
+def create_private(path: Path) -> int:
+    """A new file opened for writing, 0600: refuses to follow a symlink or to open an existing file."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write ``text`` to a new 0600 file (replacing none)."""
+    with os.fdopen(create_private(path), "w", encoding="utf-8") as out:
+        out.write(text)
+    return path
+
+
+def replace_atomically(path: Path, text: str) -> None:
+    """Replace ``path``'s content: a temporary file beside it (same mode and owner), fsync, rename, fsync dir."""
+    info = path.stat()
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".es-doctor-tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        os.fchmod(fd, stat.S_IMODE(info.st_mode))
+        if (info.st_uid, info.st_gid) != (os.geteuid(), os.getegid()):
+            with contextlib.suppress(PermissionError):
+                os.fchown(fd, info.st_uid, info.st_gid)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
