@@ -64,8 +64,14 @@ def _cure(finding: Finding) -> str:
 
 
 def _widget(widget: Widget) -> str:
-    rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in widget.details)
-    details = f'<dl class="{"grid-managers" if widget.key == "managers" else ""}">{rows}</dl>' if rows else ""
+    if widget.key == "managers":  # the grid: one chip per manager, the down ones first, symbol and word
+        chips = sorted(widget.details, key=lambda kv: (kv[1] == "up", kv[0]))
+        details = '<ul class="chips">' + "".join(
+            f'<li class="st-{"OK" if v == "up" else "CRIT"}">{"✓" if v == "up" else "✗"} {escape(k)}'
+            f'{"" if v == "up" else " DOWN"}</li>' for k, v in chips) + "</ul>" if chips else ""
+    else:
+        rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in widget.details)
+        details = f"<dl>{rows}</dl>" if rows else ""
     spark = widget.sparkline()
     trend = f'<div class="spark" aria-label="trend">{escape(spark)}</div>' if spark else ""
     grade = _badge(widget.status) if widget.status is not None else ""

@@ -134,8 +134,9 @@ class Board:
         err_source = ""
         if prom is not None:
             for span in ("1h", "24h"):
-                rates[span] = _prom_scalar(prom, f'sum(increase({m.requests_total}{{status=~"5.."}}[{span}])) / '
-                                                 f"sum(increase({m.requests_total}[{span}]))")
+                # no 5xx series at all is 0 errors, not "no data"
+                rates[span] = _prom_scalar(prom, f'(sum(increase({m.requests_total}{{status=~"5.."}}[{span}])) '
+                                                 f"or vector(0)) / sum(increase({m.requests_total}[{span}]))")
             err_source = "Prometheus" if any(v is not None for v in rates.values()) else ""
         if cur is not None:
             total = cur.total(m.requests_total) or 0.0
