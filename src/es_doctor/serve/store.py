@@ -16,8 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from es_doctor.errors import CantCreateError
+from es_doctor.files import PRIVATE_FILE, create_private, private_dir
 from es_doctor.findings import Report
 from es_doctor.render.json_report import as_dict
+from es_doctor.statedir import ensure_writable_dir
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS latest (target TEXT PRIMARY KEY, report TEXT NOT NULL, at REAL NOT NULL);
@@ -31,12 +34,15 @@ CREATE INDEX IF NOT EXISTS changes_by_check ON changes (target, check_id, id);
 
 
 def private_file(path: Path) -> None:
-    """Create ``path``'s directory 0700 and the file itself 0600 (before SQLite opens it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.parent.chmod(0o700)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-    path.chmod(0o600)
+    """``path``'s directory proved writable and made 0700, the file itself 0600 (before SQLite opens it;
+    SQLite gives its journal the database file's mode). An unwritable state dir is exit 73."""
+    ensure_writable_dir(path.parent, "serve state directory")
+    private_dir(path.parent)
+    if path.is_symlink():  # a planted link would send the history elsewhere
+        raise CantCreateError(f"{path} is a symbolic link; refusing to open it as serve's database")
+    if not path.exists():
+        os.close(create_private(path))
+    path.chmod(PRIVATE_FILE)
 
 
 class Store:
