@@ -33,6 +33,8 @@ class Outcome(StrEnum):
     DECLINED = "DECLINED"
     INTERRUPTED = "INTERRUPTED"
     PLANNED = "PLANNED (dry run)"
+    REFUSED = "REFUSED"  #: the target lacks what the runbook needs: nothing was run
+
 
     @property
     def exit_status(self) -> ExitStatus:
@@ -40,6 +42,8 @@ class Outcome(StrEnum):
             return ExitStatus.OK
         if self is Outcome.INTERRUPTED:
             return ExitStatus.INTERRUPTED
+        if self is Outcome.REFUSED:
+            return ExitStatus.UNAVAILABLE
         return ExitStatus.WARNING
 
 
@@ -59,6 +63,8 @@ class Plan:
     target_name: str
     steps: list[PlannedStep]
     rollback: list[PlannedStep]
+    #: why the target cannot run this runbook (its ``requires:`` unmet); empty when it can
+    missing: list[str] = field(default_factory=list)
 
     @property
     def destructive(self) -> bool:
@@ -130,7 +136,31 @@ def _is_destructive(step: Step, runbook: Runbook) -> bool:
     return bool(step.destructive or (spec is not None and spec.destructive))
 
 
-def _plan_steps(steps: list[Step], phase: str, runbook: Runbook, context: dict[str, Any]) -> list[PlannedStep]:
+def missing_requirements(runbook: Runbook, target: Target) -> list[str]:
+    """Each of the runbook's ``requires:`` the target lacks, with the reason."""
+    from urllib.parse import urlsplit
+
+    from es_doctor.probes.ports import is_local_host
+
+    out = []
+    for need in runbook.requires:
+        if need == "local":
+            host = urlsplit(target.service.api_url).hostname or "localhost"
+            local, why = is_local_host(host)
+            if not local:
+                out.append(f"needs the service on this host: {why}")
+        elif need == "config-file":
+            if not target.service.config_file:
+                out.append("needs the service's config file on this host (service.config_file is not set)")
+        else:
+            present, why = target.is_present(need)
+            if not present:
+                out.append(f"needs {need}: {why}")
+    return out
+
+
+def _plan_steps(steps: list[Step], phase: str, runbook: Runbook, context: dict[str, Any],
+                target: Target | None = None, missing: list[str] | None = None) -> list[PlannedStep]:
     planned = []
     for step in steps:
         try:
@@ -139,6 +169,8 @@ def _plan_steps(steps: list[Step], phase: str, runbook: Runbook, context: dict[s
             inputs = None  # needs an earlier step's output
         spec = REGISTRY[step.action]
         description = spec.describe(inputs) if inputs is not None else f"{step.action} (inputs from earlier steps)"
+        if spec.preview is not None and inputs is not None and target is not None and not missing:
+            description += spec.preview(inputs, target)
         planned.append(PlannedStep(step, phase, description, inputs, _is_destructive(step, runbook)))
     return planned
 
@@ -146,8 +178,10 @@ def _plan_steps(steps: list[Step], phase: str, runbook: Runbook, context: dict[s
 def plan(runbook: Runbook, target: Target, target_name: str, params: dict[str, str] | None = None) -> Plan:
     typed = coerce_params(runbook, params or {})
     context = template_context(target, typed, {})
-    return Plan(runbook, typed, target_name, _plan_steps(list(runbook.steps), "steps", runbook, context),
-                _plan_steps(list(runbook.rollback), "rollback", runbook, context))
+    missing = missing_requirements(runbook, target)
+    return Plan(runbook, typed, target_name,
+                _plan_steps(list(runbook.steps), "steps", runbook, context, target, missing),
+                _plan_steps(list(runbook.rollback), "rollback", runbook, context), missing)
 
 
 class Engine:
@@ -167,6 +201,11 @@ class Engine:
         rb = the_plan.runbook
         run_id = uuid.uuid4().hex[:12]
         base = {"run_id": run_id, "target": self.target_name, "runbook": rb.id}
+        if the_plan.missing:  # refused up front: no lock, no step, nothing changed
+            message = f"refused: target {self.target_name} " + "; ".join(the_plan.missing) + \
+                (" (dry run)" if dry_run else "") + ": nothing was changed"
+            self.audit.write("fix.refused", **base, missing=the_plan.missing, dry_run=dry_run)
+            return FixResult(rb.id, Outcome.REFUSED, run_id, message=message)
         if dry_run:
             self.audit.write("fix.dry-run", **base, params=the_plan.params,
                              plan=[{"step": s.step.name, "action": s.step.action, "inputs": s.inputs}
