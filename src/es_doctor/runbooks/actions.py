@@ -148,6 +148,58 @@ def http(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     return {"status": resp.status_code, "body": body}
 
 
+def _mode_describe(i: dict[str, Any]) -> str:
+    wanted = [f"{k}={str(i[k]).lower()}" for k in ("readonly", "maintenance") if i.get(k) is not None]
+    return ("prove from the service's own state (GET /api/v1/maintenance) that " + " and ".join(wanted)
+            if wanted else "read the service's mode (GET /api/v1/maintenance)")
+
+
+@action("service.mode", _mode_describe)
+def service_mode(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    """The service's read-only and maintenance mode, as it reports them; with ``readonly``/``maintenance``
+    given, the step fails unless the service says so within ``wait`` seconds. No write is attempted:
+    proving a mode never writes production data."""
+    from es_doctor.probes.http import HttpProbe
+
+    headers = {}
+    token = resolve_secret(ctx.target.service.api_key)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    probe = HttpProbe(timeout=float(inputs.get("timeout", 10)), headers=headers)
+    url = ctx.target.service.api_url.rstrip("/") + "/api/v1/maintenance"
+    wanted = {k: _as_bool(inputs[k]) for k in ("readonly", "maintenance") if inputs.get(k) is not None}
+    deadline = time.monotonic() + float(inputs.get("wait", 5))
+    while True:
+        answer = probe.get_json(url)
+        if answer.failure is not None:
+            raise ActionError(f"cannot read the service's mode (GET /api/v1/maintenance: {answer.failure.message}); "
+                              "without it the mode cannot be proven, and es-doctor proves none by writing")
+        state = answer.value if isinstance(answer.value, dict) else {}
+        got = {k: state.get(k) for k in ("readonly", "maintenance")}
+        if any(not isinstance(v, bool) for v in got.values()):
+            raise ActionError(f"GET /api/v1/maintenance answered {str(answer.value)[:200]}: no readonly/maintenance")
+        wrong = {k: got[k] for k, v in wanted.items() if got[k] is not v}
+        if not wrong:
+            writes = "refused" if got["readonly"] or got["maintenance"] else "accepted"
+            ctx.say(f"  the service says readonly={str(got['readonly']).lower()} "
+                    f"maintenance={str(got['maintenance']).lower()}: writes are {writes}")
+            return {**got, "writes": writes}
+        if time.monotonic() > deadline:
+            raise ActionError("the service says " + ", ".join(f"{k}={str(v).lower()}" for k, v in wrong.items())
+                              + ", not " + ", ".join(f"{k}={str(wanted[k]).lower()}" for k in wrong))
+        ctx.sleep(0.5)
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in {"true", "1", "yes"}:
+        return True
+    if str(value).lower() in {"false", "0", "no"}:
+        return False
+    raise ActionError(f"expected a boolean, not {value!r}")
+
+
 # --------------------------------------------------------------------------- docker
 
 
