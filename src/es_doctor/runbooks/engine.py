@@ -19,7 +19,7 @@ from typing import Any
 from es_doctor.config import Target, secret_values
 from es_doctor.errors import ExitStatus, UsageError
 from es_doctor.runbooks.actions import REGISTRY, ActionContext, ActionError
-from es_doctor.runbooks.audit import AuditLog, fix_lock, mask
+from es_doctor.runbooks.audit import AuditLog, fix_lock, mask, target_lock
 from es_doctor.runbooks.model import Runbook, Step
 from es_doctor.runbooks.templating import TemplateError, evaluate_condition, render
 
@@ -195,6 +195,7 @@ class Engine:
         self.verify_timeout = verify_timeout
         self.secrets = secret_values(target)
         self.say: Callable[[str], None] = lambda text: say(str(mask(text, self.secrets)))
+        self._lock_info: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ public
     def run(self, the_plan: Plan, *, yes: bool = False, dry_run: bool = False) -> FixResult:
@@ -211,8 +212,40 @@ class Engine:
                              plan=[{"step": s.step.name, "action": s.step.action, "inputs": s.inputs}
                                    for s in the_plan.steps])
             return FixResult(rb.id, Outcome.PLANNED, run_id, message="dry run: nothing was changed")
-        with fix_lock(self.state_dir, self.target_name, rb.id):
-            return self._run_locked(the_plan, base, run_id, yes)
+        with fix_lock(self.state_dir, self.target_name, rb.id, run_id) as dead:
+            if dead is not None:
+                self._report_dead_run(dead, base)
+            with target_lock(self.target, rb.id, run_id, self.say) as held:
+                self._lock_info = held  # audited with fix.start
+                return self._run_locked(the_plan, base, run_id, yes)
+
+    def _report_dead_run(self, dead: dict[str, Any], base: dict[str, Any]) -> None:
+        """A run that held the lock and died without releasing it (SIGKILL, a crash): say what it was
+        doing, from its lock record and the audit log, so the operator knows what may be half-done."""
+        records = self.audit.run_records(str(dead.get("run_id") or ""))
+        started = [r for r in records if r.get("event") == "fix.step-start"]
+        finished = {(r.get("phase"), r.get("step")): r for r in records if r.get("event") == "fix.step"}
+        done = [r["step"] for r in records if r.get("event") == "fix.step" and r.get("status") == "ok"]
+        last = started[-1] if started else None
+        text = (f"a previous fix died without finishing: runbook {dead.get('runbook', '?')} by "
+                f"{dead.get('user', '?')}@{dead.get('host', '?')} (pid {dead.get('pid', '?')}, run "
+                f"{dead.get('run_id') or '?'}) started {dead.get('since', '?')}")
+        half = None
+        if last is not None:
+            end = finished.get((last.get("phase"), last.get("step")))
+            state = f"ended {end.get('status')}" if end else "never finished: it may be half-done"
+            if end is None:
+                half = last.get("step")
+            text += f"; its last step {last.get('step')} ({last.get('action')}) started {last.get('time')}, {state}"
+        elif records:
+            text += "; it ran no step"
+        else:
+            text += "; the audit log holds none of its records"
+        if done:
+            text += f"; steps it completed: {', '.join(done)}"
+        self.say(f"WARNING: {text}. Check the target before going on (es-doctor diagnose).")
+        self.audit.write("fix.previous-run-died", **base, previous=dead, last_step=last.get("step") if last else None,
+                         half_done=half, completed=done)
 
     # ------------------------------------------------------------------ internals
     def _run_locked(self, the_plan: Plan, base: dict[str, Any], run_id: str, yes: bool) -> FixResult:
@@ -221,7 +254,8 @@ class Engine:
         work_dir = self.state_dir / "runs" / run_id
         work_dir.mkdir(parents=True, exist_ok=True)
         ctx = ActionContext(self.target, self.target_name, work_dir, say=self.say, backup_root=self.backup_root)
-        self.audit.write("fix.start", **base, params=the_plan.params, destructive=the_plan.destructive)
+        self.audit.write("fix.start", **base, params=the_plan.params, destructive=the_plan.destructive,
+                         lock=self._lock_info)
         started = time.monotonic()
         if rb.flags.destructive and not yes and not self.confirm(
                 f"{rb.id} is destructive ({len(the_plan.steps)} steps, shown above). Proceed?"):
@@ -348,6 +382,7 @@ class Engine:
             self.say(f"  ✗ {step.name}: {res.error}")
             return res
         self.say(f"  → {step.name}: {spec.describe(inputs)}")
+        self.audit.write("fix.step-start", **base, phase=phase, step=step.name, action=step.action)
         res = StepResult(step.name, phase, "failed")
         for attempt in range(1, step.retries + 2):
             res.attempts = attempt
