@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,9 +56,24 @@ class PostgresProbe:
             return Result(failure=rows.failure, elapsed_ms=rows.elapsed_ms)
         return Result(value=int((rows.value or [(0,)])[0][0]), elapsed_ms=rows.elapsed_ms)
 
-    def table_digests(self, content: bool = True) -> Result[dict[str, dict[str, Any]]]:
+    @contextlib.contextmanager
+    def exported_snapshot(self) -> Iterator[str]:
+        """A repeatable-read transaction kept open while the caller works: its snapshot id, for
+        ``pg_dump --snapshot`` and :meth:`table_digests` to see exactly the same data."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+            yield str(row[0])
+        finally:
+            with contextlib.suppress(Exception):
+                conn.execute("ROLLBACK")
+            conn.close()
+
+    def table_digests(self, content: bool = True, snapshot: str | None = None) -> Result[dict[str, dict[str, Any]]]:
         """Every user table: its row count and (``content``) an md5 over its rows in a stable order,
-        streamed through a server-side cursor: memory stays flat whatever the table's size."""
+        streamed through a server-side cursor: memory stays flat whatever the table's size. With
+        ``snapshot`` (an exported snapshot id), everything is read as of that snapshot."""
 
         def run() -> dict[str, dict[str, Any]]:
             import hashlib
@@ -65,6 +82,9 @@ class PostgresProbe:
 
             out: dict[str, dict[str, Any]] = {}
             with self._connect() as conn:
+                if snapshot is not None:
+                    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
                 tables = conn.execute(
                     "SELECT schemaname, tablename FROM pg_tables "
                     "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2").fetchall()
@@ -82,6 +102,8 @@ class PostgresProbe:
                             digest.update(str(text).encode() + b"\n")
                             count += 1
                     out[f"{schema}.{table}"] = {"rows": count, "md5": digest.hexdigest()}
+                if snapshot is not None:
+                    conn.execute("COMMIT")
             return out
 
         return guarded(self._classify, run)

@@ -7,7 +7,7 @@ ACTION_NAMES: frozenset[str] = frozenset({
     "http",
     "docker.restart", "docker.start", "docker.stop", "docker.exec", "docker.logs", "docker.prune",
     "docker.compose-restart", "docker.rebuild", "docker.recreate", "docker.stack-restart", "deploy.previous",
-    "docker.volume-backup", "docker.volume-restore", "docker.volume-recreate",
+    "docker.volume-backup", "docker.volume-restore", "docker.volume-recreate", "archive.verify",
     "qdrant.create-collection", "qdrant.snapshot", "qdrant.recover", "qdrant.delete-collection",
     "postgres.sql", "postgres.dump", "postgres.restore",
     "process.free-port",

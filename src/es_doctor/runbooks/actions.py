@@ -353,11 +353,25 @@ def volume_backup(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
 @action("docker.volume-restore", lambda i: f"restore volume {i.get('volume')} from {i.get('archive')}",
         destructive=True)
 def volume_restore(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.backup import check_archive
+
     volume, archive = need(inputs, "volume"), need(inputs, "archive")
     if not Path(archive).is_file():
         raise ActionError(f"no archive {archive}")
+    _backup_call(lambda: check_archive(Path(archive)))  # read to its end before it goes into the volume
     return {"result": unwrap(ctx.docker().volume_restore(volume, archive, _helper_image(inputs, ctx)),
                              f"restore {volume}")}
+
+
+@action("archive.verify", lambda i: f"read archive {i.get('archive')} to its end (readable, no member outside "
+                                   "the volume)")
+def archive_verify(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.backup import check_archive
+
+    archive = Path(str(need(inputs, "archive")))
+    if not archive.is_file():
+        raise ActionError(f"no archive {archive}")
+    return {"archive": str(archive), "members": _backup_call(lambda: check_archive(archive))}
 
 
 @action("docker.volume-recreate", lambda i: f"delete and recreate volume {i.get('volume')} (empty)", destructive=True)
@@ -764,7 +778,9 @@ def _backup_path(inputs: dict[str, Any], ctx: ActionContext) -> Path:
 
 
 @action("backup.create", lambda i: "back up PostgreSQL (pg_dump), Qdrant (snapshots), the volumes and the service "
-                                   f"config; manifest last{' (' + str(i['reason']) + ')' if i.get('reason') else ''}")
+                                   f"config; manifest last{' (' + str(i['reason']) + ')' if i.get('reason') else ''}"
+                                   + ("; live: writes not stopped" if str(i.get("live")).lower() == "true" else
+                                      "; under read-only mode (set for it and lifted after, if not already on)"))
 def backup_create(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     import sys
 
@@ -772,7 +788,7 @@ def backup_create(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
 
     job = Backup(ctx.target, ctx.target_name, BackupStore(ctx.backups), reason=str(inputs.get("reason") or
                                                                                   "emergency backup"),
-                 cancel=ctx.cancel, say=ctx.say)
+                 cancel=ctx.cancel, say=ctx.say, live=_as_bool(inputs.get("live", False)))
     progress = None
     if sys.stderr.isatty():
         from rich.console import Console
@@ -791,7 +807,7 @@ def backup_create(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
             progress.stop()
     size = sum(f["bytes"] for f in manifest["files"])
     return {"id": backup_id, "path": str(path), "files": len(manifest["files"]), "bytes": size,
-            "skipped": manifest["skipped"]}
+            "skipped": manifest["skipped"], "consistency": manifest.get("consistency")}
 
 
 @action("backup.validate", lambda i: f"validate backup {i['backup']} (checksums, pg_restore --list, archives)"
