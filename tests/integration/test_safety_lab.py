@@ -241,8 +241,17 @@ def test_a_truncated_archive_is_refused_before_the_volume_is_emptied(healthy_lab
                             timeout=600, check=False)
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-2000:]
     assert "not a readable tar archive" in result.stdout
+    assert "volumes-recover: FAILED, ROLLED BACK" in result.stdout, result.stdout[-3000:]
     records = [json.loads(line) for line in (state / "audit.jsonl").read_text().splitlines()]
     ran = [r["step"] for r in records if r.get("event") == "fix.step" and r.get("phase") == "steps"]
     assert ran == ["stop", "backup", "check-archive"], "the volume was never emptied"
     after = sorted(p.relative_to(mount).as_posix() for p in mount.rglob("*"))
     assert set(before) <= set(after)
+    deadline = time.monotonic() + 90  # the rollback started Qdrant again: let it come up for the next test
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{healthy_lab.target.qdrant.url}/healthz", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
