@@ -11,7 +11,8 @@ from es_doctor.runbooks.loader import load_runbooks
 from es_doctor.runbooks.model import REQUIREMENTS, Runbook
 
 #: an action (by prefix) and what it cannot work without
-IMPLIED = [("docker.", "docker"), ("env.", "docker"), ("deploy.previous", "docker"), ("config.", "config-file"),
+IMPLIED = [("service.restart", "restart"),
+           ("docker.", "docker"), ("env.", "docker"), ("deploy.previous", "docker"), ("config.", "config-file"),
            ("process.", "local"), ("postgres.", "postgres"), ("qdrant.", "qdrant")]
 SHIPPED = load_runbooks().runbooks
 
@@ -20,6 +21,8 @@ def implied(rb: Runbook) -> set[str]:
     out: set[str] = set()
     for _section, steps in rb.sections():
         for step in steps:
+            if step.when and "target.absent" in step.when:
+                continue  # the step runs only where the target has what it needs
             out.update(need for prefix, need in IMPLIED if step.action.startswith(prefix))
             if step.action == "http" and str(step.inputs.get("url", "")).startswith("/"):
                 out.add("service")
@@ -37,8 +40,12 @@ def test_plan_names_every_missing_requirement() -> None:
     rb = SHIPPED["vector-cache-tune"]
     no_docker = Target(absent={"docker": "bare-metal host"})
     assert missing_requirements(rb, no_docker) == [
-        "needs docker: bare-metal host",
+        "needs a way to restart the service: no Docker (bare-metal host) and no service.restart_command",
         "needs the service's config file on this host (service.config_file is not set)"]
+    supervised = Target(absent={"docker": "bare-metal host"},
+                        service=ServiceConfig(config_file="/tmp/c.yaml", restart_command=["systemctl", "restart", "x"]))
+    assert missing_requirements(rb, supervised) == []
+    assert missing_requirements(SHIPPED["config-missing"], supervised) == ["needs docker: bare-metal host"]
     the_plan = plan(rb, no_docker, "t")
     assert the_plan.missing and the_plan.steps  # the steps are still shown, the plan says it is refused
     ready = Target(service=ServiceConfig(config_file="/tmp/config.yaml"))

@@ -11,7 +11,7 @@ ACTION_NAMES: frozenset[str] = frozenset({
     "qdrant.create-collection", "qdrant.snapshot", "qdrant.recover", "qdrant.delete-collection",
     "postgres.sql", "postgres.dump", "postgres.restore",
     "process.free-port",
-    "service.mode",
+    "service.mode", "service.restart",
     "config.set", "config.restore",
     "env.show", "env.require", "env.set",
     "wait_for",

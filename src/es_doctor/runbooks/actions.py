@@ -212,6 +212,29 @@ def docker_restart(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]
     return {"container": name, "result": unwrap(result, f"restart {name}")}
 
 
+def _restart_preview(_inputs: dict[str, Any], target: Target) -> str:
+    if target.is_present("docker")[0]:
+        return f": container {target.service.container}"
+    if target.service.restart_command:
+        return f": runs {' '.join(target.service.restart_command)}"
+    return " - refused: no Docker and no service.restart_command on this target"
+
+
+@action("service.restart", lambda _i: "restart the service (its container, or the target's service.restart_command "
+                                      "where Docker does not run it)", preview=_restart_preview)
+def service_restart(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    """The service restarted by what runs it: Docker, else the target's own supervisor command."""
+    target = ctx.target
+    if target.is_present("docker")[0]:
+        return docker_restart({"container": target.service.container}, ctx)
+    argv = [str(a) for a in target.service.restart_command or []]
+    if not argv:
+        raise ActionError(f"cannot restart the service: no Docker ({target.is_present('docker')[1]}) and no "
+                          "service.restart_command in the target")
+    output = _run(argv, None, float(inputs.get("timeout", 120)), ctx)
+    return {"command": argv, "output": output[-2000:]}
+
+
 @action("docker.start", lambda i: f"start container {i.get('container')} (if stopped)")
 def docker_start(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     name = need(inputs, "container")

@@ -152,6 +152,10 @@ def missing_requirements(runbook: Runbook, target: Target) -> list[str]:
         elif need == "config-file":
             if not target.service.config_file:
                 out.append("needs the service's config file on this host (service.config_file is not set)")
+        elif need == "restart":
+            docker, why = target.is_present("docker")
+            if not docker and not target.service.restart_command:
+                out.append(f"needs a way to restart the service: no Docker ({why}) and no service.restart_command")
         else:
             present, why = target.is_present(need)
             if not present:

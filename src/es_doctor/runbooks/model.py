@@ -55,10 +55,12 @@ class Step(_Strict):
 
 #: what a runbook can need of its target: a component present (not in ``absent:``, not disabled), ``local``
 #: (the service runs on this host: its API address is local), ``config-file`` (the service's config file is
-#: on this host: ``service.config_file``)
-REQUIREMENTS = ("docker", "local", "config-file", "service", "postgres", "qdrant", "prometheus", "redis", "grafana")
-Requirement = Literal["docker", "local", "config-file", "service", "postgres", "qdrant", "prometheus", "redis",
-                      "grafana"]
+#: on this host: ``service.config_file``), ``restart`` (the service can be restarted: by Docker, or by the
+#: target's ``service.restart_command``, e.g. a process supervisor)
+REQUIREMENTS = ("docker", "local", "config-file", "restart", "service", "postgres", "qdrant", "prometheus", "redis",
+                "grafana")
+Requirement = Literal["docker", "local", "config-file", "restart", "service", "postgres", "qdrant", "prometheus",
+                      "redis", "grafana"]
 
 
 class Flags(_Strict):
