@@ -91,3 +91,23 @@ def test_docker_runbooks_are_refused_before_any_change(process_lab: Any, tmp_pat
     run = es_doctor(process_lab, tmp_path, "fix", "config-missing", "--yes")
     assert run.returncode == 69 and "config-missing: REFUSED" in run.stdout
     assert process_lab.paths.config.read_bytes() == config
+
+
+def test_port_in_use_terminates_the_squatter_and_restarts_through_the_supervisor(process_lab: Any,
+                                                                                  tmp_path: Path) -> None:
+    from es_doctor.lab import faults
+
+    faults.add(process_lab, "port-taken")
+    try:
+        deadline = time.monotonic() + 45
+        while status(process_lab, "startup.port-owner") is not Status.CRIT:
+            assert time.monotonic() < deadline, "the fault did not trip startup.port-owner"
+            time.sleep(1)
+        squatter = int(json.loads((process_lab.paths.run / "squatter.pid").read_text())["pid"])
+        planned = es_doctor(process_lab, tmp_path, "fix", "port-in-use", "--dry-run")
+        assert f"would terminate pid {squatter}" in planned.stdout, planned.stdout
+        result = es_doctor(process_lab, tmp_path, "fix", "port-in-use", "--yes")
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+        assert "port-in-use: FIXED" in result.stdout
+    finally:
+        faults.clear(process_lab, None, wait=60)
