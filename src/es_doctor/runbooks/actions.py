@@ -501,6 +501,10 @@ def _port_of(url: str) -> tuple[str, int]:
     return parts.hostname or "localhost", parts.port or (443 if parts.scheme == "https" else 80)
 
 
+#: processes that forward a container's published port on the host (never a stranger to end)
+DOCKER_FORWARDERS = frozenset({"docker-proxy", "rootlesskit", "slirp4netns"})
+
+
 @dataclass
 class PortScope:
     """What ``process.free-port`` may act on: the port, the strangers on it, the service's own holders."""
@@ -535,6 +539,8 @@ def free_port_scope(inputs: dict[str, Any], target: Target) -> PortScope:
         info = DockerProbe(target.docker.host, timeout=10).container(target.service.container)
         if info.value is not None and info.value.pid:
             service = process_tree(int(info.value.pid))
+        # Docker's own forwarder of a published port belongs to Docker: ending it is never the cure
+        service |= {h.pid for h in holders if h.name in DOCKER_FORWARDERS}
     elif holders:  # no Docker: a holder that answers /health like the service is the service
         from es_doctor.probes.http import HttpProbe, as_json
 

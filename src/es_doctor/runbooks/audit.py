@@ -150,9 +150,13 @@ def target_lock(target: Any, runbook: str, run_id: str, say: Any) -> Iterator[di
     if not present:
         yield {"target_lock": "none", "reason": why}
         return
+    dsn = resolve_secret(target.postgres.dsn) or ""
+    if not dsn:
+        yield {"target_lock": "none", "reason": "the target's PostgreSQL DSN is not set"}
+        return
     me = who()
     label = f"es-doctor fix {runbook} {run_id} {me['user']}@{me['host']} pid {me['pid']}"
-    lock = AdvisoryLock(resolve_secret(target.postgres.dsn) or "", resolve_secret(target.postgres.password),
+    lock = AdvisoryLock(dsn, resolve_secret(target.postgres.password),
                         PG_LOCK_KEYS, label)
     got = lock.acquire()
     if got.failure is not None:  # PostgreSQL down is often what is being fixed: go on, say so
