@@ -116,18 +116,18 @@ def test_port_in_use_terminates_the_squatter_and_restarts_through_the_supervisor
 def test_fix_all_skips_what_the_target_cannot_run_and_cures_the_rest(process_lab: Any, tmp_path: Path) -> None:
     from es_doctor.lab import faults
 
-    faults.add(process_lab, "go-env-unset")  # cured by config-missing: needs Docker (refused here)
-    faults.add(process_lab, "metrics-off")  # cured by metrics-endpoint-enable: config + a restart
+    faults.add(process_lab, "memory-pressure")  # cured by go-gc-tune: recreates the container (refused here)
+    faults.add(process_lab, "slow-api-crit")  # cured by vector-cache-tune: config + a restart
     try:
         deadline = time.monotonic() + 45
-        while status(process_lab, "startup.go-env") is Status.OK \
-                or status(process_lab, "monitoring.metrics-endpoint") is Status.OK:
+        while status(process_lab, "performance.memory") not in (Status.WARN, Status.CRIT) \
+                or status(process_lab, "performance.latency") not in (Status.WARN, Status.CRIT):
             assert time.monotonic() < deadline, "the faults did not trip"
             time.sleep(1)
         result = es_doctor(process_lab, tmp_path, "fix", "--all", "--yes")
-        assert "config-missing: REFUSED" in result.stdout, result.stdout[-3000:]
-        assert "metrics-endpoint-enable: FIXED" in result.stdout, result.stdout[-3000:] + result.stderr[-2000:]
+        assert "go-gc-tune: REFUSED" in result.stdout, result.stdout[-3000:]
+        assert "vector-cache-tune: FIXED" in result.stdout, result.stdout[-3000:] + result.stderr[-2000:]
         assert result.returncode == 69  # the worst outcome: one runbook could not run here
-        assert status(process_lab, "monitoring.metrics-endpoint") is Status.OK
+        assert status(process_lab, "performance.latency") is Status.OK
     finally:
         faults.clear(process_lab, None, wait=60)
