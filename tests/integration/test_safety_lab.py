@@ -214,6 +214,7 @@ def test_restore_refuses_a_tampered_manifest_before_any_change(healthy_lab: Any,
         httpx.post(api(healthy_lab, "/api/v1/maintenance/readonly"), json={"enabled": False}, timeout=10)
 
 
+@pytest.mark.data_destructive  # stops Qdrant and refills its volume (rollback): run with the destructive ones
 def test_a_truncated_archive_is_refused_before_the_volume_is_emptied(healthy_lab: Any, tmp_path: Path) -> None:
     import docker
 
