@@ -35,7 +35,6 @@ class Outcome(StrEnum):
     PLANNED = "PLANNED (dry run)"
     REFUSED = "REFUSED"  #: the target lacks what the runbook needs: nothing was run
 
-
     @property
     def exit_status(self) -> ExitStatus:
         if self in (Outcome.FIXED, Outcome.DONE, Outcome.PLANNED):
@@ -227,16 +226,16 @@ class Engine:
         """A run that held the lock and died without releasing it (SIGKILL, a crash): say what it was
         doing, from its lock record and the audit log, so the operator knows what may be half-done."""
         records = self.audit.run_records(str(dead.get("run_id") or ""))
-        started = [r for r in records if r.get("event") == "fix.step-start"]
-        finished = {(r.get("phase"), r.get("step")): r for r in records if r.get("event") == "fix.step"}
+        starts = [i for i, r in enumerate(records) if r.get("event") == "fix.step-start"]
         done = [r["step"] for r in records if r.get("event") == "fix.step" and r.get("status") == "ok"]
-        last = started[-1] if started else None
+        last = records[starts[-1]] if starts else None
         text = (f"a previous fix died without finishing: runbook {dead.get('runbook', '?')} by "
                 f"{dead.get('user', '?')}@{dead.get('host', '?')} (pid {dead.get('pid', '?')}, run "
                 f"{dead.get('run_id') or '?'}) started {dead.get('since', '?')}")
         half = None
         if last is not None:
-            end = finished.get((last.get("phase"), last.get("step")))
+            end = next((r for r in records[starts[-1] + 1:] if r.get("event") == "fix.step"
+                        and (r.get("phase"), r.get("step")) == (last.get("phase"), last.get("step"))), None)
             state = f"ended {end.get('status')}" if end else "never finished: it may be half-done"
             if end is None:
                 half = last.get("step")
