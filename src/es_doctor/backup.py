@@ -606,6 +606,65 @@ def verified_file(path: Path, manifest: dict[str, Any], rel: str) -> Path:
     return file
 
 
+def dump_row_counts(dump: Path, timeout: float = 6 * 3600, cancel: threading.Event | None = None) -> dict[str, int]:
+    """Rows per table in a custom-format dump, counted as ``pg_restore --data-only`` streams its COPY
+    blocks (one line per row; memory stays flat). The program runs in its own process group, without
+    stdin, and is killed with it on timeout or cancel; :class:`BackupError` when it fails."""
+    import signal
+    import subprocess
+
+    from es_doctor.tools import pg_bin
+
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen([pg_bin("pg_restore"), "--data-only", "--file=-", str(dump)],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
+                                    start_new_session=True)
+        except OSError as exc:
+            raise BackupError(f"cannot run pg_restore: {exc.strerror or exc}") from None
+        stop, why = threading.Event(), []
+
+        def watchdog() -> None:
+            deadline = time.monotonic() + timeout
+            while not stop.wait(0.2):
+                if (cancel is not None and cancel.is_set()) or time.monotonic() > deadline:
+                    why.append("interrupted" if cancel is not None and cancel.is_set() else f"timed out ({timeout:g}s)")
+                    with contextlib.suppress(OSError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    return
+
+        guard = threading.Thread(target=watchdog, daemon=True)
+        guard.start()
+        counts: dict[str, int] = {}
+        current: str | None = None
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if current is None:
+                    if line.startswith(b"COPY "):
+                        current = line.split()[1].decode("utf-8", "replace").replace('"', "")
+                        counts[current] = 0
+                elif line == b"\\.\n":
+                    current = None
+                else:
+                    counts[current] += 1
+            proc.wait()
+        finally:
+            stop.set()
+            if proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if why:
+            raise BackupError(f"pg_restore --data-only {why[0]}")
+        if proc.returncode != 0:
+            errors.seek(0, os.SEEK_END)
+            errors.seek(max(0, errors.tell() - 400))
+            raise BackupError(f"pg_restore --data-only exited {proc.returncode}: "
+                              f"{errors.read().decode('utf-8', 'replace').strip()}")
+    return counts
+
+
 def _validate_backup(path: Path, manifest: dict[str, Any]) -> Validation:
     from es_doctor.tools import ToolError, pg_bin, run_tool
 
@@ -646,8 +705,15 @@ def _validate_backup(path: Path, manifest: dict[str, Any]) -> Validation:
                 schema, _, name = table.partition(".")
                 if not re.search(rf"\bTABLE DATA {re.escape(schema)} {re.escape(name)}\b", toc):
                     v.add(pg["dump"], f"the dump has no data for table {table}")
+            in_dump = dump_row_counts(inside(path, pg["dump"]))  # the recorded row counts are the dump's
+            for table, fact in sorted(pg.get("tables", {}).items()):
+                if in_dump.get(table, 0) != fact.get("rows"):
+                    v.add(pg["dump"], f"the dump holds {in_dump.get(table, 0)} rows of table {table}, the manifest "
+                                      f"says {fact.get('rows')}")
         except ToolError as exc:
             v.add(pg["dump"], f"pg_restore --list failed: {exc}")
+        except BackupError as exc:
+            v.add(pg["dump"], str(exc))
     archives = [(c["snapshot"], "snapshot") for c in (manifest.get("qdrant") or {}).get("collections", {}).values()]
     if (manifest.get("qdrant") or {}).get("archive"):
         archives.append((manifest["qdrant"]["archive"], "archive"))

@@ -203,6 +203,19 @@ def test_restore_refuses_a_tampered_manifest_before_any_change(healthy_lab: Any,
         facts = emergency(healthy_lab, state, "validate", bid)
         assert facts.returncode == 2 and "postgres: no tables recorded" in facts.stdout, facts.stdout[-3000:]
 
+        # a fact that is not the dump's (a row count): found before any change, from the dump itself
+        wrong = json.loads(json.dumps(original))
+        recorded = wrong["postgres"]["tables"]["public.tasks"]["rows"]
+        wrong["postgres"]["tables"]["public.tasks"]["rows"] = recorded + 1
+        write_manifest(folder, wrong)
+        lying = emergency(healthy_lab, state, "validate", bid)
+        assert lying.returncode == 2, lying.stdout[-3000:]
+        assert (f"the dump holds {recorded} rows of table public.tasks, the manifest says {recorded + 1}"
+                in lying.stdout), lying.stdout[-3000:]
+        refused_too = emergency(healthy_lab, state, "restore", bid, "--yes")
+        assert refused_too.returncode == 1 and sql(healthy_lab, "SELECT count(*) FROM tasks") == rows
+        assert sorted(p.name for p in (state / "backups").iterdir()) == [bid]
+
         # the restore steps themselves re-check what they read (a custom runbook without validation)
         from es_doctor.backup import BackupError, restore_postgres
 
