@@ -34,10 +34,23 @@ steps:
 """
 
 
+SLOW_PROGRAM = """id: slow-program
+title: run a slow external program
+class: deploy
+requires: [postgres]
+steps:
+  - name: program
+    action: shell
+    inputs: {argv: [sleep, "30"], timeout: 60}
+    timeout: 60
+"""
+
+
 def setup(tmp_path: Path) -> Path:
     rb_dir = tmp_path / "runbooks"
     rb_dir.mkdir(exist_ok=True)
     (rb_dir / "hold-db.yaml").write_text(HOLD_DB)
+    (rb_dir / "slow-program.yaml").write_text(SLOW_PROGRAM)
     target = {"postgres": {"dsn": "env:ESD_LOCK_TEST_DSN"},
               "absent": dict.fromkeys(("docker", "grafana", "redis", "prometheus", "qdrant"), "not in this test")}
     config = tmp_path / "es-doctor.yaml"
@@ -129,3 +142,35 @@ def test_a_killed_fix_is_reported_by_the_next_one(config: Path, tmp_path: Path) 
     # reported once: the run after that one finds a clean lock
     clean = run(config, home, "fix", "hold-db", "--yes", "--param", "seconds=0")
     assert clean.returncode == 0 and "previous fix died" not in clean.stdout
+
+
+def test_a_dead_run_whose_program_still_runs_blocks_the_next_fix(config: Path, tmp_path: Path) -> None:
+    """SIGKILL ends es-doctor, not the program its step started: the next fix names that program and
+    refuses (the dead run's record stays, so the attempt after reports it again) until it has ended."""
+    import psutil
+
+    home = tmp_path / "op"
+    victim = start(config, home, "fix", "slow-program", "--yes")
+    dead_run = next(e for e in events(home) if e["event"] == "fix.start")["run_id"]
+    deadline = time.monotonic() + 20
+    while not (children := psutil.Process(victim.pid).children(recursive=True)):
+        assert time.monotonic() < deadline, "the step's program never started"
+        time.sleep(0.05)
+    program = children[0]
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=30)
+    try:
+        blocked = run(config, home, "fix", "hold-db", "--yes", "--param", "seconds=0")
+        assert blocked.returncode == 69, blocked.stdout + blocked.stderr
+        assert f"programs it started are still running: pid {program.pid} (sleep 30)" in blocked.stdout
+        assert f"a step of the dead run {dead_run} is still running (pid {program.pid})" in blocked.stderr
+        assert not any(e["event"] == "fix.start" and e["run_id"] != dead_run for e in events(home))
+        lock_record = json.loads((home / "state" / "locks" / "t.lock").read_text())
+        assert lock_record["run_id"] == dead_run, "the dead run's record is kept for the next attempt"
+    finally:
+        program.kill()
+        program.wait(10)
+    after = run(config, home, "fix", "hold-db", "--yes", "--param", "seconds=0")
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert f"run {dead_run})" in after.stdout and "its last step program (shell) started" in after.stdout
+    assert "still running" not in after.stdout

@@ -10,7 +10,7 @@ import json
 import os
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,15 +95,17 @@ def _holder_text(holder: dict[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def fix_lock(state_dir: Path, target: str, runbook: str, run_id: str = "") -> Iterator[dict[str, Any] | None]:
+def fix_lock(state_dir: Path, target: str, runbook: str, run_id: str = "",
+             on_dead: Callable[[dict[str, Any]], None] | None = None) -> Iterator[dict[str, Any] | None]:
     """One fix at a time per target; a second one is told who holds the lock, and never touches the
-    holder's record. Yields the record of a run that died holding the lock (it is left in the file only
-    when its process ended without releasing: SIGKILL, a crash of the machine), else None."""
+    holder's record. A run that died holding the lock (SIGKILL, a crash of the machine) left its record:
+    ``on_dead(record)`` is called first (when it raises, the record stays for the next attempt), and the
+    record is yielded (else None)."""
     directory = state_dir.expanduser() / "locks"
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = directory / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', target)}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    handle = os.fdopen(fd, "r+", encoding="utf-8")
+    handle: Any = os.fdopen(fd, "r+", encoding="utf-8")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -121,6 +123,13 @@ def fix_lock(state_dir: Path, target: str, runbook: str, run_id: str = "") -> It
             left = json.loads(handle.read(65536) or "null")
         except ValueError:
             left = {"runbook": "?", "note": "unreadable lock record"}
+        if isinstance(left, dict) and left and on_dead is not None:
+            try:
+                on_dead(left)
+            except BaseException:
+                handle.close()  # keeps the dead run's record: the next attempt reports it again
+                handle = None
+                raise
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({**who(), "runbook": runbook, "run_id": run_id,
@@ -128,10 +137,11 @@ def fix_lock(state_dir: Path, target: str, runbook: str, run_id: str = "") -> It
         handle.flush()
         yield left if isinstance(left, dict) and left else None
     finally:
-        with contextlib.suppress(OSError):
-            handle.seek(0)
-            handle.truncate()
-        handle.close()
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.seek(0)
+                handle.truncate()
+            handle.close()
 
 
 #: the PostgreSQL advisory lock of ``fix`` (two int4 keys: "ESD", 1), taken on the target's own database

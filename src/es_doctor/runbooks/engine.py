@@ -7,6 +7,7 @@ One fix at a time per target (a lock file); Ctrl-C stops the running step, is au
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -17,11 +18,31 @@ from pathlib import Path
 from typing import Any
 
 from es_doctor.config import Target, secret_values
-from es_doctor.errors import ExitStatus, UsageError
+from es_doctor.errors import ExitStatus, UnavailableError, UsageError
 from es_doctor.runbooks.actions import REGISTRY, ActionContext, ActionError
 from es_doctor.runbooks.audit import AuditLog, fix_lock, mask, target_lock
 from es_doctor.runbooks.model import Runbook, Step
 from es_doctor.runbooks.templating import TemplateError, evaluate_condition, render
+
+#: set for the programs a run's steps start, so that those of a run that died can be found
+RUN_ENV = "ES_DOCTOR_RUN_ID"
+
+
+def _processes_of_run(run_id: str) -> list[dict[str, Any]]:
+    """Live processes started by run ``run_id`` (they carry it in ``ES_DOCTOR_RUN_ID``)."""
+    import psutil
+
+    if not run_id:
+        return []
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "name"]):
+        try:
+            if proc.environ().get(RUN_ENV) == run_id and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append({"pid": proc.pid,
+                              "command": " ".join(proc.info.get("cmdline") or []) or str(proc.info.get("name"))})
+        except (psutil.Error, OSError):
+            continue
+    return found
 
 
 class Outcome(StrEnum):
@@ -215,12 +236,19 @@ class Engine:
                              plan=[{"step": s.step.name, "action": s.step.action, "inputs": s.inputs}
                                    for s in the_plan.steps])
             return FixResult(rb.id, Outcome.PLANNED, run_id, message="dry run: nothing was changed")
-        with fix_lock(self.state_dir, self.target_name, rb.id, run_id) as dead:
-            if dead is not None:
-                self._report_dead_run(dead, base)
-            with target_lock(self.target, rb.id, run_id, self.say) as held:
-                self._lock_info = held  # audited with fix.start
+        with fix_lock(self.state_dir, self.target_name, rb.id, run_id,
+                      on_dead=lambda dead: self._report_dead_run(dead, base)), \
+                target_lock(self.target, rb.id, run_id, self.say) as held:
+            self._lock_info = held  # audited with fix.start
+            previous = os.environ.get(RUN_ENV)
+            os.environ[RUN_ENV] = run_id  # inherited by the programs steps run: a dead run's are found by it
+            try:
                 return self._run_locked(the_plan, base, run_id, yes)
+            finally:
+                if previous is None:
+                    os.environ.pop(RUN_ENV, None)
+                else:
+                    os.environ[RUN_ENV] = previous
 
     def _report_dead_run(self, dead: dict[str, Any], base: dict[str, Any]) -> None:
         """A run that held the lock and died without releasing it (SIGKILL, a crash): say what it was
@@ -246,9 +274,17 @@ class Engine:
             text += "; the audit log holds none of its records"
         if done:
             text += f"; steps it completed: {', '.join(done)}"
+        running = _processes_of_run(str(dead.get("run_id") or ""))
+        if running:
+            text += "; programs it started are still running: " + ", ".join(
+                f"pid {p['pid']} ({p['command'][:100]})" for p in running)
         self.say(f"WARNING: {text}. Check the target before going on (es-doctor diagnose).")
         self.audit.write("fix.previous-run-died", **base, previous=dead, last_step=last.get("step") if last else None,
-                         half_done=half, completed=done)
+                         half_done=half, completed=done, still_running=running)
+        if running:
+            raise UnavailableError(f"a step of the dead run {dead.get('run_id')} is still running ("
+                                   + ", ".join(f"pid {p['pid']}" for p in running)
+                                   + "): wait for it to end or stop it, then run the fix again")
 
     # ------------------------------------------------------------------ internals
     def _run_locked(self, the_plan: Plan, base: dict[str, Any], run_id: str, yes: bool) -> FixResult:
