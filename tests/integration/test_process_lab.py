@@ -63,6 +63,7 @@ def test_service_restart_goes_through_the_labs_supervisor(process_lab: Any, tmp_
     assert "runs " in result.stdout and "lab restart email-sender-go" in result.stdout  # the plan says how
     after = service_pid(process_lab)
     assert after != before and psutil.pid_exists(after)
+    assert "ESDOCTOR_RUN_ID" not in psutil.Process(after).environ(), "the service is not a step's program"
     assert not psutil.pid_exists(before) or psutil.Process(before).status() == psutil.STATUS_ZOMBIE  # our child
 
 

@@ -21,6 +21,10 @@ from es_doctor.config import Target, resolve_secret
 from es_doctor.probes.result import Result
 from es_doctor.runbooks.action_names import ACTION_NAMES
 
+#: set (by the engine) for the programs a run's steps start, so that those of a run that died can be found
+#: (not ``ES_DOCTOR_…``: an es-doctor started by a step would read that as a configuration override)
+RUN_ENV = "ESDOCTOR_RUN_ID"
+
 
 class ActionError(RuntimeError):
     """A step's action failed (the message says why, with no secret in it)."""
@@ -231,7 +235,9 @@ def service_restart(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any
     if not argv:
         raise ActionError(f"cannot restart the service: no Docker ({target.is_present('docker')[1]}) and no "
                           "service.restart_command in the target")
-    output = _run(argv, None, float(inputs.get("timeout", 120)), ctx)
+    # the service it starts is not a step's program: it must not carry the run's id (nor outlive it as one)
+    env = {k: v for k, v in os.environ.items() if k != RUN_ENV}
+    output = _run(argv, env, float(inputs.get("timeout", 120)), ctx)
     return {"command": argv, "output": output[-2000:]}
 
 

@@ -19,17 +19,14 @@ from typing import Any
 
 from es_doctor.config import Target, secret_values
 from es_doctor.errors import ExitStatus, UnavailableError, UsageError
-from es_doctor.runbooks.actions import REGISTRY, ActionContext, ActionError
+from es_doctor.runbooks.actions import REGISTRY, RUN_ENV, ActionContext, ActionError
 from es_doctor.runbooks.audit import AuditLog, fix_lock, mask, target_lock
 from es_doctor.runbooks.model import Runbook, Step
 from es_doctor.runbooks.templating import TemplateError, evaluate_condition, render
 
-#: set for the programs a run's steps start, so that those of a run that died can be found
-RUN_ENV = "ES_DOCTOR_RUN_ID"
-
 
 def _processes_of_run(run_id: str) -> list[dict[str, Any]]:
-    """Live processes started by run ``run_id`` (they carry it in ``ES_DOCTOR_RUN_ID``)."""
+    """Live processes started by run ``run_id`` (they carry it in ``ESDOCTOR_RUN_ID``)."""
     import psutil
 
     if not run_id:
