@@ -274,6 +274,9 @@ class Backup:
     progress: Progress = lambda _c, _d, _t: None
     cancel: threading.Event = field(default_factory=threading.Event)
     say: Callable[[str], None] = lambda _text: None
+    #: back up while the service may write (no read-only mode set for it); recorded in the manifest
+    live: bool = False
+    _lift: bool = False
 
     def _check(self) -> None:
         if self.cancel.is_set():
@@ -293,6 +296,7 @@ class Backup:
             ("postgres", self._postgres), ("qdrant", self._qdrant), ("volumes", self._volumes),
             ("config", self._config)]
         try:
+            manifest["consistency"] = self._freeze()
             for n, (name, fn) in enumerate(components, 1):
                 self._check()
                 present, why = self.target.is_present("docker" if name == "volumes" else
@@ -318,7 +322,59 @@ class Backup:
             raise
         finally:
             probes.close()
+            self._thaw()
         return backup_id, final, manifest
+
+    def _mode_api(self) -> tuple[Any, str]:
+        from es_doctor.probes.http import HttpProbe
+
+        headers = {}
+        token = resolve_secret(self.target.service.api_key)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return HttpProbe(timeout=10, headers=headers), self.target.service.api_url.rstrip("/") + "/api/v1/maintenance"
+
+    def _freeze(self) -> dict[str, Any]:
+        """Stop writes for the backup (read-only mode) unless ``live``: the dump, the snapshots and their
+        digests then hold one state. What was done is recorded in the manifest (``consistency``)."""
+        if self.live:
+            self.say("consistency: live backup (--live): the service may write meanwhile")
+            return {"mode": "live", "note": "taken while the service may write (--live): the database and the "
+                                            "collections may be seconds apart"}
+        present, why = self.target.is_present("service")
+        if not present:
+            return {"mode": "no service", "note": why}
+        http, url = self._mode_api()
+        state = http.get_json(url)
+        if state.failure is not None or not isinstance(state.value, dict):
+            why = state.failure.message if state.failure is not None else f"unexpected answer {str(state.value)[:80]}"
+            self.say(f"consistency: the service's mode cannot be read ({why}); writes may not be stopped")
+            return {"mode": "unverified", "note": f"the service's mode could not be read ({why})"}
+        if state.value.get("readonly") or state.value.get("maintenance"):
+            by = "read-only" if state.value.get("readonly") else "maintenance"
+            return {"mode": "read-only", "by": f"the service was already in {by} mode"}
+        self._check()
+        self.say("consistency: read-only mode for the backup (lifted afterwards; --live to skip)")
+        set_on = http.post_json(url + "/readonly", {"enabled": True})
+        after = http.get_json(url)
+        if set_on.failure is not None or not (isinstance(after.value, dict) and after.value.get("readonly")):
+            why = set_on.failure.message if set_on.failure is not None else "the service does not say readonly=true"
+            raise BackupError(f"cannot put the service in read-only mode for the backup ({why}); "
+                              "back up while it writes with --live")
+        self._lift = True
+        return {"mode": "read-only", "by": "es-doctor, for the duration of the backup"}
+
+    def _thaw(self) -> None:
+        if not self._lift:
+            return
+        self._lift = False
+        http, url = self._mode_api()
+        lifted = http.post_json(url + "/readonly", {"enabled": False})
+        if lifted.failure is not None:
+            self.say(f"WARNING: read-only mode could not be lifted ({lifted.failure.message}): "
+                     "the service still refuses writes; lift it with: es-doctor emergency readonly --off")
+        else:
+            self.say("consistency: read-only mode lifted")
 
     @staticmethod
     def _files(partial: Path) -> list[dict[str, Any]]:
@@ -341,11 +397,18 @@ class Backup:
         folder.mkdir()
         dest = inside(folder, safe_name(database) + ".dump")
         self.say(f"postgres: pg_dump {database}")
-        try:
-            run_tool([pg_bin("pg_dump"), "--format=custom", f"--file={dest}", dsn], env, 6 * 3600, self.cancel)
+        pg = probes.postgres()
+        try:  # the dump and the digests read the same exported snapshot: the manifest describes the dump
+            with pg.exported_snapshot() as snapshot:
+                run_tool([pg_bin("pg_dump"), "--format=custom", f"--snapshot={snapshot}", f"--file={dest}", dsn],
+                         env, 6 * 3600, self.cancel)
+                tables = _unwrap(pg.table_digests(snapshot=snapshot), "PostgreSQL tables")
         except ToolError as exc:
             raise BackupError(f"PostgreSQL: {exc}") from None
-        tables = _unwrap(probes.postgres().table_digests(), "PostgreSQL tables")
+        except BackupError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the snapshot's connection: a clear error, not a traceback
+            raise BackupError(f"PostgreSQL: {type(exc).__name__}: {exc}") from None
         manifest["postgres"] = {"database": database, "dump": dest.relative_to(partial).as_posix(), "tables": tables}
 
     def _qdrant(self, probes: Probes, partial: Path, manifest: dict[str, Any]) -> None:
@@ -368,8 +431,7 @@ class Backup:
         for name in _unwrap(q.collections(), "Qdrant collections"):
             self._check()
             info = _unwrap(q.collection(name), f"Qdrant collection {name}")
-            points, digest, vector_sum = _unwrap(q.digest(name), f"Qdrant points of {name}")
-            snapshot = _unwrap(q.snapshot(name), f"snapshot of {name}")
+            points, digest, vector_sum, snapshot = self._stable_snapshot(q, name)
             dest = inside(folder, safe_name(name) + ".snapshot")
             self.say(f"qdrant: snapshot {snapshot} of {name} ({points} points)")
             downloaded = q.download_snapshot(name, snapshot, str(dest), self.cancel)
@@ -383,6 +445,22 @@ class Backup:
                                  "sha256_points": digest, "vector_sum": vector_sum, "vector_size": info.vector_size,
                                  "distance": info.distance}
         manifest["qdrant"] = {"embedded": False, "collections": collections}
+
+    def _stable_snapshot(self, q: Any, name: str, attempts: int = 3) -> tuple[int, str, float, str]:
+        """A snapshot of ``name`` with the digest of what it holds: the points are hashed before and
+        after the snapshot, and only a snapshot taken between two equal digests is kept (a write in
+        between: the snapshot is deleted and taken again)."""
+        for _ in range(attempts):
+            self._check()
+            before = _unwrap(q.digest(name), f"Qdrant points of {name}")
+            snapshot = _unwrap(q.snapshot(name), f"snapshot of {name}")
+            after = _unwrap(q.digest(name), f"Qdrant points of {name}")
+            if before[:2] == after[:2]:
+                return int(after[0]), str(after[1]), float(after[2]), str(snapshot)
+            q.delete_snapshot(name, snapshot)
+            self.say(f"qdrant: {name} changed during its snapshot ({before[0]} → {after[0]} points): again")
+        raise BackupError(f"Qdrant collection {name} kept changing during {attempts} snapshots: stop writes "
+                          "(es-doctor emergency readonly) and back up again")
 
     def _volumes(self, probes: Probes, partial: Path, manifest: dict[str, Any]) -> None:
         wanted = backup_volumes(self.target)
@@ -453,11 +531,163 @@ def validate_backup(path: Path) -> Validation:
         raise BackupError(f"{path / MANIFEST}: malformed manifest ({type(exc).__name__}: {exc})") from None
 
 
+SHA256 = re.compile(r"[0-9a-f]{64}")
+#: the components a backup accounts for: each is in the manifest, or skipped with a reason
+COMPONENTS = ("postgres", "qdrant", "volumes", "config")
+
+
+def referenced_files(manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    """(path, what) of every file a restore would read: the dump, snapshots, archives, the config."""
+    out: list[tuple[str, str]] = []
+    pg = manifest.get("postgres")
+    if isinstance(pg, dict) and pg.get("dump"):
+        out.append((str(pg["dump"]), "PostgreSQL dump"))
+    qd = manifest.get("qdrant")
+    if isinstance(qd, dict):
+        if qd.get("archive"):
+            out.append((str(qd["archive"]), "embedded Qdrant archive"))
+        for name, entry in (qd.get("collections") or {}).items():
+            out.append((str(entry.get("snapshot") if isinstance(entry, dict) else None), f"snapshot of {name}"))
+    for vol in manifest.get("volumes") or []:
+        out.append((str(vol.get("archive") if isinstance(vol, dict) else None), "volume archive"))
+    return out
+
+
+def manifest_problems(path: Path, manifest: dict[str, Any]) -> list[str]:
+    """What the manifest fails to verify: its shape, every file a restore would use (listed with its
+    size and sha256), every fact the restore is compared against (tables' rows and md5, collections'
+    points and hashes). A manifest that verifies nothing does not validate."""
+    out: list[str] = []
+    if manifest.get("id") != path.name:
+        out.append(f"its id {manifest.get('id')!r} is not the backup's directory name {path.name!r}")
+    if not manifest.get("finished_at"):
+        out.append("it has no finished_at: the backup was not completed")
+    files = manifest.get("files")
+    if not isinstance(files, list) or not files:
+        out.append("it lists no file")
+        files = []
+    listed: dict[str, Any] = {}
+    for entry in files:
+        if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)
+                and isinstance(entry.get("bytes"), int) and SHA256.fullmatch(str(entry.get("sha256", "")))):
+            raise ValueError(f"a files entry without path, bytes and sha256: {str(entry)[:120]}")
+        listed[entry["path"]] = entry
+    raw_skipped = manifest.get("skipped")
+    skipped: dict[str, Any] = raw_skipped if isinstance(raw_skipped, dict) else {}
+    for component in COMPONENTS:
+        value = manifest.get(component)
+        has = bool(value) if component != "config" else any(p.startswith("config/") for p in listed)
+        if not has and component not in skipped:
+            out.append(f"{component}: neither backed up nor skipped with a reason")
+    for rel, what in referenced_files(manifest):
+        if rel not in listed:
+            out.append(f"{what} {rel}: not in the manifest's files (no size or sha256 to verify it)")
+    pg = manifest.get("postgres")
+    if isinstance(pg, dict):
+        tables = pg.get("tables")
+        if not isinstance(tables, dict):  # an empty database records {}: a state a safety backup may hold
+            out.append("postgres: no tables recorded (row counts and md5 are what a restore is checked against)")
+        else:
+            for table, fact in tables.items():
+                if not (isinstance(fact, dict) and isinstance(fact.get("rows"), int)
+                        and isinstance(fact.get("md5"), str) and len(fact["md5"]) == 32):
+                    out.append(f"postgres: table {table} has no row count and md5")
+    elif pg is not None:
+        out.append("postgres: not a mapping")
+    qd = manifest.get("qdrant")
+    if isinstance(qd, dict) and not qd.get("embedded"):
+        collections = qd.get("collections")
+        if not isinstance(collections, dict):
+            out.append("qdrant: no collections recorded")
+        else:
+            for name, fact in collections.items():
+                if not (isinstance(fact, dict) and isinstance(fact.get("points"), int)
+                        and SHA256.fullmatch(str(fact.get("sha256_points", "")))):
+                    out.append(f"qdrant: collection {name} has no point count and hash")
+    for vol in manifest.get("volumes") or []:
+        if not (isinstance(vol, dict) and isinstance(vol.get("volume"), str) and isinstance(vol.get("members"), int)):
+            out.append(f"volumes: an entry without volume and member count: {str(vol)[:120]}")
+    return out
+
+
+def verified_file(path: Path, manifest: dict[str, Any], rel: str) -> Path:
+    """The backup's file ``rel``, only when the manifest lists it and it still has the recorded size and
+    sha256 (checked again right before a restore uses it); else :class:`BackupError`, nothing changed."""
+    entry = next((f for f in manifest.get("files") or [] if isinstance(f, dict) and f.get("path") == rel), None)
+    if entry is None:
+        raise BackupError(f"{rel}: not in the manifest of {path.name}: refused (the restore uses only verified files)")
+    file = inside(path, rel)
+    if not file.is_file() or file.stat().st_size != entry.get("bytes") or sha256_file(file) != entry.get("sha256"):
+        raise BackupError(f"{rel}: differs from the manifest of {path.name} (size or sha256): refused")
+    return file
+
+
+def dump_row_counts(dump: Path, timeout: float = 6 * 3600, cancel: threading.Event | None = None) -> dict[str, int]:
+    """Rows per table in a custom-format dump, counted as ``pg_restore --data-only`` streams its COPY
+    blocks (one line per row; memory stays flat). The program runs in its own process group, without
+    stdin, and is killed with it on timeout or cancel; :class:`BackupError` when it fails."""
+    import signal
+    import subprocess
+
+    from es_doctor.tools import pg_bin
+
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen([pg_bin("pg_restore"), "--data-only", "--file=-", str(dump)],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
+                                    start_new_session=True)
+        except OSError as exc:
+            raise BackupError(f"cannot run pg_restore: {exc.strerror or exc}") from None
+        stop, why = threading.Event(), []
+
+        def watchdog() -> None:
+            deadline = time.monotonic() + timeout
+            while not stop.wait(0.2):
+                if (cancel is not None and cancel.is_set()) or time.monotonic() > deadline:
+                    why.append("interrupted" if cancel is not None and cancel.is_set() else f"timed out ({timeout:g}s)")
+                    with contextlib.suppress(OSError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    return
+
+        guard = threading.Thread(target=watchdog, daemon=True)
+        guard.start()
+        counts: dict[str, int] = {}
+        current: str | None = None
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if current is None:
+                    if line.startswith(b"COPY "):
+                        current = line.split()[1].decode("utf-8", "replace").replace('"', "")
+                        counts[current] = 0
+                elif line == b"\\.\n":
+                    current = None
+                else:
+                    counts[current] += 1
+            proc.wait()
+        finally:
+            stop.set()
+            if proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if why:
+            raise BackupError(f"pg_restore --data-only {why[0]}")
+        if proc.returncode != 0:
+            errors.seek(0, os.SEEK_END)
+            errors.seek(max(0, errors.tell() - 400))
+            raise BackupError(f"pg_restore --data-only exited {proc.returncode}: "
+                              f"{errors.read().decode('utf-8', 'replace').strip()}")
+    return counts
+
+
 def _validate_backup(path: Path, manifest: dict[str, Any]) -> Validation:
     from es_doctor.tools import ToolError, pg_bin, run_tool
 
     v = Validation(f"backup {path.name}")
-    listed = {f["path"]: f for f in manifest.get("files", [])}
+    for problem in manifest_problems(path, manifest):
+        v.add("manifest", problem)
+    listed = {f["path"]: f for f in manifest.get("files", []) if isinstance(f, dict) and "path" in f}
     for rel, entry in sorted(listed.items()):
         try:
             file = inside(path, rel)
@@ -474,6 +704,7 @@ def _validate_backup(path: Path, manifest: dict[str, Any]) -> Validation:
         if extra != MANIFEST and extra not in listed:
             v.add(extra, "not in the manifest", "WARN")
     bad = {p.component for p in v.problems if p.severity == "CRIT"}
+    bad |= {rel for rel, _what in referenced_files(manifest) if rel not in listed}  # never read an unverified file
     pg = manifest.get("postgres")
     if pg and pg.get("dump") not in bad:
         try:
@@ -490,8 +721,15 @@ def _validate_backup(path: Path, manifest: dict[str, Any]) -> Validation:
                 schema, _, name = table.partition(".")
                 if not re.search(rf"\bTABLE DATA {re.escape(schema)} {re.escape(name)}\b", toc):
                     v.add(pg["dump"], f"the dump has no data for table {table}")
+            in_dump = dump_row_counts(inside(path, pg["dump"]))  # the recorded row counts are the dump's
+            for table, fact in sorted(pg.get("tables", {}).items()):
+                if in_dump.get(table, 0) != fact.get("rows"):
+                    v.add(pg["dump"], f"the dump holds {in_dump.get(table, 0)} rows of table {table}, the manifest "
+                                      f"says {fact.get('rows')}")
         except ToolError as exc:
             v.add(pg["dump"], f"pg_restore --list failed: {exc}")
+        except BackupError as exc:
+            v.add(pg["dump"], str(exc))
     archives = [(c["snapshot"], "snapshot") for c in (manifest.get("qdrant") or {}).get("collections", {}).values()]
     if (manifest.get("qdrant") or {}).get("archive"):
         archives.append((manifest["qdrant"]["archive"], "archive"))
@@ -714,11 +952,51 @@ def require_write_freeze(target: Target) -> str:
                       "maintenance mode, or stop its container")
 
 
+def restorable_manifest(path: Path) -> dict[str, Any]:
+    """The backup's manifest, only when it verifies every file and fact a restore uses; else
+    :class:`BackupError` (raised before any change)."""
+    manifest = read_manifest(path)
+    try:
+        problems = manifest_problems(path, manifest)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise BackupError(f"{path / MANIFEST}: malformed manifest ({type(exc).__name__}: {exc})") from None
+    if problems:
+        raise BackupError(f"backup {path.name} refused: its manifest does not verify it ({'; '.join(problems[:5])})")
+    return manifest
+
+
+def check_archive(archive: Path) -> int:
+    """Read a tar archive to its end before anything is emptied for it: its member count, or
+    :class:`BackupError` (unreadable, truncated, or a member that would land outside the volume)."""
+    try:
+        with tarfile.open(archive, "r:") as tar:
+            n = 0
+            for member in tar:
+                name = member.name.removeprefix("./")
+                if name.startswith("/") or ".." in Path(name).parts or member.isdev():
+                    raise BackupError(f"{archive}: member {member.name!r} would land outside the volume: refused")
+                n += 1
+                handle = tar.extractfile(member) if member.isfile() else None
+                if handle is not None:
+                    while handle.read(CHUNK):
+                        pass
+            return n
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BackupError(f"{archive}: not a readable tar archive ({exc}): refused before any change") from None
+
+
 def restore_volumes(target: Target, path: Path, say: Callable[[str], None] = lambda _t: None,
                     cancel: threading.Event | None = None) -> list[str]:
-    """Each volume of the backup: stop the containers that use it, recreate it empty, fill it from
-    the archive, start them again (in the stack's start order)."""
-    manifest = read_manifest(path)
+    """Each volume of the backup: its archive verified (manifest sha256, read to its end), then stop the
+    containers that use it, recreate it empty, fill it from the archive (streamed), start them again
+    (in the stack's start order)."""
+    manifest = restorable_manifest(path)
+    archives = {}
+    for entry in manifest.get("volumes", []):  # every archive verified before the first volume is emptied
+        archive = verified_file(path, manifest, entry["archive"])
+        if check_archive(archive) != entry["members"]:
+            raise BackupError(f"{entry['archive']}: member count differs from the manifest: refused")
+        archives[entry["volume"]] = archive
     probes = Probes(target)
     docker = probes.docker()
     done: list[str] = []
@@ -727,7 +1005,7 @@ def restore_volumes(target: Target, path: Path, say: Callable[[str], None] = lam
     for entry in manifest.get("volumes", []):
         if cancel is not None and cancel.is_set():
             raise CancelledError("restore interrupted")
-        volume, archive = entry["volume"], inside(path, entry["archive"])
+        volume, archive = entry["volume"], archives[entry["volume"]]
         users = _unwrap(docker.volume_users(volume), f"containers of {volume}")
         running = [u for u in users if (info := docker.container(u)).value is not None and info.value.running]
         for name in sorted(running, key=lambda n: -order.get(n, len(order))):
@@ -807,10 +1085,11 @@ def pg_restore_file(target: Target, dump: Path, cancel: threading.Event | None =
 
 def restore_postgres(target: Target, path: Path, cancel: threading.Event | None = None) -> str:
     """The backup's dump restored with :func:`pg_restore_file`."""
-    pg = read_manifest(path).get("postgres")
+    manifest = restorable_manifest(path)
+    pg = manifest.get("postgres")
     if not pg:
         return "the backup holds no PostgreSQL dump"
-    pg_restore_file(target, inside(path, pg["dump"]), cancel)
+    pg_restore_file(target, verified_file(path, manifest, pg["dump"]), cancel)
     tables = pg.get("tables", {})
     return f"database {pg.get('database')} restored ({len(tables)} tables, " \
            f"{sum(t['rows'] for t in tables.values())} rows)"
@@ -819,26 +1098,26 @@ def restore_postgres(target: Target, path: Path, cancel: threading.Event | None 
 def restore_qdrant(target: Target, path: Path, cancel: threading.Event | None = None,
                    only: list[str] | None = None) -> list[str]:
     """Each collection of the backup (or only those named) recovered from its snapshot (uploaded)."""
-    qd = read_manifest(path).get("qdrant") or {}
+    manifest = restorable_manifest(path)
+    qd = manifest.get("qdrant") or {}
     if qd.get("embedded"):
         if only:
             raise BackupError("this backup holds an embedded Qdrant's whole storage: it is restored whole "
                               "(es-doctor emergency restore), not one collection")
-        return [restore_embedded_qdrant(target, inside(path, qd["archive"]))]
-    collections = qd.get("collections", {})
+        return [restore_embedded_qdrant(target, verified_file(path, manifest, qd["archive"]))]
+    collections = {name: entry for name, entry in (qd.get("collections") or {}).items() if not only or name in only}
     absent = [name for name in only or [] if name not in collections]
     if absent:
         raise BackupError(f"backup {path.name} holds no snapshot of {', '.join(absent)}")
+    snapshots = {name: verified_file(path, manifest, entry["snapshot"])
+                 for name, entry in collections.items()}  # all verified before the first upload
     probes = Probes(target)
     done = []
     try:
         for name, entry in sorted(collections.items()):
-            if only and name not in only:
-                continue
             if cancel is not None and cancel.is_set():
                 raise CancelledError("restore interrupted")
-            _unwrap(probes.qdrant().upload_snapshot(name, str(inside(path, entry["snapshot"]))),
-                    f"recover {name}")
+            _unwrap(probes.qdrant().upload_snapshot(name, str(snapshots[name])), f"recover {name}")
             done.append(f"{name} ({entry.get('points')} points)")
     finally:
         probes.close()

@@ -144,12 +144,17 @@ def rollback(ctx: typer.Context,
 @emergency_app.command("backup")
 def backup(ctx: typer.Context,
            reason: Annotated[str, typer.Option(help="Recorded in the manifest.")] = "emergency backup",
+           live: Annotated[bool, typer.Option("--live", help="Do not put the service in read-only mode for the "
+                                              "backup (recorded in the manifest).")] = False,
            dry_run: DryOpt = False, config: ConfigOpt = None, target: TargetOpt = None) -> int:
-    """A consistent, timestamped backup: PostgreSQL, Qdrant snapshots, volumes, service config."""
-    result = _run_result(ctx, "emergency-backup", {"reason": reason}, True, dry_run, config, target)
+    """A consistent, timestamped backup: PostgreSQL, Qdrant snapshots, volumes, service config; taken
+    under read-only mode (lifted afterwards) unless --live."""
+    result = _run_result(ctx, "emergency-backup", {"reason": reason, "live": str(live).lower()}, True, dry_run,
+                         config, target)
     made = next((s.output for s in result.steps if s.name == "backup" and s.status == "ok"), None)
     if made:
         typer.echo(f"backup {made['id']}: {made['files']} files, {made['bytes']} bytes in {made['path']}")
+        typer.echo(f"  consistency: {made.get('consistency', {}).get('mode', '?')}")
         for component, why in (made.get("skipped") or {}).items():
             typer.echo(f"  not backed up: {component} ({why})")
     return int(result.outcome.exit_status)
