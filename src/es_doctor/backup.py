@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from es_doctor.config import Target, resolve_secret
+from es_doctor.config import Target
 from es_doctor.probes.result import FailureKind
+from es_doctor.probes.session import ProbeSession
 
 FORMAT = "es-doctor-backup/1"
 MANIFEST = "manifest.json"
@@ -203,35 +204,9 @@ def inside(base: Path, *parts: str) -> Path:
 # --------------------------------------------------------------------------- probes of a target
 
 
-@dataclass
-class Probes:
-    target: Target
-    timeout: float = 60.0
-    _made: dict[str, Any] = field(default_factory=dict)
-
-    def postgres(self) -> Any:
-        from es_doctor.probes.postgres import PostgresProbe
-
-        pg = self.target.postgres
-        return self._made.setdefault("pg", PostgresProbe(resolve_secret(pg.dsn) or "", resolve_secret(pg.password),
-                                                         timeout=self.timeout))
-
-    def qdrant(self) -> Any:
-        from es_doctor.probes.qdrant import QdrantProbe
-
-        if "qdrant" not in self._made:
-            self._made["qdrant"] = QdrantProbe(self.target.qdrant.url, resolve_secret(self.target.qdrant.api_key),
-                                               timeout=self.timeout)
-        return self._made["qdrant"]
-
-    def docker(self) -> Any:
-        from es_doctor.probes.docker import DockerProbe
-
-        return self._made.setdefault("docker", DockerProbe(self.target.docker.host, timeout=self.timeout))
-
-    def close(self) -> None:
-        if "qdrant" in self._made:
-            self._made["qdrant"].close()
+def Probes(target: Target, timeout: float = 60.0) -> ProbeSession:  # noqa: N802 - the session, by its old name
+    """The backup's probe session: every client bounded by ``timeout`` (Docker's too)."""
+    return ProbeSession(target, timeout=timeout, docker_timeout=timeout)
 
 
 def _unwrap(result: Any, what: str) -> Any:
@@ -247,12 +222,12 @@ def backup_volumes(target: Target) -> list[str]:
     return [v for v in target.docker.volumes if v not in skip]
 
 
-def helper_image(probes: Probes) -> str:
+def helper_image(probes: ProbeSession) -> str:
     """An image already on the engine for the never-started helper container of volume copies."""
     t = probes.target
     for name in (t.service.container, t.qdrant.container, t.postgres.container):
         info = probes.docker().container(name)
-        if info.ok:
+        if info.value is not None:
             return str(info.value.image)
     images = _unwrap(probes.docker().images(), "Docker images")
     if not images:
@@ -292,7 +267,7 @@ class Backup:
             "started_at": dt.datetime.now(dt.UTC).isoformat(), "files": [], "skipped": {},
             "postgres": None, "qdrant": None, "volumes": [],
         }
-        components: list[tuple[str, Callable[[Probes, Path, dict[str, Any]], None]]] = [
+        components: list[tuple[str, Callable[[ProbeSession, Path, dict[str, Any]], None]]] = [
             ("postgres", self._postgres), ("qdrant", self._qdrant), ("volumes", self._volumes),
             ("config", self._config)]
         try:
@@ -325,14 +300,9 @@ class Backup:
             self._thaw()
         return backup_id, final, manifest
 
-    def _mode_api(self) -> tuple[Any, str]:
-        from es_doctor.probes.http import HttpProbe
-
-        headers = {}
-        token = resolve_secret(self.target.service.api_key)
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        return HttpProbe(timeout=10, headers=headers), self.target.service.api_url.rstrip("/") + "/api/v1/maintenance"
+    def _service(self) -> Any:
+        """The service's API (typed), with its bearer token: the mode is read and set through it."""
+        return ProbeSession(self.target, timeout=10).service()
 
     def _freeze(self) -> dict[str, Any]:
         """Stop writes for the backup (read-only mode) unless ``live``: the dump, the snapshots and their
@@ -344,20 +314,19 @@ class Backup:
         present, why = self.target.is_present("service")
         if not present:
             return {"mode": "no service", "note": why}
-        http, url = self._mode_api()
-        state = http.get_json(url)
-        if state.failure is not None or not isinstance(state.value, dict):
-            why = state.failure.message if state.failure is not None else f"unexpected answer {str(state.value)[:80]}"
+        api = self._service()
+        state = api.mode()
+        if state.failure is not None:
+            why = state.failure.message
             self.say(f"consistency: the service's mode cannot be read ({why}); writes may not be stopped")
             return {"mode": "unverified", "note": f"the service's mode could not be read ({why})"}
-        if state.value.get("readonly") or state.value.get("maintenance"):
-            by = "read-only" if state.value.get("readonly") else "maintenance"
-            return {"mode": "read-only", "by": f"the service was already in {by} mode"}
+        if state.unwrap().writes_refused:
+            return {"mode": "read-only", "by": f"the service was already in {state.unwrap().writes_refused} mode"}
         self._check()
         self.say("consistency: read-only mode for the backup (lifted afterwards; --live to skip)")
-        set_on = http.post_json(url + "/readonly", {"enabled": True})
-        after = http.get_json(url)
-        if set_on.failure is not None or not (isinstance(after.value, dict) and after.value.get("readonly")):
+        set_on = api.set_readonly(True)
+        after = api.mode()
+        if set_on.failure is not None or not (after.value is not None and after.value.readonly):
             why = set_on.failure.message if set_on.failure is not None else "the service does not say readonly=true"
             raise BackupError(f"cannot put the service in read-only mode for the backup ({why}); "
                               "back up while it writes with --live")
@@ -368,8 +337,7 @@ class Backup:
         if not self._lift:
             return
         self._lift = False
-        http, url = self._mode_api()
-        lifted = http.post_json(url + "/readonly", {"enabled": False})
+        lifted = self._service().set_readonly(False)
         if lifted.failure is not None:
             self.say(f"WARNING: read-only mode could not be lifted ({lifted.failure.message}): "
                      "the service still refuses writes; lift it with: es-doctor emergency readonly --off")
@@ -386,7 +354,7 @@ class Backup:
                         "sha256": sha256_file(path)})
         return out
 
-    def _postgres(self, probes: Probes, partial: Path, manifest: dict[str, Any]) -> None:
+    def _postgres(self, probes: ProbeSession, partial: Path, manifest: dict[str, Any]) -> None:
         from urllib.parse import urlsplit
 
         from es_doctor.tools import ToolError, pg_bin, pg_env, run_tool
@@ -411,7 +379,7 @@ class Backup:
             raise BackupError(f"PostgreSQL: {type(exc).__name__}: {exc}") from None
         manifest["postgres"] = {"database": database, "dump": dest.relative_to(partial).as_posix(), "tables": tables}
 
-    def _qdrant(self, probes: Probes, partial: Path, manifest: dict[str, Any]) -> None:
+    def _qdrant(self, probes: ProbeSession, partial: Path, manifest: dict[str, Any]) -> None:
         q = probes.qdrant()
         folder = inside(partial, "qdrant")
         folder.mkdir()
@@ -462,7 +430,7 @@ class Backup:
         raise BackupError(f"Qdrant collection {name} kept changing during {attempts} snapshots: stop writes "
                           "(es-doctor emergency readonly) and back up again")
 
-    def _volumes(self, probes: Probes, partial: Path, manifest: dict[str, Any]) -> None:
+    def _volumes(self, probes: ProbeSession, partial: Path, manifest: dict[str, Any]) -> None:
         wanted = backup_volumes(self.target)
         if not wanted:
             return
@@ -479,7 +447,7 @@ class Backup:
             manifest["volumes"].append({"volume": volume, "archive": dest.relative_to(partial).as_posix(),
                                         "members": members})
 
-    def _config(self, probes: Probes, partial: Path, manifest: dict[str, Any]) -> None:
+    def _config(self, probes: ProbeSession, partial: Path, manifest: dict[str, Any]) -> None:
         svc = self.target.service
         text: str | None = None
         why = ""
@@ -816,7 +784,7 @@ def validate_live(target: Target, scan_volumes: bool = True, content: bool = Fal
     return v
 
 
-def _live_postgres(target: Target, probes: Probes, v: Validation, content: bool) -> set[int] | None:
+def _live_postgres(target: Target, probes: ProbeSession, v: Validation, content: bool) -> set[int] | None:
     if not target.is_present("postgres")[0]:
         v.notes.append(f"PostgreSQL not checked: {target.is_present('postgres')[1]}")
         return None
@@ -834,7 +802,7 @@ def _live_postgres(target: Target, probes: Probes, v: Validation, content: bool)
     if checked.failure is not None:
         v.add("postgres", f"amcheck failed: {checked.failure.message}", "WARN")
     else:
-        installed, problems = checked.value
+        installed, problems = checked.unwrap()
         if not installed:
             v.notes.append("amcheck is not installed in the database: indexes not verified "
                            "(CREATE EXTENSION amcheck, as a superuser)")
@@ -850,7 +818,7 @@ def _live_postgres(target: Target, probes: Probes, v: Validation, content: bool)
     return {int(x) for x in ids.value or [] if x is not None}
 
 
-def _live_qdrant(target: Target, probes: Probes, v: Validation, row_ids: set[int] | None, content: bool) -> None:
+def _live_qdrant(target: Target, probes: ProbeSession, v: Validation, row_ids: set[int] | None, content: bool) -> None:
     if not target.is_present("qdrant")[0]:
         v.notes.append(f"Qdrant not checked: {target.is_present('qdrant')[1]}")
         return
@@ -859,14 +827,15 @@ def _live_qdrant(target: Target, probes: Probes, v: Validation, row_ids: set[int
     if info.failure is not None:
         v.add("qdrant", f"collection {name}: {info.failure.message}")
         return
-    col = info.value
+    col = info.unwrap()
     if col.status != "green":
         v.add("qdrant", f"collection {name} status is {col.status}", "CRIT" if col.status == "red" else "WARN")
     digest = q.digest(name) if content else q.count(name)
     if digest.failure is not None:
         v.add("qdrant", f"cannot read the points of {name}: {digest.failure.message}")
         return
-    points, sha, vector_sum = digest.value if content else (digest.value, None, None)
+    got = digest.value
+    points, sha, vector_sum = got if isinstance(got, tuple) else (got, None, None)
     v.facts["qdrant"] = {name: {"points": points, "sha256_points": sha, "vector_sum": vector_sum,
                                 "status": col.status}}
     if row_ids is None:
@@ -901,7 +870,7 @@ def _live_qdrant(target: Target, probes: Probes, v: Validation, row_ids: set[int
                         f"(e.g. {sorted(missing)[:5]})")
 
 
-def _live_volumes(target: Target, probes: Probes, v: Validation, scan: bool) -> None:
+def _live_volumes(target: Target, probes: ProbeSession, v: Validation, scan: bool) -> None:
     docker = probes.docker()
     image: str | None = None
     for volume in target.docker.volumes:
@@ -931,23 +900,18 @@ def _live_volumes(target: Target, probes: Probes, v: Validation, scan: bool) -> 
 def require_write_freeze(target: Target) -> str:
     """Why writes are stopped (read-only or maintenance mode, or the service not running); else
     :class:`BackupError`: a restore never runs under a writing service."""
-    from es_doctor.probes.http import HttpProbe
-
-    mode = HttpProbe(timeout=5).get_json(target.service.api_url.rstrip("/") + "/api/v1/maintenance")
-    if mode.ok and isinstance(mode.value, dict):
-        if mode.value.get("readonly"):
-            return "the service is in read-only mode"
-        if mode.value.get("maintenance"):
-            return "the service is in maintenance mode"
+    session = ProbeSession(target, timeout=5, docker_timeout=10)
+    mode = session.service().mode()
+    if mode.value is not None:
+        if mode.value.writes_refused:
+            return f"the service is in {mode.value.writes_refused} mode"
         raise BackupError("the service accepts writes: put it in read-only or maintenance mode first "
                           "(es-doctor emergency readonly)")
     if target.is_present("docker")[0]:
-        from es_doctor.probes.docker import DockerProbe
-
-        info = DockerProbe(target.docker.host).container(target.service.container)
+        info = session.docker().container(target.service.container)
         if info.value is not None and not info.value.running:
             return f"the service container {target.service.container} is not running"
-    why = mode.failure.message if mode.failure else "an unexpected answer"
+    why = mode.failure.message if mode.failure else "no answer"
     raise BackupError(f"cannot tell that writes are stopped ({why}): put the service in read-only or "
                       "maintenance mode, or stop its container")
 
@@ -1029,7 +993,7 @@ def restore_volumes(target: Target, path: Path, say: Callable[[str], None] = lam
     return done
 
 
-def _wait_ready(probes: Probes, container: str, cancel: threading.Event | None, timeout: float = 90.0) -> None:
+def _wait_ready(probes: ProbeSession, container: str, cancel: threading.Event | None, timeout: float = 90.0) -> None:
     """After a start: PostgreSQL answers a query, Qdrant lists its collections (other containers:
     running)."""
     t = probes.target

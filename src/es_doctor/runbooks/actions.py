@@ -19,6 +19,7 @@ from typing import Any
 
 from es_doctor.config import Target
 from es_doctor.probes.result import Result
+from es_doctor.probes.session import ProbeSession
 from es_doctor.runbooks.action_names import ACTION_NAMES
 from es_doctor.secrets import MASK, is_secret_key, resolve_secret
 
@@ -47,22 +48,23 @@ class ActionContext:
     say: Callable[[str], None] = lambda _text: None
     #: where `emergency backup` keeps backups (None: ``state_dir/backups``)
     backup_root: Path | None = None
-    _probes: dict[str, Any] = field(default_factory=dict)
+    #: the run's probe session (every client bounded by 60 s; closed by the engine at the end of the run)
+    probes: ProbeSession = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.probes = ProbeSession(self.target, timeout=60, docker_timeout=60)
 
     def docker(self) -> Any:
-        from es_doctor.probes.docker import DockerProbe
-
-        if "docker" not in self._probes:
-            self._probes["docker"] = DockerProbe(self.target.docker.host, timeout=60)
-        return self._probes["docker"]
+        return self.probes.docker()
 
     def qdrant(self) -> Any:
-        from es_doctor.probes.qdrant import QdrantProbe
+        return self.probes.qdrant()
 
-        if "qdrant" not in self._probes:
-            self._probes["qdrant"] = QdrantProbe(self.target.qdrant.url, resolve_secret(self.target.qdrant.api_key),
-                                                 timeout=60)
-        return self._probes["qdrant"]
+    def postgres(self) -> Any:
+        return self.probes.postgres()
+
+    def service(self) -> Any:
+        return self.probes.service()
 
     @property
     def deployments(self) -> Path:
@@ -391,11 +393,11 @@ def docker_stack_restart(inputs: dict[str, Any], ctx: ActionContext) -> dict[str
 
 def _helper_image(inputs: dict[str, Any], ctx: ActionContext) -> str:
     """The image of the volume helper container: the step's ``image``, else one the stack runs."""
-    from es_doctor.backup import Probes, helper_image
+    from es_doctor.backup import helper_image
 
     if inputs.get("image"):
         return str(inputs["image"])
-    return str(_backup_call(lambda: helper_image(Probes(ctx.target))))
+    return str(_backup_call(lambda: helper_image(ctx.probes)))
 
 
 @action("docker.volume-backup", lambda i: f"back up volume {i.get('volume')} to a tar in the run's directory")
@@ -480,11 +482,7 @@ def qdrant_recover(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]
 
 @action("postgres.sql", lambda i: f"run SQL: {str(i.get('sql', ''))[:120]}")
 def postgres_sql(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    from es_doctor.probes.postgres import PostgresProbe
-
-    probe = PostgresProbe(resolve_secret(ctx.target.postgres.dsn) or "", resolve_secret(ctx.target.postgres.password),
-                          timeout=30)
-    rows = unwrap(probe.query(str(need(inputs, "sql"))), "SQL")
+    rows = unwrap(ctx.postgres().query(str(need(inputs, "sql"))), "SQL")
     return {"rows": [list(r) for r in rows[:100]], "row_count": len(rows)}
 
 
@@ -568,19 +566,16 @@ def free_port_scope(inputs: dict[str, Any], target: Target) -> PortScope:
     holders = unwrap(listeners(port), f"listeners of port {port}")
     keep = {int(p) for p in inputs.get("keep_pids") or []} | ancestors(os.getpid())
     service: set[int] = set()
+    session = ProbeSession(target, timeout=3.0, docker_timeout=10.0)
     if target.is_present("docker")[0]:
-        from es_doctor.probes.docker import DockerProbe
-
-        info = DockerProbe(target.docker.host, timeout=10).container(target.service.container)
+        info = session.docker().container(target.service.container)
         if info.value is not None and info.value.pid:
             service = process_tree(int(info.value.pid))
         # Docker's own forwarder of a published port belongs to Docker: ending it is never the cure
         service |= {h.pid for h in holders if h.name in DOCKER_FORWARDERS}
     elif holders:  # no Docker: a holder that answers /health like the service is the service
-        from es_doctor.probes.http import HttpProbe, as_json
-
-        answer = as_json(HttpProbe(timeout=3.0).get(target.service.api_url.rstrip("/") + "/health", accept=(503,)))
-        if answer.ok and isinstance(answer.value, dict) and "status" in answer.value:
+        answer = session.service().health()
+        if answer.value is not None and answer.value.reason:
             service = {h.pid for h in holders}
     if inputs.get("include_service"):
         service_holders: list[Any] = []

@@ -327,10 +327,17 @@ class Engine:
             ensure_writable_dir(self.backup_root, "backup directory")
 
     def _run_locked(self, the_plan: Plan, base: dict[str, Any], run_id: str, yes: bool) -> FixResult:
-        rb = the_plan.runbook
-        result = FixResult(rb.id, Outcome.FIXED, run_id)
         work_dir = private_dir(self.state_dir / "runs" / run_id)  # dumps and config copies: 0700
         ctx = ActionContext(self.target, self.target_name, work_dir, say=self.say, backup_root=self.backup_root)
+        try:
+            return self._run_with(ctx, the_plan, base, run_id, yes)
+        finally:
+            ctx.probes.close()  # the run's clients (an embedded Qdrant holds its storage lock until closed)
+
+    def _run_with(self, ctx: ActionContext, the_plan: Plan, base: dict[str, Any], run_id: str,
+                  yes: bool) -> FixResult:
+        rb = the_plan.runbook
+        result = FixResult(rb.id, Outcome.FIXED, run_id)
         self.audit.write("fix.start", **base, params=the_plan.params, destructive=the_plan.destructive,
                          lock=self._lock_info)
         started = time.monotonic()
