@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from es_doctor.config import Target, resolve_secret
+from es_doctor.config import Target
 from es_doctor.probes.result import FailureKind
+from es_doctor.probes.session import ProbeSession
 
 FORMAT = "es-doctor-backup/1"
 MANIFEST = "manifest.json"
@@ -203,35 +204,9 @@ def inside(base: Path, *parts: str) -> Path:
 # --------------------------------------------------------------------------- probes of a target
 
 
-@dataclass
-class Probes:
-    target: Target
-    timeout: float = 60.0
-    _made: dict[str, Any] = field(default_factory=dict)
-
-    def postgres(self) -> Any:
-        from es_doctor.probes.postgres import PostgresProbe
-
-        pg = self.target.postgres
-        return self._made.setdefault("pg", PostgresProbe(resolve_secret(pg.dsn) or "", resolve_secret(pg.password),
-                                                         timeout=self.timeout))
-
-    def qdrant(self) -> Any:
-        from es_doctor.probes.qdrant import QdrantProbe
-
-        if "qdrant" not in self._made:
-            self._made["qdrant"] = QdrantProbe(self.target.qdrant.url, resolve_secret(self.target.qdrant.api_key),
-                                               timeout=self.timeout)
-        return self._made["qdrant"]
-
-    def docker(self) -> Any:
-        from es_doctor.probes.docker import DockerProbe
-
-        return self._made.setdefault("docker", DockerProbe(self.target.docker.host, timeout=self.timeout))
-
-    def close(self) -> None:
-        if "qdrant" in self._made:
-            self._made["qdrant"].close()
+def Probes(target: Target, timeout: float = 60.0) -> ProbeSession:  # noqa: N802 - the session, by its old name
+    """The backup's probe session: every client bounded by ``timeout`` (Docker's too)."""
+    return ProbeSession(target, timeout=timeout, docker_timeout=timeout)
 
 
 def _unwrap(result: Any, what: str) -> Any:
@@ -247,12 +222,12 @@ def backup_volumes(target: Target) -> list[str]:
     return [v for v in target.docker.volumes if v not in skip]
 
 
-def helper_image(probes: Probes) -> str:
+def helper_image(probes: ProbeSession) -> str:
     """An image already on the engine for the never-started helper container of volume copies."""
     t = probes.target
     for name in (t.service.container, t.qdrant.container, t.postgres.container):
         info = probes.docker().container(name)
-        if info.ok:
+        if info.value is not None:
             return str(info.value.image)
     images = _unwrap(probes.docker().images(), "Docker images")
     if not images:
@@ -274,6 +249,9 @@ class Backup:
     progress: Progress = lambda _c, _d, _t: None
     cancel: threading.Event = field(default_factory=threading.Event)
     say: Callable[[str], None] = lambda _text: None
+    #: back up while the service may write (no read-only mode set for it); recorded in the manifest
+    live: bool = False
+    _lift: bool = False
 
     def _check(self) -> None:
         if self.cancel.is_set():
@@ -289,10 +267,11 @@ class Backup:
             "started_at": dt.datetime.now(dt.UTC).isoformat(), "files": [], "skipped": {},
             "postgres": None, "qdrant": None, "volumes": [],
         }
-        components: list[tuple[str, Callable[[Probes, Path, dict[str, Any]], None]]] = [
+        components: list[tuple[str, Callable[[ProbeSession, Path, dict[str, Any]], None]]] = [
             ("postgres", self._postgres), ("qdrant", self._qdrant), ("volumes", self._volumes),
             ("config", self._config)]
         try:
+            manifest["consistency"] = self._freeze()
             for n, (name, fn) in enumerate(components, 1):
                 self._check()
                 present, why = self.target.is_present("docker" if name == "volumes" else
@@ -318,7 +297,52 @@ class Backup:
             raise
         finally:
             probes.close()
+            self._thaw()
         return backup_id, final, manifest
+
+    def _service(self) -> Any:
+        """The service's API (typed), with its bearer token: the mode is read and set through it."""
+        return ProbeSession(self.target, timeout=10).service()
+
+    def _freeze(self) -> dict[str, Any]:
+        """Stop writes for the backup (read-only mode) unless ``live``: the dump, the snapshots and their
+        digests then hold one state. What was done is recorded in the manifest (``consistency``)."""
+        if self.live:
+            self.say("consistency: live backup (--live): the service may write meanwhile")
+            return {"mode": "live", "note": "taken while the service may write (--live): the database and the "
+                                            "collections may be seconds apart"}
+        present, why = self.target.is_present("service")
+        if not present:
+            return {"mode": "no service", "note": why}
+        api = self._service()
+        state = api.mode()
+        if state.failure is not None:
+            why = state.failure.message
+            self.say(f"consistency: the service's mode cannot be read ({why}); writes may not be stopped")
+            return {"mode": "unverified", "note": f"the service's mode could not be read ({why})"}
+        if state.unwrap().writes_refused:
+            return {"mode": "read-only", "by": f"the service was already in {state.unwrap().writes_refused} mode"}
+        self._check()
+        self.say("consistency: read-only mode for the backup (lifted afterwards; --live to skip)")
+        set_on = api.set_readonly(True)
+        after = api.mode()
+        if set_on.failure is not None or not (after.value is not None and after.value.readonly):
+            why = set_on.failure.message if set_on.failure is not None else "the service does not say readonly=true"
+            raise BackupError(f"cannot put the service in read-only mode for the backup ({why}); "
+                              "back up while it writes with --live")
+        self._lift = True
+        return {"mode": "read-only", "by": "es-doctor, for the duration of the backup"}
+
+    def _thaw(self) -> None:
+        if not self._lift:
+            return
+        self._lift = False
+        lifted = self._service().set_readonly(False)
+        if lifted.failure is not None:
+            self.say(f"WARNING: read-only mode could not be lifted ({lifted.failure.message}): "
+                     "the service still refuses writes; lift it with: es-doctor emergency readonly --off")
+        else:
+            self.say("consistency: read-only mode lifted")
 
     @staticmethod
     def _files(partial: Path) -> list[dict[str, Any]]:
@@ -330,7 +354,7 @@ class Backup:
                         "sha256": sha256_file(path)})
         return out
 
-    def _postgres(self, probes: Probes, partial: Path, manifest: dict[str, Any]) -> None:
+    def _postgres(self, probes: ProbeSession, partial: Path, manifest: dict[str, Any]) -> None:
         from urllib.parse import urlsplit
 
         from es_doctor.tools import ToolError, pg_bin, pg_env, run_tool
@@ -341,14 +365,21 @@ class Backup:
         folder.mkdir()
         dest = inside(folder, safe_name(database) + ".dump")
         self.say(f"postgres: pg_dump {database}")
-        try:
-            run_tool([pg_bin("pg_dump"), "--format=custom", f"--file={dest}", dsn], env, 6 * 3600, self.cancel)
+        pg = probes.postgres()
+        try:  # the dump and the digests read the same exported snapshot: the manifest describes the dump
+            with pg.exported_snapshot() as snapshot:
+                run_tool([pg_bin("pg_dump"), "--format=custom", f"--snapshot={snapshot}", f"--file={dest}", dsn],
+                         env, 6 * 3600, self.cancel)
+                tables = _unwrap(pg.table_digests(snapshot=snapshot), "PostgreSQL tables")
         except ToolError as exc:
             raise BackupError(f"PostgreSQL: {exc}") from None
-        tables = _unwrap(probes.postgres().table_digests(), "PostgreSQL tables")
+        except BackupError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the snapshot's connection: a clear error, not a traceback
+            raise BackupError(f"PostgreSQL: {type(exc).__name__}: {exc}") from None
         manifest["postgres"] = {"database": database, "dump": dest.relative_to(partial).as_posix(), "tables": tables}
 
-    def _qdrant(self, probes: Probes, partial: Path, manifest: dict[str, Any]) -> None:
+    def _qdrant(self, probes: ProbeSession, partial: Path, manifest: dict[str, Any]) -> None:
         q = probes.qdrant()
         folder = inside(partial, "qdrant")
         folder.mkdir()
@@ -368,8 +399,7 @@ class Backup:
         for name in _unwrap(q.collections(), "Qdrant collections"):
             self._check()
             info = _unwrap(q.collection(name), f"Qdrant collection {name}")
-            points, digest, vector_sum = _unwrap(q.digest(name), f"Qdrant points of {name}")
-            snapshot = _unwrap(q.snapshot(name), f"snapshot of {name}")
+            points, digest, vector_sum, snapshot = self._stable_snapshot(q, name)
             dest = inside(folder, safe_name(name) + ".snapshot")
             self.say(f"qdrant: snapshot {snapshot} of {name} ({points} points)")
             downloaded = q.download_snapshot(name, snapshot, str(dest), self.cancel)
@@ -384,7 +414,23 @@ class Backup:
                                  "distance": info.distance}
         manifest["qdrant"] = {"embedded": False, "collections": collections}
 
-    def _volumes(self, probes: Probes, partial: Path, manifest: dict[str, Any]) -> None:
+    def _stable_snapshot(self, q: Any, name: str, attempts: int = 3) -> tuple[int, str, float, str]:
+        """A snapshot of ``name`` with the digest of what it holds: the points are hashed before and
+        after the snapshot, and only a snapshot taken between two equal digests is kept (a write in
+        between: the snapshot is deleted and taken again)."""
+        for _ in range(attempts):
+            self._check()
+            before = _unwrap(q.digest(name), f"Qdrant points of {name}")
+            snapshot = _unwrap(q.snapshot(name), f"snapshot of {name}")
+            after = _unwrap(q.digest(name), f"Qdrant points of {name}")
+            if before[:2] == after[:2]:
+                return int(after[0]), str(after[1]), float(after[2]), str(snapshot)
+            q.delete_snapshot(name, snapshot)
+            self.say(f"qdrant: {name} changed during its snapshot ({before[0]} → {after[0]} points): again")
+        raise BackupError(f"Qdrant collection {name} kept changing during {attempts} snapshots: stop writes "
+                          "(es-doctor emergency readonly) and back up again")
+
+    def _volumes(self, probes: ProbeSession, partial: Path, manifest: dict[str, Any]) -> None:
         wanted = backup_volumes(self.target)
         if not wanted:
             return
@@ -401,7 +447,7 @@ class Backup:
             manifest["volumes"].append({"volume": volume, "archive": dest.relative_to(partial).as_posix(),
                                         "members": members})
 
-    def _config(self, probes: Probes, partial: Path, manifest: dict[str, Any]) -> None:
+    def _config(self, probes: ProbeSession, partial: Path, manifest: dict[str, Any]) -> None:
         svc = self.target.service
         text: str | None = None
         why = ""
@@ -453,11 +499,163 @@ def validate_backup(path: Path) -> Validation:
         raise BackupError(f"{path / MANIFEST}: malformed manifest ({type(exc).__name__}: {exc})") from None
 
 
+SHA256 = re.compile(r"[0-9a-f]{64}")
+#: the components a backup accounts for: each is in the manifest, or skipped with a reason
+COMPONENTS = ("postgres", "qdrant", "volumes", "config")
+
+
+def referenced_files(manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    """(path, what) of every file a restore would read: the dump, snapshots, archives, the config."""
+    out: list[tuple[str, str]] = []
+    pg = manifest.get("postgres")
+    if isinstance(pg, dict) and pg.get("dump"):
+        out.append((str(pg["dump"]), "PostgreSQL dump"))
+    qd = manifest.get("qdrant")
+    if isinstance(qd, dict):
+        if qd.get("archive"):
+            out.append((str(qd["archive"]), "embedded Qdrant archive"))
+        for name, entry in (qd.get("collections") or {}).items():
+            out.append((str(entry.get("snapshot") if isinstance(entry, dict) else None), f"snapshot of {name}"))
+    for vol in manifest.get("volumes") or []:
+        out.append((str(vol.get("archive") if isinstance(vol, dict) else None), "volume archive"))
+    return out
+
+
+def manifest_problems(path: Path, manifest: dict[str, Any]) -> list[str]:
+    """What the manifest fails to verify: its shape, every file a restore would use (listed with its
+    size and sha256), every fact the restore is compared against (tables' rows and md5, collections'
+    points and hashes). A manifest that verifies nothing does not validate."""
+    out: list[str] = []
+    if manifest.get("id") != path.name:
+        out.append(f"its id {manifest.get('id')!r} is not the backup's directory name {path.name!r}")
+    if not manifest.get("finished_at"):
+        out.append("it has no finished_at: the backup was not completed")
+    files = manifest.get("files")
+    if not isinstance(files, list) or not files:
+        out.append("it lists no file")
+        files = []
+    listed: dict[str, Any] = {}
+    for entry in files:
+        if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)
+                and isinstance(entry.get("bytes"), int) and SHA256.fullmatch(str(entry.get("sha256", "")))):
+            raise ValueError(f"a files entry without path, bytes and sha256: {str(entry)[:120]}")
+        listed[entry["path"]] = entry
+    raw_skipped = manifest.get("skipped")
+    skipped: dict[str, Any] = raw_skipped if isinstance(raw_skipped, dict) else {}
+    for component in COMPONENTS:
+        value = manifest.get(component)
+        has = bool(value) if component != "config" else any(p.startswith("config/") for p in listed)
+        if not has and component not in skipped:
+            out.append(f"{component}: neither backed up nor skipped with a reason")
+    for rel, what in referenced_files(manifest):
+        if rel not in listed:
+            out.append(f"{what} {rel}: not in the manifest's files (no size or sha256 to verify it)")
+    pg = manifest.get("postgres")
+    if isinstance(pg, dict):
+        tables = pg.get("tables")
+        if not isinstance(tables, dict):  # an empty database records {}: a state a safety backup may hold
+            out.append("postgres: no tables recorded (row counts and md5 are what a restore is checked against)")
+        else:
+            for table, fact in tables.items():
+                if not (isinstance(fact, dict) and isinstance(fact.get("rows"), int)
+                        and isinstance(fact.get("md5"), str) and len(fact["md5"]) == 32):
+                    out.append(f"postgres: table {table} has no row count and md5")
+    elif pg is not None:
+        out.append("postgres: not a mapping")
+    qd = manifest.get("qdrant")
+    if isinstance(qd, dict) and not qd.get("embedded"):
+        collections = qd.get("collections")
+        if not isinstance(collections, dict):
+            out.append("qdrant: no collections recorded")
+        else:
+            for name, fact in collections.items():
+                if not (isinstance(fact, dict) and isinstance(fact.get("points"), int)
+                        and SHA256.fullmatch(str(fact.get("sha256_points", "")))):
+                    out.append(f"qdrant: collection {name} has no point count and hash")
+    for vol in manifest.get("volumes") or []:
+        if not (isinstance(vol, dict) and isinstance(vol.get("volume"), str) and isinstance(vol.get("members"), int)):
+            out.append(f"volumes: an entry without volume and member count: {str(vol)[:120]}")
+    return out
+
+
+def verified_file(path: Path, manifest: dict[str, Any], rel: str) -> Path:
+    """The backup's file ``rel``, only when the manifest lists it and it still has the recorded size and
+    sha256 (checked again right before a restore uses it); else :class:`BackupError`, nothing changed."""
+    entry = next((f for f in manifest.get("files") or [] if isinstance(f, dict) and f.get("path") == rel), None)
+    if entry is None:
+        raise BackupError(f"{rel}: not in the manifest of {path.name}: refused (the restore uses only verified files)")
+    file = inside(path, rel)
+    if not file.is_file() or file.stat().st_size != entry.get("bytes") or sha256_file(file) != entry.get("sha256"):
+        raise BackupError(f"{rel}: differs from the manifest of {path.name} (size or sha256): refused")
+    return file
+
+
+def dump_row_counts(dump: Path, timeout: float = 6 * 3600, cancel: threading.Event | None = None) -> dict[str, int]:
+    """Rows per table in a custom-format dump, counted as ``pg_restore --data-only`` streams its COPY
+    blocks (one line per row; memory stays flat). The program runs in its own process group, without
+    stdin, and is killed with it on timeout or cancel; :class:`BackupError` when it fails."""
+    import signal
+    import subprocess
+
+    from es_doctor.tools import pg_bin
+
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen([pg_bin("pg_restore"), "--data-only", "--file=-", str(dump)],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
+                                    start_new_session=True)
+        except OSError as exc:
+            raise BackupError(f"cannot run pg_restore: {exc.strerror or exc}") from None
+        stop, why = threading.Event(), []
+
+        def watchdog() -> None:
+            deadline = time.monotonic() + timeout
+            while not stop.wait(0.2):
+                if (cancel is not None and cancel.is_set()) or time.monotonic() > deadline:
+                    why.append("interrupted" if cancel is not None and cancel.is_set() else f"timed out ({timeout:g}s)")
+                    with contextlib.suppress(OSError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    return
+
+        guard = threading.Thread(target=watchdog, daemon=True)
+        guard.start()
+        counts: dict[str, int] = {}
+        current: str | None = None
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if current is None:
+                    if line.startswith(b"COPY "):
+                        current = line.split()[1].decode("utf-8", "replace").replace('"', "")
+                        counts[current] = 0
+                elif line == b"\\.\n":
+                    current = None
+                else:
+                    counts[current] += 1
+            proc.wait()
+        finally:
+            stop.set()
+            if proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if why:
+            raise BackupError(f"pg_restore --data-only {why[0]}")
+        if proc.returncode != 0:
+            errors.seek(0, os.SEEK_END)
+            errors.seek(max(0, errors.tell() - 400))
+            raise BackupError(f"pg_restore --data-only exited {proc.returncode}: "
+                              f"{errors.read().decode('utf-8', 'replace').strip()}")
+    return counts
+
+
 def _validate_backup(path: Path, manifest: dict[str, Any]) -> Validation:
     from es_doctor.tools import ToolError, pg_bin, run_tool
 
     v = Validation(f"backup {path.name}")
-    listed = {f["path"]: f for f in manifest.get("files", [])}
+    for problem in manifest_problems(path, manifest):
+        v.add("manifest", problem)
+    listed = {f["path"]: f for f in manifest.get("files", []) if isinstance(f, dict) and "path" in f}
     for rel, entry in sorted(listed.items()):
         try:
             file = inside(path, rel)
@@ -474,6 +672,7 @@ def _validate_backup(path: Path, manifest: dict[str, Any]) -> Validation:
         if extra != MANIFEST and extra not in listed:
             v.add(extra, "not in the manifest", "WARN")
     bad = {p.component for p in v.problems if p.severity == "CRIT"}
+    bad |= {rel for rel, _what in referenced_files(manifest) if rel not in listed}  # never read an unverified file
     pg = manifest.get("postgres")
     if pg and pg.get("dump") not in bad:
         try:
@@ -490,8 +689,15 @@ def _validate_backup(path: Path, manifest: dict[str, Any]) -> Validation:
                 schema, _, name = table.partition(".")
                 if not re.search(rf"\bTABLE DATA {re.escape(schema)} {re.escape(name)}\b", toc):
                     v.add(pg["dump"], f"the dump has no data for table {table}")
+            in_dump = dump_row_counts(inside(path, pg["dump"]))  # the recorded row counts are the dump's
+            for table, fact in sorted(pg.get("tables", {}).items()):
+                if in_dump.get(table, 0) != fact.get("rows"):
+                    v.add(pg["dump"], f"the dump holds {in_dump.get(table, 0)} rows of table {table}, the manifest "
+                                      f"says {fact.get('rows')}")
         except ToolError as exc:
             v.add(pg["dump"], f"pg_restore --list failed: {exc}")
+        except BackupError as exc:
+            v.add(pg["dump"], str(exc))
     archives = [(c["snapshot"], "snapshot") for c in (manifest.get("qdrant") or {}).get("collections", {}).values()]
     if (manifest.get("qdrant") or {}).get("archive"):
         archives.append((manifest["qdrant"]["archive"], "archive"))
@@ -578,7 +784,7 @@ def validate_live(target: Target, scan_volumes: bool = True, content: bool = Fal
     return v
 
 
-def _live_postgres(target: Target, probes: Probes, v: Validation, content: bool) -> set[int] | None:
+def _live_postgres(target: Target, probes: ProbeSession, v: Validation, content: bool) -> set[int] | None:
     if not target.is_present("postgres")[0]:
         v.notes.append(f"PostgreSQL not checked: {target.is_present('postgres')[1]}")
         return None
@@ -596,7 +802,7 @@ def _live_postgres(target: Target, probes: Probes, v: Validation, content: bool)
     if checked.failure is not None:
         v.add("postgres", f"amcheck failed: {checked.failure.message}", "WARN")
     else:
-        installed, problems = checked.value
+        installed, problems = checked.unwrap()
         if not installed:
             v.notes.append("amcheck is not installed in the database: indexes not verified "
                            "(CREATE EXTENSION amcheck, as a superuser)")
@@ -612,7 +818,7 @@ def _live_postgres(target: Target, probes: Probes, v: Validation, content: bool)
     return {int(x) for x in ids.value or [] if x is not None}
 
 
-def _live_qdrant(target: Target, probes: Probes, v: Validation, row_ids: set[int] | None, content: bool) -> None:
+def _live_qdrant(target: Target, probes: ProbeSession, v: Validation, row_ids: set[int] | None, content: bool) -> None:
     if not target.is_present("qdrant")[0]:
         v.notes.append(f"Qdrant not checked: {target.is_present('qdrant')[1]}")
         return
@@ -621,14 +827,15 @@ def _live_qdrant(target: Target, probes: Probes, v: Validation, row_ids: set[int
     if info.failure is not None:
         v.add("qdrant", f"collection {name}: {info.failure.message}")
         return
-    col = info.value
+    col = info.unwrap()
     if col.status != "green":
         v.add("qdrant", f"collection {name} status is {col.status}", "CRIT" if col.status == "red" else "WARN")
     digest = q.digest(name) if content else q.count(name)
     if digest.failure is not None:
         v.add("qdrant", f"cannot read the points of {name}: {digest.failure.message}")
         return
-    points, sha, vector_sum = digest.value if content else (digest.value, None, None)
+    got = digest.value
+    points, sha, vector_sum = got if isinstance(got, tuple) else (got, None, None)
     v.facts["qdrant"] = {name: {"points": points, "sha256_points": sha, "vector_sum": vector_sum,
                                 "status": col.status}}
     if row_ids is None:
@@ -663,7 +870,7 @@ def _live_qdrant(target: Target, probes: Probes, v: Validation, row_ids: set[int
                         f"(e.g. {sorted(missing)[:5]})")
 
 
-def _live_volumes(target: Target, probes: Probes, v: Validation, scan: bool) -> None:
+def _live_volumes(target: Target, probes: ProbeSession, v: Validation, scan: bool) -> None:
     docker = probes.docker()
     image: str | None = None
     for volume in target.docker.volumes:
@@ -693,32 +900,67 @@ def _live_volumes(target: Target, probes: Probes, v: Validation, scan: bool) -> 
 def require_write_freeze(target: Target) -> str:
     """Why writes are stopped (read-only or maintenance mode, or the service not running); else
     :class:`BackupError`: a restore never runs under a writing service."""
-    from es_doctor.probes.http import HttpProbe
-
-    mode = HttpProbe(timeout=5).get_json(target.service.api_url.rstrip("/") + "/api/v1/maintenance")
-    if mode.ok and isinstance(mode.value, dict):
-        if mode.value.get("readonly"):
-            return "the service is in read-only mode"
-        if mode.value.get("maintenance"):
-            return "the service is in maintenance mode"
+    session = ProbeSession(target, timeout=5, docker_timeout=10)
+    mode = session.service().mode()
+    if mode.value is not None:
+        if mode.value.writes_refused:
+            return f"the service is in {mode.value.writes_refused} mode"
         raise BackupError("the service accepts writes: put it in read-only or maintenance mode first "
                           "(es-doctor emergency readonly)")
     if target.is_present("docker")[0]:
-        from es_doctor.probes.docker import DockerProbe
-
-        info = DockerProbe(target.docker.host).container(target.service.container)
+        info = session.docker().container(target.service.container)
         if info.value is not None and not info.value.running:
             return f"the service container {target.service.container} is not running"
-    why = mode.failure.message if mode.failure else "an unexpected answer"
+    why = mode.failure.message if mode.failure else "no answer"
     raise BackupError(f"cannot tell that writes are stopped ({why}): put the service in read-only or "
                       "maintenance mode, or stop its container")
 
 
+def restorable_manifest(path: Path) -> dict[str, Any]:
+    """The backup's manifest, only when it verifies every file and fact a restore uses; else
+    :class:`BackupError` (raised before any change)."""
+    manifest = read_manifest(path)
+    try:
+        problems = manifest_problems(path, manifest)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise BackupError(f"{path / MANIFEST}: malformed manifest ({type(exc).__name__}: {exc})") from None
+    if problems:
+        raise BackupError(f"backup {path.name} refused: its manifest does not verify it ({'; '.join(problems[:5])})")
+    return manifest
+
+
+def check_archive(archive: Path) -> int:
+    """Read a tar archive to its end before anything is emptied for it: its member count, or
+    :class:`BackupError` (unreadable, truncated, or a member that would land outside the volume)."""
+    try:
+        with tarfile.open(archive, "r:") as tar:
+            n = 0
+            for member in tar:
+                name = member.name.removeprefix("./")
+                if name.startswith("/") or ".." in Path(name).parts or member.isdev():
+                    raise BackupError(f"{archive}: member {member.name!r} would land outside the volume: refused")
+                n += 1
+                handle = tar.extractfile(member) if member.isfile() else None
+                if handle is not None:
+                    while handle.read(CHUNK):
+                        pass
+            return n
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BackupError(f"{archive}: not a readable tar archive ({exc}): refused before any change") from None
+
+
 def restore_volumes(target: Target, path: Path, say: Callable[[str], None] = lambda _t: None,
                     cancel: threading.Event | None = None) -> list[str]:
-    """Each volume of the backup: stop the containers that use it, recreate it empty, fill it from
-    the archive, start them again (in the stack's start order)."""
-    manifest = read_manifest(path)
+    """Each volume of the backup: its archive verified (manifest sha256, read to its end), then stop the
+    containers that use it, recreate it empty, fill it from the archive (streamed), start them again
+    (in the stack's start order)."""
+    manifest = restorable_manifest(path)
+    archives = {}
+    for entry in manifest.get("volumes", []):  # every archive verified before the first volume is emptied
+        archive = verified_file(path, manifest, entry["archive"])
+        if check_archive(archive) != entry["members"]:
+            raise BackupError(f"{entry['archive']}: member count differs from the manifest: refused")
+        archives[entry["volume"]] = archive
     probes = Probes(target)
     docker = probes.docker()
     done: list[str] = []
@@ -727,7 +969,7 @@ def restore_volumes(target: Target, path: Path, say: Callable[[str], None] = lam
     for entry in manifest.get("volumes", []):
         if cancel is not None and cancel.is_set():
             raise CancelledError("restore interrupted")
-        volume, archive = entry["volume"], inside(path, entry["archive"])
+        volume, archive = entry["volume"], archives[entry["volume"]]
         users = _unwrap(docker.volume_users(volume), f"containers of {volume}")
         running = [u for u in users if (info := docker.container(u)).value is not None and info.value.running]
         for name in sorted(running, key=lambda n: -order.get(n, len(order))):
@@ -751,7 +993,7 @@ def restore_volumes(target: Target, path: Path, say: Callable[[str], None] = lam
     return done
 
 
-def _wait_ready(probes: Probes, container: str, cancel: threading.Event | None, timeout: float = 90.0) -> None:
+def _wait_ready(probes: ProbeSession, container: str, cancel: threading.Event | None, timeout: float = 90.0) -> None:
     """After a start: PostgreSQL answers a query, Qdrant lists its collections (other containers:
     running)."""
     t = probes.target
@@ -807,10 +1049,11 @@ def pg_restore_file(target: Target, dump: Path, cancel: threading.Event | None =
 
 def restore_postgres(target: Target, path: Path, cancel: threading.Event | None = None) -> str:
     """The backup's dump restored with :func:`pg_restore_file`."""
-    pg = read_manifest(path).get("postgres")
+    manifest = restorable_manifest(path)
+    pg = manifest.get("postgres")
     if not pg:
         return "the backup holds no PostgreSQL dump"
-    pg_restore_file(target, inside(path, pg["dump"]), cancel)
+    pg_restore_file(target, verified_file(path, manifest, pg["dump"]), cancel)
     tables = pg.get("tables", {})
     return f"database {pg.get('database')} restored ({len(tables)} tables, " \
            f"{sum(t['rows'] for t in tables.values())} rows)"
@@ -819,26 +1062,26 @@ def restore_postgres(target: Target, path: Path, cancel: threading.Event | None 
 def restore_qdrant(target: Target, path: Path, cancel: threading.Event | None = None,
                    only: list[str] | None = None) -> list[str]:
     """Each collection of the backup (or only those named) recovered from its snapshot (uploaded)."""
-    qd = read_manifest(path).get("qdrant") or {}
+    manifest = restorable_manifest(path)
+    qd = manifest.get("qdrant") or {}
     if qd.get("embedded"):
         if only:
             raise BackupError("this backup holds an embedded Qdrant's whole storage: it is restored whole "
                               "(es-doctor emergency restore), not one collection")
-        return [restore_embedded_qdrant(target, inside(path, qd["archive"]))]
-    collections = qd.get("collections", {})
+        return [restore_embedded_qdrant(target, verified_file(path, manifest, qd["archive"]))]
+    collections = {name: entry for name, entry in (qd.get("collections") or {}).items() if not only or name in only}
     absent = [name for name in only or [] if name not in collections]
     if absent:
         raise BackupError(f"backup {path.name} holds no snapshot of {', '.join(absent)}")
+    snapshots = {name: verified_file(path, manifest, entry["snapshot"])
+                 for name, entry in collections.items()}  # all verified before the first upload
     probes = Probes(target)
     done = []
     try:
         for name, entry in sorted(collections.items()):
-            if only and name not in only:
-                continue
             if cancel is not None and cancel.is_set():
                 raise CancelledError("restore interrupted")
-            _unwrap(probes.qdrant().upload_snapshot(name, str(inside(path, entry["snapshot"]))),
-                    f"recover {name}")
+            _unwrap(probes.qdrant().upload_snapshot(name, str(snapshots[name])), f"recover {name}")
             done.append(f"{name} ({entry.get('points')} points)")
     finally:
         probes.close()

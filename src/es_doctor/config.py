@@ -113,6 +113,10 @@ class ServiceConfig(Strict):
     openai_api_key: str | None = Secret(description="OpenAI key (quota check)")
     #: required environment variables of the service
     required_env: list[str] = Field(default_factory=lambda: ["GO_ENV"])
+    #: how to restart the service where Docker does not run it: an argv (no shell), e.g.
+    #: ["systemctl", "restart", "email-sender-go"]; used by the `service.restart` action
+    restart_command: list[str] | None = None
+
     #: of those, the ones whose value may be shown (startup.go-env); the others read set/unset
     show_env: list[str] = Field(default_factory=lambda: ["GO_ENV"])
 

@@ -296,7 +296,9 @@ def test_pg_dump_gets_the_decoded_password_through_its_environment_never_argv(
     argv = (record / "argv").read_text(encoding="utf-8")
     cmdline = (record / "cmdline").read_bytes().decode("utf-8", "replace")
     for text in (argv, cmdline):
-        assert "password" not in text.lower() and password not in text and quote(password, safe="") not in text
+        # no password on the command line: not its value, not a password= parameter (--no-password is the
+        # flag that forbids a prompt)
+        assert "password=" not in text.lower() and password not in text and quote(password, safe="") not in text
     assert (record / "pgpassword").read_text(encoding="utf-8") == password  # decoded, exactly
     [run_dir] = list((state / "runs").iterdir())
     [dump] = list(run_dir.glob("postgres-*.dump"))

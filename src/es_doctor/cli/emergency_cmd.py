@@ -43,8 +43,7 @@ def _run_result(ctx: typer.Context, runbook_id: str, params: dict[str, str], yes
 @emergency_app.command("status")
 def status(ctx: typer.Context, config: ConfigOpt = None, target: TargetOpt = None) -> int:
     """One screen: maintenance and read-only state, the last backup, the stack's containers."""
-    from es_doctor.probes.docker import DockerProbe
-    from es_doctor.probes.http import HttpProbe
+    from es_doctor.probes.session import ProbeSession
     from es_doctor.secrets import clean, secret_values
 
     loaded = load(ctx, config, target)
@@ -54,10 +53,11 @@ def status(ctx: typer.Context, config: ConfigOpt = None, target: TargetOpt = Non
     def echo(text: str) -> None:  # server answers and addresses: secrets and control characters out
         typer.echo(clean(text, known))
 
-    mode = HttpProbe(timeout=5).get_json(t.service.api_url.rstrip("/") + "/api/v1/maintenance")
-    if mode.ok and isinstance(mode.value, dict):
-        echo(f"read-only: {'ON' if mode.value.get('readonly') else 'off'}   "
-                   f"maintenance: {'ON' if mode.value.get('maintenance') else 'off'}")
+    session = ProbeSession(t, timeout=5, docker_timeout=10)
+    mode = session.service().mode()
+    if mode.value is not None:
+        echo(f"read-only: {'ON' if mode.value.readonly else 'off'}   "
+             f"maintenance: {'ON' if mode.value.maintenance else 'off'}")
     else:
         echo(f"read-only/maintenance: unknown ({mode.failure.message if mode.failure else 'bad answer'})")
     from es_doctor.backup import BackupStore
@@ -80,7 +80,7 @@ def status(ctx: typer.Context, config: ConfigOpt = None, target: TargetOpt = Non
     if not present:
         echo(f"containers: not checked ({why})")
         return int(ExitStatus.OK)
-    listed = DockerProbe(t.docker.host).containers({"com.docker.compose.project": t.docker.compose_project})
+    listed = session.docker().containers({"com.docker.compose.project": t.docker.compose_project})
     if listed.failure is not None:
         echo(f"containers: unknown ({listed.failure.message})")
         return int(ExitStatus.UNAVAILABLE)
@@ -144,12 +144,17 @@ def rollback(ctx: typer.Context,
 @emergency_app.command("backup")
 def backup(ctx: typer.Context,
            reason: Annotated[str, typer.Option(help="Recorded in the manifest.")] = "emergency backup",
+           live: Annotated[bool, typer.Option("--live", help="Do not put the service in read-only mode for the "
+                                              "backup (recorded in the manifest).")] = False,
            dry_run: DryOpt = False, config: ConfigOpt = None, target: TargetOpt = None) -> int:
-    """A consistent, timestamped backup: PostgreSQL, Qdrant snapshots, volumes, service config."""
-    result = _run_result(ctx, "emergency-backup", {"reason": reason}, True, dry_run, config, target)
+    """A consistent, timestamped backup: PostgreSQL, Qdrant snapshots, volumes, service config; taken
+    under read-only mode (lifted afterwards) unless --live."""
+    result = _run_result(ctx, "emergency-backup", {"reason": reason, "live": str(live).lower()}, True, dry_run,
+                         config, target)
     made = next((s.output for s in result.steps if s.name == "backup" and s.status == "ok"), None)
     if made:
         typer.echo(f"backup {made['id']}: {made['files']} files, {made['bytes']} bytes in {made['path']}")
+        typer.echo(f"  consistency: {made.get('consistency', {}).get('mode', '?')}")
         for component, why in (made.get("skipped") or {}).items():
             typer.echo(f"  not backed up: {component} ({why})")
     return int(result.outcome.exit_status)

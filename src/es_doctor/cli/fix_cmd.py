@@ -90,6 +90,10 @@ def print_plan(the_plan: Plan, echo: Any) -> None:
     flags = [f for f, on in (("destructive", the_plan.destructive),
                              ("needs maintenance mode", rb.flags.needs_maintenance)) if on]
     echo(f"Plan: {rb.id} - {rb.title} (target {the_plan.target_name})" + (f" [{', '.join(flags)}]" if flags else ""))
+    if rb.requires:
+        echo("  requires: " + ", ".join(rb.requires))
+    for reason in the_plan.missing:
+        echo(f"  REFUSED: target {the_plan.target_name} {reason}")
     if the_plan.params:
         echo("  params: " + ", ".join(f"{k}={v!r}" for k, v in mask_data(the_plan.params).items()))
     for n, planned in enumerate(the_plan.steps, start=1):
@@ -170,6 +174,8 @@ def fix(
         _report(result)
         status = result.outcome.exit_status
         worst = max(worst, status, key=int)
+        if result.outcome is Outcome.REFUSED and fix_all:
+            continue  # the target cannot run this one at all (nothing changed): the others may still cure
         if result.outcome not in (Outcome.FIXED, Outcome.DONE, Outcome.PLANNED):
             break
     return int(worst)

@@ -149,6 +149,27 @@ def status(lab_dir: LabDirOpt = None) -> int:
     return int(ExitStatus.OK if all(health.values()) else ExitStatus.UNAVAILABLE)
 
 
+@lab_app.command("restart")
+def restart(name: Annotated[str, typer.Argument(help="A component: email-sender-go, qdrant, postgres, prometheus.")],
+            lab_dir: LabDirOpt = None) -> int:
+    """Restart one component through the lab's supervisor (its container, or its host process): the
+    target's service.restart_command in process mode."""
+    from es_doctor.lab.infra import InfraError
+    from es_doctor.lab.layout import SERVICE
+
+    stack = _load(lab_dir)
+    try:
+        if name == SERVICE:
+            stack.restart_service()
+        else:
+            stack.stop_component(name)
+            stack.start_component(name, recreate=True)
+    except InfraError as exc:
+        raise UsageError(str(exc)) from exc
+    typer.echo(f"{name} restarted ({stack.mode} mode)")
+    return int(ExitStatus.OK)
+
+
 @lab_app.command("faults")
 def list_faults(lab_dir: LabDirOpt = None) -> int:
     """Every fault the lab can inject: what it does, the checks it trips and the runbook that cures it

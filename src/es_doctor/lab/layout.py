@@ -149,7 +149,10 @@ def build_target(paths: LabPaths, s: LabSettings) -> Target:
             pprof_url=f"http://127.0.0.1:{p.metrics}/debug/pprof", container=SERVICE, image=SERVICE_IMAGE,
             config_path=f"{CONTAINER_CONFIG_DIR}/config.yaml" if docker else str(paths.config),
             config_file=str(paths.config), log_dir=str(paths.logs),
-            memory_limit=f"{s.memory_limit // (1024 * 1024)}M"),
+            memory_limit=f"{s.memory_limit // (1024 * 1024)}M",
+            # process mode: the lab's own supervisor restarts the service (docker mode: Docker does)
+            restart_command=None if docker else [s.python, "-m", "es_doctor", "lab", "restart", SERVICE,
+                                                  "--lab-dir", str(paths.root)]),
         qdrant=QdrantConfig(url=f"http://127.0.0.1:{p.qdrant}", container=QDRANT, volume=s.qdrant_volume),
         postgres=PostgresConfig(dsn=f"postgresql://emailsender@127.0.0.1:{p.postgres}/email_sender",
                                 password=s.pg_password or None, container=POSTGRES, volume=s.postgres_volume),

@@ -56,7 +56,7 @@ class ProcessRunner:
             if not recreate:
                 return
             self.stop(spec.name, spec.stop_timeout)
-        env = {k: v for k, v in os.environ.items() if k not in {"GO_ENV", "DOCKER_HOST"}}
+        env = {k: v for k, v in os.environ.items() if k not in {"GO_ENV", "DOCKER_HOST", "ESDOCTOR_RUN_ID"}}
         env.update(spec.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         self.signals[spec.name] = int(getattr(signal, spec.stop_signal))

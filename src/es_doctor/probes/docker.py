@@ -306,8 +306,8 @@ class DockerProbe:
         def run(c: Any) -> str:
             helper = self._volume_helper(c, volume, image)
             try:
-                with Path(source).open("rb") as data:
-                    if not helper.put_archive("/data", data.read()):
+                with Path(source).open("rb") as data:  # streamed to the engine, never read whole
+                    if not helper.put_archive("/data", data):
                         raise RuntimeError(f"docker refused to restore {source} into {volume}")
             finally:
                 helper.remove(force=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from dataclasses import dataclass
@@ -94,3 +95,73 @@ def terminate(pid: int, timeout: float = 5.0) -> Result[str]:
         return success("already gone")
     except (psutil.Error, OSError) as exc:
         return failed(FailureKind.ERROR, f"terminate {pid}: {short(exc)}")
+
+
+def local_addresses() -> set[str]:
+    """Every address of this host's interfaces (psutil), loopback included."""
+    out = {"127.0.0.1", "::1", "0.0.0.0", "::"}
+    try:
+        for addrs in psutil.net_if_addrs().values():
+            for addr in addrs:
+                if addr.family in (socket.AF_INET, socket.AF_INET6):
+                    out.add(addr.address.split("%", 1)[0])
+    except (psutil.Error, OSError):
+        pass
+    return out
+
+
+def is_local_host(host: str, timeout: float = 2.0) -> tuple[bool, str]:
+    """(whether ``host`` is this machine, why): a loopback or interface address, or a name that resolves
+    only to such addresses. A name that does not resolve in ``timeout`` is not local."""
+    import ipaddress
+    import threading
+
+    host = host.strip("[]")
+    if host.lower() in {"localhost", "localhost.localdomain", "ip6-localhost"}:
+        return True, f"{host} is the loopback name"
+    mine = local_addresses()
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    if ip is not None:
+        if ip.is_loopback or str(ip) in mine:
+            return True, f"{host} is an address of this host"
+        return False, f"{host} is not an address of this host"
+    found: dict[str, list[str]] = {}
+
+    def resolve() -> None:
+        try:
+            found["addrs"] = sorted({str(info[4][0]).split("%", 1)[0] for info in socket.getaddrinfo(host, None)})
+        except OSError:
+            found["addrs"] = []
+
+    worker = threading.Thread(target=resolve, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    addrs = found.get("addrs")
+    if addrs is None:
+        return False, f"{host} did not resolve within {timeout:g}s"
+    if not addrs:
+        return False, f"{host} does not resolve"
+    foreign = [a for a in addrs if not (a in mine or ipaddress.ip_address(a).is_loopback)]
+    if foreign:
+        return False, f"{host} resolves to {', '.join(foreign)}, not an address of this host"
+    return True, f"{host} resolves to this host ({', '.join(addrs)})"
+
+
+def process_tree(pid: int) -> set[int]:
+    """``pid`` and all its descendants (empty when it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        return {root.pid, *(p.pid for p in root.children(recursive=True))}
+    except (psutil.Error, OSError):
+        return set()
+
+
+def ancestors(pid: int) -> set[int]:
+    """``pid`` and its parents up to init: processes a step must never terminate (es-doctor itself)."""
+    out: set[int] = {pid}
+    with contextlib.suppress(psutil.Error, OSError):
+        out.update(p.pid for p in psutil.Process(pid).parents())
+    return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,9 +70,24 @@ class PostgresProbe:
             return Result(failure=rows.failure, elapsed_ms=rows.elapsed_ms)
         return Result(value=int((rows.value or [(0,)])[0][0]), elapsed_ms=rows.elapsed_ms)
 
-    def table_digests(self, content: bool = True) -> Result[dict[str, dict[str, Any]]]:
+    @contextlib.contextmanager
+    def exported_snapshot(self) -> Iterator[str]:
+        """A repeatable-read transaction kept open while the caller works: its snapshot id, for
+        ``pg_dump --snapshot`` and :meth:`table_digests` to see exactly the same data."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+            yield str(row[0])
+        finally:
+            with contextlib.suppress(Exception):
+                conn.execute("ROLLBACK")
+            conn.close()
+
+    def table_digests(self, content: bool = True, snapshot: str | None = None) -> Result[dict[str, dict[str, Any]]]:
         """Every user table: its row count and (``content``) an md5 over its rows in a stable order,
-        streamed through a server-side cursor: memory stays flat whatever the table's size."""
+        streamed through a server-side cursor: memory stays flat whatever the table's size. With
+        ``snapshot`` (an exported snapshot id), everything is read as of that snapshot."""
 
         def run() -> dict[str, dict[str, Any]]:
             import hashlib
@@ -79,6 +96,9 @@ class PostgresProbe:
 
             out: dict[str, dict[str, Any]] = {}
             with self._connect() as conn:
+                if snapshot is not None:
+                    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
                 tables = conn.execute(
                     "SELECT schemaname, tablename FROM pg_tables "
                     "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2").fetchall()
@@ -96,6 +116,8 @@ class PostgresProbe:
                             digest.update(str(text).encode() + b"\n")
                             count += 1
                     out[f"{schema}.{table}"] = {"rows": count, "md5": digest.hexdigest()}
+                if snapshot is not None:
+                    conn.execute("COMMIT")
             return out
 
         return guarded(self._classify, run)
@@ -133,3 +155,62 @@ class PostgresProbe:
                 return [r[0] for r in conn.execute(query).fetchall()]
 
         return guarded(self._classify, run)
+
+
+class AdvisoryLock:
+    """A session-level ``pg_try_advisory_lock(k1, k2)`` held on its own connection until :meth:`release`
+    (or until the process dies: the server then releases it). The session's ``application_name`` names
+    the holder for a contender (:meth:`holder`)."""
+
+    def __init__(self, dsn: str, password: str | None, keys: tuple[int, int], label: str,
+                 timeout: float = 5.0) -> None:
+        self.probe = PostgresProbe(dsn, password, timeout)
+        self.keys, self.label = keys, label.encode("ascii", "replace").decode()[:63]
+        self._conn: Any = None
+
+    def acquire(self) -> Result[bool]:
+        """True: held; False: another session holds it; a failure: the database cannot be reached."""
+
+        def run() -> bool:
+            import psycopg
+
+            kwargs: dict[str, Any] = {"connect_timeout": max(1, int(self.probe.timeout)), "autocommit": True,
+                                      "application_name": self.label, "keepalives": 1, "keepalives_idle": 30}
+            if self.probe.password:
+                kwargs["password"] = self.probe.password
+            conn = psycopg.connect(self.probe.dsn, **kwargs)
+            try:
+                conn.execute(f"SET statement_timeout = {int(self.probe.timeout * 1000)}")
+                row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", self.keys).fetchone()
+            except Exception:
+                conn.close()
+                raise
+            if row and row[0]:
+                self._conn = conn
+                return True
+            conn.close()
+            return False
+
+        return guarded(self.probe._classify, run)
+
+    def holder(self) -> str:
+        """Who holds the lock, as its session says (application name, client address, since)."""
+        rows = self.probe.query(
+            "SELECT a.application_name, host(a.client_addr), a.backend_start FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+            "AND l.classid = %s AND l.objid = %s AND l.objsubid = 2", (self.keys[0] & 0xFFFFFFFF, self.keys[1]))
+        if rows.failure is not None or not rows.value:
+            return "a session this role cannot see (ask the database administrator: pg_locks)"
+        name, client, since = rows.value[0]
+        when = f" since {since.isoformat(timespec='seconds')}" if since is not None else ""
+        return f"{name or 'an unnamed session'} from {client or 'a local socket'}{when}"
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.execute("SELECT pg_advisory_unlock(%s, %s)", self.keys)
+            except Exception:  # noqa: BLE001,S110 - closing the session releases it anyway
+                pass
+            finally:
+                conn.close()

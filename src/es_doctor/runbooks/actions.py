@@ -19,8 +19,13 @@ from typing import Any
 
 from es_doctor.config import Target
 from es_doctor.probes.result import Result
+from es_doctor.probes.session import ProbeSession
 from es_doctor.runbooks.action_names import ACTION_NAMES
 from es_doctor.secrets import MASK, is_secret_key, resolve_secret
+
+#: set (by the engine) for the programs a run's steps start, so that those of a run that died can be found
+#: (not ``ES_DOCTOR_…``: an es-doctor started by a step would read that as a configuration override)
+RUN_ENV = "ESDOCTOR_RUN_ID"
 
 
 class ActionError(RuntimeError):
@@ -43,22 +48,23 @@ class ActionContext:
     say: Callable[[str], None] = lambda _text: None
     #: where `emergency backup` keeps backups (None: ``state_dir/backups``)
     backup_root: Path | None = None
-    _probes: dict[str, Any] = field(default_factory=dict)
+    #: the run's probe session (every client bounded by 60 s; closed by the engine at the end of the run)
+    probes: ProbeSession = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.probes = ProbeSession(self.target, timeout=60, docker_timeout=60)
 
     def docker(self) -> Any:
-        from es_doctor.probes.docker import DockerProbe
-
-        if "docker" not in self._probes:
-            self._probes["docker"] = DockerProbe(self.target.docker.host, timeout=60)
-        return self._probes["docker"]
+        return self.probes.docker()
 
     def qdrant(self) -> Any:
-        from es_doctor.probes.qdrant import QdrantProbe
+        return self.probes.qdrant()
 
-        if "qdrant" not in self._probes:
-            self._probes["qdrant"] = QdrantProbe(self.target.qdrant.url, resolve_secret(self.target.qdrant.api_key),
-                                                 timeout=60)
-        return self._probes["qdrant"]
+    def postgres(self) -> Any:
+        return self.probes.postgres()
+
+    def service(self) -> Any:
+        return self.probes.service()
 
     @property
     def deployments(self) -> Path:
@@ -82,13 +88,16 @@ class ActionSpec:
     destructive: bool = False
     #: may the engine try again after a timeout (which may have happened after the effect)?
     retry_safe: Callable[[dict[str, Any]], bool] = lambda _inputs: True
+    #: what the step would act on right now (pids, commands), or why it refuses: shown in the plan
+    preview: Callable[[dict[str, Any], Target], str] | None = None
 
 
 REGISTRY: dict[str, ActionSpec] = {}
 
 
 def action(name: str, describe: Callable[[dict[str, Any]], str], destructive: bool = False,
-           retry_safe: Callable[[dict[str, Any]], bool] = lambda _inputs: True) -> Callable[
+           retry_safe: Callable[[dict[str, Any]], bool] = lambda _inputs: True,
+           preview: Callable[[dict[str, Any], Target], str] | None = None) -> Callable[
         [Callable[[dict[str, Any], ActionContext], dict[str, Any]]],
         Callable[[dict[str, Any], ActionContext], dict[str, Any]]]:
     if name not in ACTION_NAMES:
@@ -96,7 +105,7 @@ def action(name: str, describe: Callable[[dict[str, Any]], str], destructive: bo
 
     def register(fn: Callable[[dict[str, Any], ActionContext], dict[str, Any]]) -> Callable[
             [dict[str, Any], ActionContext], dict[str, Any]]:
-        REGISTRY[name] = ActionSpec(name, describe, fn, destructive, retry_safe)
+        REGISTRY[name] = ActionSpec(name, describe, fn, destructive, retry_safe, preview)
         return fn
 
     return register
@@ -171,6 +180,58 @@ def http(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     return {"status": resp.status_code, "body": body}
 
 
+def _mode_describe(i: dict[str, Any]) -> str:
+    wanted = [f"{k}={str(i[k]).lower()}" for k in ("readonly", "maintenance") if i.get(k) is not None]
+    return ("prove from the service's own state (GET /api/v1/maintenance) that " + " and ".join(wanted)
+            if wanted else "read the service's mode (GET /api/v1/maintenance)")
+
+
+@action("service.mode", _mode_describe)
+def service_mode(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    """The service's read-only and maintenance mode, as it reports them; with ``readonly``/``maintenance``
+    given, the step fails unless the service says so within ``wait`` seconds. No write is attempted:
+    proving a mode never writes production data."""
+    from es_doctor.probes.http import HttpProbe
+
+    headers = {}
+    token = resolve_secret(ctx.target.service.api_key)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    probe = HttpProbe(timeout=float(inputs.get("timeout", 10)), headers=headers)
+    url = ctx.target.service.api_url.rstrip("/") + "/api/v1/maintenance"
+    wanted = {k: _as_bool(inputs[k]) for k in ("readonly", "maintenance") if inputs.get(k) is not None}
+    deadline = time.monotonic() + float(inputs.get("wait", 5))
+    while True:
+        answer = probe.get_json(url)
+        if answer.failure is not None:
+            raise ActionError(f"cannot read the service's mode (GET /api/v1/maintenance: {answer.failure.message}); "
+                              "without it the mode cannot be proven, and es-doctor proves none by writing")
+        state = answer.value if isinstance(answer.value, dict) else {}
+        got = {k: state.get(k) for k in ("readonly", "maintenance")}
+        if any(not isinstance(v, bool) for v in got.values()):
+            raise ActionError(f"GET /api/v1/maintenance answered {str(answer.value)[:200]}: no readonly/maintenance")
+        wrong = {k: got[k] for k, v in wanted.items() if got[k] is not v}
+        if not wrong:
+            writes = "refused" if got["readonly"] or got["maintenance"] else "accepted"
+            ctx.say(f"  the service says readonly={str(got['readonly']).lower()} "
+                    f"maintenance={str(got['maintenance']).lower()}: writes are {writes}")
+            return {**got, "writes": writes}
+        if time.monotonic() > deadline:
+            raise ActionError("the service says " + ", ".join(f"{k}={str(v).lower()}" for k, v in wrong.items())
+                              + ", not " + ", ".join(f"{k}={str(wanted[k]).lower()}" for k in wrong))
+        ctx.sleep(0.5)
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in {"true", "1", "yes"}:
+        return True
+    if str(value).lower() in {"false", "0", "no"}:
+        return False
+    raise ActionError(f"expected a boolean, not {value!r}")
+
+
 # --------------------------------------------------------------------------- docker
 
 
@@ -181,6 +242,31 @@ def docker_restart(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]
     info = unwrap(docker.container(name), f"container {name}")
     result = docker.restart(name) if info.running else docker.start(name)
     return {"container": name, "result": unwrap(result, f"restart {name}")}
+
+
+def _restart_preview(_inputs: dict[str, Any], target: Target) -> str:
+    if target.is_present("docker")[0]:
+        return f": container {target.service.container}"
+    if target.service.restart_command:
+        return f": runs {' '.join(target.service.restart_command)}"
+    return " - refused: no Docker and no service.restart_command on this target"
+
+
+@action("service.restart", lambda _i: "restart the service (its container, or the target's service.restart_command "
+                                      "where Docker does not run it)", preview=_restart_preview)
+def service_restart(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    """The service restarted by what runs it: Docker, else the target's own supervisor command."""
+    target = ctx.target
+    if target.is_present("docker")[0]:
+        return docker_restart({"container": target.service.container}, ctx)
+    argv = [str(a) for a in target.service.restart_command or []]
+    if not argv:
+        raise ActionError(f"cannot restart the service: no Docker ({target.is_present('docker')[1]}) and no "
+                          "service.restart_command in the target")
+    # the service it starts is not a step's program: it must not carry the run's id (nor outlive it as one)
+    env = {k: v for k, v in os.environ.items() if k != RUN_ENV}
+    output = _run(argv, env, float(inputs.get("timeout", 120)), ctx)
+    return {"command": argv, "output": output[-2000:]}
 
 
 @action("docker.start", lambda i: f"start container {i.get('container')} (if stopped)")
@@ -307,11 +393,11 @@ def docker_stack_restart(inputs: dict[str, Any], ctx: ActionContext) -> dict[str
 
 def _helper_image(inputs: dict[str, Any], ctx: ActionContext) -> str:
     """The image of the volume helper container: the step's ``image``, else one the stack runs."""
-    from es_doctor.backup import Probes, helper_image
+    from es_doctor.backup import helper_image
 
     if inputs.get("image"):
         return str(inputs["image"])
-    return str(_backup_call(lambda: helper_image(Probes(ctx.target))))
+    return str(_backup_call(lambda: helper_image(ctx.probes)))
 
 
 @action("docker.volume-backup", lambda i: f"back up volume {i.get('volume')} to a tar in the run's directory")
@@ -324,11 +410,25 @@ def volume_backup(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
 @action("docker.volume-restore", lambda i: f"restore volume {i.get('volume')} from {i.get('archive')}",
         destructive=True)
 def volume_restore(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.backup import check_archive
+
     volume, archive = need(inputs, "volume"), need(inputs, "archive")
     if not Path(archive).is_file():
         raise ActionError(f"no archive {archive}")
+    _backup_call(lambda: check_archive(Path(archive)))  # read to its end before it goes into the volume
     return {"result": unwrap(ctx.docker().volume_restore(volume, archive, _helper_image(inputs, ctx)),
                              f"restore {volume}")}
+
+
+@action("archive.verify", lambda i: f"read archive {i.get('archive')} to its end (readable, no member outside "
+                                   "the volume)")
+def archive_verify(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.backup import check_archive
+
+    archive = Path(str(need(inputs, "archive")))
+    if not archive.is_file():
+        raise ActionError(f"no archive {archive}")
+    return {"archive": str(archive), "members": _backup_call(lambda: check_archive(archive))}
 
 
 @action("docker.volume-recreate", lambda i: f"delete and recreate volume {i.get('volume')} (empty)", destructive=True)
@@ -382,11 +482,7 @@ def qdrant_recover(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]
 
 @action("postgres.sql", lambda i: f"run SQL: {str(i.get('sql', ''))[:120]}")
 def postgres_sql(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    from es_doctor.probes.postgres import PostgresProbe
-
-    probe = PostgresProbe(resolve_secret(ctx.target.postgres.dsn) or "", resolve_secret(ctx.target.postgres.password),
-                          timeout=30)
-    rows = unwrap(probe.query(str(need(inputs, "sql"))), "SQL")
+    rows = unwrap(ctx.postgres().query(str(need(inputs, "sql"))), "SQL")
     return {"rows": [list(r) for r in rows[:100]], "row_count": len(rows)}
 
 
@@ -431,30 +527,89 @@ def _run(argv: list[str], env: dict[str, str] | None, timeout: float, ctx: Actio
 # --------------------------------------------------------------------------- process / ports
 
 
-@action("process.free-port",
-        lambda i: f"terminate whatever else holds port {i.get('port') or 'of the API'} (shown first)",
-        destructive=True)
-def free_port(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    from es_doctor.probes.ports import listeners, terminate
+def _port_of(url: str) -> tuple[str, int]:
+    from urllib.parse import urlsplit
 
-    if inputs.get("port") in (None, ""):
-        from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    return parts.hostname or "localhost", parts.port or (443 if parts.scheme == "https" else 80)
 
-        inputs = {**inputs, "port": urlsplit(ctx.target.service.api_url).port or 8080}
-    port = int(need(inputs, "port", (int, str)))
+
+#: processes that forward a container's published port on the host (never a stranger to end)
+DOCKER_FORWARDERS = frozenset({"docker-proxy", "rootlesskit", "slirp4netns"})
+
+
+@dataclass
+class PortScope:
+    """What ``process.free-port`` may act on: the port, the strangers on it, the service's own holders."""
+
+    port: int
+    strangers: list[Any]
+    service: list[Any]
+
+
+def free_port_scope(inputs: dict[str, Any], target: Target) -> PortScope:
+    """Prove the step acts only on the target: the service on this host, a port of the service, and no
+    process that is the service itself (unless ``include_service``) or es-doctor. Raises ActionError why not."""
+    from es_doctor.probes.ports import ancestors, is_local_host, listeners, process_tree
+
+    host, api_port = _port_of(target.service.api_url)
+    local, why = is_local_host(host)
+    if not local:
+        raise ActionError(f"refused: the target's API ({target.service.api_url}) is not on this host ({why}); "
+                          "a local process on that port belongs to something else, and es-doctor terminates none")
+    own_ports = {api_port, *(_port_of(u)[1] for u in (target.service.metrics_url, target.service.pprof_url)
+                             if is_local_host(_port_of(u)[0])[0])}
+    port = int(need(inputs, "port", (int, str))) if inputs.get("port") not in (None, "") else api_port
+    if port not in own_ports:
+        raise ActionError(f"refused: port {port} is not a port of the target's service "
+                          f"({', '.join(str(p) for p in sorted(own_ports))})")
     holders = unwrap(listeners(port), f"listeners of port {port}")
-    keep = {int(p) for p in inputs.get("keep_pids") or []}
-    service = ctx.docker().container(ctx.target.service.container) if ctx.target.is_present("docker")[0] else None
-    if service is not None and service.ok and service.value.pid:
-        keep.add(int(service.value.pid))
+    keep = {int(p) for p in inputs.get("keep_pids") or []} | ancestors(os.getpid())
+    service: set[int] = set()
+    session = ProbeSession(target, timeout=3.0, docker_timeout=10.0)
+    if target.is_present("docker")[0]:
+        info = session.docker().container(target.service.container)
+        if info.value is not None and info.value.pid:
+            service = process_tree(int(info.value.pid))
+        # Docker's own forwarder of a published port belongs to Docker: ending it is never the cure
+        service |= {h.pid for h in holders if h.name in DOCKER_FORWARDERS}
+    elif holders:  # no Docker: a holder that answers /health like the service is the service
+        answer = session.service().health()
+        if answer.value is not None and answer.value.reason:
+            service = {h.pid for h in holders}
+    if inputs.get("include_service"):
+        service_holders: list[Any] = []
+    else:
+        service_holders = [h for h in holders if h.pid in service]
+        keep |= service
+    return PortScope(port, [h for h in holders if h.pid not in keep], service_holders)
+
+
+def _free_port_preview(inputs: dict[str, Any], target: Target) -> str:
+    try:
+        scope = free_port_scope(inputs, target)
+    except ActionError as exc:
+        return f" - {exc}"
+    parts = [f"pid {h.pid} ({' '.join(h.command.split())[:120]})" for h in scope.strangers]
+    found = ("; would terminate " + ", ".join(parts)) if parts else f"; nothing else holds port {scope.port} now"
+    if scope.service:
+        found += "; keeps the service's own " + ", ".join(f"pid {h.pid}" for h in scope.service)
+    return found
+
+
+@action("process.free-port",
+        lambda i: f"terminate whatever else holds port {i.get('port') or 'of the API'} on this host (shown first)",
+        destructive=True, preview=_free_port_preview)
+def free_port(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.probes.ports import terminate
+
+    scope = free_port_scope(inputs, ctx.target)
     stopped = []
-    for proc in holders:
-        if proc.pid in keep:
-            continue
-        ctx.say(f"port {port} is held by pid {proc.pid} ({proc.name}): {proc.command}")
+    for proc in scope.strangers:
+        ctx.say(f"port {scope.port} is held by pid {proc.pid} ({proc.name}): {proc.command}")
         unwrap(terminate(proc.pid), f"terminate pid {proc.pid}")
         stopped.append({"pid": proc.pid, "name": proc.name, "cmdline": proc.command})
-    return {"port": port, "terminated": stopped}
+    return {"port": scope.port, "terminated": stopped, "kept_service": [h.pid for h in scope.service]}
 
 
 # --------------------------------------------------------------------------- config
@@ -735,7 +890,9 @@ def _backup_path(inputs: dict[str, Any], ctx: ActionContext) -> Path:
 
 
 @action("backup.create", lambda i: "back up PostgreSQL (pg_dump), Qdrant (snapshots), the volumes and the service "
-                                   f"config; manifest last{' (' + str(i['reason']) + ')' if i.get('reason') else ''}")
+                                   f"config; manifest last{' (' + str(i['reason']) + ')' if i.get('reason') else ''}"
+                                   + ("; live: writes not stopped" if str(i.get("live")).lower() == "true" else
+                                      "; under read-only mode (set for it and lifted after, if not already on)"))
 def backup_create(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     import sys
 
@@ -743,7 +900,7 @@ def backup_create(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
 
     job = Backup(ctx.target, ctx.target_name, BackupStore(ctx.backups), reason=str(inputs.get("reason") or
                                                                                   "emergency backup"),
-                 cancel=ctx.cancel, say=ctx.say)
+                 cancel=ctx.cancel, say=ctx.say, live=_as_bool(inputs.get("live", False)))
     progress = None
     if sys.stderr.isatty():
         from rich.console import Console
@@ -762,7 +919,7 @@ def backup_create(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
             progress.stop()
     size = sum(f["bytes"] for f in manifest["files"])
     return {"id": backup_id, "path": str(path), "files": len(manifest["files"]), "bytes": size,
-            "skipped": manifest["skipped"]}
+            "skipped": manifest["skipped"], "consistency": manifest.get("consistency")}
 
 
 @action("backup.validate", lambda i: f"validate backup {i['backup']} (checksums, pg_restore --list, archives)"

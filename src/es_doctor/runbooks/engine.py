@@ -8,6 +8,7 @@ One fix at a time per target (a lock file); Ctrl-C stops the running step, is au
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -19,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from es_doctor.config import Target, secret_values
-from es_doctor.errors import ExitStatus, UsageError
+from es_doctor.errors import ExitStatus, UnavailableError, UsageError
 from es_doctor.files import private_dir
-from es_doctor.runbooks.actions import REGISTRY, ActionContext, ActionError
-from es_doctor.runbooks.audit import AuditLog, fix_lock, mask
+from es_doctor.runbooks.actions import REGISTRY, RUN_ENV, ActionContext, ActionError
+from es_doctor.runbooks.audit import AuditLog, fix_lock, mask, target_lock
 from es_doctor.runbooks.model import Runbook, Step
 from es_doctor.runbooks.templating import TemplateError, evaluate_condition, render
 from es_doctor.secrets import clean
@@ -41,6 +42,23 @@ class StepInterrupted(KeyboardInterrupt):
         self.result: Any = None  #: the interrupted step's StepResult
 
 
+def _processes_of_run(run_id: str) -> list[dict[str, Any]]:
+    """Live processes started by run ``run_id`` (they carry it in ``ESDOCTOR_RUN_ID``)."""
+    import psutil
+
+    if not run_id:
+        return []
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "name"]):
+        try:
+            if proc.environ().get(RUN_ENV) == run_id and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append({"pid": proc.pid,
+                              "command": " ".join(proc.info.get("cmdline") or []) or str(proc.info.get("name"))})
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
 class Outcome(StrEnum):
     FIXED = "FIXED"
     DONE = "DONE"  #: a procedure (a runbook that cures no finding, e.g. a backup) ran and verified
@@ -50,6 +68,7 @@ class Outcome(StrEnum):
     DECLINED = "DECLINED"
     INTERRUPTED = "INTERRUPTED"
     PLANNED = "PLANNED (dry run)"
+    REFUSED = "REFUSED"  #: the target lacks what the runbook needs: nothing was run
 
     @property
     def exit_status(self) -> ExitStatus:
@@ -57,6 +76,8 @@ class Outcome(StrEnum):
             return ExitStatus.OK
         if self is Outcome.INTERRUPTED:
             return ExitStatus.INTERRUPTED
+        if self is Outcome.REFUSED:
+            return ExitStatus.UNAVAILABLE
         return ExitStatus.WARNING
 
 
@@ -76,6 +97,8 @@ class Plan:
     target_name: str
     steps: list[PlannedStep]
     rollback: list[PlannedStep]
+    #: why the target cannot run this runbook (its ``requires:`` unmet); empty when it can
+    missing: list[str] = field(default_factory=list)
 
     @property
     def destructive(self) -> bool:
@@ -147,8 +170,35 @@ def _is_destructive(step: Step, runbook: Runbook) -> bool:
     return bool(step.destructive or (spec is not None and spec.destructive))
 
 
-def _plan_steps(steps: list[Step], phase: str, runbook: Runbook, context: dict[str, Any],
-                known: list[str]) -> list[PlannedStep]:
+def missing_requirements(runbook: Runbook, target: Target) -> list[str]:
+    """Each of the runbook's ``requires:`` the target lacks, with the reason."""
+    from urllib.parse import urlsplit
+
+    from es_doctor.probes.ports import is_local_host
+
+    out = []
+    for need in runbook.requires:
+        if need == "local":
+            host = urlsplit(target.service.api_url).hostname or "localhost"
+            local, why = is_local_host(host)
+            if not local:
+                out.append(f"needs the service on this host: {why}")
+        elif need == "config-file":
+            if not target.service.config_file:
+                out.append("needs the service's config file on this host (service.config_file is not set)")
+        elif need == "restart":
+            docker, why = target.is_present("docker")
+            if not docker and not target.service.restart_command:
+                out.append(f"needs a way to restart the service: no Docker ({why}) and no service.restart_command")
+        else:
+            present, why = target.is_present(need)
+            if not present:
+                out.append(f"needs {need}: {why}")
+    return out
+
+
+def _plan_steps(steps: list[Step], phase: str, runbook: Runbook, context: dict[str, Any], known: list[str],
+                target: Target | None = None, missing: list[str] | None = None) -> list[PlannedStep]:
     """The plan of ``steps``: descriptions with secrets masked (the plan is printed and audited)."""
     planned = []
     for step in steps:
@@ -162,6 +212,8 @@ def _plan_steps(steps: list[Step], phase: str, runbook: Runbook, context: dict[s
         description = (spec.describe(inputs) if inputs is not None else
                        f"{step.action} (template error, the step will fail: {problem})" if problem else
                        f"{step.action} (inputs from earlier steps)")
+        if spec.preview is not None and inputs is not None and target is not None and not missing:
+            description += spec.preview(inputs, target)
         planned.append(PlannedStep(step, phase, clean(description, known), inputs, _is_destructive(step, runbook)))
     return planned
 
@@ -170,8 +222,10 @@ def plan(runbook: Runbook, target: Target, target_name: str, params: dict[str, s
     typed = coerce_params(runbook, params or {})
     context = template_context(target, typed, {})
     known = secret_values(target)
-    return Plan(runbook, typed, target_name, _plan_steps(list(runbook.steps), "steps", runbook, context, known),
-                _plan_steps(list(runbook.rollback), "rollback", runbook, context, known))
+    missing = missing_requirements(runbook, target)
+    return Plan(runbook, typed, target_name,
+                _plan_steps(list(runbook.steps), "steps", runbook, context, known, target, missing),
+                _plan_steps(list(runbook.rollback), "rollback", runbook, context, known), missing)
 
 
 class Engine:
@@ -185,12 +239,18 @@ class Engine:
         self.verify_timeout = verify_timeout
         self.secrets = secret_values(target)
         self.say: Callable[[str], None] = lambda text: say(clean(str(text), self.secrets))
+        self._lock_info: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ public
     def run(self, the_plan: Plan, *, yes: bool = False, dry_run: bool = False) -> FixResult:
         rb = the_plan.runbook
         run_id = uuid.uuid4().hex[:12]
         base = {"run_id": run_id, "target": self.target_name, "runbook": rb.id}
+        if the_plan.missing:  # refused up front: no lock, no step, nothing changed
+            message = f"refused: target {self.target_name} " + "; ".join(the_plan.missing) + \
+                (" (dry run)" if dry_run else "") + ": nothing was changed"
+            self.audit.write("fix.refused", **base, missing=the_plan.missing, dry_run=dry_run)
+            return FixResult(rb.id, Outcome.REFUSED, run_id, message=message)
         self._preflight_writable(rb)
         if dry_run:
             self.audit.write("fix.dry-run", **base, params=the_plan.params,
@@ -198,8 +258,19 @@ class Engine:
                                    for s in the_plan.steps])
             return FixResult(rb.id, Outcome.PLANNED, run_id, message="dry run: nothing was changed")
         try:
-            with fix_lock(self.state_dir, self.target_name, rb.id):
-                return self._run_locked(the_plan, base, run_id, yes)
+            with fix_lock(self.state_dir, self.target_name, rb.id, run_id,
+                          on_dead=lambda dead: self._report_dead_run(dead, base)), \
+                    target_lock(self.target, rb.id, run_id, self.say) as held:
+                self._lock_info = held  # audited with fix.start
+                previous = os.environ.get(RUN_ENV)
+                os.environ[RUN_ENV] = run_id  # inherited by the programs steps run: a dead run's are found by it
+                try:
+                    return self._run_locked(the_plan, base, run_id, yes)
+                finally:
+                    if previous is None:
+                        os.environ.pop(RUN_ENV, None)
+                    else:
+                        os.environ[RUN_ENV] = previous
         except OSError as exc:  # the disk filled up or turned read-only during the run: exit 73
             from es_doctor.statedir import cant_write
 
@@ -207,6 +278,42 @@ class Engine:
             if refused is None:
                 raise
             raise refused from None
+
+    def _report_dead_run(self, dead: dict[str, Any], base: dict[str, Any]) -> None:
+        """A run that held the lock and died without releasing it (SIGKILL, a crash): say what it was
+        doing, from its lock record and the audit log, so the operator knows what may be half-done."""
+        records = self.audit.run_records(str(dead.get("run_id") or ""))
+        starts = [i for i, r in enumerate(records) if r.get("event") == "fix.step-start"]
+        done = [r["step"] for r in records if r.get("event") == "fix.step" and r.get("status") == "ok"]
+        last = records[starts[-1]] if starts else None
+        text = (f"a previous fix died without finishing: runbook {dead.get('runbook', '?')} by "
+                f"{dead.get('user', '?')}@{dead.get('host', '?')} (pid {dead.get('pid', '?')}, run "
+                f"{dead.get('run_id') or '?'}) started {dead.get('since', '?')}")
+        half = None
+        if last is not None:
+            end = next((r for r in records[starts[-1] + 1:] if r.get("event") == "fix.step"
+                        and (r.get("phase"), r.get("step")) == (last.get("phase"), last.get("step"))), None)
+            state = f"ended {end.get('status')}" if end else "never finished: it may be half-done"
+            if end is None:
+                half = last.get("step")
+            text += f"; its last step {last.get('step')} ({last.get('action')}) started {last.get('time')}, {state}"
+        elif records:
+            text += "; it ran no step"
+        else:
+            text += "; the audit log holds none of its records"
+        if done:
+            text += f"; steps it completed: {', '.join(done)}"
+        running = _processes_of_run(str(dead.get("run_id") or ""))
+        if running:
+            text += "; programs it started are still running: " + ", ".join(
+                f"pid {p['pid']} ({p['command'][:100]})" for p in running)
+        self.say(f"WARNING: {text}. Check the target before going on (es-doctor diagnose).")
+        self.audit.write("fix.previous-run-died", **base, previous=dead, last_step=last.get("step") if last else None,
+                         half_done=half, completed=done, still_running=running)
+        if running:
+            raise UnavailableError(f"a step of the dead run {dead.get('run_id')} is still running ("
+                                   + ", ".join(f"pid {p['pid']}" for p in running)
+                                   + "): wait for it to end or stop it, then run the fix again")
 
     # ------------------------------------------------------------------ internals
     def _preflight_writable(self, rb: Runbook) -> None:
@@ -220,11 +327,19 @@ class Engine:
             ensure_writable_dir(self.backup_root, "backup directory")
 
     def _run_locked(self, the_plan: Plan, base: dict[str, Any], run_id: str, yes: bool) -> FixResult:
-        rb = the_plan.runbook
-        result = FixResult(rb.id, Outcome.FIXED, run_id)
         work_dir = private_dir(self.state_dir / "runs" / run_id)  # dumps and config copies: 0700
         ctx = ActionContext(self.target, self.target_name, work_dir, say=self.say, backup_root=self.backup_root)
-        self.audit.write("fix.start", **base, params=the_plan.params, destructive=the_plan.destructive)
+        try:
+            return self._run_with(ctx, the_plan, base, run_id, yes)
+        finally:
+            ctx.probes.close()  # the run's clients (an embedded Qdrant holds its storage lock until closed)
+
+    def _run_with(self, ctx: ActionContext, the_plan: Plan, base: dict[str, Any], run_id: str,
+                  yes: bool) -> FixResult:
+        rb = the_plan.runbook
+        result = FixResult(rb.id, Outcome.FIXED, run_id)
+        self.audit.write("fix.start", **base, params=the_plan.params, destructive=the_plan.destructive,
+                         lock=self._lock_info)
         started = time.monotonic()
         if rb.flags.destructive and not yes and not self.confirm(
                 f"{rb.id} is destructive ({len(the_plan.steps)} steps, shown above). Proceed?"):
@@ -374,6 +489,7 @@ class Engine:
             self.say(f"  ✗ {step.name}: {res.error}")
             return res
         self.say(f"  → {step.name}: {spec.describe(inputs)}")
+        self.audit.write("fix.step-start", **base, phase=phase, step=step.name, action=step.action)
         res = StepResult(step.name, phase, "failed")
         for attempt in range(1, step.retries + 2):
             res.attempts = attempt

@@ -53,6 +53,16 @@ class Step(_Strict):
         return value
 
 
+#: what a runbook can need of its target: a component present (not in ``absent:``, not disabled), ``local``
+#: (the service runs on this host: its API address is local), ``config-file`` (the service's config file is
+#: on this host: ``service.config_file``), ``restart`` (the service can be restarted: by Docker, or by the
+#: target's ``service.restart_command``, e.g. a process supervisor)
+REQUIREMENTS = ("docker", "local", "config-file", "restart", "service", "postgres", "qdrant", "prometheus", "redis",
+                "grafana")
+Requirement = Literal["docker", "local", "config-file", "restart", "service", "postgres", "qdrant", "prometheus",
+                      "redis", "grafana"]
+
+
 class Flags(_Strict):
     destructive: bool = False
     needs_maintenance: bool = False
@@ -73,6 +83,8 @@ class Runbook(_Strict):
         default_factory=list, description="check ids that must be OK afterwards")
     rollback: list[Step] = Field(default_factory=list)
     flags: Flags = Field(default_factory=Flags)
+    requires: list[Requirement] = Field(
+        default_factory=list, description="what the target must have; the plan refuses up front without it")
 
     @field_validator("check_class")
     @classmethod
