@@ -248,10 +248,15 @@ def test_every_path_but_healthz_needs_the_token(tmp_path: Path, monkeypatch: pyt
     daemon: Daemon = daemon_factory(config)  # type: ignore[operator]
     server = Server(daemon)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    daemon.start()
     base = f"http://127.0.0.1:{server.server_port}"
+    status, body = _get(f"{base}/ready", "s3cret-token")
+    assert (status, json.loads(body)) == (503, {"ready": False, "waiting_for": ["a"]})  # not diagnosed yet
+    assert _get(f"{base}/api/v1/targets/a/report", "s3cret-token")[0] == 503
+    daemon.start()
     try:
         _wait(lambda: daemon.ready()[0])
+        assert _get(f"{base}/ready", "s3cret-token")[0] == 200
+        assert _get(f"{base}/api/v1/targets/nope/report", "s3cret-token")[0] == 404
         assert _get(f"{base}/healthz") == (200, b"ok\n")
         for path in ("/", "/metrics", "/ready", "/assets/style.css", "/api/v1/targets", "/api/v1/targets/a/report",
                      "/api/v1/targets/a/history", "/nonexistent"):
@@ -340,6 +345,20 @@ def test_serve_rules_and_scrape_config_pass_promtool(tmp_path: Path) -> None:
     result = subprocess.run(["promtool", "check", "config", str(tmp_path / "prom.yml")], capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_serve_one_target_with_the_root_option_prints_its_scrape_job(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from es_doctor.cli.main import main
+
+    config = _config(tmp_path / "c.yaml", {"a": 1, "b": 2})
+    assert main(["-c", str(config), "-t", "b", "serve", "--listen", "127.0.0.1:9200", "--interval", "20s",
+                 "--print-scrape-config"]) == ExitStatus.OK
+    out = capsys.readouterr().out
+    assert "127.0.0.1:9200" in out and "scrape_interval: 20s" in out and "authorization" not in out
+    assert main(["-c", str(config), "serve", "--interval", "soon", "--print-scrape-config"]) == ExitStatus.USAGE
+    settings = settings_from(load_targets(str(config), ["b"]))
+    assert list(settings.targets) == ["b"]
 
 
 # --------------------------------------------------------------------------- multi-target diagnose
