@@ -320,7 +320,7 @@ steps:
 
 def test_an_http_step_answered_429_waits_for_retry_after(hostile: str, tmp_path: Path) -> None:
     from es_doctor.runbooks.audit import AuditLog
-    from es_doctor.runbooks.engine import Engine, Outcome, plan
+    from es_doctor.runbooks.engine import Engine, RunOutcome, plan
     from es_doctor.runbooks.loader import load_runbook_file
 
     path = tmp_path / "rb.yaml"
@@ -343,6 +343,6 @@ steps:
     Hostile.hits["/busy"] = 0
     started = time.monotonic()
     result = engine.run(plan(load_runbook_file(path), target, "t"), yes=True)
-    assert result.outcome is Outcome.DONE and result.steps[0].attempts == 2
+    assert result.outcome is RunOutcome.DONE and result.steps[0].attempts == 2
     assert time.monotonic() - started >= 1.0
     assert any("retrying in 1s" in line for line in said), said

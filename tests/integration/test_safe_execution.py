@@ -19,7 +19,7 @@ import pytest
 
 from es_doctor.config import Target
 from es_doctor.runbooks.audit import AuditLog
-from es_doctor.runbooks.engine import Engine, Outcome, plan
+from es_doctor.runbooks.engine import Engine, RunOutcome, plan
 from es_doctor.runbooks.loader import load_runbook_file
 from es_doctor.tools import ToolError, live_groups, pg_bin, run_tool
 
@@ -101,7 +101,7 @@ def test_sigint_stops_the_step_and_its_programs_before_the_rollback(tmp_path: Pa
     assert interrupted["step"] == "slow" and interrupted["stopped"] is True
     step = next(r for r in records if r["event"] == "fix.step" and r.get("step") == "slow")
     assert step["status"] == "interrupted"
-    assert records[-1]["event"] == "fix.end" and records[-1]["outcome"] == Outcome.INTERRUPTED.value
+    assert records[-1]["event"] == "fix.end" and records[-1]["outcome"] == RunOutcome.INTERRUPTED.value
     assert "rolled back" in records[-1]["message"]
 
 
@@ -133,7 +133,7 @@ def test_a_timed_out_step_is_stopped_before_any_retry(tmp_path: Path, idempotent
     assert step.attempts == (2 if idempotent else 1)
     if not idempotent:
         assert "not retried" in step.error
-    assert result.outcome is Outcome.ROLLED_BACK
+    assert result.outcome is RunOutcome.ROLLED_BACK
 
 
 def test_a_shell_step_printing_far_more_than_a_pipe_holds_finishes_at_once(tmp_path: Path) -> None:
@@ -151,7 +151,7 @@ steps:
     started = time.monotonic()
     result = _engine(tmp_path).run(plan(runbook, Target(), "t"), yes=True)
     assert time.monotonic() - started < 5, "the step waited on a full pipe"
-    assert result.outcome is Outcome.DONE, result.steps
+    assert result.outcome is RunOutcome.DONE, result.steps
     assert result.steps[0].output["output"].rstrip().endswith("39999\n40000")
 
 
@@ -345,7 +345,7 @@ rollback:
     result = engine.run(plan(runbook, target, "t"), yes=True)
     step = result.steps[0]
     assert step.status == "running" and "could not be stopped" in step.error
-    assert result.outcome is Outcome.FAILED and "no rollback was started" in result.message
+    assert result.outcome is RunOutcome.FAILED and "no rollback was started" in result.message
     assert not marker.exists()
     assert any("could not be stopped" in line for line in said)
     records = audit_records(tmp_path / "audit.jsonl")

@@ -529,7 +529,7 @@ def test_config_set_keeps_comments_order_mode_and_replaces_atomically(tmp_path: 
 
 def test_interrupt_without_rollback_steps_does_not_claim_a_rollback(tmp_path: Path) -> None:
     from es_doctor.runbooks.audit import AuditLog
-    from es_doctor.runbooks.engine import Engine, Outcome, plan
+    from es_doctor.runbooks.engine import Engine, RunOutcome, plan
     from es_doctor.runbooks.loader import load_runbook_file
 
     path = tmp_path / "rb.yaml"
@@ -545,7 +545,7 @@ def test_interrupt_without_rollback_steps_does_not_claim_a_rollback(tmp_path: Pa
     engine = Engine(target, "t", AuditLog(tmp_path / "audit.jsonl", []), tmp_path / "state", confirm=interrupt,
                     say=lambda _t: None)
     result = engine.run(plan(rb, target, "t"), yes=False)
-    assert result.outcome is Outcome.INTERRUPTED
+    assert result.outcome is RunOutcome.INTERRUPTED
     assert "rolled back" not in result.message and "no rollback steps" in result.message
 
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from es_doctor.cli.runbooks_cmd import runbooks_app
 from es_doctor.errors import ExitStatus
-from es_doctor.runbooks.action_names import ACTION_NAMES
+from es_doctor.runbooks.actions import ACTION_NAMES
 from es_doctor.runbooks.loader import RunbookError, load_runbook_file, load_runbooks, shipped_dir
 from es_doctor.runbooks.model import Runbook
 from es_doctor.runbooks.schema import render_schema, runbook_schema

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from es_doctor.checks.registry import load_all
 from es_doctor.config import Target
 from es_doctor.runbooks.audit import AuditLog
-from es_doctor.runbooks.engine import Engine, Outcome, plan
+from es_doctor.runbooks.engine import Engine, RunOutcome, plan
 from es_doctor.runbooks.loader import RunbookError, load_runbook_file, load_runbooks, shipped_dir
 from es_doctor.runbooks.schema import render_schema
 from es_doctor.runbooks.templating import TemplateError, render
@@ -185,7 +185,7 @@ def test_secrets_never_reach_the_audit_log_or_the_output(tmp_path: Path, monkeyp
     audit = AuditLog(tmp_path / "audit.jsonl", [])
     engine = Engine(target, "unit", audit, tmp_path / "state", confirm=lambda _q: True, say=said.append)
     result = engine.run(plan(rb, target, "unit"), yes=True)
-    assert result.outcome is Outcome.DONE, "it cures no finding: a procedure"
+    assert result.outcome is RunOutcome.DONE, "it cures no finding: a procedure"
     log = (tmp_path / "audit.jsonl").read_text()
     assert "fix.step" in log
     for secret in (key, pw):
@@ -194,13 +194,13 @@ def test_secrets_never_reach_the_audit_log_or_the_output(tmp_path: Path, monkeyp
 
 
 @pytest.mark.parametrize(("rollback", "outcome", "message"), [
-    ("", Outcome.FAILED, "step breaks failed"),
+    ("", RunOutcome.FAILED, "step breaks failed"),
     ("rollback:\n  - name: undo\n    action: notify\n    inputs: {message: undone}\n",
-     Outcome.ROLLED_BACK, "step breaks failed"),
+     RunOutcome.ROLLED_BACK, "step breaks failed"),
     ("rollback:\n  - name: undo\n    action: fail\n    inputs: {message: cannot undo}\n",
-     Outcome.FAILED, "the rollback is incomplete (undo failed)"),
+     RunOutcome.FAILED, "the rollback is incomplete (undo failed)"),
 ])
-def test_the_outcome_says_whether_the_rollback_happened(tmp_path: Path, rollback: str, outcome: Outcome,
+def test_the_outcome_says_whether_the_rollback_happened(tmp_path: Path, rollback: str, outcome: RunOutcome,
                                                         message: str) -> None:
     text = ("id: breaks\ntitle: breaks\nclass: deploy\nsteps:\n  - name: breaks\n    action: fail\n" + rollback)
     rb = load_runbook_file(write(tmp_path, text))

@@ -137,7 +137,7 @@ def fix(
     target: TargetOpt = None,
 ) -> int:
     """Apply a runbook: plan, confirm, act, verify, roll back on failure; all of it audited."""
-    from es_doctor.runbooks.engine import Outcome, plan
+    from es_doctor.runbooks.engine import RunOutcome, plan
 
     if (ident is None) == (not fix_all):
         raise UsageError("give a runbook or finding id, or --all")
@@ -174,9 +174,9 @@ def fix(
         _report(result)
         status = result.outcome.exit_status
         worst = max(worst, status, key=int)
-        if result.outcome is Outcome.REFUSED and fix_all:
+        if result.outcome is RunOutcome.REFUSED and fix_all:
             continue  # the target cannot run this one at all (nothing changed): the others may still cure
-        if result.outcome not in (Outcome.FIXED, Outcome.DONE, Outcome.PLANNED):
+        if result.outcome not in (RunOutcome.FIXED, RunOutcome.DONE, RunOutcome.PLANNED):
             break
     return int(worst)
 

@@ -367,9 +367,6 @@ class HttpProbe:
         response = self.get(url, accept=accept, timeout=timeout)
         return as_json(response)
 
-    def post_json(self, url: str, body: Any = None, *, accept: tuple[int, ...] = ()) -> Result[Any]:
-        return as_json(self.request("POST", url, json_body=body, accept=accept))
-
 
 def as_json(response: Result[HttpResponse]) -> Result[Any]:
     if response.failure is not None:

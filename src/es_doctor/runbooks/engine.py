@@ -59,7 +59,7 @@ def _processes_of_run(run_id: str) -> list[dict[str, Any]]:
     return found
 
 
-class Outcome(StrEnum):
+class RunOutcome(StrEnum):
     FIXED = "FIXED"
     DONE = "DONE"  #: a procedure (a runbook that cures no finding, e.g. a backup) ran and verified
     NOT_FIXED = "NOT FIXED"
@@ -72,11 +72,11 @@ class Outcome(StrEnum):
 
     @property
     def exit_status(self) -> ExitStatus:
-        if self in (Outcome.FIXED, Outcome.DONE, Outcome.PLANNED):
+        if self in (RunOutcome.FIXED, RunOutcome.DONE, RunOutcome.PLANNED):
             return ExitStatus.OK
-        if self is Outcome.INTERRUPTED:
+        if self is RunOutcome.INTERRUPTED:
             return ExitStatus.INTERRUPTED
-        if self is Outcome.REFUSED:
+        if self is RunOutcome.REFUSED:
             return ExitStatus.UNAVAILABLE
         return ExitStatus.WARNING
 
@@ -119,7 +119,7 @@ class StepResult:
 @dataclass
 class FixResult:
     runbook: str
-    outcome: Outcome
+    outcome: RunOutcome
     run_id: str
     steps: list[StepResult] = field(default_factory=list)
     verify: list[dict[str, Any]] = field(default_factory=list)
@@ -250,13 +250,13 @@ class Engine:
             message = f"refused: target {self.target_name} " + "; ".join(the_plan.missing) + \
                 (" (dry run)" if dry_run else "") + ": nothing was changed"
             self.audit.write("fix.refused", **base, missing=the_plan.missing, dry_run=dry_run)
-            return FixResult(rb.id, Outcome.REFUSED, run_id, message=message)
+            return FixResult(rb.id, RunOutcome.REFUSED, run_id, message=message)
         self._preflight_writable(rb)
         if dry_run:
             self.audit.write("fix.dry-run", **base, params=the_plan.params,
                              plan=[{"step": s.step.name, "action": s.step.action, "inputs": s.inputs}
                                    for s in the_plan.steps])
-            return FixResult(rb.id, Outcome.PLANNED, run_id, message="dry run: nothing was changed")
+            return FixResult(rb.id, RunOutcome.PLANNED, run_id, message="dry run: nothing was changed")
         try:
             with fix_lock(self.state_dir, self.target_name, rb.id, run_id,
                           on_dead=lambda dead: self._report_dead_run(dead, base)), \
@@ -337,13 +337,13 @@ class Engine:
     def _run_with(self, ctx: ActionContext, the_plan: Plan, base: dict[str, Any], run_id: str,
                   yes: bool) -> FixResult:
         rb = the_plan.runbook
-        result = FixResult(rb.id, Outcome.FIXED, run_id)
+        result = FixResult(rb.id, RunOutcome.FIXED, run_id)
         self.audit.write("fix.start", **base, params=the_plan.params, destructive=the_plan.destructive,
                          lock=self._lock_info)
         started = time.monotonic()
         if rb.flags.destructive and not yes and not self.confirm(
                 f"{rb.id} is destructive ({len(the_plan.steps)} steps, shown above). Proceed?"):
-            result.outcome, result.message = Outcome.DECLINED, "declined: nothing was changed"
+            result.outcome, result.message = RunOutcome.DECLINED, "declined: nothing was changed"
             self.audit.write("fix.end", **base, outcome=result.outcome.value, duration_ms=0)
             return result
         outputs: dict[str, Any] = {}
@@ -355,7 +355,7 @@ class Engine:
                                 ctx, base)
             result.steps.append(res)
             if res.status != "ok":
-                result.outcome, result.message = Outcome.FAILED, f"precondition {step.name} failed: nothing changed"
+                result.outcome, result.message = RunOutcome.FAILED, f"precondition {step.name} failed: nothing changed"
                 self.audit.write("fix.end", **base, outcome=result.outcome.value, message=result.message,
                                  duration_ms=round((time.monotonic() - started) * 1000, 1))
                 return result
@@ -372,7 +372,7 @@ class Engine:
                     result.steps.append(exc.result)
                 self.audit.write("fix.interrupted", **base, step=during, stopped=stopped,
                                  completed=[s.name for s in result.steps if s.status == "ok"])
-            result.outcome = Outcome.INTERRUPTED
+            result.outcome = RunOutcome.INTERRUPTED
             result.message = f"interrupted during step {during}" if during else "interrupted between steps"
             if not stopped:  # a rollback now would race the step still running
                 result.message += ("; the step could not be stopped and may still be running: "
@@ -404,20 +404,20 @@ class Engine:
             if how == "rollback" and the_plan.runbook.rollback:
                 self._rollback(the_plan, ctx, base, outputs, result)
                 undone = [s for s in result.steps if s.phase == "rollback" and s.status not in ("ok", "skipped")]
-                result.outcome = Outcome.FAILED if undone else Outcome.ROLLED_BACK
+                result.outcome = RunOutcome.FAILED if undone else RunOutcome.ROLLED_BACK
                 if undone:
                     result.message += f"; the rollback is incomplete ({', '.join(s.name for s in undone)} failed)"
             elif how == "rollback":
                 self._rollback(the_plan, ctx, base, outputs, result)  # says there is none
-                result.outcome = Outcome.FAILED
+                result.outcome = RunOutcome.FAILED
             elif how == "declined":
-                result.outcome = Outcome.DECLINED
+                result.outcome = RunOutcome.DECLINED
             else:
-                result.outcome = Outcome.FAILED
+                result.outcome = RunOutcome.FAILED
         else:
             fixed, findings = self._verify(rb)
             result.verify = findings
-            result.outcome = (Outcome.FIXED if rb.cures else Outcome.DONE) if fixed else Outcome.NOT_FIXED
+            result.outcome = (RunOutcome.FIXED if rb.cures else RunOutcome.DONE) if fixed else RunOutcome.NOT_FIXED
             self.audit.write("fix.verify", **base, fixed=fixed, findings=findings)
         self.audit.write("fix.end", **base, outcome=result.outcome.value, message=result.message,
                          duration_ms=round((time.monotonic() - started) * 1000, 1))

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from es_doctor.runbooks.action_names import ACTION_NAMES
+from es_doctor.runbooks.actions import ACTION_NAMES
 from es_doctor.symptoms import SYMPTOM_CLASSES
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"

@@ -1,0 +1,138 @@
+"""Backups (es_doctor.backup): create, validate, restore, require a write freeze."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from es_doctor.runbooks.actions.base import (
+    ActionContext,
+    ActionError,
+    action,
+    as_bool,
+    need,
+    stamp,
+    tool_call,
+    unwrap,
+)
+
+
+def _backup_path(inputs: dict[str, Any], ctx: ActionContext) -> Path:
+    from es_doctor.backup import BackupStore
+
+    return tool_call(lambda: BackupStore(ctx.backups).path(str(need(inputs, "backup"))))  # type: ignore[no-any-return]
+
+
+@action("backup.create", lambda i: "back up PostgreSQL (pg_dump), Qdrant (snapshots), the volumes and the service "
+                                   f"config; manifest last{' (' + str(i['reason']) + ')' if i.get('reason') else ''}"
+                                   + ("; live: writes not stopped" if str(i.get("live")).lower() == "true" else
+                                      "; under read-only mode (set for it and lifted after, if not already on)"))
+def backup_create(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    import sys
+
+    from es_doctor.backup import Backup, BackupStore
+
+    job = Backup(ctx.target, ctx.target_name, BackupStore(ctx.backups), reason=str(inputs.get("reason") or
+                                                                                  "emergency backup"),
+                 cancel=ctx.cancel, say=ctx.say, live=as_bool(inputs.get("live", False)))
+    progress = None
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import Progress
+
+        progress = Progress(console=Console(stderr=True), transient=True)
+        task = progress.add_task("backup", total=4)
+        job.progress = lambda name, done, _total: progress.update(task, completed=done, description=name)
+        progress.start()
+    else:
+        job.progress = lambda name, done, total: ctx.say(f"  [{done}/{total}] {name} done")
+    try:
+        backup_id, path, manifest = tool_call(job.run)
+    finally:
+        if progress is not None:
+            progress.stop()
+    size = sum(f["bytes"] for f in manifest["files"])
+    return {"id": backup_id, "path": str(path), "files": len(manifest["files"]), "bytes": size,
+            "skipped": manifest["skipped"], "consistency": manifest.get("consistency")}
+
+
+@action("backup.validate", lambda i: f"validate backup {i['backup']} (checksums, pg_restore --list, archives)"
+        if i.get("backup") else "validate the live data (amcheck, Qdrant points against rows, volumes)"
+        + (f", equal to backup {i['against']}" if i.get("against") else ""))
+def backup_validate(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.backup import validate_backup, validate_live
+
+    if inputs.get("backup"):
+        path = _backup_path(inputs, ctx)
+        found = tool_call(lambda: validate_backup(path))
+    else:
+        found = tool_call(lambda: validate_live(ctx.target, content=bool(inputs.get("against"))))
+    if inputs.get("against"):  # after a restore: the live data must equal what the backup recorded
+        from es_doctor.backup import compare, read_manifest
+
+        against = _backup_path({"backup": inputs["against"]}, ctx)
+        manifest = tool_call(lambda: read_manifest(against))
+        differences = compare(manifest, found)
+        for difference in differences:
+            found.add("restore", f"differs from backup {against.name}: {difference}")
+        if not differences:
+            found.notes.append(f"equal to backup {against.name}: row counts and md5 of "
+                               f"{len((manifest.get('postgres') or {}).get('tables', {}))} table(s), points and "
+                               f"hashes of {len((manifest.get('qdrant') or {}).get('collections', {}))} collection(s)")
+    for problem in found.problems:
+        ctx.say(f"  {problem}")
+    if not found.ok:
+        raise ActionError(f"{found.subject}: {sum(p.severity == 'CRIT' for p in found.problems)} problem(s)")
+    return found.as_dict()  # type: ignore[no-any-return]
+
+
+@action("backup.require-freeze", lambda _i: "require that writes are stopped (read-only or maintenance mode, "
+                                            "or the service stopped)")
+def backup_require_freeze(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.backup import require_write_freeze
+
+    return {"reason": tool_call(lambda: require_write_freeze(ctx.target))}
+
+
+@action("backup.restore-volumes", lambda i: f"recreate the volumes of backup {i.get('backup')} and fill them from "
+                                            "its archives (their containers stopped meanwhile)", destructive=True)
+def backup_restore_volumes(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.backup import restore_volumes
+
+    path = _backup_path(inputs, ctx)
+    return {"restored": tool_call(lambda: restore_volumes(ctx.target, path, ctx.say, ctx.cancel))}
+
+
+@action("backup.restore-postgres", lambda i: f"pg_restore --clean --single-transaction from backup {i.get('backup')}",
+        destructive=True)
+def backup_restore_postgres(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.backup import restore_postgres
+
+    path = _backup_path(inputs, ctx)
+    return {"restored": tool_call(lambda: restore_postgres(ctx.target, path, ctx.cancel))}
+
+
+@action("backup.restore-qdrant", lambda i: f"recover the Qdrant collection(s) {', '.join(map(str, i['collections']))} "
+        f"of backup {i.get('backup')} from its snapshot" if i.get("collections") else
+        f"recover the Qdrant collections of backup {i.get('backup')} from its snapshots", destructive=True)
+def backup_restore_qdrant(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    from es_doctor.backup import restore_qdrant, safe_name
+
+    path = _backup_path(inputs, ctx)
+    wanted = inputs.get("collections")
+    only = [str(c) for c in wanted] if isinstance(wanted, list) and wanted else None
+    if not only or not inputs.get("keep_current"):
+        return {"restored": tool_call(lambda: restore_qdrant(ctx.target, path, ctx.cancel, only)),
+                "backup": path.name}
+    # the points written since the collection was recreated are newer than the backup's: they are
+    # saved first (into the run's private directory) and upserted again over the recovered collection
+    saved: dict[str, tuple[Path, int]] = {}
+    for name in only:
+        if name in unwrap(ctx.qdrant().collections(), "Qdrant collections"):
+            ctx.work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            dest = ctx.work_dir / f"{safe_name(name)}.points-{stamp()}.jsonl"
+            saved[name] = (dest, unwrap(ctx.qdrant().export_points(name, str(dest)), f"export the points of {name}"))
+    restored = tool_call(lambda: restore_qdrant(ctx.target, path, ctx.cancel, only))
+    kept = {name: unwrap(ctx.qdrant().import_points(name, str(dest)), f"upsert the saved points of {name}")
+            for name, (dest, _count) in saved.items()}
+    return {"restored": restored, "backup": path.name, "kept_current_points": kept}

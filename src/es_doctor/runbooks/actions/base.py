@@ -1,0 +1,156 @@
+"""The runbook actions' core: the registry of idempotent operations, each working through the probes.
+
+Every action has ``describe(inputs)`` (what it would do: the dry-run plan) and ``run(inputs, ctx)``
+(do it, return a dict of outputs for later steps' templates). An action signals failure by raising
+:class:`ActionError`; the engine turns it into the step's result. Destructive actions say so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from es_doctor.config import Target
+from es_doctor.probes.result import Result
+from es_doctor.probes.session import ProbeSession
+
+#: set (by the engine) for the programs a run's steps start, so that those of a run that died can be found
+#: (not ``ES_DOCTOR_…``: an es-doctor started by a step would read that as a configuration override)
+RUN_ENV = "ESDOCTOR_RUN_ID"
+
+
+class ActionError(RuntimeError):
+    """A step's action failed (the message says why, with no secret in it). ``retryable=False``: it
+    may have taken effect (e.g. a POST sent and no answer read), so the engine does not try again."""
+
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after  #: the server asked to wait this long before a retry (capped)
+
+
+@dataclass
+class ActionContext:
+    target: Target
+    target_name: str
+    #: where this run keeps its backups (volume tars, config copies, dumps)
+    work_dir: Path
+    cancel: threading.Event = field(default_factory=threading.Event)
+    say: Callable[[str], None] = lambda _text: None
+    #: where `emergency backup` keeps backups (None: ``state_dir/backups``)
+    backup_root: Path | None = None
+    #: the run's probe session (every client bounded by 60 s; closed by the engine at the end of the run)
+    probes: ProbeSession = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.probes = ProbeSession(self.target, timeout=60, docker_timeout=60)
+
+    def docker(self) -> Any:
+        return self.probes.docker()
+
+    def qdrant(self) -> Any:
+        return self.probes.qdrant()
+
+    def postgres(self) -> Any:
+        return self.probes.postgres()
+
+    def service(self) -> Any:
+        return self.probes.service()
+
+    @property
+    def deployments(self) -> Path:
+        """Where the service's image history is kept (``state_dir/deployments/<target>.jsonl``)."""
+        return self.work_dir.parents[1] / "deployments" / f"{self.target_name}.jsonl"
+
+    @property
+    def backups(self) -> Path:
+        return self.backup_root or self.work_dir.parents[1] / "backups"
+
+    def sleep(self, seconds: float) -> None:
+        if self.cancel.wait(seconds):
+            raise ActionError("interrupted")
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    describe: Callable[[dict[str, Any]], str]
+    run: Callable[[dict[str, Any], ActionContext], dict[str, Any]]
+    destructive: bool = False
+    #: may the engine try again after a timeout (which may have happened after the effect)?
+    retry_safe: Callable[[dict[str, Any]], bool] = lambda _inputs: True
+    #: what the step would act on right now (pids, commands), or why it refuses: shown in the plan
+    preview: Callable[[dict[str, Any], Target], str] | None = None
+
+
+REGISTRY: dict[str, ActionSpec] = {}
+
+
+def action(name: str, describe: Callable[[dict[str, Any]], str], destructive: bool = False,
+           retry_safe: Callable[[dict[str, Any]], bool] = lambda _inputs: True,
+           preview: Callable[[dict[str, Any], Target], str] | None = None) -> Callable[
+        [Callable[[dict[str, Any], ActionContext], dict[str, Any]]],
+        Callable[[dict[str, Any], ActionContext], dict[str, Any]]]:
+    if name in REGISTRY:
+        raise ValueError(f"action {name!r} registered twice")
+
+    def register(fn: Callable[[dict[str, Any], ActionContext], dict[str, Any]]) -> Callable[
+            [dict[str, Any], ActionContext], dict[str, Any]]:
+        REGISTRY[name] = ActionSpec(name, describe, fn, destructive, retry_safe, preview)
+        return fn
+
+    return register
+
+
+def need(inputs: dict[str, Any], key: str, kind: type | tuple[type, ...] = str) -> Any:
+    if key not in inputs or inputs[key] is None:
+        raise ActionError(f"input {key!r} is required")
+    value = inputs[key]
+    if kind is int and isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, kind):
+        raise ActionError(f"input {key!r} must be {getattr(kind, '__name__', kind)}, not {type(value).__name__}")
+    return value
+
+
+def unwrap(result: Result[Any], what: str) -> Any:
+    if result.failure is not None:
+        raise ActionError(f"{what}: {result.failure.message}")
+    return result.value
+
+
+def stamp() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def tool_call(fn: Callable[[], Any]) -> Any:
+    """``fn()``, its BackupError or ToolError turned into the step's ActionError."""
+    from es_doctor.backup import BackupError
+    from es_doctor.tools import ToolError
+
+    try:
+        return fn()
+    except (BackupError, ToolError) as exc:
+        raise ActionError(str(exc)) from None
+
+
+def run_program(argv: list[str], env: dict[str, str] | None, timeout: float, ctx: ActionContext,
+                keep: int | None = None) -> str:
+    """Run an argv (never a shell string), stopping it when the step is cancelled or times out."""
+    from es_doctor.tools import DEFAULT_KEEP, run_tool
+
+    return str(tool_call(lambda: run_tool(argv, env, timeout, ctx.cancel, keep=keep or DEFAULT_KEEP)))
+
+
+def as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in {"true", "1", "yes"}:
+        return True
+    if str(value).lower() in {"false", "0", "no"}:
+        return False
+    raise ActionError(f"expected a boolean, not {value!r}")

@@ -1,0 +1,161 @@
+"""The service's configuration file and environment: ``config.*``, ``env.*``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from es_doctor.runbooks.actions.base import (
+    ActionContext,
+    ActionError,
+    action,
+    need,
+    stamp,
+    unwrap,
+)
+from es_doctor.secrets import MASK, is_secret_key
+
+
+def _config_file(inputs: dict[str, Any], ctx: ActionContext) -> Path:
+    path = inputs.get("file") or ctx.target.service.config_file
+    if not path:
+        raise ActionError("no config file on this host (set service.config_file in the target)")
+    return Path(str(path)).expanduser()
+
+
+def _plain(value: Any) -> Any:
+    """A ruamel.yaml value as plain data (for step outputs and the audit log)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    for kind in (int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return str(value)
+
+
+@action("config.set", lambda i: f"set {i.get('key')} = {i.get('value')!r} in the service's config.yaml (backup kept)")
+def config_set(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    """Edit one key with a round-trip YAML library: comments, order, quoting, mode and owner are kept;
+    the file is replaced atomically (written beside, fsync, rename)."""
+    import io
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    from es_doctor.files import create_private, replace_atomically
+    from es_doctor.yamlsource import YamlSyntaxError, read_regular_file
+
+    path, key = _config_file(inputs, ctx), str(need(inputs, "key"))
+    value = inputs.get("value")
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    try:
+        raw = read_regular_file(path, 16 * 1024 * 1024)
+        data = yaml.load(raw.decode("utf-8"))
+    except (YamlSyntaxError, YAMLError, UnicodeDecodeError) as exc:
+        raise ActionError(f"cannot read {path}: {getattr(exc, 'message', None) or exc}") from None
+    if data is None:
+        from ruamel.yaml.comments import CommentedMap
+
+        data = CommentedMap()
+    if not isinstance(data, dict):
+        raise ActionError(f"{path} is not a YAML mapping")
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        if part not in node:
+            from ruamel.yaml.comments import CommentedMap
+
+            node[part] = CommentedMap()
+        node = node[part]
+        if not isinstance(node, dict):
+            raise ActionError(f"{key}: {part} is not a mapping in {path}")
+    old = _plain(node.get(parts[-1]))
+    if old == value:
+        return {"file": str(path), "key": key, "old": old, "new": value, "changed": False}
+    when = stamp()
+    for attempt in range(100):  # several edits in one second each keep their own copy
+        backup = ctx.work_dir / f"{path.name}.{when}{f'-{attempt}' if attempt else ''}.bak"
+        try:
+            fd = create_private(backup)  # the config may hold secrets: 0600, never through a planted link
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise ActionError(f"cannot name a backup copy of {path} in {ctx.work_dir}")
+    with os.fdopen(fd, "wb") as copy:
+        copy.write(raw)
+    node[parts[-1]] = value
+    out = io.StringIO()
+    yaml.dump(data, out)
+    try:
+        replace_atomically(path, out.getvalue())
+    except OSError as exc:
+        raise ActionError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return {"file": str(path), "key": key, "old": old, "new": value, "changed": True, "backup": str(backup)}
+
+
+@action("config.restore", lambda i: f"restore the service's config.yaml from {i.get('from') or 'its newest copy'}")
+def config_restore(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    path = _config_file(inputs, ctx)
+    if path.is_file() and not inputs.get("from"):
+        return {"file": str(path), "result": "present"}
+    if inputs.get("from"):
+        source = Path(str(inputs["from"]))
+    else:
+        copies = sorted((p for p in path.parent.glob(path.name + ".*") if p.is_file()),
+                        key=lambda p: p.stat().st_mtime, reverse=True)
+        if not copies:
+            raise ActionError(f"{path} is missing and no copy of it ({path.name}.*) is next to it")
+        source = copies[0]
+    from es_doctor.files import replace_atomically
+
+    try:
+        if path.is_file():  # keep the file's own mode and owner (a private backup copy is 0600)
+            replace_atomically(path, source.read_text(encoding="utf-8"))
+        else:  # a new file, created like any file the deployment writes (umask)
+            shutil.copyfile(source, path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ActionError(f"cannot restore {path} from {source}: {getattr(exc, 'strerror', None) or exc}") from None
+    return {"file": str(path), "restored_from": str(source)}
+
+
+# --------------------------------------------------------------------------- env
+
+
+def _env(ctx: ActionContext, container: str) -> dict[str, str]:
+    info = unwrap(ctx.docker().container(container), f"container {container}")
+    return dict(info.env)
+
+
+@action("env.show", lambda i: f"show the environment of {i.get('container')} (secrets masked)")
+def env_show(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    env = _env(ctx, need(inputs, "container"))
+    shown = {k: (MASK if is_secret_key(k) or k.upper().endswith("KEY") else v) for k, v in sorted(env.items())}
+    ctx.say("\n".join(f"{k}={v}" for k, v in shown.items()))
+    return {"env": shown}
+
+
+@action("env.require", lambda i: f"require {i.get('names')} in the environment of {i.get('container')}")
+def env_require(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    env = _env(ctx, need(inputs, "container"))
+    missing = [n for n in need(inputs, "names", list) if not env.get(str(n))]
+    if missing:
+        raise ActionError(f"not set: {', '.join(missing)}")
+    return {"present": True}
+
+
+@action("env.set", lambda i: f"recreate {i.get('container')} with {i.get('env')}", destructive=True)
+def env_set(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    name = need(inputs, "container")
+    wanted = {str(k): str(v) for k, v in need(inputs, "env", dict).items()}
+    current = _env(ctx, name)
+    if all(current.get(k) == v for k, v in wanted.items()):
+        return {"container": name, "result": "already set"}
+    return {"container": name, "result": unwrap(ctx.docker().recreate(name, env_set=wanted), f"recreate {name}")}
