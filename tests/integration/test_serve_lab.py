@@ -214,10 +214,14 @@ def test_status_page_in_chromium_shows_a_fault_within_one_interval(serve: Serve,
     require("chromium", None if os.path.exists(CHROMIUM) else "chromium not installed (apt-get install chromium)")
     _wait(lambda: _page_status(serve, tmp_path, "healthy")[0] == "OK", 3 * INTERVAL_S + 30, "page shows OK")
     healthy_lab.add_fault("manager-down")
-    injected = time.monotonic()
+    injected, injected_at = time.monotonic(), time.time()
     # within one interval (plus its jitter and the run itself, ~2 s here, and a browser start)
     _wait(lambda: _page_status(serve, tmp_path, "fault")[0] == "CRIT", INTERVAL_S * 1.1 + 12, "page shows CRIT")
     assert time.monotonic() - injected <= INTERVAL_S * 1.1 + 12
+    # the run that caught it started within one interval (+ jitter, + 1 s for the lab program to notice)
+    changes = httpx.get(f"{serve.url}/api/v1/targets/lab/history", timeout=5).json()["changes"]
+    caught = min(c["at"] for c in changes if c["check"] == CHECK and c["to"] == "CRIT" and c["at"] >= injected_at - 3)
+    assert caught - injected_at <= INTERVAL_S * 1.1 + 1.0, caught - injected_at
     status, dom = _page_status(serve, tmp_path, "fault")
     assert status == "CRIT"
     assert re.search(r"✗ [\w-]+ DOWN</li>", dom), "the manager grid shows the down manager"
