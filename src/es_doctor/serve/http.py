@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import json
 import sys
+import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +23,8 @@ from es_doctor.serve.daemon import Daemon
 from es_doctor.serve.exposition import exposition, process_registry, reports_registry
 from es_doctor.serve.page import render_page, stylesheet
 
+#: how often the daemon's own process metrics are sampled (seconds)
+PROCESS_SAMPLE_S = 1.0
 CSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'"
 
 
@@ -40,12 +43,28 @@ class Server(ThreadingHTTPServer):
         self._metrics: tuple[int, bytes] = (-1, b"")
         self._page: tuple[int, float, bytes] = (-1, 0.0, b"")
         daemon.on_change(self.prerender)
+        # the process metrics read /proc (a few system calls, each giving the GIL away while checks run):
+        # sampled once a second by their own thread, so a scrape only copies bytes
+        self._process = exposition(self.process_registry)
+        self._closed = threading.Event()
+        threading.Thread(target=self._sample_process, name="serve:process-metrics", daemon=True).start()
         family_host = daemon.settings.host
         if ":" in family_host:
             import socket
 
             self.address_family = socket.AF_INET6
         super().__init__((family_host, daemon.settings.port), Handler)
+
+    def server_close(self) -> None:
+        self._closed.set()
+        super().server_close()
+
+    def _sample_process(self) -> None:
+        while not self._closed.wait(PROCESS_SAMPLE_S):
+            self._process = exposition(self.process_registry)
+
+    def metrics(self) -> bytes:
+        return self.metrics_of_reports() + self._process
 
     def prerender(self) -> None:
         """Render the reports' series and the page now (in the scheduler's thread, after each new report):
@@ -130,8 +149,7 @@ class Handler(BaseHTTPRequestHandler):
     def _route(self, path: str, query: dict[str, list[str]], head: bool) -> None:
         doctor = self.server.doctor
         if path == "/metrics":
-            body = self.server.metrics_of_reports() + exposition(self.server.process_registry)
-            self._send(HTTPStatus.OK, body, "text/plain; version=0.0.4; charset=utf-8", head=head)
+            self._send(HTTPStatus.OK, self.server.metrics(), "text/plain; version=0.0.4; charset=utf-8", head=head)
         elif path == "/":
             self._send(HTTPStatus.OK, self.server.page(), "text/html; charset=utf-8", head=head)
         elif path == "/assets/style.css":
