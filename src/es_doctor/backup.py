@@ -399,7 +399,7 @@ class Backup:
         for name in _unwrap(q.collections(), "Qdrant collections"):
             self._check()
             info = _unwrap(q.collection(name), f"Qdrant collection {name}")
-            points, digest, vector_sum, snapshot = self._stable_snapshot(q, name)
+            points, digest, vector_sum, snapshot, earliest = self._stable_snapshot(q, name)
             dest = inside(folder, safe_name(name) + ".snapshot")
             self.say(f"qdrant: snapshot {snapshot} of {name} ({points} points)")
             downloaded = q.download_snapshot(name, snapshot, str(dest), self.cancel)
@@ -412,19 +412,27 @@ class Backup:
             collections[name] = {"snapshot": dest.relative_to(partial).as_posix(), "points": points,
                                  "sha256_points": digest, "vector_sum": vector_sum, "vector_size": info.vector_size,
                                  "distance": info.distance}
+            if earliest is not None:  # --live, and the collection never held still: facts are bounds
+                collections[name].update(approximate=True, points_at_least=earliest)
         manifest["qdrant"] = {"embedded": False, "collections": collections}
 
-    def _stable_snapshot(self, q: Any, name: str, attempts: int = 3) -> tuple[int, str, float, str]:
+    def _stable_snapshot(self, q: Any, name: str, attempts: int = 3) -> tuple[int, str, float, str, int | None]:
         """A snapshot of ``name`` with the digest of what it holds: the points are hashed before and
         after the snapshot, and only a snapshot taken between two equal digests is kept (a write in
-        between: the snapshot is deleted and taken again)."""
-        for _ in range(attempts):
+        between: the snapshot is deleted and taken again). Under ``--live`` a collection that never
+        holds still keeps its last snapshot, its facts recorded as bounds (the last value is the
+        point count before that snapshot: what it holds lies between); otherwise it is an error."""
+        for attempt in range(attempts):
             self._check()
             before = _unwrap(q.digest(name), f"Qdrant points of {name}")
             snapshot = _unwrap(q.snapshot(name), f"snapshot of {name}")
             after = _unwrap(q.digest(name), f"Qdrant points of {name}")
             if before[:2] == after[:2]:
-                return int(after[0]), str(after[1]), float(after[2]), str(snapshot)
+                return int(after[0]), str(after[1]), float(after[2]), str(snapshot), None
+            if self.live and attempt == attempts - 1:
+                self.say(f"qdrant: {name} kept changing (--live): its snapshot is kept, its facts recorded as "
+                         f"bounds ({before[0]} to {after[0]} points)")
+                return int(after[0]), str(after[1]), float(after[2]), str(snapshot), int(before[0])
             q.delete_snapshot(name, snapshot)
             self.say(f"qdrant: {name} changed during its snapshot ({before[0]} → {after[0]} points): again")
         raise BackupError(f"Qdrant collection {name} kept changing during {attempts} snapshots: stop writes "
@@ -1138,6 +1146,11 @@ def compare(manifest: dict[str, Any], live: Validation) -> list[str]:
     for name, want in sorted(((manifest.get("qdrant") or {}).get("collections") or {}).items()):
         got = (live.facts.get("qdrant") or {}).get(name)
         if got is None:
+            continue
+        if want.get("approximate"):  # a --live backup of a collection that kept changing: bounds only
+            if not int(want.get("points_at_least", 0)) <= int(got["points"]) <= int(want["points"]):
+                out.append(f"collection {name}: {got['points']} points (backup, taken live: between "
+                           f"{want.get('points_at_least')} and {want['points']})")
             continue
         if (got["points"], got["sha256_points"]) != (want["points"], want["sha256_points"]):
             out.append(f"collection {name}: {got['points']} points (backup: {want['points']}), content differs"

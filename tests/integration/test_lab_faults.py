@@ -206,6 +206,9 @@ def test_runtime_faults_through_the_containers(lab: Any) -> None:
     eventually(lambda: _elapsed(api(stack, "/api/v1/managers/status")) > 0.5, what="API slower than 500 ms")
     lab.clear()
     lab.add_fault("errors-crit")
+    # the service polls its faults file every 0.5 s (longer on a loaded host): wait for the first 500
+    eventually(lambda: httpx.get(api(stack, "/api/v1/managers/status"), timeout=5).status_code == 500,
+               what="a 500 once the fault is seen")
     codes = [r.status_code for r in (httpx.get(api(stack, "/api/v1/managers/status"), timeout=5) for _ in range(60))]
     assert codes.count(500) >= 2
 
