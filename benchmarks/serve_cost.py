@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -102,6 +103,7 @@ def measure(target_name: str, size: int, interval: float, window: float) -> dict
         stop.set()
         proc.terminate()
         proc.wait(30)
+        shutil.rmtree(work, ignore_errors=True)  # its config holds the target (and its DSN)
     result: dict[str, object] = {"targets": size, "first_round_s": round(first_round, 2),
                                  "longest_diagnosis_s": round(longest, 2), "cpu_pct": round(cpu_share, 1),
                                  "rss_peak_mb": round(rss_peak / 2**20, 1)}
