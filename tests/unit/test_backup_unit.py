@@ -637,3 +637,14 @@ def test_compare_vectors_within_float_noise_only() -> None:
     assert compare(m, live(12.5 + 3e-7)) == [], "a re-normalised float32 is the same vector"
     changed = compare(m, live(13.1))
     assert len(changed) == 1 and "the vectors differ" in changed[0]
+
+
+def test_compare_of_a_live_backup_with_bounded_collection_facts() -> None:
+    """--live, and the collection never held still: its facts are bounds, checked as such."""
+    m = _recorded()
+    m["qdrant"]["collections"]["emails"].update(approximate=True, points_at_least=8)
+    tables = dict(m["postgres"]["tables"])
+    within = compare(m, _live(tables, {"emails": {"points": 9, "sha256_points": "e" * 64}}))
+    assert within == []
+    outside = compare(m, _live(tables, {"emails": {"points": 12, "sha256_points": "e" * 64}}))
+    assert outside == ["collection emails: 12 points (backup, taken live: between 8 and 10)"]

@@ -173,3 +173,14 @@ def test_checks_lists_every_check(home: dict[str, str]) -> None:
 def test_json_report_schema_flag_matches_docs() -> None:
     shipped = json.loads((Path(__file__).parents[2] / "docs" / "report.schema.json").read_text())
     assert shipped["properties"]["schema_version"]["default"] == "1.1"
+
+
+def test_runbooks_list_reports_a_malformed_user_runbook_and_lists_the_others(tmp_path: Path) -> None:
+    (tmp_path / "rbs").mkdir()
+    (tmp_path / "rbs" / "broken.yaml").write_text("id: broken\ntitle: x\n  bad: [\n", encoding="utf-8")
+    config = tmp_path / "es-doctor.yaml"
+    config.write_text(f"runbook_dirs: [{tmp_path / 'rbs'}]\n", encoding="utf-8")
+    result = cli("-c", str(config), "runbooks", "list", env={"HOME": str(tmp_path)})
+    assert result.returncode == 65
+    assert "broken.yaml:3" in result.stderr
+    assert "service-restart" in result.stdout and "qdrant-collection-restore" in result.stdout

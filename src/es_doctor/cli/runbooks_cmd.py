@@ -37,13 +37,18 @@ def _source(rbs: RunbookSet, rb_id: str) -> str:
 
 @runbooks_app.command("list")
 def list_runbooks(ctx: typer.Context, config: ConfigOpt = None, target: TargetOpt = None) -> int:
-    """Every runbook: id, class, destructive flag, title, and where it comes from."""
-    rbs = _load(ctx, config, target)
+    """Every runbook: id, class, destructive flag, title, and where it comes from. A malformed user
+    runbook is reported (file and line) and the others are still listed; the exit code is then 65."""
+    from es_doctor.runbooks.loader import load_runbooks
+
+    rbs = load_runbooks(_user_dirs(ctx, config, target), tolerant=True)
     width = max((len(i) for i in rbs.runbooks), default=2)
     for rb_id, rb in sorted(rbs.runbooks.items(), key=lambda kv: (kv[1].check_class, kv[0])):
         flag = "destructive" if _destructive(rb) else ""
         typer.echo(f"{rb_id:<{width}}  {rb.check_class:<13}  {flag:<11}  {rb.title}  [{_source(rbs, rb_id)}]")
-    return int(ExitStatus.OK)
+    for error in rbs.errors:
+        typer.echo(f"es-doctor: skipped a malformed runbook: {error.message}", err=True)
+    return int(ExitStatus.DATA if rbs.errors else ExitStatus.OK)
 
 
 def _destructive(rb: Runbook) -> bool:
