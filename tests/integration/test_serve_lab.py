@@ -1,8 +1,9 @@
 """es-doctor serve against the real lab: a real Prometheus scrapes it, Debian's chromium renders its page,
-and a second target that hangs (accepts connections, never answers) does not slow the lab's cadence.
+and two other targets, one that hangs (accepts connections, never answers) and one stopped (every port
+refuses), do not slow the lab's cadence.
 
-One ``serve`` process (targets ``lab`` and ``hung``, 4 s interval) and one private Prometheus (scraping it
-every second) are shared by the module's tests: CI budget.
+One ``serve`` process (targets ``lab``, ``hung`` and ``stopped``, 4 s interval) and one private Prometheus
+(scraping it every second) are shared by the module's tests: CI budget.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ def serve(lab_stack: object, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     work = tmp_path_factory.mktemp("serve")
     hung, port = _hung_listener()
     hung_url = f"http://127.0.0.1:{port}"
+    stopped_port = infra.free_port()  # nothing listens there
+    stopped_url = f"http://127.0.0.1:{stopped_port}"
     config = {
         "state_dir": str(work / "state"),
         "serve": {"interval_s": INTERVAL_S, "jitter_pct": 10},
@@ -91,7 +94,14 @@ def serve(lab_stack: object, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             "qdrant": {"url": hung_url}, "prometheus": {"url": hung_url},
             "postgres": {"dsn": f"postgresql://x@127.0.0.1:{port}/x"},
             "absent": {"docker": "bare-metal test target", "grafana": "none", "redis": "none"},
-            "check_timeout_s": 20, "deadline_s": 12}},  # probes wait 5 s each
+            "check_timeout_s": 20, "deadline_s": 12},  # probes wait 5 s each
+            # a second stack that is stopped: every one of its ports refuses connections
+            "stopped": {
+                "service": {"api_url": stopped_url, "metrics_url": f"{stopped_url}/metrics",
+                            "log_dir": str(work / "nologs")},
+                "qdrant": {"url": stopped_url}, "prometheus": {"url": stopped_url},
+                "postgres": {"dsn": f"postgresql://x@127.0.0.1:{stopped_port}/x"},
+                "absent": {"docker": "bare-metal test target", "grafana": "none", "redis": "none"}}},
     }
     (work / "es-doctor.yaml").write_text(yaml.safe_dump(config))
     serve_port = infra.free_port()
@@ -99,7 +109,8 @@ def serve(lab_stack: object, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     env["ES_DOCTOR_LAB_DIR"] = str(lab_stack.lab_dir)
     log = (work / "serve.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "es_doctor", "-c", str(work / "es-doctor.yaml"), "serve",
-                             "--targets", "lab", "--targets", "hung", "--listen", f"127.0.0.1:{serve_port}"],
+                             "--targets", "lab", "--targets", "hung", "--targets", "stopped",
+                             "--listen", f"127.0.0.1:{serve_port}"],
                             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
     url = f"http://127.0.0.1:{serve_port}"
     prom_port = infra.free_port()
@@ -240,7 +251,7 @@ def test_status_page_in_chromium_shows_a_fault_within_one_interval(serve: Serve,
 # --------------------------------------------------------------------------- a hung target
 
 
-def test_a_hung_target_does_not_delay_the_lab(serve: Serve) -> None:
+def test_a_hung_target_and_a_stopped_one_do_not_delay_the_lab(serve: Serve) -> None:
     starts: list[str] = []
     deadline = time.monotonic() + 5 * INTERVAL_S
     while time.monotonic() < deadline:
@@ -258,3 +269,6 @@ def test_a_hung_target_does_not_delay_the_lab(serve: Serve) -> None:
     assert len(gaps) >= 3, starts
     assert all(gap <= INTERVAL_S * 1.1 + 1.0 for gap in gaps), gaps  # the lab kept its cadence
     assert json.dumps(hung).count('"UNKNOWN"') + json.dumps(hung).count('"CRIT"') > 0
+    stopped = {f["id"]: f for f in serve.report("stopped")["findings"]}
+    assert stopped["startup.api-port"]["status"] == "CRIT", stopped["startup.api-port"]
+    assert stopped["startup.postgres"]["status"] == "CRIT", stopped["startup.postgres"]
