@@ -485,10 +485,12 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def _read_all(tar: tarfile.TarFile) -> int:
-    """Read every member of an archive to its end; the member count."""
+def _read_all(tar: tarfile.TarFile, check: Callable[[tarfile.TarInfo], None] | None = None) -> int:
+    """Read every member of an archive to its end (``check`` sees each first); the member count."""
     n = 0
     for member in tar:
+        if check is not None:
+            check(member)
         n += 1
         handle = tar.extractfile(member) if member.isfile() else None
         if handle is not None:
@@ -940,19 +942,14 @@ def restorable_manifest(path: Path) -> dict[str, Any]:
 def check_archive(archive: Path) -> int:
     """Read a tar archive to its end before anything is emptied for it: its member count, or
     :class:`BackupError` (unreadable, truncated, or a member that would land outside the volume)."""
+    def inside_volume(member: tarfile.TarInfo) -> None:
+        name = member.name.removeprefix("./")
+        if name.startswith("/") or ".." in Path(name).parts or member.isdev():
+            raise BackupError(f"{archive}: member {member.name!r} would land outside the volume: refused")
+
     try:
         with tarfile.open(archive, "r:") as tar:
-            n = 0
-            for member in tar:
-                name = member.name.removeprefix("./")
-                if name.startswith("/") or ".." in Path(name).parts or member.isdev():
-                    raise BackupError(f"{archive}: member {member.name!r} would land outside the volume: refused")
-                n += 1
-                handle = tar.extractfile(member) if member.isfile() else None
-                if handle is not None:
-                    while handle.read(CHUNK):
-                        pass
-            return n
+            return _read_all(tar, inside_volume)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise BackupError(f"{archive}: not a readable tar archive ({exc}): refused before any change") from None
 
