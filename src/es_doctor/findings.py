@@ -36,6 +36,13 @@ class Status(StrEnum):
         return {"OK": 0, "SKIP": 0, "WARN": 1, "UNKNOWN": 2, "CRIT": 3}[self.value]
 
     @property
+    def metric_value(self) -> int:
+        """The value of ``es_doctor_check_status`` (``--format prometheus`` and ``serve`` alike): 0 OK,
+        1 WARN, 2 CRIT, 3 UNKNOWN, -1 SKIP (the check did not apply). One series per check, no status
+        label, so an alert's ``for:`` timer survives a change from WARN to CRIT."""
+        return {"OK": 0, "WARN": 1, "CRIT": 2, "UNKNOWN": 3, "SKIP": -1}[self.value]
+
+    @property
     def symbol(self) -> str:
         return {"OK": "✓", "WARN": "!", "CRIT": "✗", "UNKNOWN": "?", "SKIP": "-"}[self.value]
 

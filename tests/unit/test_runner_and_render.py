@@ -152,7 +152,9 @@ def test_prometheus_format_passes_promtool() -> None:
     text = renderer(Format.prometheus)(sample_report(), False) + "\n"  # type: ignore[arg-type]
     result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert 'es_doctor_check_status{check="vectors.collection"' in text
+    # the same series as serve's: one per check, its value the status, no status label
+    assert 'es_doctor_check_status{check="vectors.collection",class="vectors",target="lab"} 2.0' in text
+    assert 'status="' not in text.split("es_doctor_check_duration_seconds")[0]
 
 
 def test_shipped_report_schema_is_current() -> None:

@@ -9,7 +9,8 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from es_doctor.findings import Report, Status
 
-STATUS_VALUE = {Status.OK: 0, Status.WARN: 1, Status.CRIT: 2, Status.UNKNOWN: 3, Status.SKIP: 0}
+#: the value of a status in the series (one definition: Status.metric_value, shared with ``serve``)
+STATUS_VALUE = {status: status.metric_value for status in Status}
 
 
 def render(report: Report, detailed: bool = False) -> str:
@@ -19,8 +20,8 @@ def render(report: Report, detailed: bool = False) -> str:
 def render_many(reports: list[Report]) -> str:
     """One exposition for several targets (one HELP/TYPE per family)."""
     registry = CollectorRegistry()
-    check_status = Gauge("es_doctor_check_status", "Status of each check: 0 OK or SKIP, 1 WARN, 2 CRIT, 3 UNKNOWN.",
-                         ["target", "check", "class", "status"], registry=registry)
+    check_status = Gauge("es_doctor_check_status", "Status of each check: 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN, -1 SKIP.",
+                         ["target", "class", "check"], registry=registry)
     check_duration = Gauge("es_doctor_check_duration_seconds", "Time each check took.",
                            ["target", "check", "class"], registry=registry)
     overall = Gauge("es_doctor_status", "Overall status: 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN.", ["target"],
@@ -39,8 +40,7 @@ def render_many(reports: list[Report]) -> str:
 def _add(report: Report, check_status: Gauge, check_duration: Gauge, overall: Gauge, duration: Gauge,
          findings_total: Gauge, last_run: Gauge) -> None:
     for finding in report.findings:
-        check_status.labels(report.target, finding.id, finding.check_class, finding.status.value).set(
-            STATUS_VALUE[finding.status])
+        check_status.labels(report.target, finding.check_class, finding.id).set(STATUS_VALUE[finding.status])
         check_duration.labels(report.target, finding.id, finding.check_class).set(finding.duration_ms / 1000)
     overall.labels(report.target).set(STATUS_VALUE[report.status])
     duration.labels(report.target).set(report.duration_ms / 1000)

@@ -21,7 +21,7 @@ from es_doctor import __version__
 from es_doctor.findings import Report, Status
 
 #: the value of es_doctor_check_status per status (documented in the README and in the HELP text)
-STATUS_VALUE = {Status.OK: 0, Status.WARN: 1, Status.CRIT: 2, Status.UNKNOWN: 3, Status.SKIP: -1}
+STATUS_VALUE = {status: status.metric_value for status in Status}
 
 #: the checks whose passing (OK or WARN) means the target's service answered
 UP_CHECKS = ("startup.api-port",)
