@@ -38,9 +38,13 @@ def _rule(name: str, expr: str, severity: str, summary: str, for_: str = "1m") -
     labels = {"severity": severity, "service": "email-sender-go", "finding": finding}
     if remedy is not None:
         labels["runbook"] = remedy.runbook
+        next_step = f"diagnose with `es-doctor diagnose --check {finding}`, cure with `es-doctor fix {finding}`"
     else:
         labels["escalate"] = str(escalation_for(finding))
-    return {"alert": name, "expr": expr, "for": for_, "labels": labels, "annotations": {"summary": summary}}
+        next_step = (f"diagnose with `es-doctor diagnose --check {finding}`; no runbook cures it: "
+                     f"`es-doctor escalate --level {labels['escalate']}`")
+    return {"alert": name, "expr": expr, "for": for_, "labels": labels,
+            "annotations": {"summary": summary, "description": f"{summary} on {{{{ $labels.instance }}}}: {next_step}"}}
 
 
 def rules_for(target: Target) -> dict[str, Any]:

@@ -71,8 +71,11 @@ def test_alert_rules_name_the_finding_and_its_cure() -> None:
         remedy = cures.remedy_for(finding)
         if remedy is None:
             assert rule["labels"]["escalate"] == str(cures.escalation_for(finding))
+            assert f"es-doctor escalate --level {rule['labels']['escalate']}" in rule["annotations"]["description"]
         else:
             assert rule["labels"]["runbook"] == remedy.runbook
+            # the operator paged by the alert is told the command that applies the finding's cure
+            assert f"es-doctor fix {finding}" in rule["annotations"]["description"]
 
 
 def test_causes_pick_the_specific_cure_and_alerts_follow_their_finding() -> None:
