@@ -20,14 +20,9 @@ from typing import Any
 import pytest
 
 from es_doctor.config import Target
+from es_doctor.lab.infra import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    from es_doctor.lab.infra import free_port as port
-
-    return int(port())
 
 
 @pytest.fixture

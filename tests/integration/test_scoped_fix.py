@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+
+from es_doctor.lab.infra import free_port
 
 pytestmark = [pytest.mark.integration]
 
@@ -54,12 +55,6 @@ steps:
     action: process.free-port
     inputs: {port: "{{ target.service.api_url | port }}"}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(script: str, port: int) -> subprocess.Popen[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -21,6 +20,8 @@ from urllib.parse import quote
 
 import pytest
 import yaml
+
+from es_doctor.lab.infra import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -74,12 +75,6 @@ HOSTILE_SERVICE = textwrap.dedent("""
     print("ready", flush=True)
     server.serve_forever()
 """) % BODY_PASSWORD
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -78,10 +78,9 @@ def listening_port() -> Iterator[int]:
 @pytest.fixture
 def closed_port() -> int:
     """A port on 127.0.0.1 nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    from es_doctor.lab.infra import free_port
+
+    return free_port()
 
 
 LISTENER = """
