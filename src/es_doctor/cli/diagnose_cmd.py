@@ -14,16 +14,14 @@ from es_doctor.render import Format
 from es_doctor.symptoms import SYMPTOM_CLASSES
 
 if TYPE_CHECKING:
-    from es_doctor.checks.registry import CheckSpec
     from es_doctor.findings import Report
 
 
-def _select(classes: list[str], check_ids: list[str]) -> list[CheckSpec]:
-    """The checks to run (with their prerequisites): a usage error names an unknown class or id."""
+def _check_names(classes: list[str], check_ids: list[str]) -> None:
+    """A usage error for an unknown class or check id (runner.select picks the checks)."""
     import difflib
 
     from es_doctor.checks.registry import load_all
-    from es_doctor.runner import select
 
     registry = load_all()
     for cls in classes:
@@ -34,7 +32,6 @@ def _select(classes: list[str], check_ids: list[str]) -> list[CheckSpec]:
             near = difflib.get_close_matches(check_id, list(registry), n=3)
             hint = f"; did you mean {', '.join(near)}?" if near else "; see es-doctor checks"
             raise UsageError(f"unknown check '{check_id}'{hint}")
-    return select(check_ids, classes)
 
 
 TargetsOpt = Annotated[
@@ -69,7 +66,7 @@ def diagnose(
     st = state(ctx)
     names = list(target or ([st.target] if st.target else []))
     loaded_all = load_targets(config or st.config_path, names, all_targets)
-    _select(check_class or [], check or [])  # a usage error for an unknown class or check id
+    _check_names(check_class or [], check or [])
     if len(loaded_all) > 1:
         if fmt is Format.junit:
             raise UsageError("--format junit takes one target (use json, table, nagios or prometheus)")
@@ -144,7 +141,7 @@ def list_checks(
     from es_doctor.cures import describe
 
     if check_class:
-        _select(check_class, [])  # a usage error for an unknown class
+        _check_names(check_class, [])
     specs = [s for s in load_all().values() if not check_class or s.check_class in check_class]
     table = Table(title="es-doctor checks", show_lines=False)
     for column in ("id", "description", "cure (es-doctor fix …; by cause)"):

@@ -121,10 +121,11 @@ class ServiceApi:
         return self._json("GET", "/api/v1/maintenance", _mode)
 
     def set_readonly(self, enabled: bool) -> Result[Mode]:
-        return self._json("POST", "/api/v1/maintenance/readonly", _partial_mode, {"enabled": enabled})
+        """The answer names only the mode it changed (the other reads off): read :meth:`mode` for both."""
+        return self._json("POST", "/api/v1/maintenance/readonly", _mode, {"enabled": enabled})
 
     def set_maintenance(self, enabled: bool) -> Result[Mode]:
-        return self._json("POST", f"/api/v1/maintenance/{'enable' if enabled else 'disable'}", _partial_mode)
+        return self._json("POST", f"/api/v1/maintenance/{'enable' if enabled else 'disable'}", _mode)
 
     def restart_discovery(self) -> Result[Any]:
         return self._json("POST", "/api/v1/managers/discovery/restart", lambda body: body)
@@ -137,11 +138,6 @@ def _mode(body: Any) -> Mode:
     if not isinstance(body, dict):
         raise TypeError("not a JSON object")
     return Mode(readonly=body.get("readonly") is True, maintenance=body.get("maintenance") is True)
-
-
-def _partial_mode(body: Any) -> Mode:
-    """The answer of a mode change names only the mode it changed."""
-    return _mode(body)
 
 
 def _with_code(got: Result[T], rebuild: Callable[[T, int], T]) -> Result[T]:
