@@ -20,6 +20,7 @@ import datetime as dt
 import email.utils
 import json
 import re
+import ssl
 import threading
 import time
 import urllib.request
@@ -155,12 +156,26 @@ class _BoundedBody(httpx.SyncByteStream):
         self.raw.close()
 
 
+_TLS: list[ssl.SSLContext] = []
+_TLS_LOCK = threading.Lock()
+
+
+def verifying_tls_context() -> ssl.SSLContext:
+    """The one certificate-verifying TLS context of the process (httpx's default: ``SSL_CERT_FILE``,
+    ``SSL_CERT_DIR`` or certifi's bundle), built once: loading the bundle costs ~15 ms of CPU, and
+    es-doctor builds a client per request. An SSLContext is safe to share between threads."""
+    with _TLS_LOCK:
+        if not _TLS:
+            _TLS.append(httpx.create_ssl_context())
+        return _TLS[0]
+
+
 class BoundedTransport(httpx.HTTPTransport):
     """httpx's transport with a total deadline per request and a decoded-size cap on bodies."""
 
     def __init__(self, *, deadline_s: float, max_body: int | None = MAX_BODY, proxy: str | None = None,
                  verify: bool = True) -> None:
-        super().__init__(proxy=proxy, verify=verify)
+        super().__init__(proxy=proxy, verify=verifying_tls_context() if verify else False)
         if not hasattr(self._pool, "_network_backend"):  # pragma: no cover - guards an httpcore change
             raise RuntimeError("httpcore changed: its pool has no network backend to bound")
         self._pool._network_backend = _DeadlineBackend()
