@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -67,12 +68,13 @@ def diagnose(
     names = list(target or ([st.target] if st.target else []))
     loaded_all = load_targets(config or st.config_path, names, all_targets)
     _check_names(check_class or [], check or [])
+    scrapes = Path(loaded_all[0].config.state_dir).expanduser() / "scrapes"  # the metrics window's first scrape
     if len(loaded_all) > 1:
         if fmt is Format.junit:
             raise UsageError("--format junit takes one target (use json, table, nagios or prometheus)")
         while True:
             reports = run_many([(item.target_name, item.target) for item in loaded_all], check or [],
-                               check_class or [], timeout=timeout, deadline_s=deadline)
+                               check_class or [], timeout=timeout, deadline_s=deadline, scrapes_dir=scrapes)
             typer.echo(render_many(reports, fmt, detailed))
             if not watch:
                 return int(exit_status_of(worst([r.status for r in reports])))
@@ -81,7 +83,7 @@ def diagnose(
     render = renderer(fmt)
     while True:
         report = run(loaded.target, loaded.target_name, check or [], check_class or [], timeout=timeout,
-                     deadline_s=deadline)
+                     deadline_s=deadline, scrapes_dir=scrapes)
         if fmt is Format.table and sys.stdout.isatty():
             # a terminal gets colours (rich honours NO_COLOR) and, with --watch, a cleared screen
             from rich.console import Console
