@@ -25,7 +25,7 @@ from es_doctor.checks.window import (
     wait_before_reuse,
 )
 from es_doctor.config import Target
-from es_doctor.probes.docker import DockerProbe
+from es_doctor.probes.docker import ContainerInfo, DockerProbe
 from es_doctor.probes.http import HttpProbe
 from es_doctor.probes.logs import LogLine, tail_lines
 from es_doctor.probes.metrics import Scrape, counters_went_back, scrape, scrape_from_series
@@ -97,6 +97,10 @@ class CheckContext:
 
     def qdrant(self) -> QdrantProbe:
         return self.session.qdrant()
+
+    def container(self, name: str) -> Result[ContainerInfo]:
+        """A container's inspect, read once per run (several checks look at the service's)."""
+        return self.memo(f"docker:container:{name}", lambda: self.docker().container(name))
 
     def postgres(self) -> PostgresProbe:
         return self.session.postgres()
