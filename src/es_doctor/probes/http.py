@@ -102,6 +102,9 @@ class _DeadlineStream(httpcore.NetworkStream):
 
     def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
                   timeout: float | None = None) -> httpcore.NetworkStream:
+        if ssl_context is _UNBUILT_TLS:  # the first handshake of the process builds the verifying context
+            ssl_context = verifying_tls_context()
+            ssl_context.set_alpn_protocols(["http/1.1"])
         return _DeadlineStream(self.inner.start_tls(ssl_context, server_hostname,
                                                     _left(timeout, httpcore.ConnectTimeout)))
 
@@ -158,12 +161,16 @@ class _BoundedBody(httpx.SyncByteStream):
 
 _TLS: list[ssl.SSLContext] = []
 _TLS_LOCK = threading.Lock()
+#: what a verifying transport holds until a handshake needs the real context (see _DeadlineStream.start_tls):
+#: it verifies and trusts no CA, so were it ever used for a handshake, that handshake would fail, never pass
+_UNBUILT_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 def verifying_tls_context() -> ssl.SSLContext:
     """The one certificate-verifying TLS context of the process (httpx's default: ``SSL_CERT_FILE``,
-    ``SSL_CERT_DIR`` or certifi's bundle), built once: loading the bundle costs ~15 ms of CPU, and
-    es-doctor builds a client per request. An SSLContext is safe to share between threads."""
+    ``SSL_CERT_DIR`` or certifi's bundle), built at the first TLS handshake: loading the bundle costs
+    15-60 ms of CPU, es-doctor builds a client per request, and a diagnosis over plain HTTP needs
+    none. An SSLContext is safe to share between threads."""
     with _TLS_LOCK:
         if not _TLS:
             _TLS.append(httpx.create_ssl_context())
@@ -175,7 +182,7 @@ class BoundedTransport(httpx.HTTPTransport):
 
     def __init__(self, *, deadline_s: float, max_body: int | None = MAX_BODY, proxy: str | None = None,
                  verify: bool = True) -> None:
-        super().__init__(proxy=proxy, verify=verifying_tls_context() if verify else False)
+        super().__init__(proxy=proxy, verify=_UNBUILT_TLS if verify else False)
         if not hasattr(self._pool, "_network_backend"):  # pragma: no cover - guards an httpcore change
             raise RuntimeError("httpcore changed: its pool has no network backend to bound")
         self._pool._network_backend = _DeadlineBackend()
