@@ -41,7 +41,7 @@ FORMAT = 1
 #: what the evidence says about the window's first scrape
 FROM_PROMETHEUS = "Prometheus' scrape and one now"
 FROM_PREVIOUS_RUN = "the previous run's scrape and one now"
-FROM_TWO_SCRAPES = "two scrapes now"
+FROM_TWO_SCRAPES = "two scrapes"
 
 
 def process_start(scrape: Scrape, metric: str) -> float | None:
