@@ -23,6 +23,7 @@ from es_doctor.checks.window import (
 )
 from es_doctor.config import Target
 from es_doctor.probes import http
+from es_doctor.probes.docker import DockerProbe, _engine_message, demultiplex
 from es_doctor.probes.metrics import Scrape, parse_exposition
 from es_doctor.probes.qdrant import _collection_info, _collection_names, _query_hits, _scroll_page, _then
 from es_doctor.probes.result import Failure, FailureKind, success
@@ -74,8 +75,10 @@ targets:
 def test_a_url_target_diagnose_never_imports_qdrant_client(tmp_path: Path) -> None:
     imported = _imported_by(tmp_path, f"http://127.0.0.1:{_closed_port()}")
     assert "qdrant_client" not in imported and "numpy" not in imported and "grpc" not in imported
-    # the checks that need the Docker SDK and psycopg did import them: the list is what was imported
-    assert {"docker", "psycopg"} <= imported
+    # an engine on a Unix socket is read over its API: no docker SDK either
+    assert "docker" not in imported
+    # the PostgreSQL check did import psycopg: the list is what was imported
+    assert "psycopg" in imported
 
 
 def test_a_class_imports_only_the_sdks_of_its_checks(tmp_path: Path) -> None:
@@ -87,6 +90,10 @@ def test_the_sdks_preloaded_are_those_of_the_selected_components() -> None:
     target = Target.model_validate({"qdrant": {"url": "http://q:6333"}, "absent": {"docker": "none here"}})
     assert sdk_modules(target, ["qdrant", "postgres", "docker", "service"]) == [
         "prometheus_client.parser", "psutil", "psycopg"]
+    tcp = Target.model_validate({"docker": {"host": "tcp://10.0.0.5:2376"}})
+    assert sdk_modules(tcp, ["docker"]) == ["docker"]
+    socket_ = Target.model_validate({"docker": {"host": "unix:///run/docker.sock"}})
+    assert sdk_modules(socket_, ["docker"]) == []
     embedded = Target.model_validate({"qdrant": {"url": "local::memory:"}})
     assert sdk_modules(embedded, ["qdrant"]) == ["qdrant_client"]
     assert sdk_modules(embedded, []) == []
@@ -223,3 +230,37 @@ def test_an_unwritable_state_dir_only_means_two_scrapes_next_time(tmp_path: Path
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert ScrapeStore(blocker / "scrapes", "lab", "u").save(_scrape(1, 1)) is False
+
+
+# --------------------------------------------------------------------------- the Docker engine's API
+
+
+def test_a_log_stream_loses_its_frame_headers() -> None:
+    def frame(stream: int, text: bytes) -> bytes:
+        return bytes([stream, 0, 0, 0]) + len(text).to_bytes(4, "big") + text
+
+    assert demultiplex(frame(1, b"started\n") + frame(2, b"warning: x\n") + frame(1, b"ready\n")) == \
+        b"started\nwarning: x\nready\n"
+    assert demultiplex(b"plain text from a tty container\n") == b"plain text from a tty container\n"
+    assert demultiplex(b"") == b""
+
+
+def test_the_engines_error_message_is_read_from_its_answer() -> None:
+    assert _engine_message(b'{"message": "No such container: x"}') == "No such container: x"
+    assert _engine_message(b"page not found") == "page not found"
+
+
+def test_the_engine_is_read_over_its_socket_unless_it_is_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    assert DockerProbe().socket_path() == "/var/run/docker.sock"
+    monkeypatch.setenv("DOCKER_HOST", "unix:///tmp/d.sock")
+    assert DockerProbe().socket_path() == "/tmp/d.sock"
+    monkeypatch.setenv("DOCKER_HOST", "tcp://10.0.0.5:2376")
+    assert DockerProbe().socket_path() is None
+    assert DockerProbe(host="ssh://ops@host").socket_path() is None
+
+
+def test_an_engine_that_is_not_there_is_refused_not_an_exception(tmp_path: Path) -> None:
+    result = DockerProbe(host=f"unix://{tmp_path / 'none.sock'}", timeout=2).ping()
+    assert result.failure is not None and result.failure.kind is FailureKind.REFUSED
+    assert "docker engine unreachable" in result.failure.message

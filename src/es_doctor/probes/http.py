@@ -181,8 +181,8 @@ class BoundedTransport(httpx.HTTPTransport):
     """httpx's transport with a total deadline per request and a decoded-size cap on bodies."""
 
     def __init__(self, *, deadline_s: float, max_body: int | None = MAX_BODY, proxy: str | None = None,
-                 verify: bool = True) -> None:
-        super().__init__(proxy=proxy, verify=_UNBUILT_TLS if verify else False)
+                 verify: bool = True, uds: str | None = None) -> None:
+        super().__init__(proxy=proxy, verify=_UNBUILT_TLS if verify else False, uds=uds)
         if not hasattr(self._pool, "_network_backend"):  # pragma: no cover - guards an httpcore change
             raise RuntimeError("httpcore changed: its pool has no network backend to bound")
         self._pool._network_backend = _DeadlineBackend()
@@ -220,10 +220,12 @@ def _proxy_for(url: str) -> str | None:
 
 def bounded_client(url: str, *, deadline_s: float, max_body: int | None = MAX_BODY,
                    headers: dict[str, str] | None = None, follow_redirects: bool = False,
-                   base_url: bool = False) -> httpx.Client:
+                   base_url: bool = False, uds: str | None = None) -> httpx.Client:
     """An httpx client whose every request is bounded (see the module's doc). ``url``: what it
-    will talk to (its proxy is chosen from the environment); ``base_url``: make it the base."""
-    transport = BoundedTransport(deadline_s=deadline_s, max_body=max_body, proxy=_proxy_for(url))
+    will talk to (its proxy is chosen from the environment); ``base_url``: make it the base;
+    ``uds``: a Unix socket to connect to instead (the Docker engine; no proxy then)."""
+    transport = BoundedTransport(deadline_s=deadline_s, max_body=max_body,
+                                 proxy=None if uds else _proxy_for(url), uds=uds)
     timeout = httpx.Timeout(deadline_s)
     if base_url:
         return httpx.Client(base_url=url, transport=transport, timeout=timeout, headers=headers,

@@ -32,7 +32,8 @@ T = TypeVar("T")
 
 def sdk_modules(target: Target, components: Iterable[str]) -> list[str]:
     """The SDK and parser modules the checks of ``components`` will import on ``target`` (present
-    components only). qdrant-client only for an embedded Qdrant: a server is read over REST."""
+    components only). qdrant-client only for an embedded Qdrant (a server is read over REST), the
+    docker SDK only for an engine not on a Unix socket (a socket is read over the Engine API)."""
     wanted = {c for c in components if target.is_present(c)[0]}
     modules = []
     if "service" in wanted:
@@ -40,7 +41,10 @@ def sdk_modules(target: Target, components: Iterable[str]) -> list[str]:
     if "postgres" in wanted:
         modules.append("psycopg")
     if "docker" in wanted:
-        modules.append("docker")
+        from es_doctor.probes.docker import DockerProbe
+
+        if DockerProbe(host=target.docker.host).socket_path() is None:
+            modules.append("docker")
     if "qdrant" in wanted and target.qdrant.url.startswith("local:"):
         modules.append("qdrant_client")
     return modules
