@@ -155,8 +155,20 @@ class LabStack:
             if name == QDRANT:
                 infra.wait_until(lambda: infra.http_ok(f"http://127.0.0.1:{s.ports.qdrant}/healthz"),
                                  timeout, "Qdrant", 0.2)
+        self._start_pprofd(timeout)
         write_target(p, self.target)
         self.wait_healthy(timeout)
+
+    def _start_pprofd(self, timeout: float) -> None:
+        """The Go program serving real pprof, where Go is installed (else the stand-in's text pages stay)."""
+        from es_doctor.lab import pprofd
+
+        p, s = self.paths, self.settings
+        s.pprof = pprofd.unavailable_reason() is None
+        if s.pprof:
+            s.ports.pprof = s.ports.pprof or infra.free_port()
+            pprofd.start(p.root, p.run, s.ports.pprof, p.faults, timeout)
+        s.save(p.root)
 
     def _prepare_docker(self) -> None:
         d, s = self.docker, self.settings
@@ -202,6 +214,9 @@ class LabStack:
     def down(self, volumes: bool = False) -> None:
         """Stop and remove every component (and the port squatter); keep data unless ``volumes``."""
         procs.stop(self.paths.run / "squatter.pid", timeout=5)
+        from es_doctor.lab import pprofd
+
+        pprofd.stop(self.paths.run)
         for name in reversed(COMPONENTS):
             self.runner.remove(name)
         if self.mode == "docker" and volumes:
@@ -279,6 +294,8 @@ class LabStack:
             checks["prometheus"] = infra.http_ok(f"http://127.0.0.1:{p.prometheus}/-/ready")
             checks["prometheus scrapes the service"] = checks["prometheus"] and infra.prometheus_target_up(
                 f"http://127.0.0.1:{p.prometheus}", "email-sender")
+        if self.settings.pprof:
+            checks["pprof (Go program)"] = infra.http_ok(f"http://127.0.0.1:{p.pprof}/health")
         if POSTGRES in self.present():
             checks["postgres"] = infra.postgres_ready(p.postgres, self.settings.pg_password, "emailsender",
                                                       "email_sender")
