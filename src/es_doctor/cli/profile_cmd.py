@@ -49,21 +49,21 @@ TopOpt = Annotated[int, typer.Option("--top", min=1, max=200, help="Functions to
 def _run(ctx: typer.Context, kind: Kind, seconds: int, compare: str | None, fmt: OutFormat, top: int,
          config: str | None, target: str | None) -> int:
     from es_doctor.profiles import render, store
-    from es_doctor.profiles.capture import compare_with
+    from es_doctor.profiles.capture import compare_with, load_saved
 
     loaded = load(ctx, config, target)
     state_dir = loaded.config.state_dir
     previous: Path | None = None
-    if compare is not None:
-        if kind == "cpu":
-            raise UsageError("--compare shows growth: it works on heap and goroutine profiles, not cpu")
+    before = None
+    if compare is not None:  # checked before a profile is taken: a bad argument costs no wait (cpu has no --compare)
         try:
             previous = store.resolve(state_dir, loaded.target_name, compare, kind)
         except FileNotFoundError as exc:
             raise UsageError(str(exc)) from None
+        before = load_saved(previous, kind)
     _writable(loaded)
     captured = _capture(loaded, kind, seconds)
-    comparison = compare_with(previous, captured.summary) if previous is not None else None
+    comparison = compare_with(before, captured.summary) if before is not None else None
     out = render.as_json if fmt is OutFormat.json else render.text
     typer.echo(out(captured.summary, target=loaded.target_name, url=captured.url, path=captured.path, top=top,
                    comparison=comparison, previous=previous))

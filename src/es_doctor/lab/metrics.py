@@ -116,8 +116,8 @@ def cpu_profile(seconds: float, interval: float = 0.01) -> str:
 
 
 #: first line of the stand-in's profile pages: what `es-doctor profile` shows when it gets one instead of a Go profile
-NOT_GO_PPROF = ("# es-doctor lab: pprof unavailable here, this Python stand-in serves text, not Go profiles "
-                "(apt-get install golang-go, then es-doctor lab down && es-doctor lab up)\n")
+NOT_GO_PPROF = ("# es-doctor lab: pprof unavailable (no Go here; this stand-in serves text): "
+                "apt-get install golang-go, then es-doctor lab down && es-doctor lab up\n")
 
 PPROF_INDEX = """<html><head><title>/debug/pprof/</title></head><body>
 /debug/pprof/<br><br>Types of profiles available:<br>

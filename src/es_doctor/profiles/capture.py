@@ -67,22 +67,27 @@ def fetch(pprof_url: str, kind: Kind, seconds: int, cancel: threading.Event | No
     try:
         summarize(parse(body.data), kind)
     except ProfileError as exc:
-        raise NotAProfileError(clean(f"GET {url} did not answer a Go pprof {kind} profile ({exc}); it sent "
-                                     f"{describe(body.data, body.content_type)}")) from None
+        is_text, sent = describe(body.data, body.content_type)
+        why = "" if is_text else f" ({exc})"  # text speaks for itself; binary gets the parser's reason
+        raise NotAProfileError(clean(f"GET {url} did not answer a Go pprof {kind} profile{why}; it sent {sent}")) \
+            from None
     return url, body.data
 
 
-def describe(data: bytes, content_type: str) -> str:
-    """What a server sent instead of a profile, in a few words (its first line when it is text)."""
+def describe(data: bytes, content_type: str) -> tuple[bool, str]:
+    """What a server sent instead of a profile, in a few words (its first line when it is text), and
+    whether it is text."""
     kind = content_type.split(";", maxsplit=1)[0].strip() or "no content type"
+    if not data:
+        return False, f"{kind}, an empty body"
     try:
         text = data[:400].decode("utf-8")
     except UnicodeDecodeError:
         text = "\x00"
-    if not data or "\x00" in text:
-        return f"{kind}, {len(data)} bytes of binary data" if data else f"{kind}, an empty body"
+    if "\x00" in text:
+        return False, f"{kind}, {len(data)} bytes of binary data"
     lines = text.strip().splitlines()
-    return f"{kind}, {len(data)} bytes: {(lines[0][:160] if lines else '')!r}"
+    return True, f"{kind}, {len(data)} bytes: {(lines[0][:200] if lines else '')!r}"
 
 
 def capture(state_dir: str, target_name: str, pprof_url: str, kind: Kind, seconds: int = 30,
@@ -110,8 +115,7 @@ def load_saved(path: Path, kind: Kind) -> Summary:
                             exit_status=ExitStatus.DATA) from None
 
 
-def compare_with(previous: Path, current: Summary) -> Comparison:
-    before = load_saved(previous, current.kind)
+def compare_with(before: Summary, current: Summary) -> Comparison:
     try:
         return compare(before, current)
     except ProfileError as exc:

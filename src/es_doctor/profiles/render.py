@@ -112,7 +112,7 @@ def as_json(summary: Summary, *, target: str, url: str, path: Path, top: int,
 def listing_text(saved: list[Saved]) -> str:
     if not saved:
         return "no saved profiles"
-    width = max(len(s.target) for s in saved)
+    width = max(len("target"), *(len(s.target) for s in saved))
     lines = [f"{'target':<{width}}  {'kind':<9}  {'taken (UTC)':<20}  {'size':>10}  name"]
     for s in saved:
         lines.append(f"{s.target:<{width}}  {s.kind:<9}  {s.taken:%Y-%m-%d %H:%M:%S}  "

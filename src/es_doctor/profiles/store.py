@@ -89,7 +89,10 @@ def listing(state_dir: str | Path, target: str | None = None, kind: Kind | None 
             found: Kind = next(k for k in KINDS if k == match["kind"])
             if kind is not None and found != kind:
                 continue
-            taken = datetime.strptime(match["stamp"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+            try:  # a name es-doctor could not have written (month 13) is not one of its profiles
+                taken = datetime.strptime(match["stamp"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+            except ValueError:
+                continue
             out.append(Saved(path, directory.name, found, taken, path.stat().st_size, int(match["n"] or 1)))
     out.sort(key=lambda s: (s.taken, s.seq, s.target, s.kind))
     return out
