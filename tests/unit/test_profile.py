@@ -357,3 +357,30 @@ def test_profile_list_shows_saved_profiles(tmp_path: Path, monkeypatch: pytest.M
     store.save(tmp_path / "state", "default", "heap", b"x", datetime(2026, 11, 29, 12, 0, tzinfo=UTC))
     code, out, _err = _cli(tmp_path, monkeypatch, capsys, "profile", "list")
     assert code == 0 and "20261129T120000Z-heap.pb.gz" in out and "2026-11-29 12:00:00" in out
+
+
+# ------------------------------------------------------------------ the lab without Go
+
+
+def test_without_go_the_lab_says_pprof_is_unavailable_and_how_to_get_it(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from es_doctor.lab import faults, infra, pprofd
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no go on it
+    reason = pprofd.unavailable_reason()
+    assert reason == "go is not installed (apt-get install golang-go, then es-doctor lab down && es-doctor lab up)"
+    assert pprofd.state(tmp_path, 1) == f"unavailable: {reason}"
+    with pytest.raises(infra.InfraError, match="pprof unavailable: go is not installed"):
+        pprofd.build(tmp_path)
+    lab = SimpleNamespace(mode="process", settings=SimpleNamespace(absent={}))
+    assert faults.unavailable_reason(lab, "heap-growth") == f"heap-growth needs the lab's Go program: {reason}"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("served", "port"), [(True, 6), (False, 2)])
+def test_the_lab_target_points_pprof_at_the_go_program_where_it_runs(tmp_path: Path, served: bool, port: int) -> None:
+    from es_doctor.lab.layout import LabPaths, LabPorts, LabSettings, build_target
+
+    settings = LabSettings(mode="process", ports=LabPorts(1, 2, 3, 4, 5, 6), pprof=served)
+    assert build_target(LabPaths(tmp_path), settings).service.pprof_url == f"http://127.0.0.1:{port}/debug/pprof"
