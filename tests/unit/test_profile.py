@@ -384,3 +384,14 @@ def test_the_lab_target_points_pprof_at_the_go_program_where_it_runs(tmp_path: P
 
     settings = LabSettings(mode="process", ports=LabPorts(1, 2, 3, 4, 5, 6), pprof=served)
     assert build_target(LabPaths(tmp_path), settings).service.pprof_url == f"http://127.0.0.1:{port}/debug/pprof"
+
+
+def test_a_go_program_that_failed_to_start_is_reported_by_lab_status(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from es_doctor.lab import pprofd
+
+    monkeypatch.setattr(pprofd, "unavailable_reason", lambda: None)  # Go is there, the build failed
+    assert pprofd.state(tmp_path, 1) == "not running (es-doctor lab up starts it)"
+    why = "building the lab's pprof program failed: go exited 1: syntax error"
+    pprofd.failed(tmp_path, why)
+    assert pprofd.state(tmp_path, 1) == f"unavailable: {why}"

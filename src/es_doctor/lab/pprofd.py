@@ -95,6 +95,7 @@ def start(lab_dir: Path, run_dir: Path, port: int, faults_file: Path, timeout: f
     """Build (if needed) and start the program on 127.0.0.1:``port``, wait until it answers."""
     if procs.process(pidfile(run_dir)) is not None:
         return
+    (run_dir / f"{NAME}.error").unlink(missing_ok=True)
     binary = build(lab_dir)
     procs.spawn([str(binary), "-port", str(port), "-faults-file", str(faults_file)], pidfile(run_dir),
                 run_dir / f"{NAME}.out")
@@ -106,6 +107,12 @@ def stop(run_dir: Path) -> None:
     procs.stop(pidfile(run_dir), timeout=5)
 
 
+def failed(run_dir: Path, reason: str) -> None:
+    """Record why the program could not start (``lab status`` says it)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / f"{NAME}.error").write_text(reason, encoding="utf-8")
+
+
 def state(run_dir: Path, port: int) -> str:
     """One line for ``lab status``."""
     reason = unavailable_reason()
@@ -113,4 +120,7 @@ def state(run_dir: Path, port: int) -> str:
         return f"running (Go net/http/pprof on http://127.0.0.1:{port}/debug/pprof)"
     if reason:
         return f"unavailable: {reason}"
+    error = run_dir / f"{NAME}.error"
+    if error.is_file():
+        return f"unavailable: {error.read_text(encoding='utf-8', errors='replace').strip()[:500]}"
     return "not running (es-doctor lab up starts it)"

@@ -167,7 +167,11 @@ class LabStack:
         s.pprof = pprofd.unavailable_reason() is None
         if s.pprof:
             s.ports.pprof = s.ports.pprof or infra.free_port()
-            pprofd.start(p.root, p.run, s.ports.pprof, p.faults, timeout)
+            try:
+                pprofd.start(p.root, p.run, s.ports.pprof, p.faults, timeout)
+            except infra.InfraError as exc:  # an optional sidecar: the lab runs without it, and says why
+                s.pprof = False
+                pprofd.failed(p.run, str(exc))
         s.save(p.root)
 
     def _prepare_docker(self) -> None:
