@@ -138,10 +138,14 @@ def uptime(ctx: CheckContext) -> Outcome:
     worst = min(targets, key=lambda t: t.ratio)
     held = window if worst.history_s is None else min(worst.history_s, window)
     # the oldest scrape is found to a subquery step (1/1440 of the window) plus a scrape interval
-    over = (f"the last {duration_text(window)}" if held >= window * 0.99 - 2
-            else f"the last {duration_text(held)} of history (window {duration_text(window)})")
+    if worst.history_s is None:
+        over = f"the scrapes held in the last {duration_text(window)} (how far back they go is unknown)"
+    elif held >= window * 0.99 - 2:
+        over = f"the last {duration_text(window)}"
+    else:
+        over = f"the last {duration_text(held)} of history (window {duration_text(window)})"
     pct = worst.ratio * 100
-    failed_scrapes = worst.scrapes - int(round(worst.successes))
+    failed_scrapes = worst.scrapes - round(worst.successes)
     evidence = [ev("uptime", float(_pct(worst.ratio)), f"WARN < {th.uptime_warn_pct:g}, CRIT < {th.uptime_crit_pct:g}",
                    "%"),
                 ev("history", duration_text(held)), ev("window", duration_text(window)),

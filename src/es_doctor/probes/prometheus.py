@@ -43,14 +43,21 @@ class Uptime:
 
 def job_selector(jobs: list[str], metric: str = "") -> str:
     """``metric{job=~"a|b"}``: each job name escaped for the regex, then for the PromQL string."""
-    regex = "|".join(re.escape(j).replace("\\", "\\\\").replace('"', '\\"') for j in jobs)
+    # RE2's metacharacters only (a job name reads as itself: email-sender, not email\-sender)
+    regex = "|".join(re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", j).replace("\\", "\\\\").replace('"', '\\"')
+                     for j in jobs)
     return f'{metric}{{job=~"{regex}"}}'
+
+
+def uptime_step(seconds: float) -> int:
+    """The subquery step that finds the oldest scrape held: 1/1440 of the window (a minute in a day), >= 1 s."""
+    return max(1, int(seconds) // 1440)
 
 
 def uptime_queries(jobs: list[str], seconds: float) -> tuple[str, str, str]:
     """The PromQL of :meth:`PrometheusProbe.uptime`: scrapes held, successful scrapes, age of the oldest."""
     window = max(1, int(seconds))
-    step = max(1, window // 1440)
+    step = uptime_step(seconds)
     up = job_selector(jobs, "up")
     return (f"count_over_time({up}[{window}s])", f"sum_over_time({up}[{window}s])",
             f"time() - min_over_time(timestamp({up})[{window}s:{step}s])")
@@ -142,6 +149,14 @@ class PrometheusProbe:
                 return Result(failure=answer.failure)
             answers.append({_target_key(labels): value for labels, value in answer.unwrap()})
         counts, sums, ages = answers
+        step = uptime_step(seconds)
+        if step > 1 and any(key not in ages for key in counts):
+            # the subquery sees the samples up to its last step: a history shorter than one step shows only
+            # at a step of 1 s over that step
+            recent = self.query(uptime_queries(jobs, step)[2])
+            if recent.failure is not None:
+                return Result(failure=recent.failure)
+            ages = {**{_target_key(labels): value for labels, value in recent.unwrap()}, **ages}
         out = [Uptime(dict(key), int(count), sums.get(key, 0.0), ages.get(key))
                for key, count in sorted(counts.items()) if count > 0]
         return success(out)

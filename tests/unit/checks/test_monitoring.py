@@ -12,7 +12,7 @@ from es_doctor.checks.monitoring import duration_text
 from es_doctor.checks.registry import REGISTRY
 from es_doctor.config import Target
 from es_doctor.findings import Status
-from es_doctor.probes.prometheus import uptime_queries
+from es_doctor.probes.prometheus import uptime_queries, uptime_step
 from es_doctor.probes.result import Failure, FailureKind
 
 METRICS_URL = "http://localhost:8081/metrics"
@@ -216,19 +216,26 @@ def query_url(expr: str, target: Target | None = None) -> str:
     return prom("/api/v1/query?query=" + quote(expr), target)
 
 
-def up_history(*targets: tuple[str, int, float, float | None], target: Target | None = None) -> FakeContext:
+def up_history(*targets: tuple[str, int, float, float | None], target: Target | None = None,
+               recent: float | None = None) -> FakeContext:
     """Prometheus holding, per scrape target (instance, scrapes, successful scrapes, age of the oldest in
-    seconds or None when the history query finds none), what the uptime check asks."""
+    seconds or None when the history query finds none), what the uptime check asks; ``recent``: the age the
+    finer query over the last subquery step finds."""
     target = target or Target()
-    count, total, age = uptime_queries(target.prometheus.jobs, target.thresholds.uptime_window_s)
+    window = target.thresholds.uptime_window_s
+    count, total, age = uptime_queries(target.prometheus.jobs, window)
 
-    def vector(index: int) -> Answer:
-        result = [{"metric": {"job": "email-sender", "instance": t[0]}, "value": [1.0e9, str(t[1 + index])]}
-                  for t in targets if t[1 + index] is not None]
+    def vector(values: list[tuple[str, float | None]]) -> Answer:
+        result = [{"metric": {"job": "email-sender", "instance": instance}, "value": [1.0e9, str(value)]}
+                  for instance, value in values if value is not None]
         return prom_data({"resultType": "vector", "result": result})
 
-    return FakeContext(target, routes={query_url(count, target): vector(0), query_url(total, target): vector(1),
-                                       query_url(age, target): vector(2)})
+    routes: dict[str, Any] = {query_url(count, target): vector([(t[0], t[1]) for t in targets]),
+                              query_url(total, target): vector([(t[0], t[2]) for t in targets]),
+                              query_url(age, target): vector([(t[0], t[3]) for t in targets])}
+    fine = uptime_queries(target.prometheus.jobs, uptime_step(window))[2]
+    routes[query_url(fine, target)] = vector([(t[0], recent) for t in targets])
+    return FakeContext(target, routes=routes)
 
 
 @covers("monitoring.uptime", Status.OK)
@@ -253,6 +260,21 @@ def test_uptime_under_99_9_with_less_history_than_the_window_says_how_much() -> 
                  "WARNING under 99.9 %", cure=None, escalate=1)
     assert evidence(out)["history"] == "3 h 12 min"
     assert evidence(out)["uptime"] == 99.86
+
+
+@covers("monitoring.uptime", Status.CRIT)
+def test_a_history_shorter_than_one_subquery_step_is_read_at_one_second() -> None:
+    # 8 scrapes a second apart: the day's minute steps see none of them, the finer query does
+    out = expect(up_history(("svc:8081", 8, 3, None), recent=8.0), "monitoring.uptime", Status.CRIT,
+                 "uptime 37.5 % over the last 8 s of history (window 24 h): 5 of 8 scrapes failed", cure=None,
+                 escalate=1)
+    assert evidence(out)["history"] == "8 s"
+
+
+@covers("monitoring.uptime", Status.OK)
+def test_a_history_nobody_can_date_is_not_called_the_whole_window() -> None:
+    expect(up_history(("svc:8081", 10, 10, None)), "monitoring.uptime", Status.OK,
+           "over the scrapes held in the last 24 h (how far back they go is unknown)")
 
 
 @covers("monitoring.uptime", Status.CRIT)
