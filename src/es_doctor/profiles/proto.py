@@ -23,7 +23,7 @@ class ProfileError(ValueError):
     """The data is not a readable pprof profile."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     #: function names, leaf (where the sample was taken) first; inlined functions included
     stack: tuple[str, ...]
@@ -52,10 +52,12 @@ class Profile:
 
 # --------------------------------------------------------------------------- wire format
 
+Buf = bytes | memoryview
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+_SIGN = 1 << 63
 
 
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+def _varint(buf: Buf, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if pos >= len(buf):
@@ -75,7 +77,7 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
+def _fields(buf: Buf) -> Iterator[tuple[int, int, int | Buf]]:
     """(field number, wire type, value) of each field: an int, or the bytes of a length-delimited one."""
     pos, end = 0, len(buf)
     while pos < end:
@@ -106,34 +108,49 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
             raise ProfileError(f"field {number}: unsupported wire type {wire}")
 
 
-def _ints(wire: int, value: int | bytes) -> list[int]:
+def _ints(wire: int, value: int | Buf) -> list[int]:
     """A repeated integer field's values: packed (length-delimited) or one unpacked varint."""
     if wire == _VARINT:
         assert isinstance(value, int)
         return [value]
     if wire != _LEN:
         raise ProfileError(f"repeated integer with wire type {wire}")
-    assert isinstance(value, bytes)
-    out, pos = [], 0
-    while pos < len(value):
-        item, pos = _varint(value, pos)
-        out.append(item)
+    assert not isinstance(value, int)
+    return _packed(value)
+
+
+def _packed(buf: Buf) -> list[int]:
+    """Packed varints, decoded in one loop (samples hold most of a profile's integers)."""
+    out: list[int] = []
+    append = out.append
+    value = shift = 0
+    for byte in buf:
+        if byte < 0x80:
+            append(value | (byte << shift))
+            value = shift = 0
+        else:
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if shift >= 70:
+                raise ProfileError("varint longer than 10 bytes")
+    if shift:
+        raise ProfileError("truncated varint")
     return out
 
 
-def _int(number: int, wire: int, value: int | bytes) -> int:
+def _int(number: int, wire: int, value: int | Buf) -> int:
     if wire != _VARINT or not isinstance(value, int):
         raise ProfileError(f"field {number}: expected a varint, got wire type {wire}")
     return value
 
 
-def _msg(number: int, wire: int, value: int | bytes) -> bytes:
-    if wire != _LEN or not isinstance(value, bytes):
+def _msg(number: int, wire: int, value: int | Buf) -> Buf:
+    if wire != _LEN or isinstance(value, int):
         raise ProfileError(f"field {number}: expected a message, got wire type {wire}")
     return value
 
 
-def _small(buf: bytes) -> dict[int, int]:
+def _small(buf: Buf) -> dict[int, int]:
     """A message of scalar varint fields only (ValueType, Line, Function): last value wins."""
     out: dict[int, int] = {}
     for number, wire, value in _fields(buf):
@@ -166,9 +183,9 @@ def parse(data: bytes) -> Profile:
     """The profile in ``data`` (gzip-compressed or not); :class:`ProfileError` when it is not one."""
     if not data:
         raise ProfileError("empty")
-    raw = decompress(data)
+    raw = memoryview(decompress(data))  # views, not copies, of each message
     sample_types: list[tuple[int, int]] = []
-    raw_samples: list[tuple[list[int], list[int]]] = []
+    raw_samples: list[Buf] = []  # decoded once the locations are known (they come after the samples)
     locations: dict[int, list[int]] = {}  # location id → function ids, innermost first
     functions: dict[int, int] = {}  # function id → name (string index)
     strings: list[str] = []
@@ -180,7 +197,7 @@ def parse(data: bytes) -> Profile:
             vt = _small(_msg(number, wire, value))
             sample_types.append((vt.get(1, 0), vt.get(2, 0)))
         elif number == 2:
-            raw_samples.append(_sample(_msg(number, wire, value)))
+            raw_samples.append(_msg(number, wire, value))
         elif number == 4:
             loc_id, funcs = _location(_msg(number, wire, value))
             locations[loc_id] = funcs
@@ -189,7 +206,7 @@ def parse(data: bytes) -> Profile:
             functions[fn.get(1, 0)] = fn.get(2, 0)
         elif number == 6:
             try:
-                strings.append(_msg(number, wire, value).decode("utf-8"))
+                strings.append(str(_msg(number, wire, value), "utf-8"))
             except UnicodeDecodeError:
                 raise ProfileError("string table entry is not UTF-8") from None
         elif number in (9, 10, 12, 14):
@@ -217,7 +234,8 @@ def parse(data: bytes) -> Profile:
             raise ProfileError(f"location {loc_id} names unknown function {missing[0]}")
         stacks[loc_id] = tuple(names[f] for f in funcs)
     samples = []
-    for loc_ids, values in raw_samples:
+    for message in raw_samples:
+        loc_ids, values = _sample(message)
         if len(values) != len(sample_types):
             raise ProfileError(f"a sample has {len(values)} values for {len(sample_types)} sample types")
         stack: list[str] = []
@@ -225,7 +243,7 @@ def parse(data: bytes) -> Profile:
             if loc not in stacks:
                 raise ProfileError(f"a sample names unknown location {loc}")
             stack.extend(stacks[loc])
-        samples.append(Sample(tuple(stack), tuple(_signed(v) for v in values)))
+        samples.append(Sample(tuple(stack), tuple(v if v < _SIGN else _signed(v) for v in values)))
     default = scalars.get(14, 0)
     return Profile(
         sample_types=tuple((text(t), text(u)) for t, u in sample_types),
@@ -239,7 +257,7 @@ def parse(data: bytes) -> Profile:
     )
 
 
-def _sample(buf: bytes) -> tuple[list[int], list[int]]:
+def _sample(buf: Buf) -> tuple[list[int], list[int]]:
     locs: list[int] = []
     values: list[int] = []
     for number, wire, value in _fields(buf):
@@ -250,7 +268,7 @@ def _sample(buf: bytes) -> tuple[list[int], list[int]]:
     return locs, values
 
 
-def _location(buf: bytes) -> tuple[int, list[int]]:
+def _location(buf: Buf) -> tuple[int, list[int]]:
     loc_id = 0
     funcs: list[int] = []
     for number, wire, value in _fields(buf):
