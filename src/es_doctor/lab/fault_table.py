@@ -139,10 +139,10 @@ TABLE: tuple[FaultSpec, ...] = (
        needs="prometheus"),
     # the lab's Go program (real pprof, where Go is installed): no diagnose check reads pprof, so these trip
     # none; `es-doctor profile goroutine|heap --compare` shows them, and `lab fault clear` ends them
-    _f("goroutine-leak", "the Go program starts goroutines (main.leakWorker) that park forever (20 every 0.5 s)",
-       "runtime", program="pprofd"),
-    _f("heap-growth", "the Go program retains 256 KiB more heap (main.growCache) every 0.5 s, up to 64 MiB",
-       "runtime", program="pprofd"),
+    _f("goroutine-leak", "the Go program starts goroutines (main.leakWorker) that park forever, 20 every 0.5 s "
+       "(es-doctor -t lab profile goroutine --compare last shows them)", "runtime", program="pprofd"),
+    _f("heap-growth", "the Go program retains 256 KiB more heap (main.growCache) every 0.5 s, up to 64 MiB "
+       "(es-doctor -t lab profile heap --compare last shows it)", "runtime", program="pprofd"),
 )
 
 FAULT_SPECS: Mapping[str, FaultSpec] = MappingProxyType({f.name: f for f in TABLE})

@@ -94,6 +94,8 @@ def capture(state_dir: str, target_name: str, pprof_url: str, kind: Kind, second
             cancel: threading.Event | None = None) -> Captured:
     """Fetch, save (never overwriting; nothing saved unless complete and readable) and summarise."""
     url, data = fetch(pprof_url, kind, seconds, cancel)
+    if cancel is not None and cancel.is_set():  # Ctrl-C as the answer arrived: keep nothing
+        raise KeyboardInterrupt
     path = store.save(state_dir, target_name, kind, data)
     return Captured(url, path, summarize(parse(data), kind))
 
