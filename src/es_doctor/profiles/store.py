@@ -80,7 +80,7 @@ def listing(state_dir: str | Path, target: str | None = None, kind: Kind | None 
         sorted(p for p in base.iterdir() if p.is_dir() and not p.is_symlink()) if base.is_dir() else [])
     out = []
     for directory in dirs:
-        if not directory.is_dir():
+        if not directory.is_dir() or directory.is_symlink():
             continue
         for path in directory.iterdir():
             match = NAME.match(path.name)
