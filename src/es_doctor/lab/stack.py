@@ -128,6 +128,7 @@ class LabStack:
         """Start every present component (first boot: images, volumes, database), wait healthy."""
         p, s = self.paths, self.settings
         p.make()
+        self._build_pprofd()
         if not s.pg_password:
             s.pg_password, s.pg_superuser_password = procs.new_password(), procs.new_password()
         s.save(p.root)
@@ -159,17 +160,29 @@ class LabStack:
         write_target(p, self.target)
         self.wait_healthy(timeout)
 
-    def _start_pprofd(self, timeout: float) -> None:
-        """The Go program serving real pprof, where Go is installed (else the stand-in's text pages stay)."""
+    def _build_pprofd(self) -> None:
+        """Build the Go program serving real pprof, where Go is installed, before anything runs: compiling
+        is CPU work a running stack would feel (slow requests in its log). Else the stand-in's text pages."""
         from es_doctor.lab import pprofd
 
         p, s = self.paths, self.settings
         s.pprof = pprofd.unavailable_reason() is None
         if s.pprof:
+            try:
+                pprofd.build(p.root)
+            except infra.InfraError as exc:  # an optional sidecar: the lab runs without it, and says why
+                s.pprof = False
+                pprofd.failed(p.run, str(exc))
+
+    def _start_pprofd(self, timeout: float) -> None:
+        from es_doctor.lab import pprofd
+
+        p, s = self.paths, self.settings
+        if s.pprof:
             s.ports.pprof = s.ports.pprof or infra.free_port()
             try:
                 pprofd.start(p.root, p.run, s.ports.pprof, p.faults, timeout)
-            except infra.InfraError as exc:  # an optional sidecar: the lab runs without it, and says why
+            except infra.InfraError as exc:
                 s.pprof = False
                 pprofd.failed(p.run, str(exc))
         s.save(p.root)
