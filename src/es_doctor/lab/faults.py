@@ -196,9 +196,10 @@ def _deploy_logs(stack: LabStack) -> None:
 
 
 def _no_deploy_logs(stack: LabStack) -> None:
-    for pattern in ("deployment-*.log", "migration-*.log"):
-        for path in stack.paths.logs.glob(pattern):
-            path.unlink()
+    from es_doctor.lab.fault_state import deploy_logs
+
+    for path in deploy_logs(stack.paths):
+        path.unlink()
 
 
 def _stop(name: str) -> Action:
@@ -252,12 +253,25 @@ FAULTS: dict[str, Fault] = _registry()
 # --------------------------------------------------------------------------- state
 
 
-def active(stack: LabStack) -> list[str]:
+def recorded(stack: LabStack) -> list[str]:
+    """The faults ``fault add`` recorded and no ``fault clear`` or observed cure removed."""
     try:
         data = json.loads(stack.paths.faults_state.read_text(encoding="utf-8"))
         return [str(n) for n in data.get("active", [])]
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         return []
+
+
+def active(stack: LabStack) -> list[str]:
+    """The recorded faults still in effect. A fault whose effect is observed gone (cured by its runbook,
+    the service's API or a restart) is dropped from the record (see :mod:`es_doctor.lab.fault_state`)."""
+    from es_doctor.lab.fault_state import still_active
+
+    names = recorded(stack)
+    keep = still_active(stack, names) if names else []
+    if keep != names:
+        _save(stack, keep)
+    return keep
 
 
 def _save(stack: LabStack, names: list[str]) -> None:

@@ -61,7 +61,8 @@ class ProcessRunner:
         env.setdefault("PYTHONUNBUFFERED", "1")
         self.signals[spec.name] = int(getattr(signal, spec.stop_signal))
         (self.run_dir / f"{spec.name}.signal").write_text(spec.stop_signal, encoding="utf-8")
-        procs.spawn(spec.argv, self.pidfile(spec.name), self.run_dir / f"{spec.name}.out", env=env)
+        # cwd: the run dir, never the directory `lab up` was run from (a program's relative paths stay in the lab)
+        procs.spawn(spec.argv, self.pidfile(spec.name), self.run_dir / f"{spec.name}.out", env=env, cwd=self.run_dir)
 
     def stop(self, name: str, timeout: float = 8.0) -> None:
         sig_file = self.run_dir / f"{name}.signal"

@@ -27,8 +27,7 @@ from es_doctor.lab.layout import (
     LabSettings,
     Mode,
     build_target,
-    service_config,
-    write_service_config,
+    refresh_service_config,
     write_target,
 )
 from es_doctor.lab.runners import DockerRunner, ProcessRunner, Runner, Spec
@@ -37,24 +36,35 @@ from es_doctor.lab.runtime_faults import write_faults_file
 IMAGE_TAGS = {QDRANT: "qdrant/qdrant:lab", POSTGRES: "postgres:15-lab", PROMETHEUS: "prom/prometheus:lab"}
 
 
+def detect_absent(postgres: bool = True, prometheus: bool = True) -> dict[str, str]:
+    """The optional components this machine cannot run now (or not asked for) → why."""
+    avail = infra.availability()
+    absent = {}
+    for name, wanted in ((POSTGRES, postgres), (PROMETHEUS, prometheus)):
+        reason = avail[name] if wanted else "not started with this lab"
+        if reason:
+            absent[name] = reason
+    return absent
+
+
 class LabStack:
     def __init__(self, lab_dir: Path, ports: LabPorts | None = None, mode: Mode = "docker",
                  docker_host: str | None = None, postgres: bool = True, prometheus: bool = True,
-                 **settings: Any) -> None:
+                 use: LabSettings | None = None, **settings: Any) -> None:
         self.paths = LabPaths(lab_dir)
-        if (self.paths.root / "lab.json").is_file() and ports is None:
+        if use is not None:
+            self.settings = use
+        elif (self.paths.root / "lab.json").is_file() and ports is None:
             self.settings = LabSettings.load(self.paths.root)
         else:
             self.settings = LabSettings(mode=mode, ports=(ports or LabPorts()).resolved(),
                                         docker_host=docker_host, **settings)
-            avail = infra.availability()
-            for name, wanted in ((POSTGRES, postgres), (PROMETHEUS, prometheus)):
-                reason = avail[name] if wanted else "not started with this lab"
-                if reason:
-                    self.settings.absent[name] = reason
+            self.settings.absent.update(detect_absent(postgres, prometheus))
         if self.settings.mode == "docker" and not self.settings.docker_host:
             raise infra.InfraError("docker mode needs a Docker engine (docker_host)")
         self._runner: Runner | None = None
+        #: settings given (a lab started afresh): config.yaml follows them
+        self._fresh = use is not None
 
     @classmethod
     def load(cls, lab_dir: Path) -> LabStack:
@@ -76,8 +86,14 @@ class LabStack:
         if self._runner is None:
             if self.mode == "docker":
                 assert self.settings.docker_host
-                self._runner = DockerRunner(self.settings.docker_host, self.settings.compose_project,
-                                            self.lab_dir)
+                import docker
+
+                try:
+                    self._runner = DockerRunner(self.settings.docker_host, self.settings.compose_project,
+                                                self.lab_dir)
+                except docker.errors.DockerException:
+                    raise infra.InfraError(f"the lab's Docker engine at {self.settings.docker_host} does not "
+                                           "answer") from None
             else:
                 self._runner = ProcessRunner(self.paths.run)
         return self._runner
@@ -106,7 +122,8 @@ class LabStack:
         s, p, py = self.settings, self.paths, self.settings.python
         if name == SERVICE:
             state = self.service_state()
-            return Spec(SERVICE, [py, "-m", "es_doctor.lab.service", "--config", str(p.config)],
+            return Spec(SERVICE, [py, "-m", "es_doctor.lab.service", "--config", str(p.config),
+                                  "--log-dir", str(p.logs)],
                         env=dict(state["env"]), image=state["image"], memory=s.memory_limit,
                         binds={str(p.config_dir): CONTAINER_CONFIG_DIR, str(p.logs): CONTAINER_LOG_DIR})
         if name == QDRANT:
@@ -133,8 +150,8 @@ class LabStack:
         s.save(p.root)
         if not p.faults.is_file():
             write_faults_file(p.faults, [])
-        if not p.config.is_file():
-            write_service_config(p, service_config(p, s))
+        if self._fresh or not p.config.is_file():
+            refresh_service_config(p, s)
         if PROMETHEUS in self.present():
             from es_doctor.alert_rules import render_rules
 
@@ -199,27 +216,52 @@ class LabStack:
         if result.returncode != 0:
             raise infra.InfraError(f"initdb failed: {result.stderr.strip()[-1500:]}")
 
-    def down(self, volumes: bool = False) -> None:
-        """Stop and remove every component (and the port squatter); keep data unless ``volumes``."""
-        procs.stop(self.paths.run / "squatter.pid", timeout=5)
-        for name in reversed(COMPONENTS):
-            self.runner.remove(name)
-        if self.mode == "docker" and volumes:
-            for name in (self.settings.qdrant_volume, self.settings.postgres_volume):
-                volume = self.docker.client.volumes.list(filters={"name": name})
-                for v in volume:
-                    if v.name == name:
-                        v.remove(force=True)
-        self.paths.target.unlink(missing_ok=True)
-        if volumes:  # a full reset: the next `up` starts a fresh lab
-            import shutil
+    def engine_answers(self) -> bool:
+        """Process mode, or a Docker engine that answers at the lab's host."""
+        return self.mode != "docker" or infra.docker_ping(self.settings.docker_host)
 
+    def running(self) -> list[str]:
+        """The components running now (nothing when the lab's engine is gone)."""
+        if not self.engine_answers():
+            return []
+        try:
+            return [name for name in self.present() if self.runner.state(name) == "running"]
+        except infra.InfraError:
+            return []
+
+    def down(self, volumes: bool = False) -> list[str]:
+        """Stop and remove every component (and the port squatter); keep data unless ``volumes``.
+        Returns notes for the operator (an engine that is gone: nothing to remove there)."""
+        notes: list[str] = []
+        procs.stop(self.paths.run / "squatter.pid", timeout=5)
+        if self.engine_answers():
+            for name in reversed(COMPONENTS):
+                self.runner.remove(name)
+            if self.mode == "docker" and volumes:
+                for name in (self.settings.qdrant_volume, self.settings.postgres_volume):
+                    for v in self.docker.client.volumes.list(filters={"name": name}):
+                        if v.name == name:
+                            v.remove(force=True)
+        else:
+            notes.append(f"the Docker engine at {self.settings.docker_host} is gone: no container or volume to "
+                         "remove there")
+        self.paths.target.unlink(missing_ok=True)
+        import shutil
+
+        engine = self.settings.private_engine
+        if engine:  # the lab's own engine stops with it; --volumes removes its data (images, volumes) too
+            procs.stop(Path(engine) / "docker.pid.lab", timeout=20)
+            infra.unmount_under(Path(engine))
+            if volumes:
+                shutil.rmtree(engine, ignore_errors=True)
+        if volumes:  # a full reset: the next `up` starts a fresh lab
             (self.lab_dir / "lab.json").unlink(missing_ok=True)
-            self.paths.faults_state.unlink(missing_ok=True)
-            self.paths.faults.unlink(missing_ok=True)
+            for path in (self.paths.faults_state, self.paths.faults, self.paths.service_state):
+                path.unlink(missing_ok=True)
             for directory in (self.paths.qdrant, self.paths.run, self.paths.pg_root, self.paths.config_dir,
-                              self.paths.prometheus, self.paths.logs):
+                              self.paths.prometheus, self.paths.logs, self.lab_dir / "tmp"):
                 shutil.rmtree(directory, ignore_errors=True)
+        return notes
 
     def status(self) -> dict[str, str]:
         """Each component → running / exited / created / missing / absent: <reason>."""
