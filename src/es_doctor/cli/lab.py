@@ -57,11 +57,11 @@ def self_command(argv0: str | None = None, which: str | None = None, cwd: Path |
         return f"{sys.executable} -m es_doctor"
     if found and Path(found).resolve() == (here / started).resolve():
         return "es-doctor"
-    try:
-        relative = (here / started).resolve().relative_to(here.resolve())
+    path = (here / started).resolve()
+    if here.resolve() != Path(here.anchor) and path.is_relative_to(here.resolve()):  # .venv/bin/es-doctor
+        relative = path.relative_to(here.resolve())
         return str(relative) if relative.parent != Path() else f"./{relative}"
-    except ValueError:
-        return str((here / started).resolve())
+    return str(path)
 
 
 @lab_app.command("up")
