@@ -89,6 +89,7 @@ def up(
     if (directory / "lab.json").is_file():
         stack = _load(directory)
         if not stack.running():  # stopped (lab down, a reboot, its engine gone): start it afresh below
+            start_dockerd = start_dockerd or (stack.settings.private_engine is not None and mode != "process")
             stack = None
         elif mode not in ("auto", stack.mode):
             raise UsageError(f"a {stack.mode}-mode lab runs in {directory}; stop it first: "
@@ -120,6 +121,9 @@ def up(
     except infra.InfraError as exc:
         raise UnavailableError(f"lab did not come up: {exc}") from exc
     _print_status(stack)
+    if not stack.settled:
+        typer.echo("note: this machine is busy (the lab's test searches and API calls are still slow): "
+                   "latency checks may read WARN until it calms down")
     from es_doctor.config import lab_dir as default_lab_dir
 
     env = "" if directory.resolve() == default_lab_dir().expanduser().resolve() else \

@@ -185,6 +185,17 @@ class App:
         if self.faults.active("slow-logs"):
             effects.slow_log_tick(self.journal, self._rng)
 
+    def warm_up(self) -> None:
+        """Pay the stand-in's first-call costs before the API serves (a Go service has none of them, and
+        the lab's first requests must not log SLOW lines that a fresh lab's diagnosis would report): the
+        PostgreSQL pool's first connection and the tasks table, the connection to Qdrant, a first search."""
+        if self.pg is not None and self.pg.ping():
+            with contextlib.suppress(Exception):
+                self.pg.ensure_table()
+        if self.vectors.reachable():
+            with contextlib.suppress(VectorError):
+                self.vectors.search("warm-up", 1)
+
     def seed_tasks(self) -> None:
         for i in range(self.cfg.seed_tasks):
             if self.stop.is_set():
@@ -226,6 +237,7 @@ def run(cfg: ServiceConfig) -> int:
         servers.append(_bind("metrics", cfg.metrics_host, cfg.metrics_port,
                              lambda h, p: make_metrics_server(h, p, cfg.metrics_path, metrics), cfg.log_dir))
     app.on_faults_changed(app.faults.initial, frozenset(), initial=True)
+    app.warm_up()
     for s in servers:
         threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
     app.bus.start()
@@ -234,9 +246,13 @@ def run(cfg: ServiceConfig) -> int:
     effects.run_periodic(app.stop, 0.4, app.slow_logs, "slow-logs")
     effects.run_periodic(app.stop, 0.3, lambda: app.attack(cfg.api_port), "security-attack")
     effects.run_periodic(app.stop, 1.0, app.ballast.adjust, "ballast")
-    if cfg.seed_tasks > 0:
-        threading.Thread(target=app.seed_tasks, name="seed", daemon=True).start()
-    TrafficGenerator(f"http://{cfg.api_host}:{cfg.api_port}", cfg.traffic_rps, app.stop).start()
+    traffic = TrafficGenerator(f"http://{cfg.api_host}:{cfg.api_port}", cfg.traffic_rps, app.stop)
+
+    def seed_then_traffic() -> None:  # the seed tasks first: the traffic does not queue behind them
+        app.seed_tasks()
+        traffic.start()
+
+    threading.Thread(target=seed_then_traffic, name="seed", daemon=True).start()
     journal.info("main", f"API listening on {cfg.api_host}:{cfg.api_port}"
              + (f", metrics on {cfg.metrics_host}:{cfg.metrics_port}{cfg.metrics_path}"
                 if cfg.metrics_enabled else ", metrics disabled"))

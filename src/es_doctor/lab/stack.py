@@ -33,6 +33,8 @@ from es_doctor.lab.layout import (
 from es_doctor.lab.runners import DockerRunner, ProcessRunner, Runner, Spec
 from es_doctor.lab.runtime_faults import write_faults_file
 
+#: a settled lab answers a test search and an API call in under half the guide's WARN thresholds (50, 100 ms)
+SETTLED_SEARCH_MS, SETTLED_API_MS = 25.0, 50.0
 IMAGE_TAGS = {QDRANT: "qdrant/qdrant:lab", POSTGRES: "postgres:15-lab", PROMETHEUS: "prom/prometheus:lab"}
 
 
@@ -63,6 +65,8 @@ class LabStack:
         if self.settings.mode == "docker" and not self.settings.docker_host:
             raise infra.InfraError("docker mode needs a Docker engine (docker_host)")
         self._runner: Runner | None = None
+        #: whether the latest up() ended with the lab at its resting pace (see settle())
+        self.settled = True
         #: settings given (a lab started afresh): config.yaml follows them
         self._fresh = use is not None
 
@@ -174,6 +178,36 @@ class LabStack:
                                  timeout, "Qdrant", 0.2)
         write_target(p, self.target)
         self.wait_healthy(timeout)
+        self.settled = self.settle()
+
+    def settle(self, timeout: float = 15.0) -> bool:
+        """Wait until the lab answers at its resting pace (False: still busy after ``timeout``). Right
+        after a start the machine is busy (PostgreSQL, Prometheus and the programs starting, the seed
+        tasks): a diagnosis then would read that moment's latency, not the lab's. Settled: three test
+        searches and three API calls in a row each answer in under half their WARN threshold."""
+        import httpx
+
+        ports, vector = self.settings.ports, [1.0 / 1536**0.5] * 1536
+        calls = [("POST", f"http://127.0.0.1:{ports.qdrant}/collections/task_vectors/points/query",
+                  {"query": vector, "limit": 1}, SETTLED_SEARCH_MS),
+                 ("GET", f"http://127.0.0.1:{ports.api}/api/v1/managers/status", None, SETTLED_API_MS)]
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                quick = True
+                for method, url, body, limit in calls:
+                    for _ in range(3):
+                        started = time.perf_counter()
+                        try:
+                            client.request(method, url, json=body)
+                        except httpx.HTTPError:
+                            quick = False
+                        quick = quick and (time.perf_counter() - started) * 1000 < limit
+                if quick:
+                    return True
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.5)
 
     def _prepare_docker(self) -> None:
         d, s = self.docker, self.settings
