@@ -6,6 +6,7 @@ for ``-t lab`` (``$ES_DOCTOR_LAB_DIR``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
@@ -77,9 +78,13 @@ class LabSettings:
 
     @classmethod
     def load(cls, lab_dir: Path) -> LabSettings:
-        data: dict[str, Any] = json.loads((lab_dir / "lab.json").read_text(encoding="utf-8"))
-        data["ports"] = LabPorts(**data["ports"])
-        settings = cls(**data)
+        try:
+            data: dict[str, Any] = json.loads((lab_dir / "lab.json").read_text(encoding="utf-8"))
+            data["ports"] = LabPorts(**data["ports"])
+            settings = cls(**data)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise infra.InfraError(f"{lab_dir / 'lab.json'} cannot be read ({type(exc).__name__}: {exc}); "
+                                   f"remove {lab_dir} to start a new lab there") from None
         if settings.private_engine is None and settings.docker_host == f"unix://{LEGACY_ENGINE_DIR}/d.sock":
             settings.private_engine = str(LEGACY_ENGINE_DIR)  # a lab.json written before engines were per lab
         return settings
@@ -106,7 +111,10 @@ def fresh_settings(lab_dir: Path, mode: Mode, ports: LabPorts, docker_host: str 
     """The settings of a lab (re)started in ``lab_dir`` from what was detected now: mode, engine and
     components. From a previous ``lab.json`` only what its data needs is kept: the database passwords
     (its cluster was initialised with them) and its ports where they are still free (stable addresses)."""
-    previous = LabSettings.load(lab_dir) if (lab_dir / "lab.json").is_file() else None
+    previous = None
+    if (lab_dir / "lab.json").is_file():
+        with contextlib.suppress(infra.InfraError):  # unreadable: nothing to keep
+            previous = LabSettings.load(lab_dir)
     wanted = asdict(ports)
     if previous is not None:
         for name, port in asdict(previous.ports).items():
