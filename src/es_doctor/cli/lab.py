@@ -37,8 +37,11 @@ def _load(explicit: Path | None) -> LabStack:
     from es_doctor.lab.infra import InfraError
     from es_doctor.lab.stack import LabStack
 
+    directory = _lab_dir(explicit)
+    if not (directory / "lab.json").is_file():
+        raise UnavailableError(f"no lab in {directory} (start one: {self_command()} lab up)")
     try:
-        return LabStack.load(_lab_dir(explicit))
+        return LabStack.load(directory)
     except InfraError as exc:
         raise UnavailableError(str(exc)) from exc
 

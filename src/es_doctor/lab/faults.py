@@ -2,8 +2,9 @@
 
 Runtime faults are names in ``faults.json`` that the lab programs poll (0.5 s). Orchestration
 faults change real state: containers stopped or recreated, files moved, a port held, Qdrant's
-collection deleted. Active faults are kept in ``faults-state.json``; ``clear`` reverses them all and
-brings the lab back to its baseline.
+collection deleted. Injected faults are recorded in ``faults-state.json``; a recorded fault is active
+while its effect is observed (:mod:`es_doctor.lab.fault_state`: a cure by a runbook, the service's API
+or a restart drops it); ``clear`` reverses them all and brings the lab back to its baseline.
 """
 
 from __future__ import annotations
