@@ -22,12 +22,14 @@ pytestmark = [pytest.mark.integration]
 
 
 def cli(lab_dir: Path, *args: str, cwd: Path | None = None, state: Path | None = None,
-        timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        timeout: float = 300, docker_host: str | None = None) -> subprocess.CompletedProcess[str]:
     """``es-doctor ARGS`` with this lab dir (``lab …`` commands get ``--lab-dir``)."""
     env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(lab_dir), "COLUMNS": "200"}
     if state is not None:
         env.update(ES_DOCTOR_STATE_DIR=str(state / "state"), ES_DOCTOR_AUDIT_LOG=str(state / "audit.jsonl"))
     env.pop("DOCKER_HOST", None)
+    if docker_host:
+        env["DOCKER_HOST"] = docker_host
     return subprocess.run([sys.executable, "-m", "es_doctor", *args], capture_output=True, text=True, env=env,
                           timeout=timeout, check=False, stdin=subprocess.DEVNULL, cwd=cwd)
 
@@ -151,8 +153,9 @@ def test_config_missing_writes_its_fatal_line_into_the_labs_logs(plab: Path, tmp
 
 
 def test_down_volumes_when_the_private_engine_is_gone(tmp_path: Path) -> None:
-    """`--start-dockerd` starts an engine of this lab dir's own; when it is gone (stopped by hand, a
-    crash), `lab down --volumes` says so and removes the lab's data, exit 0."""
+    """`--start-dockerd` starts an engine of this lab dir's own; another lab sent to it is refused (one
+    engine holds one stack's names); when it is gone (stopped by hand, a crash), `lab down --volumes`
+    says so and removes the lab's data, exit 0."""
     from es_doctor.lab import infra, procs
     from es_doctor.lab.layout import private_engine_dir
 
@@ -166,6 +169,14 @@ def test_down_volumes_when_the_private_engine_is_gone(tmp_path: Path) -> None:
         settings = lab_json(lab_dir)
         assert (settings["docker_host"], settings["private_engine"]) == (f"unix://{engine}/d.sock", str(engine))
         assert infra.docker_ping(settings["docker_host"])
+        # another lab pointed at this engine is refused before it touches this lab's containers or volumes
+        other = tmp_path / "other"
+        refused = cli(other, "lab", "up", "--mode", "docker", "--no-postgres", "--no-prometheus",
+                      "--lab-dir", str(other), docker_host=settings["docker_host"])
+        assert refused.returncode == 69, refused.stdout + refused.stderr
+        assert "already holds another lab's container" in refused.stderr and str(lab_dir.resolve()) in refused.stderr
+        ok(cli(other, "lab", "down", "--volumes", "--lab-dir", str(other), docker_host=settings["docker_host"]))
+        assert "running" in ok(cli(lab_dir, "lab", "status", "--lab-dir", str(lab_dir))).split("email-sender-go")[1]
         procs.stop(engine / "docker.pid.lab", timeout=30)  # the engine goes away under the lab
         infra.unmount_under(engine)
         assert not infra.docker_ping(settings["docker_host"])

@@ -212,6 +212,12 @@ class LabStack:
     def _prepare_docker(self) -> None:
         d, s = self.docker, self.settings
         assert s.docker_host
+        taken = d.owners(COMPONENTS, (s.qdrant_volume, s.postgres_volume))
+        if taken:  # one engine holds one stack: its names are the stack's
+            what = ", ".join(f"{thing} (lab in {owner})" for thing, owner in taken.items())
+            raise infra.InfraError(f"the Docker engine at {s.docker_host} already holds another lab's {what}: stop "
+                                   "that lab (lab down --volumes --lab-dir …), or give this one its own engine "
+                                   "(--start-dockerd)")
         infra.ensure_base_image(s.docker_host)
         for tag in (SERVICE_IMAGE, *IMAGE_TAGS.values()):
             d.tag(infra.BASE_IMAGE, tag)
@@ -272,9 +278,11 @@ class LabStack:
             for name in reversed(COMPONENTS):
                 self.runner.remove(name)
             if self.mode == "docker" and volumes:
-                for name in (self.settings.qdrant_volume, self.settings.postgres_volume):
+                names = (self.settings.qdrant_volume, self.settings.postgres_volume)
+                others = self.docker.owners((), names)  # never another lab's
+                for name in names:
                     for v in self.docker.client.volumes.list(filters={"name": name}):
-                        if v.name == name:
+                        if v.name == name and f"volume {name}" not in others:
                             v.remove(force=True)
         else:
             notes.append(f"the Docker engine at {self.settings.docker_host} is gone: no container or volume to "
