@@ -18,6 +18,7 @@ import yaml
 
 from es_doctor.config import (
     DockerConfig,
+    LoadConfig,
     PostgresConfig,
     PrometheusConfig,
     QdrantConfig,
@@ -161,6 +162,7 @@ def build_target(paths: LabPaths, s: LabSettings) -> Target:
         docker=DockerConfig(host=s.docker_host, compose_project=s.compose_project,
                             volumes=[s.qdrant_volume, s.postgres_volume]),
         absent=absent,
+        load=LoadConfig(lab=True),  # es-doctor load runs here without --yes
     )
 
 
