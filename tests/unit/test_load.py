@@ -3,6 +3,7 @@ the lab rule, and the engine against small local HTTP servers (slow, hostile, ab
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -53,11 +54,11 @@ def test_the_mix_holds_over_every_period_and_never_bunches(scenario: Scenario) -
     period = sum(weight for _op, weight in mix)
     ops = operations(scenario, period * 50)
     for start in range(0, len(ops), period):
-        assert Counter(ops[start:start + period]) == {op: weight for op, weight in mix}
+        assert Counter(ops[start:start + period]) == dict(mix)
     # smooth: an operation of weight w never comes more than ceil(period / w) + 1 requests apart
     for op, weight in mix:
         where = [i for i, o in enumerate(ops) if o is op]
-        assert max(b - a for a, b in zip(where, where[1:], strict=False)) <= math.ceil(period / weight) + 1
+        assert max(b - a for a, b in itertools.pairwise(where)) <= math.ceil(period / weight) + 1
     assert {o for o in ops if o.writes} <= {Op.CREATE}
 
 
@@ -234,7 +235,7 @@ class _Session:
 def test_a_target_that_is_not_the_lab_is_refused_without_yes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(load_run, "lab_identity", lambda session: session.proof)
     plain = Target()
-    with pytest.raises(UsageError, match="is not the lab .*pass --yes") as caught:
+    with pytest.raises(UsageError, match=r"is not the lab .*pass --yes") as caught:
         load_run.authorise(_Session("x"), plain, "production", yes=False)  # type: ignore[arg-type]
     assert caught.value.exit_status is ExitStatus.USAGE
     assert load_run.authorise(_Session(None), plain, "production", yes=True) == "--yes"  # type: ignore[arg-type]
@@ -276,7 +277,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_GET = do_POST = _answer  # noqa: N815 - http.server's names
+    do_GET = do_POST = _answer
 
 
 class _Quiet(ThreadingHTTPServer):
