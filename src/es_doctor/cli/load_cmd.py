@@ -98,6 +98,8 @@ def load_test(
                        err=True)
             res.test_data = {"marker": plan.marker, "left": ["removal interrupted"]}
             rec.interrupted = True
+    if rec.interrupted:
+        res.exit_code = int(ExitStatus.INTERRUPTED)
     typer.echo(render_json(res) if fmt is LoadFormat.json else render_table(res))
     return int(ExitStatus.INTERRUPTED) if rec.interrupted else res.exit_code
 

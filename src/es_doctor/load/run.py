@@ -113,4 +113,7 @@ def remove_test_data(session: ProbeSession, target: Target, plan: Plan, rec: Rec
             report["left"].append(f"postgres {pg.tasks_table}: not removed ({got.failure}); {advice}")
     else:
         report["removed"]["postgres"] = f"skipped: {why_not}"
+    if not qdrant_present and not pg_present:
+        report["left"].append(f"the task(s) titled '{plan.marker} …': the target configures neither Qdrant nor "
+                              "PostgreSQL, and the API has no delete")
     return report
