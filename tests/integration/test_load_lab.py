@@ -64,19 +64,29 @@ def marked_left(lab: Any, marker: str) -> tuple[int, int]:
 
 
 def test_a_short_run_at_a_low_rate_is_ok_and_removes_its_test_data(lab: Any, tmp_path: Path) -> None:
-    result = es_doctor(lab, tmp_path, "-t", "lab", "load", "--scenario", "mixed", "--rps", "10", "--duration", "3s",
-                       "--format", "json")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    data = json.loads(result.stdout)
-    assert data["status"] == "OK" and data["exit_code"] == 0 and not data["interrupted"]
-    assert data["scheduled"] == data["completed"] == 30 and data["errors"] == 0
-    assert data["late_pct"] < 5 and 5 < data["throughput_rps"] < 12
+    """Up to three runs: the machine is shared, and a run during a burst of other work can rightly read
+    WARN or UNKNOWN; one must read OK, and every run must remove its test data whatever its grade."""
+    seen: list[str] = []
+    for _attempt in range(3):
+        result = es_doctor(lab, tmp_path, "-t", "lab", "load", "--scenario", "mixed", "--rps", "10", "--duration",
+                           "3s", "--format", "json")
+        assert result.returncode in (0, 1, 3), result.stdout[-3000:] + result.stderr[-2000:]
+        data = json.loads(result.stdout)
+        assert data["exit_code"] == result.returncode and not data["interrupted"]
+        test_data = data["test_data"]
+        created = test_data["tasks_created"]
+        assert created == 6 and test_data["left"] == []
+        assert test_data["removed"] == {"qdrant": created, "postgres": created}
+        assert marked_left(lab, test_data["marker"]) == (0, 0)
+        seen.append(f"{data['status']}: {data['summary']}")
+        if result.returncode == 0:
+            break
+    assert result.returncode == 0, f"a healthy lab at 10 req/s never read OK: {seen}; load {os.getloadavg()}"
+    assert data["status"] == "OK" and data["errors"] == 0
+    assert data["scheduled"] == data["completed"] == 30 and 5 < data["throughput_rps"] < 12
     assert {op["op"] for op in data["operations"]} == {"health", "managers", "mode", "create", "search"}
-    test_data = data["test_data"]
-    created = test_data["tasks_created"]
-    assert created == 6 and test_data["left"] == []
-    assert test_data["removed"] == {"qdrant": created, "postgres": created}
-    assert marked_left(lab, test_data["marker"]) == (0, 0)
+    assert all(op["outcomes"] == {"201": 6} if op["op"] == "create" else set(op["outcomes"]) == {"200"}
+               for op in data["operations"])
 
 
 def test_a_run_during_a_latency_fault_is_graded_critical(lab: Any, tmp_path: Path) -> None:
@@ -105,7 +115,11 @@ def test_ctrl_c_mid_run_prints_a_partial_result_removes_the_test_data_and_exits_
                              "--rps", "20", "--duration", "60s", "--format", "json"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env_for(lab, tmp_path), stdin=subprocess.DEVNULL)
     try:
-        time.sleep(4)
+        deadline = time.monotonic() + 60
+        while marked_left(lab, "es-doctor-load")[0] == 0:  # the run is under way once its first task exists
+            assert proc.poll() is None and time.monotonic() < deadline, "the load test never started"
+            time.sleep(0.2)
+        time.sleep(1)
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
@@ -117,7 +131,7 @@ def test_ctrl_c_mid_run_prints_a_partial_result_removes_the_test_data_and_exits_
     assert "interrupted: stopped after" in err and "Traceback" not in err
     data = json.loads(out)
     assert data["interrupted"] and data["exit_code"] == 130
-    assert 10 < data["completed"] < 1200 and data["elapsed_s"] < 10
+    assert data["completed"] >= 5 and data["elapsed_s"] < 30 and data["scheduled"] < 1200
     assert data["summary"].startswith("interrupted after")
     assert data["test_data"]["tasks_created"] > 0 and data["test_data"]["left"] == []
     assert marked_left(lab, data["test_data"]["marker"]) == (0, 0)

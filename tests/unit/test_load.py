@@ -145,11 +145,13 @@ def test_what_counts_as_an_error() -> None:
     assert not any(is_error(k) for k in ("200", "201", "202", "301", "400", "404", "401"))
 
 
-def filled(latencies_ms: list[float], kinds: list[str] | None = None, late_generator: int = 0) -> Recorder:
+def filled(latencies_ms: list[float], kinds: list[str] | None = None, late_generator: int = 0,
+           service_ms: float | None = None) -> Recorder:
     rec = Recorder(plan())
     for i, ms in enumerate(latencies_ms):
         rec.sent(0.05 if i < late_generator else 0.0, False)
-        rec.done(Op.MANAGERS, (kinds or [])[i] if kinds and i < len(kinds) else "200", ms / 1000)
+        kind = kinds[i] if kinds and i < len(kinds) else "200"
+        rec.done(Op.MANAGERS, kind, ms / 1000, None if service_ms is None else service_ms / 1000)
     return rec
 
 
@@ -181,11 +183,16 @@ def test_timeouts_have_no_latency_but_count_as_errors() -> None:
 
 
 def test_a_generator_that_fell_behind_cannot_blame_the_server() -> None:
-    slow_and_late = graded(filled([300.0] * 100, late_generator=10))
+    # slow from the due times, fast from the actual sends: the slowness may be the generator's own
+    slow_and_late = graded(filled([300.0] * 100, late_generator=10, service_ms=20.0))
     assert slow_and_late[0].status is Status.UNKNOWN and "fell behind" in slow_and_late[0].summary
+    # slow even from the actual sends: that much is the server's, graded as such
+    server_slow = graded(filled([900.0] * 100, late_generator=10, service_ms=600.0))
+    assert server_slow[0].status is Status.CRIT and "600 ms from the actual sends" in server_slow[0].summary
+    assert server_slow[0].value == pytest.approx(900, rel=RESOLUTION)
     fast_but_late = graded(filled([20.0] * 100, late_generator=10))
     assert fast_but_late[0].status is Status.OK  # within the threshold even with the generator's delay
-    busy_connections = filled([300.0] * 100)
+    busy_connections = filled([300.0] * 100, service_ms=20.0)
     for _ in range(10):
         busy_connections.sent(0.05, True)  # late because every connection was busy: the server's doing
     assert graded(busy_connections)[0].status is Status.WARN
@@ -320,6 +327,8 @@ def test_a_slow_server_is_not_hidden_by_the_concurrency_cap(server: tuple[str, t
     assert rec.late_for_slot >= 8 and rec.late == rec.late_for_slot
     p95 = rec.latency.percentile(0.95)
     assert p95 is not None and p95 > 0.9  # the last requests waited ~1 s for the connection
+    alone = rec.service.percentile(0.95)  # what a closed-loop client would have reported
+    assert alone is not None and 0.19 < alone < 0.6
 
 
 def test_failures_are_classified_never_raised(server: tuple[str, type[_Handler]]) -> None:

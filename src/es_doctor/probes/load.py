@@ -93,6 +93,7 @@ class Engine:
 
     async def _one(self, client: httpx.AsyncClient, index: int, op: Op, due: float, slots: asyncio.Semaphore) -> None:
         loop = asyncio.get_running_loop()
+        sent = loop.time()
         try:
             async with asyncio.timeout(self.plan.timeout_s):
                 status, body = await _exchange(client, _request(client, self.plan, index, op))
@@ -103,7 +104,8 @@ class Engine:
                     self.rec.creates_unanswered += 1  # created, id unknown: the marker still finds it
                 else:
                     self.rec.created_ids.append(task_id)
-            self.rec.done(op, kind, loop.time() - due)
+            now = loop.time()
+            self.rec.done(op, kind, now - due, now - sent)
         except asyncio.CancelledError:
             self.rec.cancel()
             raise
