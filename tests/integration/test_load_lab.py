@@ -19,6 +19,7 @@ import pytest
 from conftest import require
 
 pytestmark = [pytest.mark.integration]
+LAB_TOKEN = "lab-token"  # the lab's well-known token (es_doctor.lab.api.LAB_TOKEN)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def env_for(lab: Any, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
     env.update({"ES_DOCTOR_LAB_DIR": str(lab.lab_dir), "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"),
                 "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "COLUMNS": "200",
-                "ESD_LOAD_PGPW": lab.target.postgres.password or ""})
+                "ESD_LOAD_PGPW": lab.target.postgres.password or "", "ESD_LOAD_TOKEN": LAB_TOKEN})
     env.pop("DOCKER_HOST", None)
     return env
 
@@ -144,6 +145,7 @@ def write_config(tmp_path: Path, lab: Any, api_url: str | None = None, load: dic
 
     target: dict[str, Any] = lab.target.model_dump(mode="json")
     target["postgres"]["password"] = "env:ESD_LOAD_PGPW"  # the secret stays in the environment, not in the file
+    target["service"]["api_key"] = "env:ESD_LOAD_TOKEN"  # the lab's bearer token: a wrong one is a 401
     target["load"] = load or {}
     if api_url is not None:
         target["service"]["api_url"] = api_url
@@ -164,6 +166,9 @@ def test_a_target_that_is_not_the_lab_is_refused_without_yes(lab: Any, tmp_path:
     assert allowed.returncode in (0, 1, 3), allowed.stdout + allowed.stderr  # graded (a busy machine may WARN)
     data = json.loads(allowed.stdout)
     assert data["completed"] == 5 and data["test_data"]["left"] == []
+    assert "401" not in data["outcomes"]  # the bearer token was sent
+    output = allowed.stdout + allowed.stderr
+    assert LAB_TOKEN not in output and (lab.target.postgres.password or "\0") not in output
     assert marked_left(lab, data["test_data"]["marker"]) == (0, 0)
     # a target marked as the lab whose API is not the lab's (the lab's Qdrant answers there) is refused too
     qdrant = lab.target.qdrant.url

@@ -26,20 +26,17 @@ class LoadFormat(StrEnum):
     json = "json"
 
 
-EPILOG = """Examples:
-
-  es-doctor -t lab load                                  # 30 s of the api scenario at 20 req/s
-
-  es-doctor -t lab load --scenario vectors --rps 50 --duration 1m --concurrency 16
-
-  es-doctor -t lab load --scenario mixed --format json > load.json
-
-  es-doctor -t staging load --rps 10 --duration 20s --yes   # not the lab: --yes is required
+EPILOG = """\b
+Examples:
+  es-doctor -t lab load                       # api scenario, 20 req/s, 30 s
+  es-doctor -t lab load -s vectors --rps 50 --duration 1m -C 32
+  es-doctor -t lab load -s mixed --format json > load.json
+  es-doctor -t staging load --rps 10 -d 20s --yes   # not the lab: --yes
 
 Exit code like diagnose: 0 OK, 1 WARN, 2 CRIT (p95 latency and error rate against the target's
 thresholds), 3 UNKNOWN (nothing answered, or the generator fell behind); 64 refused (not the lab
 without --yes, over the target's load.max_rps / max_duration_s / max_concurrency); 69 the API does
-not answer; 130 Ctrl-C (after printing the partial result and removing the test data)."""
+not answer; 130 Ctrl-C (the partial result is printed, the test data removed)."""
 
 
 def load_test(
