@@ -255,6 +255,9 @@ def test_a_target_that_is_not_the_lab_is_refused_without_yes(monkeypatch: pytest
 # --------------------------------------------------------------------------- the engine, on real local servers
 
 
+_IDS = itertools.count(1)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     delay_s = 0.0
@@ -275,7 +278,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.mode == "huge":
             body = b"x" * (1 << 20)
         elif self.command == "POST":
-            body = json.dumps({"id": random.randint(1, 10**9)}).encode()
+            body = json.dumps({"id": next(_IDS)}).encode()  # no global random: hypothesis tests watch it
         else:
             body = b'{"status":"ok"}'
         self.send_response(201 if self.command == "POST" else 200)
