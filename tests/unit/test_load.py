@@ -367,3 +367,17 @@ def test_stop_ends_the_run_at_once_and_cancels_what_is_in_flight(server: tuple[s
     run_load(p, url, {}, rec, stop)
     assert time.monotonic() - started < 1.5
     assert rec.interrupted and rec.completed == 0 and rec.cancelled == rec.scheduled > 0
+
+
+def test_an_endpoint_this_version_does_not_serve_makes_the_run_unknown_not_ok() -> None:
+    rec = filled([10.0] * 20)
+    for _ in range(10):
+        rec.done(Op.SEARCH, "404", 0.002)
+    grades = graded(rec)
+    assert [g.status for g in grades] == [Status.OK, Status.OK, Status.UNKNOWN]
+    assert "GET /api/v1/tasks/search answered 404 to every request (not served by this version)" in grades[2].summary
+    assert result(rec, "lab", grades).exit_code == ExitStatus.UNKNOWN
+    denied = filled([10.0] * 5, ["401"] * 5)
+    assert "answered 401 to every request (refused)" in graded(denied)[-1].summary
+    some = filled([10.0] * 5, ["404", "200", "200", "200", "200"])  # one 404 among answers: served
+    assert [g.name for g in graded(some)] == ["latency p95", "error rate"]

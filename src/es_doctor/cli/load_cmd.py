@@ -34,7 +34,8 @@ Examples:
   es-doctor -t staging load --rps 10 -d 20s --yes   # not the lab: --yes
 
 Exit code like diagnose: 0 OK, 1 WARN, 2 CRIT (p95 latency and error rate against the target's
-thresholds), 3 UNKNOWN (nothing answered, or the generator fell behind); 64 refused (not the lab
+thresholds), 3 UNKNOWN (nothing answered, the generator fell behind, or an endpoint answered
+only 4xx: not served, or refused); 64 refused (not the lab
 without --yes, over the target's load.max_rps / max_duration_s / max_concurrency); 69 the API does
 not answer; 130 Ctrl-C (the partial result is printed, the test data removed)."""
 

@@ -232,7 +232,25 @@ def grade(rec: Recorder, latency_warn_ms: float, latency_crit_ms: float, error_w
     grades.append(Grade(name="error rate", status=_grade(rate, error_warn_pct, error_crit_pct), value=round(rate, 3),
                         threshold=f"> {error_warn_pct:g} % WARN, > {error_crit_pct:g} % CRIT",
                         summary=f"error rate {rate:.2f} % ({rec.errors} of {completed}: 5xx, 429 or no answer)"))
+    refused = _refused_operations(rec)
+    if refused:
+        grades.append(Grade(name="endpoints", status=Status.UNKNOWN, value=len(refused),
+                            threshold="every operation answered 2xx at least once",
+                            summary="; ".join(refused) + ": that load was not measured"))
     return grades
+
+
+def _refused_operations(rec: Recorder) -> list[str]:
+    """Operations every answer of which was a 4xx other than 429: the endpoint is not served by this version
+    (404, 405), or the credentials are refused (401, 403): their latency says nothing about the service."""
+    out = []
+    for op, stats in rec.ops.items():
+        kinds = set(stats.outcomes)
+        if kinds and all(k.isdigit() and k.startswith("4") and k != "429" for k in kinds):
+            codes = ", ".join(sorted(kinds))
+            why = "not served by this version" if kinds <= {"404", "405"} else "refused"
+            out.append(f"{op.method} {op.path} answered {codes} to every request ({why})")
+    return out
 
 
 def pct(part: int, whole: int) -> float:
