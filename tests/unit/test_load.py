@@ -141,7 +141,8 @@ def test_lateness_counts_only_requests_sent_after_their_due_time_and_why() -> No
 
 
 def test_what_counts_as_an_error() -> None:
-    assert all(is_error(k) for k in ("500", "502", "503", "429", "timeout", "refused", "cut", "too-large", "error"))
+    assert all(is_error(k) for k in ("500", "502", "503", "429", "timeout", "refused", "cut", "too-large", "error",
+                                      "dropped"))
     assert not any(is_error(k) for k in ("200", "201", "202", "301", "400", "404", "401"))
 
 
@@ -381,3 +382,18 @@ def test_an_endpoint_this_version_does_not_serve_makes_the_run_unknown_not_ok() 
     assert "answered 401 to every request (refused)" in graded(denied)[-1].summary
     some = filled([10.0] * 5, ["404", "200", "200", "200", "200"])  # one 404 among answers: served
     assert [g.name for g in graded(some)] == ["latency p95", "error rate"]
+
+
+def test_a_server_slower_than_the_run_drops_requests_and_the_run_still_ends(server: tuple[str, type[_Handler]]) -> None:
+    """One connection, answers that never come within the timeout: the requests that still wait for the
+    connection at duration + timeout are dropped (errors), and the run ends within duration + 2 × timeout."""
+    url, handler = server
+    handler.delay_s = 3.0
+    p = plan(rps=10, duration_s=1, concurrency=1, timeout_s=0.5)
+    rec = Recorder(p)
+    started = time.monotonic()
+    run_load(p, url, {}, rec, threading.Event())
+    assert time.monotonic() - started < 2.5
+    assert rec.scheduled == 10 and rec.errors == rec.completed == 10
+    assert rec.outcomes["timeout"] >= 2 and rec.outcomes["dropped"] >= 5
+    assert rec.outcomes["timeout"] + rec.outcomes["dropped"] == 10

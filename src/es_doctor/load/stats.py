@@ -24,7 +24,8 @@ _LOG_STEP = math.log1p(RESOLUTION)
 _FLOOR_S = 1e-6  # latencies under 1 µs share the first bucket
 
 #: outcomes that count as errors of the service: 5xx, 429 (it shed the load), and no (complete) answer
-FAILURE_KINDS = ("timeout", "refused", "cut", "too-large", "error")
+#: ``dropped``: due, but never sent: every connection stayed busy until the end of the run (duration + timeout)
+FAILURE_KINDS = ("timeout", "refused", "cut", "too-large", "error", "dropped")
 
 
 def is_error(kind: str) -> bool:
@@ -111,8 +112,13 @@ class Recorder:
             stats.latency.add(latency)
             self.latency.add(latency)
             self.service.add(latency if service is None else service)
-        if op is Op.CREATE and kind in FAILURE_KINDS:
+        if op is Op.CREATE and kind in FAILURE_KINDS and kind != "dropped":
             self.creates_unanswered += 1
+
+    def drop(self, op: Op) -> None:
+        """A request that was due but never sent (no free connection before the end of the run)."""
+        self.scheduled += 1
+        self.done(op, "dropped", None)
 
     def cancel(self) -> None:
         self.cancelled += 1

@@ -6,7 +6,10 @@ counts in its latency) and starts it. Latency is measured from the due time to t
 body. Every request is bounded: one total deadline (``timeout_s``, from its start; asyncio cancels the
 socket read at once), a body read up to 64 KiB, undecoded (``Accept-Encoding: identity``: no
 decompression bomb can be sent). The stop event (Ctrl-C) is looked at every 50 ms: the dispatcher stops,
-requests in flight are cancelled and counted as such, and what completed is the partial result.
+requests in flight are cancelled and counted as such, and what completed is the partial result. A
+request that still finds no free connection ``timeout_s`` after the planned end is *dropped* (an error:
+the service could not take it), with every request after it, so a run lasts at most duration + 2 ×
+timeout however slow the server.
 """
 
 from __future__ import annotations
@@ -117,13 +120,26 @@ class Engine:
     async def _dispatch(self, client: httpx.AsyncClient, start: float) -> None:
         loop = asyncio.get_running_loop()
         slots = asyncio.Semaphore(self.plan.concurrency)
-        for index, op in _ops(self.plan):
+        # a request still waiting for a connection this long after the start is dropped, and so is every one
+        # due after it: the run ends within duration + 2 × timeout, however slow the server
+        hard_end = start + self.plan.duration_s + self.plan.timeout_s
+        ops = _ops(self.plan)
+        for index, op in ops:
             due = start + self.plan.due(index)
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             waited = slots.locked()
-            await slots.acquire()
+            try:
+                if waited:
+                    await asyncio.wait_for(slots.acquire(), max(0.0, hard_end - loop.time()))
+                else:
+                    await slots.acquire()
+            except TimeoutError:
+                self.rec.drop(op)
+                for _index, later in ops:
+                    self.rec.drop(later)
+                return
             self.rec.sent(loop.time() - due, waited)
             task = asyncio.create_task(self._one(client, index, op, due, slots))
             self.in_flight.add(task)
