@@ -24,7 +24,8 @@ def render_table(res: LoadResult) -> str:
         f"{res.status.value}" + (" (interrupted: partial result)" if res.interrupted else ""),
         f"  asked      {res.rps_asked:g} req/s for {res.duration_asked_s:g}s, at most {res.concurrency} at once, "
         f"timeout {res.timeout_s:g}s",
-        f"  ran        {res.elapsed_s:.1f}s: {res.scheduled} sent, {res.completed} answered or failed, "
+        f"  ran        {res.elapsed_s:.1f}s: {res.scheduled} due, {res.scheduled - res.dropped} sent, "
+        f"{res.completed - res.dropped} answered or failed, {res.dropped} dropped, "
         f"{res.cancelled} cancelled at the stop",
         f"  throughput {res.throughput_rps:.1f} req/s",
         f"  latency    p50 {_ms(lat['p50'])}  p95 {_ms(lat['p95'])}  p99 {_ms(lat['p99'])}  max {_ms(lat['max'])}"

@@ -178,6 +178,7 @@ class LoadResult(BaseModel):
     scheduled: int
     completed: int
     cancelled: int
+    dropped: int
     throughput_rps: float
     latency_ms: dict[str, float | None]
     errors: int
@@ -235,9 +236,10 @@ def grade(rec: Recorder, latency_warn_ms: float, latency_crit_ms: float, error_w
         grades.append(Grade(name="latency p95", status=status, value=round(p95 * 1000, 2), threshold=latency_th,
                             summary=summary))
     rate = pct(rec.errors, completed)
+    why = f"{rec.errors} of {completed}: 5xx, 429, no answer or dropped"
     grades.append(Grade(name="error rate", status=_grade(rate, error_warn_pct, error_crit_pct), value=round(rate, 3),
                         threshold=f"> {error_warn_pct:g} % WARN, > {error_crit_pct:g} % CRIT",
-                        summary=f"error rate {rate:.2f} % ({rec.errors} of {completed}: 5xx, 429 or no answer)"))
+                        summary=f"error rate {rate:.2f} % ({why})"))
     refused = _refused_operations(rec)
     if refused:
         grades.append(Grade(name="endpoints", status=Status.UNKNOWN, value=len(refused),
@@ -287,6 +289,7 @@ def result(rec: Recorder, target: str, grades: list[Grade]) -> LoadResult:
         exit_code=int(exit_status_of(status)), summary=summary, interrupted=rec.interrupted, rps_asked=plan.rps,
         duration_asked_s=plan.duration_s, concurrency=plan.concurrency, timeout_s=plan.timeout_s,
         elapsed_s=round(rec.elapsed_s, 3), scheduled=rec.scheduled, completed=completed, cancelled=rec.cancelled,
+        dropped=rec.outcomes.get("dropped", 0),
         throughput_rps=round(completed / elapsed, 2),
         latency_ms={"p50": _ms(h.percentile(0.50)), "p95": _ms(h.percentile(0.95)), "p99": _ms(h.percentile(0.99)),
                     "max": _ms(h.max if h.count else None), "mean": _ms(h.mean),
