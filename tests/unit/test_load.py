@@ -397,3 +397,6 @@ def test_a_server_slower_than_the_run_drops_requests_and_the_run_still_ends(serv
     assert rec.scheduled == 10 and rec.errors == rec.completed == 10
     assert rec.outcomes["timeout"] >= 2 and rec.outcomes["dropped"] >= 5
     assert rec.outcomes["timeout"] + rec.outcomes["dropped"] == 10
+    res = result(rec, "lab", graded(rec))
+    assert res.dropped == rec.outcomes["dropped"] and res.status is Status.CRIT
+    assert f"10 due, {10 - res.dropped} sent" in render_table(res)
