@@ -400,3 +400,13 @@ def test_a_server_slower_than_the_run_drops_requests_and_the_run_still_ends(serv
     res = result(rec, "lab", graded(rec))
     assert res.dropped == rec.outcomes["dropped"] and res.status is Status.CRIT
     assert f"10 due, {10 - res.dropped} sent" in render_table(res)
+
+
+def test_the_shipped_json_schema_is_the_models() -> None:
+    from pathlib import Path
+
+    from es_doctor.load.stats import load_schema
+
+    shipped = json.loads((Path(__file__).parents[2] / "docs" / "load.schema.json").read_text(encoding="utf-8"))
+    assert shipped == load_schema(), "regenerate docs/load.schema.json (see README, es-doctor load)"
+    assert shipped["properties"]["schema_version"]["default"] == "load/1.0"

@@ -51,7 +51,7 @@ def render_table(res: LoadResult) -> str:
         text = ", ".join(f"{store}: {n}" for store, n in removed.items()) if isinstance(removed, dict) else ""
         lines.append(f"  test data  marker '{data.get('marker')}', {data.get('tasks_created', 0)} task(s) created"
                      + (f"; removed: {text}" if text else "") + (f"; {data['note']}" if data.get("note") else ""))
-        for left in data.get("left") or []:  # type: ignore[attr-defined]
+        for left in data.get("left") or []:
             lines.append(f"  ! left: {left}")
     lines.append(f"exit {res.exit_code}")
     return clean("\n".join(lines))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -191,7 +192,7 @@ class LoadResult(BaseModel):
     generator_limited: bool
     grades: list[Grade]
     operations: list[OpResult]
-    test_data: dict[str, object] = {}
+    test_data: dict[str, Any] = {}
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -299,3 +300,8 @@ def result(rec: Recorder, target: str, grades: list[Grade]) -> LoadResult:
         late_pct=round(pct(rec.late, rec.scheduled), 2) if rec.scheduled else None, late_for_slot=rec.late_for_slot,
         max_lag_ms=round(rec.max_lag * 1000, 2), generator_limited=generator_limited(rec), grades=grades,
         operations=ops)
+
+
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema of ``es-doctor load --format json`` (``docs/load.schema.json`` is generated from it)."""
+    return LoadResult.model_json_schema()

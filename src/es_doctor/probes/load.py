@@ -168,8 +168,9 @@ class Engine:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(dispatcher, *list(self.in_flight), return_exceptions=True)
-            if not dispatcher.cancelled() and dispatcher.exception() is not None:
-                raise dispatcher.exception()  # type: ignore[misc]
+            failure = None if dispatcher.cancelled() else dispatcher.exception()
+            if failure is not None:
+                raise failure
             self.rec.elapsed_s = max(0.0, loop.time() - start)
 
 
