@@ -145,7 +145,7 @@ def main() -> int:
                     [*cli, "-c", str(work / "big.yaml"), "logs", "--since", "15m", "--level", "ERROR"], args.runs, env),
             measure(f"logs --level ERROR -n 100 ({big_label}, backwards)",
                     [*cli, "-c", str(work / "big.yaml"), "logs", "--level", "ERROR", "-n", "100"], args.runs, env),
-            measure(f"logs --since 15m --patterns (16 MiB)",
+            measure("logs --since 15m --patterns (16 MiB)",
                     [*cli, "-c", str(work / "small.yaml"), "logs", "--since", "15m", "--patterns"], args.runs, env),
             measure(f"guide: grep ERROR | awk '{{print $4}}' | sort | uniq -c | sort -nr ({big_label})",
                     ["grep", "ERROR", str(big / "email-sender.log"), "|", "awk", "'{print $4}'", "|", "sort", "|",
