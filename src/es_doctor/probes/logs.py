@@ -253,19 +253,18 @@ class LogFile:
 
 def open_log(path: Path) -> Result[LogFile]:
     """Open a log for scanning: a regular, readable file of text (a binary file is BAD_RESPONSE)."""
-    try:
-        handle = path.open("rb")
+    try:  # O_NONBLOCK: a FIFO is refused below instead of waiting for a writer
+        handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb")
     except FileNotFoundError:
         return failed(FailureKind.NOT_FOUND, f"no log file {path}")
-    except IsADirectoryError:
-        return failed(FailureKind.ERROR, f"{path} is a directory, not a log file")
     except OSError as exc:
         return failed(FailureKind.ERROR, f"cannot read {path}: {exc.strerror or short(exc)}")
     try:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
             handle.close()
-            return failed(FailureKind.ERROR, f"{path}: not a regular file")
+            what = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file (a FIFO, socket or device)"
+            return failed(FailureKind.ERROR, f"{path} is {what}, not a log file")
         head = handle.read(64 * 1024)
         handle.seek(max(0, info.st_size - 64 * 1024))
         tail = handle.read(64 * 1024)
