@@ -254,17 +254,18 @@ class LogFile:
 def open_log(path: Path) -> Result[LogFile]:
     """Open a log for scanning: a regular, readable file of text (a binary file is BAD_RESPONSE)."""
     try:  # O_NONBLOCK: a FIFO is refused below instead of waiting for a writer
-        handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         return failed(FailureKind.NOT_FOUND, f"no log file {path}")
     except OSError as exc:
         return failed(FailureKind.ERROR, f"cannot read {path}: {exc.strerror or short(exc)}")
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        what = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file (a FIFO, socket or device)"
+        return failed(FailureKind.ERROR, f"{path} is {what}, not a log file")
+    handle = os.fdopen(fd, "rb")
     try:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            handle.close()
-            what = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file (a FIFO, socket or device)"
-            return failed(FailureKind.ERROR, f"{path} is {what}, not a log file")
         head = handle.read(64 * 1024)
         handle.seek(max(0, info.st_size - 64 * 1024))
         tail = handle.read(64 * 1024)
@@ -344,6 +345,7 @@ def follow_file(path: Path, start: int | None = None, poll_s: float = 0.25,
                     handle = path.open("rb")
                     info = os.fstat(handle.fileno())
                 except FileNotFoundError:
+                    first = False  # a file that appears later is read from its start
                     if not said_missing:
                         yield Notice(f"waiting for {path} to appear")
                         said_missing = True
