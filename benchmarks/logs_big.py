@@ -12,6 +12,10 @@ last 15 minutes. Then, each ``--runs`` times (median reported, peak RSS the larg
 * the guide's ``grep ERROR | awk '{{print $4}}' | sort | uniq -c | sort -nr`` over the whole file
 * ``es-doctor logs --since 15m --patterns`` on a 16 MiB log with the same recent part (flat memory)
 
+Each reports the median wall time, the median CPU time (user + system: what the command costs when
+the machine is shared) and the peak RSS (``wait4``'s ``ru_maxrss``). The CPU time of the shell
+pipeline is the shell's only (its children are not counted).
+
     python benchmarks/logs_big.py [--size-mib 1024] [--recent 40000] [--runs 3]
 
 The files are in the page cache after being written (warm reads); the search itself reads
@@ -70,7 +74,7 @@ def write_log(path: Path, size: int, recent: int, days: float, now: float) -> tu
     old_lines = max(1, (size - recent_bytes) // len(sample))
     start, end = now - days * 86400, now - 15 * 60 - 1
     step = (end - start) / old_lines
-    written = 0
+    written, count = 0, 0
     with path.open("w", encoding="utf-8") as out:
         chunk: list[str] = []
         for i in range(old_lines):
@@ -78,6 +82,9 @@ def write_log(path: Path, size: int, recent: int, days: float, now: float) -> tu
             if len(chunk) == 20_000:
                 out.write("".join(chunk))
                 chunk.clear()
+                if out.tell() >= size - recent_bytes:  # lines vary in length: stop at the size asked
+                    break
+        count = i + 1
         for i in range(recent):  # an incident: 10 % errors in the last quarter of an hour
             chunk.append(line(now - 15 * 60 + 30 + i * (14 * 60 / recent), rng, 0.10))
             if len(chunk) == 20_000:
@@ -85,11 +92,13 @@ def write_log(path: Path, size: int, recent: int, days: float, now: float) -> tu
                 chunk.clear()
         out.write("".join(chunk))
         written = out.tell()
-    return old_lines + recent, written
+    return count + recent, written
 
 
-def run(argv: list[str], env: dict[str, str] | None = None, shell: bool = False) -> tuple[float, int, int, str]:
-    """(wall seconds, peak RSS in KiB, exit code, first stdout line) of one run (its own rusage: wait4)."""
+def run(argv: list[str], env: dict[str, str] | None = None,
+        shell: bool = False) -> tuple[float, float, int, int, str]:
+    """(wall seconds, CPU seconds, peak RSS in KiB, exit code, first stdout line) of one run (its own
+    rusage: wait4)."""
     with tempfile.TemporaryFile() as out:
         started = time.perf_counter()
         proc = subprocess.Popen(" ".join(argv) if shell else argv, shell=shell, stdout=out,
@@ -99,17 +108,19 @@ def run(argv: list[str], env: dict[str, str] | None = None, shell: bool = False)
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         first = out.readline().decode(errors="replace").strip()
-    return wall, usage.ru_maxrss, proc.returncode, first
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, proc.returncode, first
 
 
 def measure(label: str, argv: list[str], runs: int, env: dict[str, str] | None = None,
             shell: bool = False) -> dict[str, object]:
-    walls, peaks, first, code = [], [], "", 0
+    walls, cpus, peaks, first, code = [], [], [], "", 0
     for _ in range(runs):
-        wall, rss, code, first = run(argv, env, shell)
+        wall, cpu, rss, code, first = run(argv, env, shell)
         walls.append(wall)
+        cpus.append(cpu)
         peaks.append(rss)
     return {"what": label, "median_s": round(statistics.median(walls), 3), "max_s": round(max(walls), 3),
+            "median_cpu_s": round(statistics.median(cpus), 3),
             "peak_rss_mib": round(max(peaks) / 1024, 1), "exit": code, "first_line": first[:120]}
 
 

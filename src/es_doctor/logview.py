@@ -27,6 +27,7 @@ from es_doctor.probes.logs import (
     RawLine,
     follow_file,
     iso_epoch,
+    line_epoch,
     open_log,
 )
 from es_doctor.probes.result import FailureKind
@@ -131,6 +132,22 @@ def to_entry(line: RawLine, engine_stamp: float | None = None) -> Entry:
     return Entry(text, kind, None, line.cut, engine_stamp)
 
 
+_LEVEL_KEY = re.compile(rb'"level"\s*:\s*"([A-Za-z]{1,10})"')
+
+
+def to_entry_below(line: RawLine, min_level: int) -> Entry:
+    """:func:`to_entry`, except that a JSON line whose level is below ``min_level`` (read with a regex
+    from its first 512 bytes) is not parsed: it is counted as a record that cannot match (``data``
+    None). Most lines of a log are below ERROR; this is where a window's time goes."""
+    if min_level and not line.cut:
+        found = _LEVEL_KEY.search(line.data, 0, 512)
+        if found is not None and level_rank(found.group(1).decode("ascii")) < min_level:
+            body = line.data.strip()
+            if body.startswith(b"{") and body.endswith(b"}"):
+                return Entry("", "json", None, False, line_epoch(line.data))
+    return to_entry(line)
+
+
 @dataclass(frozen=True)
 class Query:
     """What to keep: a minimum level, components (case-insensitive), lines at or after ``since``, and
@@ -145,6 +162,8 @@ class Query:
         return self.since is None or entry.stamp is None or entry.stamp >= self.since
 
     def wants(self, entry: Entry) -> bool:
+        if entry.kind == "json" and entry.data is None:  # below the level: not even parsed
+            return False
         if entry.kind != "json":
             if not self.raw or self.components:
                 return False
@@ -338,7 +357,8 @@ def scan_file(path: Path, query: Query, limit: int, patterns: bool) -> Scan:
     try:
         if patterns or query.since is not None:
             offset = log.offset_since(query.since) if query.since is not None else 0
-            return collect((to_entry(line) for line in log.lines_from(offset)), query, limit, patterns)
+            return collect((to_entry_below(line, query.min_level) for line in log.lines_from(offset)), query, limit,
+                           patterns)
         return collect_newest((to_entry(line) for line in log.lines_backward()), query, limit)
     except OSError as exc:
         raise _unavailable(f"cannot read {path}: {exc.strerror or exc}") from None
