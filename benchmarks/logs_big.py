@@ -13,8 +13,8 @@ last 15 minutes. Then, each ``--runs`` times (median reported, peak RSS the larg
 * ``es-doctor logs --since 15m --patterns`` on a 16 MiB log with the same recent part (flat memory)
 
 Each reports the median wall time, the median CPU time (user + system: what the command costs when
-the machine is shared) and the peak RSS (``wait4``'s ``ru_maxrss``). The CPU time of the shell
-pipeline is the shell's only (its children are not counted).
+the machine is shared) and the peak RSS (``wait4``'s ``ru_maxrss``). For the shell pipeline they
+include grep, awk and sort (the shell waits for them: their usage is the shell's).
 
     python benchmarks/logs_big.py [--size-mib 1024] [--recent 40000] [--runs 3]
 
