@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -96,7 +97,7 @@ def test_patterns_group_the_fault_s_errors(erroring_lab: Any) -> None:
     for p in grouped:
         assert p["sample_request_id"] in ids
         assert window - 1 <= epoch(p["first_seen"]) <= epoch(p["last_seen"]) <= after
-        assert "<n>" in p["pattern"] or p["pattern"].count("/") <= 3  # ids in paths are placeholders
+        assert not re.search(r"\d{2,}", p["pattern"]), p  # ids and numbers in paths are placeholders
     table = es_doctor(lab_env(erroring_lab), "--patterns", "--since", "5m", "--source", "file")
     assert table.returncode == 0 and table.stdout.split()[1:4] == ["ERROR", "http", "handler"]
     assert "pattern(s)" in table.stderr
