@@ -128,8 +128,8 @@ def test_unreadable_docker_logs_are_a_clear_error(healthy_lab: Any) -> None:
     name = f"esd-nolog-{os.getpid()}"
     from es_doctor.lab.infra import BASE_IMAGE
 
-    container = client.containers.run(BASE_IMAGE, ["busybox", "sleep", "60"], name=name, detach=True, network_mode="none",
-                                      log_config={"type": "none"})
+    container = client.containers.run(BASE_IMAGE, ["busybox", "sleep", "60"], name=name, detach=True,
+                                      network_mode="none", log_config={"type": "none"})
     try:
         for container_name, words in ((name, "cannot read docker logs"), ("esd-no-such-container", "not-found")):
             result = es_doctor(lab_env(healthy_lab, ES_DOCTOR_SERVICE__CONTAINER=container_name),

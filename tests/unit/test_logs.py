@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -444,3 +445,36 @@ def test_cli_bad_input_is_a_clear_error(target_dir: Path, capsys: pytest.Capture
     code, out, err = run_cli(target_dir, capsys, *args)
     assert code == status
     assert "Traceback" not in out + err and err.strip()
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_levels_are_coloured_on_a_terminal_unless_no_color(monkeypatch: pytest.MonkeyPatch, no_color: bool) -> None:
+    from es_doctor.cli import logs_cmd
+
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    out = Terminal()
+    console = logs_cmd._console(out)
+    assert (console is None) is no_color
+    logs_cmd._print_entry(_entry(NOW, "http", "boom [bold]not markup[/bold]"), [], out, console)
+    text = out.getvalue()
+    assert "boom [bold]not markup[/bold]" in text  # log text is never read as rich markup
+    assert ("\x1b[" in text) is not no_color
+
+
+def test_no_colour_in_a_pipe() -> None:
+    from es_doctor.cli import logs_cmd
+
+    out = io.StringIO()
+    assert logs_cmd._console(out) is None
+    logs_cmd._print_entry(_entry(NOW, "http", "boom"), [], out, None)
+    assert "\x1b" not in out.getvalue() and "ERROR" in out.getvalue()

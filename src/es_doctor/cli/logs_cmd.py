@@ -175,8 +175,9 @@ def _scan(target: Target, kind: str, where: str, query: Query, count: int, patte
 
 # --------------------------------------------------------------------------- output
 def _console(out: TextIO) -> Console | None:
-    """A rich console when ``out`` is a terminal (rich honours NO_COLOR), else None: plain text."""
-    if not out.isatty():
+    """A rich console when ``out`` is a terminal, else None: plain text. ``NO_COLOR`` (any value) is
+    plain text too: rich would drop the colours but keep bold and dim."""
+    if not out.isatty() or os.environ.get("NO_COLOR"):
         return None
     from rich.console import Console
 
