@@ -135,7 +135,7 @@ def to_entry(line: RawLine, engine_stamp: float | None = None) -> Entry:
 _LEVEL_KEY = re.compile(rb'"level"\s*:\s*"([A-Za-z]{1,10})"')
 
 
-def to_entry_below(line: RawLine, min_level: int) -> Entry:
+def to_entry_below(line: RawLine, min_level: int, engine_stamp: float | None = None) -> Entry:
     """:func:`to_entry`, except that a JSON line whose level is below ``min_level`` (read with a regex
     from its first 512 bytes) is not parsed: it is counted as a record that cannot match (``data``
     None). Most lines of a log are below ERROR; this is where a window's time goes."""
@@ -144,8 +144,9 @@ def to_entry_below(line: RawLine, min_level: int) -> Entry:
         if found is not None and level_rank(found.group(1).decode("ascii")) < min_level:
             body = line.data.strip()
             if body.startswith(b"{") and body.endswith(b"}"):
-                return Entry("", "json", None, False, line_epoch(line.data))
-    return to_entry(line)
+                own = line_epoch(line.data)
+                return Entry("", "json", None, False, own if own is not None else engine_stamp)
+    return to_entry(line, engine_stamp)
 
 
 @dataclass(frozen=True)
@@ -390,7 +391,8 @@ def scan_docker(probe: DockerProbe, container: str, query: Query, limit: int, pa
     notes: list[str] = []
     try:
         lines = _stream_lines(stream, DOCKER_MAX_BYTES, time.monotonic() + DOCKER_DEADLINE_S, notes)
-        entries = (to_entry(line, None if ns is None else ns / 1e9) for ns, line in map(engine_split, lines))
+        entries = (to_entry_below(line, query.min_level, None if ns is None else ns / 1e9)
+                   for ns, line in map(engine_split, lines))
         scan = collect(entries, query, limit, patterns)
     finally:
         stream.close()

@@ -478,3 +478,21 @@ def test_no_colour_in_a_pipe() -> None:
     assert logs_cmd._console(out) is None
     logs_cmd._print_entry(_entry(NOW, "http", "boom"), [], out, None)
     assert "\x1b" not in out.getvalue() and "ERROR" in out.getvalue()
+
+
+def test_lines_below_the_level_are_counted_alike_without_being_parsed() -> None:
+    rng = random.Random(5)
+    lines = []
+    for i in range(2000):
+        level = rng.choice(["DEBUG", "info", "WARN", "warning", "ERROR", "error", "FATAL"])
+        lines.append(RawLine(record(NOW + i, level, rng.choice(["a", "b"]), f"m {i % 7}").encode()))
+    lines += [RawLine(b"plain ERROR text"), RawLine(b'{"level":"INFO","cut'), RawLine(b'{"level":"INFO"} x')]
+    for minimum in (0, 20, 30, 40, 50):
+        query = Query(min_level=minimum, raw=True)
+        slow = logview.collect((to_entry(x) for x in lines), query, 10_000, patterns=False)
+        fast = logview.collect((logview.to_entry_below(x, minimum) for x in lines), query, 10_000, patterns=False)
+        assert vars(fast.counts) == vars(slow.counts)
+        assert [e.text for e in fast.entries] == [e.text for e in slow.entries]
+        grouped = logview.collect((logview.to_entry_below(x, minimum) for x in lines), query, 10, patterns=True)
+        assert grouped.patterns is not None
+        assert sum(p.count for p in grouped.patterns.rows()) == sum(e.kind == "json" for e in slow.entries)
