@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from es_doctor.errors import EsDoctorError, ExitStatus
 from es_doctor.probes.logs import (
     MAX_LINE_BYTES,
+    PROBE_WINDOW,
     LineSplitter,
     LogFile,
     Notice,
@@ -357,6 +358,10 @@ def scan_file(path: Path, query: Query, limit: int, patterns: bool) -> Scan:
     log = open_file(path)
     try:
         if patterns or query.since is not None:
+            if query.since is not None and not log.stamped():
+                raise EsDoctorError(f"{path}: its last {PROBE_WINDOW // 1024} KiB hold no JSON line with a "
+                                    "timestamp, so --since cannot find a window in it (try --since all, or "
+                                    "-n N --raw without --since)", exit_status=ExitStatus.DATA)
             offset = log.offset_since(query.since) if query.since is not None else 0
             return collect((to_entry_below(line, query.min_level) for line in log.lines_from(offset)), query, limit,
                            patterns)

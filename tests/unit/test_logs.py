@@ -14,7 +14,7 @@ import pytest
 
 from es_doctor import logview
 from es_doctor.cli.main import main
-from es_doctor.errors import ExitStatus
+from es_doctor.errors import EsDoctorError, ExitStatus
 from es_doctor.logview import Patterns, Query, SinceError, normalise, parse_since, to_entry
 from es_doctor.probes import logs as plogs
 from es_doctor.probes.logs import LineSplitter, Notice, RawLine, follow_file, line_epoch, open_log
@@ -496,3 +496,14 @@ def test_lines_below_the_level_are_counted_alike_without_being_parsed() -> None:
         grouped = logview.collect((logview.to_entry_below(x, minimum) for x in lines), query, 10, patterns=True)
         assert grouped.patterns is not None
         assert sum(p.count for p in grouped.patterns.rows()) == sum(e.kind == "json" for e in slow.entries)
+
+
+def test_a_window_of_a_log_without_timestamps_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    path.write_text("".join(f"plain line {i}\n" for i in range(1000)), encoding="utf-8")
+    with pytest.raises(EsDoctorError, match="no JSON line with a timestamp") as raised:
+        logview.scan_file(path, Query(since=NOW), 10, patterns=False)
+    assert raised.value.exit_status is ExitStatus.DATA
+    assert [e.text for e in logview.scan_file(path, Query(raw=True), 2, patterns=False).entries] == [
+        "plain line 998", "plain line 999"]
+    assert logview.scan_file(path, Query(), 2, patterns=True).counts.read == 1000  # --since all

@@ -179,6 +179,10 @@ class LogFile:
                 return start, stamp
         return start, None
 
+    def stamped(self) -> bool:
+        """Whether the end of the file holds a line with a ``timestamp`` (what a window needs)."""
+        return self.size == 0 or self._first_stamp_after(max(0, self.size - PROBE_WINDOW))[1] is not None
+
     def offset_since(self, since: float) -> int:
         """The offset of the first line stamped at or after ``since``: a binary search over the file's
         timestamps (lines are appended in time order; a few out of order only move the cut a little).
