@@ -507,3 +507,17 @@ def test_a_window_of_a_log_without_timestamps_is_a_clear_error(tmp_path: Path) -
     assert [e.text for e in logview.scan_file(path, Query(raw=True), 2, patterns=False).entries] == [
         "plain line 998", "plain line 999"]
     assert logview.scan_file(path, Query(), 2, patterns=True).counts.read == 1000  # --since all
+
+
+def test_follow_starts_with_the_backlog_or_at_since(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    path.write_text("".join(record(NOW + i, "ERROR" if i % 2 else "INFO", message=f"m{i}") + "\n" for i in range(9)),
+                    encoding="utf-8")
+    backlog = logview.follow_path(path, None, Query(min_level=40), 2)
+    assert [item.field("message") for item in (next(backlog), next(backlog)) if isinstance(item, logview.Entry)] == [
+        "m5", "m7"]
+    backlog.close()
+    since = logview.follow_path(path, NOW + 6, Query(), 2)
+    assert [item.field("message") for item in (next(since), next(since), next(since))
+            if isinstance(item, logview.Entry)] == ["m6", "m7", "m8"]
+    since.close()
