@@ -73,6 +73,15 @@ def _register() -> None:
     from es_doctor.cli import serve_cmd
 
     app.command("serve")(serve_cmd.serve)
+    from es_doctor.cli import dashboard_cmd
+
+    app.command("dashboard")(dashboard_cmd.dashboard)
+    from es_doctor.cli import logs_cmd
+
+    app.command("logs")(logs_cmd.logs)
+    from es_doctor.cli import load_cmd
+
+    app.command("load", epilog=load_cmd.EPILOG)(load_cmd.load_test)
 
 
 _register()

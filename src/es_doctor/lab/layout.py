@@ -19,11 +19,13 @@ import yaml
 
 from es_doctor.config import (
     DockerConfig,
+    LoadConfig,
     PostgresConfig,
     PrometheusConfig,
     QdrantConfig,
     ServiceConfig,
     Target,
+    Thresholds,
 )
 from es_doctor.lab import infra
 
@@ -184,7 +186,9 @@ def service_config(paths: LabPaths, s: LabSettings) -> dict[str, Any]:
         "event_bus": {"buffer_size": 1000, "workers": 10},
         "logging": {"dir": str(paths.logs), "level": "info"},
         "lab": {"faults_file": str(paths.faults), "traffic_rps": s.traffic_rps,
-                "memory_limit_bytes": s.memory_limit, "seed_tasks": s.seed_tasks, "console_log": False},
+                "memory_limit_bytes": s.memory_limit, "seed_tasks": s.seed_tasks,
+                # in a container the service also logs to stderr, as the real one does: `docker logs`
+                "console_log": s.mode == "docker"},
     }
     if POSTGRES not in s.absent:
         config["postgres"] = {"dsn": f"postgresql://emailsender:{s.pg_password}@127.0.0.1:"
@@ -218,6 +222,11 @@ def refresh_service_config(paths: LabPaths, s: LabSettings) -> None:
     write_service_config(paths, config)
 
 
+#: monitoring.uptime's window on the lab: its faults (and the tests' many restarts) stop the service on
+#: purpose, so an outage leaves the uptime within half a minute instead of a day
+LAB_UPTIME_WINDOW_S = 30.0
+
+
 def build_target(paths: LabPaths, s: LabSettings) -> Target:
     docker = s.mode == "docker"
     p = s.ports
@@ -242,7 +251,9 @@ def build_target(paths: LabPaths, s: LabSettings) -> Target:
                                     jobs=["email-sender"]),
         docker=DockerConfig(host=s.docker_host, compose_project=s.compose_project,
                             volumes=[s.qdrant_volume, s.postgres_volume]),
+        thresholds=Thresholds(uptime_window_s=LAB_UPTIME_WINDOW_S),
         absent=absent,
+        load=LoadConfig(lab=True),  # es-doctor load runs here without --yes
     )
 
 
