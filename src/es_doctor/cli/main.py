@@ -76,6 +76,12 @@ def _register() -> None:
     from es_doctor.cli import dashboard_cmd
 
     app.command("dashboard")(dashboard_cmd.dashboard)
+    from es_doctor.cli import logs_cmd
+
+    app.command("logs")(logs_cmd.logs)
+    from es_doctor.cli import load_cmd
+
+    app.command("load", epilog=load_cmd.EPILOG)(load_cmd.load_test)
     from es_doctor.cli import profile_cmd
 
     app.add_typer(profile_cmd.profile_app, name="profile")
