@@ -187,6 +187,9 @@ def status(lab_dir: LabDirOpt = None) -> int:
     health = stack.health()
     for name, ok in health.items():
         typer.echo(f"{'✓' if ok else '✗'} {name}")
+    from es_doctor.lab import pprofd
+
+    typer.echo(f"pprof: {pprofd.state(stack.paths.run, stack.settings.ports.pprof)}")
     from es_doctor.lab import faults
 
     names = faults.active(stack)

@@ -82,6 +82,9 @@ def _register() -> None:
     from es_doctor.cli import load_cmd
 
     app.command("load", epilog=load_cmd.EPILOG)(load_cmd.load_test)
+    from es_doctor.cli import profile_cmd
+
+    app.add_typer(profile_cmd.profile_app, name="profile")
 
 
 _register()

@@ -158,7 +158,7 @@ def in_effect(stack: LabStack, name: str, probe: Probe | None = None) -> bool | 
     if name not in read_faults_file(stack.paths.faults):
         return False
     if spec.program != "service":
-        return True  # the Qdrant stand-in's faults have no cure but `lab fault clear`
+        return True  # the Qdrant stand-in's and the Go program's faults have no cure but `lab fault clear`
     state = probe.service()
     if state is None or name not in (state.get("faults") or []):
         return None  # down, restarting, or it has not read faults.json since the fault was added

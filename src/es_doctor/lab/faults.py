@@ -286,6 +286,12 @@ def unavailable_reason(stack: LabStack, name: str) -> str | None:
         return f"unknown fault {name!r} (see: es-doctor lab faults)"
     if fault.docker_only and stack.mode != "docker":
         return f"{name} needs the lab in docker mode"
+    if fault.spec.program == "pprofd":
+        from es_doctor.lab import pprofd
+
+        reason = pprofd.unavailable_reason()
+        if reason:
+            return f"{name} needs the lab's Go program: {reason}"
     component = fault.spec.needs
     if component and component in stack.settings.absent:
         return f"{component} is absent from this lab: {stack.settings.absent[component]}"
@@ -330,6 +336,10 @@ def restore_baseline(stack: LabStack) -> None:
         if status[component] not in {"running"} and not status[component].startswith("absent"):
             _start(component)(stack)
     _restore_collection(stack)
+    if stack.settings.pprof:  # the Go program (real pprof) runs again if it died
+        from es_doctor.lab import pprofd
+
+        pprofd.start(stack.paths.root, stack.paths.run, stack.settings.ports.pprof, stack.paths.faults)
     from es_doctor.lab.layout import service_config, write_service_config
 
     baseline = service_config(stack.paths, stack.settings)

@@ -46,6 +46,8 @@ class LabPorts:
     qdrant: int = 0
     postgres: int = 0
     prometheus: int = 0
+    #: the lab's Go program (real net/http/pprof), where Go is installed
+    pprof: int = 0
 
     def resolved(self) -> LabPorts:
         """A copy with every 0 replaced by a free port."""
@@ -70,6 +72,8 @@ class LabSettings:
     absent: dict[str, str] = field(default_factory=dict)
     pg_password: str = ""
     pg_superuser_password: str = ""
+    #: the lab's Go program serves pprof (set by `lab up` where Go is installed)
+    pprof: bool = False
     #: the private Docker engine's directory when ``lab up --start-dockerd`` started one for this lab
     private_engine: str | None = None
 
@@ -237,7 +241,9 @@ def build_target(paths: LabPaths, s: LabSettings) -> Target:
         description=f"es-doctor lab ({s.mode} mode) in {paths.root}",
         service=ServiceConfig(
             api_url=f"http://127.0.0.1:{p.api}", metrics_url=f"http://127.0.0.1:{p.metrics}/metrics",
-            pprof_url=f"http://127.0.0.1:{p.metrics}/debug/pprof", container=SERVICE, image=SERVICE_IMAGE,
+            # the Go program's real pprof where Go is installed, else the stand-in's text pages
+            pprof_url=f"http://127.0.0.1:{p.pprof if s.pprof else p.metrics}/debug/pprof",
+            container=SERVICE, image=SERVICE_IMAGE,
             config_path=f"{CONTAINER_CONFIG_DIR}/config.yaml" if docker else str(paths.config),
             config_file=str(paths.config), log_dir=str(paths.logs),
             memory_limit=f"{s.memory_limit // (1024 * 1024)}M",

@@ -149,6 +149,7 @@ class LabStack:
         """Start every present component (first boot: images, volumes, database), wait healthy."""
         p, s = self.paths, self.settings
         p.make()
+        self._build_pprofd()
         if not s.pg_password:
             s.pg_password, s.pg_superuser_password = procs.new_password(), procs.new_password()
         s.save(p.root)
@@ -176,6 +177,7 @@ class LabStack:
             if name == QDRANT:
                 infra.wait_until(lambda: infra.http_ok(f"http://127.0.0.1:{s.ports.qdrant}/healthz"),
                                  timeout, "Qdrant", 0.2)
+        self._start_pprofd(timeout)
         write_target(p, self.target)
         self.wait_healthy(timeout)
         self.settled = self.settle()
@@ -208,6 +210,33 @@ class LabStack:
                 if time.monotonic() > deadline:
                     return False
                 time.sleep(0.5)
+
+    def _build_pprofd(self) -> None:
+        """Build the Go program serving real pprof, where Go is installed, before anything runs: compiling
+        is CPU work a running stack would feel (slow requests in its log). Else the stand-in's text pages."""
+        from es_doctor.lab import pprofd
+
+        p, s = self.paths, self.settings
+        s.pprof = pprofd.unavailable_reason() is None
+        if s.pprof:
+            try:
+                pprofd.build(p.root)
+            except infra.InfraError as exc:  # an optional sidecar: the lab runs without it, and says why
+                s.pprof = False
+                pprofd.failed(p.run, str(exc))
+
+    def _start_pprofd(self, timeout: float) -> None:
+        from es_doctor.lab import pprofd
+
+        p, s = self.paths, self.settings
+        if s.pprof:
+            s.ports.pprof = s.ports.pprof or infra.free_port()
+            try:
+                pprofd.start(p.root, p.run, s.ports.pprof, p.faults, timeout)
+            except infra.InfraError as exc:
+                s.pprof = False
+                pprofd.failed(p.run, str(exc))
+        s.save(p.root)
 
     def _prepare_docker(self) -> None:
         d, s = self.docker, self.settings
@@ -274,6 +303,9 @@ class LabStack:
         Returns notes for the operator (an engine that is gone: nothing to remove there)."""
         notes: list[str] = []
         procs.stop(self.paths.run / "squatter.pid", timeout=5)
+        from es_doctor.lab import pprofd
+
+        pprofd.stop(self.paths.run)
         if self.engine_answers():
             for name in reversed(COMPONENTS):
                 self.runner.remove(name)
@@ -363,6 +395,8 @@ class LabStack:
             checks["prometheus"] = infra.http_ok(f"http://127.0.0.1:{p.prometheus}/-/ready")
             checks["prometheus scrapes the service"] = checks["prometheus"] and infra.prometheus_target_up(
                 f"http://127.0.0.1:{p.prometheus}", "email-sender")
+        if self.settings.pprof:
+            checks["pprof (Go program)"] = infra.http_ok(f"http://127.0.0.1:{p.pprof}/health")
         if POSTGRES in self.present():
             checks["postgres"] = infra.postgres_ready(p.postgres, self.settings.pg_password, "emailsender",
                                                       "email_sender")
