@@ -399,6 +399,14 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc)
 
 
+def _error_message(error: Any) -> str:
+    """A pydantic error as words: a validator's own message without pydantic's "Value error, " prefix."""
+    ctx = error.get("ctx") or {}
+    if error["type"] == "value_error" and "error" in ctx:
+        return str(ctx["error"])
+    return str(error["msg"])
+
+
 def validate_document(doc: YamlDocument, model: type[BaseModel], prefix: tuple[Any, ...] = ()) -> Any:
     """Validate ``doc.data`` against ``model``; one ConfigError naming file, line and key."""
     try:
@@ -406,7 +414,7 @@ def validate_document(doc: YamlDocument, model: type[BaseModel], prefix: tuple[A
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = tuple(first["loc"])
-        message = first["msg"]
+        message = _error_message(first)
         if first["type"] == "extra_forbidden":
             message = "unknown key"
         raise ConfigError(
@@ -477,7 +485,7 @@ def apply_env_overrides(target: Target, environ: dict[str, str]) -> Target:
     except ValidationError as exc:
         first = exc.errors()[0]
         var = ENV_PREFIX + "__".join(str(p).upper() for p in first["loc"])
-        raise ConfigError(first["msg"], source=f"${var}", key=_format_loc(tuple(first["loc"]))) from exc
+        raise ConfigError(_error_message(first), source=f"${var}", key=_format_loc(tuple(first["loc"]))) from exc
 
 
 def load_config(explicit_path: str | None = None, target_name: str | None = None, *,

@@ -36,21 +36,28 @@ def _check_names(classes: list[str], check_ids: list[str]) -> None:
 
 TargetsOpt = Annotated[
     list[str] | None,
-    typer.Option("--target", "-t", help="Named target from the config (or 'lab'); repeat it for several targets.",
+    typer.Option("--target", "-t", metavar="NAME",
+                 help="Named target from the config (or 'lab'); repeat it for several targets.",
                  show_default=False),
 ]
 
 
 def diagnose(
     ctx: typer.Context,
-    check_class: Annotated[list[str] | None, typer.Option("--class", help="Only this symptom class (repeatable): "
+    check_class: Annotated[list[str] | None, typer.Option("--class", metavar="CLASS",
+                                                          help="Only this symptom class (repeatable): "
                                                           + ", ".join(SYMPTOM_CLASSES) + ".")] = None,
-    check: Annotated[list[str] | None, typer.Option("--check", help="Only this check id (repeatable).")] = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
-    timeout: Annotated[float | None, typer.Option("--timeout", help="Per-check timeout, seconds.", min=0.1)] = None,
-    deadline: Annotated[float | None, typer.Option("--deadline", help="Overall deadline, seconds.", min=0.5)] = None,
+    check: Annotated[list[str] | None, typer.Option("--check", metavar="CHECK",
+                                                    help="Only this check id (repeatable).")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", metavar="[table|json|junit|nagios|prometheus]",
+                                        help="Output format.")] = Format.table,
+    timeout: Annotated[float | None, typer.Option("--timeout", metavar="SECONDS",
+                                                  help="Per-check timeout, seconds.", min=0.1)] = None,
+    deadline: Annotated[float | None, typer.Option("--deadline", metavar="SECONDS",
+                                                   help="Overall deadline, seconds.", min=0.5)] = None,
     detailed: Annotated[bool, typer.Option("--detailed", "-d", help="Show evidence for passing checks too.")] = False,
-    watch: Annotated[float | None, typer.Option("--watch", help="Re-run every N seconds until Ctrl-C.",
+    watch: Annotated[float | None, typer.Option("--watch", metavar="SECONDS",
+                                                help="Re-run every N seconds until Ctrl-C.",
                                                 min=1.0)] = None,
     all_targets: Annotated[bool, typer.Option("--all-targets", help="Every target of the config file.")] = False,
     config: ConfigOpt = None,
@@ -131,7 +138,8 @@ def render_many(reports: list[Report], fmt: Format, detailed: bool) -> str:
 
 
 def list_checks(
-    check_class: Annotated[list[str] | None, typer.Option("--class", help="Only this symptom class.")] = None,
+    check_class: Annotated[list[str] | None, typer.Option("--class", metavar="CLASS",
+                                                          help="Only this symptom class (repeatable).")] = None,
 ) -> int:
     """List every check: id, what it verifies, and what cures it (by cause), from the one cure table."""
     from rich.console import Console

@@ -42,12 +42,13 @@ def _report(deliveries: list[Delivery]) -> list[Delivery]:
 
 def escalate(
     ctx: typer.Context,
-    level: Annotated[int | None, typer.Option("--level", "-l", min=1, max=3,
+    level: Annotated[int | None, typer.Option("--level", "-l", min=1, max=3, metavar="LEVEL",
                                               help="Escalation level: 1 Équipe Dev, 2 DevOps, 3 Expertise.",
                                               show_default=False)] = None,
-    issue: Annotated[str | None, typer.Option("--issue", "-i", help="What is wrong, in one line.",
+    issue: Annotated[str | None, typer.Option("--issue", "-i", metavar="TEXT", help="What is wrong, in one line.",
                                               show_default=False)] = None,
-    severity: Annotated[SeverityChoice | None, typer.Option("--severity", "-s", help="Severity of the incident.",
+    severity: Annotated[SeverityChoice | None, typer.Option("--severity", "-s", metavar="[low|medium|high|critical]",
+                                                            help="Severity of the incident.",
                                                             show_default=False)] = None,
     attach_diagnosis: Annotated[bool, typer.Option("--attach-diagnosis/--no-attach-diagnosis",
                                                    help="Run the checks and attach the report.")] = True,

@@ -103,15 +103,24 @@ def _crash_log(exc: BaseException) -> Path:
     return write_private(path, text)
 
 
+def command() -> typer.core.TyperGroup:
+    """The click command tree of :data:`app`, its help finished (examples, whole descriptions, plain arguments)."""
+    from es_doctor.cli.helptext import polish
+
+    root: typer.core.TyperGroup = polish(typer.main.get_command(app))
+    return root
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (never raises)."""
     try:
-        result = app(args=argv, prog_name="es-doctor", standalone_mode=False)
+        result = command().main(args=argv, prog_name="es-doctor", standalone_mode=False)
     except click_exc.NoArgsIsHelpError as exc:
         if exc.ctx is not None:
             typer.echo(exc.ctx.get_help())
         return int(ExitStatus.OK)
     except click_exc.UsageError as exc:
+        exc.message = exc.message.replace("Value error, ", "")  # typer's choice check speaks through pydantic
         exc.show()
         return int(ExitStatus.USAGE)
     except typer.Exit as exc:

@@ -104,7 +104,8 @@ def show(ctx: typer.Context, runbook_id: Annotated[str, typer.Argument(metavar="
 
 @runbooks_app.command("validate")
 def validate(ctx: typer.Context,
-             paths: Annotated[list[Path] | None, typer.Argument(help="Files or directories (default: all loaded).",
+             paths: Annotated[list[Path] | None, typer.Argument(metavar="PATH",
+                                                                help="Files or directories (default: all loaded).",
                                                                 show_default=False)] = None,
              config: ConfigOpt = None, target: TargetOpt = None) -> int:
     """Validate runbooks; each error names file, line and key (exit 65 on any error)."""
