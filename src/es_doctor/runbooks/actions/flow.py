@@ -44,8 +44,7 @@ def wait_for(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
 def notify(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.probes.http import HttpProbe
 
-    message = str(need(inputs, "message"))
-    ctx.say(message)
+    message = str(need(inputs, "message"))  # the step's line (→ name: notify: <message>) already shows it
     webhook = resolve_secret(inputs.get("webhook"))
     if webhook:
         answer = HttpProbe(timeout=10, max_body=64 * 1024).request(
