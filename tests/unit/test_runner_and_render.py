@@ -108,7 +108,7 @@ def test_table_reads_like_flutter_doctor() -> None:
     assert "fix: es-doctor fix qdrant-collection-recreate" in text
     assert "fix: es-doctor fix vector-cache-tune" in text
     assert "p95: 180 ms (threshold > 100 ms WARN)" in text
-    assert "2 issue(s) found" in text and "(exit 2)" in text
+    assert "2 issues found" in text and "(exit 2)" in text
 
 
 def test_json_follows_the_versioned_schema() -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from es_doctor.cli.common import ConfigOpt, state
+from es_doctor.cli.output import is_terminal, working
 from es_doctor.errors import ExitStatus, UsageError
 from es_doctor.render import Format
 from es_doctor.symptoms import SYMPTOM_CLASSES
@@ -60,6 +61,10 @@ def diagnose(
                                                 help="Re-run every N seconds until Ctrl-C.",
                                                 min=1.0)] = None,
     all_targets: Annotated[bool, typer.Option("--all-targets", help="Every target of the config file.")] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", show_default=False,
+                                                help="Write the report to FILE (any format) atomically, beside it "
+                                                "then renamed: node_exporter's textfile collector never reads "
+                                                "half a file. Nothing on stdout; the exit code is the same.")] = None,
     config: ConfigOpt = None,
     target: TargetsOpt = None,
 ) -> int:
@@ -78,32 +83,55 @@ def diagnose(
         if fmt is Format.junit:
             raise UsageError("--format junit takes one target (use json, table, nagios or prometheus)")
         while True:
-            reports = run_many([(item.target_name, item.target) for item in loaded_all], check or [],
-                               check_class or [], timeout=timeout, deadline_s=deadline)
-            typer.echo(render_many(reports, fmt, detailed))
+            with working(f"diagnosing {len(loaded_all)} targets…", enabled=_spinner(fmt, output)):
+                reports = run_many([(item.target_name, item.target) for item in loaded_all], check or [],
+                                   check_class or [], timeout=timeout, deadline_s=deadline)
+            _emit(render_many(reports, fmt, detailed), output)
             if not watch:
                 return int(exit_status_of(worst([r.status for r in reports])))
             time.sleep(watch)
     loaded = loaded_all[0]
     render = renderer(fmt)
     while True:
-        report = run(loaded.target, loaded.target_name, check or [], check_class or [], timeout=timeout,
-                     deadline_s=deadline)
-        if fmt is Format.table and sys.stdout.isatty():
+        with working(f"diagnosing {loaded.target_name}…", enabled=_spinner(fmt, output)):
+            report = run(loaded.target, loaded.target_name, check or [], check_class or [], timeout=timeout,
+                         deadline_s=deadline)
+        if fmt is Format.table and output is None and is_terminal():
             # a terminal gets colours (rich honours NO_COLOR) and, with --watch, a cleared screen
             from rich.console import Console
 
+            from es_doctor.findings import sanitize_report
             from es_doctor.render.table import render_rich
 
             console = Console(highlight=False)
             if watch:
                 console.clear()
-            render_rich(console, report, detailed)
+            render_rich(console, sanitize_report(report), detailed)
         else:
-            typer.echo(render(report, detailed))
+            _emit(render(report, detailed), output)
         if not watch:
             return int(report.exit_status())
         time.sleep(watch)
+
+
+def _spinner(fmt: Format, output: Path | None) -> bool:
+    """A spinner while the checks run: for a person at a terminal reading the table, never in a pipe, a
+    file, or a machine format."""
+    return fmt is Format.table and output is None and is_terminal()
+
+
+def _emit(text: str, output: Path | None) -> None:
+    """The rendered report to stdout, or to ``output`` atomically (exit 73 naming it when it cannot be written)."""
+    if output is None:
+        typer.echo(text)
+        return
+    from es_doctor.errors import CantCreateError
+    from es_doctor.files import write_atomically
+
+    try:
+        write_atomically(output.expanduser(), text + "\n")
+    except OSError as exc:
+        raise CantCreateError(f"cannot write the report to {output}: {exc.strerror or exc}") from None
 
 
 def render_many(reports: list[Report], fmt: Format, detailed: bool) -> str:

@@ -26,15 +26,17 @@ def _run(ctx: typer.Context, runbook_id: str, params: dict[str, str], yes: bool,
 def _run_result(ctx: typer.Context, runbook_id: str, params: dict[str, str], yes: bool, dry_run: bool,
                 config: str | None, target: str | None) -> Any:
     from es_doctor.cli.fix_cmd import _confirm, _report, _runbooks, print_plan
+    from es_doctor.cli.output import line_printer
     from es_doctor.runbooks.engine import plan
 
     loaded = load(ctx, config, target)
     runbooks = _runbooks(loaded)
     if runbook_id not in runbooks:
         raise UsageError(f"runbook {runbook_id} is missing (runbooks/emergency/)")
-    engine = make_engine(loaded, confirm=_confirm, say=typer.echo)
+    say = line_printer()  # highlighted on a terminal, plain in a pipe
+    engine = make_engine(loaded, confirm=_confirm, say=say)
     the_plan = plan(runbooks[runbook_id], loaded.target, loaded.target_name, params)
-    print_plan(the_plan, typer.echo)
+    print_plan(the_plan, say)
     result = engine.run(the_plan, yes=yes, dry_run=dry_run)
     _report(result)
     return result

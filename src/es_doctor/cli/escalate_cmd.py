@@ -78,8 +78,12 @@ def escalate(
     # no bundle, no escalation: --resolve and the hand-over need it (exit 73 before anything is sent)
     ensure_writable_dir(incidents_dir(loaded.config.state_dir), "incidents directory")
     known = _known_secrets(loaded)
-    incident = build_incident(loaded, level, severity.value, issue.strip(), attach_diagnosis=attach_diagnosis,
-                              known_secrets=known)
+    from es_doctor.cli.output import working
+
+    doing = f"diagnosing {loaded.target_name} for the incident bundle…" if attach_diagnosis else "writing the bundle…"
+    with working(doing):  # a spinner on a terminal only
+        incident = build_incident(loaded, level, severity.value, issue.strip(), attach_diagnosis=attach_diagnosis,
+                                  known_secrets=known)
     try:
         bundle = write_bundle(incident, loaded.config.state_dir)
     except OSError as exc:  # the disk filled up meanwhile: exit 73 naming the place, nothing sent
@@ -96,7 +100,8 @@ def escalate(
         typer.echo(f"no channel configured for level {level} (escalation.levels.{level}.channels): "
                    "nothing sent; hand the bundle over yourself")
         return int(ExitStatus.OK)
-    deliveries = deliver_incident(loaded, incident, bundle, known)
+    with working(f"notifying {', '.join(incident.channels)}…"):
+        deliveries = deliver_incident(loaded, incident, bundle, known)
     write_json_new(bundle / "delivery.json", [d.as_dict() for d in deliveries])
     failed = _report(deliveries)
     if failed:

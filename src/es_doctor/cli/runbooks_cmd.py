@@ -56,6 +56,8 @@ def _destructive(rb: Runbook) -> bool:
 
 
 def _summary(rb: Runbook) -> list[str]:
+    from es_doctor.findings import words
+
     lines = [f"{rb.id}: {rb.title}", f"  class: {rb.check_class}"]
     if rb.cures:
         lines.append(f"  cures: {', '.join(rb.cures)}")
@@ -64,7 +66,7 @@ def _summary(rb: Runbook) -> list[str]:
     if flags:
         lines.append(f"  flags: {', '.join(flags)}")
     for name, param in rb.params.items():
-        default = " (required)" if param.required else f" = {param.default!r}"
+        default = " (required)" if param.required else f" = {words(param.default)}"
         lines.append(f"  param {name}: {param.type}{default}" + (f"  {param.description}" if param.description else ""))
     for title, steps in (("precondition", rb.preconditions), ("step", rb.steps), ("rollback", rb.rollback)):
         for i, step in enumerate(steps, 1):
