@@ -148,12 +148,14 @@ def render_many(reports: list[Report], fmt: Format, detailed: bool) -> str:
         from es_doctor.render import prometheus
 
         return prometheus.render_many(reports)
+    if fmt is Format.nagios:
+        from es_doctor.render import nagios
+
+        return nagios.render_many(reports)
     from es_doctor.findings import Status
     from es_doctor.render import renderer
 
     render = renderer(fmt)
-    if fmt is Format.nagios:
-        return "\n".join(f"{r.target}: {render(r, detailed)}" for r in reports)
     blocks = [render(r, detailed) for r in reports]
     width = max(len(r.target) for r in reports)
     summary = ["", "targets:"]
