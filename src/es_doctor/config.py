@@ -330,9 +330,11 @@ class Config(Strict):
     targets: dict[str, Target] = Field(default_factory=lambda: {"default": Target()})
     #: extra runbook directories; a runbook there overrides a shipped one with the same id
     runbook_dirs: list[str] = Field(default_factory=list)
-    #: where fixes append their JSON Lines audit records
-    audit_log: str = "~/.local/state/es-doctor/audit.jsonl"
-    state_dir: str = "~/.local/state/es-doctor"
+    #: where fixes append their JSON Lines audit records (default: ``<state_dir>/audit.jsonl``)
+    audit_log: str = Field(default_factory=lambda: str(default_state_dir() / "audit.jsonl"))
+    #: runs, locks, incidents, backups, serve's database (default: ``$XDG_STATE_HOME/es-doctor``, through
+    #: platformdirs; ``ES_DOCTOR_STATE_DIR`` wins over the file)
+    state_dir: str = Field(default_factory=lambda: str(default_state_dir()))
     #: where `es-doctor emergency backup` writes (unset: ``<state_dir>/backups``); nothing is written outside it
     backup_dir: str | None = None
     #: es-doctor escalate: the guide's escalation levels and their notification channels
@@ -363,6 +365,14 @@ class LoadedConfig(BaseModel):
 # --------------------------------------------------------------------------- loading
 
 
+def default_state_dir() -> Path:
+    """es-doctor's state directory for this user: ``$XDG_STATE_HOME/es-doctor``, else
+    ``~/.local/state/es-doctor`` (platformdirs: the platform's convention elsewhere)."""
+    from platformdirs import user_state_dir
+
+    return Path(user_state_dir("es-doctor", appauthor=False))
+
+
 def user_config_dir() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "es-doctor"
@@ -373,8 +383,7 @@ def lab_dir() -> Path:
     explicit = os.environ.get("ES_DOCTOR_LAB_DIR")
     if explicit:
         return Path(explicit)
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "es-doctor" / "lab"
+    return default_state_dir() / "lab"
 
 
 def find_config_file(explicit: str | None) -> Path | None:
@@ -520,10 +529,13 @@ def load_config(explicit_path: str | None = None, target_name: str | None = None
     else:
         known = sorted([*config.targets, "lab"])
         raise ConfigError(f"unknown target '{name}' (known: {', '.join(known)})", source=source)
-    if os.environ.get("ES_DOCTOR_AUDIT_LOG"):
-        config.audit_log = os.environ["ES_DOCTOR_AUDIT_LOG"]
+    audit_given = "audit_log" in config.model_fields_set
     if os.environ.get("ES_DOCTOR_STATE_DIR"):
         config.state_dir = os.environ["ES_DOCTOR_STATE_DIR"]
+        if not audit_given:  # the audit log lives in the state dir unless the file puts it elsewhere
+            config.audit_log = str(Path(config.state_dir) / "audit.jsonl")
+    if os.environ.get("ES_DOCTOR_AUDIT_LOG"):
+        config.audit_log = os.environ["ES_DOCTOR_AUDIT_LOG"]
     if env_overrides:
         target = apply_env_overrides(target, dict(os.environ))
     return LoadedConfig(config=config, source=source, target_name=name, target=target)

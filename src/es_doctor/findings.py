@@ -78,6 +78,10 @@ class Evidence(BaseModel):
 def words(value: Any) -> str:
     """A value as a person reads it: 3 significant digits, lists and mappings as plain text (no repr)."""
     if isinstance(value, float):
+        if math.isfinite(value) and abs(value) >= 1000:
+            return f"{value:.0f}"  # 2087, not 2.09e+03
+        if value and math.isfinite(value) and abs(value) < 0.001:
+            return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
         return f"{value:.3g}"
     if isinstance(value, dict):
         return ", ".join(f"{k} ({words(v)})" for k, v in value.items()) or "none"

@@ -200,3 +200,17 @@ def test_shipped_report_schema_is_current() -> None:
 
     shipped = json.loads((Path(__file__).parents[2] / "docs" / "report.schema.json").read_text())
     assert shipped == report_schema(), "regenerate docs/report.schema.json (see README)"
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (2087.4, "p95: 2087 ms"), (12.345, "p95: 12.3 ms"), (0.0004, "p95: 0.0004 ms"),
+    (["qdrant", "postgres"], "p95: qdrant, postgres ms"), ({"notification-manager": "CRIT"},
+                                                           "p95: notification-manager (CRIT) ms"),
+    ([], "p95: none ms"),
+])
+def test_evidence_reads_as_words_never_a_repr_or_an_exponent(value: object, text: str) -> None:
+    from es_doctor.findings import Evidence
+
+    rendered = Evidence(name="p95", value=value, unit="ms").render()
+    assert rendered == text
+    assert "[" not in rendered and "{" not in rendered and "e+" not in rendered

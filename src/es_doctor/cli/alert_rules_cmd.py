@@ -17,7 +17,7 @@ def alert_rules(
                                         "(one Alertmanager for every stack).")] = False,
     runbook_base_url: Annotated[str | None, typer.Option(
         "--runbook-base-url", metavar="URL", show_default=False,
-        help="Where annotations.runbook_url points: URL/<runbook>.yaml (URL/ESCALATION.md when no runbook cures "
+        help="Where annotations.runbook_url points: URL/RUNBOOK.yaml (URL/ESCALATION.md when no runbook cures "
              "the finding), e.g. your repository's runbooks/ on its web UI; default: the file:// URL of the "
              "shipped runbooks.")] = None,
     config: ConfigOpt = None,

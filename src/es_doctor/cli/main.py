@@ -80,10 +80,10 @@ _register()
 
 def _crash_dir() -> Path:
     """A private (0700) directory for crash logs: the state directory's ``crash/``, else a new temporary one."""
+    from es_doctor.config import default_state_dir
     from es_doctor.files import private_dir
 
-    base = os.environ.get("ES_DOCTOR_STATE_DIR") or str(
-        Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "es-doctor")
+    base = os.environ.get("ES_DOCTOR_STATE_DIR") or str(default_state_dir())
     try:
         return private_dir(Path(base) / "crash")
     except (OSError, RuntimeError):
