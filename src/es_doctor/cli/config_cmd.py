@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated
 
@@ -48,7 +49,7 @@ def show(
     return int(ExitStatus.OK)
 
 
-def _source(path: str | None, target_name: str, targets: dict[str, object]) -> str:
+def _source(path: str | None, target_name: str, targets: Collection[str]) -> str:
     """Where the shown target comes from: the config file, the running lab's target file, or the defaults."""
     from es_doctor.config import lab_dir
 
