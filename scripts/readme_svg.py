@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,7 +52,7 @@ def main() -> int:
 
         loaded = load_config(None, "lab")
         report = diagnose(loaded.target, "lab")
-        console = Console(record=True, width=110, force_terminal=True, color_system="truecolor",
+        console = Console(record=True, width=120, force_terminal=True, color_system="truecolor",
                           file=Path(os.devnull).open("w", encoding="utf-8"))  # noqa: SIM115 - recorded, not shown
         console.print(f"$ es-doctor -t lab diagnose        # lab fault: {args.fault}", style="bold")
         render_rich(console, sanitize_report(report))
@@ -61,6 +62,7 @@ def main() -> int:
     finally:
         if own:
             _es_doctor("lab", "down", "--volumes", env=env)
+            shutil.rmtree(lab_dir, ignore_errors=True)
         else:
             _es_doctor("lab", "fault", "clear", args.fault, env=env)
     return 0
