@@ -158,3 +158,26 @@ def test_line_printer_and_spinner_in_a_pipe_write_plain_text(capsys: pytest.Capt
         line_printer()("event-bus-purge: FIXED")
     out = capsys.readouterr().out
     assert out == "event-bus-purge: FIXED\n"
+
+
+ESCALATE = ["-m", "es_doctor", "escalate", "--level", "1", "--issue", "startup.health: hangs", "--severity", "low"]
+
+
+def _escalate_env(port: int, tmp_path: Path) -> dict[str, str]:
+    return _env(port, tmp_path, ES_DOCTOR_STATE_DIR=str(tmp_path / "state"), ES_DOCTOR_CHECK_TIMEOUT_S="1.5",
+                ES_DOCTOR_DEADLINE_S="3")
+
+
+def test_escalate_shows_a_spinner_on_a_terminal_only(hung_service: int, tmp_path: Path) -> None:
+    code, out = _on_a_terminal(ESCALATE, _escalate_env(hung_service, tmp_path))
+    assert code == 0, out  # no channel configured: the bundle only
+    assert "diagnosing default for the incident bundle…" in out
+    assert any(frame in out for frame in SPINNER_FRAMES)
+    assert "bundle: " in out
+
+    piped = subprocess.run([sys.executable, *ESCALATE], capture_output=True, text=True, check=False,
+                           env=_escalate_env(hung_service, tmp_path), timeout=60)
+    assert piped.returncode == 0, piped.stderr
+    assert "bundle: " in piped.stdout
+    for stream in (piped.stdout, piped.stderr):
+        assert ESC not in stream and "diagnosing" not in stream
