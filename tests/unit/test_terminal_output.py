@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -64,16 +65,24 @@ def _env(port: int, tmp_path: Path, **extra: str) -> dict[str, str]:
 ARGS = ["-m", "es_doctor", "diagnose", "--check", "startup.health", "--timeout", "1.5", "--deadline", "4"]
 
 
-def _on_a_terminal(args: list[str], env: dict[str, str], timeout: float = 60) -> tuple[int, str]:
-    """Run ``python args`` with stdout and stderr on a pseudo-terminal; its exit code and all it wrote."""
+def _on_a_terminal(args: list[str], env: dict[str, str], timeout: float = 60,
+                   interrupt_after: float | None = None) -> tuple[int, str]:
+    """Run ``python args`` with stdout and stderr on a pseudo-terminal; its exit code and all it wrote
+    (``interrupt_after``: Ctrl-C, a SIGINT, once it has written that many seconds after its first output)."""
     master, slave = pty.openpty()
     proc = subprocess.Popen([sys.executable, *args], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
                             env=env, close_fds=True)
     os.close(slave)
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout
+    interrupt_at: float | None = None
     try:
         while time.monotonic() < deadline:
+            if interrupt_after is not None and chunks and interrupt_at is None:
+                interrupt_at = time.monotonic() + interrupt_after
+            if interrupt_at is not None and time.monotonic() >= interrupt_at and proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                interrupt_after, interrupt_at = None, float("inf")
             ready, _, _ = select.select([master], [], [], 0.2)
             if ready:
                 try:
@@ -181,3 +190,13 @@ def test_escalate_shows_a_spinner_on_a_terminal_only(hung_service: int, tmp_path
     assert "bundle: " in piped.stdout
     for stream in (piped.stdout, piped.stderr):
         assert ESC not in stream and "diagnosing" not in stream
+
+
+def test_ctrl_c_during_the_spinner_stops_cleanly(hung_service: int, tmp_path: Path) -> None:
+    args = ["-m", "es_doctor", "diagnose", "--check", "startup.health", "--timeout", "20", "--deadline", "30"]
+    begin = time.monotonic()
+    code, out = _on_a_terminal(args, _env(hung_service, tmp_path), interrupt_after=0.5)
+    assert code == 130, out
+    assert time.monotonic() - begin < 15  # not the 20 s check timeout
+    assert "diagnosing default…" in out and "Traceback" not in out
+    assert out.rindex("\x1b[?25h") > out.rindex("\x1b[?25l")  # the cursor the spinner hid is shown again
