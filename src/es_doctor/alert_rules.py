@@ -28,8 +28,8 @@ FINDINGS = {
     "EmailSenderErrorRateCritical": "performance.error-rate",
     "EmailSenderMemoryWarning": "performance.memory",
     "EmailSenderMemoryCritical": "performance.memory",
-    "EmailSenderUptimeWarning": "startup.api-port",
-    "EmailSenderUptimeCritical": "startup.api-port",
+    "EmailSenderUptimeWarning": "monitoring.uptime",
+    "EmailSenderUptimeCritical": "monitoring.uptime",
     "EmailSenderVectorInsertErrors": "vectors.insert-errors",
     "EmailSenderVectorSearchSlow": "vectors.search",
     "EmailSenderQdrantConnectionErrors": "vectors.connection-errors",
@@ -87,6 +87,9 @@ def rules_for(target: Target, runbook_base_url: str | None = None) -> dict[str, 
                f'sum(rate({m.vector_operations}{{op="insert"}}[5m]))')
     search = f"histogram_quantile(0.95, sum(rate({m.vector_search_duration}_bucket[5m])) by (le))"
     rule = functools.partial(_rule, base)
+    # monitoring.uptime's window (what history exists: avg_over_time averages the scrapes held)
+    window = promql_duration(th.uptime_window_s)
+    uptime = f'avg_over_time(up{{job=~"{jobs}"}}[{window}])'
     rules = [
         rule("EmailSenderDown", f'up{{job=~"{jobs}"}} == 0', "critical", "email-sender-go is not scraped (down)"),
         rule("EmailSenderLatencyP95Warning", f"{latency} > {th.latency_p95_warn_ms / 1000:g}", "warning",
@@ -101,10 +104,10 @@ def rules_for(target: Target, runbook_base_url: str | None = None) -> dict[str, 
               f"memory over {th.memory_warn_pct:g} % of {target.service.memory_limit}"),
         rule("EmailSenderMemoryCritical", f"{memory} > {th.memory_crit_pct / 100:g}", "critical",
               f"memory over {th.memory_crit_pct:g} % of {target.service.memory_limit}"),
-        rule("EmailSenderUptimeWarning", f'avg_over_time(up{{job=~"{jobs}"}}[1d]) < {th.uptime_warn_pct / 100:g}',
-              "warning", f"uptime under {th.uptime_warn_pct:g} % over a day", "5m"),
-        rule("EmailSenderUptimeCritical", f'avg_over_time(up{{job=~"{jobs}"}}[1d]) < {th.uptime_crit_pct / 100:g}',
-              "critical", f"uptime under {th.uptime_crit_pct:g} % over a day", "5m"),
+        rule("EmailSenderUptimeWarning", f'{uptime} < {th.uptime_warn_pct / 100:g}', "warning",
+              f"uptime under {th.uptime_warn_pct:g} % over {window}", "5m"),
+        rule("EmailSenderUptimeCritical", f'{uptime} < {th.uptime_crit_pct / 100:g}', "critical",
+              f"uptime under {th.uptime_crit_pct:g} % over {window}", "5m"),
         rule("EmailSenderVectorInsertErrors", f"{inserts} > {th.vector_insert_error_warn_pct / 100:g}", "warning",
               f"vector insert errors over {th.vector_insert_error_warn_pct:g} %"),
         rule("EmailSenderVectorSearchSlow", f"{search} > {th.vector_search_latency_warn_ms / 1000:g}", "warning",
@@ -114,6 +117,15 @@ def rules_for(target: Target, runbook_base_url: str | None = None) -> dict[str, 
               "the service cannot reach Qdrant", "0s"),
     ]
     return {"groups": [{"name": "email-sender-guide-thresholds", "rules": rules}]}
+
+
+def promql_duration(seconds: float) -> str:
+    """A PromQL duration: ``1d``, ``6h``, ``30m``, ``45s`` (whole seconds, at least 1)."""
+    whole = max(1, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
 
 
 def render_rules(target: Target, runbook_base_url: str | None = None) -> str:

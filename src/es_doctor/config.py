@@ -60,6 +60,8 @@ class Thresholds(Strict):
     error_rate_crit_pct: Level = 5.0
     uptime_warn_pct: Level = 99.9
     uptime_crit_pct: Level = 99.0
+    #: how far back ``monitoring.uptime`` (and the uptime alert rules) look: the guide's day by default
+    uptime_window_s: Seconds = 86400.0
     vector_insert_error_warn_pct: Level = 0.1
     vector_search_latency_warn_ms: Level = 50.0
     qdrant_connection_errors_crit: Level = 0.0

@@ -57,11 +57,11 @@ def replace_atomically(path: Path, text: str) -> None:
     _write_beside(path, text, stat.S_IMODE(info.st_mode), (info.st_uid, info.st_gid))
 
 
-def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
+def write_atomically(path: Path, text: str, mode: int = 0o644, *, keep_mode: bool = True) -> None:
     """Write ``path`` so that a reader sees the old content or the new, never a part (``diagnose --output``
-    for node_exporter's textfile collector): beside it, fsync, rename. An existing file keeps its mode
-    and owner; a new one gets ``mode``. The temporary name (``.NAME.*.es-doctor-tmp``) does not end in
-    ``.prom``, so the collector never reads it."""
+    for node_exporter's textfile collector, ``dashboard --out``): beside it, fsync, rename. A new file gets
+    ``mode``; an existing one keeps its mode and owner (``keep_mode=False``: it gets ``mode`` too). The
+    temporary name (``.NAME.*.es-doctor-tmp``) does not end in ``.prom``, so the collector never reads it."""
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -69,6 +69,9 @@ def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
         return
     if stat.S_ISDIR(info.st_mode):
         raise IsADirectoryError(21, "is a directory", str(path))
+    if not keep_mode:
+        _write_beside(path, text, mode, None)
+        return
     _write_beside(path, text, stat.S_IMODE(info.st_mode), (info.st_uid, info.st_gid))
 
 

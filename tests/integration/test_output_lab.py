@@ -20,7 +20,7 @@ from es_doctor.findings import Status
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 NUM = r"-?[0-9]+(?:\.[0-9]+)?"
-PERFDATA = re.compile(rf"'[a-z0-9_.-]+'={NUM}(?:s|ms|%|B)?;(?:{NUM})?;(?:{NUM})?;(?:{NUM})?;(?:{NUM})?")
+PERFDATA = re.compile(rf"'[a-z0-9_.-]+'={NUM}(?:s|ms|%|B)?;(?:{NUM}:?)?;(?:{NUM}:?)?;(?:{NUM})?;(?:{NUM})?")
 
 
 def es_doctor(lab: Any, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

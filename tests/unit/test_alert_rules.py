@@ -77,3 +77,22 @@ def test_rules_with_runbook_urls_pass_promtool(base: str | None, tmp_path: Path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 12 rules found" in result.stdout
     assert path.read_text().count("runbook_url:") == 12
+
+
+@pytest.mark.parametrize(("seconds", "duration"), [(86_400, "1d"), (30, "30s"), (3600, "1h"), (5400, "90m"),
+                                                   (90.5, "90s")])
+def test_uptime_rules_watch_monitoring_uptime_over_its_window(tmp_path: Path, seconds: float, duration: str) -> None:
+    target = Target(thresholds=Thresholds(uptime_window_s=seconds))
+    by_name = {r["alert"]: r for r in yaml.safe_load(render_rules(target))["groups"][0]["rules"]}
+    warning, critical = by_name["EmailSenderUptimeWarning"], by_name["EmailSenderUptimeCritical"]
+    assert warning["expr"] == f'avg_over_time(up{{job=~"email-sender|email-sender-go"}}[{duration}]) < 0.999'
+    assert critical["expr"].endswith(f"[{duration}]) < 0.99")
+    # no runbook gives lost availability back: the alert names the guide's level 1, like the check
+    assert warning["labels"]["finding"] == critical["labels"]["finding"] == "monitoring.uptime"
+    assert warning["labels"]["escalate"] == "1" and "runbook" not in warning["labels"]
+    if shutil.which("promtool") is not None or os.environ.get("CI") == "true":
+        path = tmp_path / "rules.yml"
+        path.write_text(render_rules(target))
+        result = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True,
+                                check=False)
+        assert result.returncode == 0, result.stdout + result.stderr

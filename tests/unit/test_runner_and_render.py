@@ -138,7 +138,7 @@ def test_junit_parses_with_a_junit_reader(tmp_path: object) -> None:
 
 #: one perfdata item per the plugin guidelines: 'label'=value[UOM];[warn];[crit];[min];[max], plain decimals
 NUM = r"-?[0-9]+(?:\.[0-9]+)?"
-PERFDATA = re.compile(rf"'[a-z0-9_.-]+'={NUM}(?:s|ms|%|B)?;(?:{NUM})?;(?:{NUM})?;(?:{NUM})?;(?:{NUM})?")
+PERFDATA = re.compile(rf"'[a-z0-9_.-]+'={NUM}(?:s|ms|%|B)?;(?:{NUM}:?)?;(?:{NUM}:?)?;(?:{NUM})?;(?:{NUM})?")
 
 
 def test_nagios_status_line_perfdata_and_long_text() -> None:
@@ -161,15 +161,18 @@ def test_nagios_perfdata_numbers_labels_and_limits() -> None:
     memory = spec("performance.memory", lambda ctx: warn(
         "memory 90 %", ev("memory", 90.19, "> 85 % WARN, > 95 % CRIT", "%"), ev("usage", 59187200.0, unit="B"),
         ev("limit", 268435456, unit="B"), ev("source", "docker stats")))
+    uptime = spec("monitoring.uptime",
+                  lambda ctx: warn("uptime 99.5 %", ev("uptime", 99.5, "WARN < 99.9, CRIT < 99", "%")))
     health = spec("startup.health", lambda ctx: ok("fine", ev("/health", 200), ev("port", 8080),
                                                    ev("huge", 1.5e20), ev("tiny", 1e-9), ev("nan", float("nan"))))
-    report = run_checks([memory, health], CheckContext(Target(), "lab"))
+    report = run_checks([memory, uptime, health], CheckContext(Target(), "lab"))
     perf = renderer(Format.nagios)(report, False).split("\n")[0].split(" | ")[1].split(" ")  # type: ignore[arg-type]
     for item in perf:
         assert PERFDATA.fullmatch(item), item
         assert "e+" not in item and "e-" not in item and "._" not in item
     assert "'performance.memory.usage'=59187200B;;;0;268435456" in perf
     assert "'performance.memory.memory'=90.19%;85;95;0;100" in perf
+    assert "'monitoring.uptime.uptime'=99.5%;99.9:;99:;0;100" in perf  # lower is worse: alert below
     assert "'startup.health.health'=200;;;0;" in perf
     assert "'startup.health.huge'=150000000000000000000;;;0;" in perf
     assert not any(item.startswith(("'startup.health.port'", "'startup.health.nan'")) for item in perf)

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-#: checks that report history (the last minute of logs, Prometheus' alerts over their rule windows):
-#: a fault may leave them tripped for a while after it is cured, and any fault that makes the service
-#: fail requests may fire an alert
-HISTORY_CHECKS = frozenset({"performance.slow-log", "inter-manager.eventbus-log", "monitoring.alerts"})
+#: checks that report history (the last minute of logs, Prometheus' alerts over their rule windows, the
+#: uptime over its window): a fault may leave them tripped for a while after it is cured, any fault that
+#: makes the service fail requests may fire an alert, and any fault that stops or restarts the service (or
+#: its metrics endpoint) costs uptime (the lab's window: 30 s, lab/layout.LAB_UPTIME_WINDOW_S)
+HISTORY_CHECKS = frozenset({"performance.slow-log", "inter-manager.eventbus-log", "monitoring.alerts",
+                            "monitoring.uptime"})
 
 
 @dataclass(frozen=True)

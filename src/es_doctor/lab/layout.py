@@ -23,6 +23,7 @@ from es_doctor.config import (
     QdrantConfig,
     ServiceConfig,
     Target,
+    Thresholds,
 )
 from es_doctor.lab import infra
 
@@ -136,6 +137,11 @@ def write_service_config(paths: LabPaths, config: dict[str, Any]) -> None:
                             + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
 
+#: monitoring.uptime's window on the lab: its faults (and the tests' many restarts) stop the service on
+#: purpose, so an outage leaves the uptime within half a minute instead of a day
+LAB_UPTIME_WINDOW_S = 30.0
+
+
 def build_target(paths: LabPaths, s: LabSettings) -> Target:
     docker = s.mode == "docker"
     p = s.ports
@@ -160,6 +166,7 @@ def build_target(paths: LabPaths, s: LabSettings) -> Target:
                                     jobs=["email-sender"]),
         docker=DockerConfig(host=s.docker_host, compose_project=s.compose_project,
                             volumes=[s.qdrant_volume, s.postgres_volume]),
+        thresholds=Thresholds(uptime_window_s=LAB_UPTIME_WINDOW_S),
         absent=absent,
     )
 

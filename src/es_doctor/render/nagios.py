@@ -41,12 +41,18 @@ def number(value: float) -> str:
 
 
 def _thresholds(item: Evidence) -> tuple[str, str]:
-    """The WARN and CRIT thresholds of an evidence item (``> 100 ms WARN, > 500 ms CRIT``), as perfdata."""
+    """The WARN and CRIT thresholds of an evidence item as perfdata ranges: ``> 100 ms WARN`` is ``100``
+    (alert above), ``WARN < 99.9`` (lower is worse, the uptime) is ``99.9:`` (alert below)."""
     found = {}
+    text = item.threshold or ""
+    value = r"(-?[0-9]+(?:\.[0-9]+)?)"
     for level in ("WARN", "CRIT"):
-        match = re.search(rf">\s*(-?[0-9]+(?:\.[0-9]+)?)\s*[^\s,;]*\s*{level}\b", item.threshold or "")
-        if match:
-            found[level] = number(float(match.group(1)))
+        above = re.search(rf">\s*{value}\s*[^\s,;]*\s*{level}\b", text) or re.search(rf"\b{level}\s*>\s*{value}", text)
+        below = re.search(rf"<\s*{value}\s*[^\s,;]*\s*{level}\b", text) or re.search(rf"\b{level}\s*<\s*{value}", text)
+        if above:
+            found[level] = number(float(above.group(1)))
+        elif below:
+            found[level] = number(float(below.group(1))) + ":"
     return found.get("WARN", ""), found.get("CRIT", "")
 
 
