@@ -200,3 +200,20 @@ def test_ctrl_c_during_the_spinner_stops_cleanly(hung_service: int, tmp_path: Pa
     assert time.monotonic() - begin < 15  # not the 20 s check timeout
     assert "diagnosing default…" in out and "Traceback" not in out
     assert out.rindex("\x1b[?25h") > out.rindex("\x1b[?25l")  # the cursor the spinner hid is shown again
+
+
+def test_several_targets_on_a_terminal_are_coloured_with_their_summary(hung_service: int, tmp_path: Path) -> None:
+    config = tmp_path / "es-doctor.yaml"
+    url = f"http://127.0.0.1:{hung_service}"
+    targets = "".join(f"  {name}: {{service: {{api_url: '{url}'}}}}\n" for name in ("alpha", "beta"))
+    config.write_text("targets:\n" + targets, encoding="utf-8")
+    env = {k: v for k, v in _env(hung_service, tmp_path).items() if k != "ES_DOCTOR_SERVICE__API_URL"}
+    args = ["-m", "es_doctor", "-c", str(config), "diagnose", "--all-targets", "--check", "startup.health",
+            "--timeout", "1.5", "--deadline", "4"]
+    code, out = _on_a_terminal(args, env)
+    assert code == 3, out
+    assert "diagnosing 2 targets…" in out and COLOUR.search(out)
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)
+    assert "target alpha" in plain and "target beta" in plain and "targets:" in plain
+    piped = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=False, env=env, timeout=60)
+    assert piped.returncode == 3 and ESC not in piped.stdout and "targets:" in piped.stdout

@@ -83,30 +83,25 @@ def diagnose(
         if fmt is Format.junit:
             raise UsageError("--format junit takes one target (use json, table, nagios or prometheus)")
         while True:
-            with working(f"diagnosing {len(loaded_all)} targets…", enabled=_spinner(fmt, output)):
+            with working(f"diagnosing {len(loaded_all)} targets…", enabled=_terminal_table(fmt, output)):
                 reports = run_many([(item.target_name, item.target) for item in loaded_all], check or [],
                                    check_class or [], timeout=timeout, deadline_s=deadline)
-            _emit(render_many(reports, fmt, detailed), output)
+            if _terminal_table(fmt, output):  # a terminal: each report in colour, then the summary
+                _print_rich(reports, detailed, clear=bool(watch))
+            else:
+                _emit(render_many(reports, fmt, detailed), output)
             if not watch:
                 return int(exit_status_of(worst([r.status for r in reports])))
             time.sleep(watch)
     loaded = loaded_all[0]
     render = renderer(fmt)
     while True:
-        with working(f"diagnosing {loaded.target_name}…", enabled=_spinner(fmt, output)):
+        with working(f"diagnosing {loaded.target_name}…", enabled=_terminal_table(fmt, output)):
             report = run(loaded.target, loaded.target_name, check or [], check_class or [], timeout=timeout,
                          deadline_s=deadline)
-        if fmt is Format.table and output is None and is_terminal():
+        if _terminal_table(fmt, output):
             # a terminal gets colours (rich honours NO_COLOR) and, with --watch, a cleared screen
-            from rich.console import Console
-
-            from es_doctor.findings import sanitize_report
-            from es_doctor.render.table import render_rich
-
-            console = Console(highlight=False)
-            if watch:
-                console.clear()
-            render_rich(console, sanitize_report(report), detailed)
+            _print_rich([report], detailed, clear=bool(watch))
         else:
             _emit(render(report, detailed), output)
         if not watch:
@@ -114,10 +109,43 @@ def diagnose(
         time.sleep(watch)
 
 
-def _spinner(fmt: Format, output: Path | None) -> bool:
-    """A spinner while the checks run: for a person at a terminal reading the table, never in a pipe, a
-    file, or a machine format."""
+def _terminal_table(fmt: Format, output: Path | None) -> bool:
+    """A person at a terminal reads the table: a spinner while the checks run, then colours; never in a
+    pipe, a file (--output) or a machine format."""
     return fmt is Format.table and output is None and is_terminal()
+
+
+def _print_rich(reports: list[Report], detailed: bool, clear: bool) -> None:
+    """The table report(s) on a terminal, with colours (several: each report, then the targets' summary)."""
+    from rich.console import Console
+
+    from es_doctor.findings import sanitize_report
+    from es_doctor.render.table import render_rich
+
+    console = Console(highlight=False)
+    if clear:
+        console.clear()
+    reports = [sanitize_report(r) for r in reports]
+    for n, report in enumerate(reports):
+        if n:
+            console.print()
+        render_rich(console, report, detailed)
+    if len(reports) > 1:
+        console.print("\n".join(_summary(reports)), markup=False, soft_wrap=True)
+
+
+def _summary(reports: list[Report]) -> list[str]:
+    """One line per target: ``✗ production  CRIT    2 CRIT, 30 OK in 1.4s (exit 2)``."""
+    from es_doctor.findings import Status
+
+    width = max(len(r.target) for r in reports)
+    summary = ["", "targets:"]
+    for report in reports:
+        counts = report.counts()
+        parts = ", ".join(f"{counts[s.value]} {s.value}" for s in Status if counts[s.value])
+        summary.append(f"  {report.status.symbol} {report.target:<{width}}  {report.status.value:<7} {parts} "
+                       f"in {report.duration_ms / 1000:.1f}s (exit {int(report.exit_status())})")
+    return summary
 
 
 def _emit(text: str, output: Path | None) -> None:
@@ -152,19 +180,11 @@ def render_many(reports: list[Report], fmt: Format, detailed: bool) -> str:
         from es_doctor.render import nagios
 
         return nagios.render_many(reports)
-    from es_doctor.findings import Status
     from es_doctor.render import renderer
 
     render = renderer(fmt)
     blocks = [render(r, detailed) for r in reports]
-    width = max(len(r.target) for r in reports)
-    summary = ["", "targets:"]
-    for report in reports:
-        counts = report.counts()
-        parts = ", ".join(f"{counts[s.value]} {s.value}" for s in Status if counts[s.value])
-        summary.append(f"  {report.status.symbol} {report.target:<{width}}  {report.status.value:<7} {parts} "
-                       f"in {report.duration_ms / 1000:.1f}s (exit {int(report.exit_status())})")
-    return "\n\n".join(blocks) + "\n" + "\n".join(summary)
+    return "\n\n".join(blocks) + "\n" + "\n".join(_summary(reports))
 
 
 def list_checks(
