@@ -76,6 +76,9 @@ def _register() -> None:
     from es_doctor.cli import dashboard_cmd
 
     app.command("dashboard")(dashboard_cmd.dashboard)
+    from es_doctor.cli import logs_cmd
+
+    app.command("logs")(logs_cmd.logs)
 
 
 _register()

@@ -124,7 +124,9 @@ def service_config(paths: LabPaths, s: LabSettings) -> dict[str, Any]:
         "event_bus": {"buffer_size": 1000, "workers": 10},
         "logging": {"dir": str(paths.logs), "level": "info"},
         "lab": {"faults_file": str(paths.faults), "traffic_rps": s.traffic_rps,
-                "memory_limit_bytes": s.memory_limit, "seed_tasks": s.seed_tasks, "console_log": False},
+                "memory_limit_bytes": s.memory_limit, "seed_tasks": s.seed_tasks,
+                # in a container the service also logs to stderr, as the real one does: `docker logs`
+                "console_log": s.mode == "docker"},
     }
     if POSTGRES not in s.absent:
         config["postgres"] = {"dsn": f"postgresql://emailsender:{s.pg_password}@127.0.0.1:"
