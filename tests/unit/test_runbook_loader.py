@@ -403,6 +403,9 @@ def test_cli_show_prints_a_summary_and_the_yaml_and_suggests_near_ids(tmp_path: 
     assert code == 0
     assert "param component: str = qdrant" in out and "step 1. restart: docker.restart" in out
     assert "id: dependency-restart" in out  # the YAML itself
+    assert "  class: startup" in out and "  source: builtin:dependency-restart.yaml" in out
+    _code, emergency, _err = invoke(["show", "emergency-backup", "--config", cfg])
+    assert "  class: emergency" in emergency and "  source: builtin:emergency/emergency-backup.yaml" in emergency
     with pytest.raises(UsageError, match="did you mean dependency-restart"):
         invoke(["show", "dependency-restrat", "--config", cfg])
 

@@ -77,10 +77,10 @@ def _destructive(rb: Runbook) -> bool:
     return rb.flags.destructive or any(s.destructive for s in rb.steps)
 
 
-def _summary(rb: Runbook) -> list[str]:
+def _summary(rb: Runbook, kind: str | None = None) -> list[str]:
     from es_doctor.findings import words
 
-    lines = [f"{rb.id}: {rb.title}", f"  class: {rb.check_class}"]
+    lines = [f"{rb.id}: {rb.title}", f"  class: {kind or rb.check_class}"]
     if rb.cures:
         lines.append(f"  cures: {', '.join(rb.cures)}")
     flags = [name for name, on in (("destructive", _destructive(rb)),
@@ -117,7 +117,7 @@ def show(ctx: typer.Context, runbook_id: Annotated[str, typer.Argument(metavar="
         hint = f"; did you mean {', '.join(near)}?" if near else "; `es-doctor runbooks list` shows them"
         raise UsageError(f"no runbook {runbook_id!r}{hint}")
     rb, path = rbs.runbooks[runbook_id], rbs.sources[runbook_id]
-    for line in _summary(rb):
+    for line in _summary(rb, _kind(rbs, runbook_id)):
         typer.echo(line)
     typer.echo(f"  source: {_source(rbs, runbook_id)}")
     typer.echo("")
