@@ -197,6 +197,22 @@ class LogsConfig(Strict):
     migration_glob: str = "migration-*.log"
 
 
+class LoadConfig(Strict):
+    """``es-doctor load``: what a load test may do on this target."""
+
+    #: a disposable stack (``es-doctor lab up`` writes true): load runs on it without ``--yes``, once its API
+    #: has shown it is the lab (``GET /_lab/faults``); any other target needs ``--yes``
+    lab: bool = False
+    #: the highest arrival rate (requests/s), duration (s) and concurrency a load test may ask for
+    max_rps: float = Field(default=200.0, gt=0)
+    max_duration_s: float = Field(default=300.0, gt=0)
+    max_concurrency: int = Field(default=64, gt=0)
+    #: where the test data's marker (``es-doctor-load-<run id>``) lands: the tasks table's title column and
+    #: the vectors' payload key (null: test records are removed by the ids the API returned only)
+    title_column: str | None = "title"
+    title_key: str | None = "title"
+
+
 class Target(Strict):
     """One stack es-doctor can diagnose."""
 
@@ -211,6 +227,8 @@ class Target(Strict):
     logs: LogsConfig = Field(default_factory=LogsConfig)
     thresholds: Thresholds = Field(default_factory=Thresholds)
     metrics: MetricNames = Field(default_factory=MetricNames)
+    #: es-doctor load: caps, and whether this target is the lab
+    load: LoadConfig = Field(default_factory=LoadConfig)
     #: per-check timeout and overall deadline of diagnose, seconds
     check_timeout_s: Seconds = 10.0
     deadline_s: Seconds = 30.0

@@ -79,6 +79,9 @@ def _register() -> None:
     from es_doctor.cli import logs_cmd
 
     app.command("logs")(logs_cmd.logs)
+    from es_doctor.cli import load_cmd
+
+    app.command("load", epilog=load_cmd.EPILOG)(load_cmd.load_test)
 
 
 _register()

@@ -18,6 +18,7 @@ import yaml
 
 from es_doctor.config import (
     DockerConfig,
+    LoadConfig,
     PostgresConfig,
     PrometheusConfig,
     QdrantConfig,
@@ -170,6 +171,7 @@ def build_target(paths: LabPaths, s: LabSettings) -> Target:
                             volumes=[s.qdrant_volume, s.postgres_volume]),
         thresholds=Thresholds(uptime_window_s=LAB_UPTIME_WINDOW_S),
         absent=absent,
+        load=LoadConfig(lab=True),  # es-doctor load runs here without --yes
     )
 
 
