@@ -30,7 +30,8 @@ def _help(path: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 @pytest.mark.parametrize("path", _paths(), ids=lambda p: " ".join(p) or "root")
 def test_help_has_no_type_artefacts_and_has_examples(path: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     out = _help(path, capsys)
-    assert not re.search(r"<[a-z][^>]*>", out), out  # <str>, <list[str]>, <float range>, <path>
+    # an option or argument followed by a type: <str>, <list[str]>, <float range>, <path>
+    assert not re.search(r"(--?[\w-]+|\b[A-Z][A-Z_|.]*) <[a-z][^>]*>", out), out
     usage = out.splitlines()[0]
     assert "{" not in usage and "[[" not in usage, usage
     assert "Examples:" in out
