@@ -93,8 +93,14 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path: Path, monkeypatch: p
 
 @pytest.mark.usefixtures("refused_target")
 @pytest.mark.parametrize("where", ["missing-dir/x.prom", "."])
-def test_an_unwritable_output_is_exit_73_naming_it(where: str, tmp_path: Path,
+def test_an_unwritable_output_is_exit_73_naming_it(where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import es_doctor.runner
+
+    def never(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the checks ran before the output was known to be writable")
+
+    monkeypatch.setattr(es_doctor.runner, "diagnose", never)
     assert main([*ARGS, "-f", "prometheus", "-o", str(tmp_path / where)]) == ExitStatus.CANT_CREATE
     err = capsys.readouterr().err
     assert "cannot write the report to" in err and "Traceback" not in err

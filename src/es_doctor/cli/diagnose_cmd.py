@@ -79,6 +79,8 @@ def diagnose(
     names = list(target or ([st.target] if st.target else []))
     loaded_all = load_targets(config or st.config_path, names, all_targets)
     _check_names(check_class or [], check or [])
+    if output is not None:
+        _check_output(output)
     if len(loaded_all) > 1:
         if fmt is Format.junit:
             raise UsageError("--format junit takes one target (use json, table, nagios or prometheus)")
@@ -146,6 +148,21 @@ def _summary(reports: list[Report]) -> list[str]:
         summary.append(f"  {report.status.symbol} {report.target:<{width}}  {report.status.value:<7} {parts} "
                        f"in {report.duration_ms / 1000:.1f}s (exit {int(report.exit_status())})")
     return summary
+
+
+def _check_output(output: Path) -> None:
+    """Before any check runs: --output names a file whose directory exists and can be written (exit 73)."""
+    import os
+
+    from es_doctor.errors import CantCreateError
+
+    path = output.expanduser()
+    if path.is_dir():
+        raise CantCreateError(f"cannot write the report to {output}: it is a directory")
+    if not path.parent.is_dir():
+        raise CantCreateError(f"cannot write the report to {output}: no directory {path.parent}")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise CantCreateError(f"cannot write the report to {output}: {path.parent} is not writable")
 
 
 def _emit(text: str, output: Path | None) -> None:
