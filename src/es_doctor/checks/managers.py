@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from es_doctor.checks.common import excerpt, from_failure, log_window, word_status
+from es_doctor.checks.common import excerpt, from_failure, log_window, past_window, plural, word_status
 from es_doctor.checks.context import CheckContext
 from es_doctor.checks.registry import Outcome, check, counted, crit, ev, grade, ok, over, unknown, warn
 from es_doctor.findings import Status, worst
@@ -94,6 +94,7 @@ def eventbus_log(ctx: CheckContext) -> Outcome:
                                                                                                   "FATAL")]
     window = ctx.target.thresholds.log_window_s
     if bad:
-        return warn(f"{len(bad)} EventBus error/warning line(s) in the last {window:g}s of the log",
-                    ev("lines", len(bad)), ev("latest", excerpt(bad)))
-    return ok(f"no EventBus errors in the last {window:g}s of the log", ev("window", window, unit="s"))
+        when, past = past_window(bad, window)
+        return warn(f"{plural(len(bad), 'EventBus error/warning line')} {when}", ev("lines", len(bad)), *past,
+                    ev("latest", excerpt(bad)))
+    return ok(f"no EventBus errors in the last {window:g} s of the log", ev("window", window, unit="s"))

@@ -5,7 +5,15 @@ from __future__ import annotations
 import math
 
 from es_doctor import cures
-from es_doctor.checks.common import counter_window, dependency_down, excerpt, log_window, writes_refused
+from es_doctor.checks.common import (
+    counter_window,
+    dependency_down,
+    excerpt,
+    log_window,
+    past_window,
+    plural,
+    writes_refused,
+)
 from es_doctor.checks.context import CheckContext, MetricsWindow
 from es_doctor.checks.registry import Outcome, check, ev, grade, ok, over, unknown
 from es_doctor.config import parse_size
@@ -164,14 +172,17 @@ def slow_log(ctx: CheckContext) -> Outcome:
     managers = [line for line in timeouts if _is_manager_line(line)]
     timeouts = [line for line in timeouts if not _is_manager_line(line)]
     window = ctx.target.thresholds.log_window_s
-    evidence = [ev("SLOW lines", len(slow)), ev("timeouts", len(timeouts)), ev("window", window, unit="s")]
+    counted = {id(line) for line in (*slow, *timeouts)}
+    flagged = [line for line in lines if id(line) in counted]  # in the log's order
+    when, past = past_window(flagged, window)
+    evidence = [ev("SLOW lines", len(slow)), ev("timeouts", len(timeouts)), *past]
     if managers:
         evidence.append(ev("manager timeouts (not counted: see inter-manager)", len(managers)))
-    if slow or timeouts:
-        evidence.append(ev("latest", excerpt(slow + timeouts)))
-        return Outcome(Status.WARN, f"{len(slow)} SLOW line(s) and {len(timeouts)} timeout(s) in the last "
-                                    f"{window:g}s of the log", evidence)
-    return ok(f"no SLOW lines or timeouts in the last {window:g}s of the log", *evidence)
+    if not flagged:
+        return ok(f"no SLOW lines or timeouts in the last {window:g} s of the log", *evidence)
+    evidence.append(ev("latest", excerpt(flagged)))
+    counts = " and ".join(plural(n, noun) for n, noun in ((len(slow), "SLOW line"), (len(timeouts), "timeout")) if n)
+    return Outcome(Status.WARN, f"{counts} {when}", evidence)
 
 
 #: log components and words of the managers' own coordination (heartbeats, discovery)

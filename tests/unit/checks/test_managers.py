@@ -207,9 +207,20 @@ def test_eventbus_log_errors(target: Target) -> None:
     main_log(target, [log_line(20, "ERROR", "buffer full, event dropped", component="EventBus"),
                       log_line(10, "warn", "slow subscriber cache-manager", component="EventBus"),
                       "2025-06-14 13:45:30 FATAL EventBus: worker pool exhausted"])  # not JSON: kept, level in text
-    out = expect(FakeContext(target), "inter-manager.eventbus-log", Status.WARN, "3 EventBus error/warning line(s)",
-                 cure="event-bus-tune")
+    out = expect(FakeContext(target), "inter-manager.eventbus-log", Status.WARN,
+                 "3 EventBus error/warning lines in the last 60 s of the log", "the latest 10 s ago",
+                 "OK again in 50 s unless another comes", cure="event-bus-tune")
     assert evidence(out)["latest"][-1] == "2025-06-14 13:45:30 FATAL EventBus: worker pool exhausted"
+    assert evidence(out)["window"] == 60 and evidence(out)["latest line age"] == pytest.approx(10, abs=1)
+
+
+@covers("inter-manager.eventbus-log", Status.WARN)
+def test_eventbus_log_says_it_reports_the_past(target: Target) -> None:
+    """After a cure the check stays WARN until its lines leave the window: the summary says how long."""
+    main_log(target, [log_line(42, "ERROR", "buffer full, event dropped", component="EventBus")])
+    expect(FakeContext(target), "inter-manager.eventbus-log", Status.WARN,
+           "1 EventBus error/warning line in the last 60 s of the log, the latest 42 s ago "
+           "(OK again in 18 s unless another comes)", cure="event-bus-tune")
 
 
 @covers("inter-manager.eventbus-log", Status.UNKNOWN)
