@@ -12,9 +12,7 @@ does not load it.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,22 +237,9 @@ def queries(data: dict[str, Any]) -> list[tuple[str, str]]:
 
 def write_public(path: Path, text: str) -> None:
     """Write ``path`` atomically (a temporary file beside it, fsync, rename), 0644: a dashboard holds no secret."""
-    directory = path.parent
+    from es_doctor.files import write_atomically
+
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".es-doctor-tmp", dir=directory)
+        write_atomically(path, text, 0o644, keep_mode=False)
     except OSError as exc:
         raise CantCreateError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    tmp = Path(tmp_name)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise CantCreateError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

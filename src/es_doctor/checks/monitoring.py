@@ -8,7 +8,7 @@ import math
 from es_doctor import cures
 from es_doctor.checks.common import from_failure
 from es_doctor.checks.context import CheckContext
-from es_doctor.checks.registry import Outcome, check, crit, ev, ok, unknown, warn
+from es_doctor.checks.registry import Outcome, check, counted, crit, ev, ok, unknown, warn
 from es_doctor.findings import Status
 from es_doctor.probes import ports
 from es_doctor.probes.result import FailureKind
@@ -72,7 +72,7 @@ def prometheus_target(ctx: CheckContext) -> Outcome:
         out = crit(f"Prometheus target {down[0].url} is {down[0].health}: {down[0].last_error or 'no error given'}",
                    *evidence)
         return Outcome(out.status, out.summary, out.evidence, cures.TARGET_DOWN)
-    return ok(f"Prometheus scrapes the service ({len(ours)} target(s) up)", *evidence)
+    return ok(f"Prometheus scrapes the service ({counted(len(ours), 'target')} up)", *evidence)
 
 
 @check("monitoring.alerts", description="Alert rules are loaded; firing alerts are listed.",
@@ -96,9 +96,9 @@ def alerts(ctx: CheckContext) -> Outcome:
                        None)
         cause = cures.ALERT_PREFIX + finding if finding else cures.UNKNOWN_ALERT
         return Outcome(Status.CRIT if critical else Status.WARN,
-                       f"{len(firing)} alert(s) firing: {', '.join(sorted({a.name for a in firing}))}"
+                       f"{counted(len(firing), 'alert')} firing: {', '.join(sorted({a.name for a in firing}))}"
                        + (f" (watching {finding})" if finding else ""), evidence, cause)
-    return ok(f"{rules.unwrap()} alert rule(s) loaded, none firing", *evidence)
+    return ok(f"{counted(rules.unwrap(), 'alert rule')} loaded, none firing", *evidence)
 
 
 def duration_text(seconds: float) -> str:

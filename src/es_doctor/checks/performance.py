@@ -15,7 +15,7 @@ from es_doctor.checks.common import (
     writes_refused,
 )
 from es_doctor.checks.context import CheckContext, MetricsWindow
-from es_doctor.checks.registry import Outcome, check, ev, grade, ok, unknown
+from es_doctor.checks.registry import Outcome, check, ev, grade, ok, over, unknown
 from es_doctor.config import parse_size
 from es_doctor.findings import Status
 from es_doctor.probes.logs import LogLine
@@ -55,7 +55,8 @@ def latency(ctx: CheckContext) -> Outcome:
         if p95 is None:
             return unknown(f"cannot measure latency: {window.failure}")
         status = grade(p95 * 1000, th.latency_p95_warn_ms, th.latency_p95_crit_ms)
-        return Outcome(status, f"p95 latency {p95 * 1000:.0f} ms (from Prometheus, last minute)",
+        return Outcome(status, f"p95 latency {p95 * 1000:.0f} ms (from Prometheus, last minute)"
+                               + over(status, th.latency_p95_warn_ms, th.latency_p95_crit_ms, " ms"),
                        [ev("p95", round(p95 * 1000, 1), f"> {th.latency_p95_warn_ms:g} ms WARN, "
                                                         f"> {th.latency_p95_crit_ms:g} ms CRIT", "ms")])
     w = window.unwrap()
@@ -115,7 +116,8 @@ def error_rate(ctx: CheckContext) -> Outcome:
                                                 f"> {th.error_rate_crit_pct:g} % CRIT", "%"),
                 ev("5xx", int(errors)), ev("503", int(unavailable)), ev("requests", int(total)),
                 ev("window", round(w.seconds, 1), unit="s")]
-    summary = f"error rate {pct:.2f} % ({int(errors)} of {int(total)} requests answered 5xx)"
+    summary = (f"error rate {pct:.2f} % ({int(errors)} of {int(total)} requests answered 5xx)"
+               + over(status, th.error_rate_warn_pct, th.error_rate_crit_pct, " %"))
     if status is Status.OK:
         return Outcome(status, summary, evidence)
     refused = writes_refused(ctx)
@@ -152,7 +154,8 @@ def memory(ctx: CheckContext) -> Outcome:
         usage, limit, source = int(rss), parse_size(ctx.target.service.memory_limit), "process_resident_memory_bytes"
     pct = usage / limit * 100
     status = grade(pct, th.memory_warn_pct, th.memory_crit_pct)
-    return Outcome(status, f"memory {usage / 2**20:.0f} MiB of {limit / 2**20:.0f} MiB ({pct:.1f} %)",
+    return Outcome(status, f"memory {usage / 2**20:.0f} MiB of {limit / 2**20:.0f} MiB ({pct:.1f} %)"
+                           + over(status, th.memory_warn_pct, th.memory_crit_pct, " %"),
                    [ev("memory", round(pct, 2), f"> {th.memory_warn_pct:g} % WARN, > {th.memory_crit_pct:g} % CRIT",
                        "%"), ev("usage", usage, unit="B"), ev("limit", limit, unit="B"), ev("source", source)])
 

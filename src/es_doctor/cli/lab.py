@@ -22,9 +22,11 @@ lab_app = typer.Typer(help="Run the stand-in stack (service, Qdrant, PostgreSQL,
 fault_app = typer.Typer(help="Inject or clear a fault.", no_args_is_help=True)
 lab_app.add_typer(fault_app, name="fault")
 
-LabDirOpt = Annotated[Path | None, typer.Option("--lab-dir", help="Lab state dir (else $ES_DOCTOR_LAB_DIR).",
+LabDirOpt = Annotated[Path | None, typer.Option("--lab-dir", metavar="DIR",
+                                                help="Lab state dir (else $ES_DOCTOR_LAB_DIR).",
                                                 show_default=False)]
-PortOpt = Annotated[int, typer.Option(min=0, max=65535, help="0: a free port (a restarted lab keeps its ports).")]
+PortOpt = Annotated[int, typer.Option(min=0, max=65535, metavar="PORT",
+                                      help="0: a free port (a restarted lab keeps its ports).")]
 
 
 def _lab_dir(explicit: Path | None) -> Path:
@@ -69,7 +71,8 @@ def self_command(argv0: str | None = None, which: str | None = None, cwd: Path |
 
 @lab_app.command("up")
 def up(
-    mode: Annotated[str, typer.Option(help="auto: docker when an engine answers at $DOCKER_HOST, else process.")]
+    mode: Annotated[str, typer.Option(metavar="[auto|docker|process]", help="auto: docker when an engine answers at "
+                                       "$DOCKER_HOST, else process; docker; or process (host processes).")]
     = "auto",
     lab_dir: LabDirOpt = None,
     start_dockerd: Annotated[bool, typer.Option("--start-dockerd", help="Start a private Docker engine for this "
@@ -242,7 +245,9 @@ def list_faults(lab_dir: LabDirOpt = None) -> int:
 
 
 @fault_app.command("add")
-def fault_add(name: str, lab_dir: LabDirOpt = None) -> int:
+def fault_add(name: Annotated[str, typer.Argument(metavar="NAME", help="The fault to inject: one of those listed "
+                                                   "below (es-doctor lab faults).")],
+              lab_dir: LabDirOpt = None) -> int:
     """Inject fault NAME into the running lab."""
     from es_doctor.lab import faults, infra
 

@@ -42,17 +42,23 @@ not answer; 130 Ctrl-C (the partial result is printed, the test data removed).""
 
 def load_test(
     ctx: typer.Context,
-    scenario: Annotated[Scenario, typer.Option("--scenario", "-s", help="api: reads and task creation; vectors: "
+    scenario: Annotated[Scenario, typer.Option("--scenario", "-s", metavar="[api|vectors|mixed]",
+                                               help="api: reads and task creation; vectors: "
                                                "task creation (vectorised) and vector search; mixed: both.")
                         ] = Scenario.api,
-    rps: Annotated[float, typer.Option("--rps", help="Arrival rate: requests started per second, whatever the "
+    rps: Annotated[float, typer.Option("--rps", metavar="RATE",
+                                       help="Arrival rate: requests started per second, whatever the "
                                        "answers (cap: load.max_rps, default 200).")] = 20.0,
-    duration: Annotated[str, typer.Option("--duration", "-d", help="How long: 30s, 2m (cap: load.max_duration_s, "
+    duration: Annotated[str, typer.Option("--duration", "-d", metavar="DURATION",
+                                          help="How long: 30s, 2m (cap: load.max_duration_s, "
                                           "default 5m).")] = "30s",
-    concurrency: Annotated[int, typer.Option("--concurrency", "-C", help="At most this many requests in flight "
+    concurrency: Annotated[int, typer.Option("--concurrency", "-C", metavar="N",
+                                             help="At most this many requests in flight "
                                              "(cap: load.max_concurrency, default 64).")] = 16,
-    timeout: Annotated[str, typer.Option("--timeout", help="Total deadline of one request (at most 60s).")] = "5s",
-    fmt: Annotated[LoadFormat, typer.Option("--format", "-f", help="Output format.")] = LoadFormat.table,
+    timeout: Annotated[str, typer.Option("--timeout", metavar="DURATION",
+                                         help="Total deadline of one request (at most 60s).")] = "5s",
+    fmt: Annotated[LoadFormat, typer.Option("--format", "-f", metavar="[table|json]",
+                                            help="Output format.")] = LoadFormat.table,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Run against a target that is not the lab.")] = False,
     config: ConfigOpt = None,
     target: TargetOpt = None,

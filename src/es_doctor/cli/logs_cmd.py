@@ -49,14 +49,15 @@ DEFAULT_LIMIT = {"list": 100, "patterns": 30, "follow": 10}
 def logs(
     ctx: typer.Context,
     level: Annotated[Level | None, typer.Option("--level", "-l", case_sensitive=False, show_default=False,
+                                                metavar="[debug|info|warn|error|fatal]",
                                                 help="At least this level (ERROR includes FATAL). "
                                                      "--patterns: ERROR unless given.")] = None,
-    component: Annotated[list[str] | None, typer.Option("--component", "-C", show_default=False,
+    component: Annotated[list[str] | None, typer.Option("--component", "-C", show_default=False, metavar="COMPONENT",
                                                         help="Only this component (repeatable, any case).")] = None,
-    since: Annotated[str | None, typer.Option("--since", "-s", show_default=False,
+    since: Annotated[str | None, typer.Option("--since", "-s", show_default=False, metavar="WHEN",
                                               help="From this long ago (30s, 15m, 2h, 1d, 1h30m), an ISO time, "
                                                    "or 'all'. Default: the newest lines; --patterns: 1h.")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, max=100_000, show_default=False,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, max=100_000, show_default=False, metavar="N",
                                               help="At most N lines (newest), N patterns (most frequent), or N "
                                                    "lines before --follow starts [100, 30, 10].")] = None,
     patterns: Annotated[bool, typer.Option("--patterns", "-p",
@@ -64,16 +65,16 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f",
                                          help="Keep printing new lines (tail -F: survives rotation); Ctrl-C stops.")
                       ] = False,
-    source: Annotated[Source, typer.Option("--source", case_sensitive=False,
+    source: Annotated[Source, typer.Option("--source", case_sensitive=False, metavar="[auto|file|docker]",
                                            help="file: the target's log_dir; docker: docker logs of the service "
                                                 "container; auto: the file if it exists, else docker.")
                       ] = Source.auto,
-    file: Annotated[str | None, typer.Option("--file", show_default=False,
+    file: Annotated[str | None, typer.Option("--file", show_default=False, metavar="FILE",
                                              help="Another file: a name in log_dir (email-sender-error.log) or a "
                                                   "path.")] = None,
     raw: Annotated[bool, typer.Option("--raw", help="Also show lines that are not JSON records (or are cut).")
                ] = False,
-    fmt: Annotated[Format, typer.Option("--format", case_sensitive=False,
+    fmt: Annotated[Format, typer.Option("--format", case_sensitive=False, metavar="[table|json]",
                                         help="table (coloured on a terminal), or json (JSON lines with --follow).")
                    ] = Format.table,
     config: ConfigOpt = None,

@@ -39,6 +39,16 @@ def test_managers_all_healthy(word: str) -> None:
     assert evidence(out)["managers"] == 4
 
 
+def test_managers_and_the_coordinator_are_counted_apart() -> None:
+    """The status list holds the coordinator too; the summary names it apart so that its count of managers
+    is the one discovery reports ("25 managers" twice, not 26 beside 25)."""
+    answer = managers()
+    answer.body["managers"].append({"name": "coordinator", "status": "healthy"})
+    out = expect(FakeContext(routes={STATUS: answer}), "inter-manager.status", Status.OK,
+                 "all 4 managers and coordinator healthy")
+    assert evidence(out)["managers"] == 5
+
+
 @covers("inter-manager.status", Status.WARN)
 @pytest.mark.parametrize("word", ["degraded", "WARN"])
 def test_managers_degraded(word: str) -> None:
@@ -144,7 +154,7 @@ def bus(depth: float, capacity: float = 1000, dropped: tuple[float, float] = (3,
 @pytest.mark.parametrize("depth", [0, 100, 800])
 def test_event_bus_healthy(depth: float) -> None:
     out = expect(FakeContext(metrics=bus(depth)), "inter-manager.event-bus", Status.OK, f"{depth}/1000",
-                 "0 event(s) dropped")
+                 "0 events dropped")
     assert evidence(out)["depth"] == depth
 
 
@@ -157,13 +167,13 @@ def test_event_bus_saturated() -> None:
 @covers("inter-manager.event-bus", Status.CRIT)
 def test_event_bus_full() -> None:
     expect(FakeContext(metrics=bus(1000, dropped=(3, 250))), "inter-manager.event-bus", Status.CRIT,
-           "(100.0 %), 247 event(s) dropped", cure="event-bus-purge")
+           "(100.0 %), 247 events dropped", cure="event-bus-purge")
 
 
 @covers("inter-manager.event-bus", Status.WARN)
 def test_event_bus_drops_warn_even_when_not_saturated() -> None:
     out = expect(FakeContext(metrics=bus(10, dropped=(3, 4))), "inter-manager.event-bus", Status.WARN,
-                 "1 event(s) dropped", cure="event-bus-purge")
+                 "1 event dropped", cure="event-bus-purge")
     assert evidence(out)["dropped in window"] == 1
 
 

@@ -120,7 +120,7 @@ def targets(*items: tuple[str, str, str]) -> FakeContext:
 @pytest.mark.parametrize("job", ["email-sender", "email-sender-go"])
 def test_prometheus_scrapes_the_service(job: str) -> None:
     out = expect(targets((job, "up", ""), ("node", "down", "refused")), "monitoring.prometheus-target", Status.OK,
-                 "1 target(s) up")
+                 "1 target up")
     assert evidence(out)["targets"] == {f"http://{job}:8081/metrics": "up"}
 
 
@@ -166,7 +166,7 @@ def alerting(rules: int, *alerts: dict[str, Any]) -> FakeContext:
 @covers("monitoring.alerts", Status.OK)
 def test_alerts_loaded_none_firing() -> None:
     out = expect(alerting(7, {"name": "HighLatency", "state": "pending"}), "monitoring.alerts", Status.OK,
-                 "7 alert rule(s) loaded, none firing")
+                 "7 alert rules loaded, none firing")
     assert evidence(out) == {"rules": 7, "firing": []}
 
 
@@ -178,7 +178,7 @@ def test_no_alert_rules() -> None:
 @covers("monitoring.alerts", Status.WARN)
 def test_warning_alert_firing_names_the_cure_of_the_finding_it_watches() -> None:
     ctx = alerting(7, {"name": "HighLatency", "labels": {"severity": "warning", "finding": "performance.latency"}})
-    out = expect(ctx, "monitoring.alerts", Status.WARN, "1 alert(s) firing: HighLatency",
+    out = expect(ctx, "monitoring.alerts", Status.WARN, "1 alert firing: HighLatency",
                  "(watching performance.latency)", cause="alert:performance.latency", cure="vector-cache-tune")
     assert evidence(out)["firing"] == ["HighLatency"]
 
@@ -187,7 +187,7 @@ def test_warning_alert_firing_names_the_cure_of_the_finding_it_watches() -> None
 def test_critical_alert_firing_names_the_critical_ones_cure() -> None:
     ctx = alerting(7, {"name": "HighLatency", "labels": {"severity": "warning", "finding": "performance.latency"}},
                    {"name": "QdrantDown", "labels": {"severity": "critical", "finding": "vectors.qdrant"}})
-    expect(ctx, "monitoring.alerts", Status.CRIT, "2 alert(s) firing: HighLatency, QdrantDown",
+    expect(ctx, "monitoring.alerts", Status.CRIT, "2 alerts firing: HighLatency, QdrantDown",
            "(watching vectors.qdrant)", cause="alert:vectors.qdrant", cure="dependency-restart component=qdrant")
 
 

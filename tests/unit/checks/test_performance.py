@@ -188,14 +188,14 @@ def test_error_rate_at_one_percent_is_ok() -> None:
 @covers("performance.error-rate", Status.WARN)
 def test_error_rate_over_warn() -> None:
     expect(FakeContext(metrics=requests_window(980, {"500": 12, "503": 8})), "performance.error-rate",
-           Status.WARN, "2.00 %", "20 of 1000", cure=None, escalate=1)
+           Status.WARN, "2.00 %", "20 of 1000", "over the 1 % WARN threshold", cure=None, escalate=1)
 
 
 @covers("performance.error-rate", Status.CRIT)
 @pytest.mark.parametrize("label", ["status", "code"])
 def test_error_rate_over_crit(label: str) -> None:
     expect(FakeContext(metrics=requests_window(900, {"502": 100}, label=label)), "performance.error-rate",
-           Status.CRIT, "10.00 %", cure=None, escalate=1)
+           Status.CRIT, "10.00 %", "over the 5 % CRIT threshold", cure=None, escalate=1)
 
 
 MODE = api("/api/v1/maintenance")
@@ -282,13 +282,13 @@ def test_memory_from_docker_stats() -> None:
 @covers("performance.memory", Status.WARN)
 def test_memory_over_warn() -> None:
     expect(FakeContext(docker=docker_memory(1.8 * GIB, 2 * GIB)), "performance.memory", Status.WARN, "90.0 %",
-           cure="go-gc-tune")
+           "over the 85 % WARN threshold", cure="go-gc-tune")
 
 
 @covers("performance.memory", Status.CRIT)
 def test_memory_over_crit() -> None:
     expect(FakeContext(docker=docker_memory(1.95 * GIB, 2 * GIB)), "performance.memory", Status.CRIT, "97.5 %",
-           cure="go-gc-tune")
+           "over the 95 % CRIT threshold", cure="go-gc-tune")
 
 
 @covers("performance.memory", Status.WARN)
