@@ -41,9 +41,9 @@ class OutFormat(StrEnum):
 
 CompareOpt = Annotated[str | None, typer.Option(
     "--compare", help="An earlier profile to compare with: a file, a saved profile's name (profile list), or "
-    "'last' (the target's newest of this kind).", show_default=False)]
-FormatOpt = Annotated[OutFormat, typer.Option("--format", "-f", help="text or json (for scripts).")]
-TopOpt = Annotated[int, typer.Option("--top", min=1, max=200, help="Functions to list.")]
+    "'last' (the target's newest of this kind).", show_default=False, metavar="PROFILE")]
+FormatOpt = Annotated[OutFormat, typer.Option("--format", "-f", metavar="[text|json]", help="text or json (for scripts).")]
+TopOpt = Annotated[int, typer.Option("--top", min=1, max=200, metavar="N", help="Functions to list (1-200).")]
 
 
 def _run(ctx: typer.Context, kind: Kind, seconds: int, compare: str | None, fmt: OutFormat, top: int,
@@ -132,11 +132,11 @@ def _wait(worker: threading.Thread, kind: Kind, seconds: int) -> None:
             worker.join(0.1)
 
 
-@profile_app.command("cpu", epilog="es-doctor profile cpu --seconds 10   |   es-doctor -t staging profile cpu "
-                     "--format json")
+@profile_app.command("cpu")
 def cpu(
     ctx: typer.Context,
-    seconds: Annotated[int, typer.Option("--seconds", "-s", min=1, max=3600, help="How long to sample.")] = 30,
+    seconds: Annotated[int, typer.Option("--seconds", "-s", min=1, max=3600, metavar="SECONDS",
+                                          help="How long to sample (1-3600).")] = 30,
     fmt: FormatOpt = OutFormat.text,
     top: TopOpt = 10,
     config: ConfigOpt = None,
@@ -147,7 +147,7 @@ def cpu(
     return _run(ctx, "cpu", seconds, None, fmt, top, config, target)
 
 
-@profile_app.command("heap", epilog="es-doctor profile heap   |   es-doctor profile heap --compare last")
+@profile_app.command("heap")
 def heap(
     ctx: typer.Context,
     compare: CompareOpt = None,
@@ -160,8 +160,7 @@ def heap(
     return _run(ctx, "heap", 0, compare, fmt, top, config, target)
 
 
-@profile_app.command("goroutine", epilog="es-doctor profile goroutine   |   es-doctor profile goroutine "
-                     "--compare last --format json")
+@profile_app.command("goroutine")
 def goroutine(
     ctx: typer.Context,
     compare: CompareOpt = None,
@@ -175,7 +174,7 @@ def goroutine(
     return _run(ctx, "goroutine", 0, compare, fmt, top, config, target)
 
 
-@profile_app.command("list", epilog="es-doctor profile list   |   es-doctor profile list --all-targets --format json")
+@profile_app.command("list")
 def list_profiles(
     ctx: typer.Context,
     all_targets: Annotated[bool, typer.Option("--all-targets", help="Every target's saved profiles.")] = False,
