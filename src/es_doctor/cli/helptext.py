@@ -61,7 +61,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "emergency backup": ("es-doctor emergency backup", "es-doctor emergency backup --live --reason 'before upgrade'"),
     "emergency validate": ("es-doctor emergency validate", "es-doctor emergency validate latest"),
     "profile cpu": ("es-doctor profile cpu --seconds 10", "es-doctor -t staging profile cpu --format json"),
-    "profile heap": ("es-doctor profile heap", "es-doctor profile heap --compare last   # what grew since the last one"),
+    "profile heap": ("es-doctor profile heap", "es-doctor profile heap --compare last  # what grew"),
     "profile goroutine": ("es-doctor profile goroutine", "es-doctor profile goroutine --compare last --format json"),
     "profile list": ("es-doctor profile list", "es-doctor profile list --all-targets --format json"),
     "emergency restore": ("es-doctor emergency restore latest --dry-run",

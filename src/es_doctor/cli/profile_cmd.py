@@ -42,7 +42,8 @@ class OutFormat(StrEnum):
 CompareOpt = Annotated[str | None, typer.Option(
     "--compare", help="An earlier profile to compare with: a file, a saved profile's name (profile list), or "
     "'last' (the target's newest of this kind).", show_default=False, metavar="PROFILE")]
-FormatOpt = Annotated[OutFormat, typer.Option("--format", "-f", metavar="[text|json]", help="text or json (for scripts).")]
+FormatOpt = Annotated[OutFormat, typer.Option("--format", "-f", metavar="[text|json]",
+                                              help="text or json (for scripts).")]
 TopOpt = Annotated[int, typer.Option("--top", min=1, max=200, metavar="N", help="Functions to list (1-200).")]
 
 
