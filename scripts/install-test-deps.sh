@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, when missing, the system packages es-doctor's tests need:
 # a Docker engine (docker.io), PostgreSQL 15, Prometheus (+promtool), busybox-static
-# (the rootfs of the lab's container image) and chromium (serve's status page, headless).
+# (the rootfs of the lab's container image), chromium (serve's status page, headless) and golang-go
+# (the lab's Go program: real pprof profiles for es-doctor profile, read back by `go tool pprof`).
 # Runs as root; `apt-get update` first.
 set -euo pipefail
 
@@ -11,6 +12,8 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
 # es-doctor serve's status page is checked in a real headless browser
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# es-doctor profile is tested against a real Go runtime's net/http/pprof and `go tool pprof`
+command -v go >/dev/null 2>&1 || need+=(golang-go)
 # the lab image's rootfs must be a static busybox (a dynamic one cannot run in an empty image)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || need+=(busybox-static)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)

@@ -60,6 +60,8 @@ class Thresholds(Strict):
     error_rate_crit_pct: Level = 5.0
     uptime_warn_pct: Level = 99.9
     uptime_crit_pct: Level = 99.0
+    #: how far back ``monitoring.uptime`` (and the uptime alert rules) look: the guide's day by default
+    uptime_window_s: Seconds = 86400.0
     vector_insert_error_warn_pct: Level = 0.1
     vector_search_latency_warn_ms: Level = 50.0
     qdrant_connection_errors_crit: Level = 0.0
@@ -195,6 +197,22 @@ class LogsConfig(Strict):
     migration_glob: str = "migration-*.log"
 
 
+class LoadConfig(Strict):
+    """``es-doctor load``: what a load test may do on this target."""
+
+    #: a disposable stack (``es-doctor lab up`` writes true): load runs on it without ``--yes``, once its API
+    #: has shown it is the lab (``GET /_lab/faults``); any other target needs ``--yes``
+    lab: bool = False
+    #: the highest arrival rate (requests/s), duration (s) and concurrency a load test may ask for
+    max_rps: float = Field(default=200.0, gt=0)
+    max_duration_s: float = Field(default=300.0, gt=0)
+    max_concurrency: int = Field(default=64, gt=0)
+    #: where the test data's marker (``es-doctor-load-<run id>``) lands: the tasks table's title column and
+    #: the vectors' payload key (null: test records are removed by the ids the API returned only)
+    title_column: str | None = "title"
+    title_key: str | None = "title"
+
+
 class Target(Strict):
     """One stack es-doctor can diagnose."""
 
@@ -209,6 +227,8 @@ class Target(Strict):
     logs: LogsConfig = Field(default_factory=LogsConfig)
     thresholds: Thresholds = Field(default_factory=Thresholds)
     metrics: MetricNames = Field(default_factory=MetricNames)
+    #: es-doctor load: caps, and whether this target is the lab
+    load: LoadConfig = Field(default_factory=LoadConfig)
     #: per-check timeout and overall deadline of diagnose, seconds
     check_timeout_s: Seconds = 10.0
     deadline_s: Seconds = 30.0
@@ -330,9 +350,11 @@ class Config(Strict):
     targets: dict[str, Target] = Field(default_factory=lambda: {"default": Target()})
     #: extra runbook directories; a runbook there overrides a shipped one with the same id
     runbook_dirs: list[str] = Field(default_factory=list)
-    #: where fixes append their JSON Lines audit records
-    audit_log: str = "~/.local/state/es-doctor/audit.jsonl"
-    state_dir: str = "~/.local/state/es-doctor"
+    #: where fixes append their JSON Lines audit records (default: ``<state_dir>/audit.jsonl``)
+    audit_log: str = Field(default_factory=lambda: str(default_state_dir() / "audit.jsonl"))
+    #: runs, locks, incidents, backups, serve's database (default: ``$XDG_STATE_HOME/es-doctor``, through
+    #: platformdirs; ``ES_DOCTOR_STATE_DIR`` wins over the file)
+    state_dir: str = Field(default_factory=lambda: str(default_state_dir()))
     #: where `es-doctor emergency backup` writes (unset: ``<state_dir>/backups``); nothing is written outside it
     backup_dir: str | None = None
     #: es-doctor escalate: the guide's escalation levels and their notification channels
@@ -363,6 +385,14 @@ class LoadedConfig(BaseModel):
 # --------------------------------------------------------------------------- loading
 
 
+def default_state_dir() -> Path:
+    """es-doctor's state directory for this user: ``$XDG_STATE_HOME/es-doctor``, else
+    ``~/.local/state/es-doctor`` (platformdirs: the platform's convention elsewhere)."""
+    from platformdirs import user_state_dir
+
+    return Path(user_state_dir("es-doctor", appauthor=False))
+
+
 def user_config_dir() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "es-doctor"
@@ -373,8 +403,7 @@ def lab_dir() -> Path:
     explicit = os.environ.get("ES_DOCTOR_LAB_DIR")
     if explicit:
         return Path(explicit)
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "es-doctor" / "lab"
+    return default_state_dir() / "lab"
 
 
 def find_config_file(explicit: str | None) -> Path | None:
@@ -399,6 +428,14 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc)
 
 
+def _error_message(error: Any) -> str:
+    """A pydantic error as words: a validator's own message without pydantic's "Value error, " prefix."""
+    ctx = error.get("ctx") or {}
+    if error["type"] == "value_error" and "error" in ctx:
+        return str(ctx["error"])
+    return str(error["msg"])
+
+
 def validate_document(doc: YamlDocument, model: type[BaseModel], prefix: tuple[Any, ...] = ()) -> Any:
     """Validate ``doc.data`` against ``model``; one ConfigError naming file, line and key."""
     try:
@@ -406,7 +443,7 @@ def validate_document(doc: YamlDocument, model: type[BaseModel], prefix: tuple[A
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = tuple(first["loc"])
-        message = first["msg"]
+        message = _error_message(first)
         if first["type"] == "extra_forbidden":
             message = "unknown key"
         raise ConfigError(
@@ -477,7 +514,7 @@ def apply_env_overrides(target: Target, environ: dict[str, str]) -> Target:
     except ValidationError as exc:
         first = exc.errors()[0]
         var = ENV_PREFIX + "__".join(str(p).upper() for p in first["loc"])
-        raise ConfigError(first["msg"], source=f"${var}", key=_format_loc(tuple(first["loc"]))) from exc
+        raise ConfigError(_error_message(first), source=f"${var}", key=_format_loc(tuple(first["loc"]))) from exc
 
 
 def load_config(explicit_path: str | None = None, target_name: str | None = None, *,
@@ -512,10 +549,13 @@ def load_config(explicit_path: str | None = None, target_name: str | None = None
     else:
         known = sorted([*config.targets, "lab"])
         raise ConfigError(f"unknown target '{name}' (known: {', '.join(known)})", source=source)
-    if os.environ.get("ES_DOCTOR_AUDIT_LOG"):
-        config.audit_log = os.environ["ES_DOCTOR_AUDIT_LOG"]
+    audit_given = "audit_log" in config.model_fields_set
     if os.environ.get("ES_DOCTOR_STATE_DIR"):
         config.state_dir = os.environ["ES_DOCTOR_STATE_DIR"]
+        if not audit_given:  # the audit log lives in the state dir unless the file puts it elsewhere
+            config.audit_log = str(Path(config.state_dir) / "audit.jsonl")
+    if os.environ.get("ES_DOCTOR_AUDIT_LOG"):
+        config.audit_log = os.environ["ES_DOCTOR_AUDIT_LOG"]
     if env_overrides:
         target = apply_env_overrides(target, dict(os.environ))
     return LoadedConfig(config=config, source=source, target_name=name, target=target)

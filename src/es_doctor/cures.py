@@ -111,6 +111,10 @@ CURES: Mapping[str, Cure] = MappingProxyType({
     "monitoring.prometheus": _cure(_r("monitoring-restart")),
     "monitoring.prometheus-target": _cure(_r("prometheus-scrape-config"), target_down=_r("metrics-endpoint-enable")),
     "monitoring.alerts": _cure(_r("prometheus-scrape-config"), escalate=1, unknown_alert=None),
+    # lost availability is history: no runbook gives it back, and a restart would cost more of it; the
+    # guide's level 1 (Équipe Dev: "analyse logs basique") finds out why it went down. A service down now
+    # is startup.api-port's finding (cure service-restart)
+    "monitoring.uptime": _cure(None, escalate=1),
 })
 
 

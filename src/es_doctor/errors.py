@@ -46,12 +46,12 @@ class ConfigError(EsDoctorError):
     def __init__(
         self, message: str, *, source: str | None = None, line: int | None = None, key: str | None = None
     ) -> None:
-        where = source or "<config>"
-        if line is not None:
+        where = source or ""  # no file: the built-in defaults, nothing to name
+        if line is not None and where:
             where += f":{line}"
-        detail = f"{where}: {message}"
-        if key:
-            detail = f"{where}: key '{key}': {message}"
+        detail = f"key '{key}': {message}" if key else message
+        if where:
+            detail = f"{where}: {detail}"
         super().__init__(detail)
         self.source = source
         self.line = line

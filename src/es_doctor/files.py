@@ -4,6 +4,7 @@
 - :func:`create_private`: a new 0600 file, never following a symlink or reusing an existing file.
 - :func:`replace_atomically`: rewrites a file someone else owns (the service's config) beside it,
   fsync, rename: its mode and owner are kept, a crash leaves either the old or the new file.
+- :func:`write_atomically`: the same for a file es-doctor owns (``diagnose --output``), new or not.
 """
 
 from __future__ import annotations
@@ -53,13 +54,35 @@ def write_private(path: Path, text: str) -> Path:
 def replace_atomically(path: Path, text: str) -> None:
     """Replace ``path``'s content: a temporary file beside it (same mode and owner), fsync, rename, fsync dir."""
     info = path.stat()
+    _write_beside(path, text, stat.S_IMODE(info.st_mode), (info.st_uid, info.st_gid))
+
+
+def write_atomically(path: Path, text: str, mode: int = 0o644, *, keep_mode: bool = True) -> None:
+    """Write ``path`` so that a reader sees the old content or the new, never a part (``diagnose --output``
+    for node_exporter's textfile collector, ``dashboard --out``): beside it, fsync, rename. A new file gets
+    ``mode``; an existing one keeps its mode and owner (``keep_mode=False``: it gets ``mode`` too). The
+    temporary name (``.NAME.*.es-doctor-tmp``) does not end in ``.prom``, so the collector never reads it."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        _write_beside(path, text, mode, None)
+        return
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(21, "is a directory", str(path))
+    if not keep_mode:
+        _write_beside(path, text, mode, None)
+        return
+    _write_beside(path, text, stat.S_IMODE(info.st_mode), (info.st_uid, info.st_gid))
+
+
+def _write_beside(path: Path, text: str, mode: int, owner: tuple[int, int] | None) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".es-doctor-tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
-        os.fchmod(fd, stat.S_IMODE(info.st_mode))
-        if (info.st_uid, info.st_gid) != (os.geteuid(), os.getegid()):
+        os.fchmod(fd, mode)
+        if owner is not None and owner != (os.geteuid(), os.getegid()):
             with contextlib.suppress(PermissionError):
-                os.fchown(fd, info.st_uid, info.st_gid)
+                os.fchown(fd, *owner)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
             out.flush()

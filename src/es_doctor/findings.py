@@ -20,7 +20,7 @@ REPORT_SCHEMA_VERSION = "1.1"
 MULTI_REPORT_SCHEMA_VERSION = "2.0"
 
 __all__ = ["MULTI_REPORT_SCHEMA_VERSION", "REPORT_SCHEMA_VERSION", "SYMPTOM_CLASSES", "Evidence", "Finding", "Report",
-           "Status", "exit_status_of", "worst"]
+           "Status", "exit_status_of", "words", "worst"]
 
 
 class Status(StrEnum):
@@ -67,7 +67,7 @@ class Evidence(BaseModel):
     unit: str | None = None
 
     def render(self) -> str:
-        text = f"{self.name}: {_words(self.value)}"
+        text = f"{self.name}: {words(self.value)}"
         if self.unit:
             text += f" {self.unit}"
         if self.threshold:
@@ -75,14 +75,18 @@ class Evidence(BaseModel):
         return text
 
 
-def _words(value: Any) -> str:
+def words(value: Any) -> str:
     """A value as a person reads it: 3 significant digits, lists and mappings as plain text (no repr)."""
     if isinstance(value, float):
+        if math.isfinite(value) and abs(value) >= 1000:
+            return f"{value:.0f}"  # 2087, not 2.09e+03
+        if value and math.isfinite(value) and abs(value) < 0.001:
+            return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
         return f"{value:.3g}"
     if isinstance(value, dict):
-        return ", ".join(f"{k} ({_words(v)})" for k, v in value.items()) or "none"
+        return ", ".join(f"{k} ({words(v)})" for k, v in value.items()) or "none"
     if isinstance(value, list | tuple | set | frozenset):
-        return ", ".join(_words(v) for v in value) or "none"
+        return ", ".join(words(v) for v in value) or "none"
     return str(value)
 
 

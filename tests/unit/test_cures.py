@@ -135,7 +135,7 @@ def test_fix_of_a_finding_runs_exactly_the_cure_the_report_printed(dead_stack: d
         planned = _cli("fix", finding_id, "--dry-run", env=dead_stack)
         assert f"Plan: {finding['runbook']} " in planned.stdout, planned.stdout + planned.stderr
         for key, value in finding["runbook_params"].items():
-            assert f"{key}={value!r}" in planned.stdout
+            assert f"{key}={value}" in planned.stdout
 
 
 def test_fix_of_a_finding_without_a_runbook_names_the_escalation(dead_stack: dict[str, str], tmp_path: Path) -> None:

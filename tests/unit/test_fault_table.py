@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from es_doctor import cures
 from es_doctor.checks.registry import load_all
-from es_doctor.lab import api, faults, qdrant_server, service, vectors
+from es_doctor.lab import api, faults, pprofd, qdrant_server, service, vectors
 from es_doctor.lab.fault_table import FAULT_SPECS, PROGRAM_FAULTS, RUNTIME_FAULTS, TABLE
 from es_doctor.runbooks.loader import load_runbooks
 
 
 def test_every_runtime_fault_is_acted_on_by_its_program() -> None:
-    by_service = service.FAULTS | api.FAULTS | vectors.FAULTS
-    by_qdrant = qdrant_server.FAULTS
-    assert by_service | by_qdrant == PROGRAM_FAULTS and RUNTIME_FAULTS <= PROGRAM_FAULTS
+    by_program = {"service": service.FAULTS | api.FAULTS | vectors.FAULTS, "qdrant": qdrant_server.FAULTS,
+                  "pprofd": pprofd.FAULTS}
+    assert frozenset().union(*by_program.values()) == PROGRAM_FAULTS and RUNTIME_FAULTS <= PROGRAM_FAULTS
     for spec in TABLE:
         if spec.program is not None:
-            assert spec.name in (by_service if spec.program == "service" else by_qdrant), spec.name
+            assert spec.name in by_program[spec.program], spec.name
+
+
+def test_the_go_program_reads_the_faults_the_table_gives_it() -> None:
+    """pprofd.go names each of its faults as a string constant (Go cannot import the table)."""
+    source = pprofd.source().decode()
+    for name in pprofd.FAULTS:
+        assert f'= "{name}"' in source, name
 
 
 def test_every_fault_can_be_injected_and_cleared() -> None:

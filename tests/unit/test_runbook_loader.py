@@ -385,9 +385,14 @@ def test_cli_list_shows_class_flag_title_and_the_override(tmp_path: Path) -> Non
     assert code == 0
     row = next(line for line in lines(out) if line.startswith("port-in-use "))
     assert "startup" in row and "destructive" in row and "A good runbook" in row
-    assert "overrides shipped port-in-use.yaml" in row
+    assert "(overrides builtin:port-in-use.yaml)]" in row
     dep = next(line for line in lines(out) if line.startswith("dependency-restart "))
-    assert dep.endswith("[shipped]")
+    assert dep.endswith("[builtin:dependency-restart.yaml]")
+    assert "site-packages" not in out and str(shipped_dir()) not in out
+    emergency = [line for line in lines(out) if line.startswith("emergency-")]
+    assert len(emergency) == len(list((shipped_dir() / "emergency").glob("*.yaml")))
+    for row in emergency:  # classed as the emergency procedures they are, located by a short name
+        assert row.split()[1] == "emergency" and "[builtin:emergency/emergency-" in row, row
 
 
 def test_cli_show_prints_a_summary_and_the_yaml_and_suggests_near_ids(tmp_path: Path) -> None:
@@ -396,8 +401,11 @@ def test_cli_show_prints_a_summary_and_the_yaml_and_suggests_near_ids(tmp_path: 
     cfg = str(_config(tmp_path))
     code, out, _err = invoke(["show", "dependency-restart", "--config", cfg])
     assert code == 0
-    assert "param component: str = 'qdrant'" in out and "step 1. restart: docker.restart" in out
+    assert "param component: str = qdrant" in out and "step 1. restart: docker.restart" in out
     assert "id: dependency-restart" in out  # the YAML itself
+    assert "  class: startup" in out and "  source: builtin:dependency-restart.yaml" in out
+    _code, emergency, _err = invoke(["show", "emergency-backup", "--config", cfg])
+    assert "  class: emergency" in emergency and "  source: builtin:emergency/emergency-backup.yaml" in emergency
     with pytest.raises(UsageError, match="did you mean dependency-restart"):
         invoke(["show", "dependency-restrat", "--config", cfg])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -108,7 +109,7 @@ def test_table_reads_like_flutter_doctor() -> None:
     assert "fix: es-doctor fix qdrant-collection-recreate" in text
     assert "fix: es-doctor fix vector-cache-tune" in text
     assert "p95: 180 ms (threshold > 100 ms WARN)" in text
-    assert "2 issue(s) found" in text and "(exit 2)" in text
+    assert "2 issues found" in text and "(exit 2)" in text
 
 
 def test_json_follows_the_versioned_schema() -> None:
@@ -135,15 +136,53 @@ def test_junit_parses_with_a_junit_reader(tmp_path: object) -> None:
     assert sum(1 for c in cases if not c.is_passed) == 2
 
 
-def test_nagios_is_one_line_with_perfdata() -> None:
+#: one perfdata item per the plugin guidelines: 'label'=value[UOM];[warn];[crit];[min];[max], plain decimals
+NUM = r"-?[0-9]+(?:\.[0-9]+)?"
+PERFDATA = re.compile(rf"'[a-z0-9_.-]+'={NUM}(?:s|ms|%|B)?;(?:{NUM}:?)?;(?:{NUM}:?)?;(?:{NUM})?;(?:{NUM})?")
+
+
+def test_nagios_status_line_perfdata_and_long_text() -> None:
     text = renderer(Format.nagios)(sample_report(), False)  # type: ignore[arg-type]
-    assert "\n" not in text
-    status, perf = text.split(" | ")
+    first, *long_text = text.split("\n")
+    status, perf = first.split(" | ")
     assert status.startswith("ES-DOCTOR CRITICAL: vectors.collection CRIT")
     for item in perf.split(" "):
-        label, _, value = item.partition("=")
-        assert label.startswith("'") and label.endswith("'")
-        assert len(value.split(";")) == 5
+        assert PERFDATA.fullmatch(item), item
+    assert "'performance.latency.p95'=180ms;100;;0;" in perf.split(" ")
+    # the plugin API's long text: one line per finding that is not OK, the most severe first, with its cure
+    assert long_text == ["CRIT vectors.collection: collection task_vectors does not exist "
+                         "(fix: es-doctor fix qdrant-collection-recreate)",
+                         "WARN performance.latency: p95 180 ms (fix: es-doctor fix vector-cache-tune)"]
+
+
+def test_nagios_perfdata_numbers_labels_and_limits() -> None:
+    from es_doctor.render.nagios import number
+
+    memory = spec("performance.memory", lambda ctx: warn(
+        "memory 90 %", ev("memory", 90.19, "> 85 % WARN, > 95 % CRIT", "%"), ev("usage", 59187200.0, unit="B"),
+        ev("limit", 268435456, unit="B"), ev("source", "docker stats")))
+    uptime = spec("monitoring.uptime",
+                  lambda ctx: warn("uptime 99.5 %", ev("uptime", 99.5, "WARN < 99.9, CRIT < 99", "%")))
+    health = spec("startup.health", lambda ctx: ok("fine", ev("/health", 200), ev("port", 8080),
+                                                   ev("huge", 1.5e20), ev("tiny", 1e-9), ev("nan", float("nan"))))
+    report = run_checks([memory, uptime, health], CheckContext(Target(), "lab"))
+    perf = renderer(Format.nagios)(report, False).split("\n")[0].split(" | ")[1].split(" ")  # type: ignore[arg-type]
+    for item in perf:
+        assert PERFDATA.fullmatch(item), item
+        assert "e+" not in item and "e-" not in item and "._" not in item
+    assert "'performance.memory.usage'=59187200B;;;0;268435456" in perf
+    assert "'performance.memory.memory'=90.19%;85;95;0;100" in perf
+    assert "'monitoring.uptime.uptime'=99.5%;99.9:;99:;0;100" in perf  # lower is worse: alert below
+    assert "'startup.health.health'=200;;;0;" in perf
+    assert "'startup.health.huge'=150000000000000000000;;;0;" in perf
+    assert not any(item.startswith(("'startup.health.port'", "'startup.health.nan'")) for item in perf)
+    assert number(1e-9) == "0" and number(0.125) == "0.125" and number(-2.5) == "-2.5"
+
+
+def test_nagios_with_nothing_wrong_is_one_line() -> None:
+    report = run_checks([spec("startup.ok", lambda ctx: ok("fine"))], CheckContext(Target(), "lab"))
+    text = renderer(Format.nagios)(report, False)  # type: ignore[arg-type]
+    assert "\n" not in text and text.startswith("ES-DOCTOR OK: 1 check OK | ")
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None and __import__("os").environ.get("CI") != "true",
@@ -164,3 +203,17 @@ def test_shipped_report_schema_is_current() -> None:
 
     shipped = json.loads((Path(__file__).parents[2] / "docs" / "report.schema.json").read_text())
     assert shipped == report_schema(), "regenerate docs/report.schema.json (see README)"
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (2087.4, "p95: 2087 ms"), (12.345, "p95: 12.3 ms"), (0.0004, "p95: 0.0004 ms"),
+    (["qdrant", "postgres"], "p95: qdrant, postgres ms"), ({"notification-manager": "CRIT"},
+                                                           "p95: notification-manager (CRIT) ms"),
+    ([], "p95: none ms"),
+])
+def test_evidence_reads_as_words_never_a_repr_or_an_exponent(value: object, text: str) -> None:
+    from es_doctor.findings import Evidence
+
+    rendered = Evidence(name="p95", value=value, unit="ms").render()
+    assert rendered == text
+    assert "[" not in rendered and "{" not in rendered and "e+" not in rendered

@@ -7,7 +7,7 @@ from typing import Any
 
 from es_doctor.checks.context import CheckContext, MetricsWindow
 from es_doctor.checks.registry import Outcome, crit, ev, unknown
-from es_doctor.findings import Status
+from es_doctor.findings import Evidence, Status
 from es_doctor.probes.logs import LogLine
 from es_doctor.probes.result import Failure, FailureKind, Result
 from es_doctor.probes.service import Mode
@@ -124,3 +124,27 @@ def log_window(ctx: CheckContext) -> list[LogLine] | Outcome:
     if lines.failure is not None:
         return unknown(f"cannot read the service log: {lines.failure.message}")
     return lines.unwrap()
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 SLOW line``, ``2 SLOW lines``."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
+def past_window(lines: list[LogLine], window_s: float, now: dt.datetime | None = None) -> tuple[str, list[Evidence]]:
+    """How a log-window check says that it reports the past: the words that follow its count
+    (``in the last 60 s of the log, the latest 42 s ago (OK again in 18 s unless another comes)``) and
+    the evidence (the window, when the latest of ``lines`` was written and how long ago). A cure does
+    not erase lines already written: they stay counted until they leave the window."""
+    now = now or dt.datetime.now(dt.UTC)
+    words = f"in the last {window_s:g} s of the log"
+    evidence = [ev("window", window_s, unit="s")]
+    stamps = [stamp for line in lines if line.data and (stamp := parse_time(line.field("timestamp"))) is not None]
+    if stamps:
+        latest = max(stamps)
+        age = max(0.0, (now - latest).total_seconds())
+        left = max(0.0, window_s - age)
+        words += f", the latest {age:.0f} s ago (OK again in {left:.0f} s unless another comes)"
+        evidence += [ev("latest line at", latest.isoformat().replace("+00:00", "Z")),
+                     ev("latest line age", round(age, 1), unit="s")]
+    return words, evidence

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from es_doctor.checks.common import excerpt, from_failure, log_window, word_status
+from es_doctor.checks.common import excerpt, from_failure, log_window, past_window, plural, word_status
 from es_doctor.checks.context import CheckContext
-from es_doctor.checks.registry import Outcome, check, crit, ev, grade, ok, unknown, warn
+from es_doctor.checks.registry import Outcome, check, counted, crit, ev, grade, ok, over, unknown, warn
 from es_doctor.findings import Status, worst
 from es_doctor.probes.metrics import counter_delta
 
@@ -24,10 +24,20 @@ def managers_status(ctx: CheckContext) -> Outcome:
     bad = {name: s for name, s in states.items() if s is not Status.OK}
     evidence = [ev("managers", len(states))]
     if not bad:
-        return ok(f"all {len(states)} managers healthy", *evidence)
+        return ok(f"all {_managers(list(states))} healthy", *evidence)
     evidence.append(ev("not healthy", ", ".join(f"{n} ({s.value})" for n, s in sorted(bad.items()))))
     status = worst(list(bad.values()))
     return Outcome(status, f"{len(bad)} of {len(states)} managers not healthy: {', '.join(sorted(bad))}", evidence)
+
+
+def _managers(names: list[str]) -> str:
+    """"25 managers and the coordinator": the status list holds the managers discovery expects, and the
+    entries that are not managers (the coordinator) are named apart, so the two checks' counts agree."""
+    others = sorted(n for n in names if not n.endswith("manager"))
+    managers = len(names) - len(others)
+    if not others or not managers:
+        return counted(len(names), "manager")
+    return f"{counted(managers, 'manager')} and {', '.join(others)}"
 
 
 @check("inter-manager.discovery", description="Discovery sees every manager (/api/v1/managers/discovery).",
@@ -68,7 +78,9 @@ def event_bus(ctx: CheckContext) -> Outcome:
                                                 f"> {th.event_bus_saturation_crit_pct:g} % CRIT", "%"),
                 ev("depth", int(depth)), ev("capacity", int(capacity)), ev("dropped in window", int(dropped)),
                 ev("window from", w.source)]
-    summary = f"event bus {int(depth)}/{int(capacity)} ({pct:.1f} %), {int(dropped)} event(s) dropped"
+    summary = (f"event bus {int(depth)}/{int(capacity)} ({pct:.1f} %), {counted(int(dropped), 'event')} dropped"
+               + over(grade(pct, th.event_bus_saturation_warn_pct, th.event_bus_saturation_crit_pct),
+                      th.event_bus_saturation_warn_pct, th.event_bus_saturation_crit_pct, " %"))
     return Outcome(status, summary, evidence)
 
 
@@ -83,6 +95,7 @@ def eventbus_log(ctx: CheckContext) -> Outcome:
                                                                                                   "FATAL")]
     window = ctx.target.thresholds.log_window_s
     if bad:
-        return warn(f"{len(bad)} EventBus error/warning line(s) in the last {window:g}s of the log",
-                    ev("lines", len(bad)), ev("latest", excerpt(bad)))
-    return ok(f"no EventBus errors in the last {window:g}s of the log", ev("window", window, unit="s"))
+        when, past = past_window(bad, window)
+        return warn(f"{plural(len(bad), 'EventBus error/warning line')} {when}", ev("lines", len(bad)), *past,
+                    ev("latest", excerpt(bad)))
+    return ok(f"no EventBus errors in the last {window:g} s of the log", ev("window", window, unit="s"))

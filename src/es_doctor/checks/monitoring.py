@@ -1,11 +1,14 @@
-"""Class 6, 'Problèmes de Monitoring': metrics endpoint, Prometheus and its target, alert rules."""
+"""Class 6, 'Problèmes de Monitoring': metrics endpoint, Prometheus and its target, alert rules, and the
+guide's availability rows (uptime over a window, from Prometheus)."""
 
 from __future__ import annotations
+
+import math
 
 from es_doctor import cures
 from es_doctor.checks.common import from_failure
 from es_doctor.checks.context import CheckContext
-from es_doctor.checks.registry import Outcome, check, crit, ev, ok, unknown, warn
+from es_doctor.checks.registry import Outcome, check, counted, crit, ev, ok, unknown, warn
 from es_doctor.findings import Status
 from es_doctor.probes import ports
 from es_doctor.probes.result import FailureKind
@@ -69,7 +72,7 @@ def prometheus_target(ctx: CheckContext) -> Outcome:
         out = crit(f"Prometheus target {down[0].url} is {down[0].health}: {down[0].last_error or 'no error given'}",
                    *evidence)
         return Outcome(out.status, out.summary, out.evidence, cures.TARGET_DOWN)
-    return ok(f"Prometheus scrapes the service ({len(ours)} target(s) up)", *evidence)
+    return ok(f"Prometheus scrapes the service ({counted(len(ours), 'target')} up)", *evidence)
 
 
 @check("monitoring.alerts", description="Alert rules are loaded; firing alerts are listed.",
@@ -93,6 +96,66 @@ def alerts(ctx: CheckContext) -> Outcome:
                        None)
         cause = cures.ALERT_PREFIX + finding if finding else cures.UNKNOWN_ALERT
         return Outcome(Status.CRIT if critical else Status.WARN,
-                       f"{len(firing)} alert(s) firing: {', '.join(sorted({a.name for a in firing}))}"
+                       f"{counted(len(firing), 'alert')} firing: {', '.join(sorted({a.name for a in firing}))}"
                        + (f" (watching {finding})" if finding else ""), evidence, cause)
-    return ok(f"{rules.unwrap()} alert rule(s) loaded, none firing", *evidence)
+    return ok(f"{counted(rules.unwrap(), 'alert rule')} loaded, none firing", *evidence)
+
+
+def duration_text(seconds: float) -> str:
+    """``3 h 12 min``, ``24 h``, ``4 min 10 s``, ``45 s`` (whole units, zeros left out)."""
+    total = max(0, int(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days and not (hours or minutes):
+        return f"{days * 24} h" if days == 1 else f"{days} d"
+    parts = [(days, "d"), (hours, "h"), (minutes, "min")] if total >= 3600 else [(minutes, "min"), (secs, "s")]
+    text = " ".join(f"{n} {unit}" for n, unit in parts if n)
+    return text or f"{secs} s"
+
+
+def _pct(ratio: float) -> str:
+    """A share as a percentage, cut (never rounded up) to two decimals: 99.899 % reads 99.89, not 99.9."""
+    return f"{math.floor(ratio * 10000 + 1e-6) / 100:g}"
+
+
+@check("monitoring.uptime", description="The service's uptime (Prometheus' `up` of its job) over "
+                                        "thresholds.uptime_window_s, 24 h by default: < 99.9 % WARN, < 99 % CRIT.",
+       requires=("monitoring.prometheus",), components=("prometheus",))
+def uptime(ctx: CheckContext) -> Outcome:
+    th, jobs = ctx.target.thresholds, ctx.target.prometheus.jobs
+    window = th.uptime_window_s
+    result = ctx.prometheus().uptime(jobs, window)
+    if result.failure is not None:
+        # the uptime could not be measured: that says nothing about the service (monitoring.prometheus
+        # reports a Prometheus that is down)
+        out = from_failure(result.failure, "Prometheus /api/v1/query")
+        return unknown(f"uptime unknown: {out.summary}", *out.evidence)
+    targets = result.unwrap()
+    if not targets:
+        return unknown(f"Prometheus holds no scrape of job {' or '.join(jobs)} in the last {duration_text(window)}: "
+                       "uptime unknown (see monitoring.prometheus-target)", ev("window", duration_text(window)))
+    worst = min(targets, key=lambda t: t.ratio)
+    held = window if worst.history_s is None else min(worst.history_s, window)
+    # the oldest scrape is found to a subquery step (1/1440 of the window) plus a scrape interval
+    if worst.history_s is None:
+        over = f"the scrapes held in the last {duration_text(window)} (how far back they go is unknown)"
+    elif held >= window * 0.99 - 2:
+        over = f"the last {duration_text(window)}"
+    else:
+        over = f"the last {duration_text(held)} of history (window {duration_text(window)})"
+    pct = worst.ratio * 100
+    failed_scrapes = worst.scrapes - round(worst.successes)
+    evidence = [ev("uptime", float(_pct(worst.ratio)), f"WARN < {th.uptime_warn_pct:g}, CRIT < {th.uptime_crit_pct:g}",
+                   "%"),
+                ev("history", duration_text(held)), ev("window", duration_text(window)),
+                ev("scrapes", worst.scrapes), ev("failed scrapes", failed_scrapes)]
+    if len(targets) > 1:
+        evidence.append(ev("targets", {t.labels.get("instance", "?"): float(_pct(t.ratio)) for t in targets}))
+    where = f" ({worst.labels['instance']})" if len(targets) > 1 and "instance" in worst.labels else ""
+    summary = f"uptime {_pct(worst.ratio)} % over {over}{where}: {failed_scrapes} of {worst.scrapes} scrapes failed"
+    if pct < th.uptime_crit_pct:
+        return crit(f"{summary} (CRITICAL under {th.uptime_crit_pct:g} %)", *evidence)
+    if pct < th.uptime_warn_pct:
+        return warn(f"{summary} (WARNING under {th.uptime_warn_pct:g} %)", *evidence)
+    return ok(summary, *evidence)

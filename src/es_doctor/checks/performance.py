@@ -5,9 +5,17 @@ from __future__ import annotations
 import math
 
 from es_doctor import cures
-from es_doctor.checks.common import counter_window, dependency_down, excerpt, log_window, writes_refused
+from es_doctor.checks.common import (
+    counter_window,
+    dependency_down,
+    excerpt,
+    log_window,
+    past_window,
+    plural,
+    writes_refused,
+)
 from es_doctor.checks.context import CheckContext, MetricsWindow
-from es_doctor.checks.registry import Outcome, check, ev, grade, ok, unknown
+from es_doctor.checks.registry import Outcome, check, ev, grade, ok, over, unknown
 from es_doctor.config import parse_size
 from es_doctor.findings import Status
 from es_doctor.probes.logs import LogLine
@@ -47,7 +55,8 @@ def latency(ctx: CheckContext) -> Outcome:
         if p95 is None:
             return unknown(f"cannot measure latency: {window.failure}")
         status = grade(p95 * 1000, th.latency_p95_warn_ms, th.latency_p95_crit_ms)
-        return Outcome(status, f"p95 latency {p95 * 1000:.0f} ms (from Prometheus, last minute)",
+        return Outcome(status, f"p95 latency {p95 * 1000:.0f} ms (from Prometheus, last minute)"
+                               + over(status, th.latency_p95_warn_ms, th.latency_p95_crit_ms, " ms"),
                        [ev("p95", round(p95 * 1000, 1), f"> {th.latency_p95_warn_ms:g} ms WARN, "
                                                         f"> {th.latency_p95_crit_ms:g} ms CRIT", "ms")])
     w = window.unwrap()
@@ -107,7 +116,8 @@ def error_rate(ctx: CheckContext) -> Outcome:
                                                 f"> {th.error_rate_crit_pct:g} % CRIT", "%"),
                 ev("5xx", int(errors)), ev("503", int(unavailable)), ev("requests", int(total)),
                 ev("window", round(w.seconds, 1), unit="s"), ev("window from", w.source)]
-    summary = f"error rate {pct:.2f} % ({int(errors)} of {int(total)} requests answered 5xx)"
+    summary = (f"error rate {pct:.2f} % ({int(errors)} of {int(total)} requests answered 5xx)"
+               + over(status, th.error_rate_warn_pct, th.error_rate_crit_pct, " %"))
     if status is Status.OK:
         return Outcome(status, summary, evidence)
     refused = writes_refused(ctx)
@@ -144,7 +154,8 @@ def memory(ctx: CheckContext) -> Outcome:
         usage, limit, source = int(rss), parse_size(ctx.target.service.memory_limit), "process_resident_memory_bytes"
     pct = usage / limit * 100
     status = grade(pct, th.memory_warn_pct, th.memory_crit_pct)
-    return Outcome(status, f"memory {usage / 2**20:.0f} MiB of {limit / 2**20:.0f} MiB ({pct:.1f} %)",
+    return Outcome(status, f"memory {usage / 2**20:.0f} MiB of {limit / 2**20:.0f} MiB ({pct:.1f} %)"
+                           + over(status, th.memory_warn_pct, th.memory_crit_pct, " %"),
                    [ev("memory", round(pct, 2), f"> {th.memory_warn_pct:g} % WARN, > {th.memory_crit_pct:g} % CRIT",
                        "%"), ev("usage", usage, unit="B"), ev("limit", limit, unit="B"), ev("source", source)])
 
@@ -161,14 +172,17 @@ def slow_log(ctx: CheckContext) -> Outcome:
     managers = [line for line in timeouts if _is_manager_line(line)]
     timeouts = [line for line in timeouts if not _is_manager_line(line)]
     window = ctx.target.thresholds.log_window_s
-    evidence = [ev("SLOW lines", len(slow)), ev("timeouts", len(timeouts)), ev("window", window, unit="s")]
+    counted = {id(line) for line in (*slow, *timeouts)}
+    flagged = [line for line in lines if id(line) in counted]  # in the log's order
+    when, past = past_window(flagged, window)
+    evidence = [ev("SLOW lines", len(slow)), ev("timeouts", len(timeouts)), *past]
     if managers:
         evidence.append(ev("manager timeouts (not counted: see inter-manager)", len(managers)))
-    if slow or timeouts:
-        evidence.append(ev("latest", excerpt(slow + timeouts)))
-        return Outcome(Status.WARN, f"{len(slow)} SLOW line(s) and {len(timeouts)} timeout(s) in the last "
-                                    f"{window:g}s of the log", evidence)
-    return ok(f"no SLOW lines or timeouts in the last {window:g}s of the log", *evidence)
+    if not flagged:
+        return ok(f"no SLOW lines or timeouts in the last {window:g} s of the log", *evidence)
+    evidence.append(ev("latest", excerpt(flagged)))
+    counts = " and ".join(plural(n, noun) for n, noun in ((len(slow), "SLOW line"), (len(timeouts), "timeout")) if n)
+    return Outcome(Status.WARN, f"{counts} {when}", evidence)
 
 
 #: log components and words of the managers' own coordination (heartbeats, discovery)

@@ -115,6 +115,21 @@ def grade(value: float, warn_at: float, crit_at: float | None) -> Status:
     return Status.OK
 
 
+def counted(n: float, word: str) -> str:
+    """``1 collection``, ``3 collections``: a count and its noun (plural with an s, never "(s)")."""
+    return f"{n:g} {word}" + ("" if n == 1 else "s")
+
+
+def over(status: Status, warn_at: float, crit_at: float | None, unit: str) -> str:
+    """The threshold a graded value crossed, for its summary: ", over the 5 % CRIT threshold" (empty when OK):
+    a CRIT summary names the CRIT threshold, a WARN summary the WARN one."""
+    if status is Status.CRIT and crit_at is not None:
+        return f", over the {crit_at:g}{unit} CRIT threshold"
+    if status in (Status.WARN, Status.CRIT):
+        return f", over the {warn_at:g}{unit} WARN threshold"
+    return ""
+
+
 def load_all() -> dict[str, CheckSpec]:
     """Import every check module (registration happens at import) and return the registry."""
     from es_doctor.checks import deploy, managers, monitoring, performance, startup, vectors  # noqa: F401

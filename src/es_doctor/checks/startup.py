@@ -9,7 +9,7 @@ import yaml
 from es_doctor import cures
 from es_doctor.checks.common import from_failure, service_mode
 from es_doctor.checks.context import CheckContext
-from es_doctor.checks.registry import Outcome, check, crit, ev, ok, skip, unknown, warn
+from es_doctor.checks.registry import Outcome, check, counted, crit, ev, ok, skip, unknown, warn
 from es_doctor.findings import Status
 from es_doctor.probes import ports
 from es_doctor.probes.http import as_json
@@ -219,7 +219,8 @@ def config_file(ctx: CheckContext) -> Outcome:
         return crit(f"config file {path} is not valid YAML (line {line})", ev("error", str(exc).splitlines()[0]))
     if not isinstance(data, dict):
         return crit(f"config file {path} is not a YAML mapping", ev("type", type(data).__name__))
-    return ok(f"config file {path} is valid YAML ({len(data)} sections)", ev("sections", sorted(map(str, data))))
+    return ok(f"config file {path} is valid YAML ({counted(len(data), 'section')})",
+              ev("sections", sorted(map(str, data))))
 
 
 @check("startup.qdrant", description="Qdrant answers (collections list).",
@@ -228,7 +229,7 @@ def qdrant(ctx: CheckContext) -> Outcome:
     result = ctx.memo("qdrant:collections", lambda: ctx.qdrant().collections())
     if result.failure is not None:
         return from_failure(result.failure, f"Qdrant at {ctx.target.qdrant.url}")
-    return ok(f"Qdrant answers ({len(result.unwrap())} collections)", ev("collections", result.unwrap()),
+    return ok(f"Qdrant answers ({counted(len(result.unwrap()), 'collection')})", ev("collections", result.unwrap()),
               ev("latency", round(result.elapsed_ms, 1), unit="ms"))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from es_doctor import cures
 from es_doctor.checks.common import counter_window, dependency_down, from_failure
 from es_doctor.checks.context import CheckContext
-from es_doctor.checks.registry import Outcome, check, crit, ev, grade, ok
+from es_doctor.checks.registry import Outcome, check, crit, ev, grade, ok, over
 from es_doctor.findings import Status
 from es_doctor.probes.metrics import counter_delta
 from es_doctor.probes.result import FailureKind
@@ -75,7 +75,8 @@ def search(ctx: CheckContext) -> Outcome:
     latency = sorted(timings)[len(timings) // 2]
     th = ctx.target.thresholds
     status = grade(latency, th.vector_search_latency_warn_ms, None)
-    return Outcome(status, f"test search answered in {latency:.1f} ms (median of {len(timings)}, {hits} hits)",
+    return Outcome(status, f"test search answered in {latency:.1f} ms (median of {len(timings)}, {hits} hits)"
+                           + over(status, th.vector_search_latency_warn_ms, None, " ms"),
                    [ev("latency", round(latency, 1), f"> {th.vector_search_latency_warn_ms:g} ms WARN", "ms"),
                     ev("searches", ", ".join(f"{t:.1f}" for t in timings), unit="ms"), ev("hits", hits)])
 
@@ -99,8 +100,10 @@ def insert_errors(ctx: CheckContext) -> Outcome:
     pct = errors / inserts * 100
     status = grade(pct, th.vector_insert_error_warn_pct, None)
     evidence = [ev("insert errors", round(pct, 3), f"> {th.vector_insert_error_warn_pct:g} % WARN", "%"),
-                ev("inserts", int(inserts)), ev("window", round(w.seconds, 1), unit="s"), ev("window from", w.source)]
-    summary = f"vector insert errors {pct:.2f} % ({int(errors)} of {int(inserts)})"
+                ev("inserts", int(inserts)), ev("window", round(w.seconds, 1), unit="s"),
+                ev("window from", w.source)]
+    summary = (f"vector insert errors {pct:.2f} % ({int(errors)} of {int(inserts)})"
+               + over(status, th.vector_insert_error_warn_pct, None, " %"))
     if status is Status.OK:
         return Outcome(status, summary, evidence)
     cause = _insert_error_cause(ctx)

@@ -22,12 +22,13 @@ class State:
 
 ConfigOpt = Annotated[
     str | None,
-    typer.Option("--config", "-c", help="Config file (else $ES_DOCTOR_CONFIG, ./es-doctor.yaml, user config dir).",
+    typer.Option("--config", "-c", metavar="FILE",
+                 help="Config file (else $ES_DOCTOR_CONFIG, ./es-doctor.yaml, user config dir).",
                  show_default=False),
 ]
 TargetOpt = Annotated[
     str | None,
-    typer.Option("--target", "-t", help="Named target from the config (or 'lab').", show_default=False),
+    typer.Option("--target", "-t", metavar="NAME", help="Named target from the config (or 'lab').", show_default=False),
 ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated
 
@@ -27,21 +29,36 @@ def show(
 
     loaded = load(ctx, config, target)
     data: dict[str, object] = {
-        "source": loaded.source or "(built-in defaults)",
+        "source": _source(loaded.source, loaded.target_name, loaded.config.targets),
         "target": loaded.target_name,
     }
+    overrides = sorted(name for name in os.environ if name.startswith("ES_DOCTOR_") and "__" in name)
+    if overrides and not all_targets:
+        data["env_overrides"] = overrides
     if all_targets:
         names = list(loaded.config.targets)
         data["targets"] = {name: masked_dump(load_config(loaded.source, name).target) for name in names}
     else:
         data["effective"] = masked_dump(loaded.target)
     data["runbook_dirs"] = loaded.config.runbook_dirs
-    data["audit_log"] = loaded.config.audit_log
-    data["state_dir"] = loaded.config.state_dir
+    data["audit_log"] = str(Path(loaded.config.audit_log).expanduser())
+    data["state_dir"] = str(Path(loaded.config.state_dir).expanduser())
     data["backup_dir"] = str(backup_root(loaded.config))
     data["escalation"] = masked_dump(loaded.config.escalation)
-    typer.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip())
+    typer.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=200).rstrip())
     return int(ExitStatus.OK)
+
+
+def _source(path: str | None, target_name: str, targets: Collection[str]) -> str:
+    """Where the shown target comes from: the config file, the running lab's target file, or the defaults."""
+    from es_doctor.config import lab_dir
+
+    if target_name not in targets and target_name == "lab":
+        lab_file = lab_dir().expanduser() / "target.yaml"
+        return f"{lab_file} (the lab's target, written by es-doctor lab up)"
+    if path is None:
+        return "built-in defaults (no config file found)"
+    return path
 
 
 @config_app.command("init")

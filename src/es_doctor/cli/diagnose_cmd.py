@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from es_doctor.cli.common import ConfigOpt, state
+from es_doctor.cli.output import is_terminal, working
 from es_doctor.errors import ExitStatus, UsageError
 from es_doctor.render import Format
 from es_doctor.symptoms import SYMPTOM_CLASSES
@@ -37,23 +37,34 @@ def _check_names(classes: list[str], check_ids: list[str]) -> None:
 
 TargetsOpt = Annotated[
     list[str] | None,
-    typer.Option("--target", "-t", help="Named target from the config (or 'lab'); repeat it for several targets.",
+    typer.Option("--target", "-t", metavar="NAME",
+                 help="Named target from the config (or 'lab'); repeat it for several targets.",
                  show_default=False),
 ]
 
 
 def diagnose(
     ctx: typer.Context,
-    check_class: Annotated[list[str] | None, typer.Option("--class", help="Only this symptom class (repeatable): "
+    check_class: Annotated[list[str] | None, typer.Option("--class", metavar="CLASS",
+                                                          help="Only this symptom class (repeatable): "
                                                           + ", ".join(SYMPTOM_CLASSES) + ".")] = None,
-    check: Annotated[list[str] | None, typer.Option("--check", help="Only this check id (repeatable).")] = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
-    timeout: Annotated[float | None, typer.Option("--timeout", help="Per-check timeout, seconds.", min=0.1)] = None,
-    deadline: Annotated[float | None, typer.Option("--deadline", help="Overall deadline, seconds.", min=0.5)] = None,
+    check: Annotated[list[str] | None, typer.Option("--check", metavar="CHECK",
+                                                    help="Only this check id (repeatable).")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", metavar="[table|json|junit|nagios|prometheus]",
+                                        help="Output format.")] = Format.table,
+    timeout: Annotated[float | None, typer.Option("--timeout", metavar="SECONDS",
+                                                  help="Per-check timeout, seconds.", min=0.1)] = None,
+    deadline: Annotated[float | None, typer.Option("--deadline", metavar="SECONDS",
+                                                   help="Overall deadline, seconds.", min=0.5)] = None,
     detailed: Annotated[bool, typer.Option("--detailed", "-d", help="Show evidence for passing checks too.")] = False,
-    watch: Annotated[float | None, typer.Option("--watch", help="Re-run every N seconds until Ctrl-C.",
+    watch: Annotated[float | None, typer.Option("--watch", metavar="SECONDS",
+                                                help="Re-run every N seconds until Ctrl-C.",
                                                 min=1.0)] = None,
     all_targets: Annotated[bool, typer.Option("--all-targets", help="Every target of the config file.")] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", show_default=False,
+                                                help="Write the report to FILE (any format) atomically, beside it "
+                                                "then renamed: node_exporter's textfile collector never reads "
+                                                "half a file. Nothing on stdout; the exit code is the same.")] = None,
     config: ConfigOpt = None,
     target: TargetsOpt = None,
 ) -> int:
@@ -68,37 +79,106 @@ def diagnose(
     names = list(target or ([st.target] if st.target else []))
     loaded_all = load_targets(config or st.config_path, names, all_targets)
     _check_names(check_class or [], check or [])
+    if output is not None:
+        _check_output(output)
     scrapes = Path(loaded_all[0].config.state_dir).expanduser() / "scrapes"  # the metrics window's first scrape
     if len(loaded_all) > 1:
         if fmt is Format.junit:
             raise UsageError("--format junit takes one target (use json, table, nagios or prometheus)")
         while True:
-            reports = run_many([(item.target_name, item.target) for item in loaded_all], check or [],
-                               check_class or [], timeout=timeout, deadline_s=deadline, scrapes_dir=scrapes)
-            typer.echo(render_many(reports, fmt, detailed))
+            with working(f"diagnosing {len(loaded_all)} targets…", enabled=_terminal_table(fmt, output)):
+                reports = run_many([(item.target_name, item.target) for item in loaded_all], check or [],
+                                   check_class or [], timeout=timeout, deadline_s=deadline,
+                                   scrapes_dir=scrapes)
+            if _terminal_table(fmt, output):  # a terminal: each report in colour, then the summary
+                _print_rich(reports, detailed, clear=bool(watch))
+            else:
+                _emit(render_many(reports, fmt, detailed), output)
             if not watch:
                 return int(exit_status_of(worst([r.status for r in reports])))
             time.sleep(watch)
     loaded = loaded_all[0]
     render = renderer(fmt)
     while True:
-        report = run(loaded.target, loaded.target_name, check or [], check_class or [], timeout=timeout,
-                     deadline_s=deadline, scrapes_dir=scrapes)
-        if fmt is Format.table and sys.stdout.isatty():
+        with working(f"diagnosing {loaded.target_name}…", enabled=_terminal_table(fmt, output)):
+            report = run(loaded.target, loaded.target_name, check or [], check_class or [], timeout=timeout,
+                         deadline_s=deadline, scrapes_dir=scrapes)
+        if _terminal_table(fmt, output):
             # a terminal gets colours (rich honours NO_COLOR) and, with --watch, a cleared screen
-            from rich.console import Console
-
-            from es_doctor.render.table import render_rich
-
-            console = Console(highlight=False)
-            if watch:
-                console.clear()
-            render_rich(console, report, detailed)
+            _print_rich([report], detailed, clear=bool(watch))
         else:
-            typer.echo(render(report, detailed))
+            _emit(render(report, detailed), output)
         if not watch:
             return int(report.exit_status())
         time.sleep(watch)
+
+
+def _terminal_table(fmt: Format, output: Path | None) -> bool:
+    """A person at a terminal reads the table: a spinner while the checks run, then colours; never in a
+    pipe, a file (--output) or a machine format."""
+    return fmt is Format.table and output is None and is_terminal()
+
+
+def _print_rich(reports: list[Report], detailed: bool, clear: bool) -> None:
+    """The table report(s) on a terminal, with colours (several: each report, then the targets' summary)."""
+    from rich.console import Console
+
+    from es_doctor.findings import sanitize_report
+    from es_doctor.render.table import render_rich
+
+    console = Console(highlight=False)
+    if clear:
+        console.clear()
+    reports = [sanitize_report(r) for r in reports]
+    for n, report in enumerate(reports):
+        if n:
+            console.print()
+        render_rich(console, report, detailed)
+    if len(reports) > 1:
+        console.print("\n".join(_summary(reports)), markup=False, soft_wrap=True)
+
+
+def _summary(reports: list[Report]) -> list[str]:
+    """One line per target: ``✗ production  CRIT    2 CRIT, 30 OK in 1.4s (exit 2)``."""
+    from es_doctor.findings import Status
+
+    width = max(len(r.target) for r in reports)
+    summary = ["", "targets:"]
+    for report in reports:
+        counts = report.counts()
+        parts = ", ".join(f"{counts[s.value]} {s.value}" for s in Status if counts[s.value])
+        summary.append(f"  {report.status.symbol} {report.target:<{width}}  {report.status.value:<7} {parts} "
+                       f"in {report.duration_ms / 1000:.1f}s (exit {int(report.exit_status())})")
+    return summary
+
+
+def _check_output(output: Path) -> None:
+    """Before any check runs: --output names a file whose directory exists and can be written (exit 73)."""
+    import os
+
+    from es_doctor.errors import CantCreateError
+
+    path = output.expanduser()
+    if path.is_dir():
+        raise CantCreateError(f"cannot write the report to {output}: it is a directory")
+    if not path.parent.is_dir():
+        raise CantCreateError(f"cannot write the report to {output}: no directory {path.parent}")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise CantCreateError(f"cannot write the report to {output}: {path.parent} is not writable")
+
+
+def _emit(text: str, output: Path | None) -> None:
+    """The rendered report to stdout, or to ``output`` atomically (exit 73 naming it when it cannot be written)."""
+    if output is None:
+        typer.echo(text)
+        return
+    from es_doctor.errors import CantCreateError
+    from es_doctor.files import write_atomically
+
+    try:
+        write_atomically(output.expanduser(), text + "\n")
+    except OSError as exc:
+        raise CantCreateError(f"cannot write the report to {output}: {exc.strerror or exc}") from None
 
 
 def render_many(reports: list[Report], fmt: Format, detailed: bool) -> str:
@@ -115,25 +195,20 @@ def render_many(reports: list[Report], fmt: Format, detailed: bool) -> str:
         from es_doctor.render import prometheus
 
         return prometheus.render_many(reports)
-    from es_doctor.findings import Status
+    if fmt is Format.nagios:
+        from es_doctor.render import nagios
+
+        return nagios.render_many(reports)
     from es_doctor.render import renderer
 
     render = renderer(fmt)
-    if fmt is Format.nagios:
-        return "\n".join(f"{r.target}: {render(r, detailed)}" for r in reports)
     blocks = [render(r, detailed) for r in reports]
-    width = max(len(r.target) for r in reports)
-    summary = ["", "targets:"]
-    for report in reports:
-        counts = report.counts()
-        parts = ", ".join(f"{counts[s.value]} {s.value}" for s in Status if counts[s.value])
-        summary.append(f"  {report.status.symbol} {report.target:<{width}}  {report.status.value:<7} {parts} "
-                       f"in {report.duration_ms / 1000:.1f}s (exit {int(report.exit_status())})")
-    return "\n\n".join(blocks) + "\n" + "\n".join(summary)
+    return "\n\n".join(blocks) + "\n" + "\n".join(_summary(reports))
 
 
 def list_checks(
-    check_class: Annotated[list[str] | None, typer.Option("--class", help="Only this symptom class.")] = None,
+    check_class: Annotated[list[str] | None, typer.Option("--class", metavar="CLASS",
+                                                          help="Only this symptom class (repeatable).")] = None,
 ) -> int:
     """List every check: id, what it verifies, and what cures it (by cause), from the one cure table."""
     from rich.console import Console

@@ -26,15 +26,17 @@ def _run(ctx: typer.Context, runbook_id: str, params: dict[str, str], yes: bool,
 def _run_result(ctx: typer.Context, runbook_id: str, params: dict[str, str], yes: bool, dry_run: bool,
                 config: str | None, target: str | None) -> Any:
     from es_doctor.cli.fix_cmd import _confirm, _report, _runbooks, print_plan
+    from es_doctor.cli.output import line_printer
     from es_doctor.runbooks.engine import plan
 
     loaded = load(ctx, config, target)
     runbooks = _runbooks(loaded)
     if runbook_id not in runbooks:
         raise UsageError(f"runbook {runbook_id} is missing (runbooks/emergency/)")
-    engine = make_engine(loaded, confirm=_confirm, say=typer.echo)
+    say = line_printer()  # highlighted on a terminal, plain in a pipe
+    engine = make_engine(loaded, confirm=_confirm, say=say)
     the_plan = plan(runbooks[runbook_id], loaded.target, loaded.target_name, params)
-    print_plan(the_plan, typer.echo)
+    print_plan(the_plan, say)
     result = engine.run(the_plan, yes=yes, dry_run=dry_run)
     _report(result)
     return result
@@ -93,7 +95,7 @@ def status(ctx: typer.Context, config: ConfigOpt = None, target: TargetOpt = Non
 def readonly(ctx: typer.Context,
              off: Annotated[bool, typer.Option("--off", help="Lift read-only mode.")] = False,
              dry_run: DryOpt = False, config: ConfigOpt = None, target: TargetOpt = None) -> int:
-    """Stop writes through the API and prove a write is refused (--off: lift it)."""
+    """Stop writes through the API and prove it from the service's own state, without writing (--off: lift it)."""
     return _run(ctx, "emergency-readonly", {"enabled": str(not off).lower()}, True, dry_run, config, target)
 
 
@@ -119,9 +121,11 @@ def restart(ctx: typer.Context,
 
 @emergency_app.command("security")
 def security(ctx: typer.Context,
-             threshold: Annotated[int, typer.Option(min=1, help="Failed authentications that get an address "
+             threshold: Annotated[int, typer.Option(min=1, metavar="N",
+                                                    help="Failed authentications that get an address "
                                                     "blocked.")] = 5,
-             webhook: Annotated[str | None, typer.Option(help="Security contact's webhook, as env:NAME.",
+             webhook: Annotated[str | None, typer.Option(metavar="env:NAME",
+                                                         help="Security contact's webhook, as env:NAME.",
                                                          show_default=False)] = None,
              yes: YesOpt = False, dry_run: DryOpt = False, config: ConfigOpt = None, target: TargetOpt = None) -> int:
     """Security attack: maintenance mode on, SECURITY log analysis, block list (not applied), notify."""
@@ -133,7 +137,8 @@ def security(ctx: typer.Context,
 
 @emergency_app.command("rollback")
 def rollback(ctx: typer.Context,
-             to: Annotated[str | None, typer.Option("--to", help="Image tag (default: the recorded previous one).",
+             to: Annotated[str | None, typer.Option("--to", metavar="TAG",
+                                                    help="Image tag (default: the recorded previous one).",
                                                    show_default=False)] = None,
              yes: YesOpt = False, dry_run: DryOpt = False, config: ConfigOpt = None, target: TargetOpt = None) -> int:
     """Redeploy the service's previous image and verify health."""
@@ -143,7 +148,7 @@ def rollback(ctx: typer.Context,
 
 @emergency_app.command("backup")
 def backup(ctx: typer.Context,
-           reason: Annotated[str, typer.Option(help="Recorded in the manifest.")] = "emergency backup",
+           reason: Annotated[str, typer.Option(metavar="TEXT", help="Recorded in the manifest.")] = "emergency backup",
            live: Annotated[bool, typer.Option("--live", help="Do not put the service in read-only mode for the "
                                               "backup (recorded in the manifest).")] = False,
            dry_run: DryOpt = False, config: ConfigOpt = None, target: TargetOpt = None) -> int:

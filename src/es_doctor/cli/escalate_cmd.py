@@ -42,12 +42,13 @@ def _report(deliveries: list[Delivery]) -> list[Delivery]:
 
 def escalate(
     ctx: typer.Context,
-    level: Annotated[int | None, typer.Option("--level", "-l", min=1, max=3,
+    level: Annotated[int | None, typer.Option("--level", "-l", min=1, max=3, metavar="LEVEL",
                                               help="Escalation level: 1 Équipe Dev, 2 DevOps, 3 Expertise.",
                                               show_default=False)] = None,
-    issue: Annotated[str | None, typer.Option("--issue", "-i", help="What is wrong, in one line.",
+    issue: Annotated[str | None, typer.Option("--issue", "-i", metavar="TEXT", help="What is wrong, in one line.",
                                               show_default=False)] = None,
-    severity: Annotated[SeverityChoice | None, typer.Option("--severity", "-s", help="Severity of the incident.",
+    severity: Annotated[SeverityChoice | None, typer.Option("--severity", "-s", metavar="[low|medium|high|critical]",
+                                                            help="Severity of the incident.",
                                                             show_default=False)] = None,
     attach_diagnosis: Annotated[bool, typer.Option("--attach-diagnosis/--no-attach-diagnosis",
                                                    help="Run the checks and attach the report.")] = True,
@@ -77,8 +78,12 @@ def escalate(
     # no bundle, no escalation: --resolve and the hand-over need it (exit 73 before anything is sent)
     ensure_writable_dir(incidents_dir(loaded.config.state_dir), "incidents directory")
     known = _known_secrets(loaded)
-    incident = build_incident(loaded, level, severity.value, issue.strip(), attach_diagnosis=attach_diagnosis,
-                              known_secrets=known)
+    from es_doctor.cli.output import working
+
+    doing = f"diagnosing {loaded.target_name} for the incident bundle…" if attach_diagnosis else "writing the bundle…"
+    with working(doing):  # a spinner on a terminal only
+        incident = build_incident(loaded, level, severity.value, issue.strip(), attach_diagnosis=attach_diagnosis,
+                                  known_secrets=known)
     try:
         bundle = write_bundle(incident, loaded.config.state_dir)
     except OSError as exc:  # the disk filled up meanwhile: exit 73 naming the place, nothing sent
@@ -95,7 +100,8 @@ def escalate(
         typer.echo(f"no channel configured for level {level} (escalation.levels.{level}.channels): "
                    "nothing sent; hand the bundle over yourself")
         return int(ExitStatus.OK)
-    deliveries = deliver_incident(loaded, incident, bundle, known)
+    with working(f"notifying {', '.join(incident.channels)}…"):
+        deliveries = deliver_incident(loaded, incident, bundle, known)
     write_json_new(bundle / "delivery.json", [d.as_dict() for d in deliveries])
     failed = _report(deliveries)
     if failed:

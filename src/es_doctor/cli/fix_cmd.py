@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from es_doctor.cli.common import ConfigOpt, TargetOpt, load, make_engine
+from es_doctor.cli.output import line_printer
 from es_doctor.errors import EsDoctorError, ExitStatus, UsageError
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 def print_plan(the_plan: Plan, echo: Any) -> None:
     """The plan, secrets masked (params under secret-like names, URL/DSN passwords) and control characters removed."""
+    from es_doctor.findings import words
     from es_doctor.secrets import clean, mask_data
 
     raw_echo = echo
@@ -95,7 +97,7 @@ def print_plan(the_plan: Plan, echo: Any) -> None:
     for reason in the_plan.missing:
         echo(f"  REFUSED: target {the_plan.target_name} {reason}")
     if the_plan.params:
-        echo("  params: " + ", ".join(f"{k}={v!r}" for k, v in mask_data(the_plan.params).items()))
+        echo("  params: " + ", ".join(f"{k}={words(v)}" for k, v in mask_data(the_plan.params).items()))
     for n, planned in enumerate(the_plan.steps, start=1):
         mark = " (destructive)" if planned.destructive else ""
         cond = f" when {planned.step.when}" if planned.step.when else ""
@@ -114,21 +116,23 @@ def _confirm(question: str) -> bool:
 
 
 def _report(result: FixResult) -> None:
-    typer.echo(f"{result.runbook}: {result.outcome.value}" + (f" - {result.message}" if result.message else ""))
+    echo = line_printer()
+    echo(f"{result.runbook}: {result.outcome.value}" + (f" - {result.message}" if result.message else ""))
     for finding in result.verify:
         if finding["status"] != "OK":
-            typer.echo(f"  still {finding['status']}: {finding['summary']} ({finding['id']})")
+            echo(f"  still {finding['status']}: {finding['summary']} ({finding['id']})")
             if finding.get("next") and finding["next"] != f"es-doctor fix {result.runbook}":
-                typer.echo(f"    next: {finding['next']}")
+                echo(f"    next: {finding['next']}")
             elif finding.get("escalate"):
-                typer.echo(f"    next: es-doctor escalate --level {finding['escalate']} --issue \"{finding['id']}\"")
+                echo(f"    next: es-doctor escalate --level {finding['escalate']} --issue \"{finding['id']}\"")
 
 
 def fix(
     ctx: typer.Context,
     ident: Annotated[str | None, typer.Argument(metavar="RUNBOOK|FINDING", help="Runbook id, or a finding id.",
                                                 show_default=False)] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Runbook parameter KEY=VALUE.",
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", metavar="KEY=VALUE",
+                                                    help="Runbook parameter KEY=VALUE.",
                                                     show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before destructive steps.")] = False,
@@ -144,7 +148,8 @@ def fix(
     loaded = load(ctx, config, target)
     skipped: list[Any] = []
     runbooks = _runbooks(loaded, skipped)
-    engine = make_engine(loaded, confirm=_confirm, say=typer.echo)
+    say = line_printer()  # highlighted on a terminal, plain in a pipe
+    engine = make_engine(loaded, confirm=_confirm, say=say)
     if fix_all:
         chosen = _for_findings(loaded, runbooks)
         if not chosen:
@@ -169,7 +174,7 @@ def fix(
     for runbook, cure_params in chosen:
         params = {**cure_params, **_params(param or [])} if not fix_all else dict(cure_params)
         the_plan = plan(runbook, loaded.target, loaded.target_name, params)
-        print_plan(the_plan, typer.echo)
+        print_plan(the_plan, say)
         result = engine.run(the_plan, yes=yes, dry_run=dry_run)
         _report(result)
         status = result.outcome.exit_status

@@ -22,10 +22,11 @@ lab_app = typer.Typer(help="Run the stand-in stack (service, Qdrant, PostgreSQL,
 fault_app = typer.Typer(help="Inject or clear a fault.", no_args_is_help=True)
 lab_app.add_typer(fault_app, name="fault")
 
-LabDirOpt = Annotated[Path | None, typer.Option("--lab-dir", help="Lab state dir (else $ES_DOCTOR_LAB_DIR).",
+LabDirOpt = Annotated[Path | None, typer.Option("--lab-dir", metavar="DIR",
+                                                help="Lab state dir (else $ES_DOCTOR_LAB_DIR).",
                                                 show_default=False)]
-PortOpt = Annotated[int, typer.Option(min=0, max=65535, help="0: a free port.")]
-ENGINE_DIR = Path("/tmp/es-doctor-lab-engine")
+PortOpt = Annotated[int, typer.Option(min=0, max=65535, metavar="PORT",
+                                      help="0: a free port (a restarted lab keeps its ports).")]
 
 
 def _lab_dir(explicit: Path | None) -> Path:
@@ -38,82 +39,123 @@ def _load(explicit: Path | None) -> LabStack:
     from es_doctor.lab.infra import InfraError
     from es_doctor.lab.stack import LabStack
 
+    directory = _lab_dir(explicit)
+    if not (directory / "lab.json").is_file():
+        raise UnavailableError(f"no lab in {directory} (start one: {self_command()} lab up)")
     try:
-        return LabStack.load(_lab_dir(explicit))
+        return LabStack.load(directory)
     except InfraError as exc:
         raise UnavailableError(str(exc)) from exc
 
 
+def self_command(argv0: str | None = None, which: str | None = None, cwd: Path | None = None) -> str:
+    """How the operator can run es-doctor again: ``es-doctor`` when that is what PATH finds, else the
+    path this one was started by (``.venv/bin/es-doctor``), else ``python -m es_doctor``."""
+    import shutil
+    import sys
+
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    found = shutil.which("es-doctor") if which is None else which or None
+    here = Path.cwd() if cwd is None else cwd
+    started = Path(argv0)
+    if started.name != "es-doctor":  # python -m es_doctor, or an embedding
+        return f"{sys.executable} -m es_doctor"
+    if found and Path(found).resolve() == (here / started).resolve():
+        return "es-doctor"
+    path = (here / started).resolve()
+    if here.resolve() != Path(here.anchor) and path.is_relative_to(here.resolve()):  # .venv/bin/es-doctor
+        relative = path.relative_to(here.resolve())
+        return str(relative) if relative.parent != Path() else f"./{relative}"
+    return str(path)
+
+
 @lab_app.command("up")
 def up(
-    mode: Annotated[str, typer.Option(help="auto: docker when an engine answers at $DOCKER_HOST, else process.")]
+    mode: Annotated[str, typer.Option(metavar="[auto|docker|process]", help="auto: docker when an engine answers at "
+                                       "$DOCKER_HOST, else process; docker; or process (host processes).")]
     = "auto",
     lab_dir: LabDirOpt = None,
-    start_dockerd: Annotated[bool, typer.Option("--start-dockerd", help="Start a private Docker engine "
-                                                f"in {ENGINE_DIR} for docker mode.")] = False,
+    start_dockerd: Annotated[bool, typer.Option("--start-dockerd", help="Start a private Docker engine for this "
+                                                "lab dir (one per lab, under /tmp) for docker mode.")] = False,
     api_port: PortOpt = 0, metrics_port: PortOpt = 0, qdrant_port: PortOpt = 0,
     postgres_port: PortOpt = 0, prometheus_port: PortOpt = 0,
     postgres: Annotated[bool, typer.Option(help="Run PostgreSQL (when installed).")] = True,
     prometheus: Annotated[bool, typer.Option(help="Run Prometheus (when installed).")] = True,
 ) -> int:
-    """Start the lab (docker: real containers named as in the stack; process: host processes)."""
+    """Start the lab (docker: real containers named as in the stack; process: host processes). A lab that
+    is not running is set up afresh: mode, engine and components are detected again (its data is kept)."""
     from es_doctor.lab import infra
-    from es_doctor.lab.layout import LabPorts, Mode
-    from es_doctor.lab.stack import LabStack
+    from es_doctor.lab.layout import LabPorts, Mode, engine_host, fresh_settings, private_engine_dir
+    from es_doctor.lab.stack import LabStack, detect_absent
 
     if mode not in {"auto", "docker", "process"}:
         raise UsageError(f"--mode must be auto, docker or process, not {mode!r}")
     directory = _lab_dir(lab_dir)
-    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    if (directory / "lab.json").is_file():  # a lab was set up here: same mode, ports and data
+    stack: LabStack | None = None
+    if (directory / "lab.json").is_file():
         stack = _load(directory)
-        if mode not in ("auto", stack.mode):
-            raise UsageError(f"a {stack.mode}-mode lab exists in {directory}; remove it first: "
-                             "es-doctor lab down --volumes")
-        if stack.settings.docker_host == f"unix://{ENGINE_DIR}/d.sock":
-            start_dockerd = True
-        mode = stack.mode
-    if start_dockerd:
-        reason = infra.availability()["docker"]
-        if reason:
-            raise UnavailableError(f"cannot start dockerd: {reason}")
-        host = f"unix://{ENGINE_DIR}/d.sock"
-        if not infra.docker_ping(host):
-            infra.start_dockerd(ENGINE_DIR)
-    reachable = infra.docker_ping(host) if mode != "process" else False
-    if mode == "docker" and not reachable:
-        raise UnavailableError(f"no Docker engine answers at {host} (set DOCKER_HOST, or --start-dockerd)")
-    chosen: Mode = "docker" if reachable else "process"
-    ports = LabPorts(api_port, metrics_port, qdrant_port, postgres_port, prometheus_port)
+        if not stack.running():  # stopped (lab down, a reboot, its engine gone): start it afresh below
+            start_dockerd = start_dockerd or (stack.settings.private_engine is not None and mode != "process")
+            stack = None
+        elif mode not in ("auto", stack.mode):
+            raise UsageError(f"a {stack.mode}-mode lab runs in {directory}; stop it first: "
+                             f"{self_command()} lab down")
+        elif start_dockerd and not stack.settings.private_engine:
+            raise UsageError(f"the lab in {directory} runs on {stack.settings.docker_host}; stop it first "
+                             f"({self_command()} lab down) to start it on a private engine")
     try:
-        if (directory / "lab.json").is_file():
-            stack = LabStack(directory)
-        else:
-            stack = LabStack(directory, ports, mode=chosen, docker_host=host if chosen == "docker" else None,
-                             postgres=postgres, prometheus=prometheus)
+        if stack is None:
+            host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+            engine = None
+            if start_dockerd:
+                reason = infra.availability()["docker"]
+                if reason:
+                    raise UnavailableError(f"cannot start dockerd: {reason}")
+                engine = private_engine_dir(directory)
+                host = engine_host(engine)
+                if not infra.docker_ping(host):
+                    infra.start_dockerd(engine)
+            reachable = infra.docker_ping(host) if mode != "process" else False
+            if mode == "docker" and not reachable:
+                raise UnavailableError(f"no Docker engine answers at {host} (set DOCKER_HOST, or --start-dockerd)")
+            chosen: Mode = "docker" if reachable else "process"
+            ports = LabPorts(api_port, metrics_port, qdrant_port, postgres_port, prometheus_port)
+            settings = fresh_settings(directory, chosen, ports, host if chosen == "docker" else None,
+                                      engine if chosen == "docker" else None, detect_absent(postgres, prometheus))
+            stack = LabStack(directory, use=settings)
         stack.up()
     except infra.InfraError as exc:
         raise UnavailableError(f"lab did not come up: {exc}") from exc
     _print_status(stack)
-    typer.echo(f"\nThe lab is up ({chosen} mode). Diagnose it: ES_DOCTOR_LAB_DIR={directory} es-doctor -t lab "
-               "diagnose")
+    if not stack.settled:
+        typer.echo("note: this machine is busy (the lab's test searches and API calls are still slow): "
+                   "latency checks may read WARN until it calms down")
+    from es_doctor.config import lab_dir as default_lab_dir
+
+    env = "" if directory.resolve() == default_lab_dir().expanduser().resolve() else \
+        f"ES_DOCTOR_LAB_DIR={stack.lab_dir} "
+    typer.echo(f"\nThe lab is up ({stack.mode} mode). Diagnose it: {env}{self_command()} -t lab diagnose")
     return int(ExitStatus.OK)
 
 
 @lab_app.command("down")
 def down(
     lab_dir: LabDirOpt = None,
-    volumes: Annotated[bool, typer.Option("--volumes", help="Also remove the data volumes.")] = False,
+    volumes: Annotated[bool, typer.Option("--volumes", help="Also remove the data (volumes, database, Qdrant "
+                                          "storage, logs, service state): the next `lab up` starts afresh.")]
+    = False,
 ) -> int:
     """Stop and remove the lab's containers/processes (data kept unless --volumes)."""
-    stack = _load(lab_dir)
-    stack.down(volumes=volumes)
-    if stack.settings.docker_host == f"unix://{ENGINE_DIR}/d.sock":
-        from es_doctor.lab import infra, procs
+    from es_doctor.lab.infra import InfraError
 
-        procs.stop(ENGINE_DIR / "docker.pid.lab", timeout=20)
-        infra.unmount_under(ENGINE_DIR)
-    typer.echo(f"lab in {stack.lab_dir} is down")
+    stack = _load(lab_dir)
+    try:
+        notes = stack.down(volumes=volumes)
+    except InfraError as exc:
+        raise UnavailableError(str(exc)) from exc
+    for note in notes:
+        typer.echo(note)
+    typer.echo(f"lab in {stack.lab_dir} is down" + (" and its data removed" if volumes else ""))
     return int(ExitStatus.OK)
 
 
@@ -137,11 +179,20 @@ def _print_status(stack: LabStack) -> None:
 @lab_app.command("status")
 def status(lab_dir: LabDirOpt = None) -> int:
     """Each component's state; exit 0 when all are healthy, 69 otherwise."""
+    from es_doctor.lab.infra import InfraError
+
     stack = _load(lab_dir)
-    _print_status(stack)
+    try:
+        _print_status(stack)
+    except InfraError as exc:  # its engine is gone
+        raise UnavailableError(f"{exc}: the lab in {stack.lab_dir} is down ({self_command()} lab up starts it)") \
+            from exc
     health = stack.health()
     for name, ok in health.items():
         typer.echo(f"{'✓' if ok else '✗'} {name}")
+    from es_doctor.lab import pprofd
+
+    typer.echo(f"pprof: {pprofd.state(stack.paths.run, stack.settings.ports.pprof)}")
     from es_doctor.lab import faults
 
     names = faults.active(stack)
@@ -194,7 +245,9 @@ def list_faults(lab_dir: LabDirOpt = None) -> int:
 
 
 @fault_app.command("add")
-def fault_add(name: str, lab_dir: LabDirOpt = None) -> int:
+def fault_add(name: Annotated[str, typer.Argument(metavar="NAME", help="The fault to inject: one of those listed "
+                                                   "below (es-doctor lab faults).")],
+              lab_dir: LabDirOpt = None) -> int:
     """Inject fault NAME into the running lab."""
     from es_doctor.lab import faults, infra
 

@@ -73,6 +73,18 @@ def _register() -> None:
     from es_doctor.cli import serve_cmd
 
     app.command("serve")(serve_cmd.serve)
+    from es_doctor.cli import dashboard_cmd
+
+    app.command("dashboard")(dashboard_cmd.dashboard)
+    from es_doctor.cli import logs_cmd
+
+    app.command("logs")(logs_cmd.logs)
+    from es_doctor.cli import load_cmd
+
+    app.command("load", epilog=load_cmd.EPILOG)(load_cmd.load_test)
+    from es_doctor.cli import profile_cmd
+
+    app.add_typer(profile_cmd.profile_app, name="profile")
 
 
 _register()
@@ -80,10 +92,10 @@ _register()
 
 def _crash_dir() -> Path:
     """A private (0700) directory for crash logs: the state directory's ``crash/``, else a new temporary one."""
+    from es_doctor.config import default_state_dir
     from es_doctor.files import private_dir
 
-    base = os.environ.get("ES_DOCTOR_STATE_DIR") or str(
-        Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "es-doctor")
+    base = os.environ.get("ES_DOCTOR_STATE_DIR") or str(default_state_dir())
     try:
         return private_dir(Path(base) / "crash")
     except (OSError, RuntimeError):
@@ -103,15 +115,24 @@ def _crash_log(exc: BaseException) -> Path:
     return write_private(path, text)
 
 
+def command() -> typer.core.TyperGroup:
+    """The click command tree of :data:`app`, its help finished (examples, whole descriptions, plain arguments)."""
+    from es_doctor.cli.helptext import polish
+
+    root: typer.core.TyperGroup = polish(typer.main.get_command(app))
+    return root
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (never raises)."""
     try:
-        result = app(args=argv, prog_name="es-doctor", standalone_mode=False)
+        result = command().main(args=argv, prog_name="es-doctor", standalone_mode=False)
     except click_exc.NoArgsIsHelpError as exc:
         if exc.ctx is not None:
             typer.echo(exc.ctx.get_help())
         return int(ExitStatus.OK)
     except click_exc.UsageError as exc:
+        exc.message = exc.message.replace("Value error, ", "")  # typer's choice check speaks through pydantic
         exc.show()
         return int(ExitStatus.USAGE)
     except typer.Exit as exc:

@@ -29,10 +29,32 @@ def _load(ctx: typer.Context, config: str | None, target: str | None) -> Runbook
     return load_runbooks(_user_dirs(ctx, config, target))
 
 
+def _short(path: Path) -> str:
+    """A shipped runbook as ``builtin:NAME`` (``builtin:emergency/NAME``), not its site-packages path; a
+    user's runbook as its path, ``~`` for the home directory."""
+    from es_doctor.runbooks.loader import shipped_dir
+
+    try:
+        return f"builtin:{path.resolve().relative_to(shipped_dir().resolve()).as_posix()}"
+    except ValueError:
+        pass
+    home = Path.home()
+    return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
+
+
 def _source(rbs: RunbookSet, rb_id: str) -> str:
     if rb_id in rbs.overrides:
-        return f"{rbs.sources[rb_id]} (overrides shipped {rbs.overrides[rb_id][0].name})"
-    return "shipped" if rbs.is_shipped(rb_id) else str(rbs.sources[rb_id])
+        return f"{_short(rbs.sources[rb_id])} (overrides {_short(rbs.overrides[rb_id][0])})"
+    return _short(rbs.sources[rb_id])
+
+
+def _kind(rbs: RunbookSet, rb_id: str) -> str:
+    """The runbook's symptom class, or ``emergency`` for the guide's emergency procedures (runbooks/emergency/)."""
+    from es_doctor.runbooks.loader import shipped_dir
+
+    if rbs.sources[rb_id].resolve().parent == (shipped_dir() / "emergency").resolve():
+        return "emergency"
+    return rbs.runbooks[rb_id].check_class
 
 
 @runbooks_app.command("list")
@@ -43,9 +65,9 @@ def list_runbooks(ctx: typer.Context, config: ConfigOpt = None, target: TargetOp
 
     rbs = load_runbooks(_user_dirs(ctx, config, target), tolerant=True)
     width = max((len(i) for i in rbs.runbooks), default=2)
-    for rb_id, rb in sorted(rbs.runbooks.items(), key=lambda kv: (kv[1].check_class, kv[0])):
+    for rb_id, rb in sorted(rbs.runbooks.items(), key=lambda kv: (_kind(rbs, kv[0]), kv[0])):
         flag = "destructive" if _destructive(rb) else ""
-        typer.echo(f"{rb_id:<{width}}  {rb.check_class:<13}  {flag:<11}  {rb.title}  [{_source(rbs, rb_id)}]")
+        typer.echo(f"{rb_id:<{width}}  {_kind(rbs, rb_id):<13}  {flag:<11}  {rb.title}  [{_source(rbs, rb_id)}]")
     for error in rbs.errors:
         typer.echo(f"es-doctor: skipped a malformed runbook: {error.message}", err=True)
     return int(ExitStatus.DATA if rbs.errors else ExitStatus.OK)
@@ -55,8 +77,10 @@ def _destructive(rb: Runbook) -> bool:
     return rb.flags.destructive or any(s.destructive for s in rb.steps)
 
 
-def _summary(rb: Runbook) -> list[str]:
-    lines = [f"{rb.id}: {rb.title}", f"  class: {rb.check_class}"]
+def _summary(rb: Runbook, kind: str | None = None) -> list[str]:
+    from es_doctor.findings import words
+
+    lines = [f"{rb.id}: {rb.title}", f"  class: {kind or rb.check_class}"]
     if rb.cures:
         lines.append(f"  cures: {', '.join(rb.cures)}")
     flags = [name for name, on in (("destructive", _destructive(rb)),
@@ -64,7 +88,7 @@ def _summary(rb: Runbook) -> list[str]:
     if flags:
         lines.append(f"  flags: {', '.join(flags)}")
     for name, param in rb.params.items():
-        default = " (required)" if param.required else f" = {param.default!r}"
+        default = " (required)" if param.required else f" = {words(param.default)}"
         lines.append(f"  param {name}: {param.type}{default}" + (f"  {param.description}" if param.description else ""))
     for title, steps in (("precondition", rb.preconditions), ("step", rb.steps), ("rollback", rb.rollback)):
         for i, step in enumerate(steps, 1):
@@ -93,7 +117,7 @@ def show(ctx: typer.Context, runbook_id: Annotated[str, typer.Argument(metavar="
         hint = f"; did you mean {', '.join(near)}?" if near else "; `es-doctor runbooks list` shows them"
         raise UsageError(f"no runbook {runbook_id!r}{hint}")
     rb, path = rbs.runbooks[runbook_id], rbs.sources[runbook_id]
-    for line in _summary(rb):
+    for line in _summary(rb, _kind(rbs, runbook_id)):
         typer.echo(line)
     typer.echo(f"  source: {_source(rbs, runbook_id)}")
     typer.echo("")
@@ -104,7 +128,8 @@ def show(ctx: typer.Context, runbook_id: Annotated[str, typer.Argument(metavar="
 
 @runbooks_app.command("validate")
 def validate(ctx: typer.Context,
-             paths: Annotated[list[Path] | None, typer.Argument(help="Files or directories (default: all loaded).",
+             paths: Annotated[list[Path] | None, typer.Argument(metavar="PATH",
+                                                                help="Files or directories (default: all loaded).",
                                                                 show_default=False)] = None,
              config: ConfigOpt = None, target: TargetOpt = None) -> int:
     """Validate runbooks; each error names file, line and key (exit 65 on any error)."""

@@ -13,12 +13,15 @@ from es_doctor.errors import ExitStatus, UnavailableError, UsageError
 
 def serve(
     ctx: typer.Context,
-    targets: Annotated[list[str] | None, typer.Option("--targets", "-T", help="Target to watch (repeatable); "
+    targets: Annotated[list[str] | None, typer.Option("--targets", "-T", metavar="NAME",
+                                                      help="Target to watch (repeatable); "
                                                       "default: -t, else the default target.")] = None,
     all_targets: Annotated[bool, typer.Option("--all-targets", help="Every target of the config file.")] = False,
-    interval: Annotated[str | None, typer.Option("--interval", help="Between two runs of a target: 30s, 2m "
+    interval: Annotated[str | None, typer.Option("--interval", metavar="DURATION",
+                                                 help="Between two runs of a target: 30s, 2m "
                                                  "(default: serve.interval_s).")] = None,
-    listen: Annotated[str | None, typer.Option("--listen", help="HOST:PORT (default: serve.listen, "
+    listen: Annotated[str | None, typer.Option("--listen", metavar="HOST:PORT",
+                                               help="HOST:PORT (default: serve.listen, "
                                                "127.0.0.1:9109); off loopback a token is required.")] = None,
     print_scrape_config: Annotated[bool, typer.Option("--print-scrape-config",
                                                       help="Print the Prometheus scrape job and exit.")] = False,

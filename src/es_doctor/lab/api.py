@@ -37,6 +37,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/tasks"): "create_task",
     ("GET", "/api/v1/tasks/search"): "search_tasks",
     ("GET", "/_lab/faults"): "lab_faults",
+    ("GET", "/_lab/state"): "lab_state",
     ("POST", "/_lab/reload"): "lab_reload",
 }
 UNFAULTED = ("/health", "/ready")
@@ -118,6 +119,10 @@ class Routes:
 
     def lab_faults(self) -> Reply:
         return 200, {"faults": self.app.faults.names()}
+
+    def lab_state(self) -> Reply:
+        """What the lab's orchestrator reads to tell which faults are still in effect (lab/fault_state.py)."""
+        return 200, self.app.lab_state()
 
     def lab_reload(self) -> Reply:
         self.app.faults.reload()

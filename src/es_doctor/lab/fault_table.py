@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-#: checks that report history (the last minute of logs, Prometheus' alerts over their rule windows):
-#: a fault may leave them tripped for a while after it is cured, and any fault that makes the service
-#: fail requests may fire an alert
-HISTORY_CHECKS = frozenset({"performance.slow-log", "inter-manager.eventbus-log", "monitoring.alerts"})
+#: checks that report history (the last minute of logs, Prometheus' alerts over their rule windows, the
+#: uptime over its window): a fault may leave them tripped for a while after it is cured, any fault that
+#: makes the service fail requests may fire an alert, and any fault that stops or restarts the service (or
+#: its metrics endpoint) costs uptime (the lab's window: 30 s, lab/layout.LAB_UPTIME_WINDOW_S)
+HISTORY_CHECKS = frozenset({"performance.slow-log", "inter-manager.eventbus-log", "monitoring.alerts",
+                            "monitoring.uptime"})
 
 
 @dataclass(frozen=True)
@@ -27,8 +29,9 @@ class FaultSpec:
     #: runtime: a name in faults.json that a lab program polls; orchestration: real state changed
     kind: Literal["runtime", "orchestration"]
     #: the lab program that reads the fault's name in faults.json (every runtime fault; service-exits
-    #: too, an orchestration fault that restarts the service with its name listed)
-    program: Literal["service", "qdrant"] | None = None
+    #: too, an orchestration fault that restarts the service with its name listed); pprofd is the lab's
+    #: Go program (lab/go/pprofd.go), present where Go is installed
+    program: Literal["service", "qdrant", "pprofd"] | None = None
     #: check id → the status the fault must give it (WARN, CRIT, or SKIP for a check it silences)
     trips: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     #: other checks the fault really causes (allowed to trip too)
@@ -51,7 +54,7 @@ class FaultSpec:
 
 
 def _f(name: str, description: str, kind: Literal["runtime", "orchestration"], *,
-       program: Literal["service", "qdrant"] | None = None, trips: dict[str, str] | None = None,
+       program: Literal["service", "qdrant", "pprofd"] | None = None, trips: dict[str, str] | None = None,
        also: tuple[str, ...] = (), cure: str | None = None, params: dict[str, str] | None = None,
        finding: str | None = None, one_shot_cure: str | None = None, docker_only: bool = False,
        needs: str | None = None) -> FaultSpec:
@@ -134,6 +137,12 @@ TABLE: tuple[FaultSpec, ...] = (
     _f("prometheus-down", "the prometheus container/process is stopped", "orchestration",
        trips={"monitoring.prometheus": "CRIT"}, also=("deploy.containers",), cure="monitoring-restart",
        needs="prometheus"),
+    # the lab's Go program (real pprof, where Go is installed): no diagnose check reads pprof, so these trip
+    # none; `es-doctor profile goroutine|heap --compare` shows them, and `lab fault clear` ends them
+    _f("goroutine-leak", "the Go program starts goroutines (main.leakWorker) that park forever, 20 every 0.5 s "
+       "(es-doctor -t lab profile goroutine --compare last shows them)", "runtime", program="pprofd"),
+    _f("heap-growth", "the Go program retains 256 KiB more heap (main.growCache) every 0.5 s, up to 64 MiB "
+       "(es-doctor -t lab profile heap --compare last shows it)", "runtime", program="pprofd"),
 )
 
 FAULT_SPECS: Mapping[str, FaultSpec] = MappingProxyType({f.name: f for f in TABLE})
@@ -143,7 +152,7 @@ PROGRAM_FAULTS: frozenset[str] = frozenset(f.name for f in TABLE if f.program is
 ONE_SHOT_FAULTS: frozenset[str] = frozenset(f.name for f in TABLE if f.one_shot_cure)
 
 
-def used(program: Literal["service", "qdrant"], *names: str) -> frozenset[str]:
+def used(program: Literal["service", "qdrant", "pprofd"], *names: str) -> frozenset[str]:
     """The runtime faults a lab program's module acts on, checked against the table at import (a
     typo, or a fault the table gives to another program, fails there); a test checks that every
     runtime fault of the table is acted on by its program."""

@@ -2,8 +2,9 @@
 
 Runtime faults are names in ``faults.json`` that the lab programs poll (0.5 s). Orchestration
 faults change real state: containers stopped or recreated, files moved, a port held, Qdrant's
-collection deleted. Active faults are kept in ``faults-state.json``; ``clear`` reverses them all and
-brings the lab back to its baseline.
+collection deleted. Injected faults are recorded in ``faults-state.json``; a recorded fault is active
+while its effect is observed (:mod:`es_doctor.lab.fault_state`: a cure by a runbook, the service's API
+or a restart drops it); ``clear`` reverses them all and brings the lab back to its baseline.
 """
 
 from __future__ import annotations
@@ -196,9 +197,10 @@ def _deploy_logs(stack: LabStack) -> None:
 
 
 def _no_deploy_logs(stack: LabStack) -> None:
-    for pattern in ("deployment-*.log", "migration-*.log"):
-        for path in stack.paths.logs.glob(pattern):
-            path.unlink()
+    from es_doctor.lab.fault_state import deploy_logs
+
+    for path in deploy_logs(stack.paths):
+        path.unlink()
 
 
 def _stop(name: str) -> Action:
@@ -252,12 +254,25 @@ FAULTS: dict[str, Fault] = _registry()
 # --------------------------------------------------------------------------- state
 
 
-def active(stack: LabStack) -> list[str]:
+def recorded(stack: LabStack) -> list[str]:
+    """The faults ``fault add`` recorded and no ``fault clear`` or observed cure removed."""
     try:
         data = json.loads(stack.paths.faults_state.read_text(encoding="utf-8"))
         return [str(n) for n in data.get("active", [])]
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         return []
+
+
+def active(stack: LabStack) -> list[str]:
+    """The recorded faults still in effect. A fault whose effect is observed gone (cured by its runbook,
+    the service's API or a restart) is dropped from the record (see :mod:`es_doctor.lab.fault_state`)."""
+    from es_doctor.lab.fault_state import still_active
+
+    names = recorded(stack)
+    keep = still_active(stack, names) if names else []
+    if keep != names:
+        _save(stack, keep)
+    return keep
 
 
 def _save(stack: LabStack, names: list[str]) -> None:
@@ -271,6 +286,12 @@ def unavailable_reason(stack: LabStack, name: str) -> str | None:
         return f"unknown fault {name!r} (see: es-doctor lab faults)"
     if fault.docker_only and stack.mode != "docker":
         return f"{name} needs the lab in docker mode"
+    if fault.spec.program == "pprofd":
+        from es_doctor.lab import pprofd
+
+        reason = pprofd.unavailable_reason()
+        if reason:
+            return f"{name} needs the lab's Go program: {reason}"
     component = fault.spec.needs
     if component and component in stack.settings.absent:
         return f"{component} is absent from this lab: {stack.settings.absent[component]}"
@@ -315,6 +336,10 @@ def restore_baseline(stack: LabStack) -> None:
         if status[component] not in {"running"} and not status[component].startswith("absent"):
             _start(component)(stack)
     _restore_collection(stack)
+    if stack.settings.pprof:  # the Go program (real pprof) runs again if it died
+        from es_doctor.lab import pprofd
+
+        pprofd.start(stack.paths.root, stack.paths.run, stack.settings.ports.pprof, stack.paths.faults)
     from es_doctor.lab.layout import service_config, write_service_config
 
     baseline = service_config(stack.paths, stack.settings)

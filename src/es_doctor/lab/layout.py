@@ -6,6 +6,7 @@ for ``-t lab`` (``$ES_DOCTOR_LAB_DIR``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
@@ -18,11 +19,13 @@ import yaml
 
 from es_doctor.config import (
     DockerConfig,
+    LoadConfig,
     PostgresConfig,
     PrometheusConfig,
     QdrantConfig,
     ServiceConfig,
     Target,
+    Thresholds,
 )
 from es_doctor.lab import infra
 
@@ -43,6 +46,8 @@ class LabPorts:
     qdrant: int = 0
     postgres: int = 0
     prometheus: int = 0
+    #: the lab's Go program (real net/http/pprof), where Go is installed
+    pprof: int = 0
 
     def resolved(self) -> LabPorts:
         """A copy with every 0 replaced by a free port."""
@@ -67,6 +72,10 @@ class LabSettings:
     absent: dict[str, str] = field(default_factory=dict)
     pg_password: str = ""
     pg_superuser_password: str = ""
+    #: the lab's Go program serves pprof (set by `lab up` where Go is installed)
+    pprof: bool = False
+    #: the private Docker engine's directory when ``lab up --start-dockerd`` started one for this lab
+    private_engine: str | None = None
 
     def save(self, lab_dir: Path) -> None:
         path = lab_dir / "lab.json"
@@ -75,9 +84,65 @@ class LabSettings:
 
     @classmethod
     def load(cls, lab_dir: Path) -> LabSettings:
-        data: dict[str, Any] = json.loads((lab_dir / "lab.json").read_text(encoding="utf-8"))
-        data["ports"] = LabPorts(**data["ports"])
-        return cls(**data)
+        try:
+            data: dict[str, Any] = json.loads((lab_dir / "lab.json").read_text(encoding="utf-8"))
+            data["ports"] = LabPorts(**data["ports"])
+            settings = cls(**data)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise infra.InfraError(f"{lab_dir / 'lab.json'} cannot be read ({type(exc).__name__}: {exc}); "
+                                   f"remove {lab_dir} to start a new lab there") from None
+        if settings.private_engine is None and settings.docker_host == f"unix://{LEGACY_ENGINE_DIR}/d.sock":
+            settings.private_engine = str(LEGACY_ENGINE_DIR)  # a lab.json written before engines were per lab
+        return settings
+
+
+#: the one engine every ``--start-dockerd`` lab shared before each lab had its own
+LEGACY_ENGINE_DIR = Path("/tmp/es-doctor-lab-engine")
+
+
+def private_engine_dir(lab_dir: Path) -> Path:
+    """The private Docker engine of the lab in ``lab_dir``: one per lab dir, so two labs never share an
+    engine (nor its ``postgres_data`` volume). Under /tmp with a digest of the lab dir, not inside it: the
+    engine's unix socket path must stay under the kernel's 108 bytes whatever the lab dir's length."""
+    digest = hashlib.sha256(str(lab_dir.expanduser().resolve()).encode()).hexdigest()[:12]
+    return Path("/tmp") / f"es-doctor-lab-engine-{digest}"
+
+
+def engine_host(engine_dir: Path) -> str:
+    return f"unix://{engine_dir}/d.sock"
+
+
+def fresh_settings(lab_dir: Path, mode: Mode, ports: LabPorts, docker_host: str | None,
+                   private_engine: Path | None, absent: dict[str, str]) -> LabSettings:
+    """The settings of a lab (re)started in ``lab_dir`` from what was detected now: mode, engine and
+    components. From a previous ``lab.json`` only what its data needs is kept: the database passwords
+    (its cluster was initialised with them) and its ports where they are still free (stable addresses)."""
+    previous = None
+    if (lab_dir / "lab.json").is_file():
+        with contextlib.suppress(infra.InfraError):  # unreadable: nothing to keep
+            previous = LabSettings.load(lab_dir)
+    wanted = asdict(ports)
+    if previous is not None:
+        for name, port in asdict(previous.ports).items():
+            if not wanted[name] and port and port_free(port):
+                wanted[name] = port
+    settings = LabSettings(mode=mode, ports=LabPorts(**wanted).resolved(), docker_host=docker_host,
+                           private_engine=str(private_engine) if private_engine else None, absent=dict(absent))
+    if previous is not None:
+        settings.pg_password, settings.pg_superuser_password = previous.pg_password, previous.pg_superuser_password
+    return settings
+
+
+def port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the lab's servers bind
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class LabPaths:
@@ -88,6 +153,8 @@ class LabPaths:
         self.logs = self.root / "logs"
         self.faults = self.root / "faults.json"
         self.faults_state = self.root / "faults-state.json"
+        #: the service's persisted read-only/maintenance modes (written by the service, next to faults.json)
+        self.service_state = self.root / "service-state.json"
         self.qdrant = self.root / "qdrant"
         self.prometheus = self.root / "prometheus"
         self.run = self.root / "run"
@@ -123,7 +190,9 @@ def service_config(paths: LabPaths, s: LabSettings) -> dict[str, Any]:
         "event_bus": {"buffer_size": 1000, "workers": 10},
         "logging": {"dir": str(paths.logs), "level": "info"},
         "lab": {"faults_file": str(paths.faults), "traffic_rps": s.traffic_rps,
-                "memory_limit_bytes": s.memory_limit, "seed_tasks": s.seed_tasks, "console_log": False},
+                "memory_limit_bytes": s.memory_limit, "seed_tasks": s.seed_tasks,
+                # in a container the service also logs to stderr, as the real one does: `docker logs`
+                "console_log": s.mode == "docker"},
     }
     if POSTGRES not in s.absent:
         config["postgres"] = {"dsn": f"postgresql://emailsender:{s.pg_password}@127.0.0.1:"
@@ -136,6 +205,32 @@ def write_service_config(paths: LabPaths, config: dict[str, Any]) -> None:
                             + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
 
+#: the sections of config.yaml an operator or a runbook tunes: kept when the lab is started again
+TUNED = ("vector_cache", "connection_pool", "event_bus")
+
+
+def refresh_service_config(paths: LabPaths, s: LabSettings) -> None:
+    """Write config.yaml for settings ``s``: the lab's own keys (ports, addresses, log dir, PostgreSQL's
+    DSN) from ``s``, the tuned sections and ``metrics.enabled`` kept from the file already there."""
+    config = service_config(paths, s)
+    try:
+        old = yaml.safe_load(paths.config.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        old = None
+    if isinstance(old, dict):
+        for section in TUNED:
+            if isinstance(old.get(section), dict):
+                config[section] = old[section]
+        if isinstance(old.get("metrics"), dict) and "enabled" in old["metrics"]:
+            config["metrics"]["enabled"] = old["metrics"]["enabled"]
+    write_service_config(paths, config)
+
+
+#: monitoring.uptime's window on the lab: its faults (and the tests' many restarts) stop the service on
+#: purpose, so an outage leaves the uptime within half a minute instead of a day
+LAB_UPTIME_WINDOW_S = 30.0
+
+
 def build_target(paths: LabPaths, s: LabSettings) -> Target:
     docker = s.mode == "docker"
     p = s.ports
@@ -146,7 +241,9 @@ def build_target(paths: LabPaths, s: LabSettings) -> Target:
         description=f"es-doctor lab ({s.mode} mode) in {paths.root}",
         service=ServiceConfig(
             api_url=f"http://127.0.0.1:{p.api}", metrics_url=f"http://127.0.0.1:{p.metrics}/metrics",
-            pprof_url=f"http://127.0.0.1:{p.metrics}/debug/pprof", container=SERVICE, image=SERVICE_IMAGE,
+            # the Go program's real pprof where Go is installed, else the stand-in's text pages
+            pprof_url=f"http://127.0.0.1:{p.pprof if s.pprof else p.metrics}/debug/pprof",
+            container=SERVICE, image=SERVICE_IMAGE,
             config_path=f"{CONTAINER_CONFIG_DIR}/config.yaml" if docker else str(paths.config),
             config_file=str(paths.config), log_dir=str(paths.logs),
             memory_limit=f"{s.memory_limit // (1024 * 1024)}M",
@@ -160,7 +257,9 @@ def build_target(paths: LabPaths, s: LabSettings) -> Target:
                                     jobs=["email-sender"]),
         docker=DockerConfig(host=s.docker_host, compose_project=s.compose_project,
                             volumes=[s.qdrant_volume, s.postgres_volume]),
+        thresholds=Thresholds(uptime_window_s=LAB_UPTIME_WINDOW_S),
         absent=absent,
+        load=LoadConfig(lab=True),  # es-doctor load runs here without --yes
     )
 
 

@@ -88,6 +88,10 @@ class Managers:
                         f"{len(self._discovered)}/{len(MANAGERS)} managers discovered",
                         error="discovery timeout: " + ",".join(LOST_IN_DISCOVERY))
 
+    def discovery_broken(self) -> bool:
+        with self._lock:
+            return len(self._discovered) < len(MANAGERS)
+
     def restart_discovery(self) -> None:
         with self._lock:
             self._discovered = list(MANAGERS)

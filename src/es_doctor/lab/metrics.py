@@ -115,6 +115,10 @@ def cpu_profile(seconds: float, interval: float = 0.01) -> str:
     return "\n".join(out) + "\n"
 
 
+#: first line of the stand-in's profile pages: what `es-doctor profile` shows when it gets one instead of a Go profile
+NOT_GO_PPROF = ("# es-doctor lab: pprof unavailable (no Go here; this stand-in serves text): "
+                "apt-get install golang-go, then es-doctor lab down && es-doctor lab up\n")
+
 PPROF_INDEX = """<html><head><title>/debug/pprof/</title></head><body>
 /debug/pprof/<br><br>Types of profiles available:<br>
 <a href="goroutine?debug=1">goroutine</a><br>
@@ -136,16 +140,16 @@ def make_metrics_server(host: str, port: int, path: str, metrics: Metrics) -> Th
             elif url.path in ("/debug/pprof", "/debug/pprof/"):
                 self.send_body(200, PPROF_INDEX.encode(), "text/html; charset=utf-8")
             elif url.path == "/debug/pprof/heap":
-                self.send_body(200, heap_summary().encode(), text)
+                self.send_body(200, (NOT_GO_PPROF + heap_summary()).encode(), text)
             elif url.path == "/debug/pprof/goroutine":
-                self.send_body(200, goroutine_dump().encode(), text)
+                self.send_body(200, (NOT_GO_PPROF + goroutine_dump()).encode(), text)
             elif url.path == "/debug/pprof/profile":
                 raw = parse_qs(url.query).get("seconds", ["30"])[0]
                 try:
                     seconds = float(raw)
                 except ValueError:
                     seconds = 30.0
-                self.send_body(200, cpu_profile(seconds).encode(), text)
+                self.send_body(200, (NOT_GO_PPROF + cpu_profile(seconds)).encode(), text)
             else:
                 self.send_body(404, b"404 page not found\n", text)
 

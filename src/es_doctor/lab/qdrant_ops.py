@@ -42,9 +42,30 @@ def parse(model: type[T], body: Any) -> T:
         raise QdrantError(400, f"Format error in JSON body: {exc.errors()[0].get('msg')}") from None
 
 
+def _no_fsync_per_commit() -> None:
+    """Qdrant acknowledges a write once it is in its WAL, and flushes in the background; qdrant-client's
+    embedded storage commits every upsert to SQLite with an fsync, which on a busy disk takes 10-100 ms and
+    made the lab's own healthy requests log SLOW lines. Its connections skip the fsync (``synchronous=OFF``:
+    a crash of this process loses nothing, only one of the machine could)."""
+    from qdrant_client.local import persistence
+
+    cls = persistence.CollectionPersistence
+    if getattr(cls, "_lab_no_fsync", False):
+        return
+    original = cls.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.storage.execute("PRAGMA synchronous=OFF")
+
+    cls.__init__ = init  # type: ignore[method-assign]
+    cls._lab_no_fsync = True  # type: ignore[attr-defined]
+
+
 class Store:
     def __init__(self, storage: Path) -> None:
         self.storage = storage
+        _no_fsync_per_commit()
         self.client = QdrantClient(path=str(storage))
         self.lock = threading.RLock()
 

@@ -61,7 +61,8 @@ class ProcessRunner:
         env.setdefault("PYTHONUNBUFFERED", "1")
         self.signals[spec.name] = int(getattr(signal, spec.stop_signal))
         (self.run_dir / f"{spec.name}.signal").write_text(spec.stop_signal, encoding="utf-8")
-        procs.spawn(spec.argv, self.pidfile(spec.name), self.run_dir / f"{spec.name}.out", env=env)
+        # cwd: the run dir, never the directory `lab up` was run from (a program's relative paths stay in the lab)
+        procs.spawn(spec.argv, self.pidfile(spec.name), self.run_dir / f"{spec.name}.out", env=env, cwd=self.run_dir)
 
     def stop(self, name: str, timeout: float = 8.0) -> None:
         sig_file = self.run_dir / f"{name}.signal"
@@ -109,8 +110,29 @@ class DockerRunner:
             volume = self.client.volumes.get(name)
         except docker.errors.NotFound:
             volume = self.client.volumes.create(name, labels={
-                "com.docker.compose.project": self.project, "com.docker.compose.volume": name})
+                "com.docker.compose.project": self.project, "com.docker.compose.volume": name,
+                "es-doctor.lab": str(self.lab_dir)})
         return str(volume.attrs["Mountpoint"])
+
+    def owners(self, containers: tuple[str, ...], volumes: tuple[str, ...]) -> dict[str, str]:
+        """Containers and volumes of these names on this engine that another lab dir made → that dir."""
+        import docker
+
+        found: dict[str, str] = {}
+        for name in containers:
+            container = self.container(name)
+            owner = container.labels.get("es-doctor.lab") if container is not None else None
+            if owner and owner != str(self.lab_dir):
+                found[f"container {name}"] = owner
+        for name in volumes:
+            try:
+                labels = self.client.volumes.get(name).attrs.get("Labels") or {}
+            except docker.errors.NotFound:
+                continue
+            owner = labels.get("es-doctor.lab")
+            if owner and owner != str(self.lab_dir):
+                found[f"volume {name}"] = owner
+        return found
 
     def tag(self, source: str, target: str) -> None:
         repo, _, version = target.rpartition(":")
@@ -164,7 +186,7 @@ class DockerRunner:
 
     def remove(self, name: str) -> None:
         container = self.container(name)
-        if container is not None:
+        if container is not None and container.labels.get("es-doctor.lab", str(self.lab_dir)) == str(self.lab_dir):
             with contextlib.suppress(Exception):
                 container.stop(timeout=8)
             container.remove(force=True)

@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
@@ -27,7 +28,7 @@ from typing import Any
 from es_doctor.lab import effects
 from es_doctor.lab.api import make_api_server
 from es_doctor.lab.eventbus import EventBus
-from es_doctor.lab.fault_table import used
+from es_doctor.lab.fault_table import FAULT_SPECS, used
 from es_doctor.lab.jsonlog import JsonLogger, fatal
 from es_doctor.lab.managers import DOWN_MANAGER, HEARTBEAT_S, Managers
 from es_doctor.lab.metrics import Metrics, make_metrics_server
@@ -39,6 +40,9 @@ from es_doctor.lab.vectors import VectorError, VectorService
 #: the runtime faults this program acts on (names checked against the lab's fault table)
 FAULTS = used("service", "memory-critical", "memory-pressure", "slow-api-warn", "slow-api-crit", "slow-logs",
               "service-exits", "security-attack", "manager-down", "discovery-broken", "event-bus-saturated")
+
+#: every runtime fault of the lab's service (this module's, the API's, the vector service's)
+SERVICE_FAULTS = frozenset(name for name, spec in FAULT_SPECS.items() if spec.program == "service")
 
 #: documentation addresses (RFC 5737): the lab's attackers
 ATTACKERS = ("203.0.113.7", "203.0.113.8", "198.51.100.23")
@@ -160,6 +164,18 @@ class App:
         if "event-bus-saturated" in added:
             self.bus.saturate()
 
+    def lab_state(self) -> dict[str, Any]:
+        """The faults file's names this program saw, those of its faults still in effect (not cured by
+        its configuration, and for one-shot faults not cured through the API or by a restart), its
+        GO_ENV and its image's release."""
+        names = self.faults.names()
+        effects: dict[str, Callable[[], bool]] = {"discovery-broken": self.managers.discovery_broken,
+                                                  "event-bus-saturated": lambda: self.bus.paused}
+        in_effect = [n for n in names
+                     if n in SERVICE_FAULTS and self.faults.active(n) and effects.get(n, lambda: True)()]
+        return {"faults": names, "in_effect": in_effect, "go_env": self.go_env,
+                "release": os.environ.get("LAB_RELEASE") or "current"}
+
     # --- background loops ---
     def heartbeat(self) -> None:
         for name in self.managers.heartbeat_all():
@@ -168,6 +184,17 @@ class App:
     def slow_logs(self) -> None:
         if self.faults.active("slow-logs"):
             effects.slow_log_tick(self.journal, self._rng)
+
+    def warm_up(self) -> None:
+        """Pay the stand-in's first-call costs before the API serves (a Go service has none of them, and
+        the lab's first requests must not log SLOW lines that a fresh lab's diagnosis would report): the
+        PostgreSQL pool's first connection and the tasks table, the connection to Qdrant, a first search."""
+        if self.pg is not None and self.pg.ping():
+            with contextlib.suppress(Exception):
+                self.pg.ensure_table()
+        if self.vectors.reachable():
+            with contextlib.suppress(VectorError):
+                self.vectors.search("warm-up", 1)
 
     def seed_tasks(self) -> None:
         for i in range(self.cfg.seed_tasks):
@@ -210,6 +237,7 @@ def run(cfg: ServiceConfig) -> int:
         servers.append(_bind("metrics", cfg.metrics_host, cfg.metrics_port,
                              lambda h, p: make_metrics_server(h, p, cfg.metrics_path, metrics), cfg.log_dir))
     app.on_faults_changed(app.faults.initial, frozenset(), initial=True)
+    app.warm_up()
     for s in servers:
         threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
     app.bus.start()
@@ -218,9 +246,13 @@ def run(cfg: ServiceConfig) -> int:
     effects.run_periodic(app.stop, 0.4, app.slow_logs, "slow-logs")
     effects.run_periodic(app.stop, 0.3, lambda: app.attack(cfg.api_port), "security-attack")
     effects.run_periodic(app.stop, 1.0, app.ballast.adjust, "ballast")
-    if cfg.seed_tasks > 0:
-        threading.Thread(target=app.seed_tasks, name="seed", daemon=True).start()
-    TrafficGenerator(f"http://{cfg.api_host}:{cfg.api_port}", cfg.traffic_rps, app.stop).start()
+    traffic = TrafficGenerator(f"http://{cfg.api_host}:{cfg.api_port}", cfg.traffic_rps, app.stop)
+
+    def seed_then_traffic() -> None:  # the seed tasks first: the traffic does not queue behind them
+        app.seed_tasks()
+        traffic.start()
+
+    threading.Thread(target=seed_then_traffic, name="seed", daemon=True).start()
     journal.info("main", f"API listening on {cfg.api_host}:{cfg.api_port}"
              + (f", metrics on {cfg.metrics_host}:{cfg.metrics_port}{cfg.metrics_path}"
                 if cfg.metrics_enabled else ", metrics disabled"))
@@ -248,11 +280,13 @@ def run(cfg: ServiceConfig) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="es_doctor.lab.service", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="path of config.yaml")
+    parser.add_argument("--log-dir", type=Path, default=None,
+                        help="where a FATAL line goes when config.yaml cannot be read (default: ./logs)")
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config)
     except ConfigLoadError as exc:
-        fatal(log_dir_hint(args.config), str(exc))
+        fatal(log_dir_hint(args.config, args.log_dir), str(exc))
         sys.exit(1)
     code = run(cfg)
     sys.stdout.flush()

@@ -126,11 +126,13 @@ def _build(p: Path, data: dict[str, Any], env: dict[str, str]) -> ServiceConfig:
     return c
 
 
-def log_dir_hint(path: str | Path) -> Path:
-    """The log dir to use for a FATAL line when the config could not be loaded: best effort."""
+def log_dir_hint(path: str | Path, fallback: Path | None = None) -> Path:
+    """The log dir to use for a FATAL line when the config could not be loaded: the file's
+    ``logging.dir`` when it can be read, else ``fallback`` (the service's ``--log-dir``), else ./logs."""
+    default = fallback or Path("./logs")
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         lg = _section(data, "logging") if isinstance(data, dict) else {}
-        return Path(str(lg.get("dir", "./logs")))
+        return Path(str(lg.get("dir", default)))
     except (OSError, yaml.YAMLError):
-        return Path("./logs")
+        return default

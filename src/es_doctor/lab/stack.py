@@ -27,34 +27,48 @@ from es_doctor.lab.layout import (
     LabSettings,
     Mode,
     build_target,
-    service_config,
-    write_service_config,
+    refresh_service_config,
     write_target,
 )
 from es_doctor.lab.runners import DockerRunner, ProcessRunner, Runner, Spec
 from es_doctor.lab.runtime_faults import write_faults_file
 
+#: a settled lab answers a test search and an API call in under half the guide's WARN thresholds (50, 100 ms)
+SETTLED_SEARCH_MS, SETTLED_API_MS = 25.0, 50.0
 IMAGE_TAGS = {QDRANT: "qdrant/qdrant:lab", POSTGRES: "postgres:15-lab", PROMETHEUS: "prom/prometheus:lab"}
+
+
+def detect_absent(postgres: bool = True, prometheus: bool = True) -> dict[str, str]:
+    """The optional components this machine cannot run now (or not asked for) → why."""
+    avail = infra.availability()
+    absent = {}
+    for name, wanted in ((POSTGRES, postgres), (PROMETHEUS, prometheus)):
+        reason = avail[name] if wanted else "not started with this lab"
+        if reason:
+            absent[name] = reason
+    return absent
 
 
 class LabStack:
     def __init__(self, lab_dir: Path, ports: LabPorts | None = None, mode: Mode = "docker",
                  docker_host: str | None = None, postgres: bool = True, prometheus: bool = True,
-                 **settings: Any) -> None:
+                 use: LabSettings | None = None, **settings: Any) -> None:
         self.paths = LabPaths(lab_dir)
-        if (self.paths.root / "lab.json").is_file() and ports is None:
+        if use is not None:
+            self.settings = use
+        elif (self.paths.root / "lab.json").is_file() and ports is None:
             self.settings = LabSettings.load(self.paths.root)
         else:
             self.settings = LabSettings(mode=mode, ports=(ports or LabPorts()).resolved(),
                                         docker_host=docker_host, **settings)
-            avail = infra.availability()
-            for name, wanted in ((POSTGRES, postgres), (PROMETHEUS, prometheus)):
-                reason = avail[name] if wanted else "not started with this lab"
-                if reason:
-                    self.settings.absent[name] = reason
+            self.settings.absent.update(detect_absent(postgres, prometheus))
         if self.settings.mode == "docker" and not self.settings.docker_host:
             raise infra.InfraError("docker mode needs a Docker engine (docker_host)")
         self._runner: Runner | None = None
+        #: whether the latest up() ended with the lab at its resting pace (see settle())
+        self.settled = True
+        #: settings given (a lab started afresh): config.yaml follows them
+        self._fresh = use is not None
 
     @classmethod
     def load(cls, lab_dir: Path) -> LabStack:
@@ -76,8 +90,14 @@ class LabStack:
         if self._runner is None:
             if self.mode == "docker":
                 assert self.settings.docker_host
-                self._runner = DockerRunner(self.settings.docker_host, self.settings.compose_project,
-                                            self.lab_dir)
+                import docker
+
+                try:
+                    self._runner = DockerRunner(self.settings.docker_host, self.settings.compose_project,
+                                                self.lab_dir)
+                except docker.errors.DockerException:
+                    raise infra.InfraError(f"the lab's Docker engine at {self.settings.docker_host} does not "
+                                           "answer") from None
             else:
                 self._runner = ProcessRunner(self.paths.run)
         return self._runner
@@ -106,7 +126,8 @@ class LabStack:
         s, p, py = self.settings, self.paths, self.settings.python
         if name == SERVICE:
             state = self.service_state()
-            return Spec(SERVICE, [py, "-m", "es_doctor.lab.service", "--config", str(p.config)],
+            return Spec(SERVICE, [py, "-m", "es_doctor.lab.service", "--config", str(p.config),
+                                  "--log-dir", str(p.logs)],
                         env=dict(state["env"]), image=state["image"], memory=s.memory_limit,
                         binds={str(p.config_dir): CONTAINER_CONFIG_DIR, str(p.logs): CONTAINER_LOG_DIR})
         if name == QDRANT:
@@ -128,13 +149,14 @@ class LabStack:
         """Start every present component (first boot: images, volumes, database), wait healthy."""
         p, s = self.paths, self.settings
         p.make()
+        self._build_pprofd()
         if not s.pg_password:
             s.pg_password, s.pg_superuser_password = procs.new_password(), procs.new_password()
         s.save(p.root)
         if not p.faults.is_file():
             write_faults_file(p.faults, [])
-        if not p.config.is_file():
-            write_service_config(p, service_config(p, s))
+        if self._fresh or not p.config.is_file():
+            refresh_service_config(p, s)
         if PROMETHEUS in self.present():
             from es_doctor.alert_rules import render_rules
 
@@ -155,12 +177,76 @@ class LabStack:
             if name == QDRANT:
                 infra.wait_until(lambda: infra.http_ok(f"http://127.0.0.1:{s.ports.qdrant}/healthz"),
                                  timeout, "Qdrant", 0.2)
+        self._start_pprofd(timeout)
         write_target(p, self.target)
         self.wait_healthy(timeout)
+        self.settled = self.settle()
+
+    def settle(self, timeout: float = 15.0) -> bool:
+        """Wait until the lab answers at its resting pace (False: still busy after ``timeout``). Right
+        after a start the machine is busy (PostgreSQL, Prometheus and the programs starting, the seed
+        tasks): a diagnosis then would read that moment's latency, not the lab's. Settled: three test
+        searches and three API calls in a row each answer in under half their WARN threshold."""
+        import httpx
+
+        ports, vector = self.settings.ports, [1.0 / 1536**0.5] * 1536
+        calls = [("POST", f"http://127.0.0.1:{ports.qdrant}/collections/task_vectors/points/query",
+                  {"query": vector, "limit": 1}, SETTLED_SEARCH_MS),
+                 ("GET", f"http://127.0.0.1:{ports.api}/api/v1/managers/status", None, SETTLED_API_MS)]
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                quick = True
+                for method, url, body, limit in calls:
+                    for _ in range(3):
+                        started = time.perf_counter()
+                        try:
+                            client.request(method, url, json=body)
+                        except httpx.HTTPError:
+                            quick = False
+                        quick = quick and (time.perf_counter() - started) * 1000 < limit
+                if quick:
+                    return True
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.5)
+
+    def _build_pprofd(self) -> None:
+        """Build the Go program serving real pprof, where Go is installed, before anything runs: compiling
+        is CPU work a running stack would feel (slow requests in its log). Else the stand-in's text pages."""
+        from es_doctor.lab import pprofd
+
+        p, s = self.paths, self.settings
+        s.pprof = pprofd.unavailable_reason() is None
+        if s.pprof:
+            try:
+                pprofd.build(p.root)
+            except infra.InfraError as exc:  # an optional sidecar: the lab runs without it, and says why
+                s.pprof = False
+                pprofd.failed(p.run, str(exc))
+
+    def _start_pprofd(self, timeout: float) -> None:
+        from es_doctor.lab import pprofd
+
+        p, s = self.paths, self.settings
+        if s.pprof:
+            s.ports.pprof = s.ports.pprof or infra.free_port()
+            try:
+                pprofd.start(p.root, p.run, s.ports.pprof, p.faults, timeout)
+            except infra.InfraError as exc:
+                s.pprof = False
+                pprofd.failed(p.run, str(exc))
+        s.save(p.root)
 
     def _prepare_docker(self) -> None:
         d, s = self.docker, self.settings
         assert s.docker_host
+        taken = d.owners(COMPONENTS, (s.qdrant_volume, s.postgres_volume))
+        if taken:  # one engine holds one stack: its names are the stack's
+            what = ", ".join(f"{thing} (lab in {owner})" for thing, owner in taken.items())
+            raise infra.InfraError(f"the Docker engine at {s.docker_host} already holds another lab's {what}: stop "
+                                   "that lab (lab down --volumes --lab-dir …), or give this one its own engine "
+                                   "(--start-dockerd)")
         infra.ensure_base_image(s.docker_host)
         for tag in (SERVICE_IMAGE, *IMAGE_TAGS.values()):
             d.tag(infra.BASE_IMAGE, tag)
@@ -199,27 +285,57 @@ class LabStack:
         if result.returncode != 0:
             raise infra.InfraError(f"initdb failed: {result.stderr.strip()[-1500:]}")
 
-    def down(self, volumes: bool = False) -> None:
-        """Stop and remove every component (and the port squatter); keep data unless ``volumes``."""
-        procs.stop(self.paths.run / "squatter.pid", timeout=5)
-        for name in reversed(COMPONENTS):
-            self.runner.remove(name)
-        if self.mode == "docker" and volumes:
-            for name in (self.settings.qdrant_volume, self.settings.postgres_volume):
-                volume = self.docker.client.volumes.list(filters={"name": name})
-                for v in volume:
-                    if v.name == name:
-                        v.remove(force=True)
-        self.paths.target.unlink(missing_ok=True)
-        if volumes:  # a full reset: the next `up` starts a fresh lab
-            import shutil
+    def engine_answers(self) -> bool:
+        """Process mode, or a Docker engine that answers at the lab's host."""
+        return self.mode != "docker" or infra.docker_ping(self.settings.docker_host)
 
+    def running(self) -> list[str]:
+        """The components running now (nothing when the lab's engine is gone)."""
+        if not self.engine_answers():
+            return []
+        try:
+            return [name for name in self.present() if self.runner.state(name) == "running"]
+        except infra.InfraError:
+            return []
+
+    def down(self, volumes: bool = False) -> list[str]:
+        """Stop and remove every component (and the port squatter); keep data unless ``volumes``.
+        Returns notes for the operator (an engine that is gone: nothing to remove there)."""
+        notes: list[str] = []
+        procs.stop(self.paths.run / "squatter.pid", timeout=5)
+        from es_doctor.lab import pprofd
+
+        pprofd.stop(self.paths.run)
+        if self.engine_answers():
+            for name in reversed(COMPONENTS):
+                self.runner.remove(name)
+            if self.mode == "docker" and volumes:
+                names = (self.settings.qdrant_volume, self.settings.postgres_volume)
+                others = self.docker.owners((), names)  # never another lab's
+                for name in names:
+                    for v in self.docker.client.volumes.list(filters={"name": name}):
+                        if v.name == name and f"volume {name}" not in others:
+                            v.remove(force=True)
+        else:
+            notes.append(f"the Docker engine at {self.settings.docker_host} is gone: no container or volume to "
+                         "remove there")
+        self.paths.target.unlink(missing_ok=True)
+        import shutil
+
+        engine = self.settings.private_engine
+        if engine:  # the lab's own engine stops with it; --volumes removes its data (images, volumes) too
+            procs.stop(Path(engine) / "docker.pid.lab", timeout=20)
+            infra.unmount_under(Path(engine))
+            if volumes:
+                shutil.rmtree(engine, ignore_errors=True)
+        if volumes:  # a full reset: the next `up` starts a fresh lab
             (self.lab_dir / "lab.json").unlink(missing_ok=True)
-            self.paths.faults_state.unlink(missing_ok=True)
-            self.paths.faults.unlink(missing_ok=True)
+            for path in (self.paths.faults_state, self.paths.faults, self.paths.service_state):
+                path.unlink(missing_ok=True)
             for directory in (self.paths.qdrant, self.paths.run, self.paths.pg_root, self.paths.config_dir,
-                              self.paths.prometheus, self.paths.logs):
+                              self.paths.prometheus, self.paths.logs, self.lab_dir / "tmp"):
                 shutil.rmtree(directory, ignore_errors=True)
+        return notes
 
     def status(self) -> dict[str, str]:
         """Each component → running / exited / created / missing / absent: <reason>."""
@@ -279,6 +395,8 @@ class LabStack:
             checks["prometheus"] = infra.http_ok(f"http://127.0.0.1:{p.prometheus}/-/ready")
             checks["prometheus scrapes the service"] = checks["prometheus"] and infra.prometheus_target_up(
                 f"http://127.0.0.1:{p.prometheus}", "email-sender")
+        if self.settings.pprof:
+            checks["pprof (Go program)"] = infra.http_ok(f"http://127.0.0.1:{p.pprof}/health")
         if POSTGRES in self.present():
             checks["postgres"] = infra.postgres_ready(p.postgres, self.settings.pg_password, "emailsender",
                                                       "email_sender")

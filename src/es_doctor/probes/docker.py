@@ -14,6 +14,7 @@ import io
 import os
 import tarfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,6 +246,22 @@ class DockerProbe:
         return self._call(lambda c: c.containers.get(name).logs(tail=tail, stdout=True, stderr=True)
                           .decode("utf-8", errors="replace"))
 
+    def log_stream(self, name: str, *, since: float | None = None, tail: int | None = None,
+                   follow: bool = False) -> Result[LogStream]:
+        """``docker logs --timestamps [--since] [--tail] [--follow]`` of a container as a stream of byte
+        chunks (each line prefixed with the engine's RFC 3339 time). A log driver that cannot be read
+        back (``none``, ``syslog``…) is an HTTP_ERROR with the engine's reason."""
+
+        def open_stream(c: Any) -> LogStream:
+            cont = c.containers.get(name)
+            kwargs: dict[str, Any] = {"stream": True, "follow": follow, "timestamps": True,
+                                      "stdout": True, "stderr": True, "tail": tail if tail is not None else "all"}
+            if since is not None and since > 0:
+                kwargs["since"] = since
+            return LogStream(cont.logs(**kwargs), self._classify)
+
+        return self._call(open_stream)
+
     def exec(self, name: str, argv: list[str], user: str = "") -> Result[ExecResult]:
         def run(c: Any) -> ExecResult:
             cont = c.containers.get(name)
@@ -461,6 +478,27 @@ class DockerProbe:
 
     def volume_exists(self, volume: str) -> Result[bool]:
         return self._call(lambda c: any(v.name == volume for v in c.volumes.list(filters={"name": volume})))
+
+
+class LogStream:
+    """The chunks of a container's log; an error while reading ends the stream and is kept in
+    ``failure`` (a read timeout while following, the engine going away)."""
+
+    def __init__(self, chunks: Any, classify: Any) -> None:
+        self._chunks = chunks
+        self._classify = classify
+        self.failure: Failure | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for chunk in self._chunks:
+                yield bytes(chunk)
+        except Exception as exc:  # noqa: BLE001 - the probe boundary: an interrupted stream is a failure
+            self.failure = self._classify(exc)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing a stream that already failed
+            self._chunks.close()
 
 
 def unavailable(reason: str) -> Result[Any]:

@@ -157,6 +157,27 @@ class PostgresProbe:
         return guarded(self._classify, run)
 
 
+    def delete_marked(self, table: str, id_column: str, ids: list[Any], title_column: str | None,
+                      marker: str) -> Result[int]:
+        """Delete a load test's rows: ``id_column`` one of ``ids``, or ``title_column`` starting with ``marker``
+        (names quoted as identifiers, values as parameters); the value is how many rows went."""
+
+        def run() -> int:
+            from psycopg import sql
+
+            conditions = [sql.SQL("{}::text = ANY(%s)").format(sql.Identifier(id_column))]
+            params: list[Any] = [[str(i) for i in ids]]
+            if title_column:
+                escaped = marker.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                conditions.append(sql.SQL("{} LIKE %s").format(sql.Identifier(title_column)))
+                params.append(escaped + " %")
+            query = sql.SQL("DELETE FROM {} WHERE {}").format(sql.Identifier(table), sql.SQL(" OR ").join(conditions))
+            with self._connect() as conn, conn.cursor() as cur:
+                cur.execute(query, params)
+                return int(cur.rowcount)
+
+        return guarded(self._classify, run)
+
 class AdvisoryLock:
     """A session-level ``pg_try_advisory_lock(k1, k2)`` held on its own connection until :meth:`release`
     (or until the process dies: the server then releases it). The session's ``application_name`` names

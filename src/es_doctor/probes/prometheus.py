@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -23,6 +24,43 @@ class Alert:
     name: str
     state: str
     labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Uptime:
+    """One scrape target's ``up`` over a window: how many scrapes Prometheus holds, how many succeeded,
+    and how far back the oldest of them is (less than the window when Prometheus holds less history)."""
+
+    labels: dict[str, str]
+    scrapes: int
+    successes: float
+    history_s: float | None
+
+    @property
+    def ratio(self) -> float:
+        return self.successes / self.scrapes if self.scrapes else 0.0
+
+
+def job_selector(jobs: list[str], metric: str = "") -> str:
+    """``metric{job=~"a|b"}``: each job name escaped for the regex, then for the PromQL string."""
+    # RE2's metacharacters only (a job name reads as itself: email-sender, not email\-sender)
+    regex = "|".join(re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", j).replace("\\", "\\\\").replace('"', '\\"')
+                     for j in jobs)
+    return f'{metric}{{job=~"{regex}"}}'
+
+
+def uptime_step(seconds: float) -> int:
+    """The subquery step that finds the oldest scrape held: 1/1440 of the window (a minute in a day), >= 1 s."""
+    return max(1, int(seconds) // 1440)
+
+
+def uptime_queries(jobs: list[str], seconds: float) -> tuple[str, str, str]:
+    """The PromQL of :meth:`PrometheusProbe.uptime`: scrapes held, successful scrapes, age of the oldest."""
+    window = max(1, int(seconds))
+    step = uptime_step(seconds)
+    up = job_selector(jobs, "up")
+    return (f"count_over_time({up}[{window}s])", f"sum_over_time({up}[{window}s])",
+            f"time() - min_over_time(timestamp({up})[{window}s:{step}s])")
 
 
 #: one series of a range query: its labels (``__name__`` included) and its (time, value) samples
@@ -100,3 +138,29 @@ class PrometheusProbe:
             except (TypeError, ValueError):
                 continue
         return success(out, data.elapsed_ms)
+
+    def uptime(self, jobs: list[str], seconds: float) -> Result[list[Uptime]]:
+        """``up`` of ``jobs`` over the last ``seconds``, per target (job, instance): scrapes held, successes,
+        and the age of the oldest scrape held (to a subquery step: 1/1440 of the window, at least 1 s)."""
+        answers = []
+        for expr in uptime_queries(jobs, seconds):
+            answer = self.query(expr)
+            if answer.failure is not None:
+                return Result(failure=answer.failure)
+            answers.append({_target_key(labels): value for labels, value in answer.unwrap()})
+        counts, sums, ages = answers
+        step = uptime_step(seconds)
+        if step > 1 and any(key not in ages for key in counts):
+            # the subquery sees the samples up to its last step: a history shorter than one step shows only
+            # at a step of 1 s over that step
+            recent = self.query(uptime_queries(jobs, step)[2])
+            if recent.failure is not None:
+                return Result(failure=recent.failure)
+            ages = {**{_target_key(labels): value for labels, value in recent.unwrap()}, **ages}
+        out = [Uptime(dict(key), int(count), sums.get(key, 0.0), ages.get(key))
+               for key, count in sorted(counts.items()) if count > 0]
+        return success(out)
+
+
+def _target_key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in labels.items() if k != "__name__"))

@@ -190,6 +190,37 @@ class QdrantProbe:
                          lambda r: _integer(r, "count"))
         return self._call(lambda c: int(c.count(collection_name=name, exact=True).count))
 
+    def marked_filter(self, id_key: str, ids: list[Any], text_key: str | None, marker: str) -> Any:
+        """Points whose ``id_key`` is one of ``ids``, or whose ``text_key`` holds the word sequence ``marker``."""
+        from qdrant_client import models
+
+        should: list[Any] = []
+        if ids:
+            should.append(models.FieldCondition(key=id_key, match=models.MatchAny(any=ids)))
+        if text_key:
+            should.append(models.FieldCondition(key=text_key, match=models.MatchText(text=marker)))
+        return models.Filter(should=should)
+
+    def count_marked(self, name: str, id_key: str, ids: list[Any], text_key: str | None,
+                     marker: str) -> Result[int]:
+        """How many points of ``name`` carry a load test's marker (see :meth:`marked_filter`)."""
+        return self._call(lambda c: int(c.count(collection_name=name, exact=True, count_filter=self.marked_filter(
+            id_key, ids, text_key, marker)).count))
+
+    def delete_marked(self, name: str, id_key: str, ids: list[Any], text_key: str | None,
+                      marker: str) -> Result[int]:
+        """Delete the points of a load test's records; the value is how many there were."""
+        def delete(c: Any) -> int:
+            flt = self.marked_filter(id_key, ids, text_key, marker)
+            found = int(c.count(collection_name=name, exact=True, count_filter=flt).count)
+            if found:
+                from qdrant_client import models
+
+                c.delete(collection_name=name, points_selector=models.FilterSelector(filter=flt), wait=True)
+            return found
+
+        return self._call(delete)
+
     def payload_ids(self, name: str, key: str, limit: int = 100_000) -> Result[list[Any]]:
         if not self.embedded:
             return self._rest_payload_ids(name, key, limit)

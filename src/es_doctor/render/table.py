@@ -66,7 +66,7 @@ def _lines(report: Report, detailed: bool) -> list[str]:
     counts = report.counts()
     parts = [f"{counts[s.value]} {s.value}" for s in Status if counts[s.value]]
     problems = counts["WARN"] + counts["CRIT"] + counts["UNKNOWN"]
-    verdict = "No issues found!" if problems == 0 else f"{problems} issue(s) found."
+    verdict = "No issues found!" if problems == 0 else f"{problems} issue{'' if problems == 1 else 's'} found."
     lines.append(f"[{STYLE[report.status]}]•[/] {verdict} {', '.join(parts)} in {report.duration_ms / 1000:.1f}s"
                  f" (exit {int(report.exit_status())})")
     return lines

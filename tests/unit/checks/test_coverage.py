@@ -57,6 +57,7 @@ REACHABLE: dict[str, set[Status]] = {
     "monitoring.prometheus": {OK, CRIT, UNKNOWN},
     "monitoring.prometheus-target": {OK, CRIT, UNKNOWN},
     "monitoring.alerts": {OK, WARN, CRIT, UNKNOWN},
+    "monitoring.uptime": {OK, WARN, CRIT, UNKNOWN},
 }
 
 #: what a check's own source says it can return (a lower bound: helpers are not read)

@@ -39,6 +39,16 @@ def test_managers_all_healthy(word: str) -> None:
     assert evidence(out)["managers"] == 4
 
 
+def test_managers_and_the_coordinator_are_counted_apart() -> None:
+    """The status list holds the coordinator too; the summary names it apart so that its count of managers
+    is the one discovery reports ("25 managers" twice, not 26 beside 25)."""
+    answer = managers()
+    answer.body["managers"].append({"name": "coordinator", "status": "healthy"})
+    out = expect(FakeContext(routes={STATUS: answer}), "inter-manager.status", Status.OK,
+                 "all 4 managers and coordinator healthy")
+    assert evidence(out)["managers"] == 5
+
+
 @covers("inter-manager.status", Status.WARN)
 @pytest.mark.parametrize("word", ["degraded", "WARN"])
 def test_managers_degraded(word: str) -> None:
@@ -144,7 +154,7 @@ def bus(depth: float, capacity: float = 1000, dropped: tuple[float, float] = (3,
 @pytest.mark.parametrize("depth", [0, 100, 800])
 def test_event_bus_healthy(depth: float) -> None:
     out = expect(FakeContext(metrics=bus(depth)), "inter-manager.event-bus", Status.OK, f"{depth}/1000",
-                 "0 event(s) dropped")
+                 "0 events dropped")
     assert evidence(out)["depth"] == depth
 
 
@@ -157,13 +167,13 @@ def test_event_bus_saturated() -> None:
 @covers("inter-manager.event-bus", Status.CRIT)
 def test_event_bus_full() -> None:
     expect(FakeContext(metrics=bus(1000, dropped=(3, 250))), "inter-manager.event-bus", Status.CRIT,
-           "(100.0 %), 247 event(s) dropped", cure="event-bus-purge")
+           "(100.0 %), 247 events dropped", cure="event-bus-purge")
 
 
 @covers("inter-manager.event-bus", Status.WARN)
 def test_event_bus_drops_warn_even_when_not_saturated() -> None:
     out = expect(FakeContext(metrics=bus(10, dropped=(3, 4))), "inter-manager.event-bus", Status.WARN,
-                 "1 event(s) dropped", cure="event-bus-purge")
+                 "1 event dropped", cure="event-bus-purge")
     assert evidence(out)["dropped in window"] == 1
 
 
@@ -197,9 +207,20 @@ def test_eventbus_log_errors(target: Target) -> None:
     main_log(target, [log_line(20, "ERROR", "buffer full, event dropped", component="EventBus"),
                       log_line(10, "warn", "slow subscriber cache-manager", component="EventBus"),
                       "2025-06-14 13:45:30 FATAL EventBus: worker pool exhausted"])  # not JSON: kept, level in text
-    out = expect(FakeContext(target), "inter-manager.eventbus-log", Status.WARN, "3 EventBus error/warning line(s)",
-                 cure="event-bus-tune")
+    out = expect(FakeContext(target), "inter-manager.eventbus-log", Status.WARN,
+                 "3 EventBus error/warning lines in the last 60 s of the log", "the latest 10 s ago",
+                 "OK again in 50 s unless another comes", cure="event-bus-tune")
     assert evidence(out)["latest"][-1] == "2025-06-14 13:45:30 FATAL EventBus: worker pool exhausted"
+    assert evidence(out)["window"] == 60 and evidence(out)["latest line age"] == pytest.approx(10, abs=1)
+
+
+@covers("inter-manager.eventbus-log", Status.WARN)
+def test_eventbus_log_says_it_reports_the_past(target: Target) -> None:
+    """After a cure the check stays WARN until its lines leave the window: the summary says how long."""
+    main_log(target, [log_line(42, "ERROR", "buffer full, event dropped", component="EventBus")])
+    expect(FakeContext(target), "inter-manager.eventbus-log", Status.WARN,
+           "1 EventBus error/warning line in the last 60 s of the log, the latest 42 s ago "
+           "(OK again in 18 s unless another comes)", cure="event-bus-tune")
 
 
 @covers("inter-manager.eventbus-log", Status.UNKNOWN)

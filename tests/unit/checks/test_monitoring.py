@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fakes import Answer, FakeContext, covers, evidence, expect, exposition, prom, prom_data, refused
 
+from es_doctor.checks.monitoring import duration_text
 from es_doctor.checks.registry import REGISTRY
 from es_doctor.config import Target
 from es_doctor.findings import Status
+from es_doctor.probes.prometheus import uptime_queries, uptime_step
 from es_doctor.probes.result import Failure, FailureKind
 
 METRICS_URL = "http://localhost:8081/metrics"
@@ -117,7 +120,7 @@ def targets(*items: tuple[str, str, str]) -> FakeContext:
 @pytest.mark.parametrize("job", ["email-sender", "email-sender-go"])
 def test_prometheus_scrapes_the_service(job: str) -> None:
     out = expect(targets((job, "up", ""), ("node", "down", "refused")), "monitoring.prometheus-target", Status.OK,
-                 "1 target(s) up")
+                 "1 target up")
     assert evidence(out)["targets"] == {f"http://{job}:8081/metrics": "up"}
 
 
@@ -163,7 +166,7 @@ def alerting(rules: int, *alerts: dict[str, Any]) -> FakeContext:
 @covers("monitoring.alerts", Status.OK)
 def test_alerts_loaded_none_firing() -> None:
     out = expect(alerting(7, {"name": "HighLatency", "state": "pending"}), "monitoring.alerts", Status.OK,
-                 "7 alert rule(s) loaded, none firing")
+                 "7 alert rules loaded, none firing")
     assert evidence(out) == {"rules": 7, "firing": []}
 
 
@@ -175,7 +178,7 @@ def test_no_alert_rules() -> None:
 @covers("monitoring.alerts", Status.WARN)
 def test_warning_alert_firing_names_the_cure_of_the_finding_it_watches() -> None:
     ctx = alerting(7, {"name": "HighLatency", "labels": {"severity": "warning", "finding": "performance.latency"}})
-    out = expect(ctx, "monitoring.alerts", Status.WARN, "1 alert(s) firing: HighLatency",
+    out = expect(ctx, "monitoring.alerts", Status.WARN, "1 alert firing: HighLatency",
                  "(watching performance.latency)", cause="alert:performance.latency", cure="vector-cache-tune")
     assert evidence(out)["firing"] == ["HighLatency"]
 
@@ -184,7 +187,7 @@ def test_warning_alert_firing_names_the_cure_of_the_finding_it_watches() -> None
 def test_critical_alert_firing_names_the_critical_ones_cure() -> None:
     ctx = alerting(7, {"name": "HighLatency", "labels": {"severity": "warning", "finding": "performance.latency"}},
                    {"name": "QdrantDown", "labels": {"severity": "critical", "finding": "vectors.qdrant"}})
-    expect(ctx, "monitoring.alerts", Status.CRIT, "2 alert(s) firing: HighLatency, QdrantDown",
+    expect(ctx, "monitoring.alerts", Status.CRIT, "2 alerts firing: HighLatency, QdrantDown",
            "(watching vectors.qdrant)", cause="alert:vectors.qdrant", cure="dependency-restart component=qdrant")
 
 
@@ -204,3 +207,126 @@ def test_alerts_unreadable() -> None:
     ctx = FakeContext(routes={prom("/api/v1/rules"): prom_data({"groups": []}),
                               prom("/api/v1/alerts"): Answer(404, "not found")})
     expect(ctx, "monitoring.alerts", Status.UNKNOWN, "/api/v1/alerts")
+
+
+# --------------------------------------------------------------------------- monitoring.uptime
+
+
+def query_url(expr: str, target: Target | None = None) -> str:
+    return prom("/api/v1/query?query=" + quote(expr), target)
+
+
+def up_history(*targets: tuple[str, int, float, float | None], target: Target | None = None,
+               recent: float | None = None) -> FakeContext:
+    """Prometheus holding, per scrape target (instance, scrapes, successful scrapes, age of the oldest in
+    seconds or None when the history query finds none), what the uptime check asks; ``recent``: the age the
+    finer query over the last subquery step finds."""
+    target = target or Target()
+    window = target.thresholds.uptime_window_s
+    count, total, age = uptime_queries(target.prometheus.jobs, window)
+
+    def vector(values: list[tuple[str, float | None]]) -> Answer:
+        result = [{"metric": {"job": "email-sender", "instance": instance}, "value": [1.0e9, str(value)]}
+                  for instance, value in values if value is not None]
+        return prom_data({"resultType": "vector", "result": result})
+
+    routes: dict[str, Any] = {query_url(count, target): vector([(t[0], t[1]) for t in targets]),
+                              query_url(total, target): vector([(t[0], t[2]) for t in targets]),
+                              query_url(age, target): vector([(t[0], t[3]) for t in targets])}
+    fine = uptime_queries(target.prometheus.jobs, uptime_step(window))[2]
+    routes[query_url(fine, target)] = vector([(t[0], recent) for t in targets])
+    return FakeContext(target, routes=routes)
+
+
+@covers("monitoring.uptime", Status.OK)
+def test_uptime_over_the_whole_window() -> None:
+    out = expect(up_history(("svc:8081", 5760, 5760, 86_400.0)), "monitoring.uptime", Status.OK,
+                 "uptime 100 % over the last 24 h: 0 of 5760 scrapes failed")
+    assert evidence(out) == {"uptime": 100.0, "history": "24 h", "window": "24 h", "scrapes": 5760,
+                             "failed scrapes": 0}
+
+
+@covers("monitoring.uptime", Status.OK)
+def test_uptime_exactly_at_the_warning_threshold_is_ok() -> None:
+    # 99.9 % is not under 99.9 %: thresholds trip strictly
+    expect(up_history(("svc:8081", 1000, 999, 86_400.0)), "monitoring.uptime", Status.OK, "uptime 99.9 %")
+
+
+@covers("monitoring.uptime", Status.WARN)
+def test_uptime_under_99_9_with_less_history_than_the_window_says_how_much() -> None:
+    # 3 h 12 min of history at 15 s: 768 scrapes, 1 failed → 99.86 %
+    out = expect(up_history(("svc:8081", 768, 767, 11_520.0)), "monitoring.uptime", Status.WARN,
+                 "uptime 99.86 % over the last 3 h 12 min of history (window 24 h)", "1 of 768 scrapes failed",
+                 "WARNING under 99.9 %", cure=None, escalate=1)
+    assert evidence(out)["history"] == "3 h 12 min"
+    assert evidence(out)["uptime"] == 99.86
+
+
+@covers("monitoring.uptime", Status.CRIT)
+def test_a_history_shorter_than_one_subquery_step_is_read_at_one_second() -> None:
+    # 8 scrapes a second apart: the day's minute steps see none of them, the finer query does
+    out = expect(up_history(("svc:8081", 8, 3, None), recent=8.0), "monitoring.uptime", Status.CRIT,
+                 "uptime 37.5 % over the last 8 s of history (window 24 h): 5 of 8 scrapes failed", cure=None,
+                 escalate=1)
+    assert evidence(out)["history"] == "8 s"
+
+
+@covers("monitoring.uptime", Status.OK)
+def test_a_history_nobody_can_date_is_not_called_the_whole_window() -> None:
+    expect(up_history(("svc:8081", 10, 10, None)), "monitoring.uptime", Status.OK,
+           "over the scrapes held in the last 24 h (how far back they go is unknown)")
+
+
+@covers("monitoring.uptime", Status.CRIT)
+def test_uptime_under_99_is_critical_and_names_the_worst_target() -> None:
+    out = expect(up_history(("a:8081", 1000, 1000, 86_400.0), ("b:8081", 1000, 950, 86_400.0)), "monitoring.uptime",
+                 Status.CRIT, "uptime 95 % over the last 24 h (b:8081)", "CRITICAL under 99 %", cure=None,
+                 escalate=1)
+    assert evidence(out)["targets"] == {"a:8081": 100.0, "b:8081": 95.0}
+
+
+@covers("monitoring.uptime", Status.CRIT)
+def test_uptime_is_cut_never_rounded_up_to_a_threshold() -> None:
+    # 98.995 % would read 99 % rounded, while it is under 99 %
+    out = expect(up_history(("svc:8081", 20_000, 19_799, 86_400.0)), "monitoring.uptime", Status.CRIT,
+                 "uptime 98.99 %", cure=None, escalate=1)
+    assert evidence(out)["uptime"] == 98.99
+
+
+@covers("monitoring.uptime", Status.WARN, Status.CRIT)
+def test_uptime_window_and_thresholds_come_from_the_target() -> None:
+    target = Target(thresholds={"uptime_window_s": 60, "uptime_warn_pct": 90, "uptime_crit_pct": 50})  # type: ignore[arg-type]
+    expect(up_history(("svc:8081", 60, 50, 60.0), target=target), "monitoring.uptime", Status.WARN,
+           "uptime 83.33 % over the last 1 min: 10 of 60", cure=None, escalate=1)
+    expect(up_history(("svc:8081", 60, 20, 60.0), target=target), "monitoring.uptime", Status.CRIT,
+           "uptime 33.33 %", cure=None, escalate=1)
+
+
+@covers("monitoring.uptime", Status.UNKNOWN)
+def test_uptime_without_any_scrape_of_the_job() -> None:
+    expect(up_history(), "monitoring.uptime", Status.UNKNOWN, "holds no scrape of job email-sender or email-sender-go",
+           "see monitoring.prometheus-target")
+
+
+@covers("monitoring.uptime", Status.UNKNOWN)
+@pytest.mark.parametrize("answer", [refused(), Answer(400, {"status": "error", "errorType": "bad_data"}),
+                                    Answer(200, "<html>not prometheus</html>")])
+def test_uptime_unmeasurable_is_unknown_not_a_verdict_on_the_service(answer: Answer | Failure) -> None:
+    target = Target()
+    count = uptime_queries(target.prometheus.jobs, target.thresholds.uptime_window_s)[0]
+    expect(FakeContext(routes={query_url(count): answer}), "monitoring.uptime", Status.UNKNOWN, "uptime unknown")
+
+
+def test_uptime_queries_escape_job_names_and_step_with_the_window() -> None:
+    count, total, age = uptime_queries(["email.sender", 'a"b'], 86_400)
+    assert count == 'count_over_time(up{job=~"email\\\\.sender|a\\"b"}[86400s])'
+    assert total.startswith("sum_over_time(up{job=~")
+    assert age.endswith("[86400s:60s])") and age.startswith("time() - min_over_time(timestamp(up{")
+    assert uptime_queries(["j"], 30)[2].endswith("[30s:1s])")
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(86_400, "24 h"), (11_520, "3 h 12 min"), (3600, "1 h"),
+                                               (250, "4 min 10 s"), (45, "45 s"), (0, "0 s"), (172_800, "2 d"),
+                                               (90_000, "1 d 1 h")])
+def test_duration_text(seconds: float, text: str) -> None:
+    assert duration_text(seconds) == text

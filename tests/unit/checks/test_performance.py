@@ -188,14 +188,14 @@ def test_error_rate_at_one_percent_is_ok() -> None:
 @covers("performance.error-rate", Status.WARN)
 def test_error_rate_over_warn() -> None:
     expect(FakeContext(metrics=requests_window(980, {"500": 12, "503": 8})), "performance.error-rate",
-           Status.WARN, "2.00 %", "20 of 1000", cure=None, escalate=1)
+           Status.WARN, "2.00 %", "20 of 1000", "over the 1 % WARN threshold", cure=None, escalate=1)
 
 
 @covers("performance.error-rate", Status.CRIT)
 @pytest.mark.parametrize("label", ["status", "code"])
 def test_error_rate_over_crit(label: str) -> None:
     expect(FakeContext(metrics=requests_window(900, {"502": 100}, label=label)), "performance.error-rate",
-           Status.CRIT, "10.00 %", cure=None, escalate=1)
+           Status.CRIT, "10.00 %", "over the 5 % CRIT threshold", cure=None, escalate=1)
 
 
 MODE = api("/api/v1/maintenance")
@@ -282,13 +282,13 @@ def test_memory_from_docker_stats() -> None:
 @covers("performance.memory", Status.WARN)
 def test_memory_over_warn() -> None:
     expect(FakeContext(docker=docker_memory(1.8 * GIB, 2 * GIB)), "performance.memory", Status.WARN, "90.0 %",
-           cure="go-gc-tune")
+           "over the 85 % WARN threshold", cure="go-gc-tune")
 
 
 @covers("performance.memory", Status.CRIT)
 def test_memory_over_crit() -> None:
     expect(FakeContext(docker=docker_memory(1.95 * GIB, 2 * GIB)), "performance.memory", Status.CRIT, "97.5 %",
-           cure="go-gc-tune")
+           "over the 95 % CRIT threshold", cure="go-gc-tune")
 
 
 @covers("performance.memory", Status.WARN)
@@ -345,17 +345,20 @@ def test_slow_log_slow_lines_and_timeouts(target: Target) -> None:
     main_log(target, [log_line(50, "WARN", "SLOW request GET /api/v1/tasks", duration_ms=1200),
                       log_line(20, "ERROR", "qdrant search: context deadline exceeded (timeout)"),
                       log_line(10, "INFO", "GET /health 200")])
-    out = expect(FakeContext(target), "performance.slow-log", Status.WARN, "1 SLOW line(s) and 1 timeout(s)",
+    out = expect(FakeContext(target), "performance.slow-log", Status.WARN,
+                 "1 SLOW line and 1 timeout in the last 60 s of the log, the latest 20 s ago",
                  cure="qdrant-connection-pool")
     assert evidence(out)["timeouts"] == 1
     assert any("SLOW request" in line for line in evidence(out)["latest"])
+    assert evidence(out)["window"] == 60 and evidence(out)["latest line age"] == pytest.approx(20, abs=1)
 
 
 @covers("performance.slow-log", Status.WARN)
 def test_slow_log_timeouts_at_warn_level_count(target: Target) -> None:
     main_log(target, [log_line(20, "warn", "retrying after timeout from qdrant")])
-    out = expect(FakeContext(target), "performance.slow-log", Status.WARN, "0 SLOW line(s) and 1 timeout(s)",
+    out = expect(FakeContext(target), "performance.slow-log", Status.WARN, "1 timeout in the last 60 s",
                  cure="qdrant-connection-pool")
+    assert "SLOW line" not in out.summary
     assert evidence(out)["latest"] == [Path(target.service.log_dir, target.service.main_log).read_text().strip()]
 
 
@@ -371,8 +374,8 @@ def test_slow_log_manager_timeouts_are_not_slow_requests(target: Target) -> None
     assert evidence(out)["manager timeouts (not counted: see inter-manager)"] == 3
     with path.open("a", encoding="utf-8") as handle:
         handle.write(log_line(5, "ERROR", "qdrant upsert: timeout", component="VectorService") + "\n")
-    out = expect(FakeContext(target), "performance.slow-log", Status.WARN, "0 SLOW line(s) and 1 timeout(s)",
-                 cure="qdrant-connection-pool")
+    out = expect(FakeContext(target), "performance.slow-log", Status.WARN, "1 timeout in the last 60 s",
+                 "the latest 5 s ago", cure="qdrant-connection-pool")
     assert evidence(out)["timeouts"] == 1
 
 
@@ -380,7 +383,7 @@ def test_slow_log_manager_timeouts_are_not_slow_requests(target: Target) -> None
 def test_slow_log_a_managers_own_slow_request_still_counts(target: Target) -> None:
     main_log(target, [log_line(10, "ERROR", "qdrant search: context deadline exceeded (timeout)",
                                component="storage-manager")])
-    expect(FakeContext(target), "performance.slow-log", Status.WARN, "1 timeout(s)", cure="qdrant-connection-pool")
+    expect(FakeContext(target), "performance.slow-log", Status.WARN, "1 timeout", cure="qdrant-connection-pool")
 
 
 @covers("performance.slow-log", Status.OK)
@@ -389,6 +392,29 @@ def test_slow_log_only_reads_the_recent_window(target: Target) -> None:
                       log_line(120, "ERROR", "timeout talking to qdrant"),
                       log_line(1, "INFO", "GET /health 200")])
     expect(FakeContext(target), "performance.slow-log", Status.OK)
+
+
+@covers("performance.slow-log", Status.WARN)
+def test_slow_log_says_it_reports_the_past(target: Target) -> None:
+    """An operator who just cured the cause sees the check stay WARN: the summary says the lines are past
+    ones, when the latest was written, and when the check reads OK again; the evidence gives the window."""
+    main_log(target, [log_line(55, "WARN", "SLOW request: GET /api/v1/tasks/search took 320ms"),
+                      log_line(42, "WARN", "SLOW request: POST /api/v1/tasks took 250ms"),
+                      log_line(2, "INFO", "GET /health 200")])
+    out = expect(FakeContext(target), "performance.slow-log", Status.WARN,
+                 "2 SLOW lines in the last 60 s of the log, the latest 42 s ago",
+                 "(OK again in 18 s unless another comes)", cure="qdrant-connection-pool")
+    facts = evidence(out)
+    assert facts["window"] == 60 and facts["latest line age"] == pytest.approx(42, abs=1)
+    assert facts["latest line at"].endswith("Z") and facts["latest"][-1].count("POST /api/v1/tasks") == 1
+
+
+@covers("performance.slow-log", Status.WARN)
+def test_slow_log_lines_without_a_time_say_no_age(target: Target) -> None:
+    main_log(target, ["2025-06-14 13:45:30 WARN SLOW query on tasks took 1200ms"])  # not JSON: kept, no time
+    out = expect(FakeContext(target), "performance.slow-log", Status.WARN, "1 SLOW line in the last 60 s of the log",
+                 cure="qdrant-connection-pool")
+    assert "ago" not in out.summary and "latest line age" not in evidence(out)
 
 
 @covers("performance.slow-log", Status.UNKNOWN)

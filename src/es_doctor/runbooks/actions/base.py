@@ -106,6 +106,15 @@ def action(name: str, describe: Callable[[dict[str, Any]], str], destructive: bo
     return register
 
 
+def argv_words(argv: object) -> str:
+    """A command line for the plan, as a shell would show it (``pg_dump -Fc 'my db'``), not a list repr."""
+    import shlex
+
+    if isinstance(argv, list | tuple):
+        return shlex.join(str(a) for a in argv)
+    return str(argv)
+
+
 def need(inputs: dict[str, Any], key: str, kind: type | tuple[type, ...] = str) -> Any:
     if key not in inputs or inputs[key] is None:
         raise ActionError(f"input {key!r} is required")

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from es_doctor.findings import words
 from es_doctor.runbooks.actions.base import (
     ActionContext,
     ActionError,
@@ -39,7 +40,8 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-@action("config.set", lambda i: f"set {i.get('key')} = {i.get('value')!r} in the service's config.yaml (backup kept)")
+@action("config.set",
+        lambda i: f"set {i.get('key')} = {words(i.get('value'))} in the service's config.yaml (backup kept)")
 def config_set(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     """Edit one key with a round-trip YAML library: comments, order, quoting, mode and owner are kept;
     the file is replaced atomically (written beside, fsync, rename)."""
@@ -142,7 +144,7 @@ def env_show(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     return {"env": shown}
 
 
-@action("env.require", lambda i: f"require {i.get('names')} in the environment of {i.get('container')}")
+@action("env.require", lambda i: f"require {words(i.get('names'))} in the environment of {i.get('container')}")
 def env_require(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     env = _env(ctx, need(inputs, "container"))
     missing = [n for n in need(inputs, "names", list) if not env.get(str(n))]
@@ -151,7 +153,7 @@ def env_require(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     return {"present": True}
 
 
-@action("env.set", lambda i: f"recreate {i.get('container')} with {i.get('env')}", destructive=True)
+@action("env.set", lambda i: f"recreate {i.get('container')} with {words(i.get('env'))}", destructive=True)
 def env_set(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     name = need(inputs, "container")
     wanted = {str(k): str(v) for k, v in need(inputs, "env", dict).items()}

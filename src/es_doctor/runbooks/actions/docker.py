@@ -14,6 +14,7 @@ from es_doctor.runbooks.actions.base import (
     ActionContext,
     ActionError,
     action,
+    argv_words,
     need,
     run_program,
     stamp,
@@ -68,7 +69,7 @@ def docker_stop(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     return {"container": name, "result": unwrap(ctx.docker().stop(name), f"stop {name}")}
 
 
-@action("docker.exec", lambda i: f"run {i.get('argv')} in container {i.get('container')}")
+@action("docker.exec", lambda i: f"run {argv_words(i.get('argv'))} in container {i.get('container')}")
 def docker_exec(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     name, argv = need(inputs, "container"), need(inputs, "argv", list)
     result = unwrap(ctx.docker().exec(name, [str(a) for a in argv]), f"exec in {name}")

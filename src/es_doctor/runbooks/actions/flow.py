@@ -5,17 +5,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from es_doctor.findings import words
 from es_doctor.runbooks.actions.base import (
     ActionContext,
     ActionError,
     action,
+    argv_words,
     need,
     run_program,
 )
 from es_doctor.secrets import resolve_secret
 
 
-@action("wait_for", lambda i: f"wait until {i.get('check')} is OK (up to {i.get('timeout', 60)} s)")
+@action("wait_for", lambda i: f"wait until {words(i.get('check'))} is OK (up to {i.get('timeout', 60)} s)")
 def wait_for(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.checks.registry import load_all
     from es_doctor.findings import Status
@@ -44,8 +46,7 @@ def wait_for(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
 def notify(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.probes.http import HttpProbe
 
-    message = str(need(inputs, "message"))
-    ctx.say(message)
+    message = str(need(inputs, "message"))  # the step's line (→ name: notify: <message>) already shows it
     webhook = resolve_secret(inputs.get("webhook"))
     if webhook:
         answer = HttpProbe(timeout=10, max_body=64 * 1024).request(
@@ -58,7 +59,7 @@ def notify(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     return {"message": message}
 
 
-@action("shell", lambda i: f"run {i.get('argv')}", retry_safe=lambda i: bool(i.get("idempotent")))
+@action("shell", lambda i: f"run {argv_words(i.get('argv'))}", retry_safe=lambda i: bool(i.get("idempotent")))
 def shell(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     """An argv in its own process group, no stdin, output read while it runs and capped (head and
     tail); killed with its group when the step is cancelled or times out."""

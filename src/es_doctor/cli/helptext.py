@@ -1,0 +1,121 @@
+"""The finishing pass over the command tree's help: examples, whole one-line descriptions, plain arguments.
+
+typer builds click commands from the command functions; :func:`polish` walks the tree once per run and
+gives every command an "Examples:" epilog (from :data:`EXAMPLES`), every group's command list the whole
+first paragraph of each command's help (click would cut it at 45 characters with "..."), and every
+argument a plain ``NAME`` (typer would print ``{name}`` in the usage line and ``NAME <str>`` in the list).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: command path → example command lines (each shown as is under "Examples:")
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "": ("es-doctor lab up && es-doctor -t lab diagnose", "es-doctor -t staging diagnose --class vectors",
+         "es-doctor fix vectors.dimensions --dry-run", "es-doctor COMMAND --help"),
+    "diagnose": ("es-doctor diagnose", "es-doctor -t staging diagnose --class vectors --class performance",
+                 "es-doctor diagnose --check performance.latency --detailed",
+                 "es-doctor diagnose --all-targets --format json",
+                 "es-doctor diagnose -f prometheus -o /var/lib/node_exporter/textfile/es_doctor.prom",
+                 "es-doctor diagnose -f nagios      # exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
+                 "es-doctor diagnose --watch 10"),
+    "checks": ("es-doctor checks", "es-doctor checks --class vectors"),
+    "alert-rules": ("es-doctor alert-rules > /etc/prometheus/rules/es-doctor.yml",
+                    "es-doctor alert-rules --runbook-base-url https://git.example.com/ops/es-doctor/-/blob/main/runbooks",
+                    "es-doctor alert-rules --serve   # over the series of es-doctor serve"),
+    "fix": ("es-doctor fix vectors.dimensions --dry-run      # the cure of a finding, planned only",
+            "es-doctor fix dependency-restart -p component=postgres",
+            "es-doctor -t staging fix --all --yes"),
+    "escalate": ('es-doctor escalate --level 2 --issue "startup.docker-engine: engine down" --severity high',
+                 "es-doctor escalate --resolve INC-20261129-031500-1a2b"),
+    "serve": ("es-doctor serve --all-targets --interval 30s",
+              "es-doctor -t production serve --listen 127.0.0.1:9109",
+              "es-doctor serve --all-targets --print-scrape-config"),
+    "config": ("es-doctor config init", "es-doctor -t staging config show"),
+    "config show": ("es-doctor config show", "es-doctor -c es-doctor.yaml config show --all"),
+    "config init": ("es-doctor config init", "es-doctor config init ~/.config/es-doctor/es-doctor.yaml --force"),
+    "lab": ("es-doctor lab up", "es-doctor lab fault add slow-api-crit && es-doctor -t lab diagnose",
+            "es-doctor lab down --volumes"),
+    "lab up": ("es-doctor lab up", "es-doctor lab up --mode process --no-prometheus",
+               "es-doctor lab up --start-dockerd", "ES_DOCTOR_LAB_DIR=/tmp/lab2 es-doctor lab up --api-port 18080"),
+    "lab down": ("es-doctor lab down", "es-doctor lab down --volumes"),
+    "lab status": ("es-doctor lab status",),
+    "lab restart": ("es-doctor lab restart email-sender-go", "es-doctor lab restart qdrant"),
+    "lab faults": ("es-doctor lab faults",),
+    "lab fault": ("es-doctor lab fault add manager-down", "es-doctor lab fault clear"),
+    "lab fault add": ("es-doctor lab fault add slow-api-crit", "es-doctor lab fault add qdrant-down"),
+    "lab fault clear": ("es-doctor lab fault clear slow-api-crit", "es-doctor lab fault clear"),
+    "runbooks": ("es-doctor runbooks list", "es-doctor runbooks show event-bus-purge"),
+    "runbooks list": ("es-doctor runbooks list",),
+    "runbooks show": ("es-doctor runbooks show qdrant-dimension-fix",),
+    "runbooks validate": ("es-doctor runbooks validate", "es-doctor runbooks validate ./my-runbooks/"),
+    "runbooks schema": ("es-doctor runbooks schema > runbook.schema.json",),
+    "emergency": ("es-doctor emergency status", "es-doctor emergency readonly", "es-doctor emergency backup"),
+    "emergency status": ("es-doctor -t production emergency status",),
+    "emergency readonly": ("es-doctor emergency readonly", "es-doctor emergency readonly --off"),
+    "emergency maintenance": ("es-doctor emergency maintenance enable", "es-doctor emergency maintenance disable"),
+    "emergency restart": ("es-doctor emergency restart", "es-doctor emergency restart --rollback-on-failure"),
+    "emergency security": ("es-doctor emergency security --threshold 20 --webhook env:SECURITY_WEBHOOK",),
+    "emergency rollback": ("es-doctor emergency rollback", "es-doctor emergency rollback --to v1.4.2"),
+    "emergency backup": ("es-doctor emergency backup", "es-doctor emergency backup --live --reason 'before upgrade'"),
+    "emergency validate": ("es-doctor emergency validate", "es-doctor emergency validate latest"),
+    "profile cpu": ("es-doctor profile cpu --seconds 10", "es-doctor -t staging profile cpu --format json"),
+    "profile heap": ("es-doctor profile heap", "es-doctor profile heap --compare last  # what grew"),
+    "profile goroutine": ("es-doctor profile goroutine", "es-doctor profile goroutine --compare last --format json"),
+    "profile list": ("es-doctor profile list", "es-doctor profile list --all-targets --format json"),
+    "emergency restore": ("es-doctor emergency restore latest --dry-run",
+                          "es-doctor emergency restore 20261129T031500Z --yes"),
+}
+
+
+def epilog(path: str) -> str | None:
+    """The "Examples:" epilog of a command (click keeps a paragraph opened by ``\\b`` as it is)."""
+    lines = list(EXAMPLES.get(path, ()))
+    if not lines:
+        return None
+    text = "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+    if path == "lab fault add":
+        text += "\n\n" + _faults()
+    return text
+
+
+def _faults() -> str:
+    from es_doctor.lab.fault_table import TABLE
+
+    width = max(len(spec.name) for spec in TABLE)
+    return "\b\nFaults (es-doctor lab faults: the checks each trips, its cure):\n" + "\n".join(
+        f"  {spec.name:<{width}}  {spec.description}" for spec in TABLE)
+
+
+def first_paragraph(text: str | None) -> str:
+    """A command's whole first paragraph, on one line (the group's command list wraps it)."""
+    paragraph = (text or "").strip().split("\n\n", 1)[0]
+    return " ".join(paragraph.split())
+
+
+def polish(command: Any, path: str = "") -> Any:
+    """Finish the help of ``command`` and of every command under it; returns ``command``."""
+    text = epilog(path)
+    if text is not None:
+        command.epilog = text
+    for param in getattr(command, "params", []):
+        if getattr(param, "param_type_name", "") == "argument":
+            _plain_argument(param)
+    for name, sub in getattr(command, "commands", {}).items():
+        if not sub.short_help:
+            sub.short_help = first_paragraph(sub.help)
+        polish(sub, f"{path} {name}".strip())
+    return command
+
+
+def _plain_argument(param: Any) -> None:
+    """``NAME`` in the usage line (``[NAME]`` when optional, ``NAME...`` for several), ``NAME`` alone in the
+    list: no ``{name}``, no ``[[NAME]]``, no ``<str>``."""
+    name = param.metavar.strip("[]{}").rstrip(".") if param.metavar else (param.name or "arg").upper()
+    param.metavar = name
+    usage = name if param.required else f"[{name}]"
+    if param.nargs != 1:
+        usage += "..."
+    setattr(param, "get_usage_pieces", lambda ctx: [usage])  # noqa: B010 - an instance's own method
+    setattr(param, "display_type_rich", lambda ctx: None)  # noqa: B010
