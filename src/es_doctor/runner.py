@@ -12,12 +12,14 @@ import threading
 import time
 import traceback
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from es_doctor import __version__, cures
 from es_doctor.checks.context import CheckContext
 from es_doctor.checks.registry import CheckSpec, Outcome, ev, load_all
 from es_doctor.config import Target
 from es_doctor.findings import Finding, Report, Status, sanitize
+from es_doctor.probes.session import preload, sdk_modules
 from es_doctor.secrets import secret_values, unset_secrets
 
 PASSING = (Status.OK, Status.WARN)
@@ -161,6 +163,8 @@ def run_checks(
     begin = time.monotonic()
     deadline = begin + overall
     jobs = {spec.id: _Job(spec) for spec in specs}
+    # the SDKs these checks need are imported while the first checks wait on the network
+    preload(sdk_modules(ctx.target, {c for spec in specs for c in spec.components}))
     unset = unset_needed_secrets(ctx)
     threads = [
         threading.Thread(target=_run_one, args=(job, ctx, jobs, per_check, deadline, unset), daemon=True,
@@ -205,9 +209,11 @@ def select(check_ids: Sequence[str] = (), classes: Sequence[str] = ()) -> list[C
 
 
 def diagnose(target: Target, target_name: str, check_ids: Sequence[str] = (), classes: Sequence[str] = (), *,
-             timeout: float | None = None, deadline_s: float | None = None) -> Report:
-    """The one way to run checks (diagnose, fix --all, a runbook's verify and wait_for, escalate)."""
-    ctx = CheckContext(target, target_name)
+             timeout: float | None = None, deadline_s: float | None = None, scrapes_dir: Path | None = None) -> Report:
+    """The one way to run checks (diagnose, fix --all, a runbook's verify and wait_for, escalate).
+    ``scrapes_dir``: where the previous run's last metrics scrape is kept (its metrics window can
+    start there, see :mod:`es_doctor.checks.window`); None scrapes twice."""
+    ctx = CheckContext(target, target_name, scrapes_dir=scrapes_dir)
     try:
         return run_checks(select(check_ids, classes), ctx, timeout=timeout, deadline_s=deadline_s)
     finally:
@@ -220,14 +226,15 @@ MAX_PARALLEL_TARGETS = 4
 
 def run_many(targets: Sequence[tuple[str, Target]], check_ids: Sequence[str] = (), classes: Sequence[str] = (), *,
              timeout: float | None = None, deadline_s: float | None = None,
-             max_parallel: int = MAX_PARALLEL_TARGETS) -> list[Report]:
+             max_parallel: int = MAX_PARALLEL_TARGETS, scrapes_dir: Path | None = None) -> list[Report]:
     """:func:`diagnose` on several targets, at most ``max_parallel`` at once; reports in the given order.
     Each target runs under its own deadline, so a dead target costs at most its deadline."""
     from concurrent.futures import ThreadPoolExecutor
 
     def one(item: tuple[str, Target]) -> Report:
         name, target = item
-        return diagnose(target, name, check_ids, classes, timeout=timeout, deadline_s=deadline_s)
+        return diagnose(target, name, check_ids, classes, timeout=timeout, deadline_s=deadline_s,
+                        scrapes_dir=scrapes_dir)
 
     with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(targets))),
                             thread_name_prefix="target") as pool:

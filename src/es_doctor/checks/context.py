@@ -16,8 +16,16 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from es_doctor.checks.window import (
+    FROM_PREVIOUS_RUN,
+    FROM_PROMETHEUS,
+    FROM_TWO_SCRAPES,
+    ScrapeStore,
+    reusable,
+    wait_before_reuse,
+)
 from es_doctor.config import Target
-from es_doctor.probes.docker import DockerProbe
+from es_doctor.probes.docker import ContainerInfo, DockerProbe
 from es_doctor.probes.http import HttpProbe
 from es_doctor.probes.logs import LogLine, tail_lines
 from es_doctor.probes.metrics import Scrape, counters_went_back, scrape, scrape_from_series
@@ -37,11 +45,12 @@ PROMETHEUS_MAX_EXTRA_S = 15.0
 class MetricsWindow:
     """Two scrapes of the service's metrics at least ``scrape_window_s`` apart: ``before`` is
     Prometheus' latest scrape of the service that old (when Prometheus is configured and has one),
-    else es-doctor's own first scrape; ``after`` is es-doctor's own, now."""
+    else the previous run's last scrape (fresh, same process life: :mod:`es_doctor.checks.window`),
+    else es-doctor's own first scrape; ``after`` is es-doctor's own, now. ``source`` says which."""
 
     before: Scrape
     after: Scrape
-    source: str = "two scrapes"
+    source: str = FROM_TWO_SCRAPES
 
     @property
     def seconds(self) -> float:
@@ -57,6 +66,8 @@ class CheckContext:
     target_name: str = "default"
     #: a stop flag set by the runner when the deadline passes; long checks poll it
     cancelled: threading.Event = field(default_factory=threading.Event)
+    #: where the previous run's last metrics scrape is kept (None: nothing kept, two scrapes)
+    scrapes_dir: Path | None = None
     session: ProbeSession = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -87,6 +98,10 @@ class CheckContext:
     def qdrant(self) -> QdrantProbe:
         return self.session.qdrant()
 
+    def container(self, name: str) -> Result[ContainerInfo]:
+        """A container's inspect, read once per run (several checks look at the service's)."""
+        return self.memo(f"docker:container:{name}", lambda: self.docker().container(name))
+
     def postgres(self) -> PostgresProbe:
         return self.session.postgres()
 
@@ -107,19 +122,32 @@ class CheckContext:
     def metrics_window(self) -> Result[MetricsWindow]:
         def take() -> Result[MetricsWindow]:
             url = self.target.service.metrics_url
+            window_s = self.target.thresholds.scrape_window_s
+            start_metric = self.target.metrics.start_time
+            store = ScrapeStore(self.scrapes_dir, self.target_name, url) if self.scrapes_dir else None
             recorded = self._prometheus_before()
+            saved = store.load() if store is not None and recorded is None else None
+            wait = wait_before_reuse(saved, time.time(), window_s)
+            if wait:  # the previous run's scrape is fresh but younger than the window: wait what is left
+                self.cancelled.wait(wait)
             first = scrape(self.plain_http(), url)
             if first.failure is not None:
                 return Result(failure=first.failure)
-            if (recorded is not None
-                    and first.unwrap().taken_at - recorded.taken_at >= self.target.thresholds.scrape_window_s
-                    and not counters_went_back(recorded, first.unwrap())):
-                return Result(value=MetricsWindow(recorded, first.unwrap(), "Prometheus' scrape and one now"))
-            self.cancelled.wait(self.target.thresholds.scrape_window_s)
-            second = scrape(self.plain_http(), url)
-            if second.failure is not None:
-                return Result(failure=second.failure)
-            return Result(value=MetricsWindow(first.unwrap(), second.unwrap()))
+            now = first.unwrap()
+            if (recorded is not None and now.taken_at - recorded.taken_at >= window_s
+                    and not counters_went_back(recorded, now)):
+                window = MetricsWindow(recorded, now, FROM_PROMETHEUS)
+            elif saved is not None and wait is not None and reusable(saved, now, window_s, start_metric):
+                window = MetricsWindow(saved, now, FROM_PREVIOUS_RUN)
+            else:
+                self.cancelled.wait(window_s)
+                second = scrape(self.plain_http(), url)
+                if second.failure is not None:
+                    return Result(failure=second.failure)
+                window = MetricsWindow(now, second.unwrap(), FROM_TWO_SCRAPES)
+            if store is not None:
+                store.save(window.after)  # the next run's first scrape
+            return Result(value=window)
 
         return self.memo("metrics-window", take)
 

@@ -33,7 +33,7 @@ def containers(ctx: CheckContext) -> Outcome:
             expected.append(name)
     states: dict[str, str] = {}
     for name in expected:
-        info = ctx.docker().container(name)
+        info = ctx.container(name)
         if info.failure is not None:
             if info.failure.kind is not FailureKind.NOT_FOUND:
                 return unknown(f"Docker engine: {info.failure.message}")
@@ -56,7 +56,7 @@ def containers(ctx: CheckContext) -> Outcome:
        requires=(ENGINE,), components=("docker", "service"))
 def image_drift(ctx: CheckContext) -> Outcome:
     wanted = ctx.target.service.image
-    info = ctx.docker().container(ctx.target.service.container)
+    info = ctx.container(ctx.target.service.container)
     if info.failure is not None:
         if info.failure.kind is FailureKind.NOT_FOUND:
             return unknown(f"container {ctx.target.service.container} does not exist: no image to compare")

@@ -76,7 +76,8 @@ def event_bus(ctx: CheckContext) -> Outcome:
         status = Status.WARN
     evidence = [ev("saturation", round(pct, 1), f"> {th.event_bus_saturation_warn_pct:g} % WARN, "
                                                 f"> {th.event_bus_saturation_crit_pct:g} % CRIT", "%"),
-                ev("depth", int(depth)), ev("capacity", int(capacity)), ev("dropped in window", int(dropped))]
+                ev("depth", int(depth)), ev("capacity", int(capacity)), ev("dropped in window", int(dropped)),
+                ev("window from", w.source)]
     summary = (f"event bus {int(depth)}/{int(capacity)} ({pct:.1f} %), {counted(int(dropped), 'event')} dropped"
                + over(grade(pct, th.event_bus_saturation_warn_pct, th.event_bus_saturation_crit_pct),
                       th.event_bus_saturation_warn_pct, th.event_bus_saturation_crit_pct, " %"))

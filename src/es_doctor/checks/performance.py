@@ -74,7 +74,7 @@ def latency(ctx: CheckContext) -> Outcome:
            "ms"),
         ev("p99", round(p99 * 1000, 1), unit="ms"),
         ev("requests in window", int(count)),
-        ev("window", round(w.seconds, 1), unit="s"),
+        ev("window", round(w.seconds, 1), unit="s"), ev("window from", w.source),
     ]
     word = {Status.OK: "within", Status.WARN: "over", Status.CRIT: "far over"}[status]
     limit = th.latency_p95_crit_ms if status is Status.CRIT else th.latency_p95_warn_ms
@@ -115,7 +115,7 @@ def error_rate(ctx: CheckContext) -> Outcome:
     evidence = [ev("error rate", round(pct, 3), f"> {th.error_rate_warn_pct:g} % WARN, "
                                                 f"> {th.error_rate_crit_pct:g} % CRIT", "%"),
                 ev("5xx", int(errors)), ev("503", int(unavailable)), ev("requests", int(total)),
-                ev("window", round(w.seconds, 1), unit="s")]
+                ev("window", round(w.seconds, 1), unit="s"), ev("window from", w.source)]
     summary = (f"error rate {pct:.2f} % ({int(errors)} of {int(total)} requests answered 5xx)"
                + over(status, th.error_rate_warn_pct, th.error_rate_crit_pct, " %"))
     if status is Status.OK:

@@ -82,7 +82,7 @@ def docker_engine(ctx: CheckContext) -> Outcome:
        requires=("startup.docker-engine",), components=("docker", "service"))
 def container(ctx: CheckContext) -> Outcome:
     name = ctx.target.service.container
-    info = ctx.docker().container(name)
+    info = ctx.container(name)
     if info.failure is not None:
         if info.failure.kind is FailureKind.NOT_FOUND:
             return crit(f"container {name} does not exist", ev("container", name))
@@ -111,7 +111,7 @@ def _service_pids(ctx: CheckContext) -> set[int]:
     present, _ = ctx.target.is_present("docker")
     if not present:
         return set()
-    info = ctx.docker().container(ctx.target.service.container)
+    info = ctx.container(ctx.target.service.container)
     if not info.ok or not info.unwrap().pid:
         return set()
     try:
@@ -151,7 +151,7 @@ def port_owner(ctx: CheckContext) -> Outcome:
 def _container_env(ctx: CheckContext) -> Result[dict[str, str]]:
     present, _ = ctx.target.is_present("docker")
     if present:
-        info = ctx.docker().container(ctx.target.service.container)
+        info = ctx.container(ctx.target.service.container)
         if info.failure is not None:
             return Result(failure=info.failure)
         return success(info.unwrap().env)

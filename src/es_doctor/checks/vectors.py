@@ -100,7 +100,8 @@ def insert_errors(ctx: CheckContext) -> Outcome:
     pct = errors / inserts * 100
     status = grade(pct, th.vector_insert_error_warn_pct, None)
     evidence = [ev("insert errors", round(pct, 3), f"> {th.vector_insert_error_warn_pct:g} % WARN", "%"),
-                ev("inserts", int(inserts)), ev("window", round(w.seconds, 1), unit="s")]
+                ev("inserts", int(inserts)), ev("window", round(w.seconds, 1), unit="s"),
+                ev("window from", w.source)]
     summary = (f"vector insert errors {pct:.2f} % ({int(errors)} of {int(inserts)})"
                + over(status, th.vector_insert_error_warn_pct, None, " %"))
     if status is Status.OK:
@@ -134,7 +135,7 @@ def connection_errors(ctx: CheckContext) -> Outcome:
     errors = counter_delta(w.before, w.after, name) or 0.0
     th = ctx.target.thresholds
     evidence = [ev("connection errors", int(errors), f"> {th.qdrant_connection_errors_crit:g} CRIT"),
-                ev("window", round(w.seconds, 1), unit="s")]
+                ev("window", round(w.seconds, 1), unit="s"), ev("window from", w.source)]
     if errors > th.qdrant_connection_errors_crit:
         return crit(f"the service had {int(errors)} Qdrant connection error(s) in the last {w.seconds:.1f}s",
                     *evidence)

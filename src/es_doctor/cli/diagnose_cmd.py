@@ -81,13 +81,15 @@ def diagnose(
     _check_names(check_class or [], check or [])
     if output is not None:
         _check_output(output)
+    scrapes = Path(loaded_all[0].config.state_dir).expanduser() / "scrapes"  # the metrics window's first scrape
     if len(loaded_all) > 1:
         if fmt is Format.junit:
             raise UsageError("--format junit takes one target (use json, table, nagios or prometheus)")
         while True:
             with working(f"diagnosing {len(loaded_all)} targets…", enabled=_terminal_table(fmt, output)):
                 reports = run_many([(item.target_name, item.target) for item in loaded_all], check or [],
-                                   check_class or [], timeout=timeout, deadline_s=deadline)
+                                   check_class or [], timeout=timeout, deadline_s=deadline,
+                                   scrapes_dir=scrapes)
             if _terminal_table(fmt, output):  # a terminal: each report in colour, then the summary
                 _print_rich(reports, detailed, clear=bool(watch))
             else:
@@ -100,7 +102,7 @@ def diagnose(
     while True:
         with working(f"diagnosing {loaded.target_name}…", enabled=_terminal_table(fmt, output)):
             report = run(loaded.target, loaded.target_name, check or [], check_class or [], timeout=timeout,
-                         deadline_s=deadline)
+                         deadline_s=deadline, scrapes_dir=scrapes)
         if _terminal_table(fmt, output):
             # a terminal gets colours (rich honours NO_COLOR) and, with --watch, a cleared screen
             _print_rich([report], detailed, clear=bool(watch))

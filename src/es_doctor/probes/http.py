@@ -20,6 +20,7 @@ import datetime as dt
 import email.utils
 import json
 import re
+import ssl
 import threading
 import time
 import urllib.request
@@ -101,6 +102,9 @@ class _DeadlineStream(httpcore.NetworkStream):
 
     def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
                   timeout: float | None = None) -> httpcore.NetworkStream:
+        if ssl_context is _UNBUILT_TLS:  # the first handshake of the process builds the verifying context
+            ssl_context = verifying_tls_context()
+            ssl_context.set_alpn_protocols(["http/1.1"])
         return _DeadlineStream(self.inner.start_tls(ssl_context, server_hostname,
                                                     _left(timeout, httpcore.ConnectTimeout)))
 
@@ -155,12 +159,30 @@ class _BoundedBody(httpx.SyncByteStream):
         self.raw.close()
 
 
+_TLS: list[ssl.SSLContext] = []
+_TLS_LOCK = threading.Lock()
+#: what a verifying transport holds until a handshake needs the real context (see _DeadlineStream.start_tls):
+#: it verifies and trusts no CA, so were it ever used for a handshake, that handshake would fail, never pass
+_UNBUILT_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+def verifying_tls_context() -> ssl.SSLContext:
+    """The one certificate-verifying TLS context of the process (httpx's default: ``SSL_CERT_FILE``,
+    ``SSL_CERT_DIR`` or certifi's bundle), built at the first TLS handshake: loading the bundle costs
+    15-60 ms of CPU, es-doctor builds a client per request, and a diagnosis over plain HTTP needs
+    none. An SSLContext is safe to share between threads."""
+    with _TLS_LOCK:
+        if not _TLS:
+            _TLS.append(httpx.create_ssl_context())
+        return _TLS[0]
+
+
 class BoundedTransport(httpx.HTTPTransport):
     """httpx's transport with a total deadline per request and a decoded-size cap on bodies."""
 
     def __init__(self, *, deadline_s: float, max_body: int | None = MAX_BODY, proxy: str | None = None,
-                 verify: bool = True) -> None:
-        super().__init__(proxy=proxy, verify=verify)
+                 verify: bool = True, uds: str | None = None) -> None:
+        super().__init__(proxy=proxy, verify=_UNBUILT_TLS if verify else False, uds=uds)
         if not hasattr(self._pool, "_network_backend"):  # pragma: no cover - guards an httpcore change
             raise RuntimeError("httpcore changed: its pool has no network backend to bound")
         self._pool._network_backend = _DeadlineBackend()
@@ -198,10 +220,12 @@ def _proxy_for(url: str) -> str | None:
 
 def bounded_client(url: str, *, deadline_s: float, max_body: int | None = MAX_BODY,
                    headers: dict[str, str] | None = None, follow_redirects: bool = False,
-                   base_url: bool = False) -> httpx.Client:
+                   base_url: bool = False, uds: str | None = None) -> httpx.Client:
     """An httpx client whose every request is bounded (see the module's doc). ``url``: what it
-    will talk to (its proxy is chosen from the environment); ``base_url``: make it the base."""
-    transport = BoundedTransport(deadline_s=deadline_s, max_body=max_body, proxy=_proxy_for(url))
+    will talk to (its proxy is chosen from the environment); ``base_url``: make it the base;
+    ``uds``: a Unix socket to connect to instead (the Docker engine; no proxy then)."""
+    transport = BoundedTransport(deadline_s=deadline_s, max_body=max_body,
+                                 proxy=None if uds else _proxy_for(url), uds=uds)
     timeout = httpx.Timeout(deadline_s)
     if base_url:
         return httpx.Client(base_url=url, transport=transport, timeout=timeout, headers=headers,

@@ -1,4 +1,11 @@
-"""Qdrant probe (qdrant-client, imported lazily): a server URL, or the embedded ``local:PATH`` mode."""
+"""Qdrant probe: a server URL, or the embedded ``local:PATH`` mode.
+
+On a server URL, what diagnose reads (the collection list, one collection, a test search, a count,
+the task ids of the points) goes over Qdrant's REST API with es-doctor's bounded HTTP layer (one
+keep-alive client per probe): no qdrant-client import (about 0.5 s of CPU: numpy, grpc, its
+generated models) for a read-only diagnosis. qdrant-client (imported lazily) serves the embedded
+mode, and the writes and dumps of runbooks and backups (points export/import, create, delete,
+snapshots, digests)."""
 
 from __future__ import annotations
 
@@ -31,6 +38,7 @@ class QdrantProbe:
     api_key: str | None = None
     timeout: float = 5.0
     _client: Any = field(default=None, init=False, repr=False)
+    _reader: Any = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
@@ -43,18 +51,27 @@ class QdrantProbe:
         name = type(exc).__name__
         lowered = text.lower()
         status = getattr(exc, "status_code", None)
+        if isinstance(exc, RestStatusError):  # a REST answer: its status says what it is
+            if status == 404:
+                return Failure(FailureKind.NOT_FOUND, text, 404)
+            if status in (401, 403):
+                return Failure(FailureKind.AUTH, text, status)
+            return Failure(FailureKind.ERROR, f"{name}: {text}", status)
         if "larger than" in lowered and "bytes (decoded)" in lowered:  # the bounded HTTP layer's cap
             return Failure(FailureKind.BAD_RESPONSE, text)
         if status == 404 or "not found" in lowered:
             return Failure(FailureKind.NOT_FOUND, text, 404)
         if "timed out" in lowered or "timeout" in name.lower():
             return Failure(FailureKind.TIMEOUT, text)
-        if "refused" in lowered or name in ("ConnectError", "ConnectionRefusedError", "ResponseHandlingException"):
+        if "refused" in lowered or name in ("ConnectError", "ConnectionRefusedError", "ResponseHandlingException",
+                                            "RemoteProtocolError", "ReadError", "WriteError"):
             return Failure(FailureKind.REFUSED, text)
         if status in (401, 403):
             return Failure(FailureKind.AUTH, text, status)
         if "already accessed by another instance" in lowered:
             return Failure(FailureKind.UNAVAILABLE, f"embedded storage is locked by another process: {text}")
+        if isinstance(exc, RestAnswerError):
+            return Failure(FailureKind.BAD_RESPONSE, text)
         return Failure(FailureKind.ERROR, f"{name}: {text}", status)
 
     def client(self) -> Result[Any]:
@@ -84,10 +101,39 @@ class QdrantProbe:
 
     def close(self) -> None:
         with self._lock:
-            if self._client is not None:
-                with contextlib.suppress(Exception):  # closing is best effort
-                    self._client.close()
-                self._client = None
+            for held in (self._client, self._reader):
+                if held is not None:
+                    with contextlib.suppress(Exception):  # closing is best effort
+                        held.close()
+            self._client = self._reader = None
+
+    # ---- REST reads (server URL): the bounded HTTP layer, no qdrant-client
+    def _read_client(self) -> Any:
+        with self._lock:
+            if self._reader is None:
+                self._reader = self._rest(max(1.0, self.timeout))
+            return self._reader
+
+    def _read(self, method: str, path: str, body: Any = None) -> Result[Any]:
+        """One REST call; the value is the answer's ``result``. A non-2xx answer raises
+        :class:`RestStatusError` (classified like qdrant-client's), an answer off the API
+        :class:`RestAnswerError` (BAD_RESPONSE)."""
+        from es_doctor.probes.http import parse_json
+
+        def call() -> Any:
+            response = self._read_client().request(method, path, json=body)
+            raw = response.content
+            if not 200 <= response.status_code < 300:
+                raise RestStatusError(response.status_code, raw.decode("utf-8", "replace"))
+            try:
+                data = parse_json(raw)
+            except ValueError as exc:
+                raise RestAnswerError(f"{method} {path}: not JSON: {short(exc)}") from None
+            if not isinstance(data, dict) or "result" not in data:
+                raise RestAnswerError(f"{method} {path}: no 'result' in the answer")
+            return data["result"]
+
+        return guarded(self._classify, call)
 
     def _call(self, fn: Any) -> Result[Any]:
         client = self.client()
@@ -96,9 +142,14 @@ class QdrantProbe:
         return guarded(self._classify, lambda: fn(client.value))
 
     def collections(self) -> Result[list[str]]:
+        if not self.embedded:
+            return _then(self._read("GET", "/collections"), _collection_names)
         return self._call(lambda c: sorted(col.name for col in c.get_collections().collections))
 
     def collection(self, name: str) -> Result[CollectionInfo]:
+        if not self.embedded:
+            return _then(self._read("GET", f"/collections/{_quoted(name)}"), lambda r: _collection_info(name, r))
+
         def get(c: Any) -> CollectionInfo:
             info = c.get_collection(name)
             vectors = info.config.params.vectors
@@ -117,12 +168,26 @@ class QdrantProbe:
         """A real query with a random vector; the value is the number of hits."""
         vector = [random.random() for _ in range(size)]
         watch = Stopwatch()
-        result = self._call(lambda c: len(c.query_points(collection_name=name, query=vector, limit=limit).points))
+        if not self.embedded:
+            result = _then(self._read("POST", f"/collections/{_quoted(name)}/points/query",
+                                      {"query": vector, "limit": limit}), _query_hits)
+            if result.failure is not None and result.failure.kind is FailureKind.NOT_FOUND \
+                    and "collection" not in result.failure.message.lower():
+                # a Qdrant older than 1.10 has no /points/query: its /points/search answers a list
+                watch = Stopwatch()
+                result = _then(self._read("POST", f"/collections/{_quoted(name)}/points/search",
+                                          {"vector": vector, "limit": limit}), _search_hits)
+        else:
+            result = self._call(lambda c: len(c.query_points(collection_name=name, query=vector,
+                                                               limit=limit).points))
         if result.failure is not None:
             return result
         return success(int(result.value or 0), watch.ms)
 
     def count(self, name: str) -> Result[int]:
+        if not self.embedded:
+            return _then(self._read("POST", f"/collections/{_quoted(name)}/points/count", {"exact": True}),
+                         lambda r: _integer(r, "count"))
         return self._call(lambda c: int(c.count(collection_name=name, exact=True).count))
 
     def marked_filter(self, id_key: str, ids: list[Any], text_key: str | None, marker: str) -> Any:
@@ -157,6 +222,9 @@ class QdrantProbe:
         return self._call(delete)
 
     def payload_ids(self, name: str, key: str, limit: int = 100_000) -> Result[list[Any]]:
+        if not self.embedded:
+            return self._rest_payload_ids(name, key, limit)
+
         def scroll(c: Any) -> list[Any]:
             out: list[Any] = []
             offset = None
@@ -168,6 +236,23 @@ class QdrantProbe:
                     return out
 
         return self._call(scroll)
+
+    def _rest_payload_ids(self, name: str, key: str, limit: int) -> Result[list[Any]]:
+        out: list[Any] = []
+        offset: Any = None
+        watch = Stopwatch()
+        while True:
+            page = self._read("POST", f"/collections/{_quoted(name)}/points/scroll",
+                              {"limit": 1000, "offset": offset, "with_payload": [key], "with_vector": False})
+            if page.failure is not None:
+                return Result(failure=page.failure, elapsed_ms=watch.ms)
+            got = _scroll_page(page.value, key)
+            if isinstance(got, Failure):
+                return Result(failure=got, elapsed_ms=watch.ms)
+            ids, offset = got
+            out.extend(ids)
+            if offset is None or len(out) >= limit:
+                return success(out, watch.ms)
 
     def export_points(self, name: str, dest: str) -> Result[int]:
         """Every point of ``name`` (id, vector, payload) streamed as JSON lines into ``dest`` (0600);
@@ -331,3 +416,75 @@ class QdrantProbe:
 
 def not_configured(reason: str) -> Result[Any]:
     return failed(FailureKind.UNAVAILABLE, reason)
+
+
+class RestStatusError(Exception):
+    """A non-2xx REST answer (classified by its status code, like qdrant-client's UnexpectedResponse)."""
+
+    def __init__(self, status_code: int, body: str) -> None:
+        snippet = " ".join(body.split())[:200]
+        super().__init__(f"Unexpected Response: {status_code}: {snippet}")
+        self.status_code = status_code
+
+
+class RestAnswerError(ValueError):
+    """A 2xx REST answer that does not have the shape of Qdrant's API."""
+
+
+def _quoted(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
+def _then(result: Result[Any], read: Any) -> Result[Any]:
+    """``read(result.value)`` as the value; an answer off the API (KeyError, TypeError, ValueError) is BAD_RESPONSE."""
+    if result.failure is not None:
+        return result
+    try:
+        return success(read(result.value), result.elapsed_ms)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return failed(FailureKind.BAD_RESPONSE, f"Qdrant's answer does not follow its API: {short(exc)}",
+                      elapsed_ms=result.elapsed_ms)
+
+
+def _collection_names(result: Any) -> list[str]:
+    return sorted(str(item["name"]) for item in result["collections"])
+
+
+def _collection_info(name: str, result: Any) -> CollectionInfo:
+    """``GET /collections/{name}``'s result: one unnamed vector (size, distance) or named ones (the first)."""
+    vectors = result["config"]["params"].get("vectors")
+    size = distance = None
+    if isinstance(vectors, dict) and "size" in vectors:
+        size, distance = int(vectors["size"]), str(vectors["distance"])
+    elif isinstance(vectors, dict) and vectors:
+        first = next(iter(vectors.values()))
+        size, distance = int(first["size"]), str(first["distance"])
+    points = result.get("points_count")
+    return CollectionInfo(name, size, distance, int(points) if points is not None else None, str(result["status"]))
+
+
+def _query_hits(result: Any) -> int:
+    points = result["points"]
+    if not isinstance(points, list):
+        raise TypeError("points is not a list")
+    return len(points)
+
+
+def _search_hits(result: Any) -> int:
+    if not isinstance(result, list):
+        raise TypeError("the search result is not a list")
+    return len(result)
+
+
+def _integer(result: Any, key: str) -> int:
+    return int(result[key])
+
+
+def _scroll_page(result: Any, key: str) -> tuple[list[Any], Any] | Failure:
+    points = result.get("points") if isinstance(result, dict) else None
+    if not isinstance(points, list):
+        return Failure(FailureKind.BAD_RESPONSE, "Qdrant's scroll answer holds no list of points")
+    ids = [(p.get("payload") or {}).get(key) if isinstance(p, dict) else None for p in points]
+    return ids, result.get("next_page_offset")

@@ -9,8 +9,10 @@ probe of its own.
 from __future__ import annotations
 
 import contextlib
+import importlib
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,6 +28,45 @@ if TYPE_CHECKING:
     from es_doctor.probes.service import ServiceApi
 
 T = TypeVar("T")
+
+
+def sdk_modules(target: Target, components: Iterable[str]) -> list[str]:
+    """The SDK and parser modules the checks of ``components`` will import on ``target`` (present
+    components only). qdrant-client only for an embedded Qdrant (a server is read over REST), the
+    docker SDK only for an engine not on a Unix socket (a socket is read over the Engine API)."""
+    wanted = {c for c in components if target.is_present(c)[0]}
+    modules = []
+    if "service" in wanted:
+        modules += ["prometheus_client.parser", "psutil"]  # the metrics window's parser, the port owner
+    if "postgres" in wanted:
+        modules.append("psycopg")
+    if "docker" in wanted:
+        from es_doctor.probes.docker import DockerProbe
+
+        if DockerProbe(host=target.docker.host).socket_path() is None:
+            modules.append("docker")
+    if "qdrant" in wanted and target.qdrant.url.startswith("local:"):
+        modules.append("qdrant_client")
+    return modules
+
+
+def preload(modules: Iterable[str]) -> threading.Thread | None:
+    """Import ``modules`` in a background thread, started now: the first checks wait on the network
+    meanwhile, and a check that needs one of them waits for that import only (Python's per-module
+    import lock), never imports it twice. A module that fails to import is left for its probe to
+    report."""
+    names = [m for m in modules if m not in sys.modules]
+    if not names:
+        return None
+
+    def load() -> None:
+        for name in names:
+            with contextlib.suppress(Exception):  # the probe that needs it reports the failure
+                importlib.import_module(name)
+
+    thread = threading.Thread(target=load, name="es-doctor-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 class ProbeSession:
