@@ -339,7 +339,7 @@ def restore_baseline(stack: LabStack) -> None:
     if stack.settings.pprof:  # the Go program (real pprof) runs again if it died
         from es_doctor.lab import pprofd
 
-        pprofd.start(stack.paths.root, stack.paths.run, stack.settings.ports.pprof, stack.paths.faults)
+        pprofd.start(stack.paths.run, stack.settings.ports.pprof, stack.paths.faults)
     from es_doctor.lab.layout import service_config, write_service_config
 
     baseline = service_config(stack.paths, stack.settings)

@@ -1,8 +1,10 @@
 """The lab's Go program (``go/pprofd.go``): real ``net/http/pprof`` profiles for ``es-doctor profile``.
 
 Where ``go`` is installed, ``lab up`` builds it (offline: ``GOPROXY=off``, a private ``GOCACHE`` and
-``GOPATH``, standard library only) into ``<lab_dir>/pprofd/pprofd-<hash>``, the hash of its source and
-of the Go version, so it is built once per source; the build runs through :func:`es_doctor.tools.run_tool`
+``GOPATH``, standard library only) into the user's cache (``$ES_DOCTOR_CACHE_DIR`` or platformdirs'
+cache dir, e.g. ``~/.cache/es-doctor``: ``pprofd/pprofd-<hash>``, 0700), the hash of its source and of the
+Go version, so it is built once per source and Go for every lab (a build is not lab data: ``lab down
+--volumes`` leaves it, and a new lab does not compile again); the build runs through :func:`es_doctor.tools.run_tool`
 (its own process group, bounded in time and output). The program runs next to the stack as a host
 process on 127.0.0.1 and serves the lab target's ``pprof_url``; it polls the lab's faults file for
 ``goroutine-leak`` and ``heap-growth``. Without Go the target keeps the Python stand-in's text pages,
@@ -50,8 +52,18 @@ def _go_env(work: Path) -> dict[str, str]:
     return env
 
 
-def binary_path(lab_dir: Path) -> Path:
-    """Where the build of this source (and this Go) lives."""
+def cache_dir() -> Path:
+    """Where builds are kept: ``$ES_DOCTOR_CACHE_DIR``, else the platform's user cache dir for es-doctor."""
+    configured = os.environ.get("ES_DOCTOR_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("es-doctor", appauthor=False))
+
+
+def binary_path(into: Path | None = None) -> Path:
+    """Where the build of this source (and this Go) lives (under ``into``, by default :func:`cache_dir`)."""
     from es_doctor.tools import run_tool
 
     go = go_binary()
@@ -60,17 +72,18 @@ def binary_path(lab_dir: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="es-doctor-go-") as work:
         version = run_tool([go, "version"], _go_env(Path(work)), 30).strip()
     digest = hashlib.sha256(source() + version.encode()).hexdigest()[:16]
-    return lab_dir / NAME / f"{NAME}-{digest}"
+    return (cache_dir() if into is None else into) / NAME / f"{NAME}-{digest}"
 
 
-def build(lab_dir: Path) -> Path:
-    """The program built for this lab (reused when its source and Go have not changed)."""
+def build(into: Path | None = None) -> Path:
+    """The program, built once per source and Go version (reused by every lab)."""
+    from es_doctor.files import private_dir
     from es_doctor.tools import ToolError, run_tool
 
-    out = binary_path(lab_dir)
+    out = binary_path(into)
     if out.is_file() and os.access(out, os.X_OK):
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(out.parent)  # a program we run later: nobody else may write there
     go = go_binary()
     assert go is not None
     with tempfile.TemporaryDirectory(prefix="es-doctor-go-") as work:
@@ -91,12 +104,12 @@ def pidfile(run_dir: Path) -> Path:
     return run_dir / f"{NAME}.pid"
 
 
-def start(lab_dir: Path, run_dir: Path, port: int, faults_file: Path, timeout: float = 30.0) -> None:
+def start(run_dir: Path, port: int, faults_file: Path, timeout: float = 30.0) -> None:
     """Build (if needed) and start the program on 127.0.0.1:``port``, wait until it answers."""
     if procs.process(pidfile(run_dir)) is not None:
         return
     (run_dir / f"{NAME}.error").unlink(missing_ok=True)
-    binary = build(lab_dir)
+    binary = build()
     procs.spawn([str(binary), "-port", str(port), "-faults-file", str(faults_file)], pidfile(run_dir),
                 run_dir / f"{NAME}.out")
     infra.wait_until(lambda: infra.http_ok(f"http://127.0.0.1:{port}/health"), timeout, "the lab's pprof program",

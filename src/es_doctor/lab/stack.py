@@ -220,7 +220,7 @@ class LabStack:
         s.pprof = pprofd.unavailable_reason() is None
         if s.pprof:
             try:
-                pprofd.build(p.root)
+                pprofd.build()
             except infra.InfraError as exc:  # an optional sidecar: the lab runs without it, and says why
                 s.pprof = False
                 pprofd.failed(p.run, str(exc))
@@ -232,7 +232,7 @@ class LabStack:
         if s.pprof:
             s.ports.pprof = s.ports.pprof or infra.free_port()
             try:
-                pprofd.start(p.root, p.run, s.ports.pprof, p.faults, timeout)
+                pprofd.start(p.run, s.ports.pprof, p.faults, timeout)
             except infra.InfraError as exc:
                 s.pprof = False
                 pprofd.failed(p.run, str(exc))
