@@ -143,6 +143,7 @@ def test_heap_growth_shows_in_profile_heap_and_its_compare(lab: Any, tmp_path: P
     assert after["top_flat"][0]["function"] == "main.growCache"
     grew = after["compare"]["grew"]
     assert grew[0]["function"] == "main.growCache" and grew[0]["delta"] >= 1024 * 1024
+    time.sleep(1.5)  # the program keeps 256 KiB more every 0.5 s: let it grow past the last profile
     text = es_doctor(lab, tmp_path, "-t", "lab", "profile", "heap", "--compare", "last")
     assert text.returncode == 0 and "what grew (heap in use by function)" in text.stdout
     assert re.search(r"go tool pprof -top \S+-heap(-\d+)?\.pb\.gz", text.stdout)
