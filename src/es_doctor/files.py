@@ -5,6 +5,9 @@
 - :func:`replace_atomically`: rewrites a file someone else owns (the service's config) beside it,
   fsync, rename: its mode and owner are kept, a crash leaves either the old or the new file.
 - :func:`write_atomically`: the same for a file es-doctor owns (``diagnose --output``), new or not.
+
+And the one way es-doctor reads a whole file it did not write this run (a config, a runbook, a saved
+profile, the previous run's scrape): :func:`read_regular_file`, bounded, never blocking on a FIFO.
 """
 
 from __future__ import annotations
@@ -97,3 +100,48 @@ def _write_beside(path: Path, text: str, mode: int, owner: tuple[int, int] | Non
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+class RefusedFileError(Exception):
+    """A file :func:`read_regular_file` did not read; ``why`` says it in words (``not a regular file``,
+    ``larger than 1024 KiB (…)``, ``cannot read: No such file or directory``)."""
+
+    def __init__(self, why: str, *, too_large: bool = False) -> None:
+        super().__init__(why)
+        self.why = why
+        self.too_large = too_large
+
+
+def read_regular_file(path: Path, limit: int, *, follow_links: bool = True) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; RefusedFileError otherwise.
+
+    Opened non-blocking and checked with fstat before any read: a FIFO, socket or device is refused
+    at once instead of hanging on it; ``follow_links=False`` refuses a symbolic link too (a file es-doctor
+    keeps in its own directory, where a planted link would make it read elsewhere).
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise RefusedFileError(f"cannot read: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise RefusedFileError("not a regular file")
+        if info.st_size > limit:
+            raise RefusedFileError(f"larger than {limit // 1024} KiB ({info.st_size} bytes)", too_large=True)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise RefusedFileError(f"larger than {limit // 1024} KiB", too_large=True)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise RefusedFileError(f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)

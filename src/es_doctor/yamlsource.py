@@ -12,8 +12,6 @@ few anchors reused are fine).
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,36 +158,15 @@ def parse_yaml(text: str, source: str) -> YamlDocument:
 
 
 def read_regular_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes; YamlSyntaxError otherwise.
+    """The bytes of a regular file of at most ``limit`` bytes (:func:`es_doctor.files.read_regular_file`:
+    a FIFO, socket or device refused at once); YamlSyntaxError naming the file otherwise."""
+    from es_doctor.files import RefusedFileError
+    from es_doctor.files import read_regular_file as read
 
-    Opened non-blocking and checked with fstat before any read: a FIFO, socket or device is refused
-    at once instead of hanging on it.
-    """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise YamlSyntaxError(str(path), None, f"cannot read: {exc.strerror or exc}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise YamlSyntaxError(str(path), None, "not a regular file")
-        if info.st_size > limit:
-            raise YamlSyntaxError(str(path), None, f"larger than {limit // 1024} KiB ({info.st_size} bytes)")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > limit:
-            raise YamlSyntaxError(str(path), None, f"larger than {limit // 1024} KiB")
-        return b"".join(chunks)
-    except OSError as exc:
-        raise YamlSyntaxError(str(path), None, f"cannot read: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
+        return read(path, limit)
+    except RefusedFileError as exc:
+        raise YamlSyntaxError(str(path), None, exc.why) from None
 
 
 def load_yaml_file(path: Path) -> YamlDocument:

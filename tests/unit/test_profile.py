@@ -342,6 +342,10 @@ def test_compare_arguments_are_checked_before_a_profile_is_taken(
     code, _out, err = _cli(tmp_path, monkeypatch, capsys, "profile", "goroutine", "--compare",
                            str(FIXTURES / "heap-base.pb.gz"))
     assert code == 65 and "no goroutine values" in err
+    fifo = tmp_path / "fifo.pb.gz"
+    os.mkfifo(fifo)  # no writer: a plain open() would wait for one forever
+    code, _out, err = _cli(tmp_path, monkeypatch, capsys, "profile", "heap", "--compare", str(fifo))
+    assert code in (64, 65) and "Traceback" not in err and str(fifo) in err, err
 
 
 def test_an_unreachable_endpoint_is_a_clear_error_and_nothing_is_saved(

@@ -24,7 +24,6 @@ import hashlib
 import json
 import math
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,21 +94,11 @@ class ScrapeStore:
 
     def load(self) -> Scrape | None:
         """The saved scrape, or None (absent, not a regular file, too large, malformed, another URL)."""
+        from es_doctor.files import RefusedFileError, read_regular_file
+
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-        except OSError:
-            return None
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
-                return None
-            with os.fdopen(fd, "rb", closefd=False) as handle:
-                raw = handle.read(MAX_FILE_BYTES + 1)
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
-        if len(raw) > MAX_FILE_BYTES:
+            raw = read_regular_file(self.path, MAX_FILE_BYTES, follow_links=False)
+        except RefusedFileError:
             return None
         return decode(raw, self.target_name, self.metrics_url)
 

@@ -102,14 +102,15 @@ def capture(state_dir: str, target_name: str, pprof_url: str, kind: Kind, second
 
 def load_saved(path: Path, kind: Kind) -> Summary:
     """A saved (or any) profile file, summarised as ``kind``; EsDoctorError (exit 65) when unreadable."""
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(store.MAX_FILE + 1)
-    except OSError as exc:
-        raise EsDoctorError(f"cannot read {path}: {exc.strerror or exc}", exit_status=ExitStatus.DATA) from None
-    if len(data) > store.MAX_FILE:
-        raise EsDoctorError(f"{path}: larger than {store.MAX_FILE // (1024 * 1024)} MiB: not a profile es-doctor "
-                            "saved", exit_status=ExitStatus.DATA)
+    from es_doctor.files import RefusedFileError, read_regular_file
+
+    try:  # a FIFO or device given as --compare is refused, not waited on
+        data = read_regular_file(path, store.MAX_FILE)
+    except RefusedFileError as exc:
+        if exc.too_large:
+            raise EsDoctorError(f"{path}: larger than {store.MAX_FILE // (1024 * 1024)} MiB: not a profile "
+                                "es-doctor saved", exit_status=ExitStatus.DATA) from None
+        raise EsDoctorError(f"{path}: {exc.why}", exit_status=ExitStatus.DATA) from None
     try:
         return summarize(parse(data), kind)
     except ProfileError as exc:
