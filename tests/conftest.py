@@ -10,6 +10,9 @@ Session fixtures:
 * ``healthy_lab``     per test: the lab with every fault cleared and every component healthy, and a way
                       to inject faults (cleared again afterwards).
 
+A module that needs a lab of its own, in process mode (cheaper, and free to restart or break), starts
+it with :func:`process_lab`.
+
 Where a component cannot be started the test is skipped, except under ``CI=true``, where it fails;
 and under ``CI=true`` a session with any skipped test, or with no test at all, fails.
 """
@@ -20,8 +23,10 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,6 +45,20 @@ def require(component: str, reason: str | None) -> None:
     if in_ci():
         pytest.fail(f"CI=true and {message}", pytrace=False)
     pytest.skip(message)
+
+
+@contextmanager
+def started_process_lab(directory: Path, *, postgres: bool = False) -> Iterator[Any]:
+    """A lab of the module's own in process mode (no Prometheus; a real PostgreSQL when ``postgres``),
+    up within 90 s, and down with its data when the module is done."""
+    from es_doctor.lab.stack import LabStack
+
+    stack = LabStack(directory, mode="process", postgres=postgres, prometheus=False)
+    try:
+        stack.up(timeout=90)
+        yield stack
+    finally:
+        stack.down(volumes=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

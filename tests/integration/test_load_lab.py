@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import require
+from conftest import require, started_process_lab
 
 pytestmark = [pytest.mark.integration]
 LAB_TOKEN = "lab-token"  # the lab's well-known token (es_doctor.lab.api.LAB_TOKEN)
@@ -25,15 +25,10 @@ LAB_TOKEN = "lab-token"  # the lab's well-known token (es_doctor.lab.api.LAB_TOK
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from es_doctor.lab import infra
-    from es_doctor.lab.stack import LabStack
 
     require("PostgreSQL", infra.availability()["postgres"])
-    stack = LabStack(tmp_path_factory.mktemp("loadlab"), mode="process", postgres=True, prometheus=False)
-    try:
-        stack.up(timeout=90)
+    with started_process_lab(tmp_path_factory.mktemp("loadlab"), postgres=True) as stack:
         yield stack
-    finally:
-        stack.down(volumes=True)
 
 
 def env_for(lab: Any, tmp_path: Path) -> dict[str, str]:

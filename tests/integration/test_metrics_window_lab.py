@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from conftest import started_process_lab
 from es_doctor.checks.window import FROM_PREVIOUS_RUN, FROM_TWO_SCRAPES
 
 pytestmark = [pytest.mark.integration]
@@ -26,14 +27,8 @@ WINDOW_CHECKS = ("performance.latency", "performance.error-rate", "vectors.inser
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from es_doctor.lab.stack import LabStack
-
-    stack = LabStack(tmp_path_factory.mktemp("wlab"), mode="process", postgres=False, prometheus=False)
-    try:
-        stack.up(timeout=90)
+    with started_process_lab(tmp_path_factory.mktemp("wlab")) as stack:
         yield stack
-    finally:
-        stack.down(volumes=True)
 
 
 def es_doctor(lab: Any, state: Path, *args: str) -> subprocess.CompletedProcess[str]:

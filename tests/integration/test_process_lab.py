@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
+from conftest import started_process_lab
 from es_doctor.checks.context import CheckContext
 from es_doctor.checks.registry import load_all
 from es_doctor.findings import Status
@@ -26,14 +27,8 @@ pytestmark = [pytest.mark.integration]
 
 @pytest.fixture(scope="module")
 def process_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from es_doctor.lab.stack import LabStack
-
-    stack = LabStack(tmp_path_factory.mktemp("plab"), mode="process", postgres=False, prometheus=False)
-    try:
-        stack.up(timeout=90)
+    with started_process_lab(tmp_path_factory.mktemp("plab")) as stack:
         yield stack
-    finally:
-        stack.down(volumes=True)
 
 
 def es_doctor(lab: Any, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from conftest import require
+from conftest import require, started_process_lab
 
 pytestmark = [pytest.mark.integration]
 
@@ -31,15 +31,10 @@ pytestmark = [pytest.mark.integration]
 @pytest.fixture(scope="module")
 def go_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from es_doctor.lab import pprofd
-    from es_doctor.lab.stack import LabStack
 
     require("Go (golang-go)", pprofd.unavailable_reason())
-    stack = LabStack(tmp_path_factory.mktemp("golab"), mode="process", postgres=False, prometheus=False)
-    try:
-        stack.up(timeout=90)
+    with started_process_lab(tmp_path_factory.mktemp("golab")) as stack:
         yield stack
-    finally:
-        stack.down(volumes=True)
 
 
 @pytest.fixture
