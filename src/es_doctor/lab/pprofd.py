@@ -13,6 +13,7 @@ and ``lab status`` says pprof is unavailable and how to get it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -62,16 +63,21 @@ def cache_dir() -> Path:
     return Path(user_cache_dir("es-doctor", appauthor=False))
 
 
-def binary_path(into: Path | None = None) -> Path:
-    """Where the build of this source (and this Go) lives (under ``into``, by default :func:`cache_dir`)."""
+@functools.cache
+def _go_version(go: str) -> str:
+    """``go version`` of that go, asked once per process (``lab up`` builds, then starts)."""
     from es_doctor.tools import run_tool
 
+    with tempfile.TemporaryDirectory(prefix="es-doctor-go-") as work:
+        return run_tool([go, "version"], _go_env(Path(work)), 30).strip()
+
+
+def binary_path(into: Path | None = None) -> Path:
+    """Where the build of this source (and this Go) lives (under ``into``, by default :func:`cache_dir`)."""
     go = go_binary()
     if go is None:
         raise infra.InfraError(f"pprof unavailable: {unavailable_reason()}")
-    with tempfile.TemporaryDirectory(prefix="es-doctor-go-") as work:
-        version = run_tool([go, "version"], _go_env(Path(work)), 30).strip()
-    digest = hashlib.sha256(source() + version.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(source() + _go_version(go).encode()).hexdigest()[:16]
     return (cache_dir() if into is None else into) / NAME / f"{NAME}-{digest}"
 
 
