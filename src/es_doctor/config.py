@@ -18,10 +18,11 @@ from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from es_doctor.errors import ConfigError
 from es_doctor.secrets import MASK, mask_secret, masked_dump, resolve_secret, scrub, secret_values
+from es_doctor.units import parse_duration
 from es_doctor.yamlsource import YamlDocument, YamlSyntaxError, load_yaml_file, parse_yaml
 
 ENV_PREFIX = "ES_DOCTOR_"
@@ -43,8 +44,19 @@ class Strict(BaseModel):
 
 #: the components a target can mark ``absent`` (the sections with an ``enabled`` flag)
 COMPONENTS = ("service", "qdrant", "postgres", "redis", "prometheus", "grafana", "docker")
-#: a duration in seconds: a positive, finite number
-Seconds = Annotated[float, Field(gt=0)]
+
+
+def _duration(value: object) -> object:
+    """A duration written ``90s``, ``1m30s``, ``1h30m``, ``500ms`` (or a number of seconds) → seconds."""
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+#: a duration in seconds: a positive, finite number, or a duration written ``1m30s``
+Seconds = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+#: the same, zero allowed
+SecondsOrZero = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
+#: where ``es-doctor serve`` listens unless told otherwise
+DEFAULT_LISTEN = "127.0.0.1:9109"
 #: a threshold: a finite number, not negative
 Level = Annotated[float, Field(ge=0)]
 
@@ -205,7 +217,7 @@ class LoadConfig(Strict):
     lab: bool = False
     #: the highest arrival rate (requests/s), duration (s) and concurrency a load test may ask for
     max_rps: float = Field(default=200.0, gt=0)
-    max_duration_s: float = Field(default=300.0, gt=0)
+    max_duration_s: Seconds = 300.0
     max_concurrency: int = Field(default=64, gt=0)
     #: where the test data's marker (``es-doctor-load-<run id>``) lands: the tasks table's title column and
     #: the vectors' payload key (null: test records are removed by the ids the API returned only)
@@ -279,10 +291,10 @@ class EscalationChannel(Strict):
     #: the webhook URL (env:NAME); for pagerduty, unset means https://events.pagerduty.com/v2/enqueue
     url: str | None = Secret(description="webhook / events URL (env:NAME)")
     routing_key: str | None = Secret(description="PagerDuty integration (routing) key (env:NAME)")
-    timeout_s: float = Field(default=10.0, gt=0)
+    timeout_s: Seconds = 10.0
     #: retries after the first attempt, with exponential backoff starting at backoff_s
     retries: int = Field(default=3, ge=0, le=10)
-    backoff_s: float = Field(default=0.2, ge=0)
+    backoff_s: SecondsOrZero = 0.2
 
     @model_validator(mode="after")
     def _needs(self) -> EscalationChannel:
@@ -333,9 +345,9 @@ class ServeConfig(Strict):
     """``es-doctor serve``: the daemon that diagnoses every target on a schedule."""
 
     #: address:port to listen on; any address but loopback requires ``token``
-    listen: str = "127.0.0.1:9109"
+    listen: str = DEFAULT_LISTEN
     #: seconds between two diagnoses of one target (each target on its own schedule)
-    interval_s: float = Field(default=30.0, ge=1.0)
+    interval_s: Annotated[float, BeforeValidator(_duration), Field(ge=1.0)] = 30.0
     #: each run starts up to this share of the interval early or late, so targets do not run in step
     jitter_pct: float = Field(default=10.0, ge=0.0, le=50.0)
     #: bearer token every path but /healthz requires (env:NAME); mandatory off loopback
