@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from es_doctor.cli import complete
 from es_doctor.errors import ExitStatus, UnavailableError, UsageError
 
 if TYPE_CHECKING:
@@ -245,7 +246,8 @@ def list_faults(lab_dir: LabDirOpt = None) -> int:
 
 
 @fault_app.command("add")
-def fault_add(name: Annotated[str, typer.Argument(metavar="NAME", help="The fault to inject: one of those listed "
+def fault_add(name: Annotated[str, typer.Argument(metavar="NAME", autocompletion=complete.faults,
+                                                   help="The fault to inject: one of those listed "
                                                    "below (es-doctor lab faults).")],
               lab_dir: LabDirOpt = None) -> int:
     """Inject fault NAME into the running lab."""
@@ -264,7 +266,8 @@ def fault_add(name: Annotated[str, typer.Argument(metavar="NAME", help="The faul
 
 @fault_app.command("clear")
 def fault_clear(
-    name: Annotated[str | None, typer.Argument(help="One fault; all when omitted.")] = None,
+    name: Annotated[str | None, typer.Argument(help="One fault; all when omitted.",
+                                                autocompletion=complete.faults)] = None,
     lab_dir: LabDirOpt = None,
 ) -> int:
     """Clear fault NAME (or every fault, restoring the lab's baseline) and wait until healthy."""
