@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from es_doctor.errors import ConfigError
+from es_doctor.errors import ConfigError, UnavailableError
 from es_doctor.secrets import MASK, mask_secret, masked_dump, resolve_secret, scrub, secret_values
 from es_doctor.units import parse_duration
 from es_doctor.yamlsource import YamlDocument, YamlSyntaxError, load_yaml_file, parse_yaml
@@ -553,10 +553,9 @@ def load_config(explicit_path: str | None = None, target_name: str | None = None
     elif name == "lab":
         lab = load_lab_target()
         if lab is None:
-            raise ConfigError(
-                f"target 'lab' is not running (no {lab_dir() / 'target.yaml'}); start it: es-doctor lab up",
-                source=source,
-            )
+            # not a configuration mistake: the service (the lab) is not there, as EX_UNAVAILABLE says
+            raise UnavailableError(
+                f"target 'lab' is not running (no {lab_dir() / 'target.yaml'}); start it: es-doctor lab up")
         target = lab
     else:
         known = sorted([*config.targets, "lab"])

@@ -50,6 +50,9 @@ def diagnose(
     deadline: Annotated[float | None, typer.Option("--deadline", metavar="DURATION",
                                                    parser=duration("--deadline", 0.5),
                                                    help="Overall deadline: 30s, 1m (at least 500 ms).")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Every row on a terminal too (there the passing rows "
+                                           "are collapsed to one line per class; the problems always come "
+                                           "first).")] = False,
     detailed: Annotated[bool, typer.Option("--detailed", "--verbose", "-v",
                                            help="Every row, with the evidence of passing checks too.")] = False,
     watch: Annotated[float | None, typer.Option("--watch", metavar="DURATION", parser=duration("--watch", 1.0),
@@ -86,7 +89,7 @@ def diagnose(
                                    check_class or [], timeout=timeout, deadline_s=deadline,
                                    scrapes_dir=scrapes)
             if _terminal_table(fmt, output):  # a terminal: each report in colour, then the summary
-                _print_rich(reports, detailed, clear=bool(watch))
+                _print_rich(reports, detailed, clear=bool(watch), collapsed=not show_all)
             else:
                 _emit(render_many(reports, fmt, detailed), output)
             if not watch:
@@ -100,7 +103,7 @@ def diagnose(
                          deadline_s=deadline, scrapes_dir=scrapes)
         if _terminal_table(fmt, output):
             # a terminal gets colours (rich honours NO_COLOR) and, with --watch, a cleared screen
-            _print_rich([report], detailed, clear=bool(watch))
+            _print_rich([report], detailed, clear=bool(watch), collapsed=not show_all)
         else:
             _emit(render(report, detailed), output)
         if not watch:
@@ -114,7 +117,7 @@ def _terminal_table(fmt: Format, output: Path | None) -> bool:
     return fmt is Format.table and output is None and is_terminal()
 
 
-def _print_rich(reports: list[Report], detailed: bool, clear: bool) -> None:
+def _print_rich(reports: list[Report], detailed: bool, clear: bool, collapsed: bool = True) -> None:
     """The table report(s) on a terminal, with colours (several: each report, then the targets' summary)."""
     from rich.console import Console
 
@@ -128,7 +131,7 @@ def _print_rich(reports: list[Report], detailed: bool, clear: bool) -> None:
     for n, report in enumerate(reports):
         if n:
             console.print()
-        render_rich(console, report, detailed)
+        render_rich(console, report, detailed, collapsed)
     if len(reports) > 1:
         console.print("\n".join(_summary(reports)), markup=False, soft_wrap=True)
 
