@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -126,13 +127,18 @@ def test_a_short_flag_means_one_thing_in_every_command() -> None:
     ("es-doctor fix qdrant-dim", {"qdrant-dimension-fix"}),
     ("es-doctor runbooks show event-bus", {"event-bus-purge"}),
     ("es-doctor -t la", {"lab"}),
+    ("es-doctor -c CONFIG -t ", {"lab", "staging", "production"}),
+    ("es-doctor -c CONFIG fix -t p", {"production"}),
 ])
 def test_values_complete(words: str, expected: set[str], monkeypatch: pytest.MonkeyPatch,
                          capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:
     """Targets, check ids, classes, runbook ids and fault names complete in the shell (bash protocol)."""
+    config = Path(str(tmp_path)) / "es-doctor.yaml"
+    config.write_text("targets:\n  staging: {}\n  production: {}\n", encoding="utf-8")
+    words = words.replace("CONFIG", str(config))
     monkeypatch.setenv("_ES_DOCTOR_COMPLETE", "complete_bash")
     monkeypatch.setenv("COMP_WORDS", words)
-    monkeypatch.setenv("COMP_CWORD", str(len(words.split()) - 1))
+    monkeypatch.setenv("COMP_CWORD", str(len(words.split()) - (0 if words.endswith(" ") else 1)))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     monkeypatch.delenv("ES_DOCTOR_CONFIG", raising=False)
     monkeypatch.chdir(str(tmp_path))

@@ -152,6 +152,14 @@ def test_evidence_is_words_and_units() -> None:
     assert evidence_text(Evidence(name="errors", value=1e3)) == "errors: 1000"
     assert evidence_text(Evidence(name="share", value=0.714, unit="%", threshold="> 1 %")) == \
         "share: 0.71 % (threshold > 1 %)"
+    log = ('{"timestamp":"2026-12-07T04:02:15.972Z","level":"WARN","component":"http","message":"SLOW request: '
+           'POST /api/v1/tasks","error":null,"duration_ms":612.4}')
+    assert evidence_text(Evidence(name="latest", value=log)) == \
+        "latest: 04:02:15 WARN http: SLOW request: POST /api/v1/tasks (612 ms)"
+    assert evidence_text(Evidence(name="latest", value=[log, log])) == \
+        "latest: 04:02:15 WARN http: SLOW request: POST /api/v1/tasks (612 ms) (and 1 earlier)"
+    cut = log[:110]  # a line the check cut short is still read as words
+    assert evidence_text(Evidence(name="latest", value=cut)) == "latest: 04:02:15 WARN http: SLOW request: POST /api/v"
     line = '{"timestamp": "2026-12-07T03:08:53Z",\n "level": "ERROR", "message": "' + "x" * 300 + '"}'
     text = evidence_text(Evidence(name="latest error", value=line))
     assert "\n" not in text and len(text) <= MAX_EVIDENCE_CHARS and text.endswith("…")

@@ -23,6 +23,8 @@ def targets(ctx: typer.Context, incomplete: str) -> list[str]:
             data = load_yaml_file(path).data
             if isinstance(data, dict) and isinstance(data.get("targets"), dict):
                 names += [str(name) for name in data["targets"]]
+            else:  # a file without targets: the built-in one
+                names.append("default")
         else:
             names.append("default")
     except Exception:  # noqa: BLE001 - completion must never print a traceback into the shell

@@ -32,6 +32,12 @@ def evidence_text(item: Evidence) -> str:
     """One piece of evidence in words and units: ``memory: 230 MiB (threshold > 85 %)``, ``p95: 48 ms``."""
     if isinstance(item.value, int | float) and not isinstance(item.value, bool):
         value = format_value(item.value, item.unit)
+    elif isinstance(item.value, str) and item.value.lstrip().startswith("{"):
+        value = log_line_words(item.value)
+    elif (isinstance(item.value, list) and item.value and all(isinstance(v, str) for v in item.value)
+          and item.value[-1].lstrip().startswith("{")):  # log lines, oldest first: the latest, in words
+        earlier = len(item.value) - 1
+        value = log_line_words(item.value[-1]) + (f" (and {earlier} earlier)" if earlier else "")
     else:
         value = words(item.value) + (f" {item.unit}" if item.unit and item.value is not None else "")
     text = f"{item.name}: {value}"
@@ -39,6 +45,29 @@ def evidence_text(item: Evidence) -> str:
         text += f" (threshold {item.threshold})"
     text = " ".join(text.split())  # a multi-line value (a log line, a stack) on one line
     return text if len(text) <= MAX_EVIDENCE_CHARS else text[:MAX_EVIDENCE_CHARS - 1] + "…"
+
+
+def log_line_words(text: str) -> str:
+    """A JSON log line as a person reads it: ``04:02:15 WARN http: SLOW request: POST /api/v1/tasks (612 ms)``
+    (the line itself when it is not one)."""
+    import json
+    import re
+
+    try:
+        data = json.loads(text)
+    except ValueError:  # a line cut short: its fields, as far as they go
+        data = dict(re.findall(r'"(timestamp|level|component|message)"\s*:\s*"((?:[^"\\]|\\.)*)', text))
+    if not isinstance(data, dict) or "message" not in data:
+        return text
+    stamp = str(data.get("timestamp") or "")
+    clock = stamp[11:19] if len(stamp) >= 19 and stamp[10] == "T" else stamp
+    head = " ".join(str(part) for part in (clock, data.get("level"), data.get("component")) if part)
+    words_ = f"{head}: {data['message']}" if head else str(data["message"])
+    if data.get("error"):
+        words_ += f" (error: {data['error']})"
+    if isinstance(data.get("duration_ms"), int | float):
+        words_ += f" ({format_value(data['duration_ms'], 'ms')})"
+    return words_
 
 
 def cure_line(finding: Finding) -> str | None:
