@@ -31,15 +31,17 @@ class Strict(BaseModel):
 COMPONENTS = ("service", "qdrant", "postgres", "redis", "prometheus", "grafana", "docker")
 
 
-def as_seconds(value: object) -> object:
+def _duration(value: object) -> object:
     """A duration written ``90s``, ``1m30s``, ``1h30m``, ``500ms`` (or a number of seconds) → seconds."""
     return parse_duration(value) if isinstance(value, str) else value
 
 
 #: a duration in seconds: a positive, finite number, or a duration written ``1m30s``
-Seconds = Annotated[float, BeforeValidator(as_seconds), Field(gt=0)]
+Seconds = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
 #: the same, zero allowed
-SecondsOrZero = Annotated[float, BeforeValidator(as_seconds), Field(ge=0)]
+SecondsOrZero = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
+#: the same, at least one second
+SecondsAtLeast1 = Annotated[float, BeforeValidator(_duration), Field(ge=1.0)]
 #: a threshold: a finite number, not negative
 Level = Annotated[float, Field(ge=0)]
 
