@@ -39,8 +39,8 @@ from es_doctor.probes.prometheus import job_selector
 PROBE_ROUTES = ("/health", "/ready", "/metrics")
 #: the labels a request's route may be exposed under (a probe route under any of them is left out)
 ROUTE_LABELS = ("route", "path", "handler")
-#: the label holding a request's HTTP status
-STATUS_LABEL = "status"
+#: the labels a request's HTTP status may be exposed under (STACK.md: ``status``; some services: ``code``)
+STATUS_LABELS = ("status", "code")
 #: z of the Wilson score interval: 95 % two-sided (2.5 % one-sided: a WARN is wrong once in 40 at worst)
 Z = 1.96
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -88,8 +88,13 @@ def is_user_request(sample: Sample) -> bool:
     return not any(sample.label(label) in PROBE_ROUTES for label in ROUTE_LABELS)
 
 
+def http_status(sample: Sample) -> str:
+    return next((value for label in STATUS_LABELS if (value := sample.label(label))), "")
+
+
 def is_error(sample: Sample) -> bool:
-    return (sample.label(STATUS_LABEL) or "").startswith("5")
+    """Answered 5xx (under any of :data:`STATUS_LABELS`)."""
+    return http_status(sample).startswith("5")
 
 
 # --------------------------------------------------------------------------- the sample rule
@@ -202,10 +207,15 @@ def _sum_delta(before: Scrape, after: Scrape, name: str, keep: Callable[[Sample]
     return total
 
 
+FIVE_XX = '"5.."'
+
+
 def _error_counts(m: MetricNames, s: Selectors, window: str) -> tuple[str, str]:
     users = users_matchers()
-    errors = s.on(m.requests_total, *users, f'{STATUS_LABEL}=~"5.."')
-    return (f"(sum(increase({errors}[{window}])) or vector(0))",
+    # a series has one status label: the 5xx under each are added
+    errors = " + ".join(f'(sum(increase({s.on(m.requests_total, *users, label + "=~" + FIVE_XX)}[{window}])) '
+                        "or vector(0))" for label in STATUS_LABELS)
+    return (f"({errors})",
             f"sum(increase({s.on(m.requests_total, *users)}[{window}]))")
 
 

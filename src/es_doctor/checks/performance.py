@@ -22,11 +22,11 @@ from es_doctor.probes.metrics import counter_delta
 from es_doctor.signals import (
     API_LATENCY,
     ERROR_RATE,
-    STATUS_LABEL,
     Quantiles,
     grade_level,
     grade_quantile,
     grade_ratio,
+    http_status,
     is_error,
     is_user_request,
     memory_from_scrape,
@@ -93,10 +93,12 @@ def error_rate(ctx: CheckContext) -> Outcome:
     th = ctx.target.thresholds
     verdict = grade_ratio(ratio, th.error_rate_warn_pct, th.error_rate_crit_pct, th.min_requests)
     low, high = ratio.bounds_pct
+    short_errors, short_unavailable = _unavailable(ctx, w)
     evidence = [ev("error rate", round(ratio.pct, 3), f"> {th.error_rate_warn_pct:g} % WARN, "
                                                       f"> {th.error_rate_crit_pct:g} % CRIT (lower bound)", "%"),
                 ev("lower bound", round(low, 3), unit="%"), ev("upper bound", round(high, 3), unit="%"),
                 ev("5xx", int(ratio.events)),
+                ev("503" if ratio.source == w.source else f"503 in the last {w.seconds:.0f} s", int(short_unavailable)),
                 *window_evidence(ratio.window_s, ratio.source, ratio.total, "requests")]
     counts = f"{int(ratio.events)} of {int(ratio.total)} requests answered 5xx in the last {ratio.window_s:.0f} s"
     if not verdict.graded:
@@ -107,8 +109,8 @@ def error_rate(ctx: CheckContext) -> Outcome:
     if status is Status.OK:
         return Outcome(status, summary + (f": {verdict.note}" if verdict.note else ""), evidence)
     refused = writes_refused(ctx)
-    share = _unavailable_share(ctx, w)
-    if refused and (share is None or share >= 0.9):
+    # the short window's 5xx tell whether they are the mode's 503s (none there: the mode is the likely cause)
+    if refused and (short_errors <= 0 or short_unavailable >= short_errors * 0.9):
         # the 503s are the service refusing writes on purpose: the mode is the cause, not a fault
         return Outcome(Status.WARN, f"{summary}: writes refused because {refused} mode is on "
                                     "(see startup.service-mode)", evidence, cures.READ_ONLY)
@@ -118,8 +120,8 @@ def error_rate(ctx: CheckContext) -> Outcome:
     return Outcome(status, summary, evidence)
 
 
-def _unavailable_share(ctx: CheckContext, w: MetricsWindow) -> float | None:
-    """The share of the short window's users' 5xx that are 503 (writes refused); None without 5xx there."""
+def _unavailable(ctx: CheckContext, w: MetricsWindow) -> tuple[float, float]:
+    """(5xx, 503) of the users' requests in the short window (503: writes refused)."""
     name = ctx.target.metrics.requests_total
     errors = unavailable = 0.0
     for sample in w.after.get(name):
@@ -127,9 +129,9 @@ def _unavailable_share(ctx: CheckContext, w: MetricsWindow) -> float | None:
             continue
         delta = counter_delta(w.before, w.after, name, **dict(sample.labels)) or 0.0
         errors += delta
-        if sample.label(STATUS_LABEL) == "503":
+        if http_status(sample) == "503":
             unavailable += delta
-    return unavailable / errors if errors > 0 else None
+    return errors, unavailable
 
 
 @check("performance.memory", description="Memory used by the service against its limit (> 85 % WARN, > 95 % CRIT).",

@@ -78,7 +78,7 @@ def search(ctx: CheckContext) -> Outcome:
         hits = result.unwrap()
     latency = sorted(timings)[len(timings) // 2]
     th = ctx.target.thresholds
-    tests = [ev("test searches", ", ".join(f"{t:.1f}" for t in timings), unit="ms"), ev("hits", hits)]
+    tests = [ev("searches", ", ".join(f"{t:.1f}" for t in timings), unit="ms"), ev("hits", hits)]
     service = _service_search_p95(ctx)
     if service is not None and service.p95 is not None:
         # the guide's signal: the service's own searches (what the alert rule and the dashboard read)
@@ -87,7 +87,7 @@ def search(ctx: CheckContext) -> Outcome:
                                f"of the service in the last {service.window_s:.0f} s"
                                + over(status, th.vector_search_latency_warn_ms, None, " ms"),
                        [ev("p95", round(service.p95 * 1000, 1), f"> {th.vector_search_latency_warn_ms:g} ms WARN",
-                           "ms"), *window_evidence(service.window_s, service.source, service.count, "searches"),
+                           "ms"), *window_evidence(service.window_s, service.source, service.count, "service searches"),
                         *tests])
     status = grade_level(latency, th.vector_search_latency_warn_ms, None)
     return Outcome(status, f"test search answered in {latency:.1f} ms (median of {len(timings)}, {hits} hits)"
