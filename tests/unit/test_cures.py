@@ -71,7 +71,8 @@ def test_alert_rules_name_the_finding_and_its_cure() -> None:
         remedy = cures.remedy_for(finding)
         if remedy is None:
             assert rule["labels"]["escalate"] == str(cures.escalation_for(finding))
-            assert f"es-doctor -t prod escalate --level {rule['labels']['escalate']}" in rule["annotations"]["description"]
+            level = rule["labels"]["escalate"]
+            assert f"es-doctor -t prod escalate --level {level}" in rule["annotations"]["description"]
         else:
             assert rule["labels"]["runbook"] == remedy.runbook
             # the operator paged by the alert is told the command that applies the finding's cure
