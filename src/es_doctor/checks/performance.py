@@ -52,7 +52,8 @@ def latency(ctx: CheckContext) -> Outcome:
         reading = quantile_reading(ctx, API_LATENCY, window.unwrap())
     if reading is None:
         return unknown(f"the service exposes no {name} histogram")
-    evidence = window_evidence(reading.window_s, reading.source, reading.count, "requests in window")
+    evidence = window_evidence(reading.window_s, reading.source, reading.count, "requests in window",
+                               None if window.failure is not None else window.unwrap().source)
     verdict = grade_quantile(reading, th.latency_p95_warn_ms, th.latency_p95_crit_ms, th.min_observations)
     if not verdict.graded or reading.p95 is None:
         return ok(f"API latency not graded: {verdict.note} in the last {reading.window_s:.0f} s", *evidence)
@@ -99,7 +100,7 @@ def error_rate(ctx: CheckContext) -> Outcome:
                 ev("lower bound", round(low, 3), unit="%"), ev("upper bound", round(high, 3), unit="%"),
                 ev("5xx", int(ratio.events)),
                 ev("503" if ratio.source == w.source else f"503 in the last {w.seconds:.0f} s", int(short_unavailable)),
-                *window_evidence(ratio.window_s, ratio.source, ratio.total, "requests")]
+                *window_evidence(ratio.window_s, ratio.source, ratio.total, "requests", w.source)]
     counts = f"{int(ratio.events)} of {int(ratio.total)} requests answered 5xx in the last {ratio.window_s:.0f} s"
     if not verdict.graded:
         return Outcome(Status.OK, f"error rate not graded: {verdict.note} ({counts})", evidence)

@@ -75,7 +75,12 @@ def prometheus_quantiles(ctx: CheckContext, signal: QuantileSignal, more_than: f
     return Quantiles(p50, p95, p99, count, th.signal_window_s, FROM_PROMETHEUS_WIDE)
 
 
-def window_evidence(seconds: float, source: str, sample: float, noun: str) -> list[Evidence]:
-    """The sample size and the window every rate and percentile states."""
-    return [ev(noun, int(sample)), ev("window", round(seconds, 1), unit="s"), ev("window from", source)]
-
+def window_evidence(seconds: float, source: str, sample: float, noun: str, first: str | None = None) -> list[Evidence]:
+    """The sample size and the window every rate and percentile states: ``window from`` is where the
+    short window's first scrape came from (``first``), ``widened to`` says when the reading is
+    Prometheus' signal window instead."""
+    evidence = [ev(noun, int(sample)), ev("window", round(seconds, 1), unit="s"),
+                ev("window from", first or source)]
+    if first is not None and source != first:
+        evidence.append(ev("widened to", source))
+    return evidence

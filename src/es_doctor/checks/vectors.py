@@ -130,7 +130,7 @@ def insert_errors(ctx: CheckContext) -> Outcome:
                                                          "(lower bound)", "%"),
                 ev("lower bound", round(low, 3), unit="%"), ev("upper bound", round(high, 3), unit="%"),
                 ev("failed inserts", int(ratio.events)),
-                *window_evidence(ratio.window_s, ratio.source, ratio.total, "inserts")]
+                *window_evidence(ratio.window_s, ratio.source, ratio.total, "inserts", w.source)]
     counts = f"{int(ratio.events)} of {int(ratio.total)} in the last {ratio.window_s:.0f} s"
     if not verdict.graded:
         return Outcome(Status.OK, f"vector insert errors not graded: {verdict.note} ({counts})", evidence)

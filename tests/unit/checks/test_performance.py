@@ -138,7 +138,7 @@ def test_latency_widens_to_prometheus_when_the_window_holds_too_few() -> None:
     answers: list[Answer | Failure] = [prom_value("120"), prom_value("0.05"), prom_value("0.3"), prom_value("0.6")]
     ctx = FakeContext(routes={prom("/api/v1/query"): answers}, metrics=latency_window({0.05: 3}))
     out = expect(ctx, "performance.latency", Status.WARN, "300 ms on 120 requests", cure="vector-cache-tune")
-    assert evidence(out)["window from"] == "Prometheus over the signal window"
+    assert evidence(out)["widened to"] == "Prometheus over the signal window"
     assert evidence(out)["requests in window"] == 120
     assert any("route!~" in unquote(url) for _, url in ctx.fake_http.calls), "probe routes are left out"
 
