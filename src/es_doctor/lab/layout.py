@@ -231,6 +231,9 @@ def refresh_service_config(paths: LabPaths, s: LabSettings) -> None:
 LAB_UPTIME_WINDOW_S = 30.0
 #: the lab's signal window (alert rules' rates, a check's widened window): a minute of its ~10 requests/s
 LAB_SIGNAL_WINDOW_S = 60.0
+#: the fewest requests (inserts) the lab grades a ratio on: its minute holds ~500 requests but only ~100
+#: inserts (fewer on a loaded machine)
+LAB_MIN_REQUESTS = 50
 
 
 def build_target(paths: LabPaths, s: LabSettings) -> Target:
@@ -259,7 +262,8 @@ def build_target(paths: LabPaths, s: LabSettings) -> Target:
                                     jobs=["email-sender"]),
         docker=DockerConfig(host=s.docker_host, compose_project=s.compose_project,
                             volumes=[s.qdrant_volume, s.postgres_volume]),
-        thresholds=Thresholds(uptime_window_s=LAB_UPTIME_WINDOW_S, signal_window_s=LAB_SIGNAL_WINDOW_S),
+        thresholds=Thresholds(uptime_window_s=LAB_UPTIME_WINDOW_S, signal_window_s=LAB_SIGNAL_WINDOW_S,
+                              min_requests=LAB_MIN_REQUESTS),
         absent=absent,
         load=LoadConfig(lab=True),  # es-doctor load runs here without --yes
     )
