@@ -149,7 +149,7 @@ def rules_for(target: Target, opts: RuleOptions) -> dict[str, Any]:
              "warning", f"vector insert errors over {th.vector_insert_error_warn_pct:g} % ({signal_window}, "
                         "lower bound)"),
         rule("EmailSenderVectorSearchSlow", SEARCH_LATENCY.alert_expr(target, th.vector_search_latency_warn_ms),
-             "warning", f"vector search p95 over {th.vector_search_latency_warn_ms:g} ms ({signal_window})"),
+             "warning", f"vector search median over {th.vector_search_latency_warn_ms:g} ms ({signal_window})"),
         rule("EmailSenderQdrantConnectionErrors",
              f"sum(increase({s.on(m.qdrant_connection_errors)}[5m])) > {th.qdrant_connection_errors_crit:g}",
              "critical", "the service cannot reach Qdrant", "0s"),

@@ -58,7 +58,7 @@ def dimensions(ctx: CheckContext) -> Outcome:
               *evidence)
 
 
-@check("vectors.search", description="Vector search latency: the p95 of the service's own searches "
+@check("vectors.search", description="Vector search latency: the median of the service's own searches "
        "(its search histogram, over a short window widened to Prometheus' signal window when it holds too few), "
        "else the median of timed test searches; over 50 ms is WARN. A test search that fails is CRIT.",
        requires=("vectors.dimensions",), components=("qdrant",))
@@ -79,15 +79,17 @@ def search(ctx: CheckContext) -> Outcome:
     latency = sorted(timings)[len(timings) // 2]
     th = ctx.target.thresholds
     tests = [ev("searches", ", ".join(f"{t:.1f}" for t in timings), unit="ms"), ev("hits", hits)]
-    service = _service_search_p95(ctx)
-    if service is not None and service.p95 is not None:
-        # the guide's signal: the service's own searches (what the alert rule and the dashboard read)
-        status = grade_level(service.p95 * 1000, th.vector_search_latency_warn_ms, None)
-        return Outcome(status, f"vector search p95 {service.p95 * 1000:.1f} ms on {service.count:.0f} searches "
-                               f"of the service in the last {service.window_s:.0f} s"
+    service = _service_search(ctx)
+    if service is not None and service.p50 is not None:
+        # the guide's signal: the median of the service's own searches (what the alert rule and the dashboard read)
+        median = service.p50 * 1000
+        status = grade_level(median, th.vector_search_latency_warn_ms, None)
+        return Outcome(status, f"vector search median {median:.1f} ms on {service.count:.0f} searches of the "
+                               f"service in the last {service.window_s:.0f} s"
                                + over(status, th.vector_search_latency_warn_ms, None, " ms"),
-                       [ev("p95", round(service.p95 * 1000, 1), f"> {th.vector_search_latency_warn_ms:g} ms WARN",
-                           "ms"), *window_evidence(service.window_s, service.source, service.count, "service searches"),
+                       [ev("median", round(median, 1), f"> {th.vector_search_latency_warn_ms:g} ms WARN", "ms"),
+                        ev("p95", None if service.p95 is None else round(service.p95 * 1000, 1), unit="ms"),
+                        *window_evidence(service.window_s, service.source, service.count, "service searches"),
                         *tests])
     status = grade_level(latency, th.vector_search_latency_warn_ms, None)
     return Outcome(status, f"test search answered in {latency:.1f} ms (median of {len(timings)}, {hits} hits)"
@@ -95,8 +97,8 @@ def search(ctx: CheckContext) -> Outcome:
                    [ev("latency", round(latency, 1), f"> {th.vector_search_latency_warn_ms:g} ms WARN", "ms"), *tests])
 
 
-def _service_search_p95(ctx: CheckContext) -> Quantiles | None:
-    """The service's search p95 when its metrics expose the histogram and enough searches (else None)."""
+def _service_search(ctx: CheckContext) -> Quantiles | None:
+    """The service's search percentiles when its metrics expose the histogram and enough searches (else None)."""
     if not ctx.target.service.enabled:
         return None
     window = ctx.metrics_window()
