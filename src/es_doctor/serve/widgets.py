@@ -23,6 +23,7 @@ from es_doctor.probes.prometheus import PrometheusProbe
 from es_doctor.probes.session import ProbeSession
 from es_doctor.signals import (
     ERROR_RATE,
+    event_bus_from_scrapes,
     grade_level,
     is_error,
     is_user_request,
@@ -216,11 +217,14 @@ class Board:
         depth = cur.total(m.event_bus_depth) if cur else None
         capacity = cur.total(m.event_bus_capacity) if cur else None
         dropped = self._rate(prev, cur, m.event_bus_dropped) if window else None
-        fill = None if depth is None or not capacity else depth / capacity * 100
+        # the event bus use is graded by its check (inter-manager.event-bus): the widget shows that status
+        bus_finding = found.get("inter-manager.event-bus")
+        bus = event_bus_from_scrapes(m, prev if window and prev else cur, cur) if cur else None
         widgets.append(Widget("eventbus", "Event bus", f"{_fmt(published)} events/s",
                               [("queue", f"{_fmt(depth)} / {_fmt(capacity)}"),
                                ("dropped", f"{_fmt(dropped)} /s")],
-                              _grade(fill, th.event_bus_saturation_warn_pct, th.event_bus_saturation_crit_pct),
+                              _graded(bus_finding) if bus_finding is not None
+                              else (None if bus is None else bus.status(th)),
                               self._trend("eventbus", published), source))
 
         # database connections
