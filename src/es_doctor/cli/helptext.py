@@ -23,6 +23,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "checks": ("es-doctor checks", "es-doctor checks --class vectors"),
     "alert-rules": ("es-doctor alert-rules > /etc/prometheus/rules/es-doctor.yml",
                     "es-doctor alert-rules --runbook-base-url https://git.example.com/ops/es-doctor/-/blob/main/runbooks",
+                    "es-doctor -t prod alert-rules --target-label prod   # each alert names its target",
                     "es-doctor alert-rules --serve   # over the series of es-doctor serve"),
     "fix": ("es-doctor fix vectors.dimensions --dry-run      # the cure of a finding, planned only",
             "es-doctor fix dependency-restart -p component=postgres",

@@ -66,6 +66,13 @@ class Thresholds(Strict):
     event_bus_saturation_crit_pct: Level = 95.0
     #: seconds between the two metric scrapes that rates and percentiles come from
     scrape_window_s: Seconds = 2.0
+    #: fewest requests (events) a ratio (error rate, insert error ratio) is graded on (es_doctor.signals)
+    min_requests: Annotated[int, Field(ge=1, le=10**9)] = 100
+    #: fewest observations a latency percentile is graded on
+    min_observations: Annotated[int, Field(ge=1, le=10**9)] = 10
+    #: the window of the alert rules' rates and percentiles, and how far a check widens its window over
+    #: Prometheus when its two scrapes hold too few requests
+    signal_window_s: Annotated[float, Field(ge=10, le=86400 * 7)] = 300.0
     #: how far back the log checks look: the last N lines, and of those the last S seconds
     log_window_lines: Annotated[int, Field(gt=0)] = 2000
     log_window_s: Seconds = 60.0

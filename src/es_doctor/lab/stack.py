@@ -161,10 +161,10 @@ class LabStack:
         if self._fresh or not p.config.is_file():
             refresh_service_config(p, s)
         if PROMETHEUS in self.present():
-            from es_doctor.alert_rules import render_rules
+            from es_doctor.alert_rules import RuleOptions, render_rules
 
             rules = p.prometheus / "alert-rules.yml"
-            rules.write_text(render_rules(self.target), encoding="utf-8")
+            rules.write_text(render_rules(self.target, RuleOptions("lab", target_label="lab")), encoding="utf-8")
             infra.write_prometheus_config(p.prometheus / "prometheus.yml", infra.prometheus_config(
                 [f"127.0.0.1:{s.ports.metrics}"], "email-sender", [str(rules)]))
         if POSTGRES in self.present():
