@@ -11,7 +11,9 @@ Session fixtures:
                       to inject faults (cleared again afterwards).
 
 A module that needs a lab of its own, in process mode (cheaper, and free to restart or break), starts
-it with :func:`process_lab`.
+it with :func:`support.started_process_lab`. ``isolated`` gives a test the isolated environment
+(:func:`support.isolated_env`) as its own ``os.environ``. The harness itself (``run_cli``,
+``eventually``, ``require``, ``in_ci``) is the package ``tests/support``.
 
 Where a component cannot be started the test is skipped, except under ``CI=true``, where it fails;
 and under ``CI=true`` a session with any skipped test, or with no test at all, fails.
@@ -23,42 +25,13 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from es_doctor.config import Target
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
-def require(component: str, reason: str | None) -> None:
-    """Skip (locally) or fail (CI) when ``component`` cannot be started here."""
-    if reason is None:
-        return
-    message = f"{component} unavailable: {reason}"
-    if in_ci():
-        pytest.fail(f"CI=true and {message}", pytrace=False)
-    pytest.skip(message)
-
-
-@contextmanager
-def started_process_lab(directory: Path, *, postgres: bool = False) -> Iterator[Any]:
-    """A lab of the module's own in process mode (no Prometheus; a real PostgreSQL when ``postgres``),
-    up within 90 s, and down with its data when the module is done."""
-    from es_doctor.lab.stack import LabStack
-
-    stack = LabStack(directory, mode="process", postgres=postgres, prometheus=False)
-    try:
-        stack.up(timeout=90)
-        yield stack
-    finally:
-        stack.down(volumes=True)
+from support import in_ci, isolated_env, require
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -171,3 +144,15 @@ def healthy_lab(lab_stack: object) -> Iterator[LabHandle]:
     handle.clear()
     yield handle
     handle.clear()
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """This test's ``os.environ`` is :func:`support.isolated_env` under ``tmp_path`` (restored after)."""
+    environ = isolated_env(tmp_path)
+    for key in list(os.environ):
+        if key not in environ:
+            monkeypatch.delenv(key)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    return environ

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import pytest
 
 from es_doctor.lab import faults
 from es_doctor.lab.stack import LabStack
+from support import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -30,14 +31,6 @@ GUIDE_FAULTS = {  # the issue's list: one fault per symptom of the guide
     "vector-insert-errors", "qdrant-flaky", "manager-down", "discovery-broken", "event-bus-saturated",
     "metrics-off", "deploy-log-errors",
 }
-
-
-def eventually(pred: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {timeout:.0f}s: {what}")
-        time.sleep(0.25)
 
 
 def get(url: str) -> httpx.Response | None:
@@ -92,7 +85,7 @@ def test_service_exits(lab: Any, engine: docker.DockerClient) -> None:
     stack: LabStack = lab.stack
     lab.add_fault("service-exits")
     container = engine.containers.get("email-sender-go")
-    eventually(lambda: (container.reload(), container.status)[1] == "exited", what="container exited")
+    eventually(lambda: (container.reload(), container.status)[1] == "exited", message="container exited")
     assert container.attrs["State"]["ExitCode"] == 1
     assert b"FATAL" in container.logs(tail=50) or "FATAL" in (stack.paths.logs / "email-sender.log").read_text()
     assert get(api(stack, "/health")) is None
@@ -103,7 +96,7 @@ def test_config_missing(lab: Any, engine: docker.DockerClient) -> None:
     lab.add_fault("config-missing")
     assert not stack.paths.config.exists()
     container = engine.containers.get("email-sender-go")
-    eventually(lambda: (container.reload(), container.status)[1] == "exited", what="container exited")
+    eventually(lambda: (container.reload(), container.status)[1] == "exited", message="container exited")
     assert container.attrs["State"]["ExitCode"] != 0
     lab.clear()
     assert stack.paths.config.is_file()
@@ -115,7 +108,7 @@ def test_go_env_unset(lab: Any, engine: docker.DockerClient) -> None:
     env = engine.containers.get("email-sender-go").attrs["Config"]["Env"]
     assert not any(e.startswith("GO_ENV=") for e in env)
     eventually(lambda: (r := get(api(stack, "/ready"))) is not None and r.status_code == 503,
-               what="/ready answers 503")
+               message="/ready answers 503")
 
 
 def test_port_taken(lab: Any, engine: docker.DockerClient) -> None:
@@ -127,7 +120,7 @@ def test_port_taken(lab: Any, engine: docker.DockerClient) -> None:
     assert holders, "someone listens on the API port"
     assert "squatter" in " ".join(psutil.Process(holders[0].pid).cmdline())
     container = engine.containers.get("email-sender-go")
-    eventually(lambda: (container.reload(), container.status)[1] == "exited", what="service exited")
+    eventually(lambda: (container.reload(), container.status)[1] == "exited", message="service exited")
     assert container.attrs["State"]["ExitCode"] == 1
 
 
@@ -176,7 +169,7 @@ def test_metrics_off(lab: Any) -> None:
     metrics = f"http://127.0.0.1:{stack.settings.ports.metrics}/metrics"
     assert get(metrics) is not None
     lab.add_fault("metrics-off")
-    eventually(lambda: get(api(stack, "/health")) is not None, what="service back")
+    eventually(lambda: get(api(stack, "/health")) is not None, message="service back")
     assert get(metrics) is None
     assert "enabled: false" in stack.paths.config.read_text()
 
@@ -203,12 +196,12 @@ def test_runtime_faults_through_the_containers(lab: Any) -> None:
     """Slow API and errors, end to end through the service container."""
     stack: LabStack = lab.stack
     lab.add_fault("slow-api-crit")
-    eventually(lambda: _elapsed(api(stack, "/api/v1/managers/status")) > 0.5, what="API slower than 500 ms")
+    eventually(lambda: _elapsed(api(stack, "/api/v1/managers/status")) > 0.5, message="API slower than 500 ms")
     lab.clear()
     lab.add_fault("errors-crit")
     # the service polls its faults file every 0.5 s (longer on a loaded host): wait for the first 500
     eventually(lambda: httpx.get(api(stack, "/api/v1/managers/status"), timeout=5).status_code == 500,
-               what="a 500 once the fault is seen")
+               message="a 500 once the fault is seen")
     codes = [r.status_code for r in (httpx.get(api(stack, "/api/v1/managers/status"), timeout=5) for _ in range(60))]
     assert codes.count(500) >= 2
 

@@ -12,7 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +26,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from es_doctor.lab.runtime_faults import write_faults_file
+from support import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -39,15 +40,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(pred: Callable[[], bool], timeout: float, interval: float = 0.05, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or pred}")
 
 
 def http_ok(url: str) -> bool:
@@ -159,7 +151,7 @@ def launch_service(tmp: Path, cfg: dict[str, Any], env: dict[str, str] | None = 
         def up() -> bool:
             assert proc.popen.poll() is None, f"service exited {proc.popen.returncode}: {proc.err_text()}"
             return http_ok(api + "/health")
-        wait_for(up, 20, what="service /health")
+        eventually(up, 20, message="service /health")
     return svc
 
 
@@ -180,7 +172,7 @@ def qdrant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         def up() -> bool:
             assert proc.popen.poll() is None, f"qdrant exited: {proc.err_text()}"
             return http_ok(url + "/healthz")
-        wait_for(up, 30, what="qdrant")
+        eventually(up, 30, message="qdrant")
         yield url, faults, proc
     finally:
         proc.stop()
@@ -245,8 +237,8 @@ def test_api_shapes_metrics_pprof_and_logs(clean: Svc) -> None:
     assert httpx.post(s.api + "/api/v1/tasks", json={}).status_code == 400
     assert httpx.get(s.api + "/_lab/faults").json() == {"faults": []}
 
-    wait_for(lambda: val(s.metrics(), "email_sender_http_requests_total", route="/api/v1/tasks",
-                         method="POST", status="201") > 0, 5, what="task metric")
+    eventually(lambda: val(s.metrics(), "email_sender_http_requests_total", route="/api/v1/tasks",
+                         method="POST", status="201") > 0, 5, message="task metric")
     m = s.metrics()
     for name in ("email_sender_event_bus_queue_depth", "email_sender_event_bus_capacity",
                  "email_sender_event_bus_dropped_total", "email_sender_event_bus_published_total",
@@ -280,8 +272,8 @@ def test_api_shapes_metrics_pprof_and_logs(clean: Svc) -> None:
 
 def test_faults_file_is_polled_without_reload(clean: Svc) -> None:
     write_faults_file(clean.faults_file, ["manager-down"])
-    wait_for(lambda: httpx.get(clean.api + "/_lab/faults").json()["faults"] == ["manager-down"], 3,
-             what="poll of the faults file")
+    eventually(lambda: httpx.get(clean.api + "/_lab/faults").json()["faults"] == ["manager-down"], 3,
+             message="poll of the faults file")
 
 
 # ---------------------------------------------------------------- the service: runtime faults
@@ -351,13 +343,13 @@ def test_memory_pressure_and_critical(clean: Svc) -> None:
     s = clean
     assert _rss(s) < 0.6 * MEMORY_LIMIT
     s.set_faults("memory-pressure")
-    wait_for(lambda: 0.86 * MEMORY_LIMIT <= _rss(s) <= 0.94 * MEMORY_LIMIT, 6, what="RSS ≈ 90 %")
+    eventually(lambda: 0.86 * MEMORY_LIMIT <= _rss(s) <= 0.94 * MEMORY_LIMIT, 6, message="RSS ≈ 90 %")
     rss_metric = val(s.metrics(), "process_resident_memory_bytes")
     assert 0.85 * MEMORY_LIMIT <= rss_metric <= 0.95 * MEMORY_LIMIT
     s.set_faults("memory-critical")
-    wait_for(lambda: 0.95 * MEMORY_LIMIT <= _rss(s) <= 1.0 * MEMORY_LIMIT, 6, what="RSS ≈ 97 %")
+    eventually(lambda: 0.95 * MEMORY_LIMIT <= _rss(s) <= 1.0 * MEMORY_LIMIT, 6, message="RSS ≈ 97 %")
     s.set_faults()
-    wait_for(lambda: _rss(s) < 0.6 * MEMORY_LIMIT, 6, what="ballast released")
+    eventually(lambda: _rss(s) < 0.6 * MEMORY_LIMIT, 6, message="ballast released")
 
 
 def test_slow_logs(clean: Svc) -> None:
@@ -530,7 +522,7 @@ def test_port_taken_by_squatter_is_fatal(tmp_path: Path, standalone: list[Proc])
     def holds() -> bool:
         with socket.socket() as c:
             return c.connect_ex(("127.0.0.1", port)) == 0
-    wait_for(holds, 10, what="squatter listening")
+    eventually(holds, 10, message="squatter listening")
     assert "squatter" in " ".join(psutil.Process(sq.popen.pid).cmdline())
     svc = launch_service(tmp_path, cfg, wait=False)
     standalone.append(svc.proc)
@@ -720,10 +712,10 @@ def test_qdrant_slow_vector_search_fault(qdrant: tuple[str, Path, Proc]) -> None
     base = mean_query()
     write_faults_file(faults, ["slow-vector-search"])
     try:
-        wait_for(lambda: mean_query() - base >= 0.07, 5, interval=0.2, what="+80 ms searches")
+        eventually(lambda: mean_query() - base >= 0.07, 5, interval=0.2, message="+80 ms searches")
     finally:
         write_faults_file(faults, [])
-    wait_for(lambda: mean_query() - base < 0.04, 5, interval=0.2, what="fast searches again")
+    eventually(lambda: mean_query() - base < 0.04, 5, interval=0.2, message="fast searches again")
 
 
 def test_qdrant_persists_across_restart(tmp_path: Path, standalone: list[Proc]) -> None:
@@ -733,13 +725,13 @@ def test_qdrant_persists_across_restart(tmp_path: Path, standalone: list[Proc]) 
     url = f"http://127.0.0.1:{port}"
     q = spawn(args, tmp_path, name="q1")
     standalone.append(q)
-    wait_for(lambda: http_ok(url + "/healthz"), 30, what="qdrant")
+    eventually(lambda: http_ok(url + "/healthz"), 30, message="qdrant")
     pts = {"points": [{"id": i, "vector": [0.1 * i] * 8, "payload": {"task_id": i}} for i in range(1, 6)]}
     assert httpx.put(url + "/collections/task_vectors/points?wait=true", json=pts).status_code == 200
     t = time.perf_counter()
     assert q.stop() == 0 and time.perf_counter() - t < 2.0
     q = spawn(args, tmp_path, name="q2")
     standalone.append(q)
-    wait_for(lambda: http_ok(url + "/healthz"), 30, what="qdrant restarted")
+    eventually(lambda: http_ok(url + "/healthz"), 30, message="qdrant restarted")
     count = httpx.post(url + "/collections/task_vectors/points/count", json={"exact": True}).json()
     assert count["result"]["count"] == 5

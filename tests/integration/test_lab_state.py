@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import require
+from support import require
 
 pytestmark = [pytest.mark.integration]
 

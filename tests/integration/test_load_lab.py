@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import require, started_process_lab
+from support import require, started_process_lab
 
 pytestmark = [pytest.mark.integration]
 LAB_TOKEN = "lab-token"  # the lab's well-known token (es_doctor.lab.api.LAB_TOKEN)

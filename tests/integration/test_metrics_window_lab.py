@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from conftest import started_process_lab
 from es_doctor.checks.window import FROM_PREVIOUS_RUN, FROM_TWO_SCRAPES
+from support import started_process_lab
 
 pytestmark = [pytest.mark.integration]
 

@@ -16,11 +16,11 @@ from typing import Any
 import psutil
 import pytest
 
-from conftest import started_process_lab
 from es_doctor.checks.context import CheckContext
 from es_doctor.checks.registry import load_all
 from es_doctor.findings import Status
 from es_doctor.runner import run_checks, with_prerequisites
+from support import started_process_lab
 
 pytestmark = [pytest.mark.integration]
 

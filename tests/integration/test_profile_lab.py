@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from conftest import require, started_process_lab
+from support import require, started_process_lab
 
 pytestmark = [pytest.mark.integration]
 

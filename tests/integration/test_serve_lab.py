@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,9 +27,9 @@ import httpx
 import pytest
 import yaml
 
-from conftest import require
 from es_doctor.findings import Status
 from es_doctor.serve.exposition import STATUS_VALUE
+from support import cli_command, eventually, isolated_env, require
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -64,17 +63,6 @@ def _hung_listener() -> tuple[socket.socket, int]:
     return sock, sock.getsockname()[1]
 
 
-def _wait(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not within {timeout:g}s (last: {last!r})")
-
-
 @pytest.fixture(scope="module")
 def serve(lab_stack: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
     from es_doctor.lab import infra
@@ -105,12 +93,11 @@ def serve(lab_stack: object, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     }
     (work / "es-doctor.yaml").write_text(yaml.safe_dump(config))
     serve_port = infra.free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
-    env["ES_DOCTOR_LAB_DIR"] = str(lab_stack.lab_dir)
+    env = isolated_env(work, {"ES_DOCTOR_LAB_DIR": str(lab_stack.lab_dir)})
     log = (work / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "es_doctor", "-c", str(work / "es-doctor.yaml"), "serve",
-                             "--targets", "lab", "--targets", "hung", "--targets", "stopped",
-                             "--listen", f"127.0.0.1:{serve_port}"],
+    proc = subprocess.Popen(cli_command("-c", str(work / "es-doctor.yaml"), "serve",
+                                        "--targets", "lab", "--targets", "hung", "--targets", "stopped",
+                                        "--listen", f"127.0.0.1:{serve_port}"),
                             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
     url = f"http://127.0.0.1:{serve_port}"
     prom_port = infra.free_port()
@@ -119,10 +106,10 @@ def serve(lab_stack: object, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     prom = subprocess.Popen(infra.prometheus_argv(work / "prometheus.yml", prom_port, work / "prom"),
                             stdout=subprocess.DEVNULL, stderr=(work / "prometheus.log").open("w"))
     try:
-        _wait(lambda: infra.http_ok(f"{url}/healthz"), 20, "serve answers /healthz")
-        _wait(lambda: httpx.get(f"{url}/ready", timeout=5).status_code == 200, 40, "serve is ready")
-        _wait(lambda: infra.prometheus_target_up(f"http://127.0.0.1:{prom_port}", "es-doctor"), 30,
-              "Prometheus scrapes serve")
+        eventually(lambda: infra.http_ok(f"{url}/healthz"), 20, message="serve answers /healthz")
+        eventually(lambda: httpx.get(f"{url}/ready", timeout=5).status_code == 200, 40, message="serve is ready")
+        eventually(lambda: infra.prometheus_target_up(f"http://127.0.0.1:{prom_port}", "es-doctor"), 30,
+                   message="Prometheus scrapes serve")
         yield Serve(url, f"http://127.0.0.1:{prom_port}", work)
     finally:
         for child in (proc, prom):
@@ -163,7 +150,7 @@ def _assert_prometheus_holds_the_report(serve: Serve, check_status: Status, time
         status = next(f["status"] for f in report["findings"] if f["id"] == CHECK)
         return got if status == check_status.value else None
 
-    report, series = _wait(matches, timeout, f"{CHECK} {check_status} in the report and in Prometheus")
+    report, series = eventually(matches, timeout, message=f"{CHECK} {check_status} in the report and in Prometheus")
     expected = {f["id"]: STATUS_VALUE[Status(f["status"])] for f in report["findings"]}
     assert series == expected  # every check's series is the value the JSON report holds
     assert series[CHECK] == STATUS_VALUE[check_status]
@@ -223,11 +210,13 @@ def _screenshot(serve: Serve, path: Path) -> None:
 def test_status_page_in_chromium_shows_a_fault_within_one_interval(serve: Serve, healthy_lab: Any,
                                                                     tmp_path: Path) -> None:
     require("chromium", None if os.path.exists(CHROMIUM) else "chromium not installed (apt-get install chromium)")
-    _wait(lambda: _page_status(serve, tmp_path, "healthy")[0] == "OK", 3 * INTERVAL_S + 30, "page shows OK")
+    eventually(lambda: _page_status(serve, tmp_path, "healthy")[0] == "OK", 3 * INTERVAL_S + 30,
+               message="page shows OK")
     healthy_lab.add_fault("manager-down")
     injected, injected_at = time.monotonic(), time.time()
     # within one interval (plus its jitter and the run itself, ~2 s here, and a browser start)
-    _wait(lambda: _page_status(serve, tmp_path, "fault")[0] == "CRIT", INTERVAL_S * 1.1 + 12, "page shows CRIT")
+    eventually(lambda: _page_status(serve, tmp_path, "fault")[0] == "CRIT", INTERVAL_S * 1.1 + 12,
+               message="page shows CRIT")
     assert time.monotonic() - injected <= INTERVAL_S * 1.1 + 12
     # the run that caught it started within one interval (+ jitter, + 1 s for the lab program to notice)
     changes = httpx.get(f"{serve.url}/api/v1/targets/lab/history", timeout=5).json()["changes"]
@@ -240,7 +229,8 @@ def test_status_page_in_chromium_shows_a_fault_within_one_interval(serve: Serve,
         assert f'data-widget="{widget}"' in dom
     _screenshot(serve, tmp_path / "status-fault.png")
     healthy_lab.clear()
-    _wait(lambda: _page_status(serve, tmp_path, "cleared")[0] == "OK", 3 * INTERVAL_S + 30, "page healthy again")
+    eventually(lambda: _page_status(serve, tmp_path, "cleared")[0] == "OK", 3 * INTERVAL_S + 30,
+               message="page healthy again")
     _screenshot(serve, tmp_path / "status-healthy.png")
     # a phone-sized viewport renders too (the table turns into stacked rows)
     _chromium(["--window-size=390,844", f"--screenshot={tmp_path / 'status-phone.png'}", f"{serve.url}/"], tmp_path)

@@ -4,7 +4,6 @@ URLs from --runbook-base-url only, commands with -t, the target label, and escap
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,15 +14,9 @@ import yaml
 from es_doctor.alert_rules import FINDINGS, KEEPS_INSTANCE, RuleOptions, render_rules
 from es_doctor.config import MetricNames, PrometheusConfig, Target, Thresholds, parse_size
 from es_doctor.errors import ConfigError
+from support import require
 
 BASE = "https://git.example.com/ops/es-doctor/-/blob/main/runbooks"
-
-
-def promtool() -> str:
-    """promtool is installed here and in CI (scripts/install-test-deps.sh): its absence is a failure."""
-    path = shutil.which("promtool")
-    assert path is not None, "promtool is not installed (scripts/install-test-deps.sh installs it)"
-    return path
 
 
 def rules_of(target: Target, opts: RuleOptions | None = None) -> dict[str, dict[str, Any]]:
@@ -32,7 +25,8 @@ def rules_of(target: Target, opts: RuleOptions | None = None) -> dict[str, dict[
 
 
 def check_rules(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True, text=True, check=False,
+    return subprocess.run([require("promtool"), "check", "rules", str(path)], capture_output=True, text=True,
+                          check=False,
                           timeout=60)
 
 
@@ -173,7 +167,8 @@ def run_promtool_test(tmp_path: Path, target: Target, opts: RuleOptions, job: st
                                             for name, rule in by_name.items()]}]}
     path = tmp_path / "tests.yml"
     path.write_text(yaml.safe_dump(tests, sort_keys=False))
-    return subprocess.run([promtool(), "test", "rules", str(path)], capture_output=True, text=True, check=False,
+    return subprocess.run([require("promtool"), "test", "rules", str(path)], capture_output=True, text=True,
+                          check=False,
                           timeout=120)
 
 

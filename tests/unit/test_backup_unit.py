@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import sqlite3
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -122,15 +123,13 @@ def test_begin_creates_a_hidden_partial_dir_with_a_valid_id(tmp_path: Path) -> N
     assert store.incomplete() == [partial.name]
 
 
-def test_two_begins_in_the_same_second_get_distinct_ids(tmp_path: Path) -> None:
+def test_two_begins_in_the_same_second_get_distinct_ids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the clock is frozen: both calls land in the same second whatever the machine's load
+    monkeypatch.setattr(sys.modules[BackupStore.__module__], "utc_stamp", lambda *_: "20261207T041500Z")
     store = BackupStore(tmp_path)
-    for _ in range(20):  # retried only when the clock ticks between the two calls
-        first, p1 = store.begin()
-        second, p2 = store.begin()
-        if second.split("-")[0] == first:
-            break
-    else:  # pragma: no cover - 20 second boundaries in a row
-        pytest.fail("never two begin() calls within one second")
+    first, p1 = store.begin()
+    second, p2 = store.begin()
+    assert first == "20261207T041500Z"
     assert second == f"{first}-1"
     assert ID_PATTERN.match(second)
     assert p1 != p2
@@ -138,17 +137,13 @@ def test_two_begins_in_the_same_second_get_distinct_ids(tmp_path: Path) -> None:
     assert p2.is_dir()
 
 
-def test_begin_skips_an_id_whose_final_dir_exists(tmp_path: Path) -> None:
+def test_begin_skips_an_id_whose_final_dir_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[BackupStore.__module__], "utc_stamp", lambda *_: "20261207T041500Z")
     store = BackupStore(tmp_path)
-    for _ in range(20):
-        probe_id, probe = store.begin()
-        probe.rmdir()
-        _complete(tmp_path, probe_id)  # the second's base id is now taken by a complete backup
-        backup_id, _partial = store.begin()
-        if backup_id.split("-")[0] == probe_id:
-            break
-    else:  # pragma: no cover
-        pytest.fail("never two begin() calls within one second")
+    probe_id, probe = store.begin()
+    probe.rmdir()
+    _complete(tmp_path, probe_id)  # the second's base id is now taken by a complete backup
+    backup_id, _partial = store.begin()
     assert backup_id != probe_id
     assert backup_id.startswith(probe_id + "-")
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -24,8 +23,7 @@ from es_doctor.findings import Evidence, Finding, Report, Status
 from es_doctor.serve.daemon import Daemon, Settings, settings_from
 from es_doctor.serve.scheduler import Scheduler, Timing
 from es_doctor.serve.store import Store
-
-HAVE_PROMTOOL = shutil.which("promtool") is not None or os.environ.get("CI") == "true"
+from support import eventually, require
 
 
 def make_report(target: str, statuses: dict[str, Status], summary: str = "measured") -> Report:
@@ -149,8 +147,8 @@ def _series(text: str, name: str) -> dict[str, float]:
     return out
 
 
-@pytest.mark.skipif(not HAVE_PROMTOOL, reason="promtool not installed")
 def test_exposition_passes_promtool_with_one_numeric_series_per_check() -> None:
+    require("promtool")
     from es_doctor.serve.exposition import exposition, registry_for
 
     reports = {"prod": make_report("prod", {"startup.api-port": Status.OK, "vectors.qdrant": Status.CRIT,
@@ -230,15 +228,6 @@ def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def _wait(predicate: object, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def test_every_path_but_healthz_needs_the_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 daemon_factory: object) -> None:
     from es_doctor.serve.http import Server
@@ -254,7 +243,7 @@ def test_every_path_but_healthz_needs_the_token(tmp_path: Path, monkeypatch: pyt
     assert _get(f"{base}/api/v1/targets/a/report", "s3cret-token")[0] == 503
     daemon.start()
     try:
-        _wait(lambda: daemon.ready()[0])
+        eventually(lambda: daemon.ready()[0], 10, 0.05)
         assert _get(f"{base}/ready", "s3cret-token")[0] == 200
         assert _get(f"{base}/api/v1/targets/nope/report", "s3cret-token")[0] == 404
         assert _get(f"{base}/healthz") == (200, b"ok\n")
@@ -288,18 +277,18 @@ def test_sighup_with_a_bad_config_keeps_the_old_one(tmp_path: Path, daemon_facto
     previous = signal.getsignal(signal.SIGHUP)
     daemon.install_sighup()
     try:
-        _wait(lambda: daemon.ready()[0])
+        eventually(lambda: daemon.ready()[0], 10, 0.05)
         config.write_text(config.read_text().replace("api_url", "api_ulr"))  # an unknown key: refused
         os.kill(os.getpid(), signal.SIGHUP)
-        _wait(lambda: daemon.reload_state()[0] is False)
+        eventually(lambda: daemon.reload_state()[0] is False, 10, 0.05)
         assert daemon.names() == ["a"]
         runs = daemon.run_counts()["a"][0]
-        _wait(lambda: daemon.run_counts()["a"][0] > runs)  # still diagnosing with the old config
+        eventually(lambda: daemon.run_counts()["a"][0] > runs, 10, 0.05)  # still diagnosing with the old config
         assert daemon.reports()["a"].findings[0].summary == "api at http://127.0.0.1:8080"
         _config(config, {"a": 8080, "b": 9090})  # a good one: applied
         os.kill(os.getpid(), signal.SIGHUP)
-        _wait(lambda: daemon.names() == ["a", "b"] and daemon.reload_state()[0])
-        _wait(lambda: "b" in daemon.reports())
+        eventually(lambda: daemon.names() == ["a", "b"] and daemon.reload_state()[0], 10, 0.05)
+        eventually(lambda: "b" in daemon.reports(), 10, 0.05)
         assert daemon.reports()["b"].findings[0].summary == "api at http://127.0.0.1:9090"
     finally:
         signal.signal(signal.SIGHUP, previous)
@@ -323,8 +312,8 @@ def test_page_reads_without_colour_and_escapes_everything() -> None:
     assert "http://" not in page and "https://" not in page  # nothing from another host
 
 
-@pytest.mark.skipif(not HAVE_PROMTOOL, reason="promtool not installed")
 def test_serve_rules_and_scrape_config_pass_promtool(tmp_path: Path) -> None:
+    require("promtool")
     import yaml
 
     from es_doctor.serve.fleet import render_serve_rules, scrape_config
