@@ -33,6 +33,8 @@ class CliResult:
     stdout: str
     stderr: str
     elapsed: float
+    #: the child's peak resident set size in bytes (0 in process: not measured)
+    peak_rss: int = 0
 
     @property
     def code(self) -> int:
@@ -59,9 +61,30 @@ def run_cli(*args: str, home: Path | None = None, env: Mapping[str, str] | None 
         if in_process:
             return _in_process(list(args), environ, cwd, input)
         started = time.monotonic()
-        proc = subprocess.run(cli_command(*args), capture_output=True, text=True, env=environ, cwd=cwd,
-                              timeout=timeout, input=input, check=False)
-        return CliResult(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+        with _Measured(cli_command(*args), stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ, cwd=cwd) as proc:
+            try:
+                stdout, stderr = proc.communicate(input, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                raise
+        return CliResult(proc.returncode, stdout, stderr, time.monotonic() - started, proc.peak_rss)
+
+
+class _Measured(subprocess.Popen[str]):
+    """A child whose exit is collected with ``wait4``, which also gives its peak memory."""
+
+    peak_rss = 0
+
+    def _try_wait(self, wait_flags: int) -> tuple[int, int]:
+        try:
+            pid, status, usage = os.wait4(self.pid, wait_flags)
+        except ChildProcessError:  # as subprocess does: the child is gone, its status unknown
+            return self.pid, 0
+        if pid == self.pid:
+            self.peak_rss = usage.ru_maxrss * 1024  # KiB on Linux
+        return pid, status
 
 
 @contextlib.contextmanager
