@@ -36,6 +36,10 @@ class CliResult:
     #: the child's peak resident set size in bytes (0 in process: not measured)
     peak_rss: int = 0
 
+    def __iter__(self) -> Iterator[object]:
+        """``code, out, err = run_cli(...)``"""
+        return iter((self.returncode, self.stdout, self.stderr))
+
     @property
     def code(self) -> int:
         return self.returncode

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,16 +12,9 @@ import pytest
 from es_doctor.cli.main import main
 from es_doctor.config import Target
 from es_doctor.errors import ExitStatus
+from support import run_cli
 
 PY = sys.executable
-
-
-def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
-    full_env.update(env or {})
-    return subprocess.run([PY, "-m", "es_doctor", *args], capture_output=True, text=True, env=full_env,
-                          cwd=cwd, timeout=timeout, check=False)
 
 
 @pytest.fixture
@@ -34,7 +26,7 @@ def home(tmp_path: Path) -> dict[str, str]:
 def test_version() -> None:
     from es_doctor import __version__
 
-    result = cli("--version")
+    result = run_cli("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"es-doctor {__version__}"
 
@@ -78,14 +70,14 @@ def test_shell_completion_is_offered(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_usage_error_never_shares_the_critical_code(home: dict[str, str]) -> None:
-    result = cli("diagnose", "--format", "yaml", env=home)
+    result = run_cli("diagnose", "--format", "yaml", env=home)
     assert result.returncode == ExitStatus.USAGE == 64
-    result = cli("no-such-command", env=home)
+    result = run_cli("no-such-command", env=home)
     assert result.returncode == ExitStatus.USAGE
-    result = cli("diagnose", "--class", "nonsense", env=home)
+    result = run_cli("diagnose", "--class", "nonsense", env=home)
     assert result.returncode == ExitStatus.USAGE
     assert "unknown class 'nonsense'" in result.stderr
-    result = cli("diagnose", "--check", "vectors.colection", env=home)
+    result = run_cli("diagnose", "--check", "vectors.colection", env=home)
     assert result.returncode == ExitStatus.USAGE
     assert "did you mean vectors.collection" in result.stderr
 
@@ -94,7 +86,7 @@ def test_config_error_exit_code_and_message(tmp_path: Path, home: dict[str, str]
     bad = tmp_path / "es-doctor.yaml"
     bad.write_text("targets:\n  prod:\n    service:\n      api_ulr: http://x\n")
     before = sorted(p.name for p in tmp_path.iterdir())
-    result = cli("--config", str(bad), "diagnose", env=home, cwd=tmp_path)
+    result = run_cli("--config", str(bad), "diagnose", env=home, cwd=tmp_path)
     assert result.returncode == ExitStatus.CONFIG == 78
     assert f"{bad}:4: key 'targets.prod.service.api_ulr': unknown key" in result.stderr
     assert "Traceback" not in result.stderr
@@ -139,7 +131,7 @@ def test_config_show_never_prints_a_secret(tmp_path: Path, home: dict[str, str])
     env["ES_DOCTOR_SERVICE__API_KEY"] = "PLANTED-ENV-SECRET-x9"
     outputs = []
     for args in (["config", "show", "-t", "prod"], ["config", "show", "--all"]):
-        result = cli("--config", str(config), *args, env=env)
+        result = run_cli("--config", str(config), *args, env=env)
         assert result.returncode == 0, result.stderr
         outputs.append(result.stdout + result.stderr)
     joined = "\n".join(outputs)
@@ -151,12 +143,12 @@ def test_config_show_never_prints_a_secret(tmp_path: Path, home: dict[str, str])
 
 def test_config_init_writes_a_valid_example_and_never_overwrites(tmp_path: Path, home: dict[str, str]) -> None:
     target = tmp_path / "es-doctor.yaml"
-    assert cli("config", "init", str(target), env=home).returncode == 0
+    assert run_cli("config", "init", str(target), env=home).returncode == 0
     text = target.read_text()
     assert "env:PGPASSWORD" in text
-    assert cli("--config", str(target), "config", "show", env=home).returncode == 0
+    assert run_cli("--config", str(target), "config", "show", env=home).returncode == 0
     target.write_text("mine: true\n")
-    result = cli("config", "init", str(target), env=home)
+    result = run_cli("config", "init", str(target), env=home)
     assert result.returncode == ExitStatus.CONFIG
     assert target.read_text() == "mine: true\n"
 
@@ -164,7 +156,7 @@ def test_config_init_writes_a_valid_example_and_never_overwrites(tmp_path: Path,
 def test_checks_lists_every_check(home: dict[str, str]) -> None:
     from es_doctor.checks.registry import load_all
 
-    result = cli("checks", env={**home, "COLUMNS": "250"})
+    result = run_cli("checks", env={**home, "COLUMNS": "250"})
     assert result.returncode == 0
     for check_id in load_all():
         assert check_id in result.stdout
@@ -180,7 +172,7 @@ def test_runbooks_list_reports_a_malformed_user_runbook_and_lists_the_others(tmp
     (tmp_path / "rbs" / "broken.yaml").write_text("id: broken\ntitle: x\n  bad: [\n", encoding="utf-8")
     config = tmp_path / "es-doctor.yaml"
     config.write_text(f"runbook_dirs: [{tmp_path / 'rbs'}]\n", encoding="utf-8")
-    result = cli("-c", str(config), "runbooks", "list", env={"HOME": str(tmp_path)})
+    result = run_cli("-c", str(config), "runbooks", "list", env={"HOME": str(tmp_path)})
     assert result.returncode == 65
     assert "broken.yaml:3" in result.stderr
     assert "service-restart" in result.stdout and "qdrant-collection-restore" in result.stdout
@@ -198,13 +190,13 @@ def test_several_global_targets_are_honoured_or_refused(tmp_path: Path, home: di
     config.write_text("targets:\n" + "".join(
         f"  {name}:\n    service:\n      api_url: http://127.0.0.1:{closed}\n" for name in ("alpha", "beta")),
         encoding="utf-8")
-    both = cli("-c", str(config), "-t", "alpha", "-t", "beta", "diagnose", "--check", "startup.api-port",
+    both = run_cli("-c", str(config), "-t", "alpha", "-t", "beta", "diagnose", "--check", "startup.api-port",
                "-f", "json", env=home)
     assert both.returncode in (1, 2, 3), both.stderr
     assert {r["target"] for r in json.loads(both.stdout)["reports"]} == {"alpha", "beta"}
-    one = cli("-c", str(config), "-t", "alpha", "-t", "beta", "config", "show", env=home)
+    one = run_cli("-c", str(config), "-t", "alpha", "-t", "beta", "config", "show", env=home)
     assert one.returncode == ExitStatus.USAGE
     assert "-t was given 2 times (alpha, beta): this command takes one target" in one.stderr
     assert "Traceback" not in one.stderr
-    same = cli("-c", str(config), "-t", "alpha", "-t", "alpha", "config", "show", env=home)
+    same = run_cli("-c", str(config), "-t", "alpha", "-t", "alpha", "config", "show", env=home)
     assert same.returncode == 0 and "target: alpha" in same.stdout

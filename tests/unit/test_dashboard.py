@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from es_doctor.cli.main import main
 from es_doctor.config import MetricNames, Target, Thresholds
 from es_doctor.dashboard import build, from_json, panels_for, queries, to_json
 from es_doctor.errors import ConfigError, ExitStatus
+from support import run_cli
 
 #: the guide's "Dashboard Recommandé", in its order, and the availability row's uptime
 WIDGETS = ["Service status", "API response time", "Error rate", "Memory / CPU", "Vector operations/s",
@@ -144,16 +144,8 @@ def test_no_secret_or_address_reaches_the_dashboard() -> None:
         assert secret not in text
 
 
-def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
-    env.update({"XDG_CONFIG_HOME": str(tmp_path / "xdg"), "ES_DOCTOR_LAB_DIR": str(tmp_path / "nolab"),
-                "HOME": str(tmp_path)})
-    return subprocess.run([sys.executable, "-m", "es_doctor", *args], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=120, check=False)
-
-
 def test_cli_prints_the_dashboard(tmp_path: Path) -> None:
-    result = _run(["dashboard"], tmp_path)
+    result = run_cli("dashboard", home=tmp_path, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == board()
 
@@ -162,7 +154,7 @@ def test_cli_out_writes_atomically_0644_and_replaces(tmp_path: Path) -> None:
     out = tmp_path / "dash.json"
     out.write_text("old")
     out.chmod(0o600)
-    result = _run(["dashboard", "--out", str(out)], tmp_path)
+    result = run_cli("dashboard", "--out", str(out), home=tmp_path, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"wrote {out}" in result.stderr and "9 panels" in result.stderr
     assert json.loads(out.read_text()) == board()
@@ -175,7 +167,7 @@ def test_cli_out_writes_atomically_0644_and_replaces(tmp_path: Path) -> None:
     (".", ExitStatus.USAGE, "is a directory"),
 ])
 def test_cli_out_that_cannot_be_written_is_a_clear_error(tmp_path: Path, where: str, code: int, words: str) -> None:
-    result = _run(["dashboard", "--out", str(tmp_path / where)], tmp_path)
+    result = run_cli("dashboard", "--out", str(tmp_path / where), home=tmp_path, cwd=tmp_path)
     assert result.returncode == code, result.stderr
     assert words in result.stderr and "Traceback" not in result.stderr
 
@@ -183,7 +175,7 @@ def test_cli_out_that_cannot_be_written_is_a_clear_error(tmp_path: Path, where: 
 def test_cli_bad_metric_name_is_a_config_error(tmp_path: Path) -> None:
     config = "targets:\n  default:\n    metrics:\n      managers_up: 'up or vector(1)'\n"
     (tmp_path / "es-doctor.yaml").write_text(config)
-    result = _run(["dashboard"], tmp_path)
+    result = run_cli("dashboard", home=tmp_path, cwd=tmp_path)
     assert result.returncode == ExitStatus.CONFIG, result.stderr
     assert "metrics.managers_up" in result.stderr and "Traceback" not in result.stderr
 

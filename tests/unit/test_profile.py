@@ -4,11 +4,13 @@ together with what `go tool pprof -top` said of each)."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
 import re
 import stat
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from es_doctor.profiles import render, store
 from es_doctor.profiles.capture import describe, profile_url
 from es_doctor.profiles.proto import MAX_DECOMPRESSED, ProfileError, decompress, parse
 from es_doctor.profiles.summary import Summary, compare, entry_function, goroutine_state, kind_of, summarize
+from support import CliResult, run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pprof"
 NAMES = ["goroutine-base", "goroutine-leak", "heap-base", "heap-growth", "cpu"]
@@ -310,56 +313,44 @@ def test_fixture_files_are_what_the_script_writes() -> None:
 # ------------------------------------------------------------------ the command's refusals (before any fetch)
 
 
-def _cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-         *args: str) -> tuple[int, str, str]:
-    from es_doctor.cli.main import main
-
-    for key in [k for k in os.environ if k.startswith("ES_DOCTOR_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("ES_DOCTOR_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("ES_DOCTOR_CONFIG", str(tmp_path / "no-such-config.yaml"))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    monkeypatch.delenv("ES_DOCTOR_CONFIG")
-    # nothing listens on port 9: a refusal proves the command never got as far as fetching
-    monkeypatch.setenv("ES_DOCTOR_SERVICE__PPROF_URL", "http://127.0.0.1:9/debug/pprof")
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+@pytest.fixture
+def cli(tmp_path: Path) -> Callable[..., CliResult]:
+    """es-doctor in process, isolated under ``tmp_path``, its pprof endpoint on port 9 where nothing
+    listens: a refusal proves the command never got as far as fetching."""
+    return functools.partial(run_cli, home=tmp_path, cwd=tmp_path, in_process=True,
+                             env={"ES_DOCTOR_STATE_DIR": str(tmp_path / "state"),
+                                  "ES_DOCTOR_SERVICE__PPROF_URL": "http://127.0.0.1:9/debug/pprof"})
 
 
 def test_compare_arguments_are_checked_before_a_profile_is_taken(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _out, err = _cli(tmp_path, monkeypatch, capsys, "profile", "cpu", "--compare", "last")
+        tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    code, _out, err = cli("profile", "cpu", "--compare", "last")
     assert code == 64 and "No such option: --compare" in err  # growth is for heap and goroutine profiles
-    code, _out, err = _cli(tmp_path, monkeypatch, capsys, "profile", "heap", "--compare", "last")
+    code, _out, err = cli("profile", "heap", "--compare", "last")
     assert code == 64 and "no saved heap profile" in err
     garbage = tmp_path / "garbage.pb.gz"
     garbage.write_bytes(b"\x1f\x8b not gzip at all")
-    code, _out, err = _cli(tmp_path, monkeypatch, capsys, "profile", "goroutine", "--compare", str(garbage))
+    code, _out, err = cli("profile", "goroutine", "--compare", str(garbage))
     assert code == 65 and "not a readable goroutine profile" in err and "Traceback" not in err
-    code, _out, err = _cli(tmp_path, monkeypatch, capsys, "profile", "goroutine", "--compare",
-                           str(FIXTURES / "heap-base.pb.gz"))
+    code, _out, err = cli("profile", "goroutine", "--compare",
+                          str(FIXTURES / "heap-base.pb.gz"))
     assert code == 65 and "no goroutine values" in err
     fifo = tmp_path / "fifo.pb.gz"
     os.mkfifo(fifo)  # no writer: a plain open() would wait for one forever
-    code, _out, err = _cli(tmp_path, monkeypatch, capsys, "profile", "heap", "--compare", str(fifo))
+    code, _out, err = cli("profile", "heap", "--compare", str(fifo))
     assert code in (64, 65) and "Traceback" not in err and str(fifo) in err, err
 
 
-def test_an_unreachable_endpoint_is_a_clear_error_and_nothing_is_saved(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _cli(tmp_path, monkeypatch, capsys, "profile", "goroutine")
+def test_an_unreachable_endpoint_is_a_clear_error_and_nothing_is_saved(cli: Callable[..., CliResult]) -> None:
+    code, out, err = cli("profile", "goroutine")
     assert code == 69 and "pprof endpoint unreachable" in err and "127.0.0.1:9" in err and out == ""
-    code, out, _err = _cli(tmp_path, monkeypatch, capsys, "profile", "list", "--format", "json")
+    code, out, _err = cli("profile", "list", "--format", "json")
     assert code == 0 and json.loads(out)["profiles"] == []
 
 
-def test_profile_list_shows_saved_profiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_profile_list_shows_saved_profiles(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
     store.save(tmp_path / "state", "default", "heap", b"x", datetime(2026, 11, 29, 12, 0, tzinfo=UTC))
-    code, out, _err = _cli(tmp_path, monkeypatch, capsys, "profile", "list")
+    code, out, _err = cli("profile", "list")
     assert code == 0 and "20261129T120000Z-heap.pb.gz" in out and "2026-11-29 12:00:00" in out
 
 

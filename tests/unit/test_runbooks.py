@@ -4,8 +4,6 @@ set, the templating sandbox, and secrets kept out of the audit log and the outpu
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from es_doctor.runbooks.engine import Engine, RunOutcome, plan
 from es_doctor.runbooks.loader import RunbookError, load_runbook_file, load_runbooks, shipped_dir
 from es_doctor.runbooks.schema import render_schema
 from es_doctor.runbooks.templating import TemplateError, render
+from support import run_cli
 
 VALID = """\
 id: sample
@@ -141,8 +140,7 @@ def test_every_shipped_runbook_validates_and_every_check_has_its_runbook() -> No
 
 def test_cli_validate_exits_65_naming_file_and_line(tmp_path: Path) -> None:
     bad = write(tmp_path, VALID.replace("action: notify", "action: nope", 1))
-    result = subprocess.run([sys.executable, "-m", "es_doctor", "runbooks", "validate", str(bad)],
-                            capture_output=True, text=True, check=False)
+    result = run_cli("runbooks", "validate", str(bad), home=tmp_path)
     assert result.returncode == 65
     assert f"{bad}:8: steps[0].action: unknown action 'nope'" in result.stderr
 

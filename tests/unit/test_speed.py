@@ -4,7 +4,6 @@ the previous run's scrape."""
 
 from __future__ import annotations
 
-import os
 import socket
 import stat
 import subprocess
@@ -28,6 +27,7 @@ from es_doctor.probes.metrics import Scrape, parse_exposition
 from es_doctor.probes.qdrant import _collection_info, _collection_names, _query_hits, _scroll_page, _then
 from es_doctor.probes.result import Failure, FailureKind, success
 from es_doctor.probes.session import sdk_modules
+from support import isolated_env
 
 PY = sys.executable
 START = "process_start_time_seconds"
@@ -62,9 +62,7 @@ targets:
     check_timeout_s: 3
     deadline_s: 8
 """)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
-    env.update({"ES_DOCTOR_CONFIG": str(config), "ES_DOCTOR_LAB_DIR": str(tmp_path / "nolab"),
-                "HOME": str(tmp_path)})
+    env = isolated_env(tmp_path, {"ES_DOCTOR_CONFIG": str(config)})
     result = subprocess.run([PY, "-c", IMPORTS, "diagnose", "--format", "json", *args], capture_output=True,
                             text=True, env=env, timeout=120, check=False)
     assert "Traceback" not in result.stderr, result.stderr
