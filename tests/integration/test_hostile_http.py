@@ -226,11 +226,11 @@ def test_the_http_action_is_bounded(hostile: str, tmp_path: Path, path: str, mes
     before = rss()
     started = time.monotonic()
     if message is None:  # deep JSON: kept as (truncated) text, never a RecursionError
-        out = REGISTRY["http"].run({"url": path, "timeout": 3}, _ctx(hostile, tmp_path))
+        out = REGISTRY["http"].call({"url": path, "timeout": 3}, _ctx(hostile, tmp_path))
         assert isinstance(out["body"], str) and len(out["body"]) == 2000
     else:
         with pytest.raises(ActionError, match=message) as caught:
-            REGISTRY["http"].run({"method": "POST", "url": path, "timeout": 2}, _ctx(hostile, tmp_path))
+            REGISTRY["http"].call({"method": "POST", "url": path, "timeout": 2}, _ctx(hostile, tmp_path))
         assert caught.value.retryable is False  # a POST that reached the server may have taken effect
     assert time.monotonic() - started < 4
     assert rss() - before < 64 * 1024 * 1024
@@ -243,7 +243,7 @@ def test_the_http_action_retries_only_what_never_left(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         closed = sock.getsockname()[1]
     with pytest.raises(ActionError) as caught:
-        REGISTRY["http"].run({"method": "POST", "url": "/x", "timeout": 2},
+        REGISTRY["http"].call({"method": "POST", "url": "/x", "timeout": 2},
                              _ctx(f"http://127.0.0.1:{closed}", tmp_path))
     assert caught.value.retryable is True  # refused: nothing was sent
 
@@ -253,7 +253,7 @@ def test_notify_webhook_is_bounded(hostile: str, tmp_path: Path) -> None:
 
     started = time.monotonic()
     with pytest.raises(ActionError, match="webhook failed") as caught:
-        REGISTRY["notify"].run({"message": "m", "webhook": hostile + "/endless"}, _ctx(hostile, tmp_path))
+        REGISTRY["notify"].call({"message": "m", "webhook": hostile + "/endless"}, _ctx(hostile, tmp_path))
     assert hostile not in str(caught.value)
     assert time.monotonic() - started < 12
 

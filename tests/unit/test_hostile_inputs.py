@@ -498,7 +498,9 @@ def test_a_crash_directory_planted_as_a_symlink_is_not_followed(tmp_path: Path,
 
 
 def test_config_set_keeps_comments_order_mode_and_replaces_atomically(tmp_path: Path) -> None:
-    from es_doctor.runbooks.actions import ActionContext, config_restore, config_set
+    from es_doctor.runbooks.actions import REGISTRY, ActionContext
+
+    config_set, config_restore = REGISTRY["config.set"].call, REGISTRY["config.restore"].call
 
     path = tmp_path / "config.yaml"
     original = ("# service config\nserver:\n  port: 8080  # the API\n  workers: 4\n"
