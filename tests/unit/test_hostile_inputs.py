@@ -587,3 +587,70 @@ def test_concatenation_chains_stay_bounded() -> None:
         render("{{ " + " + ".join([chunk] * 40) + " }}", {"params": {}})
     assert time.monotonic() - started < 1.0
     assert render("{{ 'ab' + 'cd' }}", {"params": {}}) == "abcd"
+
+
+#: each builds gigabytes from values that pass every single-operation limit (issue #24 item 7)
+AMPLIFIERS = [
+    "{{ ('A' * 65536) | list | join('B' * 65536) }}",
+    "{{ (['A' * 65536] * 65536) | join }}",
+    "{{ (['A' * 65536] * 65536) | string }}",
+    "{{ (['A' * 65536] * 65536) ~ '' }}",
+    "x {{ ['A' * 65536] * 65536 }}",
+    "{{ (['A' * 65536] * 4096) + (['A' * 65536] * 4096) }}",
+    "{{ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536)"
+    " ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536)"
+    " ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536) }}",
+]
+
+_CAPPED_RENDER = """
+import resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (768 * 1024 * 1024, 768 * 1024 * 1024))
+from es_doctor.runbooks.templating import TemplateError, render
+started = time.monotonic()
+try:
+    render(sys.argv[1], {"params": {}})
+except TemplateError as exc:
+    print("REFUSED", round(time.monotonic() - started, 2), exc)
+    sys.exit(0)
+except MemoryError:
+    print("MEMORY")
+    sys.exit(3)
+print("RENDERED")
+sys.exit(4)
+"""
+
+
+@pytest.mark.parametrize("template", AMPLIFIERS)
+def test_template_amplifiers_are_refused_before_they_are_built(template: str) -> None:
+    """Under a 768 MB address-space cap the render is refused (a TemplateError naming the bound), fast;
+    before the bounds, join/string/~/output built gigabytes (MemoryError, or 16 GB uncapped)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _CAPPED_RENDER, template], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0 and done.stdout.startswith("REFUSED"), done.stdout + done.stderr
+    assert float(done.stdout.split()[1]) < 5.0, done.stdout
+    assert "larger than" in done.stdout or "more than" in done.stdout, done.stdout
+
+
+def test_template_rendering_has_a_wall_clock_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many bounded operations still end at the render's time budget."""
+    from es_doctor.runbooks import templating
+
+    monkeypatch.setattr(templating, "RENDER_BUDGET_S", 0.05)
+    heavy = " + ".join(["((['x'] * 60000) | sort | length)"] * 200)
+    started = time.monotonic()
+    with pytest.raises(templating.TemplateError, match="time budget"):
+        templating.render("{{ " + heavy + " }}", {"params": {}})
+    assert time.monotonic() - started < 2.0
+
+
+def test_small_templates_still_render_after_the_bounds() -> None:
+    from es_doctor.runbooks.templating import render
+
+    ctx: dict[str, Any] = {"params": {"names": ["a", "b"], "n": 3}}
+    assert render("{{ params.names | join(', ') }}", ctx) == "a, b"
+    assert render("x{{ params.n }}-{{ params.names | list | string }}", ctx) == "x3-['a', 'b']"
+    assert render("{{ 'a' ~ params.n ~ 'b' }}", ctx) == "a3b"
+    assert render("{{ ('ab' * 3) | upper }}", ctx) == "ABABAB"
