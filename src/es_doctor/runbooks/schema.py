@@ -28,13 +28,13 @@ def _templated(prop: dict[str, Any]) -> dict[str, Any]:
     return {**keep, "anyOf": [rest, {"$ref": "#/$defs/template"}]}
 
 
-def action_inputs_schema(name: str) -> dict[str, Any]:
-    """The JSON Schema of one action's inputs (its nested models inlined)."""
+def action_inputs_schema(name: str, defs: dict[str, Any]) -> dict[str, Any]:
+    """The JSON Schema of one action's inputs; the definitions it refers to (``JsonValue``) go to ``defs``."""
     from es_doctor.runbooks.actions import REGISTRY
 
     spec = REGISTRY[name]
     schema = spec.inputs.model_json_schema(by_alias=True)
-    schema.pop("$defs", None)  # the inputs models are flat: nothing refers to a nested definition
+    defs.update(schema.pop("$defs", {}))  # shared by name (pydantic names them after their type)
     schema["properties"] = {k: _templated(v) for k, v in schema.get("properties", {}).items()}
     doc = (spec.run.__doc__ or "").strip().split("\n\n")[0]
     schema["title"] = f"inputs of {name}"
@@ -49,7 +49,7 @@ def runbook_schema() -> dict[str, Any]:
     defs = schema.setdefault("$defs", {})
     defs["template"] = TEMPLATE
     for name in sorted(REGISTRY):
-        defs[f"inputs.{name}"] = action_inputs_schema(name)
+        defs[f"inputs.{name}"] = action_inputs_schema(name, defs)
     defs["Step"]["allOf"] = [
         {"if": {"properties": {"action": {"const": name}}, "required": ["action"]},
          "then": {"properties": {"inputs": {"$ref": f"#/$defs/inputs.{name}"}}}}

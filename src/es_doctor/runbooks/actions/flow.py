@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, WithJsonSchema, field_validator
 
 from es_doctor.findings import words
 from es_doctor.runbooks.actions.base import (
@@ -18,10 +18,15 @@ from es_doctor.runbooks.actions.base import (
 )
 from es_doctor.secrets import resolve_secret
 
+#: one check id or a list of them, as the schema shows it (the model keeps a list)
+_ONE_OR_MANY = WithJsonSchema({"anyOf": [{"type": "string"},
+                                         {"type": "array", "items": {"type": "string"}, "minItems": 1}]})
+
 
 class WaitForInputs(Inputs):
-    check: list[str] = Field(min_length=1, description="a check id, or a list of them (``runbooks validate`` "
-                             "checks each against the registry)")
+    check: Annotated[list[str], _ONE_OR_MANY] = Field(
+        min_length=1, description="a check id, or a list of them (``runbooks validate`` checks each against "
+        "the registry)")
     timeout: float = Field(default=60.0, gt=0, description="seconds to wait for every check to be OK")
     interval: float = Field(default=1.0, gt=0, description="seconds between two rounds")
 
