@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from es_doctor.config import Target, secret_values
+from es_doctor.config import Target
 from es_doctor.files import private_dir
 from es_doctor.runbooks.actions import RUN_ENV, ActionContext
 from es_doctor.runbooks.audit import AuditLog, fix_lock, target_lock
@@ -39,7 +39,7 @@ from es_doctor.runbooks.plan import (
 from es_doctor.runbooks.recovery import report_dead_run
 from es_doctor.runbooks.stepper import StepHook, StepInterrupted, Stepper, ctrl_c_deferred
 from es_doctor.runbooks.templating import TemplateError, evaluate_condition
-from es_doctor.secrets import clean
+from es_doctor.secrets import clean, secret_values
 
 __all__ = ["Engine", "FixResult", "Plan", "PlannedStep", "RunOutcome", "StepHook", "StepInterrupted",
            "StepResult", "UnverifiableRunbookError", "coerce_params", "missing_requirements", "plan",

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from es_doctor.config import Target, secret_values
+from es_doctor.config import Target
 from es_doctor.errors import EsDoctorError, ExitStatus, UsageError
 from es_doctor.runbooks.actions import REGISTRY
 from es_doctor.runbooks.model import Runbook, Step
 from es_doctor.runbooks.templating import TemplateError, evaluate_condition, referenced, render
-from es_doctor.secrets import clean
+from es_doctor.secrets import clean, secret_values
 
 
 @dataclass
