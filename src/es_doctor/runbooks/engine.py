@@ -229,8 +229,10 @@ class Engine:
                     result.steps.append(StepResult(step.name, "steps", "failed", error=ctx_error))
                     return step.name, "abort"
                 if not go:
-                    result.steps.append(StepResult(step.name, "steps", "skipped", error="condition is false"))
-                    self.audit.write("fix.step", **base, step=step.name, status="skipped")
+                    reason = f"skipped: its condition is false (when: {step.when})"
+                    result.steps.append(StepResult(step.name, "steps", "skipped", error=reason))
+                    self.audit.write("fix.step", **base, phase="steps", step=step.name, action=step.action,
+                                     status="skipped", reason=reason)
                     index += 1
                     continue
             if planned.destructive and not confirmed_all and not self.confirm(
