@@ -323,7 +323,7 @@ def test_a_runbook_verified_by_an_unknown_check_is_refused_by_validate_and_by_fi
     before = config.read_bytes()
     env = _user_runbooks(tmp_path, UNVERIFIABLE)
     path = tmp_path / "user-runbooks" / "test-runbook.yaml"
-    line = UNVERIFIABLE.lstrip("\n").splitlines().index("verify: [startup.helth]") + 1
+    line = path.read_text().splitlines().index("verify: [startup.helth]") + 1
     validate = es_doctor(healthy_lab, tmp_path, "runbooks", "validate", str(path), extra_env=env)
     assert validate.returncode == 65, validate.stdout + validate.stderr
     assert f"{path}:{line}: verify[0]: no check 'startup.helth'" in validate.stderr
