@@ -584,7 +584,7 @@ def test_concatenation_chains_stay_bounded() -> None:
 
     chunk = f"('A' * {MAX_REPEAT})"
     started = time.monotonic()
-    with pytest.raises(TemplateError, match="larger than"):
+    with pytest.raises(TemplateError, match=r"larger than|builds more than"):
         render("{{ " + " + ".join([chunk] * 40) + " }}", {"params": {}})
     assert time.monotonic() - started < 1.0
     assert render("{{ 'ab' + 'cd' }}", {"params": {}}) == "abcd"
@@ -640,11 +640,27 @@ def test_template_rendering_has_a_wall_clock_budget(monkeypatch: pytest.MonkeyPa
     from es_doctor.runbooks import templating
 
     monkeypatch.setattr(templating, "RENDER_BUDGET_S", 0.05)
-    heavy = " + ".join(["((['x'] * 60000) | sort | length)"] * 200)
+    heavy = " + ".join(["(params.big | max | length)"] * 150)  # each term weighs 60000 items: about 5 ms
     started = time.monotonic()
     with pytest.raises(templating.TemplateError, match="time budget"):
-        templating.render("{{ " + heavy + " }}", {"params": {}})
+        templating.render("{{ " + heavy + " }}", {"params": {"big": ["x"] * 60000}})
     assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize("operator", ["+", "*"])
+def test_a_deeply_nested_expression_is_a_template_error_not_a_traceback(tmp_path: Path, operator: str) -> None:
+    """Python's parser refuses more than 200 nested parentheses: the compiled template of a 250-term chain
+    raised SyntaxError out of validation and rendering."""
+    from es_doctor.runbooks.loader import RunbookError, load_runbook_file
+    from es_doctor.runbooks.templating import TemplateError, render
+
+    chain = "{{ " + f" {operator} ".join(["(1 | abs)"] * 250) + " }}"
+    with pytest.raises(TemplateError):
+        render(chain, {"params": {}})
+    path = _bomb_runbook(tmp_path, chain)
+    with pytest.raises(RunbookError) as info:
+        load_runbook_file(path)
+    assert f"{path}:" in info.value.message
 
 
 def test_small_templates_still_render_after_the_bounds() -> None:

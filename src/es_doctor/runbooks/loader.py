@@ -185,6 +185,8 @@ def _check_ids(rb: Runbook, doc: YamlDocument, path: Path) -> None:
     """``verify:``, ``cures:`` and ``wait_for`` check ids name checks of the registry."""
     from es_doctor.checks.registry import load_all
 
+    if not (rb.verify or rb.cures or any(s.action == "wait_for" for _n, items in rb.sections() for s in items)):
+        return  # no id to check: the check modules are not imported
     registry = load_all()
 
     def known(check_id: Any, loc: Loc) -> None:
@@ -206,7 +208,7 @@ def _check_ids(rb: Runbook, doc: YamlDocument, path: Path) -> None:
                           else (section, i, "inputs", "check"))
 
 
-def _load(path: Path) -> tuple[Runbook, YamlDocument]:
+def _load(path: Path, check_ids: bool = True) -> tuple[Runbook, YamlDocument]:
     try:
         doc = load_yaml_file(path)
     except YamlSyntaxError as exc:
@@ -222,7 +224,8 @@ def _load(path: Path) -> tuple[Runbook, YamlDocument]:
         raise _from_validation(exc, doc, path) from None
     _check_templates(rb, doc, path)
     _check_inputs(rb, doc, path)
-    _check_ids(rb, doc, path)
+    if check_ids:
+        _check_ids(rb, doc, path)
     return rb, doc
 
 
@@ -250,15 +253,18 @@ def runbook_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.suffix in SUFFIXES and p.is_file())
 
 
-def _load_level(files: Iterable[Path], errors: list[RunbookError] | None = None) -> dict[str, tuple[Runbook, Path]]:
+def _load_level(files: Iterable[Path], errors: list[RunbookError] | None = None,
+                check_ids: bool = True) -> dict[str, tuple[Runbook, Path]]:
     """One source level; an id defined twice in it is an error naming both files.
 
     With ``errors``, a file that does not load is recorded there and skipped instead of raising.
+    ``check_ids=False`` leaves the check ids unchecked (the shipped set: a unit test checks them, and
+    every command would otherwise import every check module; ``plan()`` checks a runbook's ids again).
     """
     found: dict[str, tuple[Runbook, Path]] = {}
     for path in files:
         try:
-            rb, doc = _load(path)
+            rb, doc = _load(path, check_ids)
         except RunbookError as exc:
             if errors is None:
                 raise
@@ -281,7 +287,7 @@ def load_runbooks(dirs: list[Path] | None = None, *, shipped: bool = True, toler
     if shipped:
         emergency = shipped_dir() / "emergency"  # runbooks/emergency/: the guide's emergency procedures
         files = [*runbook_files(shipped_dir()), *(runbook_files(emergency) if emergency.is_dir() else [])]
-        for rb_id, (rb, path) in _load_level(files).items():
+        for rb_id, (rb, path) in _load_level(files, check_ids=False).items():
             out.runbooks[rb_id], out.sources[rb_id] = rb, path
     user_files: list[Path] = []
     for directory in dirs or []:

@@ -171,6 +171,8 @@ def verify_ids(runbook: Runbook) -> list[str]:
     from es_doctor.checks.registry import load_all
 
     ids = list(runbook.verify or runbook.cures)
+    if not ids:
+        return []
     registry = load_all()
     unknown = [c for c in [*runbook.verify, *runbook.cures] if c not in registry]
     if unknown:

@@ -301,7 +301,7 @@ def _evaluate(source: str, context: dict[str, Any], shown: str) -> Any:
     except TemplateError:
         raise
     except (JinjaTemplateError, ArithmeticError, LookupError, TypeError, ValueError, AttributeError,
-            RecursionError) as exc:
+            RecursionError, SyntaxError) as exc:
         raise _fail(exc, shown) from None
 
 
@@ -325,7 +325,7 @@ def _render(value: Any, context: dict[str, Any]) -> Any:
     try:
         return _bounded(_ENV.from_string(_parse(value, as_expression=False)).render(**_roots(context)), value)
     except (JinjaTemplateError, ArithmeticError, LookupError, TypeError, ValueError, AttributeError,
-            RecursionError) as exc:
+            RecursionError, SyntaxError) as exc:
         raise _fail(exc, value) from None
 
 
@@ -363,10 +363,13 @@ def _parse(text: str, as_expression: bool) -> nodes.Template:
             tree = _expressions_only(_ENV.parse("{{ (" + source + ") }}"), text)  # calls, filters: named first
             _ENV.compile_expression(source)  # the evaluator's own parser: rejects trailing garbage
             return tree
-        return _expressions_only(_ENV.parse(text), text)
+        tree = _expressions_only(_ENV.parse(text), text)
+        _ENV.compile(text)  # Python's own limits (nesting) are met at validation, not first at run time
+        return tree
     except TemplateSyntaxError as exc:
         raise _fail(exc, text) from None
-    except (JinjaTemplateError, RecursionError, ValueError, TypeError) as exc:  # pathological input
+    except (JinjaTemplateError, RecursionError, SyntaxError, ValueError, TypeError) as exc:  # pathological input
+        # (SyntaxError: Python refuses the compiled template, e.g. more than 200 nested parentheses)
         raise _fail(exc, text) from None
 
 
