@@ -50,6 +50,8 @@ MAX_INT_BITS = 4096
 MAX_WORK = 8 * 1024 * 1024
 #: the wall-clock budget of one render (one step's inputs, or one condition)
 RENDER_BUDGET_S = 2.0
+#: the deepest expression a template may hold (operations within operations)
+MAX_DEPTH = 100
 #: the most items a ``list`` (or ``sort``, ``unique``) may hold
 MAX_ITEMS = MAX_REPEAT
 #: Jinja's filters a runbook may use (each bounded by the size of its input), plus port and host
@@ -354,18 +356,28 @@ def _expressions_only(tree: nodes.Template, text: str) -> nodes.Template:
     return tree
 
 
+def _shallow(tree: nodes.Template, text: str) -> nodes.Template:
+    """Refuse an expression nested deeper than :data:`MAX_DEPTH` (Python cannot compile the code Jinja
+    makes of a chain of about 200 operations: a SyntaxError at run time, without this)."""
+    stack: list[tuple[nodes.Node, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise TemplateError(f"template {text!r}: nested deeper than {MAX_DEPTH} operations")
+        stack.extend((child, depth + 1) for child in node.iter_child_nodes())
+    return tree
+
+
 def _parse(text: str, as_expression: bool) -> nodes.Template:
     if len(text) > MAX_TEMPLATE:
         raise TemplateError(f"template of {len(text)} characters (at most {MAX_TEMPLATE})")
     try:
         if as_expression:
             source = condition_source(text)
-            tree = _expressions_only(_ENV.parse("{{ (" + source + ") }}"), text)  # calls, filters: named first
+            tree = _shallow(_expressions_only(_ENV.parse("{{ (" + source + ") }}"), text), text)  # named first
             _ENV.compile_expression(source)  # the evaluator's own parser: rejects trailing garbage
             return tree
-        tree = _expressions_only(_ENV.parse(text), text)
-        _ENV.compile(text)  # Python's own limits (nesting) are met at validation, not first at run time
-        return tree
+        return _shallow(_expressions_only(_ENV.parse(text), text), text)
     except TemplateSyntaxError as exc:
         raise _fail(exc, text) from None
     except (JinjaTemplateError, RecursionError, SyntaxError, ValueError, TypeError) as exc:  # pathological input
