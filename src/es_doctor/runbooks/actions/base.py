@@ -9,7 +9,6 @@ raising :class:`ActionError`; the engine turns it into the step's result. Destru
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from es_doctor.config import Target
 from es_doctor.probes.result import Result
 from es_doctor.probes.session import ProbeSession
+from es_doctor.units import utc_stamp
 
 #: set (by the engine) for the programs a run's steps start, so that those of a run that died can be found
 #: (not ``ES_DOCTOR_…``: an es-doctor started by a step would read that as a configuration override)
@@ -168,7 +168,7 @@ def unwrap(result: Result[Any], what: str) -> Any:
 
 
 def stamp() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return utc_stamp()
 
 
 def tool_call(fn: Callable[[], Any]) -> Any:
