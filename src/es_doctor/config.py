@@ -208,7 +208,8 @@ class LoadConfig(Strict):
     max_duration_s: float = Field(default=300.0, gt=0)
     max_concurrency: int = Field(default=64, gt=0)
     #: where the test data's marker (``es-doctor-load-<run id>``) lands: the tasks table's title column and
-    #: the vectors' payload key (null: test records are removed by the ids the API returned only)
+    #: the vectors' payload key; cleanup deletes a record only when it has one of the ids the API returned
+    #: *and* the marker (null: nothing is deleted, the records are reported)
     title_column: str | None = "title"
     title_key: str | None = "title"
 

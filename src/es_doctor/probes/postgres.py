@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from es_doctor.probes.result import Failure, FailureKind, Result, guarded, short
+from es_doctor.probes.result import Failure, FailureKind, MarkedCleanup, Result, guarded, short, success
 from es_doctor.secrets import scrub
 
 
@@ -158,23 +158,33 @@ class PostgresProbe:
 
 
     def delete_marked(self, table: str, id_column: str, ids: list[Any], title_column: str | None,
-                      marker: str) -> Result[int]:
-        """Delete a load test's rows: ``id_column`` one of ``ids``, or ``title_column`` starting with ``marker``
-        (names quoted as identifiers, values as parameters); the value is how many rows went."""
+                      marker: str) -> Result[MarkedCleanup]:
+        """Delete a load test's rows: those whose ``id_column`` is one of ``ids`` *and* whose ``title_column``
+        starts with ``marker`` (names quoted as identifiers, values as parameters), in one transaction. A row
+        with one of the ids but not the marker, or the marker but none of the ids, is counted and kept; with
+        no ``title_column`` nothing is deleted (no row can be proven to be the run's)."""
+        if not title_column:
+            return success(MarkedCleanup(0, note="no load.title_column: no row can be proven to be this run's; "
+                                                 "nothing deleted"))
 
-        def run() -> int:
+        def run() -> MarkedCleanup:
             from psycopg import sql
 
-            conditions = [sql.SQL("{}::text = ANY(%s)").format(sql.Identifier(id_column))]
-            params: list[Any] = [[str(i) for i in ids]]
-            if title_column:
-                escaped = marker.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                conditions.append(sql.SQL("{} LIKE %s").format(sql.Identifier(title_column)))
-                params.append(escaped + " %")
-            query = sql.SQL("DELETE FROM {} WHERE {}").format(sql.Identifier(table), sql.SQL(" OR ").join(conditions))
-            with self._connect() as conn, conn.cursor() as cur:
-                cur.execute(query, params)
-                return int(cur.rowcount)
+            escaped = marker.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + " %"
+            has_id = sql.SQL("{}::text = ANY(%(ids)s)").format(sql.Identifier(id_column))
+            marked = sql.SQL("coalesce({} LIKE %(marker)s, false)").format(sql.Identifier(title_column))
+            params: dict[str, Any] = {"ids": [str(i) for i in ids], "marker": escaped}
+            count = sql.SQL("SELECT count(*) FILTER (WHERE {has_id} AND NOT {marked}), "
+                            "count(*) FILTER (WHERE {marked} AND NOT {has_id}) FROM {table} "
+                            "WHERE {has_id} OR {marked}").format(has_id=has_id, marked=marked,
+                                                                  table=sql.Identifier(table))
+            delete = sql.SQL("DELETE FROM {} WHERE {} AND {}").format(sql.Identifier(table), has_id, marked)
+            with self._connect() as conn, conn.transaction(), conn.cursor() as cur:
+                cur.execute(count, params)
+                row = cur.fetchone()
+                id_only, marker_only = (int(row[0]), int(row[1])) if row else (0, 0)
+                cur.execute(delete, params)
+                return MarkedCleanup(int(cur.rowcount), id_only, marker_only)
 
         return guarded(self._classify, run)
 
