@@ -585,3 +585,87 @@ def test_concatenation_chains_stay_bounded() -> None:
         render("{{ " + " + ".join([chunk] * 40) + " }}", {"params": {}})
     assert time.monotonic() - started < 1.0
     assert render("{{ 'ab' + 'cd' }}", {"params": {}}) == "abcd"
+
+
+# --------------------------------------------------------------------------- -o/--out never replaces a non-regular file
+
+
+def _refused_api_env(tmp_path: Path) -> dict[str, str]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return {"ES_DOCTOR_SERVICE__API_URL": f"http://127.0.0.1:{port}", "HOME": str(tmp_path)}
+
+
+def _writer_args(command: str, out: Path) -> list[str]:
+    if command == "diagnose":
+        return ["diagnose", "--check", "startup.api-port", "-f", "prometheus", "-o", str(out)]
+    return ["dashboard", "--out", str(out)]
+
+
+@pytest.mark.parametrize("command", ["diagnose", "dashboard"])
+def test_out_to_a_fifo_is_written_through_and_the_fifo_stays(tmp_path: Path, command: str) -> None:
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+
+    def read() -> None:
+        with open(fifo, "rb") as reader:  # a FIFO: blocks until the writer opens it
+            got.append(reader.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(0.3)  # the reader is waiting on the FIFO
+    result, _ = cli(*_writer_args(command, fifo), cwd=tmp_path, env=_refused_api_env(tmp_path), timeout=60)
+    reader.join(10)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode), "the FIFO was replaced"
+    assert result.returncode in (0, 2), result.stderr
+    assert got and (b"es_doctor" in got[0] or b"panels" in got[0]), got
+
+
+@pytest.mark.parametrize("command", ["diagnose", "dashboard"])
+def test_out_to_a_fifo_without_a_reader_is_refused_at_once(tmp_path: Path, command: str) -> None:
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    result, elapsed = cli(*_writer_args(command, fifo), cwd=tmp_path, env=_refused_api_env(tmp_path), timeout=60)
+    assert result.returncode == CantCreateError.exit_status, result.stderr
+    assert "no reader" in result.stderr and "Traceback" not in result.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and elapsed < 30
+
+
+@pytest.mark.parametrize("command", ["diagnose", "dashboard"])
+def test_out_to_a_character_device_writes_through_and_keeps_the_device(tmp_path: Path, command: str) -> None:
+    device = tmp_path / "null"
+    os.mknod(device, 0o666 | stat.S_IFCHR, os.stat("/dev/null").st_rdev)  # a copy of /dev/null (root)
+    result, _ = cli(*_writer_args(command, device), cwd=tmp_path, env=_refused_api_env(tmp_path), timeout=60)
+    assert result.returncode in (0, 2), result.stderr
+    info = os.lstat(device)
+    assert stat.S_ISCHR(info.st_mode) and info.st_rdev == os.stat("/dev/null").st_rdev, "the device was replaced"
+
+
+@pytest.mark.parametrize("command", ["diagnose", "dashboard"])
+def test_out_to_a_symlink_to_stdout_writes_through_and_keeps_the_link(tmp_path: Path, command: str) -> None:
+    link = tmp_path / "out"
+    link.symlink_to("/proc/self/fd/1")
+    result, _ = cli(*_writer_args(command, link), cwd=tmp_path, env=_refused_api_env(tmp_path), timeout=60)
+    assert result.returncode in (0, 2), result.stderr
+    assert link.is_symlink() and os.readlink(link) == "/proc/self/fd/1", "the symlink was replaced"
+    assert "es_doctor" in result.stdout or "panels" in result.stdout  # written to the pipe stdout is
+
+
+def test_out_to_a_symlink_to_a_file_replaces_the_file_and_keeps_the_link(tmp_path: Path) -> None:
+    real = tmp_path / "real" / "dash.json"
+    real.parent.mkdir()
+    real.write_text("old")
+    link = tmp_path / "dash.json"
+    link.symlink_to(real)
+    result, _ = cli("dashboard", "--out", str(link), cwd=tmp_path, env={"HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and json.loads(real.read_text())["panels"]
+    dangling = tmp_path / "nothing.json"
+    dangling.symlink_to(tmp_path / "missing" / "x.json")
+    result, _ = cli("dashboard", "--out", str(dangling), cwd=tmp_path, env={"HOME": str(tmp_path)})
+    assert result.returncode == CantCreateError.exit_status and "symbolic link to nothing" in result.stderr
+    assert dangling.is_symlink() and not (tmp_path / "missing").exists()
