@@ -386,6 +386,13 @@ class HttpProbe:
     def get(self, url: str, *, accept: tuple[int, ...] = (), timeout: float | None = None) -> Result[HttpResponse]:
         return self.request("GET", url, accept=accept, timeout=timeout)
 
+    def status_of(self, url: str, timeout: float | None = None) -> int | None:
+        """The HTTP status ``url`` answers (any status: 200, 401, 404, 500…), None when what listens there
+        speaks no HTTP (refuses, hangs up, times out, answers garbage): whether a port's holder is a web
+        server at all."""
+        got = self.request("GET", url, accept=ALL_STATUSES, timeout=timeout)
+        return got.value.status_code if got.value is not None else None
+
     def get_json(self, url: str, *, accept: tuple[int, ...] = (), timeout: float | None = None) -> Result[Any]:
         """GET and parse JSON; bad JSON is a BAD_RESPONSE failure."""
         response = self.get(url, accept=accept, timeout=timeout)
