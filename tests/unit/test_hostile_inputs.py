@@ -669,3 +669,74 @@ def test_out_to_a_symlink_to_a_file_replaces_the_file_and_keeps_the_link(tmp_pat
     result, _ = cli("dashboard", "--out", str(dangling), cwd=tmp_path, env={"HOME": str(tmp_path)})
     assert result.returncode == CantCreateError.exit_status and "symbolic link to nothing" in result.stderr
     assert dangling.is_symlink() and not (tmp_path / "missing").exists()
+
+
+# --------------------------------------------------------------------------- pprof: bounded in what a parse builds
+
+
+def _pb_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _pb_field(number: int, payload: bytes | int) -> bytes:
+    if isinstance(payload, int):
+        return _pb_varint(number << 3) + _pb_varint(payload)
+    return _pb_varint(number << 3 | 2) + _pb_varint(len(payload)) + payload
+
+
+def _goroutine_profile(samples: list[tuple[bytes, bytes]]) -> bytes:
+    """A goroutine profile: location 1 in function main.f, one sample per (packed location ids, values)."""
+    return b"".join([
+        _pb_field(1, _pb_field(1, 1) + _pb_field(2, 2)),
+        *(_pb_field(2, _pb_field(1, locs) + _pb_field(2, values)) for locs, values in samples),
+        _pb_field(4, _pb_field(1, 1) + _pb_field(4, _pb_field(1, 1))),
+        _pb_field(5, _pb_field(1, 1) + _pb_field(2, 3)),
+        *(_pb_field(6, s.encode()) for s in ("", "goroutine", "count", "main.f")),
+    ])
+
+
+def test_a_small_gzip_profile_of_huge_stacks_is_refused_fast() -> None:
+    """Issue 24 item 8: 120 samples x 2 M location ids, ~230 KB gzip, took 83 s and 2.2 GB."""
+    import gzip
+    import resource
+
+    from es_doctor.profiles.proto import ProfileError, parse
+
+    bomb = gzip.compress(_goroutine_profile([(b"\x01" * 2_000_000, _pb_varint(1))] * 120), 6)
+    assert len(bomb) < 400_000
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.process_time()
+    with pytest.raises(ProfileError, match="more than 1024 locations"):
+        parse(bomb)
+    assert time.process_time() - started < 5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 600 * 1024  # KiB: < 600 MiB
+
+
+def test_many_samples_of_deep_stacks_stop_at_the_total_and_the_cpu_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from es_doctor.profiles import proto
+
+    assert proto.MAX_TOTAL_FRAMES <= 8_000_000
+    monkeypatch.setattr(proto, "MAX_TOTAL_FRAMES", 200_000)  # the same rule, reached sooner
+    deep = b"\x01" * 1000
+    many = _goroutine_profile([(deep, _pb_varint(1))] * 201)
+    with pytest.raises(proto.ProfileError, match="frames in all"):
+        proto.parse(many)
+    with pytest.raises(proto.ProfileError, match="s of CPU"):
+        proto.parse(many, cpu_budget_s=0.0)
+
+
+@pytest.mark.parametrize("values", [[(1 << 64) - 1], [(1 << 63) - 1, (1 << 63) - 1], [1 << 63]])
+def test_impossible_sample_values_are_refused_not_summed(values: list[int]) -> None:
+    """The bomb printed "184467440737095516160 goroutines": a value past 2^63-1 (or negative), or a total
+    past it, is not a real profile."""
+    from es_doctor.profiles.proto import ProfileError, parse
+    from es_doctor.profiles.summary import summarize
+
+    data = _goroutine_profile([(b"\x01", _pb_varint(v)) for v in values])
+    with pytest.raises(ProfileError, match="2\\^63-1"):
+        summarize(parse(data))
