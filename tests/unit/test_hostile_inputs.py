@@ -71,6 +71,33 @@ def test_scrub_masks_known_values_in_their_encoded_forms_and_keeps_env_reference
     assert secrets.scrub("postgresql://u:env:PGPW@h/db") == "postgresql://u:env:PGPW@h/db"
 
 
+@pytest.mark.parametrize(("text", "secret"), [
+    ("echo: Basic c3ZjOlVTRVJJTkZPLVBMQU5URUQ=", "c3ZjOlVTRVJJTkZPLVBMQU5URUQ"),
+    ("upstream said Authorization: Bearer abcDEF123456", "abcDEF123456"),
+    ("headers={'Authorization': 'Digest username=x, response=9f8e7d'}", "9f8e7d"),
+    ("proxy sent Cookie: session=AbC123; theme=dark", "AbC123"),
+    ("login failed for bob session=8f3a9c2e from 10.0.0.1", "8f3a9c2e"),
+    ("redirect ?next=/x&sid=Z9y8X7w6", "Z9y8X7w6"),
+    ("X-Api-Key: k-123-secret", "k-123-secret"),
+])
+def test_scrub_masks_credential_patterns_in_log_lines_and_echoes(text: str, secret: str) -> None:
+    masked = secrets.scrub(text)
+    assert secret not in masked and secrets.MASK in masked, masked
+
+
+def test_scrub_keeps_prose_and_masks_the_base64_forms_of_known_secrets() -> None:
+    import base64
+
+    for prose in ("Basic authentication failed", "Bearer token expired", "the session ended"):
+        assert secrets.scrub(prose) == prose
+    for form in (base64.b64encode(b"TOKEN-42x").decode(), base64.urlsafe_b64encode(b"TOKEN-42x").decode()):
+        assert secrets.scrub(f"seen {form} here", ["TOKEN-42x"]) == f"seen {secrets.MASK} here"
+    target = Target.model_validate({"service": {"api_url": "http://svc:PA%40SS-word@127.0.0.1:1"}})
+    known = secrets.secret_values(target)
+    basic = base64.b64encode(b"svc:PA@SS-word").decode()
+    assert basic in known and secrets.scrub(f"x {basic} y", known) == f"x {secrets.MASK} y"
+
+
 def test_mask_data_masks_secret_named_keys_and_dsn_passwords() -> None:
     data = {"api_key": "abc123", "dsn": "postgresql://u:pw123@h/db", "webhook": "https://h/T/abc",
             "nested": [{"password": "x"}], "plain": "http://u:pw9@h/"}
