@@ -43,8 +43,13 @@ class Strict(BaseModel):
 
 #: the components a target can mark ``absent`` (the sections with an ``enabled`` flag)
 COMPONENTS = ("service", "qdrant", "postgres", "redis", "prometheus", "grafana", "docker")
-#: a duration in seconds: a positive, finite number
-Seconds = Annotated[float, Field(gt=0)]
+#: the longest duration any setting may hold (a year): a larger one overflows the clock's arithmetic
+#: (``1e300`` passed validation and diagnose died with OverflowError)
+MAX_SECONDS = 366 * 86400.0
+#: a duration in seconds: a positive, finite number, at most a year
+Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
+#: a timeout in seconds: positive, at most an hour
+TimeoutSeconds = Annotated[float, Field(gt=0, le=3600)]
 #: a threshold: a finite number, not negative
 Level = Annotated[float, Field(ge=0)]
 
@@ -68,7 +73,7 @@ class Thresholds(Strict):
     event_bus_saturation_warn_pct: Level = 80.0
     event_bus_saturation_crit_pct: Level = 95.0
     #: seconds between the two metric scrapes that rates and percentiles come from
-    scrape_window_s: Seconds = 2.0
+    scrape_window_s: TimeoutSeconds = 2.0
     #: how far back the log checks look: the last N lines, and of those the last S seconds
     log_window_lines: Annotated[int, Field(gt=0)] = 2000
     log_window_s: Seconds = 60.0
@@ -204,9 +209,9 @@ class LoadConfig(Strict):
     #: has shown it is the lab (``GET /_lab/faults``); any other target needs ``--yes``
     lab: bool = False
     #: the highest arrival rate (requests/s), duration (s) and concurrency a load test may ask for
-    max_rps: float = Field(default=200.0, gt=0)
-    max_duration_s: float = Field(default=300.0, gt=0)
-    max_concurrency: int = Field(default=64, gt=0)
+    max_rps: float = Field(default=200.0, gt=0, le=100_000)
+    max_duration_s: float = Field(default=300.0, gt=0, le=86400)
+    max_concurrency: int = Field(default=64, gt=0, le=4096)
     #: where the test data's marker (``es-doctor-load-<run id>``) lands: the tasks table's title column and
     #: the vectors' payload key; cleanup deletes a record only when it has one of the ids the API returned
     #: *and* the marker (null: nothing is deleted, the records are reported)
@@ -231,8 +236,8 @@ class Target(Strict):
     #: es-doctor load: caps, and whether this target is the lab
     load: LoadConfig = Field(default_factory=LoadConfig)
     #: per-check timeout and overall deadline of diagnose, seconds
-    check_timeout_s: Seconds = 10.0
-    deadline_s: Seconds = 30.0
+    check_timeout_s: TimeoutSeconds = 10.0
+    deadline_s: float = Field(default=30.0, gt=0, le=86400)
     #: components this target does not have, with the reason (their checks read SKIP)
     absent: dict[str, str] = Field(default_factory=dict)
 
@@ -280,10 +285,10 @@ class EscalationChannel(Strict):
     #: the webhook URL (env:NAME); for pagerduty, unset means https://events.pagerduty.com/v2/enqueue
     url: str | None = Secret(description="webhook / events URL (env:NAME)")
     routing_key: str | None = Secret(description="PagerDuty integration (routing) key (env:NAME)")
-    timeout_s: float = Field(default=10.0, gt=0)
+    timeout_s: TimeoutSeconds = 10.0
     #: retries after the first attempt, with exponential backoff starting at backoff_s
     retries: int = Field(default=3, ge=0, le=10)
-    backoff_s: float = Field(default=0.2, ge=0)
+    backoff_s: float = Field(default=0.2, ge=0, le=3600)
 
     @model_validator(mode="after")
     def _needs(self) -> EscalationChannel:
@@ -336,13 +341,13 @@ class ServeConfig(Strict):
     #: address:port to listen on; any address but loopback requires ``token``
     listen: str = "127.0.0.1:9109"
     #: seconds between two diagnoses of one target (each target on its own schedule)
-    interval_s: float = Field(default=30.0, ge=1.0)
+    interval_s: float = Field(default=30.0, ge=1.0, le=86400)
     #: each run starts up to this share of the interval early or late, so targets do not run in step
     jitter_pct: float = Field(default=10.0, ge=0.0, le=50.0)
     #: bearer token every path but /healthz requires (env:NAME); mandatory off loopback
     token: str | None = Secret(description="bearer token of es-doctor serve (env:NAME)")
     #: how long status changes are kept (the latest change of each check is always kept)
-    history_retention_days: float = Field(default=30.0, gt=0.0)
+    history_retention_days: float = Field(default=30.0, gt=0.0, le=36600)
 
 
 class Config(Strict):

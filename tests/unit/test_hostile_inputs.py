@@ -297,6 +297,12 @@ def test_a_runbook_step_timeout_must_be_finite(tmp_path: Path, value: str) -> No
     ("deadline_s: 0", "deadline_s"),
     ("service: {memory_limit: lots}", "memory_limit"),
     ("absent: {grafna: no grafana}", "absent"),
+    # issue 24 item 11: these passed, then diagnose died with OverflowError (exit 70)
+    ("check_timeout_s: 1e300", "check_timeout_s"),
+    ("deadline_s: 1e300", "deadline_s"),
+    ("thresholds: {scrape_window_s: 1e300}", "scrape_window_s"),
+    ("thresholds: {uptime_window_s: 1e300}", "uptime_window_s"),
+    ("load: {max_duration_s: 1e300}", "max_duration_s"),
 ])
 def test_bad_values_are_refused_with_file_line_and_exit_78(tmp_path: Path, snippet: str, key: str) -> None:
     path = tmp_path / "es-doctor.yaml"
@@ -304,6 +310,41 @@ def test_bad_values_are_refused_with_file_line_and_exit_78(tmp_path: Path, snipp
     result, _ = cli("-c", str(path), "config", "show", cwd=tmp_path)
     assert result.returncode == 78, result.stdout + result.stderr
     assert f"{path}:4" in result.stderr and key in result.stderr
+
+
+@pytest.mark.parametrize("snippet", ["serve: {interval_s: 1e300}", "serve: {history_retention_days: 1e300}",
+                                     "escalation: {channels: {h: {type: webhook, url: 'env:X', timeout_s: 1e300}}}",
+                                     "escalation: {channels: {h: {type: webhook, url: 'env:X', backoff_s: 1e300}}}"])
+def test_top_level_durations_are_bounded_too(tmp_path: Path, snippet: str) -> None:
+    path = tmp_path / "es-doctor.yaml"
+    path.write_text(f"{snippet}\ntargets:\n  t:\n    description: x\n", encoding="utf-8")
+    result, _ = cli("-c", str(path), "config", "show", cwd=tmp_path)
+    assert result.returncode == 78 and "less than or equal" in result.stderr, result.stdout + result.stderr
+
+
+def test_diagnose_deadline_and_timeout_options_are_bounded(tmp_path: Path) -> None:
+    for option in ("--deadline", "--timeout"):
+        result, _ = cli("diagnose", option, "1e300", "--check", "startup.api-port", cwd=tmp_path)
+        assert result.returncode == 64 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_one_targets_failure_never_loses_another_targets_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    from es_doctor import runner
+
+    real = runner.diagnose
+
+    def diagnose(target: Target, name: str, *args: Any, **kwargs: Any) -> Report:
+        if name == "broken":
+            raise OverflowError("timeout value is too large")
+        return real(target, name, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "diagnose", diagnose)
+    good = Target.model_validate({"service": {"api_url": "http://127.0.0.1:9"}})
+    reports = runner.run_many([("broken", good), ("good", good)], ["startup.api-port"], deadline_s=10)
+    assert [r.target for r in reports] == ["broken", "good"]
+    assert [f.id for f in reports[1].findings] == ["startup.api-port"]
+    [failed] = reports[0].findings
+    assert failed.status is Status.UNKNOWN and "OverflowError: timeout value is too large" in failed.summary
 
 
 def test_a_nan_env_override_is_refused(tmp_path: Path) -> None:
