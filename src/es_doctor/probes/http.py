@@ -64,6 +64,13 @@ def cancellable(cancel: threading.Event | None) -> Iterator[None]:
         _local.cancel = previous
 
 
+def current_cancel() -> threading.Event | None:
+    """The cancel event of the :func:`cancellable` block this thread runs in (None outside one): other
+    probes (PostgreSQL) watch it to cancel their own calls."""
+    cancel: threading.Event | None = getattr(_local, "cancel", None)
+    return cancel
+
+
 def _left(timeout: float | None, error: type[Exception]) -> float | None:
     cancel: threading.Event | None = getattr(_local, "cancel", None)
     if cancel is not None and cancel.is_set():

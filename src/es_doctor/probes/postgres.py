@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,32 @@ def make_conninfo(**params: str) -> str:
     from psycopg import conninfo
 
     return str(conninfo.make_conninfo(**params))
+
+
+#: how often a connection's watcher looks at the step's cancel event (and whether the connection closed)
+CANCEL_POLL_S = 0.1
+
+
+def watch_cancel(conn: Any) -> None:
+    """When the calling thread runs a runbook step (inside :func:`es_doctor.probes.http.cancellable`),
+    cancel ``conn``'s running query as soon as the step is cancelled (Ctrl-C, its timeout): libpq's cancel
+    request, sent from a watcher thread, makes the blocked call raise QueryCanceled at once, so the step
+    stops and its rollback runs (a ``SELECT pg_sleep(600)`` no longer outlives the step). The watcher
+    ends with the connection."""
+    from es_doctor.probes.http import current_cancel
+
+    cancel = current_cancel()
+    if cancel is None:
+        return
+
+    def watch() -> None:
+        while not conn.closed:
+            if cancel.wait(CANCEL_POLL_S):
+                with contextlib.suppress(Exception):  # the query may just have ended, the server be gone
+                    conn.cancel_safe(timeout=5.0)
+                return
+
+    threading.Thread(target=watch, name="postgres:cancel-watch", daemon=True).start()
 
 
 @dataclass(frozen=True)
@@ -54,6 +81,7 @@ class PostgresProbe:
             kwargs["password"] = self.password
         conn = psycopg.connect(self.dsn, **kwargs)
         conn.execute(f"SET statement_timeout = {int(self.timeout * 1000)}")
+        watch_cancel(conn)
         return conn
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> Result[list[tuple[Any, ...]]]:
