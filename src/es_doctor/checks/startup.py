@@ -151,9 +151,9 @@ def port_owner(ctx: CheckContext) -> Outcome:
                   "service, refusing es-doctor's credentials (check service.api_key); not a squatter", *who,
                   ev("http_status", status))
     if status is not None:
-        return warn(f"port {port} is held by pid {first.pid} ({first.name}), which answers HTTP {status} but "
-                    "not as the service's /health: a web server to show the operator, never ended by es-doctor",
-                    *who, ev("http_status", status))
+        return Outcome(Status.WARN, f"port {port} is held by pid {first.pid} ({first.name}), which answers HTTP "
+                       f"{status} but not as the service's /health: a web server to show the operator, never "
+                       "ended by es-doctor", [*who, ev("http_status", status)], cause=cures.WEB_SERVER)
     return crit(f"port {port} is held by another program: pid {first.pid} ({first.name})", *who)
 
 
