@@ -239,6 +239,17 @@ def test_a_fifo_given_to_runbooks_validate_does_not_hang(tmp_path: Path) -> None
     assert "not a regular file" in result.stderr and elapsed < 10
 
 
+@pytest.mark.parametrize("field", ["timeout: 1e300", "delay: 1e300"])
+def test_a_runbook_step_duration_is_bounded(tmp_path: Path, field: str) -> None:
+    """Issue 24 item 11: a step timeout of 1e300 validated, then the engine's clock arithmetic overflowed."""
+    path = tmp_path / "rb.yaml"
+    path.write_text(f"id: long\ntitle: long\nclass: deploy\nsteps:\n  - name: s\n    action: notify\n"
+                    f"    {field}\n    inputs: {{message: hi}}\n", encoding="utf-8")
+    result, _ = cli("runbooks", "validate", str(path), cwd=tmp_path)
+    assert result.returncode != 0 and field.split(":")[0] in result.stdout + result.stderr, result.stdout
+    assert "Traceback" not in result.stderr
+
+
 # --------------------------------------------------------------------------- template bombs
 
 
