@@ -230,19 +230,29 @@ class QdrantProbe:
         def delete(c: Any) -> MarkedCleanup:
             from qdrant_client import models
 
-            has_id = models.FieldCondition(key=id_key, match=models.MatchAny(any=ids))
-            marked = models.FieldCondition(key=text_key, match=models.MatchText(text=marker))
-
-            def count(flt: Any) -> int:
-                return int(c.count(collection_name=name, exact=True, count_filter=flt).count)
-
-            id_only = count(models.Filter(must=[has_id], must_not=[marked]))
-            marker_only = count(models.Filter(must=[marked], must_not=[has_id]))
-            both = models.Filter(must=[has_id, marked])
-            found = count(both)
-            if found:
-                c.delete(collection_name=name, points_selector=models.FilterSelector(filter=both), wait=True)
-            return MarkedCleanup(found, id_only, marker_only)
+            wanted = {str(i) for i in ids}
+            both: list[Any] = []
+            id_only = marker_only = 0
+            offset = None
+            while True:  # one pass over the points carrying an id or the marker (a text filter scans)
+                points, offset = c.scroll(collection_name=name, limit=1000, offset=offset,
+                                          scroll_filter=self.marked_filter(id_key, ids, text_key, marker),
+                                          with_payload=[id_key, text_key], with_vectors=False)
+                for point in points:
+                    payload = point.payload or {}
+                    has_id = str(payload.get(id_key)) in wanted
+                    marked = marker in str(payload.get(text_key) or "").split()
+                    if has_id and marked:
+                        both.append(point.id)
+                    elif has_id:
+                        id_only += 1
+                    elif marked:
+                        marker_only += 1
+                if offset is None:
+                    break
+            if both:
+                c.delete(collection_name=name, points_selector=models.PointIdsList(points=both), wait=True)
+            return MarkedCleanup(len(both), id_only, marker_only)
 
         return self._call(delete)
 
