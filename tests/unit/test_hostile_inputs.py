@@ -246,7 +246,7 @@ def test_a_runbook_step_duration_is_bounded(tmp_path: Path, field: str) -> None:
     path.write_text(f"id: long\ntitle: long\nclass: deploy\nsteps:\n  - name: s\n    action: notify\n"
                     f"    {field}\n    inputs: {{message: hi}}\n", encoding="utf-8")
     result, _ = cli("runbooks", "validate", str(path), cwd=tmp_path)
-    assert result.returncode != 0 and field.split(":")[0] in result.stdout + result.stderr, result.stdout
+    assert result.returncode != 0 and field.split(":", maxsplit=1)[0] in result.stdout + result.stderr, result.stdout
     assert "Traceback" not in result.stderr
 
 

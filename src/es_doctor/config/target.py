@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from es_doctor.units import parse_duration
 
 #: Field metadata marking a value as a secret (masked in every output).
 SECRET: dict[str, Any] = {"secret": True}
@@ -27,13 +29,24 @@ class Strict(BaseModel):
 
 #: the components a target can mark ``absent`` (the sections with an ``enabled`` flag)
 COMPONENTS = ("service", "qdrant", "postgres", "redis", "prometheus", "grafana", "docker")
+
+
+def as_seconds(value: object) -> object:
+    """A duration written ``90s``, ``1m30s``, ``1h30m``, ``500ms`` (or a number of seconds) → seconds."""
+    return parse_duration(value) if isinstance(value, str) else value
+
+
 #: the longest duration any setting may hold (a year): a larger one overflows the clock's arithmetic
 #: (``1e300`` passed validation and diagnose died with OverflowError)
 MAX_SECONDS = 366 * 86400.0
-#: a duration in seconds: a positive, finite number, at most a year
-Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
+#: a duration in seconds: a positive, finite number (or a duration written ``1m30s``), at most a year
+Seconds = Annotated[float, BeforeValidator(as_seconds), Field(gt=0, le=MAX_SECONDS)]
+#: the same, zero allowed
+SecondsOrZero = Annotated[float, BeforeValidator(as_seconds), Field(ge=0, le=MAX_SECONDS)]
 #: a timeout in seconds: positive, at most an hour
-TimeoutSeconds = Annotated[float, Field(gt=0, le=3600)]
+TimeoutSeconds = Annotated[float, BeforeValidator(as_seconds), Field(gt=0, le=3600)]
+#: a duration of at most a day (a deadline, a load test's length)
+DaySeconds = Annotated[float, BeforeValidator(as_seconds), Field(gt=0, le=86400)]
 #: a threshold: a finite number, not negative
 Level = Annotated[float, Field(ge=0)]
 
@@ -194,7 +207,7 @@ class LoadConfig(Strict):
     lab: bool = False
     #: the highest arrival rate (requests/s), duration (s) and concurrency a load test may ask for
     max_rps: float = Field(default=200.0, gt=0, le=100_000)
-    max_duration_s: float = Field(default=300.0, gt=0, le=86400)
+    max_duration_s: DaySeconds = 300.0
     max_concurrency: int = Field(default=64, gt=0, le=4096)
     #: where the test data's marker (``es-doctor-load-<run id>``) lands: the tasks table's title column and
     #: the vectors' payload key; cleanup deletes a record only when it has one of the ids the API returned
@@ -221,7 +234,7 @@ class Target(Strict):
     load: LoadConfig = Field(default_factory=LoadConfig)
     #: per-check timeout and overall deadline of diagnose, seconds
     check_timeout_s: TimeoutSeconds = 10.0
-    deadline_s: float = Field(default=30.0, gt=0, le=86400)
+    deadline_s: DaySeconds = 30.0
     #: components this target does not have, with the reason (their checks read SKIP)
     absent: dict[str, str] = Field(default_factory=dict)
 
