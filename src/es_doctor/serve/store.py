@@ -69,7 +69,9 @@ def _open(path: Path) -> sqlite3.Connection:
 def set_aside(path: Path, why: str) -> Path:
     """Rename a damaged database (and its journal files) to ``<name>.corrupt-<UTC time>`` beside it, with
     a message on stderr; the daemon then starts a fresh one (its history restarts, the old file is kept)."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    from es_doctor.units import utc_stamp
+
+    stamp = utc_stamp()
     aside = path.with_name(f"{path.name}.corrupt-{stamp}")
     count = 1
     while aside.exists():  # set aside twice in a second: neither copy is lost
