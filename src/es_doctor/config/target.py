@@ -31,7 +31,7 @@ class Strict(BaseModel):
 COMPONENTS = ("service", "qdrant", "postgres", "redis", "prometheus", "grafana", "docker")
 
 
-def as_seconds(value: object) -> object:
+def _duration(value: object) -> object:
     """A duration written ``90s``, ``1m30s``, ``1h30m``, ``500ms`` (or a number of seconds) → seconds."""
     return parse_duration(value) if isinstance(value, str) else value
 
@@ -40,13 +40,15 @@ def as_seconds(value: object) -> object:
 #: (``1e300`` passed validation and diagnose died with OverflowError)
 MAX_SECONDS = 366 * 86400.0
 #: a duration in seconds: a positive, finite number (or a duration written ``1m30s``), at most a year
-Seconds = Annotated[float, BeforeValidator(as_seconds), Field(gt=0, le=MAX_SECONDS)]
+Seconds = Annotated[float, BeforeValidator(_duration), Field(gt=0, le=MAX_SECONDS)]
 #: the same, zero allowed
-SecondsOrZero = Annotated[float, BeforeValidator(as_seconds), Field(ge=0, le=MAX_SECONDS)]
+SecondsOrZero = Annotated[float, BeforeValidator(_duration), Field(ge=0, le=MAX_SECONDS)]
+#: the same, at least one second and at most a day (an interval)
+SecondsAtLeast1 = Annotated[float, BeforeValidator(_duration), Field(ge=1.0, le=86400)]
 #: a timeout in seconds: positive, at most an hour
-TimeoutSeconds = Annotated[float, BeforeValidator(as_seconds), Field(gt=0, le=3600)]
+TimeoutSeconds = Annotated[float, BeforeValidator(_duration), Field(gt=0, le=3600)]
 #: a duration of at most a day (a deadline, a load test's length)
-DaySeconds = Annotated[float, BeforeValidator(as_seconds), Field(gt=0, le=86400)]
+DaySeconds = Annotated[float, BeforeValidator(_duration), Field(gt=0, le=86400)]
 #: a threshold: a finite number, not negative
 Level = Annotated[float, Field(ge=0)]
 
@@ -71,6 +73,13 @@ class Thresholds(Strict):
     event_bus_saturation_crit_pct: Level = 95.0
     #: seconds between the two metric scrapes that rates and percentiles come from
     scrape_window_s: TimeoutSeconds = 2.0
+    #: fewest requests (events) a ratio (error rate, insert error ratio) is graded on (es_doctor.signals)
+    min_requests: Annotated[int, Field(ge=1, le=10**9)] = 100
+    #: fewest observations a latency percentile is graded on
+    min_observations: Annotated[int, Field(ge=1, le=10**9)] = 10
+    #: the window of the alert rules' rates and percentiles, and how far a check widens its window over
+    #: Prometheus when its two scrapes hold too few requests
+    signal_window_s: Annotated[float, Field(ge=10, le=86400 * 7)] = 300.0
     #: how far back the log checks look: the last N lines, and of those the last S seconds
     log_window_lines: Annotated[int, Field(gt=0)] = 2000
     log_window_s: Seconds = 60.0
