@@ -122,6 +122,9 @@ class Hostile(BaseHTTPRequestHandler):
         time.sleep(0.8)
         self._send(302, b"", {"Location": "/redirect-loop?again"})
 
+    def route_always_busy(self) -> None:  # asks for an hour every time
+        self._send(429, b"slow down", {"Retry-After": "3600"})
+
     def route_busy(self) -> None:
         if Hostile.hits["/busy"] % 2:
             self._send(429, b"slow down", {"Retry-After": "1"})
@@ -207,6 +210,20 @@ def test_an_escalation_webhook_answering_429_is_retried_after_its_retry_after(ho
     delivery = post_with_retry("hook", _channel(retries=2, backoff_s=0.01), hostile + "/busy", {"x": 1}, [],
                                sleep=lambda s: (waits.append(s), time.sleep(s))[1])
     assert delivery.ok and delivery.attempts == 2 and waits == [1.0]
+
+
+def test_retry_after_waits_are_capped_in_total_not_only_per_try(hostile: str) -> None:
+    """Issue 24 item 17: two retries of a server asking for an hour waited 60 s each (121 s in all)."""
+    from es_doctor.escalation import post_with_retry
+    from es_doctor.probes.http import MAX_RETRY_AFTER_S, MAX_RETRY_WAIT_TOTAL_S
+
+    waits: list[float] = []
+    delivery = post_with_retry("hook", _channel(retries=4, backoff_s=0.01), hostile + "/always-busy", {"x": 1}, [],
+                               sleep=waits.append)  # the waits are recorded, not slept: the server is real
+    assert not delivery.ok and delivery.status_code == 429
+    assert sum(waits) <= MAX_RETRY_WAIT_TOTAL_S <= MAX_RETRY_AFTER_S * 2, waits
+    assert waits == [MAX_RETRY_WAIT_TOTAL_S] and delivery.attempts == 2, (waits, delivery)
+    assert "spent" in delivery.detail
 
 
 def _ctx(hostile: str, tmp_path: Path) -> Any:

@@ -50,7 +50,7 @@ class FreePortInputs(Inputs):
 def free_port_scope(inputs: FreePortInputs, target: Target) -> PortScope:
     """Prove the step acts only on the target: the service on this host, a port of the service, and no
     process that is the service itself (unless ``include_service``) or es-doctor. Raises ActionError why not."""
-    from es_doctor.probes.ports import ancestors, is_local_host, listeners, process_tree
+    from es_doctor.probes.ports import ancestors, host_addresses, is_local_host, listeners, process_tree
 
     host, api_port = _port_of(target.service.api_url)
     local, why = is_local_host(host)
@@ -63,7 +63,7 @@ def free_port_scope(inputs: FreePortInputs, target: Target) -> PortScope:
     if port not in own_ports:
         raise ActionError(f"refused: port {port} is not a port of the target's service "
                           f"({', '.join(str(p) for p in sorted(own_ports))})")
-    holders = unwrap(listeners(port), f"listeners of port {port}")
+    holders = unwrap(listeners(port, host_addresses(host)), f"listeners of port {port} on {host}")
     keep = set(inputs.keep_pids) | ancestors(os.getpid())
     service: set[int] = set()
     session = ProbeSession(target, timeout=3.0, docker_timeout=10.0)
@@ -73,16 +73,29 @@ def free_port_scope(inputs: FreePortInputs, target: Target) -> PortScope:
             service = process_tree(int(info.value.pid))
         # Docker's own forwarder of a published port belongs to Docker: ending it is never the cure
         service |= {h.pid for h in holders if h.name in DOCKER_FORWARDERS}
-    elif holders:  # no Docker: a holder that answers /health like the service is the service
-        answer = session.service().health()
-        if answer.value is not None and answer.value.reason:
-            service = {h.pid for h in holders}
+    if any(h.pid not in service for h in holders):
+        # a holder that answers HTTP at all (the service's /health, a 401/403 for es-doctor's credentials,
+        # any page) is the service or a web server to show the operator: never a squatter to end
+        url = _url_of_port(target, port)
+        status = session.http().status_of(url)
+        if status is not None:
+            service |= {h.pid for h in holders}
     if inputs.include_service:
         service_holders: list[Any] = []
     else:
         service_holders = [h for h in holders if h.pid in service]
         keep |= service
     return PortScope(port, [h for h in holders if h.pid not in keep], service_holders)
+
+
+def _url_of_port(target: Target, port: int) -> str:
+    """The target's URL on ``port`` (the API's /health, the metrics or pprof endpoint)."""
+    svc = target.service
+    for url in (svc.api_url.rstrip("/") + "/health", svc.metrics_url, svc.pprof_url):
+        if _port_of(url)[1] == port:
+            return url
+    host, _ = _port_of(svc.api_url)
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
 
 def _free_port_preview(inputs: dict[str, Any], target: Target) -> str:
