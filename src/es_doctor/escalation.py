@@ -398,9 +398,11 @@ def post_with_retry(
     name: str, channel: EscalationChannel, url: str, payload: dict[str, Any], known: list[str],
     sleep: Callable[[float], None] = time.sleep,
 ) -> Delivery:
-    """POST ``payload`` as JSON; retry refusals, timeouts, 429 and 5xx with exponential backoff."""
-    from es_doctor.probes.http import bounded_client, post_once, retry_after
+    """POST ``payload`` as JSON; retry refusals, timeouts, 429 and 5xx with exponential backoff (or the
+    server's ``Retry-After``), waiting at most ``MAX_RETRY_WAIT_TOTAL_S`` (60 s) between tries in all."""
+    from es_doctor.probes.http import RetryBudget, bounded_client, post_once, retry_after
 
+    budget = RetryBudget()  # Retry-After is capped per try, and all the waits together too
     attempts = 0
     detail = ""
     status: int | None = None
@@ -428,7 +430,11 @@ def post_with_retry(
                     wait = retry_after(answer.headers, delay)
             if not retryable or attempt == channel.retries:
                 break
-            sleep(wait)
+            granted = budget.take(wait)
+            if granted is None:
+                detail += f" (not retried: {budget.total:g} s of waiting between tries spent)"
+                break
+            sleep(granted)
             delay *= 2
     return Delivery(name, channel.type, False, attempts, scrub(detail, known), status)
 

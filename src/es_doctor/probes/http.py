@@ -10,7 +10,7 @@ also handed to qdrant-client) has
   itself, a bounded piece at a time, so a gzip bomb stops at the cap with bounded memory;
 * JSON parsed with a nesting-depth limit (:func:`parse_json`): a 200,000-deep array is a clean
   ``ValueError``, never a ``RecursionError``;
-* ``Retry-After`` read with a cap (:func:`retry_after`).
+* ``Retry-After`` read with a cap per try (:func:`retry_after`) and over all tries (:class:`RetryBudget`).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from es_doctor.probes.result import FailureKind, Result, Stopwatch, failed, shor
 MAX_BODY = 8 * 1024 * 1024  #: a hostile server cannot make us read more than this (decoded)
 MAX_JSON_DEPTH = 128  #: deeper JSON is refused before parsing
 MAX_RETRY_AFTER_S = 60.0  #: a server asking to wait longer is waited for this long at most
+MAX_RETRY_WAIT_TOTAL_S = 60.0  #: all the waits between the tries of one call together, at most
 ALL_STATUSES = tuple(range(100, 600))  #: ``accept`` value that makes every HTTP answer a value
 
 CANCEL_POLL_S = 0.25  #: how often a waiting read looks at the cancel event
@@ -61,6 +62,13 @@ def cancellable(cancel: threading.Event | None) -> Iterator[None]:
         yield
     finally:
         _local.cancel = previous
+
+
+def current_cancel() -> threading.Event | None:
+    """The cancel event of the :func:`cancellable` block this thread runs in (None outside one): other
+    probes (PostgreSQL) watch it to cancel their own calls."""
+    cancel: threading.Event | None = getattr(_local, "cancel", None)
+    return cancel
 
 
 def _left(timeout: float | None, error: type[Exception]) -> float | None:
@@ -307,6 +315,23 @@ def retry_after(headers: httpx.Headers | dict[str, str], default: float, cap: fl
     return max(0.0, min(wait, cap))
 
 
+class RetryBudget:
+    """The waiting one call may still do between its tries (``Retry-After`` and backoff together): each
+    wait is cut to what is left; once nothing is left the call stops retrying."""
+
+    def __init__(self, total: float = MAX_RETRY_WAIT_TOTAL_S) -> None:
+        self.total = total
+        self.left = total
+
+    def take(self, wait: float) -> float | None:
+        """The part of ``wait`` the budget allows (None: the budget is spent, do not retry)."""
+        if self.left <= 0:
+            return None
+        granted = max(0.0, min(wait, self.left))
+        self.left -= granted
+        return granted
+
+
 # --------------------------------------------------------------------------- the probe
 
 
@@ -385,6 +410,13 @@ class HttpProbe:
 
     def get(self, url: str, *, accept: tuple[int, ...] = (), timeout: float | None = None) -> Result[HttpResponse]:
         return self.request("GET", url, accept=accept, timeout=timeout)
+
+    def status_of(self, url: str, timeout: float | None = None) -> int | None:
+        """The HTTP status ``url`` answers (any status: 200, 401, 404, 500…), None when what listens there
+        speaks no HTTP (refuses, hangs up, times out, answers garbage): whether a port's holder is a web
+        server at all."""
+        got = self.request("GET", url, accept=ALL_STATUSES, timeout=timeout)
+        return got.value.status_code if got.value is not None else None
 
     def get_json(self, url: str, *, accept: tuple[int, ...] = (), timeout: float | None = None) -> Result[Any]:
         """GET and parse JSON; bad JSON is a BAD_RESPONSE failure."""

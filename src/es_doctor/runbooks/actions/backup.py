@@ -5,36 +5,59 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from es_doctor.runbooks.actions.base import (
     ActionContext,
     ActionError,
+    Inputs,
+    NoInputs,
     action,
-    as_bool,
-    need,
     stamp,
     tool_call,
     unwrap,
 )
 
 
-def _backup_path(inputs: dict[str, Any], ctx: ActionContext) -> Path:
+class CreateInputs(Inputs):
+    reason: str = Field(default="emergency backup", description="why, recorded in the manifest")
+    live: bool = Field(default=False, description="back up without stopping writes (not a consistent copy)")
+
+
+class ValidateInputs(Inputs):
+    backup: str | None = Field(default=None, description="a backup id to validate (default: the live data)")
+    against: str | None = Field(default=None, description="a backup id the live data must equal (after a "
+                                "restore)")
+
+
+class BackupInputs(Inputs):
+    backup: str = Field(min_length=1, description="the backup id")
+
+
+class RestoreQdrantInputs(BackupInputs):
+    collections: list[str] = Field(default_factory=list, description="only these collections (default: all)")
+    keep_current: bool = Field(default=False, description="upsert the points written since, over the "
+                               "recovered collections")
+
+
+def _backup_path(backup: str, ctx: ActionContext) -> Path:
     from es_doctor.backup import BackupStore
 
-    return tool_call(lambda: BackupStore(ctx.backups).path(str(need(inputs, "backup"))))  # type: ignore[no-any-return]
+    return tool_call(lambda: BackupStore(ctx.backups).path(backup))  # type: ignore[no-any-return]
 
 
 @action("backup.create", lambda i: "back up PostgreSQL (pg_dump), Qdrant (snapshots), the volumes and the service "
                                    f"config; manifest last{' (' + str(i['reason']) + ')' if i.get('reason') else ''}"
                                    + ("; live: writes not stopped" if str(i.get("live")).lower() == "true" else
-                                      "; under read-only mode (set for it and lifted after, if not already on)"))
-def backup_create(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+                                      "; under read-only mode (set for it and lifted after, if not already on)"),
+        CreateInputs)
+def backup_create(inputs: CreateInputs, ctx: ActionContext) -> dict[str, Any]:
     import sys
 
     from es_doctor.backup import Backup, BackupStore
 
-    job = Backup(ctx.target, ctx.target_name, BackupStore(ctx.backups), reason=str(inputs.get("reason") or
-                                                                                  "emergency backup"),
-                 cancel=ctx.cancel, say=ctx.say, live=as_bool(inputs.get("live", False)))
+    job = Backup(ctx.target, ctx.target_name, BackupStore(ctx.backups), reason=inputs.reason or "emergency backup",
+                 cancel=ctx.cancel, say=ctx.say, live=inputs.live)
     progress = None
     if sys.stderr.isatty():
         from rich.console import Console
@@ -58,19 +81,19 @@ def backup_create(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
 
 @action("backup.validate", lambda i: f"validate backup {i['backup']} (checksums, pg_restore --list, archives)"
         if i.get("backup") else "validate the live data (amcheck, Qdrant points against rows, volumes)"
-        + (f", equal to backup {i['against']}" if i.get("against") else ""))
-def backup_validate(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+        + (f", equal to backup {i['against']}" if i.get("against") else ""), ValidateInputs)
+def backup_validate(inputs: ValidateInputs, ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.backup import validate_backup, validate_live
 
-    if inputs.get("backup"):
-        path = _backup_path(inputs, ctx)
+    if inputs.backup:
+        path = _backup_path(inputs.backup, ctx)
         found = tool_call(lambda: validate_backup(path))
     else:
-        found = tool_call(lambda: validate_live(ctx.target, content=bool(inputs.get("against"))))
-    if inputs.get("against"):  # after a restore: the live data must equal what the backup recorded
+        found = tool_call(lambda: validate_live(ctx.target, content=bool(inputs.against)))
+    if inputs.against:  # after a restore: the live data must equal what the backup recorded
         from es_doctor.backup import compare, read_manifest
 
-        against = _backup_path({"backup": inputs["against"]}, ctx)
+        against = _backup_path(inputs.against, ctx)
         manifest = tool_call(lambda: read_manifest(against))
         differences = compare(manifest, found)
         for difference in differences:
@@ -87,41 +110,42 @@ def backup_validate(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any
 
 
 @action("backup.require-freeze", lambda _i: "require that writes are stopped (read-only or maintenance mode, "
-                                            "or the service stopped)")
-def backup_require_freeze(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+                                            "or the service stopped)", NoInputs)
+def backup_require_freeze(_inputs: NoInputs, ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.backup import require_write_freeze
 
     return {"reason": tool_call(lambda: require_write_freeze(ctx.target))}
 
 
 @action("backup.restore-volumes", lambda i: f"recreate the volumes of backup {i.get('backup')} and fill them from "
-                                            "its archives (their containers stopped meanwhile)", destructive=True)
-def backup_restore_volumes(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+                                            "its archives (their containers stopped meanwhile)", BackupInputs,
+        destructive=True)
+def backup_restore_volumes(inputs: BackupInputs, ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.backup import restore_volumes
 
-    path = _backup_path(inputs, ctx)
+    path = _backup_path(inputs.backup, ctx)
     return {"restored": tool_call(lambda: restore_volumes(ctx.target, path, ctx.say, ctx.cancel))}
 
 
 @action("backup.restore-postgres", lambda i: f"pg_restore --clean --single-transaction from backup {i.get('backup')}",
-        destructive=True)
-def backup_restore_postgres(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+        BackupInputs, destructive=True)
+def backup_restore_postgres(inputs: BackupInputs, ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.backup import restore_postgres
 
-    path = _backup_path(inputs, ctx)
+    path = _backup_path(inputs.backup, ctx)
     return {"restored": tool_call(lambda: restore_postgres(ctx.target, path, ctx.cancel))}
 
 
 @action("backup.restore-qdrant", lambda i: f"recover the Qdrant collection(s) {', '.join(map(str, i['collections']))} "
         f"of backup {i.get('backup')} from its snapshot" if i.get("collections") else
-        f"recover the Qdrant collections of backup {i.get('backup')} from its snapshots", destructive=True)
-def backup_restore_qdrant(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+        f"recover the Qdrant collections of backup {i.get('backup')} from its snapshots", RestoreQdrantInputs,
+        destructive=True)
+def backup_restore_qdrant(inputs: RestoreQdrantInputs, ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.backup import restore_qdrant, safe_name
 
-    path = _backup_path(inputs, ctx)
-    wanted = inputs.get("collections")
-    only = [str(c) for c in wanted] if isinstance(wanted, list) and wanted else None
-    if not only or not inputs.get("keep_current"):
+    path = _backup_path(inputs.backup, ctx)
+    only = inputs.collections or None
+    if not only or not inputs.keep_current:
         return {"restored": tool_call(lambda: restore_qdrant(ctx.target, path, ctx.cancel, only)),
                 "backup": path.name}
     # the points written since the collection was recreated are newer than the backup's: they are
