@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,14 +21,16 @@ import psycopg
 import pytest
 from qdrant_client import QdrantClient
 
+from support import cli_command, isolated_env
+
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.data_destructive]
 
 
 def es_doctor(lab: Any, state: Path, *args: str, extra_env: dict[str, str] | None = None,
               timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(lab.lab_dir), "ES_DOCTOR_AUDIT_LOG": str(state / "audit.jsonl"),
-           "ES_DOCTOR_STATE_DIR": str(state), "COLUMNS": "200", **(extra_env or {})}
-    return subprocess.run([sys.executable, "-m", "es_doctor", "-t", "lab", "emergency", *args], capture_output=True,
+    env = isolated_env(state, {"ES_DOCTOR_LAB_DIR": str(lab.lab_dir), "ES_DOCTOR_AUDIT_LOG": str(state / "audit.jsonl"),
+                             "ES_DOCTOR_STATE_DIR": str(state), "COLUMNS": "200", **(extra_env or {})})
+    return subprocess.run(cli_command("-t", "lab", "emergency", *args), capture_output=True,
                           text=True, env=env, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
 
 
@@ -225,9 +225,9 @@ def test_a_failed_backup_leaves_nothing_that_looks_complete(healthy_lab: Any, tm
 
 def test_an_interrupted_backup_never_looks_complete(healthy_lab: Any, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(healthy_lab.lab_dir), "ES_DOCTOR_STATE_DIR": str(state),
-           "ES_DOCTOR_AUDIT_LOG": str(state / "audit.jsonl")}
-    proc = subprocess.Popen([sys.executable, "-m", "es_doctor", "-t", "lab", "emergency", "backup"], env=env,
+    env = isolated_env(tmp_path, {"ES_DOCTOR_LAB_DIR": str(healthy_lab.lab_dir), "ES_DOCTOR_STATE_DIR": str(state),
+                                  "ES_DOCTOR_AUDIT_LOG": str(state / "audit.jsonl")})
+    proc = subprocess.Popen(cli_command("-t", "lab", "emergency", "backup"), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     root = state / "backups"
     deadline = time.monotonic() + 60
@@ -264,10 +264,10 @@ def test_volumes_recover_runbook_restores_a_known_good_archive(healthy_lab: Any,
         stray.write_text("{")
         assert es_doctor(healthy_lab, state, "validate").returncode == 2
 
-        env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(healthy_lab.lab_dir), "ES_DOCTOR_STATE_DIR": str(state),
-               "ES_DOCTOR_AUDIT_LOG": str(state / "audit.jsonl")}
-        fixed = subprocess.run([sys.executable, "-m", "es_doctor", "-t", "lab", "fix", "volumes-recover", "--yes",
-                                "--param", f"archive={archive}"], capture_output=True, text=True, env=env,
+        env = isolated_env(tmp_path, {"ES_DOCTOR_LAB_DIR": str(healthy_lab.lab_dir), "ES_DOCTOR_STATE_DIR": str(state),
+               "ES_DOCTOR_AUDIT_LOG": str(state / "audit.jsonl")})
+        fixed = subprocess.run(cli_command("-t", "lab", "fix", "volumes-recover", "--yes",
+                                "--param", f"archive={archive}"), capture_output=True, text=True, env=env,
                                timeout=600, check=False)
         assert fixed.returncode == 0, fixed.stdout[-3000:] + fixed.stderr[-2000:]
         assert "volumes-recover: FIXED" in fixed.stdout

@@ -7,10 +7,9 @@ should trip it does trip it, with the right id and status.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +19,7 @@ from es_doctor.checks.registry import load_all
 from es_doctor.config import Target
 from es_doctor.findings import Finding, Status
 from es_doctor.lab.fault_table import HISTORY_CHECKS, TABLE, FaultSpec
+from support import cli_command, isolated_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -58,10 +58,10 @@ def test_healthy_stack_has_no_false_alarm(healthy_lab: Any) -> None:
     assert len(findings) == len([s for s in load_all().values() if not s.on_demand])
 
 
-def test_cli_on_healthy_lab_exits_0(healthy_lab: Any) -> None:
+def test_cli_on_healthy_lab_exits_0(healthy_lab: Any, tmp_path: Path) -> None:
     wait_uptime_recovered(healthy_lab.target)
-    env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(healthy_lab.lab_dir)}
-    result = subprocess.run([sys.executable, "-m", "es_doctor", "diagnose", "-t", "lab", "--format", "json"],
+    env = isolated_env(tmp_path, {"ES_DOCTOR_LAB_DIR": str(healthy_lab.lab_dir)})
+    result = subprocess.run(cli_command("diagnose", "-t", "lab", "--format", "json"),
                             capture_output=True, text=True, env=env, timeout=120, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     report = json.loads(result.stdout)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import httpx
 import pytest
 
 from es_doctor.dashboard import from_json, queries, to_json
+from support import cli_command, isolated_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -31,8 +30,8 @@ def instant(prometheus: str, expr: str) -> list[dict[str, Any]]:
 
 def test_every_panel_query_returns_data_from_the_labs_prometheus(healthy_lab: Any, tmp_path: Path) -> None:
     out = tmp_path / "lab-dashboard.json"
-    env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(healthy_lab.lab_dir)}
-    result = subprocess.run([sys.executable, "-m", "es_doctor", "-t", "lab", "dashboard", "--out", str(out)],
+    env = isolated_env(tmp_path, {"ES_DOCTOR_LAB_DIR": str(healthy_lab.lab_dir)})
+    result = subprocess.run(cli_command("-t", "lab", "dashboard", "--out", str(out)),
                             capture_output=True, text=True, env=env, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     text = out.read_text()

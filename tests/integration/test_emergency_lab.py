@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,16 @@ import docker
 import httpx
 import pytest
 
+from support import cli_command, isolated_env
+
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 
 def es_doctor(lab: Any, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(lab.lab_dir), "ES_DOCTOR_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
-           "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "es_doctor", "-t", "lab", "emergency", *args], capture_output=True,
+    env = isolated_env(tmp_path, {"ES_DOCTOR_LAB_DIR": str(lab.lab_dir),
+                                  "ES_DOCTOR_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+                                  "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200"})
+    return subprocess.run(cli_command("-t", "lab", "emergency", *args), capture_output=True,
                           text=True, env=env, timeout=600, check=False)
 
 

@@ -5,10 +5,8 @@ changes nothing, a failing step rolls back, Ctrl-C is audited and rolled back, t
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import pytest
 from es_doctor.config import Target
 from es_doctor.findings import Finding, Status
 from es_doctor.lab.fault_table import FAULT_SPECS, HISTORY_CHECKS, TABLE
+from support import cli_command, isolated_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -60,9 +59,11 @@ def assert_clean_soon(target: Target, within: float = 20.0) -> None:
 
 def es_doctor(lab: Any, tmp_path: Path, *args: str, timeout: float = 300,
               extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(lab.lab_dir), "ES_DOCTOR_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
-           "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200", **(extra_env or {})}
-    return subprocess.run([sys.executable, "-m", "es_doctor", "-t", "lab", *args], capture_output=True, text=True,
+    env = isolated_env(tmp_path, {"ES_DOCTOR_LAB_DIR": str(lab.lab_dir),
+                                  "ES_DOCTOR_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+                                  "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200",
+                                  **(extra_env or {})})
+    return subprocess.run(cli_command("-t", "lab", *args), capture_output=True, text=True,
                           env=env, timeout=timeout, check=False)
 
 
@@ -207,10 +208,10 @@ def test_ctrl_c_during_a_step_is_audited_and_rolled_back(healthy_lab: Any, tmp_p
 
     config = healthy_lab.stack.paths.config
     before = yaml.safe_load(config.read_text())
-    env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(healthy_lab.lab_dir),
-           "ES_DOCTOR_AUDIT_LOG": str(tmp_path / "audit.jsonl"), "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"),
-           **_user_runbooks(tmp_path, SLOW)}
-    proc = subprocess.Popen([sys.executable, "-m", "es_doctor", "-t", "lab", "fix", "lab-slow-change", "--yes"],
+    env = isolated_env(tmp_path, {"ES_DOCTOR_LAB_DIR": str(healthy_lab.lab_dir),
+                                  "ES_DOCTOR_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+                                  "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"), **_user_runbooks(tmp_path, SLOW)})
+    proc = subprocess.Popen(cli_command("-t", "lab", "fix", "lab-slow-change", "--yes"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and yaml.safe_load(config.read_text())["event_bus"]["workers"] != 77:

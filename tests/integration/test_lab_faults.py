@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 
 from es_doctor.lab import faults
 from es_doctor.lab.stack import LabStack
-from support import eventually
+from support import cli_command, eventually, isolated_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -215,10 +214,10 @@ def _elapsed(url: str) -> float:
 def test_lab_cli_in_process_mode(tmp_path: Path) -> None:
     """`es-doctor lab up|status|fault add|faults|fault clear|down` as an operator runs them."""
     short = Path(os.environ.get("TMPDIR", "/tmp")) / f"esd-cli-{os.getpid()}"
-    env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(short), "COLUMNS": "200"}
+    env = isolated_env(tmp_path, {"ES_DOCTOR_LAB_DIR": str(short), "COLUMNS": "200"})
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "es_doctor", "lab", *args], capture_output=True, text=True,
+        return subprocess.run(cli_command("lab", *args), capture_output=True, text=True,
                               env=env, timeout=180, check=False)
 
     try:

@@ -5,7 +5,6 @@ line stays in the lab, and a lab whose private engine is gone can still be taken
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support import require
+from support import cli_command, isolated_env, require
 
 pytestmark = [pytest.mark.integration]
 
@@ -24,13 +23,13 @@ pytestmark = [pytest.mark.integration]
 def cli(lab_dir: Path, *args: str, cwd: Path | None = None, state: Path | None = None,
         timeout: float = 300, docker_host: str | None = None) -> subprocess.CompletedProcess[str]:
     """``es-doctor ARGS`` with this lab dir (``lab …`` commands get ``--lab-dir``)."""
-    env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(lab_dir), "COLUMNS": "200"}
+    env = isolated_env(state or lab_dir.parent / "env", {"ES_DOCTOR_LAB_DIR": str(lab_dir), "COLUMNS": "200"})
     if state is not None:
         env.update(ES_DOCTOR_STATE_DIR=str(state / "state"), ES_DOCTOR_AUDIT_LOG=str(state / "audit.jsonl"))
     env.pop("DOCKER_HOST", None)
     if docker_host:
         env["DOCKER_HOST"] = docker_host
-    return subprocess.run([sys.executable, "-m", "es_doctor", *args], capture_output=True, text=True, env=env,
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, env=env,
                           timeout=timeout, check=False, stdin=subprocess.DEVNULL, cwd=cwd)
 
 

@@ -4,9 +4,7 @@ and a failed one is undone from the dump taken first (rows identical, by content
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +12,17 @@ import httpx
 import psycopg
 import pytest
 
+from support import cli_command, isolated_env
+
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.data_destructive]
 
 
 def fix(lab: Any, tmp_path: Path, down_sql: str, up_sql: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(lab.lab_dir), "ES_DOCTOR_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
-           "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "es_doctor", "-t", "lab", "fix", "data-migration-rollback", "--yes",
-                           "--param", f"down_sql={down_sql}", "--param", f"up_sql={up_sql}"],
+    env = isolated_env(tmp_path, {"ES_DOCTOR_LAB_DIR": str(lab.lab_dir),
+                                  "ES_DOCTOR_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+                                  "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200"})
+    return subprocess.run(cli_command("-t", "lab", "fix", "data-migration-rollback", "--yes",
+                           "--param", f"down_sql={down_sql}", "--param", f"up_sql={up_sql}"),
                           capture_output=True, text=True, env=env, timeout=600, check=False, stdin=subprocess.DEVNULL)
 
 

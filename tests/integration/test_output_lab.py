@@ -4,10 +4,8 @@ promtool; the alert rules with their runbook_url loaded by the lab's real Promet
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import httpx
 import pytest
 
 from es_doctor.findings import Status
+from support import cli_command, isolated_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -24,8 +23,10 @@ PERFDATA = re.compile(rf"'[a-z0-9_.-]+'={NUM}(?:s|ms|%|B)?;(?:{NUM}:?)?;(?:{NUM}
 
 
 def es_doctor(lab: Any, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(lab.lab_dir), "ES_DOCTOR_STATE_DIR": str(tmp_path / "state")}
-    return subprocess.run([sys.executable, "-m", "es_doctor", "-t", "lab", *args], capture_output=True, text=True,
+    env = isolated_env(tmp_path, {"ES_DOCTOR_LAB_DIR": str(lab.lab_dir),
+                                  "ES_DOCTOR_STATE_DIR": str(tmp_path / "state")}),
+
+    return subprocess.run(cli_command("-t", "lab", *args), capture_output=True, text=True,
                           env=env, timeout=180, check=False)
 
 

@@ -5,9 +5,7 @@ the runbooks that only restart the service work through the lab's own supervisor
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ from es_doctor.checks.context import CheckContext
 from es_doctor.checks.registry import load_all
 from es_doctor.findings import Status
 from es_doctor.runner import run_checks, with_prerequisites
-from support import started_process_lab
+from support import cli_command, isolated_env, started_process_lab
 
 pytestmark = [pytest.mark.integration]
 
@@ -32,10 +30,11 @@ def process_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def es_doctor(lab: Any, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(lab.lab_dir), "ES_DOCTOR_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
-           "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200"}
+    env = isolated_env(tmp_path, {"ES_DOCTOR_LAB_DIR": str(lab.lab_dir),
+                                  "ES_DOCTOR_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+                                  "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200"})
     env.pop("DOCKER_HOST", None)
-    return subprocess.run([sys.executable, "-m", "es_doctor", "-t", "lab", *args], capture_output=True, text=True,
+    return subprocess.run(cli_command("-t", "lab", *args), capture_output=True, text=True,
                           env=env, timeout=300, check=False, stdin=subprocess.DEVNULL)
 
 

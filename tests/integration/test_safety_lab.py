@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,15 +15,17 @@ import psycopg
 import pytest
 
 from es_doctor.secrets import resolve_secret
+from support import cli_command, isolated_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 
 def es_doctor(lab: Any, tmp_path: Path, *args: str, state: str = "state",
               timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(lab.lab_dir), "ES_DOCTOR_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
-           "ES_DOCTOR_STATE_DIR": str(tmp_path / state), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "es_doctor", "-t", "lab", *args], capture_output=True,
+    env = isolated_env(tmp_path, {"ES_DOCTOR_LAB_DIR": str(lab.lab_dir),
+                                  "ES_DOCTOR_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+                                  "ES_DOCTOR_STATE_DIR": str(tmp_path / state), "COLUMNS": "200"})
+    return subprocess.run(cli_command("-t", "lab", *args), capture_output=True,
                           text=True, env=env, timeout=timeout, check=False)
 
 
@@ -98,9 +99,9 @@ def test_readonly_that_does_not_take_is_reported_not_proven_by_a_write(healthy_l
 
 
 def emergency(lab: Any, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(lab.lab_dir), "ES_DOCTOR_AUDIT_LOG": str(state / "audit.jsonl"),
-           "ES_DOCTOR_STATE_DIR": str(state), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "es_doctor", "-t", "lab", "emergency", *args], capture_output=True,
+    env = isolated_env(state, {"ES_DOCTOR_LAB_DIR": str(lab.lab_dir), "ES_DOCTOR_AUDIT_LOG": str(state / "audit.jsonl"),
+                             "ES_DOCTOR_STATE_DIR": str(state), "COLUMNS": "200"})
+    return subprocess.run(cli_command("-t", "lab", "emergency", *args), capture_output=True,
                           text=True, env=env, timeout=600, check=False, stdin=subprocess.DEVNULL)
 
 
@@ -248,10 +249,10 @@ def test_a_truncated_archive_is_refused_before_the_volume_is_emptied(healthy_lab
             tar.add(blob, arcname=f"./f{i}.bin")
     truncated = tmp_path / "truncated.tar"
     truncated.write_bytes(good.read_bytes()[:300_000])
-    env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(healthy_lab.lab_dir), "ES_DOCTOR_STATE_DIR": str(state),
-           "ES_DOCTOR_AUDIT_LOG": str(state / "audit.jsonl")}
-    result = subprocess.run([sys.executable, "-m", "es_doctor", "-t", "lab", "fix", "volumes-recover", "--yes",
-                             "--param", f"archive={truncated}"], capture_output=True, text=True, env=env,
+    env = isolated_env(tmp_path, {"ES_DOCTOR_LAB_DIR": str(healthy_lab.lab_dir), "ES_DOCTOR_STATE_DIR": str(state),
+                                  "ES_DOCTOR_AUDIT_LOG": str(state / "audit.jsonl")})
+    result = subprocess.run(cli_command("-t", "lab", "fix", "volumes-recover", "--yes",
+                             "--param", f"archive={truncated}"), capture_output=True, text=True, env=env,
                             timeout=600, check=False)
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-2000:]
     assert "not a readable tar archive" in result.stdout

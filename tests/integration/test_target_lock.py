@@ -12,11 +12,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from support import cli_command, isolated_env
 
 pytestmark = [pytest.mark.integration]
 
@@ -32,7 +33,6 @@ steps:
     inputs: {sql: "SELECT pg_sleep({{ params.seconds }})"}
     timeout: 60
 """
-
 
 SLOW_PROGRAM = """id: slow-program
 title: run a slow external program
@@ -60,9 +60,9 @@ def setup(tmp_path: Path) -> Path:
 
 def command(config: Path, home: Path, *args: str) -> tuple[list[str], dict[str, str]]:
     """One operator's es-doctor: its own state dir and audit log under ``home``."""
-    env = {**os.environ, "COLUMNS": "200", "ES_DOCTOR_STATE_DIR": str(home / "state"),
-           "ES_DOCTOR_AUDIT_LOG": str(home / "audit.jsonl")}
-    return [sys.executable, "-m", "es_doctor", "--config", str(config), "-t", "t", *args], env
+    env = isolated_env(home, {"COLUMNS": "200", "ES_DOCTOR_STATE_DIR": str(home / "state"),
+                              "ES_DOCTOR_AUDIT_LOG": str(home / "audit.jsonl")})
+    return cli_command("--config", str(config), "-t", "t", *args), env
 
 
 def run(config: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
