@@ -7,15 +7,15 @@ Real sockets, no mocks: every finding says why, the run ends within its deadline
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from support import cli_command, isolated_env
 
 pytestmark = pytest.mark.integration
 
@@ -62,12 +62,12 @@ targets:
 
 
 def run_diagnose(config: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], float]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ES_DOCTOR_", "DOCKER_"))}
+    env = isolated_env(tmp_path, drop=("DOCKER_",))
     env["ES_DOCTOR_LAB_DIR"] = str(tmp_path / "nolab")
     env["NOPE_PW"] = "unused"  # set: an unset env: secret would be a configuration finding, not a refusal
     begin = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "es_doctor", "--config", str(config), "diagnose",
-                             "--format", "json"], capture_output=True, text=True, env=env, timeout=60, check=False)
+    result = subprocess.run(cli_command("--config", str(config), "diagnose",
+                             "--format", "json"), capture_output=True, text=True, env=env, timeout=60, check=False)
     return result, time.monotonic() - begin
 
 

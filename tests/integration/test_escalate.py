@@ -27,6 +27,7 @@ import yaml
 
 from es_doctor.config import Config
 from es_doctor.secrets import masked_dump, secret_values
+from support import cli_command
 
 pytestmark = pytest.mark.integration
 
@@ -189,7 +190,7 @@ def make_env(tmp_path: Path, receivers: dict[str, Receiver], levels: dict[int, l
 
 
 def run(e: Env, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PY, "-m", "es_doctor", "-c", str(e.config), "-t", "t1", "escalate", *args],
+    return subprocess.run(cli_command("-c", str(e.config), "-t", "t1", "escalate", *args),
                           capture_output=True, text=True, env=e.env, cwd=e.tmp, timeout=timeout, check=False)
 
 

@@ -7,10 +7,8 @@ a clean failure within its bound, with bounded memory."""
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -25,6 +23,7 @@ import pytest
 from es_doctor.config import EscalationChannel, Target
 from es_doctor.probes.http import MAX_BODY, HttpProbe, parse_json
 from es_doctor.probes.result import FailureKind
+from support import cli_command, isolated_env
 
 pytestmark = pytest.mark.integration
 
@@ -288,13 +287,13 @@ def test_qdrant_answers_are_capped(hostile: str) -> None:
 
 
 def test_emergency_status_against_a_slow_api_ends_within_its_bound(hostile: str, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
+    env = isolated_env(tmp_path)
     env.update({"ES_DOCTOR_SERVICE__API_URL": hostile, "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"),
                 "ES_DOCTOR_AUDIT_LOG": str(tmp_path / "audit.jsonl"), "ES_DOCTOR_LAB_DIR": str(tmp_path / "nolab"),
                 "ES_DOCTOR_CONFIG": str(tmp_path / "none.yaml"), "NO_PROXY": "127.0.0.1"})
     (tmp_path / "none.yaml").write_text("targets: {default: {absent: {docker: test}}}\n")
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "es_doctor", "emergency", "status"], capture_output=True, text=True,
+    proc = subprocess.run(cli_command("emergency", "status"), capture_output=True, text=True,
                           env=env, timeout=60, check=False)
     assert time.monotonic() - started < 15, proc.stdout + proc.stderr
     assert "read-only/maintenance: unknown" in proc.stdout, proc.stdout + proc.stderr

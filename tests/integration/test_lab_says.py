@@ -4,21 +4,22 @@ how to reset), and a target 'lab' that is not running exits 69 (EX_UNAVAILABLE),
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from support import cli_command, isolated_env
 
 PY = sys.executable
 
 
 def _run(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PY, "-m", "es_doctor", *args], capture_output=True, text=True, env=env,
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, env=env,
                           timeout=timeout, check=False)
 
 
 def test_the_lab_says_what_it_does_and_warns_of_a_neutralised_fault(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
+    env = isolated_env(tmp_path)
     env.update({"ES_DOCTOR_LAB_DIR": str(tmp_path / "lab"), "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"),
                 "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path)})
     absent = _run(env, "-t", "lab", "diagnose")

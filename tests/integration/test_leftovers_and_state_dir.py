@@ -7,7 +7,6 @@ a regular file, and on a read-only mount where one can be made)."""
 from __future__ import annotations
 
 import http.client
-import os
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ import pytest
 
 from es_doctor.config import Target
 from es_doctor.lab.infra import free_port
+from support import cli_command, isolated_env
 
 pytestmark = pytest.mark.integration
 
@@ -117,7 +117,7 @@ def test_a_failed_snapshot_download_deletes_the_snapshot_on_the_server(
 
 
 def _env(tmp_path: Path, state: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
+    env = isolated_env(tmp_path)
     config = tmp_path / "es-doctor.yaml"
     config.write_text(f"state_dir: {state}\naudit_log: {state}/audit.jsonl\n"
                       "targets: {default: {absent: {docker: test}, check_timeout_s: 1, deadline_s: 3}}\n")
@@ -139,7 +139,7 @@ def _unwritable_states(tmp_path: Path) -> Iterator[Path]:
 ])
 def test_an_unwritable_state_dir_exits_73_naming_the_path(tmp_path: Path, command: list[str]) -> None:
     for state in _unwritable_states(tmp_path):
-        proc = subprocess.run([sys.executable, "-m", "es_doctor", *command], capture_output=True, text=True,
+        proc = subprocess.run(cli_command(*command), capture_output=True, text=True,
                               env=_env(tmp_path, state), timeout=60, check=False)
         assert proc.returncode == 73, (state, proc.returncode, proc.stdout, proc.stderr)
         assert str(state) in proc.stderr, proc.stderr
@@ -162,7 +162,7 @@ def _file_size_limit(limit: int) -> Any:
 ])
 def test_a_full_state_dir_exits_73_before_any_change(tmp_path: Path, command: list[str]) -> None:
     state = tmp_path / "state"
-    proc = subprocess.run([sys.executable, "-m", "es_doctor", *command], capture_output=True, text=True,
+    proc = subprocess.run(cli_command(*command), capture_output=True, text=True,
                           env=_env(tmp_path, state), timeout=60, check=False, preexec_fn=_file_size_limit(8192))
     assert proc.returncode == 73, (proc.returncode, proc.stdout, proc.stderr)
     assert str(state) in proc.stderr and "nothing was changed" in proc.stderr, proc.stderr
@@ -173,8 +173,8 @@ def test_a_disk_that_fills_up_during_a_fix_exits_73_naming_the_place(tmp_path: P
     state = tmp_path / "state"
     state.mkdir()
     (state / "audit.jsonl").write_text("{}\n" * (100 * 1024 // 3))  # the next record goes past the limit
-    proc = subprocess.run([sys.executable, "-m", "es_doctor", "fix", "emergency-maintenance", "--param",
-                           "enabled=true", "--yes"], capture_output=True, text=True, env=_env(tmp_path, state),
+    proc = subprocess.run(cli_command("fix", "emergency-maintenance", "--param",
+                           "enabled=true", "--yes"), capture_output=True, text=True, env=_env(tmp_path, state),
                           timeout=60, check=False, preexec_fn=_file_size_limit(100 * 1024))
     assert proc.returncode == 73, (proc.returncode, proc.stdout, proc.stderr)
     assert f"{state}/audit.jsonl" in proc.stderr and "File too large" in proc.stderr, proc.stderr

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from support import require, started_process_lab
+from support import cli_command, isolated_env, require, started_process_lab
 
 pytestmark = [pytest.mark.integration]
 LAB_TOKEN = "lab-token"  # the lab's well-known token (es_doctor.lab.api.LAB_TOKEN)
@@ -32,7 +31,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def env_for(lab: Any, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
+    env = isolated_env(tmp_path)
     env.update({"ES_DOCTOR_LAB_DIR": str(lab.lab_dir), "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"),
                 "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "COLUMNS": "200",
                 "ESD_LOAD_PGPW": lab.target.postgres.password or "", "ESD_LOAD_TOKEN": LAB_TOKEN})
@@ -41,7 +40,7 @@ def env_for(lab: Any, tmp_path: Path) -> dict[str, str]:
 
 
 def es_doctor(lab: Any, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "es_doctor", *args], capture_output=True, text=True,
+    return subprocess.run(cli_command(*args), capture_output=True, text=True,
                           env=env_for(lab, tmp_path), timeout=120, check=False, stdin=subprocess.DEVNULL,
                           cwd=tmp_path)
 
@@ -107,8 +106,8 @@ def test_a_run_during_a_latency_fault_is_graded_critical(lab: Any, tmp_path: Pat
 
 def test_ctrl_c_mid_run_prints_a_partial_result_removes_the_test_data_and_exits_130(lab: Any,
                                                                                     tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "es_doctor", "-t", "lab", "load", "--scenario", "vectors",
-                             "--rps", "20", "--duration", "60s", "--format", "json"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen(cli_command("-t", "lab", "load", "--scenario", "vectors",
+                             "--rps", "20", "--duration", "60s", "--format", "json"), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env_for(lab, tmp_path), stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from support import cli_command, isolated_env
+
 pytestmark = pytest.mark.integration
 
 PY = sys.executable
@@ -32,7 +34,7 @@ def lab_env(lab: Any, **extra: str) -> dict[str, str]:
 
 
 def es_doctor(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PY, "-m", "es_doctor", "-t", "lab", "logs", *args], capture_output=True, text=True,
+    return subprocess.run(cli_command("-t", "lab", "logs", *args), capture_output=True, text=True,
                           env=env, timeout=timeout, check=False)
 
 
@@ -193,9 +195,9 @@ def test_follow_survives_rotation_and_stops_on_sigint(tmp_path: Path) -> None:
     config = tmp_path / "es-doctor.yaml"
     config.write_text(f"targets:\n  t:\n    service:\n      log_dir: {logs}\n    absent: {{docker: none}}\n",
                       encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
-    proc = subprocess.Popen([PY, "-m", "es_doctor", "-c", str(config), "logs", "-F", "--level", "WARN",
-                             "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    env = isolated_env(tmp_path)
+    proc = subprocess.Popen(cli_command("-c", str(config), "logs", "-F", "--level", "WARN",
+                             "--format", "json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         out = Reader(proc)
         assert [json.loads(x)["message"] for x in out.take(1)] == ["old error"]  # the backlog: matching only
@@ -230,8 +232,8 @@ def test_follow_survives_rotation_and_stops_on_sigint(tmp_path: Path) -> None:
 
 
 def test_follow_docker_source_then_sigint(erroring_lab: Any) -> None:
-    proc = subprocess.Popen([PY, "-m", "es_doctor", "-t", "lab", "logs", "-F", "--source", "docker", "--level",
-                             "ERROR", "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(cli_command("-t", "lab", "logs", "-F", "--source", "docker", "--level",
+                             "ERROR", "--format", "json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=lab_env(erroring_lab))
     try:
         lines = [json.loads(x) for x in Reader(proc).take(2, timeout=60)]

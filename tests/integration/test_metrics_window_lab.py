@@ -5,10 +5,8 @@ previous run's last scrape (kept in the state dir), and scrapes twice again once
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ from typing import Any
 import pytest
 
 from es_doctor.checks.window import FROM_PREVIOUS_RUN, FROM_TWO_SCRAPES
-from support import started_process_lab
+from support import cli_command, isolated_env, started_process_lab
 
 pytestmark = [pytest.mark.integration]
 
@@ -32,11 +30,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def es_doctor(lab: Any, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
+    env = isolated_env(state)
     env.update({"ES_DOCTOR_LAB_DIR": str(lab.lab_dir), "ES_DOCTOR_STATE_DIR": str(state),
                 "ES_DOCTOR_AUDIT_LOG": str(state / "audit.jsonl")})
     env.pop("DOCKER_HOST", None)
-    return subprocess.run([sys.executable, "-m", "es_doctor", "-t", "lab", *args], capture_output=True, text=True,
+    return subprocess.run(cli_command("-t", "lab", *args), capture_output=True, text=True,
                           env=env, timeout=300, check=False, stdin=subprocess.DEVNULL)
 
 

@@ -13,7 +13,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from support import require, started_process_lab
+from support import cli_command, isolated_env, require, started_process_lab
 
 pytestmark = [pytest.mark.integration]
 
@@ -48,11 +47,11 @@ def lab(go_lab: Any) -> Iterator[Any]:
 
 def es_doctor(lab: Any, state: Path, *args: str, env: dict[str, str] | None = None,
               timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
+    full = isolated_env(state)
     full.update({"ES_DOCTOR_LAB_DIR": str(lab.lab_dir), "ES_DOCTOR_STATE_DIR": str(state), "COLUMNS": "200",
                  **(env or {})})
     full.pop("DOCKER_HOST", None)
-    return subprocess.run([sys.executable, "-m", "es_doctor", *args], capture_output=True, text=True, env=full,
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, env=full,
                           timeout=timeout, check=False, stdin=subprocess.DEVNULL)
 
 
@@ -167,9 +166,9 @@ def test_a_cpu_profile_matches_go_tool_pprof(lab: Any, tmp_path: Path) -> None:
 
 
 def test_ctrl_c_stops_a_cpu_profile_and_saves_nothing(lab: Any, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
+    env = isolated_env(tmp_path)
     env.update({"ES_DOCTOR_LAB_DIR": str(lab.lab_dir), "ES_DOCTOR_STATE_DIR": str(tmp_path)})
-    proc = subprocess.Popen([sys.executable, "-m", "es_doctor", "-t", "lab", "profile", "cpu", "--seconds", "20"],
+    proc = subprocess.Popen(cli_command("-t", "lab", "profile", "cpu", "--seconds", "20"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, stdin=subprocess.DEVNULL)
     time.sleep(2.0)
     sent = time.monotonic()
@@ -183,12 +182,12 @@ def test_ctrl_c_stops_a_cpu_profile_and_saves_nothing(lab: Any, tmp_path: Path) 
 
 
 def test_the_progress_bar_shows_on_a_terminal_only(lab: Any, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
+    env = isolated_env(tmp_path)
     env.update({"ES_DOCTOR_LAB_DIR": str(lab.lab_dir), "ES_DOCTOR_STATE_DIR": str(tmp_path), "TERM": "xterm",
                 "COLUMNS": "120"})
     env.pop("NO_COLOR", None)
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "es_doctor", "-t", "lab", "profile", "cpu", "--seconds", "3"],
+    proc = subprocess.Popen(cli_command("-t", "lab", "profile", "cpu", "--seconds", "3"),
                             stdout=subprocess.PIPE, stderr=follower, env=env, stdin=subprocess.DEVNULL)
     os.close(follower)
     seen = bytearray()

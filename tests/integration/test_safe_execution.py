@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from es_doctor.runbooks.audit import AuditLog
 from es_doctor.runbooks.engine import Engine, RunOutcome, plan
 from es_doctor.runbooks.loader import load_runbook_file
 from es_doctor.tools import ToolError, live_groups, pg_bin, run_tool
+from support import cli_command, isolated_env
 
 pytestmark = pytest.mark.integration
 
@@ -73,10 +73,10 @@ def test_sigint_stops_the_step_and_its_programs_before_the_rollback(tmp_path: Pa
     config = tmp_path / "es-doctor.yaml"
     config.write_text(f"runbook_dirs: [{rb_dir}]\n")
     audit = tmp_path / "audit.jsonl"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
+    env = isolated_env(tmp_path)
     env.update({"ES_DOCTOR_CONFIG": str(config), "ES_DOCTOR_AUDIT_LOG": str(audit),
                 "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"), "ES_DOCTOR_LAB_DIR": str(tmp_path / "nolab")})
-    proc = subprocess.Popen([sys.executable, "-m", "es_doctor", "fix", "test-slow-step", "--yes"],
+    proc = subprocess.Popen(cli_command("fix", "test-slow-step", "--yes"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not (marker.exists() and "START" in marker.read_text()):
@@ -280,10 +280,10 @@ rollback:
         config = tmp_path / "es-doctor.yaml"
         config.write_text(f"runbook_dirs: [{rb_dir}]\ntargets:\n  pg:\n    postgres: {{dsn: '{postgres_server}'}}\n")
         audit = tmp_path / "audit.jsonl"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
+        env = isolated_env(tmp_path)
         env.update({"ES_DOCTOR_CONFIG": str(config), "ES_DOCTOR_AUDIT_LOG": str(audit),
                     "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"), "ES_DOCTOR_LAB_DIR": str(tmp_path / "nolab")})
-        proc = subprocess.Popen([sys.executable, "-m", "es_doctor", "-t", "pg", "fix", "test-restore", "--yes"],
+        proc = subprocess.Popen(cli_command("-t", "pg", "fix", "test-restore", "--yes"),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not any("--single-transaction" in p.cmdline()
@@ -414,11 +414,11 @@ def test_ctrl_c_during_a_postgres_query_cancels_it_and_rolls_back(postgres_serve
     config.write_text(json.dumps({"runbook_dirs": [str(rb_dir)], "targets": {"t": {
         "postgres": {"dsn": postgres_server}}}}))
     audit = tmp_path / "audit.jsonl"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
+    env = isolated_env(tmp_path)
     env.update({"ES_DOCTOR_AUDIT_LOG": str(audit), "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"),
                 "ES_DOCTOR_LAB_DIR": str(tmp_path / "nolab")})
-    proc = subprocess.Popen([sys.executable, "-m", "es_doctor", "-c", str(config), "-t", "t", "fix",
-                             "test-pg-sleep", "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(cli_command("-c", str(config), "-t", "t", "fix",
+                             "test-pg-sleep", "--yes"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not sleeping_queries(postgres_server):

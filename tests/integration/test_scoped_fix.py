@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from es_doctor.lab.infra import free_port
+from support import cli_command
 
 pytestmark = [pytest.mark.integration]
 
@@ -91,7 +92,7 @@ def write_config(tmp_path: Path, api_host: str, port: int, **extra: object) -> P
 def es_doctor(config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("ES_DOCTOR_TARGET", None)
-    return subprocess.run([sys.executable, "-m", "es_doctor", "--config", str(config), "-t", "t", *args],
+    return subprocess.run(cli_command("--config", str(config), "-t", "t", *args),
                           capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 

@@ -7,7 +7,6 @@ with escape sequences), real PostgreSQL and the real pg_dump behind a recording 
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import pytest
 import yaml
 
 from es_doctor.lab.infra import free_port
+from support import cli_command, isolated_env
 
 pytestmark = pytest.mark.integration
 
@@ -105,7 +105,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
     posts = tmp_path / "posts.log"
     script = tmp_path / "service.py"
     script.write_text(HOSTILE_SERVICE, encoding="utf-8")
-    service_env = {**os.environ, "GO_ENV": "production", "ES_OPENAI": SERVICE_ENV_SECRET}
+    service_env = isolated_env(tmp_path, {"GO_ENV": "production", "ES_OPENAI": SERVICE_ENV_SECRET})
     proc = subprocess.Popen([PY, str(script), str(port), str(posts)], stdout=subprocess.PIPE, env=service_env,
                             text=True)
     try:
@@ -149,9 +149,9 @@ def env(tmp_path: Path) -> Iterator[Env]:
         }
         path = tmp_path / "es-doctor.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
-        environ = {**os.environ, "ES_T_API_KEY": API_KEY, "ES_T_PGPW": PG_PASSWORD, "ES_T_QD": QDRANT_KEY,
+        environ = isolated_env(tmp_path, {"ES_T_API_KEY": API_KEY, "ES_T_PGPW": PG_PASSWORD, "ES_T_QD": QDRANT_KEY,
                    "ES_T_OPENAI": OPENAI_KEY, "ES_T_HOOK": f"http://127.0.0.1:{port}/hook/{HOOK_TOKEN}",
-                   "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock", "XDG_STATE_HOME": str(tmp_path / "xdg")}
+                   "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock", "XDG_STATE_HOME": str(tmp_path / "xdg")})
         environ = {k: v for k, v in environ.items() if not k.startswith("ES_DOCTOR_")}
         yield Env(tmp_path, path, state, environ, posts)
     finally:
@@ -160,7 +160,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
 
 
 def cli(e: Env, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PY, "-m", "es_doctor", "-c", str(e.config), *args], capture_output=True, text=True,
+    return subprocess.run(cli_command("-c", str(e.config), *args), capture_output=True, text=True,
                           env=e.environ, timeout=timeout, cwd=e.tmp, check=False)
 
 
@@ -282,9 +282,9 @@ def test_pg_dump_gets_the_decoded_password_through_its_environment_never_argv(
     config.write_text(yaml.safe_dump({"state_dir": str(state), "audit_log": str(state / "audit.jsonl"),
                                       "runbook_dirs": [str(tmp_path / "runbooks")],
                                       "targets": {"t": {"postgres": postgres}}}), encoding="utf-8")
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("ES_DOCTOR_", "PG"))}
+    environ = isolated_env(tmp_path, drop=("PG",))
     environ.update({"PATH": f"{shim_dir}:{environ.get('PATH', '')}", "ES_T_PGPW": password})
-    result = subprocess.run([PY, "-m", "es_doctor", "-c", str(config), "fix", "dump-test", "--yes"],
+    result = subprocess.run(cli_command("-c", str(config), "fix", "dump-test", "--yes"),
                             capture_output=True, text=True, env=environ, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert_clean(result.stdout, result.stderr)
@@ -391,7 +391,7 @@ def echo(tmp_path: Path) -> Iterator[Env]:
         }
         path = tmp_path / "es-doctor.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
+        environ = isolated_env(tmp_path)
         environ.update({"ES_T_API_KEY": API_KEY, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",
                         "XDG_STATE_HOME": str(tmp_path / "xdg")})
         yield Env(tmp_path, path, state, environ, tmp_path / "unused")

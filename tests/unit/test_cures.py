@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from es_doctor.alert_rules import FINDINGS, RuleOptions, render_rules
 from es_doctor.checks.registry import load_all
 from es_doctor.config import Target
 from es_doctor.runbooks.loader import load_runbooks
+from support import cli_command
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_causes_pick_the_specific_cure_and_alerts_follow_their_finding() -> None
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
     full.update(env)
-    return subprocess.run([sys.executable, "-m", "es_doctor", *args], capture_output=True, text=True, env=full,
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, env=full,
                           timeout=120, check=False)
 
 
