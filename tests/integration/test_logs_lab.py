@@ -28,9 +28,7 @@ FAULT = "errors-crit"  # ~15 % of API requests fail with 500 and log `handler fa
 
 
 def lab_env(lab: Any, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
-    env.update({"ES_DOCTOR_LAB_DIR": str(lab.lab_dir), **extra})
-    return env
+    return isolated_env(lab.lab_dir.parent / "env", {"ES_DOCTOR_LAB_DIR": str(lab.lab_dir), **extra})
 
 
 def es_doctor(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -8,8 +8,6 @@ neither a cure nor an escalation level, or when a runbook cures a finding that d
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from es_doctor.alert_rules import FINDINGS, RuleOptions, render_rules
 from es_doctor.checks.registry import load_all
 from es_doctor.config import Target
 from es_doctor.runbooks.loader import load_runbooks
-from support import cli_command
+from support import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -98,13 +96,6 @@ def test_causes_pick_the_specific_cure_and_alerts_follow_their_finding() -> None
         "es-doctor fix dependency-restart -p component=postgres"
 
 
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
-    full.update(env)
-    return subprocess.run(cli_command(*args), capture_output=True, text=True, env=full,
-                          timeout=120, check=False)
-
-
 @pytest.fixture
 def dead_stack(tmp_path: Path) -> dict[str, str]:
     """A target whose every component refuses connections (real refusals on closed loopback ports)."""
@@ -124,16 +115,16 @@ def dead_stack(tmp_path: Path) -> dict[str, str]:
 
 
 def test_fix_of_a_finding_runs_exactly_the_cure_the_report_printed(dead_stack: dict[str, str]) -> None:
-    report = _cli("diagnose", "--format", "json", env=dead_stack)
+    report = run_cli("diagnose", "--format", "json", env=dead_stack)
     findings = {f["id"]: f for f in json.loads(report.stdout)["findings"]}
-    table = _cli("diagnose", env=dead_stack).stdout
+    table = run_cli("diagnose", env=dead_stack).stdout
     assert findings["startup.postgres"]["runbook"] == "dependency-restart"
     assert findings["startup.postgres"]["runbook_params"] == {"component": "postgres"}
     assert "fix: es-doctor fix dependency-restart -p component=postgres" in table
     for finding_id in ("startup.postgres", "startup.qdrant", "startup.api-port", "monitoring.prometheus"):
         finding = findings[finding_id]
         assert finding["status"] == "CRIT", finding
-        planned = _cli("fix", finding_id, "--dry-run", env=dead_stack)
+        planned = run_cli("fix", finding_id, "--dry-run", env=dead_stack)
         assert f"Plan: {finding['runbook']} " in planned.stdout, planned.stdout + planned.stderr
         for key, value in finding["runbook_params"].items():
             assert f"{key}={value}" in planned.stdout
@@ -145,13 +136,13 @@ def test_fix_of_a_finding_without_a_runbook_names_the_escalation(dead_stack: dic
     data["targets"]["dead"]["absent"].pop("docker")
     data["targets"]["dead"]["docker"] = {"host": f"unix://{tmp_path}/no-docker.sock"}
     config.write_text(yaml.safe_dump(data))
-    result = _cli("fix", "startup.docker-engine", "--dry-run", env=dead_stack)
+    result = run_cli("fix", "startup.docker-engine", "--dry-run", env=dead_stack)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "es-doctor escalate --level 2" in result.stderr
     assert "Plan:" not in result.stdout
 
 
 def test_checks_lists_each_cure_from_the_table(dead_stack: dict[str, str]) -> None:
-    result = _cli("checks", env={**dead_stack, "COLUMNS": "300"})
+    result = run_cli("checks", env={**dead_stack, "COLUMNS": "300"})
     assert result.returncode == 0
     assert "service-writes-resume" in result.stdout and "escalate level 2" in result.stdout

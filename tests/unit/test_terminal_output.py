@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from es_doctor.cli.output import line_printer, working
+from support import isolated_env
 
 ESC = "\x1b["
 COLOUR = re.compile(r"\x1b\[[0-9;]*(?:3[0-7]|9[0-7]|38;[0-9;]+)m")  # a foreground colour, not bold
@@ -54,12 +55,9 @@ def hung_service() -> Iterator[int]:
 
 
 def _env(port: int, tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_") and k != "NO_COLOR"}
-    env.update({"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "TERM": "xterm-256color",
-                "COLUMNS": "120", "ES_DOCTOR_LAB_DIR": str(tmp_path / "nolab"),
-                "ES_DOCTOR_SERVICE__API_URL": f"http://127.0.0.1:{port}"})
-    env.update(extra)
-    return env
+    return isolated_env(tmp_path, {"TERM": "xterm-256color", "COLUMNS": "120",
+                                   "ES_DOCTOR_SERVICE__API_URL": f"http://127.0.0.1:{port}", **extra},
+                        drop=("NO_COLOR",))
 
 
 ARGS = ["-m", "es_doctor", "diagnose", "--check", "startup.health", "--timeout", "1.5", "--deadline", "4"]
