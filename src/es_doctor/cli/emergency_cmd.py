@@ -5,12 +5,17 @@ engine like ``es-doctor fix``: plan, confirmation, audit, lock, verify."""
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from es_doctor.cli.common import ConfigOpt, TargetOpt, load, make_engine
 from es_doctor.errors import ExitStatus, UsageError
+
+if TYPE_CHECKING:
+    from es_doctor.config import LoadedConfig
+    from es_doctor.probes.session import ProbeSession
 
 emergency_app = typer.Typer(help="The guide's emergency procedures (runbooks/emergency/).", no_args_is_help=True)
 
@@ -55,7 +60,13 @@ def status(ctx: typer.Context, config: ConfigOpt = None, target: TargetOpt = Non
     def echo(text: str) -> None:  # server answers and addresses: secrets and control characters out
         typer.echo(clean(text, known))
 
-    session = ProbeSession(t, timeout=5, docker_timeout=10)
+    with ProbeSession(t, timeout=5, docker_timeout=10) as session:
+        return _status(loaded, session, echo)
+
+
+def _status(loaded: LoadedConfig, session: ProbeSession, echo: Callable[[str], None]) -> int:
+    """``status``'s screen, read through ``session`` (closed by the caller)."""
+    t = loaded.target
     mode = session.service().mode()
     if mode.value is not None:
         echo(f"read-only: {'ON' if mode.value.readonly else 'off'}   "

@@ -32,7 +32,7 @@ def backup_create(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
 
     from es_doctor.backup import Backup, BackupStore
 
-    job = Backup(ctx.target, ctx.target_name, BackupStore(ctx.backups), reason=str(inputs.get("reason") or
+    job = Backup(ctx.probes, ctx.target_name, BackupStore(ctx.backups), reason=str(inputs.get("reason") or
                                                                                   "emergency backup"),
                  cancel=ctx.cancel, say=ctx.say, live=as_bool(inputs.get("live", False)))
     progress = None
@@ -66,7 +66,7 @@ def backup_validate(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any
         path = _backup_path(inputs, ctx)
         found = tool_call(lambda: validate_backup(path))
     else:
-        found = tool_call(lambda: validate_live(ctx.target, content=bool(inputs.get("against"))))
+        found = tool_call(lambda: validate_live(ctx.probes, content=bool(inputs.get("against"))))
     if inputs.get("against"):  # after a restore: the live data must equal what the backup recorded
         from es_doctor.backup import compare, read_manifest
 
@@ -91,7 +91,7 @@ def backup_validate(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any
 def backup_require_freeze(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.backup import require_write_freeze
 
-    return {"reason": tool_call(lambda: require_write_freeze(ctx.target))}
+    return {"reason": tool_call(lambda: require_write_freeze(ctx.probes))}
 
 
 @action("backup.restore-volumes", lambda i: f"recreate the volumes of backup {i.get('backup')} and fill them from "
@@ -100,7 +100,7 @@ def backup_restore_volumes(inputs: dict[str, Any], ctx: ActionContext) -> dict[s
     from es_doctor.backup import restore_volumes
 
     path = _backup_path(inputs, ctx)
-    return {"restored": tool_call(lambda: restore_volumes(ctx.target, path, ctx.say, ctx.cancel))}
+    return {"restored": tool_call(lambda: restore_volumes(ctx.probes, path, ctx.say, ctx.cancel))}
 
 
 @action("backup.restore-postgres", lambda i: f"pg_restore --clean --single-transaction from backup {i.get('backup')}",
@@ -109,7 +109,7 @@ def backup_restore_postgres(inputs: dict[str, Any], ctx: ActionContext) -> dict[
     from es_doctor.backup import restore_postgres
 
     path = _backup_path(inputs, ctx)
-    return {"restored": tool_call(lambda: restore_postgres(ctx.target, path, ctx.cancel))}
+    return {"restored": tool_call(lambda: restore_postgres(ctx.probes, path, ctx.cancel))}
 
 
 @action("backup.restore-qdrant", lambda i: f"recover the Qdrant collection(s) {', '.join(map(str, i['collections']))} "
@@ -122,7 +122,7 @@ def backup_restore_qdrant(inputs: dict[str, Any], ctx: ActionContext) -> dict[st
     wanted = inputs.get("collections")
     only = [str(c) for c in wanted] if isinstance(wanted, list) and wanted else None
     if not only or not inputs.get("keep_current"):
-        return {"restored": tool_call(lambda: restore_qdrant(ctx.target, path, ctx.cancel, only)),
+        return {"restored": tool_call(lambda: restore_qdrant(ctx.probes, path, ctx.cancel, only)),
                 "backup": path.name}
     # the points written since the collection was recreated are newer than the backup's: they are
     # saved first (into the run's private directory) and upserted again over the recovered collection
@@ -132,7 +132,7 @@ def backup_restore_qdrant(inputs: dict[str, Any], ctx: ActionContext) -> dict[st
             ctx.work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             dest = ctx.work_dir / f"{safe_name(name)}.points-{stamp()}.jsonl"
             saved[name] = (dest, unwrap(ctx.qdrant().export_points(name, str(dest)), f"export the points of {name}"))
-    restored = tool_call(lambda: restore_qdrant(ctx.target, path, ctx.cancel, only))
+    restored = tool_call(lambda: restore_qdrant(ctx.probes, path, ctx.cancel, only))
     kept = {name: unwrap(ctx.qdrant().import_points(name, str(dest)), f"upsert the saved points of {name}")
             for name, (dest, _count) in saved.items()}
     return {"restored": restored, "backup": path.name, "kept_current_points": kept}

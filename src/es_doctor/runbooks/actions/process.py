@@ -37,11 +37,13 @@ class PortScope:
     service: list[Any]
 
 
-def free_port_scope(inputs: dict[str, Any], target: Target) -> PortScope:
-    """Prove the step acts only on the target: the service on this host, a port of the service, and no
-    process that is the service itself (unless ``include_service``) or es-doctor. Raises ActionError why not."""
+def free_port_scope(inputs: dict[str, Any], session: ProbeSession) -> PortScope:
+    """Prove the step acts only on the target (``session.target``, read through ``session``): the service on
+    this host, a port of the service, and no process that is the service itself (unless ``include_service``)
+    or es-doctor. Raises ActionError why not."""
     from es_doctor.probes.ports import ancestors, is_local_host, listeners, process_tree
 
+    target = session.target
     host, api_port = _port_of(target.service.api_url)
     local, why = is_local_host(host)
     if not local:
@@ -56,7 +58,6 @@ def free_port_scope(inputs: dict[str, Any], target: Target) -> PortScope:
     holders = unwrap(listeners(port), f"listeners of port {port}")
     keep = {int(p) for p in inputs.get("keep_pids") or []} | ancestors(os.getpid())
     service: set[int] = set()
-    session = ProbeSession(target, timeout=3.0, docker_timeout=10.0)
     if target.is_present("docker")[0]:
         info = session.docker().container(target.service.container)
         if info.value is not None and info.value.pid:
@@ -77,7 +78,8 @@ def free_port_scope(inputs: dict[str, Any], target: Target) -> PortScope:
 
 def _free_port_preview(inputs: dict[str, Any], target: Target) -> str:
     try:
-        scope = free_port_scope(inputs, target)
+        with ProbeSession(target, timeout=3.0, docker_timeout=10.0) as session:  # the plan's: no run yet
+            scope = free_port_scope(inputs, session)
     except ActionError as exc:
         return f" - {exc}"
     parts = [f"pid {h.pid} ({' '.join(h.command.split())[:120]})" for h in scope.strangers]
@@ -93,7 +95,7 @@ def _free_port_preview(inputs: dict[str, Any], target: Target) -> str:
 def free_port(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.probes.ports import terminate
 
-    scope = free_port_scope(inputs, ctx.target)
+    scope = free_port_scope(inputs, ctx.probes)
     stopped = []
     for proc in scope.strangers:
         ctx.say(f"port {scope.port} is held by pid {proc.pid} ({proc.name}): {proc.command}")
