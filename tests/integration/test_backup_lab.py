@@ -145,6 +145,9 @@ def test_backup_damage_validate_restore_round_trip(healthy_lab: Any, tmp_path: P
         assert not list((state / "backups").glob(".*.partial"))
         assert healthy_lab.target.postgres.password not in (folder / "manifest.json").read_text()
         assert folder.stat().st_mode & 0o777 == 0o700, "a backup holds the data: only its owner reads it"
+        modes = {p.relative_to(folder).as_posix(): p.stat().st_mode & 0o777 for p in folder.rglob("*")}
+        assert modes and all(mode == (0o700 if (folder / rel).is_dir() else 0o600) for rel, mode in modes.items()), \
+            modes
         assert es_doctor(healthy_lab, state, "validate", bid).returncode == 0
         assert f"last backup: {bid}" in es_doctor(healthy_lab, state, "status").stdout
 

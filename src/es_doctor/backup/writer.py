@@ -30,6 +30,7 @@ from es_doctor.backup.store import (
     sha256_file,
 )
 from es_doctor.config import Target
+from es_doctor.files import PRIVATE_DIR, PRIVATE_FILE
 from es_doctor.probes.session import ProbeSession
 
 
@@ -60,6 +61,19 @@ def helper_image(probes: ProbeSession) -> str:
 
 
 # --------------------------------------------------------------------------- backup
+
+
+def _private(partial: Path) -> None:
+    """Every directory of the backup 0700 and every file 0600 (pg_dump, Docker and the downloads create them
+    with the umask's modes): a backup holds the stack's data. Symbolic links are neither followed nor kept."""
+    for path in sorted(partial.rglob("*")):
+        if path.is_symlink():
+            path.unlink()
+        elif path.is_dir():
+            path.chmod(PRIVATE_DIR)
+        else:
+            path.chmod(PRIVATE_FILE)
+    partial.chmod(PRIVATE_DIR)
 
 
 @dataclass
@@ -111,9 +125,11 @@ class Backup:
                 self.progress(name, n, len(components))
             self._check()
             manifest["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
+            _private(partial)
             manifest["files"] = self._files(partial)
             tmp = partial / (MANIFEST + ".tmp")
-            with tmp.open("w", encoding="utf-8") as fh:
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE_FILE), "w",
+                           encoding="utf-8") as fh:
                 json.dump(manifest, fh, indent=2, sort_keys=True)
                 fh.flush()
                 os.fsync(fh.fileno())
