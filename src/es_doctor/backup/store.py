@@ -85,18 +85,51 @@ def _fsync_dir(path: Path) -> None:
 # --------------------------------------------------------------------------- the store
 
 
-class BackupStore:
-    """The backup root: complete backups are ``<id>`` directories with a manifest."""
+def other_target(manifest: dict[str, Any], target_name: str, identity: dict[str, str]) -> str | None:
+    """Why the backup of ``manifest`` belongs to another target than ``target_name`` (whose PostgreSQL,
+    Qdrant and API are ``identity``), or None when it is this target's. A manifest names its target, and
+    (since es-doctor records it) that target's addresses: a target renamed in the config file, or two
+    files naming different stacks alike, are told apart by those."""
+    named = manifest.get("target")
+    if named != target_name:
+        return f"it is a backup of target {named!r}, not of {target_name!r}"
+    recorded = manifest.get("target_identity")
+    if isinstance(recorded, dict):
+        differ = [f"{key} {recorded[key]} (this target: {identity[key]})" for key in sorted(identity)
+                  if recorded.get(key) and identity.get(key) and recorded[key] != identity[key]]
+        if differ:
+            return f"it was taken of another stack than target {target_name!r}: {'; '.join(differ)}"
+    return None
 
-    def __init__(self, root: Path) -> None:
+
+class BackupStore:
+    """The backup root: complete backups are ``<id>`` directories with a manifest. ``target``: the name of
+    the target whose backups :meth:`complete` lists and ``latest`` means (None: every target's)."""
+
+    def __init__(self, root: Path, target: str | None = None) -> None:
         self.root = root.expanduser()
+        self.target = target
+
+    def _named(self, path: Path) -> bool:
+        if self.target is None:
+            return True
+        try:
+            manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(manifest, dict) and manifest.get("target") == self.target
 
     def complete(self) -> list[str]:
+        """The complete backups (of :attr:`target`, when given), oldest first."""
         if not self.root.is_dir():
             return []
         return sorted((p.name for p in self.root.iterdir()
-                       if is_backup_id(p.name) and not p.is_symlink() and (p / MANIFEST).is_file()),
-                      key=id_order)
+                       if is_backup_id(p.name) and not p.is_symlink() and (p / MANIFEST).is_file()
+                       and self._named(p)), key=id_order)
+
+    def others(self) -> int:
+        """How many complete backups in the root belong to other targets than :attr:`target`."""
+        return len(BackupStore(self.root).complete()) - len(self.complete()) if self.target is not None else 0
 
     def incomplete(self) -> list[str]:
         """Left-overs of interrupted backups (no manifest): never used, shown so they can be removed."""
@@ -110,7 +143,8 @@ class BackupStore:
         if backup == "latest":
             done = self.complete()
             if not done:
-                raise BackupError(f"no complete backup in {self.root}")
+                whose = f" of target {self.target}" if self.target is not None else ""
+                raise BackupError(f"no complete backup{whose} in {self.root}")
             backup = done[-1]
         if not is_backup_id(backup):
             raise BackupError(f"{backup!r} is not a backup id (like 20261129T031500Z; `emergency status` lists them)")

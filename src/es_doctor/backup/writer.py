@@ -40,6 +40,30 @@ def _unwrap(result: Any, what: str) -> Any:
     return result.value
 
 
+def target_identity(target: Target) -> dict[str, str]:
+    """What tells a target's stack apart, without secrets: its PostgreSQL's host, port and database, its
+    Qdrant's and API's addresses (recorded in a manifest; a restore compares them with the target's)."""
+    from urllib.parse import urlsplit
+
+    from es_doctor.probes.postgres import conninfo_to_dict
+    from es_doctor.secrets import resolve_secret
+
+    identity = {"service": target.service.api_url.rstrip("/")}
+    if target.is_present("qdrant")[0]:
+        url = urlsplit(target.qdrant.url)
+        identity["qdrant"] = f"{url.scheme}://{url.hostname or ''}:{url.port or ''}{url.path}" if url.netloc \
+            else target.qdrant.url
+    if target.is_present("postgres")[0]:
+        try:
+            params = conninfo_to_dict(resolve_secret(target.postgres.dsn) or "")
+        except Exception:  # noqa: BLE001 - a DSN that does not parse: the name alone tells the target
+            params = {}
+        if params:
+            identity["postgres"] = (f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}/"
+                                    f"{params.get('dbname') or params.get('user') or ''}")
+    return identity
+
+
 def backup_volumes(target: Target) -> list[str]:
     """The volumes a backup copies as files: the configured ones but PostgreSQL's, whose data the
     dump holds consistently (a file copy of a running cluster is not)."""
@@ -106,6 +130,7 @@ class Backup:
         probes = self.session
         manifest: dict[str, Any] = {
             "format": FORMAT, "id": backup_id, "target": self.target_name, "reason": self.reason,
+            "target_identity": target_identity(self.target),
             "started_at": dt.datetime.now(dt.UTC).isoformat(), "files": [], "skipped": {},
             "postgres": None, "qdrant": None, "volumes": [],
         }

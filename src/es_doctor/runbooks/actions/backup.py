@@ -17,10 +17,18 @@ from es_doctor.runbooks.actions.base import (
 )
 
 
-def _backup_path(inputs: dict[str, Any], ctx: ActionContext) -> Path:
-    from es_doctor.backup import BackupStore
+def _backup_path(inputs: dict[str, Any], ctx: ActionContext, *, restore: bool = False) -> Path:
+    """The backup named by ``inputs["backup"]`` (``latest``: this target's latest). ``restore``: refused when
+    its manifest names another target (another PostgreSQL, Qdrant or API) unless ``other_target`` is true."""
+    from es_doctor.backup import BackupStore, other_target, read_manifest, target_identity
 
-    return tool_call(lambda: BackupStore(ctx.backups).path(str(need(inputs, "backup"))))  # type: ignore[no-any-return]
+    path: Path = tool_call(lambda: BackupStore(ctx.backups, ctx.target_name).path(str(need(inputs, "backup"))))
+    if restore and not as_bool(inputs.get("other_target", False)):
+        why = other_target(tool_call(lambda: read_manifest(path)), ctx.target_name, target_identity(ctx.target))
+        if why is not None:
+            raise ActionError(f"backup {path.name} refused: {why}; restore it into {ctx.target_name} only on "
+                              "purpose (es-doctor emergency restore --from-other-target)", retryable=False)
+    return path
 
 
 @action("backup.create", lambda i: "back up PostgreSQL (pg_dump), Qdrant (snapshots), the volumes and the service "
@@ -62,8 +70,8 @@ def backup_create(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
 def backup_validate(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.backup import validate_backup, validate_live
 
-    if inputs.get("backup"):
-        path = _backup_path(inputs, ctx)
+    if inputs.get("backup"):  # a restore's check names other_target: another target's backup is refused there
+        path = _backup_path(inputs, ctx, restore="other_target" in inputs)
         found = tool_call(lambda: validate_backup(path))
     else:
         found = tool_call(lambda: validate_live(ctx.probes, content=bool(inputs.get("against"))))
@@ -99,7 +107,7 @@ def backup_require_freeze(inputs: dict[str, Any], ctx: ActionContext) -> dict[st
 def backup_restore_volumes(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.backup import restore_volumes
 
-    path = _backup_path(inputs, ctx)
+    path = _backup_path(inputs, ctx, restore=True)
     return {"restored": tool_call(lambda: restore_volumes(ctx.probes, path, ctx.say, ctx.cancel))}
 
 
@@ -108,7 +116,7 @@ def backup_restore_volumes(inputs: dict[str, Any], ctx: ActionContext) -> dict[s
 def backup_restore_postgres(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.backup import restore_postgres
 
-    path = _backup_path(inputs, ctx)
+    path = _backup_path(inputs, ctx, restore=True)
     return {"restored": tool_call(lambda: restore_postgres(ctx.probes, path, ctx.cancel))}
 
 
@@ -118,7 +126,7 @@ def backup_restore_postgres(inputs: dict[str, Any], ctx: ActionContext) -> dict[
 def backup_restore_qdrant(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.backup import restore_qdrant, safe_name
 
-    path = _backup_path(inputs, ctx)
+    path = _backup_path(inputs, ctx, restore=True)
     wanted = inputs.get("collections")
     only = [str(c) for c in wanted] if isinstance(wanted, list) and wanted else None
     if not only or not inputs.get("keep_current"):
