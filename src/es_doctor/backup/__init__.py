@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from es_doctor.backup.live import scan_archive, validate_live
 from es_doctor.backup.restore import (
+    check_fits,
     compare,
     pg_restore_file,
     require_write_freeze,
@@ -59,6 +60,7 @@ __all__ = [
     "Validation",
     "backup_volumes",
     "check_archive",
+    "check_fits",
     "compare",
     "dump_row_counts",
     "helper_image",

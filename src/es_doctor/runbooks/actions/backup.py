@@ -64,15 +64,17 @@ def backup_create(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
             "skipped": manifest["skipped"], "consistency": manifest.get("consistency")}
 
 
-@action("backup.validate", lambda i: f"validate backup {i['backup']} (checksums, pg_restore --list, archives)"
+@action("backup.validate", lambda i: f"validate backup {i['backup']} (checksums, pg_restore --list, archives, "
+        "its restore fits the target PostgreSQL's lock table)"
         if i.get("backup") else "validate the live data (amcheck, Qdrant points against rows, volumes)"
         + (f", equal to backup {i['against']}" if i.get("against") else ""))
 def backup_validate(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    from es_doctor.backup import validate_backup, validate_live
+    from es_doctor.backup import check_fits, validate_backup, validate_live
 
     if inputs.get("backup"):  # a restore's check names other_target: another target's backup is refused there
         path = _backup_path(inputs, ctx, restore="other_target" in inputs)
         found = tool_call(lambda: validate_backup(path))
+        tool_call(lambda: check_fits(ctx.probes, path, found))  # as its restore will run, on this target
     else:
         found = tool_call(lambda: validate_live(ctx.probes, content=bool(inputs.get("against"))))
     if inputs.get("against"):  # after a restore: the live data must equal what the backup recorded

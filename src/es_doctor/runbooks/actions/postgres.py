@@ -45,7 +45,7 @@ def postgres_restore(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, An
     dump = need(inputs, "dump")
     if not Path(dump).is_file():
         raise ActionError(f"no dump {dump}")
-    tool_call(lambda: pg_restore_file(ctx.target, Path(dump), ctx.cancel))
+    tool_call(lambda: pg_restore_file(ctx.probes, Path(dump), ctx.cancel))
     return {"restored_from": dump}
 
 
