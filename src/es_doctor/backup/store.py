@@ -14,7 +14,6 @@ a backup. Nothing is ever written outside the root, and an existing backup is ne
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
 import json
 import os
@@ -22,6 +21,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from es_doctor.units import parse_utc_stamp, utc_stamp
 
 FORMAT = "es-doctor-backup/1"
 MANIFEST = "manifest.json"
@@ -40,7 +41,7 @@ def is_backup_id(name: str) -> bool:
     if not ID_PATTERN.fullmatch(name):
         return False
     try:
-        dt.datetime.strptime(name.split("-", maxsplit=1)[0], "%Y%m%dT%H%M%SZ")
+        parse_utc_stamp(name.split("-", maxsplit=1)[0])
     except ValueError:
         return False
     return True
@@ -160,7 +161,7 @@ class BackupStore:
     def begin(self) -> tuple[str, Path]:
         """A fresh id and its partial directory (never an existing one)."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        base = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        base = utc_stamp()
         for n in range(1000):
             backup_id = base if n == 0 else f"{base}-{n}"
             final, partial = self.root / backup_id, self.root / f".{backup_id}.partial"
