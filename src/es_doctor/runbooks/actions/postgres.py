@@ -60,7 +60,7 @@ def postgres_restore(inputs: RestoreInputs, ctx: ActionContext) -> dict[str, Any
     dump = inputs.dump
     if not Path(dump).is_file():
         raise ActionError(f"no dump {dump}")
-    tool_call(lambda: pg_restore_file(ctx.target, Path(dump), ctx.cancel))
+    tool_call(lambda: pg_restore_file(ctx.probes, Path(dump), ctx.cancel))
     return {"restored_from": dump}
 
 
