@@ -118,7 +118,8 @@ def ensure_image(client: Any, image: str) -> None:
         if type(exc).__name__ not in ("NotFound", "ImageNotFound"):
             raise
     try:
-        repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", maxsplit=1)[-1] else (image, "", "latest")
+        has_tag = ":" in image.rsplit("/", maxsplit=1)[-1]
+        repository, _, tag = image.rpartition(":") if has_tag else (image, "", "latest")
         client.images.pull(repository, tag=tag or "latest")
         api.inspect_image(image)
     except Exception as exc:  # noqa: BLE001 - any reason: say it, change nothing
