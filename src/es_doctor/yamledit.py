@@ -14,7 +14,6 @@ import io
 import json
 from typing import Any
 
-
 #: words a YAML 1.1 reader (Go's yaml.v2) takes for booleans or null: always quoted
 YAML11_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"})
 

@@ -182,9 +182,27 @@ def env_require(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
 
 @action("env.set", lambda i: f"recreate {i.get('container')} with {words(i.get('env'))}", destructive=True)
 def env_set(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    """``previous`` holds each variable's value before the step (None: it was not set), for ``env.restore``."""
     name = need(inputs, "container")
     wanted = {str(k): str(v) for k, v in need(inputs, "env", dict).items()}
     current = _env(ctx, name)
+    previous = {k: current.get(k) for k in wanted}
     if all(current.get(k) == v for k, v in wanted.items()):
-        return {"container": name, "result": "already set"}
-    return {"container": name, "result": unwrap(ctx.docker().recreate(name, env_set=wanted), f"recreate {name}")}
+        return {"container": name, "result": "already set", "previous": previous}
+    return {"container": name, "result": unwrap(ctx.docker().recreate(name, env_set=wanted), f"recreate {name}"),
+            "previous": previous}
+
+
+@action("env.restore", lambda i: f"recreate {i.get('container')} with the environment it had: {words(i.get('env'))} "
+                                 "(null: unset)", destructive=True)
+def env_restore(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    """Set each variable of ``env`` back to its value, unset those that are null (``env.set``'s ``previous``)."""
+    name = need(inputs, "container")
+    wanted = need(inputs, "env", dict)
+    values = {str(k): str(v) for k, v in wanted.items() if v is not None}
+    unset = [str(k) for k, v in wanted.items() if v is None]
+    current = _env(ctx, name)
+    if all(current.get(k) == v for k, v in values.items()) and not any(k in current for k in unset):
+        return {"container": name, "result": "already as it was"}
+    return {"container": name, "result": unwrap(ctx.docker().recreate(name, env_set=values, env_unset=unset),
+                                                f"recreate {name}")}
