@@ -133,7 +133,7 @@ def _config(steps: list[tuple[str, dict[str, Any] | None]], target: Target) -> d
     out = {}
     for name in sorted(files):
         path = Path(name).expanduser()
-        key = f"config file {path}"
+        key = f"config: {path}"
         if path.is_symlink():
             out[f"{key}: link"] = _digest(str(path.readlink()))
         try:
