@@ -43,6 +43,11 @@ __all__ = ["Engine", "FixResult", "Plan", "PlannedStep", "RunOutcome", "StepHook
            "StepResult", "coerce_params", "missing_requirements", "plan", "template_context"]
 
 
+#: how long the snapshot after a run waits for a part that does not answer yet (a component the
+#: rollback has just started again)
+AFTER_PATIENCE_S = 30.0
+
+
 class Engine:
     def __init__(self, target: Target, target_name: str, audit: AuditLog, state_dir: Path, *,
                  confirm: Callable[[str], bool], say: Callable[[str], None],
@@ -217,12 +222,13 @@ class Engine:
         return result
 
     def _snapshot(self, the_plan: Plan, ctx: ActionContext, base: dict[str, Any],
-                  when: str) -> snapshot.Snapshot | None:
+                  when: str, before: snapshot.Snapshot | None = None) -> snapshot.Snapshot | None:
         """What the run's steps can change, read now (None when they change nothing it reads)."""
         steps = [(s.step.action, s.inputs) for s in the_plan.steps]
         if not snapshot.changes(steps):
             return None
-        taken = snapshot.take(steps, self.target, ctx.probes, ctx.work_dir)
+        taken = snapshot.take(steps, self.target, ctx.probes, ctx.work_dir,
+                              patience_s=AFTER_PATIENCE_S, before=before)
         self.audit.write("fix.snapshot", **base, when=when, **taken.as_record())
         return taken
 
@@ -230,7 +236,7 @@ class Engine:
                  rolled_back: bool) -> tuple[bool, str]:
         if before is None:
             return True, "nothing to compare (the steps change nothing es-doctor reads)"
-        after = self._snapshot(the_plan, ctx, base, "after rollback" if rolled_back else "after run")
+        after = self._snapshot(the_plan, ctx, base, "after rollback" if rolled_back else "after run", before)
         same, words = snapshot.verdict(before, after or snapshot.Snapshot(), rolled_back=rolled_back)
         self.audit.write("fix.compare", **base, identical=same, message=words)
         self.say(f"  {'✓' if same else '✗'} {words}")

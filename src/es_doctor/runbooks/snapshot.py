@@ -75,8 +75,11 @@ def changes(steps: list[tuple[str, dict[str, Any] | None]]) -> set[str]:
 
 
 def take(steps: list[tuple[str, dict[str, Any] | None]], target: Target, probes: ProbeSession,
-         work_dir: Path) -> Snapshot:
-    """Read every part ``steps`` (the plan's actions and rendered inputs) can change."""
+         work_dir: Path, patience_s: float = 0.0, before: Snapshot | None = None) -> Snapshot:
+    """Read every part ``steps`` (the plan's actions and rendered inputs) can change. ``patience_s``: a
+    part that cannot be read but could be ``before`` is tried again for that long (after a run: a
+    component the rollback has just started again)."""
+    import time
     snap = Snapshot()
     parts = changes(steps)
     readers: dict[str, Callable[[], dict[str, str]]] = {
@@ -86,11 +89,18 @@ def take(steps: list[tuple[str, dict[str, Any] | None]], target: Target, probes:
         "qdrant": lambda: _qdrant(target, probes),
         "volumes": lambda: _volumes(steps, target, probes, work_dir),
     }
+    deadline = time.monotonic() + patience_s
     for part in sorted(parts):
-        try:
-            snap.items.update(readers[part]())
-        except Exception as exc:  # noqa: BLE001 - a part that cannot be read is reported, never a traceback
-            snap.unread[part] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        while True:
+            try:
+                snap.items.update(readers[part]())
+                snap.unread.pop(part, None)
+                break
+            except Exception as exc:  # noqa: BLE001 - a part that cannot be read is reported, never a traceback
+                snap.unread[part] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            if before is None or part in before.unread or time.monotonic() >= deadline:
+                break
+            time.sleep(1.0)
     return snap
 
 
