@@ -115,3 +115,37 @@ def test_a_replacement_that_does_not_run_puts_the_old_one_back(client: docker.Do
     assert after["Name"] == before["Name"]
     assert [c.name for c in client.containers.list(all=True, filters={"name": service})] == [service]
     assert after["Config"] == before["Config"] and after["HostConfig"] == before["HostConfig"]
+
+
+def test_env_set_then_env_restore_gives_back_the_values_that_were_set(client: docker.DockerClient, service: str,
+                                                                      docker_engine: str, tmp_path: Any) -> None:
+    """go-gc-tune's rollback: GOGC was 80 before the run, GODEBUG unset; both come back so (#24 item 20)."""
+    from es_doctor.config import Target
+    from es_doctor.runbooks.actions import ActionContext
+    from es_doctor.runbooks.actions.config import env_restore, env_set
+
+    target = Target.model_validate({"docker": {"host": docker_engine}, "service": {"container": service}})
+    work = tmp_path / "state" / "runs" / "r"
+    work.mkdir(parents=True)
+    ctx = ActionContext(target, "t", work)
+    try:
+        before = inspect(client, service)
+        out = env_set({"container": service, "env": {"GOGC": "50", "GODEBUG": "gctrace=1"}}, ctx)
+        assert out["previous"] == {"GOGC": "80", "GODEBUG": None}
+        changed = inspect(client, service)["Config"]["Env"]
+        assert "GOGC=50" in changed and "GODEBUG=gctrace=1" in changed
+        env_restore({"container": service, "env": out["previous"]}, ctx)
+        after = inspect(client, service)
+        assert after["Config"]["Env"] == before["Config"]["Env"]  # GOGC=80 again, not unset; GODEBUG gone
+        assert after["HostConfig"]["PortBindings"] == before["HostConfig"]["PortBindings"]
+    finally:
+        ctx.probes.close()
+
+
+def test_sql_with_a_percent_sign_is_sent_as_it_is(postgres_server: str) -> None:
+    """postgres.sql: ``WHERE id % 2 = 0`` is SQL, not a placeholder (#24 item 20)."""
+    from es_doctor.probes.postgres import PostgresProbe
+
+    result = PostgresProbe(postgres_server, None, 10).query("SELECT 7 % 3, '100%'")
+    assert result.failure is None, result.failure
+    assert result.value == [(1, "100%")]
