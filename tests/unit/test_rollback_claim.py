@@ -88,3 +88,22 @@ def test_container_items_ignore_what_a_recreate_renews() -> None:
     assert snapshot.container_items(old) == snapshot.container_items(new)
     lost = {**new, "HostConfig": {"Binds": ["v:/d"]}}
     assert snapshot.container_items(old) != snapshot.container_items(lost)  # port bindings lost: a difference
+
+
+def test_a_rollback_condition_that_cannot_be_evaluated_fails_and_a_skip_is_recorded(tmp_path: Path) -> None:
+    outcome, message = run(tmp_path, HEAD + FAILS + """rollback:
+  - name: never
+    action: notify
+    inputs: {message: x}
+    when: "'nothing' in steps"
+  - name: broken
+    action: config.restore
+    inputs: {from: "{{ steps['set-max'].backup }}"}
+    when: "steps['boom'].changed"
+""")
+    assert outcome is RunOutcome.FAILED, message
+    assert "the rollback is incomplete (broken failed)" in message
+    records = [line for line in (tmp_path / "audit.jsonl").read_text(encoding="utf-8").splitlines()
+               if '"fix.step"' in line and '"phase": "rollback"' in line]
+    assert any('"step": "never"' in r and '"skipped"' in r for r in records), records
+    assert any('"step": "broken"' in r and "condition error" in r for r in records), records

@@ -304,11 +304,18 @@ class Engine:
         self.audit.write("fix.rollback", **base)
         for step in the_plan.runbook.rollback:
             context = template_context(self.target, the_plan.params, outputs)
-            if step.when:
+            if step.when:  # a skip is recorded; a condition that cannot be evaluated fails the step
                 try:
-                    if not evaluate_condition(step.when, context):
-                        continue
-                except TemplateError:
+                    go = evaluate_condition(step.when, context)
+                except TemplateError as exc:
+                    error = f"condition error: {exc}"
+                    self.say(f"  ✗ {step.name}: {error}")
+                    result.steps.append(StepResult(step.name, "rollback", "failed", error=error))
+                    self.audit.write("fix.step", **base, phase="rollback", step=step.name, status="failed", error=error)
+                    continue
+                if not go:
+                    result.steps.append(StepResult(step.name, "rollback", "skipped", error="condition is false"))
+                    self.audit.write("fix.step", **base, phase="rollback", step=step.name, status="skipped")
                     continue
             res = self.stepper.execute(step, "rollback", context, ctx, base)
             result.steps.append(res)
