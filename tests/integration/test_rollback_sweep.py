@@ -124,3 +124,26 @@ def test_a_failing_step_is_rolled_back_to_identical(healthy_lab: Any, tmp_path: 
     assert snapshot.differences(before, after) == [], log
     assert result.outcome is RunOutcome.ROLLED_BACK, f"{result.outcome}: {result.message}\n{log}"
     assert "as it was before the run" in result.message
+
+
+def test_redeploying_an_image_that_cannot_be_had_keeps_the_service(healthy_lab: Any, tmp_path: Path) -> None:
+    """#24 item 18: `fix redeploy-image -p image=email-sender-go:nope --yes` left no service container."""
+    import docker
+
+    target = healthy_lab.target
+    client = docker.DockerClient(base_url=target.docker.host, timeout=60)
+    try:
+        before = client.api.inspect_container(target.service.container)
+        rb = load_runbook_file(shipped_dir() / "redeploy-image.yaml")
+        engine = Engine(target, "lab", AuditLog(tmp_path / "audit.jsonl", secret_values(target)), tmp_path / "state",
+                        confirm=lambda _q: True, say=lambda _t: None, verify_timeout=30)
+        result = engine.run(plan(rb, target, "lab", {"image": "email-sender-go:nope"}), yes=True)
+        after = client.api.inspect_container(target.service.container)
+    finally:
+        client.close()
+    assert result.outcome is RunOutcome.FAILED
+    failed = [s for s in result.steps if s.status == "failed"]
+    assert failed and "could not be pulled" in failed[0].error and "left as it was" in failed[0].error
+    assert after["Id"] == before["Id"] and after["State"]["Running"]
+    assert after["State"]["StartedAt"] == before["State"]["StartedAt"]
+    assert httpx.get(f"{target.service.api_url}/health", timeout=10).status_code == 200
