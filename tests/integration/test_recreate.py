@@ -98,7 +98,7 @@ def test_an_image_that_cannot_be_had_changes_nothing(client: docker.DockerClient
     before = inspect(client, service)
     result = probe_for(client, docker_engine).recreate(service, image="email-sender-go:nope")
     assert not result.ok
-    assert result.failure is not None and "could not be pulled" in result.failure.message
+    assert result.failure is not None and "left as it was" in result.failure.message
     after = inspect(client, service)
     assert after["Id"] == before["Id"] and after["State"]["Running"]
     assert after["State"]["StartedAt"] == before["State"]["StartedAt"]  # not even restarted

@@ -123,8 +123,8 @@ def ensure_image(client: Any, image: str) -> None:
         client.images.pull(repository, tag=tag or "latest")
         api.inspect_image(image)
     except Exception as exc:  # noqa: BLE001 - any reason: say it, change nothing
-        raise RecreateError(f"image {image} is not on the engine and could not be pulled "
-                            f"({type(exc).__name__}: {str(exc)[:300]}): the container was left as it was") from None
+        raise RecreateError(f"the container was left as it was: image {image} is not on the engine and could not "
+                            f"be pulled ({type(exc).__name__}: {str(exc)[:300]})") from None
 
 
 def recreate_container(client: Any, name: str, *, image: str | None, env_set: dict[str, str],
