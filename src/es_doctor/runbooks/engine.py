@@ -21,6 +21,7 @@ from typing import Any
 
 from es_doctor.config import Target
 from es_doctor.files import private_dir
+from es_doctor.runbooks import snapshot
 from es_doctor.runbooks.actions import RUN_ENV, ActionContext
 from es_doctor.runbooks.audit import AuditLog, fix_lock, target_lock
 from es_doctor.runbooks.model import Runbook
@@ -44,6 +45,11 @@ from es_doctor.secrets import clean, secret_values
 __all__ = ["Engine", "FixResult", "Plan", "PlannedStep", "RunOutcome", "StepHook", "StepInterrupted",
            "StepResult", "UnverifiableRunbookError", "coerce_params", "missing_requirements", "plan",
            "template_context", "verify_ids"]
+
+
+#: how long the snapshot after a run waits for a part that does not answer yet (a component the
+#: rollback has just started again)
+AFTER_PATIENCE_S = 30.0
 
 
 class Engine:
@@ -142,6 +148,7 @@ class Engine:
                                  duration_ms=round((time.monotonic() - started) * 1000, 1))
                 return result
             outputs[step.name] = res.output
+        before = self._snapshot(the_plan, ctx, base, "before")
         try:
             failed_step = self._run_steps(the_plan, ctx, base, outputs, result,
                                           confirmed_all=bool(rb.flags.destructive) or yes)
@@ -170,6 +177,8 @@ class Engine:
                                   if s.phase == "rollback" and s.status not in ("ok", "skipped")]
                         result.message += (f"; the rollback is incomplete ({', '.join(failed)} failed)" if failed
                                            else "; rolled back")
+                        if not failed:
+                            result.message += "; " + self._compare(the_plan, ctx, base, before, True)[1]
                     except KeyboardInterrupt:  # only where Ctrl-C cannot be deferred (not the main thread)
                         result.message += "; the rollback was interrupted too"
             else:
@@ -189,6 +198,11 @@ class Engine:
                 result.outcome = RunOutcome.FAILED if undone else RunOutcome.ROLLED_BACK
                 if undone:
                     result.message += f"; the rollback is incomplete ({', '.join(s.name for s in undone)} failed)"
+                else:  # ROLLED BACK is a claim: the snapshot before the run and now must be identical
+                    same, words = self._compare(the_plan, ctx, base, before, True)
+                    result.message += "; " + words
+                    if not same:
+                        result.outcome = RunOutcome.FAILED
             elif how == "rollback":
                 self._rollback(the_plan, ctx, base, outputs, result)  # says there is none
                 result.outcome = RunOutcome.FAILED
@@ -201,9 +215,33 @@ class Engine:
             result.verify = findings
             result.outcome = (RunOutcome.FIXED if rb.cures else RunOutcome.DONE) if fixed else RunOutcome.NOT_FIXED
             self.audit.write("fix.verify", **base, fixed=fixed, findings=findings)
+            if not fixed:  # NOT FIXED says which of the run's changes stay
+                result.message = "; ".join(m for m in (result.message,
+                                                       self._compare(the_plan, ctx, base, before, False)[1]) if m)
         self.audit.write("fix.end", **base, outcome=result.outcome.value, message=result.message,
                          duration_ms=round((time.monotonic() - started) * 1000, 1))
         return result
+
+    def _snapshot(self, the_plan: Plan, ctx: ActionContext, base: dict[str, Any],
+                  when: str, before: snapshot.Snapshot | None = None) -> snapshot.Snapshot | None:
+        """What the run's steps can change, read now (None when they change nothing it reads)."""
+        steps = [(s.step.action, s.inputs) for s in the_plan.steps]
+        if not snapshot.changes(steps):
+            return None
+        taken = snapshot.take(steps, self.target, ctx.probes, ctx.work_dir,
+                              patience_s=AFTER_PATIENCE_S, before=before)
+        self.audit.write("fix.snapshot", **base, when=when, **taken.as_record())
+        return taken
+
+    def _compare(self, the_plan: Plan, ctx: ActionContext, base: dict[str, Any], before: snapshot.Snapshot | None,
+                 rolled_back: bool) -> tuple[bool, str]:
+        if before is None:
+            return True, "nothing to compare (the steps change nothing es-doctor reads)"
+        after = self._snapshot(the_plan, ctx, base, "after rollback" if rolled_back else "after run", before)
+        same, words = snapshot.verdict(before, after or snapshot.Snapshot(), rolled_back=rolled_back)
+        self.audit.write("fix.compare", **base, identical=same, message=words)
+        self.say(f"  {'✓' if same else '✗'} {words}")
+        return same, words
 
     def _ask(self, question: str) -> bool:
         try:
