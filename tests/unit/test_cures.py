@@ -128,7 +128,13 @@ def test_fix_of_a_finding_runs_exactly_the_cure_the_report_printed(dead_stack: d
     table = _cli("diagnose", env=dead_stack).stdout
     assert findings["startup.postgres"]["runbook"] == "dependency-restart"
     assert findings["startup.postgres"]["runbook_params"] == {"component": "postgres"}
-    assert "fix: es-doctor fix dependency-restart -p component=postgres" in table
+    # no Docker on this target: the restart cannot run here, so the printed command is the escalation
+    # (complete: target, level, severity, issue), never a fix that would be REFUSED
+    assert "fix: es-doctor fix dependency-restart" not in table
+    assert findings["startup.postgres"]["fix_command"] is None
+    assert findings["startup.postgres"]["escalate_command"].startswith(
+        "es-doctor -t dead escalate --level 1 --severity high --issue 'startup.postgres: ")
+    assert findings["startup.postgres"]["escalate_command"] in table
     for finding_id in ("startup.postgres", "startup.qdrant", "startup.api-port", "monitoring.prometheus"):
         finding = findings[finding_id]
         assert finding["status"] == "CRIT", finding

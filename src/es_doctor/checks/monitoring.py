@@ -95,6 +95,11 @@ def alerts(ctx: CheckContext) -> Outcome:
         finding = next((a.labels["finding"] for a in critical or firing if a.labels.get("finding") in cures.CURES),
                        None)
         cause = cures.ALERT_PREFIX + finding if finding else cures.UNKNOWN_ALERT
+        # which finding each alert watches, and which are critical: the runner reads them beside the live
+        # findings of the same run (an alert whose check is OK now is clearing: es_doctor.causality)
+        evidence += [ev("watching", {a.name: a.labels["finding"] for a in firing
+                                     if a.labels.get("finding") in cures.CURES}),
+                     ev("critical", sorted({a.name for a in critical}))]
         return Outcome(Status.CRIT if critical else Status.WARN,
                        f"{counted(len(firing), 'alert')} firing: {', '.join(sorted({a.name for a in firing}))}"
                        + (f" (watching {finding})" if finding else ""), evidence, cause)

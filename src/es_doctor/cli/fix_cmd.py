@@ -14,6 +14,7 @@ from es_doctor.errors import EsDoctorError, ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from es_doctor.config import LoadedConfig
+    from es_doctor.findings import Report
     from es_doctor.runbooks.engine import FixResult, Plan
     from es_doctor.runbooks.model import Runbook
 
@@ -34,36 +35,59 @@ def _runbooks(loaded: LoadedConfig, errors: list[Any] | None = None) -> dict[str
     return dict(found.runbooks)
 
 
+def _diagnose(loaded: LoadedConfig, check_ids: list[str] | None = None) -> Report:
+    """The checks (all of them by default) as ``diagnose`` runs them: same kept scrapes (the same metrics
+    window), same audit log, commands printed for the same target and config."""
+    from es_doctor.prescribe import printed_config
+    from es_doctor.runner import diagnose
+
+    state_dir = Path(loaded.config.state_dir).expanduser()
+    return diagnose(loaded.target, loaded.target_name, check_ids or [], scrapes_dir=state_dir / "scrapes",
+                    config=printed_config(loaded), audit_log=Path(loaded.config.audit_log).expanduser())
+
+
 def resolve(ident: str, runbooks: dict[str, Runbook], loaded: LoadedConfig) -> tuple[Runbook, dict[str, str]] | None:
     """A runbook id, or a finding (check) id → the runbook (and parameters) that cures it *now*.
 
-    For a finding, its check runs again and the cure is the one its finding names (es_doctor.cures,
-    given the cause found): exactly what the report printed. None when the finding is fine."""
+    For a finding, its check runs again with the checks of what may cause it, and the cure is the one
+    the report prints for it (es_doctor.cures given the cause found; a consequence's is its root's).
+    None when the finding is fine."""
     import difflib
 
     if ident in runbooks:
         return runbooks[ident], {}
+    from es_doctor import causality, cures
     from es_doctor.checks.registry import load_all
     from es_doctor.findings import Status
-    from es_doctor.runner import diagnose
 
     checks = load_all()
     if ident not in checks:
         near = difflib.get_close_matches(ident, [*runbooks, *checks], n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(near)}?" if near else "; see: es-doctor runbooks list, es-doctor checks"
         raise UsageError(f"no runbook or finding {ident!r}{hint}")
-    report = diagnose(loaded.target, loaded.target_name, [ident])
+    related = [c for c in causality.CAUSED_BY.get(ident, ()) if c in checks]
+    if ident == "monitoring.alerts":  # an alert is read beside the live check it watches
+        related += [c for c in cures.CURES if c in checks and c != ident]
+    report = _diagnose(loaded, [ident, *related])
     finding = next(f for f in report.findings if f.id == ident)
     typer.echo(f"{ident}: {finding.status.value}: {finding.summary}")
     if finding.status in (Status.OK, Status.SKIP):
         typer.echo("nothing to fix")
         return None
-    if finding.runbook is None:
-        why = (f"no runbook cures it: es-doctor escalate --level {finding.escalate} --issue \"{ident}: …\""
-               if finding.escalate else "es-doctor cannot tell what is wrong, so it applies no runbook")
-        raise NoCureError(f"{ident}: {why}")
+    root = next((f for f in report.findings if f.id == finding.consequence_of), None)
+    if root is not None:
+        typer.echo(f"{ident} is a consequence of {root.id} ({root.status.value}: {root.summary}): curing the cause")
+        finding = root
+    if finding.runbook is None or finding.fix_command() is None:
+        if finding.escalate_command:
+            why = f"no runbook cures it on target {loaded.target_name}: {finding.escalate_command}"
+        elif finding.fix_command():
+            why = f"its cure is not a runbook here: {finding.fix_command()}"
+        else:
+            why = "es-doctor cannot tell what is wrong, so it applies no runbook"
+        raise NoCureError(f"{finding.id}: {why}")
     if finding.runbook not in runbooks:
-        raise NoCureError(f"{ident}: its cure {finding.runbook} is not among the loaded runbooks")
+        raise NoCureError(f"{finding.id}: its cure {finding.runbook} is not among the loaded runbooks")
     return runbooks[finding.runbook], dict(finding.runbook_params)
 
 
@@ -121,10 +145,10 @@ def _report(result: FixResult) -> None:
     for finding in result.verify:
         if finding["status"] != "OK":
             echo(f"  still {finding['status']}: {finding['summary']} ({finding['id']})")
-            if finding.get("next") and finding["next"] != f"es-doctor fix {result.runbook}":
+            if finding.get("next") and f" fix {result.runbook}" not in finding["next"]:
                 echo(f"    next: {finding['next']}")
-            elif finding.get("escalate"):
-                echo(f"    next: es-doctor escalate --level {finding['escalate']} --issue \"{finding['id']}\"")
+            elif finding.get("escalate_command"):
+                echo(f"    next: {finding['escalate_command']}")
 
 
 def fix(
@@ -174,6 +198,8 @@ def fix(
     for runbook, cure_params in chosen:
         params = {**cure_params, **_params(param or [])} if not fix_all else dict(cure_params)
         the_plan = plan(runbook, loaded.target, loaded.target_name, params)
+        if ident is not None and ident not in runbooks and not fix_all:
+            the_plan.also_verify = [ident]  # FIXED means the finding it was asked to cure is OK
         print_plan(the_plan, say)
         result = engine.run(the_plan, yes=yes, dry_run=dry_run)
         _report(result)
@@ -187,13 +213,18 @@ def fix(
 
 
 def _for_findings(loaded: LoadedConfig, runbooks: dict[str, Runbook]) -> list[tuple[Runbook, dict[str, str]]]:
-    """The cures of every current WARN/CRIT finding (as the report names them), deploy and startup first."""
+    """The cures of the current WARN/CRIT findings that are live and causes: not a consequence (its
+    root's cure is planned), not an alert (the live finding it watches is planned, or it is clearing),
+    not a cure the target cannot run (no printed fix command); deploy and startup first."""
+    from es_doctor import cures
     from es_doctor.findings import Status
-    from es_doctor.runner import diagnose
 
-    report = diagnose(loaded.target, loaded.target_name)
+    report = _diagnose(loaded)
     wanted: list[tuple[Runbook, dict[str, str]]] = []
-    for finding in report.findings:
+    for finding in report.problems():
+        if finding.consequence_of or (finding.cause or "").startswith(cures.ALERT_PREFIX) \
+                or finding.fix_command() is None:
+            continue
         if finding.status in (Status.WARN, Status.CRIT) and finding.runbook in runbooks:
             rb = runbooks[finding.runbook]
             params = dict(finding.runbook_params)

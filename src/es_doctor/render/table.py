@@ -27,9 +27,8 @@ def _finding_lines(finding: Finding, detailed: bool) -> list[str]:
     command = finding.fix_command() if problem else None
     if command:
         lines.append(f"        [bold]fix:[/] {escape(command)}")
-    elif problem and finding.escalate:
-        lines.append(f"        [bold]no runbook cures this:[/] es-doctor escalate --level {finding.escalate} "
-                     f"--issue \"{escape(finding.id)}: …\"")
+    elif problem and finding.escalate_command:
+        lines.append(f"        [bold]no runbook cures this here:[/] {escape(finding.escalate_command)}")
     return lines
 
 

@@ -99,6 +99,9 @@ class Plan:
     rollback: list[PlannedStep]
     #: why the target cannot run this runbook (its ``requires:`` unmet); empty when it can
     missing: list[str] = field(default_factory=list)
+    #: findings verified besides the runbook's ``verify:`` (``fix <finding>``: the finding it was asked to
+    #: cure, so that FIXED means that finding is OK)
+    also_verify: list[str] = field(default_factory=list)
 
     @property
     def destructive(self) -> bool:
@@ -171,30 +174,10 @@ def _is_destructive(step: Step, runbook: Runbook) -> bool:
 
 
 def missing_requirements(runbook: Runbook, target: Target) -> list[str]:
-    """Each of the runbook's ``requires:`` the target lacks, with the reason."""
-    from urllib.parse import urlsplit
+    """Each of the runbook's ``requires:`` the target lacks, with the reason (:mod:`es_doctor.capabilities`)."""
+    from es_doctor.capabilities import missing_requirements as missing
 
-    from es_doctor.probes.ports import is_local_host
-
-    out = []
-    for need in runbook.requires:
-        if need == "local":
-            host = urlsplit(target.service.api_url).hostname or "localhost"
-            local, why = is_local_host(host)
-            if not local:
-                out.append(f"needs the service on this host: {why}")
-        elif need == "config-file":
-            if not target.service.config_file:
-                out.append("needs the service's config file on this host (service.config_file is not set)")
-        elif need == "restart":
-            docker, why = target.is_present("docker")
-            if not docker and not target.service.restart_command:
-                out.append(f"needs a way to restart the service: no Docker ({why}) and no service.restart_command")
-        else:
-            present, why = target.is_present(need)
-            if not present:
-                out.append(f"needs {need}: {why}")
-    return out
+    return missing(runbook.requires, target)
 
 
 def _plan_steps(steps: list[Step], phase: str, runbook: Runbook, context: dict[str, Any], known: list[str],
@@ -231,8 +214,11 @@ def plan(runbook: Runbook, target: Target, target_name: str, params: dict[str, s
 class Engine:
     def __init__(self, target: Target, target_name: str, audit: AuditLog, state_dir: Path, *,
                  confirm: Callable[[str], bool], say: Callable[[str], None],
-                 verify_timeout: float = 90.0, backup_root: Path | None = None) -> None:
+                 verify_timeout: float = 90.0, backup_root: Path | None = None,
+                 printed_config: str | None = None) -> None:
         self.target, self.target_name = target, target_name
+        #: the config file the commands it prints name (None: the default one, see es_doctor.prescribe)
+        self.printed_config = printed_config
         self.backup_root = backup_root
         self.audit, self.state_dir = audit, state_dir.expanduser()
         self.confirm = confirm
@@ -415,7 +401,7 @@ class Engine:
             else:
                 result.outcome = RunOutcome.FAILED
         else:
-            fixed, findings = self._verify(rb)
+            fixed, findings = self._verify(rb, the_plan.also_verify)
             result.verify = findings
             result.outcome = (RunOutcome.FIXED if rb.cures else RunOutcome.DONE) if fixed else RunOutcome.NOT_FIXED
             self.audit.write("fix.verify", **base, fixed=fixed, findings=findings)
@@ -615,19 +601,24 @@ class Engine:
             if res.status == "ok":
                 outputs[step.name] = res.output
 
-    def _verify(self, rb: Runbook) -> tuple[bool, list[dict[str, Any]]]:
-        if not rb.verify:
+    def _verify(self, rb: Runbook, also: list[str] | None = None) -> tuple[bool, list[dict[str, Any]]]:
+        """Run the runbook's ``verify:`` checks (and ``also``) until OK or the verify timeout. They judge
+        the window the next diagnose will (the same kept scrapes: es_doctor.checks.window), so a FIXED is
+        not followed by the same finding still bad."""
+        wanted = list(dict.fromkeys([*rb.verify, *(also or [])]))
+        if not wanted:
             return True, []
         from es_doctor.checks.registry import load_all
         from es_doctor.findings import Status
         from es_doctor.runner import diagnose
 
         registry = load_all()
-        ids = [c for c in rb.verify if c in registry]
+        ids = [c for c in wanted if c in registry]
         self.say(f"verifying: {', '.join(ids)}")
         deadline = time.monotonic() + self.verify_timeout
         while True:
-            report = diagnose(self.target, self.target_name, ids)
+            report = diagnose(self.target, self.target_name, ids, scrapes_dir=self.state_dir / "scrapes",
+                              config=self.printed_config)
             findings = [f for f in report.findings if f.id in ids]
             if all(f.status is Status.OK for f in findings) or time.monotonic() > deadline:
                 break
@@ -635,7 +626,7 @@ class Engine:
                 break  # what is left is missing data: waiting will not change it
             time.sleep(2.0)
         summary = [{"id": f.id, "status": f.status.value, "summary": f.summary, "next": f.fix_command(),
-                    "escalate": f.escalate} for f in findings]
+                    "escalate": f.escalate, "escalate_command": f.escalate_command} for f in findings]
         for f in findings:
             self.say(f"  {f.status.symbol} {f.summary} ({f.id})")
         return all(f.status is Status.OK for f in findings), summary
