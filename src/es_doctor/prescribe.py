@@ -96,7 +96,7 @@ def escalate_command(finding: Finding, level: int, target: str | None, config: s
                            "--issue", issue, target=target, config=config)
 
 
-def _lab_restart(runbook: str, params: Mapping[str, str]) -> str | None:
+def lab_restart(runbook: str, params: Mapping[str, str]) -> str | None:
     how = LAB_RESTARTS.get(runbook)
     if how is None:
         return None
@@ -123,7 +123,7 @@ def prescribe(finding: Finding, target: Target, target_name: str, config: str | 
         lacking = [p for p in (facts.required_params if facts else ()) if p not in params]
         missing = missing_requirements(facts.requires, target) if facts else []
         if lacking or missing:
-            lab = _lab_restart(runbook, params) if target_name == LAB and not lacking else None
+            lab = lab_restart(runbook, params) if target_name == LAB and not lacking else None
             if lab is not None:
                 command = lab
             else:

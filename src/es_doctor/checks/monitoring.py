@@ -106,6 +106,25 @@ def alerts(ctx: CheckContext) -> Outcome:
     return ok(f"{counted(rules.unwrap(), 'alert rule')} loaded, none firing", *evidence)
 
 
+def _own_restarts(ctx: CheckContext, held_s: float, scrapes: int, failed: int) -> str | None:
+    """The audited es-doctor runs on this target over the uptime window, as words, when they account
+    for every failed scrape (each run can cost its own length plus two scrape intervals); else None."""
+    import time
+
+    from es_doctor.own_runs import runs
+
+    now = time.time()
+    found = runs(ctx.audit_log, ctx.target_name, now - held_s, now)
+    if not found:
+        return None
+    interval = held_s / max(1, scrapes)
+    covered = sum(r.overlap(now - held_s, now) for r in found) + 2 * interval * len(found)
+    if failed > math.ceil(covered / max(interval, 1e-6)):
+        return None
+    return ", ".join(f"{r.runbook} at {time.strftime('%H:%M:%S', time.gmtime(r.started))} UTC (run {r.run_id})"
+                     for r in found)
+
+
 def duration_text(seconds: float) -> str:
     """``3 h 12 min``, ``24 h``, ``4 min 10 s``, ``45 s`` (whole units, zeros left out)."""
     total = max(0, int(seconds))
@@ -159,6 +178,12 @@ def uptime(ctx: CheckContext) -> Outcome:
         evidence.append(ev("targets", {t.labels.get("instance", "?"): float(_pct(t.ratio)) for t in targets}))
     where = f" ({worst.labels['instance']})" if len(targets) > 1 and "instance" in worst.labels else ""
     summary = f"uptime {_pct(worst.ratio)} % over {over}{where}: {failed_scrapes} of {worst.scrapes} scrapes failed"
+    if failed_scrapes > 0 and pct < th.uptime_warn_pct:
+        ours = _own_restarts(ctx, held, worst.scrapes, failed_scrapes)
+        if ours is not None:
+            evidence.append(ev("es-doctor's own runs", ours))
+            return ok(f"{summary}, while es-doctor's own audited runs restarted the service ({ours}): "
+                      "not an outage", *evidence)
     if pct < th.uptime_crit_pct:
         return crit(f"{summary} (CRITICAL under {th.uptime_crit_pct:g} %)", *evidence)
     if pct < th.uptime_warn_pct:

@@ -215,15 +215,14 @@ def fix(
 def _for_findings(loaded: LoadedConfig, runbooks: dict[str, Runbook]) -> list[tuple[Runbook, dict[str, str]]]:
     """The cures of the current WARN/CRIT findings that are live and causes: not a consequence (its
     root's cure is planned), not an alert (the live finding it watches is planned, or it is clearing),
-    not a cure the target cannot run (no printed fix command); deploy and startup first."""
+    deploy and startup first (one the target cannot run is planned and REFUSED, so the exit says so)."""
     from es_doctor import cures
     from es_doctor.findings import Status
 
     report = _diagnose(loaded)
     wanted: list[tuple[Runbook, dict[str, str]]] = []
     for finding in report.problems():
-        if finding.consequence_of or (finding.cause or "").startswith(cures.ALERT_PREFIX) \
-                or finding.fix_command() is None:
+        if finding.consequence_of or (finding.cause or "").startswith(cures.ALERT_PREFIX):
             continue
         if finding.status in (Status.WARN, Status.CRIT) and finding.runbook in runbooks:
             rb = runbooks[finding.runbook]
