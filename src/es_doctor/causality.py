@@ -81,16 +81,17 @@ def _direct_cause(finding: Finding, problems: Mapping[str, Finding]) -> str | No
 
 def link(findings: Sequence[Finding]) -> list[Finding]:
     """``findings`` with ``consequence_of`` set on each problem caused by another problem of the same
-    report: the id of the root (followed through chains; a cycle stops where it closes)."""
-    problems = {f.id: f for f in findings if f.status in PROBLEM}
+    report: the id of the root (followed through chains; a cycle stops where it closes). Only a WARN or
+    CRIT finding is a cause: an UNKNOWN one says nothing is known about it."""
+    problems = {f.id: f for f in findings if f.status in (Status.WARN, Status.CRIT)}
     out = []
     for finding in findings:
-        if finding.id not in problems:
+        if finding.status not in PROBLEM:
             out.append(finding.model_copy(update={"consequence_of": None}))
             continue
         seen = {finding.id}
         root = None
-        current = _direct_cause(finding, problems)
+        current = _direct_cause(finding, {k: v for k, v in problems.items() if k != finding.id})
         while current is not None and current not in seen:
             root = current
             seen.add(current)

@@ -22,12 +22,15 @@ from typing import Any
 from es_doctor.config import Target, secret_values
 from es_doctor.errors import ExitStatus, UnavailableError, UsageError
 from es_doctor.files import private_dir
+from es_doctor.findings import Finding
 from es_doctor.runbooks.actions import REGISTRY, RUN_ENV, ActionContext, ActionError
 from es_doctor.runbooks.audit import AuditLog, fix_lock, mask, target_lock
 from es_doctor.runbooks.model import Runbook, Step
 from es_doctor.runbooks.templating import TemplateError, evaluate_condition, render
 from es_doctor.secrets import clean
 
+#: how a SKIP because a prerequisite failed begins (es_doctor.runner)
+SKIPPED_PREREQUISITE = "skipped: prerequisite"
 #: how long a cancelled step may take to stop (its programs get SIGTERM, then SIGKILL after 5 s)
 STOP_GRACE_S = 15.0
 
@@ -171,6 +174,15 @@ def template_context(target: Target, params: dict[str, Any], outputs: dict[str, 
 def _is_destructive(step: Step, runbook: Runbook) -> bool:
     spec = REGISTRY.get(step.action)
     return bool(step.destructive or (spec is not None and spec.destructive))
+
+
+def verified(finding: Finding) -> bool:
+    """Whether a verified finding passes: OK, or SKIP because the target has no such component (nothing
+    there to be wrong); a SKIP because a prerequisite failed is not verified."""
+    from es_doctor.findings import Status
+
+    return finding.status is Status.OK or (finding.status is Status.SKIP
+                                            and not finding.summary.startswith(SKIPPED_PREREQUISITE))
 
 
 def missing_requirements(runbook: Runbook, target: Target) -> list[str]:
@@ -609,7 +621,6 @@ class Engine:
         if not wanted:
             return True, []
         from es_doctor.checks.registry import load_all
-        from es_doctor.findings import Status
         from es_doctor.runner import diagnose
 
         registry = load_all()
@@ -620,13 +631,13 @@ class Engine:
             report = diagnose(self.target, self.target_name, ids, scrapes_dir=self.state_dir / "scrapes",
                               config=self.printed_config)
             findings = [f for f in report.findings if f.id in ids]
-            if all(f.status is Status.OK for f in findings) or time.monotonic() > deadline:
+            if all(verified(f) for f in findings) or time.monotonic() > deadline:
                 break
-            if all(f.status is Status.OK or not registry[f.id].heals for f in findings):
+            if all(verified(f) or not registry[f.id].heals for f in findings):
                 break  # what is left is missing data: waiting will not change it
             time.sleep(2.0)
         summary = [{"id": f.id, "status": f.status.value, "summary": f.summary, "next": f.fix_command(),
                     "escalate": f.escalate, "escalate_command": f.escalate_command} for f in findings]
         for f in findings:
             self.say(f"  {f.status.symbol} {f.summary} ({f.id})")
-        return all(f.status is Status.OK for f in findings), summary
+        return all(verified(f) for f in findings), summary
