@@ -88,7 +88,14 @@ def resolve(ident: str, runbooks: dict[str, Runbook], loaded: LoadedConfig) -> t
         raise NoCureError(f"{finding.id}: {why}")
     if finding.runbook not in runbooks:
         raise NoCureError(f"{finding.id}: its cure {finding.runbook} is not among the loaded runbooks")
+    printed = finding.fix_command() or ""
+    if " fix " not in f" {printed} ":  # the target cannot run the runbook: the plan says REFUSED, then this
+        INSTEAD[finding.runbook] = finding.next_command() or ""
     return runbooks[finding.runbook], dict(finding.runbook_params)
+
+
+#: runbook → the command printed instead of it for the finding being fixed (the target cannot run it)
+INSTEAD: dict[str, str] = {}
 
 
 class NoCureError(Exception):
@@ -140,8 +147,12 @@ def _confirm(question: str) -> bool:
 
 
 def _report(result: FixResult) -> None:
+    from es_doctor.runbooks.engine import RunOutcome
+
     echo = line_printer()
     echo(f"{result.runbook}: {result.outcome.value}" + (f" - {result.message}" if result.message else ""))
+    if result.outcome is RunOutcome.REFUSED and INSTEAD.get(result.runbook):
+        echo(f"  instead: {INSTEAD[result.runbook]}")
     for finding in result.verify:
         if finding["status"] != "OK":
             echo(f"  still {finding['status']}: {finding['summary']} ({finding['id']})")
