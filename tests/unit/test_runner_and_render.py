@@ -99,22 +99,23 @@ def sample_report() -> object:
         spec("performance.latency", lambda ctx: warn("p95 180 ms", ev("p95", 180.0, "> 100 ms WARN", "ms"))),
         spec("vectors.collection", lambda ctx: crit("collection task_vectors does not exist")),
     ]
-    return run_checks(specs, CheckContext(Target(), "lab"))
+    # a target with the service's config file: vector-cache-tune can run there (its cure is printed)
+    return run_checks(specs, CheckContext(Target(service={"config_file": "/srv/config.yaml"}), "lab"))
 
 
 def test_table_reads_like_flutter_doctor() -> None:
     text = renderer(Format.table)(sample_report(), False)  # type: ignore[arg-type]
     assert "[✗] vectors" in text and "[!] performance" in text and "[✓] startup" in text
     # the cures come from es_doctor.cures (the one table), by finding id
-    assert "fix: es-doctor fix qdrant-collection-recreate" in text
-    assert "fix: es-doctor fix vector-cache-tune" in text
+    assert "fix: es-doctor -t lab fix qdrant-collection-recreate" in text
+    assert "fix: es-doctor -t lab fix vector-cache-tune" in text
     assert "p95: 180 ms (threshold > 100 ms WARN)" in text
     assert "2 issues found" in text and "(exit 2)" in text
 
 
 def test_json_follows_the_versioned_schema() -> None:
     data = json.loads(renderer(Format.json)(sample_report(), False))  # type: ignore[arg-type]
-    assert data["schema_version"] == "1.1"
+    assert data["schema_version"] == "1.2"
     assert data["status"] == "CRIT" and data["exit_code"] == 2
     assert {f["class"] for f in data["findings"]} == {"startup", "performance", "vectors"}
     from es_doctor.render.json_report import report_schema
@@ -151,8 +152,8 @@ def test_nagios_status_line_perfdata_and_long_text() -> None:
     assert "'performance.latency.p95'=180ms;100;;0;" in perf.split(" ")
     # the plugin API's long text: one line per finding that is not OK, the most severe first, with its cure
     assert long_text == ["CRIT vectors.collection: collection task_vectors does not exist "
-                         "(fix: es-doctor fix qdrant-collection-recreate)",
-                         "WARN performance.latency: p95 180 ms (fix: es-doctor fix vector-cache-tune)"]
+                         "(fix: es-doctor -t lab fix qdrant-collection-recreate)",
+                         "WARN performance.latency: p95 180 ms (fix: es-doctor -t lab fix vector-cache-tune)"]
 
 
 def test_nagios_perfdata_numbers_labels_and_limits() -> None:

@@ -78,7 +78,7 @@ def resolve(ident: str, runbooks: dict[str, Runbook], loaded: LoadedConfig) -> t
     if root is not None:
         typer.echo(f"{ident} is a consequence of {root.id} ({root.status.value}: {root.summary}): curing the cause")
         finding = root
-    if finding.runbook is None or finding.fix_command() is None:
+    if finding.runbook is None:
         if finding.escalate_command:
             why = f"no runbook cures it on target {loaded.target_name}: {finding.escalate_command}"
         elif finding.fix_command():
