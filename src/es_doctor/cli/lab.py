@@ -217,10 +217,24 @@ def restart(name: Annotated[str, typer.Argument(help="A component: email-sender-
         else:
             stack.stop_component(name)
             stack.start_component(name, recreate=True)
+            _wait_answering(stack, name)  # a printed cure ends when what it restarted answers again
     except InfraError as exc:
         raise UsageError(str(exc)) from exc
     typer.echo(f"{name} restarted ({stack.mode} mode)")
     return int(ExitStatus.OK)
+
+
+def _wait_answering(stack: LabStack, name: str, timeout: float = 60.0) -> None:
+    """Until the component ``name`` answers (its own health, not the whole lab's: another fault may be on)."""
+    import time
+
+    from es_doctor.lab.infra import InfraError
+
+    deadline = time.monotonic() + timeout
+    while not stack.health().get(name, True):
+        if time.monotonic() > deadline:
+            raise InfraError(f"{name} restarted but does not answer after {timeout:.0f} s")
+        time.sleep(0.3)
 
 
 @lab_app.command("faults")
