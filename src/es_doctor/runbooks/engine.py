@@ -176,7 +176,10 @@ class Engine:
                     except KeyboardInterrupt:  # only where Ctrl-C cannot be deferred (not the main thread)
                         result.message += "; the rollback was interrupted too"
             else:
-                result.message += "; not rolled back (resume with: es-doctor fix " + rb.id + ")"
+                from es_doctor.cures import es_doctor
+
+                resume = es_doctor("fix", rb.id, target=self.target_name, config=self.printed_config)
+                result.message += f"; not rolled back (resume with: {resume})"
             with ctrl_c_deferred(self.say, "recording the interruption"):
                 self.audit.write("fix.end", **base, outcome=result.outcome.value, message=result.message,
                                  duration_ms=round((time.monotonic() - started) * 1000, 1))
