@@ -59,7 +59,7 @@ def _es_doctor_imports(path: Path) -> set[str]:
 
 
 #: the ground floor: modules every part may use, which import nothing of es_doctor's but each other
-GROUND = {"es_doctor.secrets", "es_doctor.errors", "es_doctor.yamlsource"}
+GROUND = {"es_doctor.secrets", "es_doctor.errors", "es_doctor.yamlsource", "es_doctor.units"}
 #: what the config package may import: the ground floor and itself (never a probe, a check or the CLI)
 CONFIG_MAY = GROUND | {"es_doctor.config"}
 
@@ -67,6 +67,11 @@ CONFIG_MAY = GROUND | {"es_doctor.config"}
 def test_secrets_import_nothing_of_es_doctor() -> None:
     """``secrets`` is used by probes, config, render, the engine: an import of theirs would run back up."""
     assert _es_doctor_imports(SRC / "secrets.py") == set()
+
+
+def test_units_import_nothing_of_es_doctor() -> None:
+    """``units`` (durations, sizes, stamps) is read by config, the lab, the CLI and the renderers alike."""
+    assert _es_doctor_imports(SRC / "units.py") == set()
 
 
 def test_the_config_package_imports_only_the_ground_floor() -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from es_doctor.cli import complete
+from es_doctor.errors import UsageError
+
 if TYPE_CHECKING:
-    from collections.abc import Callable
 
     from es_doctor.config import LoadedConfig
     from es_doctor.runbooks.engine import Engine
@@ -17,7 +20,17 @@ if TYPE_CHECKING:
 @dataclass
 class State:
     config_path: str | None = None
-    target: str | None = None
+    #: every ``-t`` given before the command (``es-doctor -t a -t b diagnose``), in order, once each
+    targets: list[str] = field(default_factory=list)
+
+    @property
+    def target(self) -> str | None:
+        """The one target chosen before the command; several are refused (a usage error) here, in a command
+        that takes one: only ``diagnose`` and ``serve`` read :attr:`targets`."""
+        if len(self.targets) > 1:
+            raise UsageError(f"-t was given {len(self.targets)} times ({', '.join(self.targets)}): this command "
+                             "takes one target (diagnose and serve take several)")
+        return self.targets[0] if self.targets else None
 
 
 ConfigOpt = Annotated[
@@ -28,8 +41,36 @@ ConfigOpt = Annotated[
 ]
 TargetOpt = Annotated[
     str | None,
-    typer.Option("--target", "-t", metavar="NAME", help="Named target from the config (or 'lab').", show_default=False),
+    typer.Option("--target", "-t", metavar="NAME", help="Named target from the config (or 'lab').", show_default=False,
+                 autocompletion=complete.targets),
 ]
+TargetsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--target", "-t", metavar="NAME",
+                 help="Named target from the config (or 'lab'); several (repeated) where the command takes "
+                 "several (diagnose, serve), else refused.",
+                 show_default=False, autocompletion=complete.targets),
+]
+
+
+def duration(option: str, minimum: float = 0.0) -> Callable[[str], float]:
+    """The parser of a duration option (``90s``, ``1m30s``, ``1h30m``, ``500ms``, or seconds): one grammar in
+    every command (:func:`es_doctor.units.parse_duration`); below ``minimum``, a usage error."""
+
+    def parse(text: str) -> float:
+        from es_doctor.units import DurationError, format_duration, parse_duration
+
+        try:
+            value = parse_duration(text)
+        except DurationError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        if value < minimum or value <= 0:
+            raise typer.BadParameter(f"{text!r} is too short: at least {format_duration(minimum)}"
+                                     if minimum else f"{text!r}: must be more than 0")
+        return value
+
+    parse.__name__ = option.lstrip("-")
+    return parse
 
 
 def state(ctx: typer.Context) -> State:

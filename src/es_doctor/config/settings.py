@@ -8,8 +8,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from es_doctor.config.locations import default_state_dir
-from es_doctor.config.target import Secret, Strict, Target
+from es_doctor.config.target import Seconds, SecondsAtLeast1, SecondsOrZero, Secret, Strict, Target
 
+#: where ``es-doctor serve`` listens unless told otherwise (``serve.listen``)
+DEFAULT_LISTEN = "127.0.0.1:9109"
 #: the guide's "Niveaux d'Escalade": the team of each level and what it handles
 GUIDE_ESCALATION_LEVELS: dict[int, dict[str, Any]] = {
     1: {"team": "Équipe Dev",
@@ -37,10 +39,10 @@ class EscalationChannel(Strict):
     #: the webhook URL (env:NAME); for pagerduty, unset means https://events.pagerduty.com/v2/enqueue
     url: str | None = Secret(description="webhook / events URL (env:NAME)")
     routing_key: str | None = Secret(description="PagerDuty integration (routing) key (env:NAME)")
-    timeout_s: float = Field(default=10.0, gt=0)
+    timeout_s: Seconds = 10.0
     #: retries after the first attempt, with exponential backoff starting at backoff_s
     retries: int = Field(default=3, ge=0, le=10)
-    backoff_s: float = Field(default=0.2, ge=0)
+    backoff_s: SecondsOrZero = 0.2
 
     @model_validator(mode="after")
     def _needs(self) -> EscalationChannel:
@@ -91,9 +93,9 @@ class ServeConfig(Strict):
     """``es-doctor serve``: the daemon that diagnoses every target on a schedule."""
 
     #: address:port to listen on; any address but loopback requires ``token``
-    listen: str = "127.0.0.1:9109"
+    listen: str = DEFAULT_LISTEN
     #: seconds between two diagnoses of one target (each target on its own schedule)
-    interval_s: float = Field(default=30.0, ge=1.0)
+    interval_s: SecondsAtLeast1 = 30.0
     #: each run starts up to this share of the interval early or late, so targets do not run in step
     jitter_pct: float = Field(default=10.0, ge=0.0, le=50.0)
     #: bearer token every path but /healthz requires (env:NAME); mandatory off loopback

@@ -5,14 +5,15 @@ colour alone; every value is HTML-escaped.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from dataclasses import dataclass
 from html import escape
 from importlib import resources
 
 from es_doctor.findings import SYMPTOM_CLASSES, Finding, Report, Status, worst
+from es_doctor.render.table import MAX_EVIDENCE, evidence_text
 from es_doctor.serve.widgets import Widget
+from es_doctor.units import utc_display, utc_iso
 
 
 @dataclass
@@ -37,8 +38,7 @@ def _badge(status: Status | None, word: str | None = None) -> str:
 def _when(at: float | None, now: float) -> str:
     if at is None:
         return "n/a"
-    stamp = dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    return f'<time datetime="{stamp}">{stamp}</time> ({_ago(now - at)})'
+    return f'<time datetime="{utc_iso(at)}">{utc_display(at)}</time> ({_ago(now - at)})'
 
 
 def _ago(seconds: float) -> str:
@@ -76,6 +76,30 @@ def _widget(widget: Widget) -> str:
             f'<div class="src">from {escape(widget.source)}</div></div>')
 
 
+def _row(f: Finding, view: TargetView, now: float) -> str:
+    evidence = "".join(f"<li>{escape(evidence_text(e))}</li>" for e in f.evidence[:MAX_EVIDENCE])
+    return (f'<tr data-check="{escape(f.id)}" data-status="{f.status.value}">'
+            f'<td data-label="status">{_badge(f.status)}</td>'
+            f'<td data-label="check"><code>{escape(f.id)}</code></td>'
+            f'<td data-label="summary">{escape(f.summary)}</td>'
+            f'<td data-label="evidence">{"<ul>" + evidence + "</ul>" if evidence else ""}</td>'
+            f'<td data-label="cure">{_cure(f)}</td>'
+            f'<td data-label="since">{_when(view.since.get(f.id), now)}</td></tr>')
+
+
+_HEAD = ('<table class="checks"><thead><tr><th>status</th><th>check</th><th>summary</th>'
+         "<th>evidence</th><th>cure</th><th>since</th></tr></thead><tbody>")
+
+
+def _problems(problems: list[Finding], view: TargetView, now: float) -> str:
+    """The "Problems (n)" block: above the widgets, the cause first, each with its cure command."""
+    if not problems:
+        return '<div class="problems none" data-problems="0"><h3>No problems</h3></div>'
+    rows = "".join(_row(f, view, now) for f in problems)
+    return (f'<div class="problems" data-problems="{len(problems)}"><h3>Problems ({len(problems)})</h3>'
+            f"{_HEAD}{rows}</tbody></table></div>")
+
+
 def _target(view: TargetView, now: float) -> str:
     anchor = f"target-{escape(view.name)}"
     if view.report is None:
@@ -88,6 +112,8 @@ def _target(view: TargetView, now: float) -> str:
              f"<h2>{escape(view.name)} {_badge(report.status)}</h2>",
              f'<p class="meta">{escape(summary)}; diagnosed {_when(report.started_at.timestamp(), now)} in '
              f"{report.duration_ms / 1000:.1f} s{' · running now' if view.running else ''}</p>"]
+    problems = report.problems()
+    parts.append(_problems(problems, view, now))
     if view.widgets:
         parts.append('<div class="widgets">' + "".join(_widget(w) for w in view.widgets) + "</div>")
     for cls in SYMPTOM_CLASSES:
@@ -96,20 +122,14 @@ def _target(view: TargetView, now: float) -> str:
             continue
         cls_status = Status.SKIP if all(f.status is Status.SKIP for f in findings) else worst(
             [f.status for f in findings])
-        parts.append(f'<h3 data-class="{escape(cls)}">{escape(cls)} {_badge(cls_status)}</h3>')
-        parts.append('<table class="checks"><thead><tr><th>status</th><th>check</th><th>summary</th>'
-                     "<th>evidence</th><th>cure</th><th>since</th></tr></thead><tbody>")
-        for f in findings:
-            evidence = "".join(f"<li>{escape(e.render())}</li>" for e in f.evidence)
-            parts.append(
-                f'<tr data-check="{escape(f.id)}" data-status="{f.status.value}">'
-                f'<td data-label="status">{_badge(f.status)}</td>'
-                f'<td data-label="check"><code>{escape(f.id)}</code></td>'
-                f'<td data-label="summary">{escape(f.summary)}</td>'
-                f'<td data-label="evidence">{"<ul>" + evidence + "</ul>" if evidence else ""}</td>'
-                f'<td data-label="cure">{_cure(f)}</td>'
-                f'<td data-label="since">{_when(view.since.get(f.id), now)}</td></tr>')
-        parts.append("</tbody></table>")
+        rest = [f for f in findings if f not in problems]
+        tally = ", ".join(f"{n} {s.value}" for s in Status if (n := sum(f.status is s for f in findings)))
+        # the passing rows are collapsed (a click opens them); the problems are already above
+        parts.append(f'<details class="cls" data-class="{escape(cls)}"><summary><h3 data-class="{escape(cls)}">'
+                     f'{escape(cls)} {_badge(cls_status)}</h3> <span class="meta">{escape(tally)}</span></summary>')
+        if rest:
+            parts.append(_HEAD + "".join(_row(f, view, now) for f in rest) + "</tbody></table>")
+        parts.append("</details>")
     parts.append("</section>")
     return "".join(parts)
 
@@ -121,7 +141,7 @@ def render_page(views: list[TargetView], refresh_s: int, now: float | None = Non
         status = view.report.status if view.report else None
         items.append(f'<li><a href="#target-{escape(view.name)}">{escape(view.name)} {_badge(status)}</a></li>')
     body = "".join(_target(v, now) for v in views) or "<p>no target configured</p>"
-    stamp = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    stamp = utc_display(now)
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<meta http-equiv="refresh" content="{int(refresh_s)}">'
