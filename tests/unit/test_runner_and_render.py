@@ -126,7 +126,7 @@ def test_table_opens_with_the_problems_and_its_last_line_names_them() -> None:
     warn = next(i for i, line in enumerate(lines) if "(performance.latency)" in line)
     first_class = next(i for i, line in enumerate(lines) if line.startswith("[") and "]" in line[:4])
     assert crit < warn < first_class  # most severe first, and both before the rows by class
-    assert lines[crit + 1].strip().startswith("fix: es-doctor fix qdrant-collection-recreate")
+    assert lines[crit + 1].strip().startswith("fix: es-doctor -t lab fix qdrant-collection-recreate")
     assert lines[-1].startswith("• 2 problems: vectors.collection (CRIT), performance.latency (WARN). 1 OK in ")
     assert "issues found" not in text
     assert text.count("(performance.latency)") == 1  # a problem is not repeated under its class
