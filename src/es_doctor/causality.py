@@ -34,8 +34,9 @@ CAUSED_BY: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "monitoring.metrics-endpoint": _SERVICE_DOWN_CAUSES,
     "monitoring.prometheus-target": (*_SERVICE_DOWN_CAUSES, "monitoring.metrics-endpoint"),
     "monitoring.uptime": _SERVICE_DOWN_CAUSES,
-    "inter-manager.status": (*_SERVICE_DOWN_CAUSES, "inter-manager.discovery"),
-    "inter-manager.discovery": _SERVICE_DOWN_CAUSES,
+    # the API failing a share of its requests fails the checks that read it (lab fault errors-crit)
+    "inter-manager.status": (*_SERVICE_DOWN_CAUSES, "inter-manager.discovery", "performance.error-rate"),
+    "inter-manager.discovery": (*_SERVICE_DOWN_CAUSES, "performance.error-rate"),
     "inter-manager.event-bus": (*_SERVICE_DOWN_CAUSES, "monitoring.metrics-endpoint"),
     "performance.latency": (*_SERVICE_DOWN_CAUSES, "startup.qdrant", "vectors.qdrant", "startup.postgres",
                             "monitoring.metrics-endpoint"),
