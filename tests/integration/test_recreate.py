@@ -122,7 +122,7 @@ def test_env_set_then_env_restore_gives_back_the_values_that_were_set(client: do
     """go-gc-tune's rollback: GOGC was 80 before the run, GODEBUG unset; both come back so (#24 item 20)."""
     from es_doctor.config import Target
     from es_doctor.runbooks.actions import ActionContext
-    from es_doctor.runbooks.actions.config import env_restore, env_set
+    from es_doctor.runbooks.actions import REGISTRY
 
     target = Target.model_validate({"docker": {"host": docker_engine}, "service": {"container": service}})
     work = tmp_path / "state" / "runs" / "r"
@@ -130,11 +130,11 @@ def test_env_set_then_env_restore_gives_back_the_values_that_were_set(client: do
     ctx = ActionContext(target, "t", work)
     try:
         before = inspect(client, service)
-        out = env_set({"container": service, "env": {"GOGC": "50", "GODEBUG": "gctrace=1"}}, ctx)
+        out = REGISTRY["env.set"].call({"container": service, "env": {"GOGC": "50", "GODEBUG": "gctrace=1"}}, ctx)
         assert out["previous"] == {"GOGC": "80", "GODEBUG": None}
         changed = inspect(client, service)["Config"]["Env"]
         assert "GOGC=50" in changed and "GODEBUG=gctrace=1" in changed
-        env_restore({"container": service, "env": out["previous"]}, ctx)
+        REGISTRY["env.restore"].call({"container": service, "env": out["previous"]}, ctx)
         after = inspect(client, service)
         assert after["Config"]["Env"] == before["Config"]["Env"]  # GOGC=80 again, not unset; GODEBUG gone
         assert after["HostConfig"]["PortBindings"] == before["HostConfig"]["PortBindings"]

@@ -21,6 +21,7 @@ from typing import Any
 
 from es_doctor.config import Target
 from es_doctor.files import private_dir
+from es_doctor.findings import Finding
 from es_doctor.runbooks import snapshot
 from es_doctor.runbooks.actions import RUN_ENV, ActionContext
 from es_doctor.runbooks.audit import AuditLog, fix_lock, target_lock
@@ -55,8 +56,11 @@ AFTER_PATIENCE_S = 30.0
 class Engine:
     def __init__(self, target: Target, target_name: str, audit: AuditLog, state_dir: Path, *,
                  confirm: Callable[[str], bool], say: Callable[[str], None],
-                 verify_timeout: float = 90.0, backup_root: Path | None = None) -> None:
+                 verify_timeout: float = 90.0, backup_root: Path | None = None,
+                 printed_config: str | None = None) -> None:
         self.target, self.target_name = target, target_name
+        #: the config file the commands it prints name (None: the default one, see es_doctor.prescribe)
+        self.printed_config = printed_config
         self.backup_root = backup_root
         self.audit, self.state_dir = audit, state_dir.expanduser()
         self.confirm = confirm
@@ -182,7 +186,10 @@ class Engine:
                     except KeyboardInterrupt:  # only where Ctrl-C cannot be deferred (not the main thread)
                         result.message += "; the rollback was interrupted too"
             else:
-                result.message += "; not rolled back (resume with: es-doctor fix " + rb.id + ")"
+                from es_doctor.cures import es_doctor
+
+                resume = es_doctor("fix", rb.id, target=self.target_name, config=self.printed_config)
+                result.message += f"; not rolled back (resume with: {resume})"
             with ctrl_c_deferred(self.say, "recording the interruption"):
                 self.audit.write("fix.end", **base, outcome=result.outcome.value, message=result.message,
                                  duration_ms=round((time.monotonic() - started) * 1000, 1))
@@ -211,7 +218,7 @@ class Engine:
             else:
                 result.outcome = RunOutcome.FAILED
         else:
-            fixed, findings = self._verify(rb, the_plan.verify)
+            fixed, findings = self._verify(rb, list(dict.fromkeys([*the_plan.verify, *the_plan.also_verify])))
             result.verify = findings
             result.outcome = (RunOutcome.FIXED if rb.cures else RunOutcome.DONE) if fixed else RunOutcome.NOT_FIXED
             self.audit.write("fix.verify", **base, fixed=fixed, findings=findings)
@@ -335,7 +342,6 @@ class Engine:
         if not ids:
             return not rb.cures, []
         from es_doctor.checks.registry import load_all
-        from es_doctor.findings import Status
         from es_doctor.runner import diagnose
 
         registry = load_all()
@@ -347,15 +353,16 @@ class Engine:
         self.say(f"verifying: {', '.join(ids)}")
         deadline = time.monotonic() + self.verify_timeout
         while True:
-            report = diagnose(self.target, self.target_name, ids)
+            report = diagnose(self.target, self.target_name, ids, scrapes_dir=self.state_dir / "scrapes",
+                              config=self.printed_config)
             findings = [f for f in report.findings if f.id in ids]
-            if all(f.status is Status.OK for f in findings) or time.monotonic() > deadline:
+            if all(verified(f) for f in findings) or time.monotonic() > deadline:
                 break
-            if all(f.status is Status.OK or not registry[f.id].heals for f in findings):
+            if all(verified(f) or not registry[f.id].heals for f in findings):
                 break  # what is left is missing data: waiting will not change it
             time.sleep(2.0)
         summary = [{"id": f.id, "status": f.status.value, "summary": f.summary, "next": f.fix_command(),
-                    "escalate": f.escalate} for f in findings]
+                    "escalate": f.escalate, "escalate_command": f.escalate_command} for f in findings]
         for f in findings:
             self.say(f"  {f.status.symbol} {f.summary} ({f.id})")
         ran = {f.id for f in findings}
@@ -364,4 +371,17 @@ class Engine:
             self.say(f"  ? {c} did not run: the fix is not proven by it")
             summary.append({"id": c, "status": "NOT RUN", "summary": "the check did not run", "next": None,
                             "escalate": None})
-        return bool(findings) and not not_run and all(f.status is Status.OK for f in findings), summary
+        return bool(findings) and not not_run and all(verified(f) for f in findings), summary
+
+
+#: how a SKIP because a prerequisite failed begins (es_doctor.runner)
+SKIPPED_PREREQUISITE = "skipped: prerequisite"
+
+
+def verified(finding: Finding) -> bool:
+    """Whether a verified finding passes: OK, or SKIP because the target has no such component (nothing
+    there to be wrong); a SKIP because a prerequisite failed is not verified."""
+    from es_doctor.findings import Status
+
+    return finding.status is Status.OK or (finding.status is Status.SKIP
+                                            and not finding.summary.startswith(SKIPPED_PREREQUISITE))
