@@ -121,8 +121,7 @@ def test_env_set_then_env_restore_gives_back_the_values_that_were_set(client: do
                                                                       docker_engine: str, tmp_path: Any) -> None:
     """go-gc-tune's rollback: GOGC was 80 before the run, GODEBUG unset; both come back so (#24 item 20)."""
     from es_doctor.config import Target
-    from es_doctor.runbooks.actions import ActionContext
-    from es_doctor.runbooks.actions import REGISTRY
+    from es_doctor.runbooks.actions import REGISTRY, ActionContext
 
     target = Target.model_validate({"docker": {"host": docker_engine}, "service": {"container": service}})
     work = tmp_path / "state" / "runs" / "r"
