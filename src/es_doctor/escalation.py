@@ -114,10 +114,11 @@ def bounded_diagnosis(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_diagnosis(loaded: LoadedConfig) -> dict[str, Any]:
+    from es_doctor.prescribe import printed_config
     from es_doctor.render.json_report import as_dict
     from es_doctor.runner import diagnose
 
-    report = diagnose(loaded.target, loaded.target_name)
+    report = diagnose(loaded.target, loaded.target_name, config=printed_config(loaded))
     return bounded_diagnosis(as_dict(report))
 
 
@@ -229,7 +230,7 @@ def to_markdown(incident: Incident) -> str:
                      + ", ".join(f"{k} {v}" for k, v in counts.items() if v) + ")")
         lines.append("")
         for finding in failing_findings(incident, limit=50):
-            fix = f" (fix: `es-doctor fix {finding['runbook']}`)" if finding.get("runbook") else ""
+            fix = f" (fix: `{finding['fix_command']}`)" if finding.get("fix_command") else ""
             lines.append(f"- {finding.get('status')} `{finding.get('id')}`: {finding.get('summary')}{fix}")
     lines += ["", "## Recent errors in the service logs", ""]
     if incident.log_errors:
@@ -400,7 +401,7 @@ def post_with_retry(
 ) -> Delivery:
     """POST ``payload`` as JSON; retry refusals, timeouts, 429 and 5xx with exponential backoff (or the
     server's ``Retry-After``), waiting at most ``MAX_RETRY_WAIT_TOTAL_S`` (60 s) between tries in all."""
-    from es_doctor.probes.http import RetryBudget, bounded_client, post_once, retry_after
+    from es_doctor.probes.http import RetryBudget, poster, retry_after
 
     budget = RetryBudget()  # Retry-After is capped per try, and all the waits together too
     attempts = 0
@@ -410,14 +411,14 @@ def post_with_retry(
     headers = {"User-Agent": f"es-doctor/{__version__}", "Content-Type": "application/json"}
     body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
     try:  # timeout_s is the whole request's deadline (connect, send, answer), body capped at 64 KiB
-        client = bounded_client(url, deadline_s=channel.timeout_s, max_body=64 * 1024)
+        client = poster(url, deadline_s=channel.timeout_s, max_body=64 * 1024)
     except ValueError as exc:  # e.g. a malformed proxy setting
         return Delivery(name, channel.type, False, 0, scrub(f"cannot create an HTTP client: {exc}", known))
     with client:
         for attempt in range(channel.retries + 1):
             attempts += 1
             wait = delay
-            answer = post_once(client, url, body, headers, channel.timeout_s)
+            answer = client.post(body, headers)
             status, retryable = answer.status_code, answer.retryable
             if status is None:
                 detail = answer.detail

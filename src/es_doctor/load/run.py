@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from es_doctor.errors import UnavailableError, UsageError
 from es_doctor.load.plan import Op, Plan
 from es_doctor.load.stats import LoadResult, Recorder, grade, result
-from es_doctor.secrets import resolve_secret
 
 if TYPE_CHECKING:
     from es_doctor.config import Target
@@ -59,8 +58,9 @@ def preflight(session: ProbeSession, target_name: str) -> None:
 
 
 def headers(target: Target) -> dict[str, str]:
-    key = resolve_secret(target.service.api_key)
-    return {"Authorization": f"Bearer {key}"} if key else {}
+    from es_doctor.probes.session import service_headers
+
+    return service_headers(target)
 
 
 def run(plan: Plan, target: Target, stop: threading.Event, on_tick: Callable[[Recorder, float], None] | None = None,

@@ -281,6 +281,28 @@ def post_once(client: httpx.Client, url: str, content: bytes, headers: dict[str,
     return PostAttempt(response.status_code, response.text, dict(response.headers))
 
 
+class Poster:
+    """A bounded client for POSTs to one URL (a notification webhook), closed with ``with``: made by
+    :func:`poster`, so the client is built here and nowhere else."""
+
+    def __init__(self, client: httpx.Client, url: str, deadline_s: float) -> None:
+        self._client, self.url, self.deadline_s = client, url, deadline_s
+
+    def post(self, content: bytes, headers: dict[str, str]) -> PostAttempt:
+        return post_once(self._client, self.url, content, headers, self.deadline_s)
+
+    def __enter__(self) -> Poster:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._client.close()
+
+
+def poster(url: str, *, deadline_s: float, max_body: int | None = MAX_BODY) -> Poster:
+    """A :class:`Poster` for ``url``; ValueError on a client that cannot be made (a malformed proxy setting)."""
+    return Poster(bounded_client(url, deadline_s=deadline_s, max_body=max_body), url, deadline_s)
+
+
 class JsonTooDeepError(ValueError):
     """JSON nested deeper than the limit."""
 
@@ -346,6 +368,11 @@ class HttpResponse:
         return parse_json(self.text)
 
 
+def bearer_headers(token: str | None) -> dict[str, str]:
+    """The ``Authorization`` header of a bearer token (none without a token): the one place it is built."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 class HttpProbe:
     """Every request returns a Result; 2xx is a value, anything else a typed failure.
 
@@ -368,14 +395,17 @@ class HttpProbe:
         json_body: Any = None,
         accept: tuple[int, ...] = (),
         timeout: float | None = None,
+        max_body: int | None = None,
     ) -> Result[HttpResponse]:
+        """``timeout`` and ``max_body`` override the probe's own for this request."""
         watch = Stopwatch()
         limit = timeout if timeout is not None else self.timeout
+        cap = max_body if max_body is not None else self.max_body
         outer = getattr(_local, "cap", None)
         _local.cap = time.monotonic() + limit if outer is None else min(outer, time.monotonic() + limit)
         try:
             with (
-                bounded_client(url, deadline_s=limit, max_body=self.max_body, headers=self.headers,
+                bounded_client(url, deadline_s=limit, max_body=cap, headers=self.headers,
                                follow_redirects=True) as client,
                 client.stream(method, url, json=json_body) as response,
             ):

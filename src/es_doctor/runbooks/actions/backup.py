@@ -28,10 +28,14 @@ class ValidateInputs(Inputs):
     backup: str | None = Field(default=None, description="a backup id to validate (default: the live data)")
     against: str | None = Field(default=None, description="a backup id the live data must equal (after a "
                                 "restore)")
+    other_target: bool | None = Field(default=None, description="given by a restore's check: another target's "
+                                      "backup is refused unless true")
 
 
 class BackupInputs(Inputs):
-    backup: str = Field(min_length=1, description="the backup id")
+    backup: str = Field(min_length=1, description="the backup id (latest: this target's latest)")
+    other_target: bool = Field(default=False, description="restore a backup whose manifest names another target "
+                               "(emergency restore --from-other-target)")
 
 
 class RestoreQdrantInputs(BackupInputs):
@@ -40,10 +44,19 @@ class RestoreQdrantInputs(BackupInputs):
                                "recovered collections")
 
 
-def _backup_path(backup: str, ctx: ActionContext) -> Path:
-    from es_doctor.backup import BackupStore
+def _backup_path(backup: str, ctx: ActionContext, *, restore: bool = False, other_target: bool = False) -> Path:
+    """The backup ``backup`` (``latest``: this target's latest). ``restore``: refused when its manifest names
+    another target (another PostgreSQL, Qdrant or API) unless ``other_target`` is true."""
+    from es_doctor.backup import BackupStore, read_manifest, target_identity
+    from es_doctor.backup import other_target as other_target_of
 
-    return tool_call(lambda: BackupStore(ctx.backups).path(backup))  # type: ignore[no-any-return]
+    path: Path = tool_call(lambda: BackupStore(ctx.backups, ctx.target_name).path(backup))
+    if restore and not other_target:
+        why = other_target_of(tool_call(lambda: read_manifest(path)), ctx.target_name, target_identity(ctx.target))
+        if why is not None:
+            raise ActionError(f"backup {path.name} refused: {why}; restore it into {ctx.target_name} only on "
+                              "purpose (es-doctor emergency restore --from-other-target)", retryable=False)
+    return path
 
 
 @action("backup.create", lambda i: "back up PostgreSQL (pg_dump), Qdrant (snapshots), the volumes and the service "
@@ -56,7 +69,7 @@ def backup_create(inputs: CreateInputs, ctx: ActionContext) -> dict[str, Any]:
 
     from es_doctor.backup import Backup, BackupStore
 
-    job = Backup(ctx.target, ctx.target_name, BackupStore(ctx.backups), reason=inputs.reason or "emergency backup",
+    job = Backup(ctx.probes, ctx.target_name, BackupStore(ctx.backups), reason=inputs.reason or "emergency backup",
                  cancel=ctx.cancel, say=ctx.say, live=inputs.live)
     progress = None
     if sys.stderr.isatty():
@@ -79,17 +92,20 @@ def backup_create(inputs: CreateInputs, ctx: ActionContext) -> dict[str, Any]:
             "skipped": manifest["skipped"], "consistency": manifest.get("consistency")}
 
 
-@action("backup.validate", lambda i: f"validate backup {i['backup']} (checksums, pg_restore --list, archives)"
+@action("backup.validate", lambda i: f"validate backup {i['backup']} (checksums, pg_restore --list, archives, "
+        "its restore fits the target PostgreSQL's lock table)"
         if i.get("backup") else "validate the live data (amcheck, Qdrant points against rows, volumes)"
         + (f", equal to backup {i['against']}" if i.get("against") else ""), ValidateInputs)
 def backup_validate(inputs: ValidateInputs, ctx: ActionContext) -> dict[str, Any]:
-    from es_doctor.backup import validate_backup, validate_live
+    from es_doctor.backup import check_fits, validate_backup, validate_live
 
-    if inputs.backup:
-        path = _backup_path(inputs.backup, ctx)
+    if inputs.backup:  # a restore's check names other_target: another target's backup is refused there
+        path = _backup_path(inputs.backup, ctx, restore=inputs.other_target is not None,
+                            other_target=bool(inputs.other_target))
         found = tool_call(lambda: validate_backup(path))
+        tool_call(lambda: check_fits(ctx.probes, path, found))  # as its restore will run, on this target
     else:
-        found = tool_call(lambda: validate_live(ctx.target, content=bool(inputs.against)))
+        found = tool_call(lambda: validate_live(ctx.probes, content=bool(inputs.against)))
     if inputs.against:  # after a restore: the live data must equal what the backup recorded
         from es_doctor.backup import compare, read_manifest
 
@@ -114,7 +130,7 @@ def backup_validate(inputs: ValidateInputs, ctx: ActionContext) -> dict[str, Any
 def backup_require_freeze(_inputs: NoInputs, ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.backup import require_write_freeze
 
-    return {"reason": tool_call(lambda: require_write_freeze(ctx.target))}
+    return {"reason": tool_call(lambda: require_write_freeze(ctx.probes))}
 
 
 @action("backup.restore-volumes", lambda i: f"recreate the volumes of backup {i.get('backup')} and fill them from "
@@ -123,8 +139,8 @@ def backup_require_freeze(_inputs: NoInputs, ctx: ActionContext) -> dict[str, An
 def backup_restore_volumes(inputs: BackupInputs, ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.backup import restore_volumes
 
-    path = _backup_path(inputs.backup, ctx)
-    return {"restored": tool_call(lambda: restore_volumes(ctx.target, path, ctx.say, ctx.cancel))}
+    path = _backup_path(inputs.backup, ctx, restore=True, other_target=inputs.other_target)
+    return {"restored": tool_call(lambda: restore_volumes(ctx.probes, path, ctx.say, ctx.cancel))}
 
 
 @action("backup.restore-postgres", lambda i: f"pg_restore --clean --single-transaction from backup {i.get('backup')}",
@@ -132,8 +148,8 @@ def backup_restore_volumes(inputs: BackupInputs, ctx: ActionContext) -> dict[str
 def backup_restore_postgres(inputs: BackupInputs, ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.backup import restore_postgres
 
-    path = _backup_path(inputs.backup, ctx)
-    return {"restored": tool_call(lambda: restore_postgres(ctx.target, path, ctx.cancel))}
+    path = _backup_path(inputs.backup, ctx, restore=True, other_target=inputs.other_target)
+    return {"restored": tool_call(lambda: restore_postgres(ctx.probes, path, ctx.cancel))}
 
 
 @action("backup.restore-qdrant", lambda i: f"recover the Qdrant collection(s) {', '.join(map(str, i['collections']))} "
@@ -143,10 +159,10 @@ def backup_restore_postgres(inputs: BackupInputs, ctx: ActionContext) -> dict[st
 def backup_restore_qdrant(inputs: RestoreQdrantInputs, ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.backup import restore_qdrant, safe_name
 
-    path = _backup_path(inputs.backup, ctx)
+    path = _backup_path(inputs.backup, ctx, restore=True, other_target=inputs.other_target)
     only = inputs.collections or None
     if not only or not inputs.keep_current:
-        return {"restored": tool_call(lambda: restore_qdrant(ctx.target, path, ctx.cancel, only)),
+        return {"restored": tool_call(lambda: restore_qdrant(ctx.probes, path, ctx.cancel, only)),
                 "backup": path.name}
     # the points written since the collection was recreated are newer than the backup's: they are
     # saved first (into the run's private directory) and upserted again over the recovered collection
@@ -156,7 +172,7 @@ def backup_restore_qdrant(inputs: RestoreQdrantInputs, ctx: ActionContext) -> di
             ctx.work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             dest = ctx.work_dir / f"{safe_name(name)}.points-{stamp()}.jsonl"
             saved[name] = (dest, unwrap(ctx.qdrant().export_points(name, str(dest)), f"export the points of {name}"))
-    restored = tool_call(lambda: restore_qdrant(ctx.target, path, ctx.cancel, only))
+    restored = tool_call(lambda: restore_qdrant(ctx.probes, path, ctx.cancel, only))
     kept = {name: unwrap(ctx.qdrant().import_points(name, str(dest)), f"upsert the saved points of {name}")
             for name, (dest, _count) in saved.items()}
     return {"restored": restored, "backup": path.name, "kept_current_points": kept}

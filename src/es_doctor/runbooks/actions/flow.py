@@ -80,13 +80,11 @@ def wait_for(inputs: WaitForInputs, ctx: ActionContext) -> dict[str, Any]:
 @action("notify", lambda i: f"notify: {i.get('message')}" + (" (webhook)" if i.get("webhook") else ""),
         NotifyInputs, retry_safe=lambda _i: False)
 def notify(inputs: NotifyInputs, ctx: ActionContext) -> dict[str, Any]:
-    from es_doctor.probes.http import HttpProbe
-
     message = inputs.message  # the step's line (→ name: notify: <message>) already shows it
     webhook = resolve_secret(inputs.webhook)
     if webhook:
-        answer = HttpProbe(timeout=10, max_body=64 * 1024).request(
-            "POST", webhook, json_body={"text": message, "target": ctx.target_name})
+        answer = ctx.probes.plain_http().request(
+            "POST", webhook, json_body={"text": message, "target": ctx.target_name}, timeout=10, max_body=64 * 1024)
         if answer.failure is not None:
             # the message names no URL: the webhook is a secret
             what = answer.failure.status_code or answer.failure.kind.value

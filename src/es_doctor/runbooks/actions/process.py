@@ -47,11 +47,13 @@ class FreePortInputs(Inputs):
                                   "terminated too")
 
 
-def free_port_scope(inputs: FreePortInputs, target: Target) -> PortScope:
-    """Prove the step acts only on the target: the service on this host, a port of the service, and no
-    process that is the service itself (unless ``include_service``) or es-doctor. Raises ActionError why not."""
+def free_port_scope(inputs: FreePortInputs, session: ProbeSession) -> PortScope:
+    """Prove the step acts only on the target (``session.target``, read through ``session``): the service on
+    this host, a port of the service, and no process that is the service itself (unless ``include_service``)
+    or es-doctor. Raises ActionError why not."""
     from es_doctor.probes.ports import ancestors, host_addresses, is_local_host, listeners, process_tree
 
+    target = session.target
     host, api_port = _port_of(target.service.api_url)
     local, why = is_local_host(host)
     if not local:
@@ -66,7 +68,6 @@ def free_port_scope(inputs: FreePortInputs, target: Target) -> PortScope:
     holders = unwrap(listeners(port, host_addresses(host)), f"listeners of port {port} on {host}")
     keep = set(inputs.keep_pids) | ancestors(os.getpid())
     service: set[int] = set()
-    session = ProbeSession(target, timeout=3.0, docker_timeout=10.0)
     if target.is_present("docker")[0]:
         info = session.docker().container(target.service.container)
         if info.value is not None and info.value.pid:
@@ -100,9 +101,12 @@ def _url_of_port(target: Target, port: int) -> str:
 
 def _free_port_preview(inputs: dict[str, Any], target: Target) -> str:
     try:
-        scope = free_port_scope(FreePortInputs.model_validate(inputs), target)
+        checked = FreePortInputs.model_validate(inputs)
     except ValidationError as exc:
         return f" - refused: {exc.errors(include_url=False)[0]['msg']}"
+    try:
+        with ProbeSession(target, timeout=3.0, docker_timeout=10.0) as session:  # the plan's: no run yet
+            scope = free_port_scope(checked, session)
     except ActionError as exc:
         return f" - {exc}"
     parts = [f"pid {h.pid} ({' '.join(h.command.split())[:120]})" for h in scope.strangers]
@@ -118,7 +122,7 @@ def _free_port_preview(inputs: dict[str, Any], target: Target) -> str:
 def free_port(inputs: FreePortInputs, ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.probes.ports import terminate
 
-    scope = free_port_scope(inputs, ctx.target)
+    scope = free_port_scope(inputs, ctx.probes)
     stopped = []
     for proc in scope.strangers:
         ctx.say(f"port {scope.port} is held by pid {proc.pid} ({proc.name}): {proc.command}")

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
+from es_doctor.files import PRIVATE_FILE, write_atomically
 from es_doctor.runbooks.actions.base import (
     ActionContext,
     Inputs,
@@ -54,12 +55,13 @@ def security_analyze(inputs: AnalyzeInputs, ctx: ActionContext) -> dict[str, Any
     threshold = inputs.threshold
     blocked = sorted(ip for ip, n in failed.items() if n >= threshold and ip not in keep)
     blocklist = ctx.work_dir / "blocklist.nginx.conf"
-    blocklist.write_text("# es-doctor emergency security: addresses with repeated failed authentication\n"
-                         "# include it in nginx's server block, then reload nginx (not applied by es-doctor)\n"
-                         + "".join(f"deny {ip};  # {failed[ip]} failed authentications\n" for ip in blocked),
-                         encoding="utf-8")
+    # the addresses of an attack are the operator's business only: 0600, like every file of the run
+    write_atomically(blocklist, "# es-doctor emergency security: addresses with repeated failed authentication\n"
+                     "# include it in nginx's server block, then reload nginx (not applied by es-doctor)\n"
+                     + "".join(f"deny {ip};  # {failed[ip]} failed authentications\n" for ip in blocked),
+                     PRIVATE_FILE, keep_mode=False)
     plain = ctx.work_dir / "blocklist.txt"
-    plain.write_text("".join(f"{ip}\n" for ip in blocked), encoding="utf-8")
+    write_atomically(plain, "".join(f"{ip}\n" for ip in blocked), PRIVATE_FILE, keep_mode=False)
     top = talkers.most_common(10)
     ctx.say("SECURITY lines: " + str(len(security)) + "; top talkers: "
             + ", ".join(f"{ip} ({n})" for ip, n in top))

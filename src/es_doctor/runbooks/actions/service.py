@@ -13,7 +13,6 @@ from es_doctor.runbooks.actions.base import (
     Inputs,
     action,
 )
-from es_doctor.secrets import resolve_secret
 
 HTTP_ACTION_MAX_BODY = 1024 * 1024  #: the largest (decoded) answer an ``http`` step reads
 
@@ -51,16 +50,14 @@ def _http_retry_safe(inputs: dict[str, Any]) -> bool:
 @action("http", lambda i: f"{i.get('method', 'GET')} {i.get('url')} (expect {i.get('expect_status', '2xx')})",
         HttpInputs, retry_safe=_http_retry_safe)
 def http(inputs: HttpInputs, ctx: ActionContext) -> dict[str, Any]:
-    from es_doctor.probes.http import ALL_STATUSES, HttpProbe, parse_json, retry_after
+    from es_doctor.probes.http import ALL_STATUSES, parse_json, retry_after
 
-    headers = {}
-    token = resolve_secret(ctx.target.service.api_key)
-    if token and inputs.url.startswith("/"):
-        headers["Authorization"] = f"Bearer {token}"
+    # the service's bearer token goes only to the service's own API (a path), never to another URL
+    probe = ctx.probes.http() if inputs.url.startswith("/") else ctx.probes.plain_http()
     method = inputs.method.upper()
     # bounded: a total deadline (``timeout``), the body capped after decoding, JSON depth limited
-    answer = HttpProbe(timeout=inputs.timeout, headers=headers, max_body=HTTP_ACTION_MAX_BODY
-                       ).request(method, _url(inputs, ctx), json_body=inputs.json_body, accept=ALL_STATUSES)
+    answer = probe.request(method, _url(inputs, ctx), json_body=inputs.json_body, accept=ALL_STATUSES,
+                           timeout=inputs.timeout, max_body=HTTP_ACTION_MAX_BODY)
     if answer.failure is not None:
         # a request that reached the server may have taken effect: not retried unless idempotent
         sent = answer.meta.get("sent") != "no"
@@ -89,26 +86,20 @@ def service_mode(inputs: ModeInputs, ctx: ActionContext) -> dict[str, Any]:
     """The service's read-only and maintenance mode, as it reports them; with ``readonly``/``maintenance``
     given, the step fails unless the service says so within ``wait`` seconds. No write is attempted:
     proving a mode never writes production data."""
-    from es_doctor.probes.http import HttpProbe
-
-    headers = {}
-    token = resolve_secret(ctx.target.service.api_key)
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    probe = HttpProbe(timeout=inputs.timeout, headers=headers)
-    url = ctx.target.service.api_url.rstrip("/") + "/api/v1/maintenance"
+    api = ctx.service()
     wanted = {k: v for k, v in (("readonly", inputs.readonly), ("maintenance", inputs.maintenance))
               if v is not None}
     deadline = time.monotonic() + inputs.wait
     while True:
-        answer = probe.get_json(url)
+        answer = api.mode(timeout=inputs.timeout)
         if answer.failure is not None:
             raise ActionError(f"cannot read the service's mode (GET /api/v1/maintenance: {answer.failure.message}); "
                               "without it the mode cannot be proven, and es-doctor proves none by writing")
-        state = answer.value if isinstance(answer.value, dict) else {}
-        got = {k: state.get(k) for k in ("readonly", "maintenance")}
-        if any(not isinstance(v, bool) for v in got.values()):
-            raise ActionError(f"GET /api/v1/maintenance answered {str(answer.value)[:200]}: no readonly/maintenance")
+        mode = answer.unwrap()
+        if len(mode.stated) < 2:
+            raise ActionError("GET /api/v1/maintenance answered without a true/false readonly and maintenance "
+                              f"(it states {', '.join(mode.stated) or 'neither'}): the mode cannot be proven")
+        got = {"readonly": mode.readonly, "maintenance": mode.maintenance}
         wrong = {k: got[k] for k, v in wanted.items() if got[k] is not v}
         if not wrong:
             writes = "refused" if got["readonly"] or got["maintenance"] else "accepted"
