@@ -325,11 +325,11 @@ def test_backups_are_chosen_per_target_and_another_targets_is_refused(healthy_la
         assert renamed.returncode == 64 and "another stack" in renamed.stderr, renamed.stderr[-2000:]
         (state / "backups" / other / "manifest.json").write_text(json.dumps(foreign), encoding="utf-8")
         # the runbook itself refuses it too (fix, without the command's check), before its safety backup
-        env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(healthy_lab.lab_dir), "ES_DOCTOR_STATE_DIR": str(state),
-               "ES_DOCTOR_AUDIT_LOG": str(state / "audit.jsonl")}
-        direct = subprocess.run([sys.executable, "-m", "es_doctor", "-t", "lab", "fix", "emergency-restore",
-                                 "--param", f"backup={other}", "--yes"], capture_output=True, text=True, env=env,
-                                timeout=600, check=False, stdin=subprocess.DEVNULL)
+        env = isolated_env(state, {"ES_DOCTOR_LAB_DIR": str(healthy_lab.lab_dir), "ES_DOCTOR_STATE_DIR": str(state),
+                                   "ES_DOCTOR_AUDIT_LOG": str(state / "audit.jsonl")})
+        direct = subprocess.run(cli_command("-t", "lab", "fix", "emergency-restore",
+                                            "--param", f"backup={other}", "--yes"), capture_output=True, text=True,
+                                env=env, timeout=600, check=False, stdin=subprocess.DEVNULL)
         assert direct.returncode != 0 and "backup of target 'staging'" in direct.stdout, direct.stdout[-3000:]
         assert pg_state(healthy_lab) == before
         assert sorted(p.name for p in (state / "backups").iterdir()) == sorted([bid, other]), "no safety backup"

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -21,7 +20,7 @@ import psutil
 import pytest
 
 from es_doctor.lab.infra import free_port
-from support import cli_command
+from support import cli_command, isolated_env
 
 pytestmark = [pytest.mark.integration]
 
@@ -90,8 +89,7 @@ def write_config(tmp_path: Path, api_host: str, port: int, **extra: object) -> P
 
 
 def es_doctor(config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200"}
-    env.pop("ES_DOCTOR_TARGET", None)
+    env = isolated_env(config.parent, {"COLUMNS": "200"})
     return subprocess.run(cli_command("--config", str(config), "-t", "t", *args),
                           capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
