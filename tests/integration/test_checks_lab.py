@@ -19,7 +19,7 @@ from es_doctor.checks.registry import load_all
 from es_doctor.config import Target
 from es_doctor.findings import Finding, Status
 from es_doctor.lab.fault_table import HISTORY_CHECKS, TABLE, FaultSpec
-from support import cli_command, isolated_env
+from support import cli_command, eventually, isolated_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -32,13 +32,14 @@ def diagnose(target: Target, *check_ids: str) -> dict[str, Finding]:
 
 def wait_for_status(target: Target, check_id: str, expected: Status, timeout: float = 30.0) -> Finding:
     """Re-run one check until it reads ``expected`` (the fault's effect must show in a new window)."""
-    deadline = time.monotonic() + timeout
-    finding = diagnose(target, check_id)[check_id]
-    while finding.status is not expected and time.monotonic() < deadline:
-        time.sleep(1.0)
-        finding = diagnose(target, check_id)[check_id]
-    assert finding.status is expected, f"{check_id}: expected {expected}, got {finding.status}: {finding.summary}"
-    return finding
+    seen: list[Finding] = []
+
+    def reads_expected() -> Finding | None:
+        seen.append(diagnose(target, check_id)[check_id])
+        return seen[-1] if seen[-1].status is expected else None
+
+    return eventually(reads_expected, timeout, 1.0,
+                      lambda: f"{check_id}: expected {expected}, got {seen[-1].status}: {seen[-1].summary}")
 
 
 def wait_uptime_recovered(target: Target) -> None:

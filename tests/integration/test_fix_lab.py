@@ -17,7 +17,7 @@ import pytest
 from es_doctor.config import Target
 from es_doctor.findings import Finding, Status
 from es_doctor.lab.fault_table import FAULT_SPECS, HISTORY_CHECKS, TABLE
-from support import cli_command, isolated_env
+from support import cli_command, eventually, isolated_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -33,28 +33,27 @@ def diagnose(target: Target, *check_ids: str) -> dict[str, Finding]:
 
 
 def wait_tripped(target: Target, check_id: str, timeout: float = 45.0) -> Finding:
-    deadline = time.monotonic() + timeout
-    while True:
-        finding = diagnose(target, check_id)[check_id]
-        if finding.status in (Status.WARN, Status.CRIT) or time.monotonic() > deadline:
-            break
-        time.sleep(1.0)
-    assert finding.status in (Status.WARN, Status.CRIT), f"{check_id} did not trip: {finding.summary}"
-    return finding
+    seen: list[Finding] = []
+
+    def tripped() -> Finding | None:
+        seen.append(diagnose(target, check_id)[check_id])
+        return seen[-1] if seen[-1].status in (Status.WARN, Status.CRIT) else None
+
+    return eventually(tripped, timeout, 1.0, lambda: f"{check_id} did not trip: {seen[-1].summary}")
 
 
 def assert_clean_soon(target: Target, within: float = 20.0) -> None:
     """diagnose comes back clean. The metrics window looks back a few seconds: requests that failed
     while the cure was under way (a restart) may still be in it, so the stack has a short while."""
-    deadline = time.monotonic() + within
-    while True:
-        findings = diagnose(target)
-        problems = {i: f"{f.status.value}: {f.summary}" for i, f in findings.items()
-                    if f.status is not Status.OK and i not in LOG_WINDOW_CHECKS}
-        if not problems or time.monotonic() > deadline:
-            break
-        time.sleep(1.0)
-    assert problems == {}
+    problems: dict[str, str] = {}
+
+    def clean() -> bool:
+        problems.clear()
+        problems.update({i: f"{f.status.value}: {f.summary}" for i, f in diagnose(target).items()
+                         if f.status is not Status.OK and i not in LOG_WINDOW_CHECKS})
+        return not problems
+
+    eventually(clean, within, 1.0, lambda: f"diagnose is clean; problems: {problems}")
 
 
 def es_doctor(lab: Any, tmp_path: Path, *args: str, timeout: float = 300,

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from support import cli_command, isolated_env
+from support import cli_command, eventually, isolated_env
 
 pytestmark = pytest.mark.integration
 
@@ -60,12 +60,8 @@ def fault_errors(path: Path, since: float, until: float) -> list[dict[str, Any]]
 
 
 def wait_for_errors(path: Path, since: float, count: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if len(fault_errors(path, since, time.time() + 60)) >= count:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"the lab logged fewer than {count} `handler failed` errors in {timeout} s")
+    eventually(lambda: len(fault_errors(path, since, time.time() + 60)) >= count, timeout, 0.5,
+               f"the lab logs {count} `handler failed` errors")
 
 
 #: when the current erroring_lab's fault was added (whole seconds): the tests read the log from there, so

@@ -15,6 +15,7 @@ from es_doctor.alert_rules import RuleOptions, render_rules
 from es_doctor.config import Target
 from es_doctor.findings import Finding, Status
 from es_doctor.lab.layout import LAB_UPTIME_WINDOW_S, SERVICE
+from support import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -28,13 +29,14 @@ def uptime(target: Target) -> Finding:
 
 
 def wait_for(target: Target, wanted: set[Status], timeout: float) -> Finding:
-    deadline = time.monotonic() + timeout
-    finding = uptime(target)
-    while finding.status not in wanted and time.monotonic() < deadline:
-        time.sleep(1.0)
-        finding = uptime(target)
-    assert finding.status in wanted, f"expected {wanted}, got {finding.status}: {finding.summary}"
-    return finding
+    seen: list[Finding] = []
+
+    def reads_wanted() -> Finding | None:
+        seen.append(uptime(target))
+        return seen[-1] if seen[-1].status in wanted else None
+
+    return eventually(reads_wanted, timeout, 1.0,
+                      lambda: f"expected {wanted}, got {seen[-1].status}: {seen[-1].summary}")
 
 
 def evidence(finding: Finding) -> dict[str, Any]:
