@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support import cli_command, isolated_env, require
+from support import cli_command, eventually, isolated_env, require
 
 pytestmark = [pytest.mark.integration]
 
@@ -106,10 +106,8 @@ def test_a_fault_cured_by_its_runbook_is_not_listed_as_active(plab: Path, tmp_pa
     ok(cli(plab, "lab", "fault", "add", "qdrant-down", "--lab-dir", str(plab)))
     try:
         assert active_faults(plab) == {"discovery-broken", "qdrant-down"}
-        deadline = time.monotonic() + 30
-        while "misses" not in cli(plab, "-t", "lab", "diagnose", "--check", "inter-manager.discovery").stdout:
-            assert time.monotonic() < deadline, "discovery-broken did not take effect"
-            time.sleep(1)
+        eventually(lambda: "misses" in cli(plab, "-t", "lab", "diagnose", "--check", "inter-manager.discovery").stdout,
+                   30, 1.0, "discovery-broken takes effect")
         ok(cli(plab, "lab", "restart", "qdrant", "--lab-dir", str(plab)))  # the lab's supervisor: Qdrant runs again
         fixed = cli(plab, "-t", "lab", "fix", "manager-discovery-restart", "--yes", state=tmp_path)
         assert "manager-discovery-restart: FIXED" in fixed.stdout, fixed.stdout[-3000:] + fixed.stderr[-2000:]
@@ -136,11 +134,9 @@ def test_config_missing_writes_its_fatal_line_into_the_labs_logs(plab: Path, tmp
     elsewhere.mkdir()
     ok(cli(plab, "lab", "fault", "add", "config-missing", "--lab-dir", str(plab), cwd=elsewhere))
     try:
-        deadline = time.monotonic() + 30
         log = plab / "logs" / "email-sender.log"
-        while "config file not found" not in log.read_text(encoding="utf-8"):
-            assert time.monotonic() < deadline, "no FATAL line in the lab's log"
-            time.sleep(0.5)
+        eventually(lambda: "config file not found" in log.read_text(encoding="utf-8"), 30, 0.5,
+                   "the FATAL line in the lab's log")
         fatal = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()
                  if "config file not found" in line]
         assert fatal[-1]["level"] == "FATAL"

@@ -15,6 +15,7 @@ import yaml
 from es_doctor.alert_rules import RuleOptions, render_rules
 from es_doctor.config import Target
 from es_doctor.findings import Finding, Status
+from support import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -64,12 +65,14 @@ def read(target: Target, cases: dict[str, tuple[str, str, str]]) -> dict[str, tu
 def wait_agreement(target: Target, cases: dict[str, tuple[str, str, str]], bad: bool,
                    timeout: float) -> dict[str, tuple[bool, bool, str]]:
     """Read until every signal's alert and check both read ``bad`` (True) or both good, at once."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = read(target, cases)
-        if all(alert is bad and check is bad for alert, check, _ in got.values()) or time.monotonic() > deadline:
-            return got
-        time.sleep(3.0)
+    seen: list[dict[str, tuple[bool, bool, str]]] = []
+
+    def agree() -> dict[str, tuple[bool, bool, str]] | None:
+        seen.append(read(target, cases))
+        return seen[-1] if all(alert is bad and check is bad for alert, check, _ in seen[-1].values()) else None
+
+    return eventually(agree, timeout, 3.0,
+                      lambda: f"every alert and check {'bad' if bad else 'good'}:\n{shown(seen[-1])}")
 
 
 def shown(reads: dict[str, tuple[bool, bool, str]]) -> str:
