@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from es_doctor import logview
-from es_doctor.cli.main import main
 from es_doctor.errors import EsDoctorError, ExitStatus
 from es_doctor.logview import Patterns, Query, SinceError, normalise, parse_since, to_entry
 from es_doctor.probes import logs as plogs
 from es_doctor.probes.logs import LineSplitter, Notice, RawLine, follow_file, line_epoch, open_log
 from es_doctor.probes.result import FailureKind
+from support import CliResult, run_cli
 
 NOW = 1_790_000_000.0  # 2026-09-21
 
@@ -387,10 +387,9 @@ def target_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def run_cli(target_dir: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(["-c", str(target_dir / "es-doctor.yaml"), "logs", *args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+def logs_cli(target_dir: Path, *args: str) -> CliResult:
+    """``es-doctor -c <the target's config> logs ARGS`` in process, isolated under ``target_dir``."""
+    return run_cli("-c", str(target_dir / "es-doctor.yaml"), "logs", *args, home=target_dir, in_process=True)
 
 
 def test_cli_patterns_table_and_json(target_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -403,13 +402,13 @@ def test_cli_patterns_table_and_json(target_dir: Path, capsys: pytest.CaptureFix
     lines += [record(now - 30, "ERROR", "http", "handler failed: /api/v1/tasks/7"), "garbage line",
               record(now - 20, "INFO", "http", "fine")]
     (target_dir / "logs" / "email-sender.log").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    code, out, err = run_cli(target_dir, capsys, "--patterns", "--since", "15m")
+    code, out, err = logs_cli(target_dir, "--patterns", "--since", "15m")
     assert code == 0
     rows = out.splitlines()
     assert rows[0].split()[:4] == ["3", "ERROR", "vector-service", "Failed"] and "request_id=req-0" in rows[0]
     assert "handler failed: /api/v1/tasks/<n>" in rows[1] and len(rows) == 2
     assert "1 not JSON" in err and "4 matching record(s) in 2 pattern(s)" in err
-    code, out, _err = run_cli(target_dir, capsys, "--patterns", "--since", "15m", "--format", "json")
+    code, out, _err = logs_cli(target_dir, "--patterns", "--since", "15m", "--format", "json")
     report = json.loads(out)
     assert [(p["count"], p["pattern"]) for p in report["patterns"]] == [
         (3, "Failed to insert vector <n>"), (1, "handler failed: /api/v1/tasks/<n>")]
@@ -420,12 +419,12 @@ def test_cli_lists_masks_secrets_and_shows_raw_lines(target_dir: Path, capsys: p
     log = target_dir / "logs" / "email-sender.log"
     log.write_text(record(NOW, "ERROR", "db", "auth failed with Sup3rSecretPw") + "\n"
                    + "plain \x1b[31mERROR\x1b[0m text\n", encoding="utf-8")
-    code, out, _err = run_cli(target_dir, capsys, "--level", "error")
+    code, out, _err = logs_cli(target_dir, "--level", "error")
     assert code == 0 and "Sup3rSecretPw" not in out and "auth failed with ********" in out
     assert "plain" not in out
-    code, out, _err = run_cli(target_dir, capsys, "--level", "ERROR", "--raw")
+    code, out, _err = logs_cli(target_dir, "--level", "ERROR", "--raw")
     assert "[raw] plain [31mERROR[0m text" in out and "\x1b" not in out
-    code, out, _err = run_cli(target_dir, capsys, "--format", "json", "--raw")
+    code, out, _err = logs_cli(target_dir, "--format", "json", "--raw")
     lines = json.loads(out)["lines"]
     assert lines[0]["message"] == "auth failed with ********" and lines[1]["kind"] == "text"
 
@@ -442,7 +441,7 @@ def test_cli_lists_masks_secrets_and_shows_raw_lines(target_dir: Path, capsys: p
 def test_cli_bad_input_is_a_clear_error(target_dir: Path, capsys: pytest.CaptureFixture[str], args: list[str],
                                         status: ExitStatus) -> None:
     (target_dir / "logs" / "core").write_bytes(bytes(range(256)) * 100)
-    code, out, err = run_cli(target_dir, capsys, *args)
+    code, out, err = logs_cli(target_dir, *args)
     assert code == status
     assert "Traceback" not in out + err and err.strip()
 
