@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from es_doctor.lab.infra import free_port
-from support import cli_command, isolated_env
+from support import CliResult, run_cli
 
 pytestmark = [pytest.mark.integration]
 
@@ -88,10 +88,9 @@ def write_config(tmp_path: Path, api_host: str, port: int, **extra: object) -> P
     return config
 
 
-def es_doctor(config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = isolated_env(config.parent, {"COLUMNS": "200"})
-    return subprocess.run(cli_command("--config", str(config), "-t", "t", *args),
-                          capture_output=True, text=True, timeout=timeout, env=env, check=False)
+def es_doctor(config: Path, *args: str, timeout: float = 120) -> CliResult:
+    return run_cli("--config", str(config), "-t", "t", *args, home=config.parent, env={"COLUMNS": "200"},
+                   timeout=timeout)
 
 
 def audit_events(tmp_path: Path) -> list[dict[str, object]]:
