@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from es_doctor.errors import ConfigError
+from es_doctor.remediation.policy import RemediationConfig
 from es_doctor.secrets import MASK, mask_secret, masked_dump, resolve_secret, scrub, secret_values
 from es_doctor.yamlsource import YamlDocument, YamlSyntaxError, load_yaml_file, parse_yaml
 
@@ -361,6 +362,8 @@ class Config(Strict):
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     #: es-doctor serve: listen address, interval, token, history retention
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    #: es-doctor serve: which cures an Alertmanager alert may start (auto, approve, never), and the limits
+    remediation: RemediationConfig = Field(default_factory=RemediationConfig)
 
 
 def backup_root(config: Config) -> Path:

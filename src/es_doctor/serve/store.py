@@ -54,6 +54,10 @@ class Store:
         self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=5.0, isolation_level=None)
         with self._lock:
             self._db.executescript(SCHEMA)
+        from es_doctor.serve.requests import Requests
+
+        #: remediation requests (alerts received, their runs and verdicts)
+        self.requests = Requests(self._db, self._lock)
 
     def close(self) -> None:
         with self._lock:
