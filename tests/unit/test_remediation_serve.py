@@ -376,3 +376,59 @@ def _wait(predicate: Any, timeout: float = 30) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+# --------------------------------------------------------------------------- the CLI and Alertmanager's config
+
+
+def test_requests_cli_lists_shows_and_approves(served: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from es_doctor.cli.main import main
+
+    one = served(unattended=False)
+    one.checks.bad.add("inter-manager.discovery")
+    rid = one.post("/api/v1/alerts", hook("inter-manager.discovery"))[1]["alerts"][0]["request"]
+    one.wait_state(rid, ("waiting-approval",))
+    config = str(tmp_path / "c.yaml")
+    capsys.readouterr()
+    assert main(["requests", "list", "--format", "json", "--server", one.base, "-c", config]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [{k: r[k] for k in ("id", "target", "finding", "runbook", "state", "runs")} for r in listed] == [
+        {"id": rid, "target": "a", "finding": "inter-manager.discovery", "runbook": "manager-discovery-restart",
+         "state": "waiting-approval", "runs": 0}]
+    assert main(["requests", "approve", rid, "--by", "carol", "--server", one.base, "-c", config]) == 0
+    assert "approved by carol" in capsys.readouterr().out
+    one.wait_state(rid, ("fixed",))
+    assert main(["requests", "show", rid, "--server", one.base, "-c", config]) == 0
+    shown = capsys.readouterr().out
+    assert "fixed" in shown and "request.approved" in shown and "run.start" in shown and "decided by carol" in shown
+    assert TOKEN not in shown
+    # a second approval of a request that ran: refused, said so
+    assert main(["requests", "approve", rid, "--server", one.base, "-c", config]) == 64
+    assert "not waiting for an approval" in capsys.readouterr().err
+    # a wrong token from the environment wins over the config, and is refused
+    monkeypatch.setenv("ES_DOCTOR_SERVE_TOKEN", "wrong")
+    assert main(["requests", "list", "--server", one.base, "-c", config]) == 69
+    assert "401" in capsys.readouterr().err
+
+
+def test_printed_alertmanager_config_passes_amtool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+    import subprocess
+
+    from es_doctor.cli.main import main
+
+    amtool = shutil.which("amtool")
+    assert amtool, "amtool is missing: scripts/install-test-deps.sh installs prometheus-alertmanager"
+    monkeypatch.setenv("ESD_TEST_TOKEN", TOKEN)
+    config = write_config(tmp_path, "http://127.0.0.1:9/x")
+    capsys.readouterr()
+    assert main(["-c", str(config), "serve", "--all-targets", "--listen", "127.0.0.1:9311",
+                 "--print-alertmanager-config"]) == 0
+    printed = capsys.readouterr().out
+    assert TOKEN not in printed and "http://127.0.0.1:9311/api/v1/alerts" in printed
+    (tmp_path / "am.yml").write_text(printed)
+    done = subprocess.run([amtool, "check-config", str(tmp_path / "am.yml")], capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
