@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -37,9 +37,9 @@ steps:
 
 
 class Sink(http.server.BaseHTTPRequestHandler):
-    got: list[dict[str, Any]] = []
+    got: ClassVar[list[dict[str, Any]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         type(self).got.append(json.loads(body))
         self.send_response(200)
@@ -82,8 +82,9 @@ class Checks:
         for check in ids:
             remedy = cures.remedy_for(check)
             bad = check in self.bad and not (self.curable and remedy is not None and self.runs(remedy.runbook))
-            findings.append(Finding(id=check, check_class=check.split(".")[0], status=Status.CRIT if bad else Status.OK,
-                                    summary="bad" if bad else "fine", runbook=remedy.runbook if bad and remedy else None))
+            findings.append(Finding(id=check, check_class=check.split(".")[0],
+                                    status=Status.CRIT if bad else Status.OK, summary="bad" if bad else "fine",
+                                    runbook=remedy.runbook if bad and remedy else None))
         return Report(tool_version="test", target=loaded.target_name, started_at=dt.datetime.now(dt.UTC),
                       duration_ms=1.0, findings=findings)
 
@@ -255,7 +256,7 @@ def test_a_firing_alert_is_cured_verified_and_told_once(served: Any, sink: tuple
 
 def test_a_stale_alert_runs_nothing(served: Any) -> None:
     one = served()
-    status, answer = one.post("/api/v1/alerts", hook("inter-manager.discovery"))
+    _status, answer = one.post("/api/v1/alerts", hook("inter-manager.discovery"))
     rid = answer["alerts"][0]["request"]
     done = one.wait_state(rid, ("cleared", "fixed", "escalated"))
     assert done["state"] == "cleared" and done["runs"] == 0 and "OK now" in done["reason"]
@@ -327,7 +328,7 @@ def test_a_request_past_its_expiry_is_escalated_not_run(served: Any) -> None:
     rid = one.post("/api/v1/alerts", hook("inter-manager.discovery"))[1]["alerts"][0]["request"]
     one.wait_state(rid, ("waiting-approval",))
     time.sleep(1.2)
-    status, answer = one.post(f"/api/v1/requests/{rid}/approve", b'{"by": "alice"}')
+    status, _answer = one.post(f"/api/v1/requests/{rid}/approve", b'{"by": "alice"}')
     assert status == 409
     assert one.wait_state(rid, ("expired",))["runs"] == 0
     assert one.checks.runs("manager-discovery-restart") == 0
@@ -359,7 +360,8 @@ def test_the_breaker_runs_nothing_when_many_findings_fire(served: Any) -> None:
     one = served("breaker_findings: 2")
     one.checks.bad |= {"inter-manager.discovery", "inter-manager.event-bus"}
     both = json.loads(hook("inter-manager.discovery"))
-    both["alerts"] += json.loads(hook("inter-manager.event-bus"))["alerts"]  # one group: recorded before the worker looks
+    # one group: both recorded before the worker looks
+    both["alerts"] += json.loads(hook("inter-manager.event-bus"))["alerts"]
     answer = one.post("/api/v1/alerts", json.dumps(both).encode())[1]
     r1, r2 = (item["request"] for item in answer["alerts"])
     one.wait_state(r1, ("escalated", "fixed"))

@@ -21,7 +21,7 @@ from es_doctor.errors import EsDoctorError, ExitStatus, UnavailableError, UsageE
 
 requests_app = typer.Typer(help="Remediation requests of es-doctor serve: list, show, approve, deny.",
                            no_args_is_help=True)
-TOKEN_ENV = "ES_DOCTOR_SERVE_TOKEN"
+TOKEN_ENV = "ES_DOCTOR_SERVE_TOKEN"  # noqa: S105 - the name of a variable
 TIMEOUT_S = 10.0
 MAX_ANSWER = 4 * 2**20
 
@@ -57,7 +57,8 @@ class _Client:
         if not self.token:
             raise UsageError(f"no token: set serve.token in the config (env:NAME) or ${TOKEN_ENV}")
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base + path, data=data, method=method, headers={
+        request = urllib.request.Request(self.base + path,  # noqa: S310 - http(s) only, checked above
+            data=data, method=method, headers={
             "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310 - http(s) checked
@@ -118,8 +119,9 @@ def show(ctx: typer.Context, rid: Annotated[str, typer.Argument(metavar="ID")], 
     if status != 200:
         return _fail(status, answer)
     typer.echo(f"{answer['id']}: {answer['state']} - {answer['reason']}")
+    decided = f", decided by {answer['approved_by']}" if answer.get("approved_by") else ""
     typer.echo(f"  target {answer['target']}, finding {answer['finding']}, cure {answer.get('runbook') or '-'}, "
-               f"runs {answer['runs']}" + (f", decided by {answer['approved_by']}" if answer.get("approved_by") else ""))
+               f"runs {answer['runs']}{decided}")
     for event in answer.get("events", []):
         detail = event.get("detail") or {}
         text = detail.get("reason") or detail.get("text") or detail.get("note") or ""
