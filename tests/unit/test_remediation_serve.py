@@ -434,3 +434,48 @@ def test_printed_alertmanager_config_passes_amtool(tmp_path: Path, monkeypatch: 
     done = subprocess.run([amtool, "check-config", str(tmp_path / "am.yml")], capture_output=True, text=True,
                           timeout=30, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_status_page_approves_by_post_from_its_own_origin_only(served: Any) -> None:
+    import http.client
+    from urllib.parse import urlencode
+
+    one = served(unattended=False)
+    one.checks.bad.add("inter-manager.discovery")
+    rid = one.post("/api/v1/alerts", hook("inter-manager.discovery"))[1]["alerts"][0]["request"]
+    one.wait_state(rid, ("waiting-approval",))
+    one.server.prerender()
+    status, page = _get(one.base + "/", TOKEN)
+    assert status == 200 and f'action="/requests/{rid}/approve"' in page and 'method="post"' in page
+    assert TOKEN not in page
+    # GET changes nothing
+    assert _get(f"{one.base}/requests/{rid}/approve", TOKEN)[0] == 404
+    assert one.request(rid)["state"] == "waiting-approval"
+    host = one.base.removeprefix("http://")
+
+    def form(origin: str | None, token: str) -> int:
+        conn = http.client.HTTPConnection(host, timeout=10)
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if origin:
+            headers["Origin"] = origin
+        conn.request("POST", f"/requests/{rid}/approve", body=urlencode({"token": token, "by": "dave"}),
+                     headers=headers)
+        got = conn.getresponse().status
+        conn.close()
+        return got
+
+    assert form("http://evil.example", TOKEN) == 403
+    assert form(None, TOKEN) == 403
+    assert form(one.base, "wrong") == 401
+    assert one.request(rid)["state"] == "waiting-approval"
+    assert form(one.base, TOKEN) == 303
+    assert one.wait_state(rid, ("fixed",))["approved_by"] == "dave (status page)"
+
+
+def _get(url: str, token: str) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()

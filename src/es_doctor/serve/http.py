@@ -79,7 +79,10 @@ class Server(ThreadingHTTPServer):
     def _render_page(self) -> tuple[int, float, bytes]:
         version = self.doctor.version
         refresh = max(5, min(60, int(self.doctor.settings.interval_s)))
-        return version, time.monotonic(), render_page(self.doctor.views(), refresh).encode()
+        from es_doctor.serve.requests_page import PAGE_LIMIT, requests_section
+
+        extra = requests_section(self.doctor.store.requests.find(limit=PAGE_LIMIT))
+        return version, time.monotonic(), render_page(self.doctor.views(), refresh, extra=extra).encode()
 
     def metrics_of_reports(self) -> bytes:
         made = self._metrics

@@ -165,7 +165,13 @@ def _page_action(handler: Handler, rid: str, action: str, token: str, cap: int) 
     if not by or len(by) > MAX_BY_CHARS or any(ord(c) < 32 for c in by):
         _refuse(handler, 400, "the form must name who decides", len(body))
         return
-    _decide(handler, rid, action, f"{by} (status page)")
+    remediator = handler.server.doctor.remediator
+    status, message = (remediator.approve if action == "approve" else remediator.deny)(rid, f"{by} (status page)")
+    if status == 200:  # back to the page, where the request now reads as decided
+        handler._send(HTTPStatus.SEE_OTHER, f"{message}\n".encode(), "text/plain; charset=utf-8",
+                      extra={"Location": "/#remediation"})
+    else:
+        _reply(handler, status, {"request": rid, "error": message})
 
 
 def get(handler: Handler, path: str, head: bool) -> bool:
