@@ -306,6 +306,33 @@ class Remediator:
     # ------------------------------------------------------------------ run and verify
 
     def _run(self, loaded: LoadedConfig, group: Group, rb: Runbook, auto: bool) -> None:
+        from es_doctor.remediation.claim import claim
+
+        lead = group.requests[0]["id"]
+        with claim(loaded.target, lead) as holder:
+            if holder is not None:  # another serve runs it (it derived the same request id)
+                for request in group.requests:
+                    if self.requests.transition(request["id"], ("queued", "approved"), "run-elsewhere",
+                                                f"another es-doctor serve holds this request: {holder}"):
+                        self._audit(loaded.target_name, "remediation.verdict", request=request["id"],
+                                    runbook=rb.id, state="run-elsewhere")
+                return
+            # checked again under the claim: another serve may have cured it since this one looked
+            report = self._diagnose(loaded, [r["finding"] for r in group.requests])
+            now = {f.id: f for f in report.findings}
+            still = []
+            for request in group.requests:
+                finding = now.get(request["finding"])
+                if finding is None or finding.status in (Status.OK, Status.SKIP):
+                    self.requests.transition(request["id"], ("queued", "approved"), "cleared",
+                                             f"{request['finding']} is OK now (checked again before the run): "
+                                             "nothing runs")
+                else:
+                    still.append(request)
+            if still:
+                self._run_claimed(loaded, Group(group.runbook, group.params, still, group.findings), rb, auto)
+
+    def _run_claimed(self, loaded: LoadedConfig, group: Group, rb: Runbook, auto: bool) -> None:
         from es_doctor.cli.common import make_engine
         from es_doctor.runbooks.engine import RunOutcome, plan
 
