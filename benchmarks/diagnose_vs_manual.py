@@ -36,7 +36,8 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from es_doctor.config import load_config, resolve_secret
+from es_doctor.config import load_config
+from es_doctor.secrets import resolve_secret
 
 #: the issue's targets (#14)
 RATIO_TARGET = 3.0

@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field
 
 from es_doctor import __version__
-from es_doctor.config import EscalationChannel, EscalationConfig, LoadedConfig, resolve_secret, scrub
+from es_doctor.config import EscalationChannel, EscalationConfig, LoadedConfig
 from es_doctor.files import create_private, private_dir
-from es_doctor.secrets import mask_data, strip_control
+from es_doctor.secrets import mask_data, resolve_secret, scrub, strip_control
 
 Severity = Literal["low", "medium", "high", "critical"]
 SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")

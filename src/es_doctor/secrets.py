@@ -2,9 +2,6 @@
 
 - :func:`resolve_secret` reads ``env:NAME`` at use time. Inside a URL (a DSN, a Redis URL) the
   value is percent-encoded, inside a ``key=value`` DSN it is quoted, so any password survives.
-- :func:`split_dsn` parses a DSN (URL or ``key=value``, a ``?password=`` included) with psycopg's
-  conninfo helpers and returns it without its password, plus the password decoded: PostgreSQL's
-  tools get the password through ``PGPASSWORD``, never their argv.
 - :func:`scrub` hides, in any text, the known secret values (raw and percent-encoded), the password
   of every URL's userinfo, secret query parameters (``password=``, ``token=``, ``api_key=``, …)
   and ``password=…`` of key=value DSNs. :func:`mask_data` does the same through dicts and lists,
@@ -12,7 +9,8 @@
 - :func:`strip_control` removes control characters (ESC, NUL, …) from foreign text before it is
   printed or written into XML.
 
-This module imports nothing heavy (psycopg is imported only by :func:`split_dsn`).
+This module imports nothing of es-doctor's (a layer test holds it): every other part may use it.
+Splitting a DSN (libpq's parse) is :func:`es_doctor.probes.postgres.split_dsn`.
 """
 
 from __future__ import annotations
@@ -87,32 +85,6 @@ def resolve_secret(value: str | None) -> str | None:
         return re.sub(r"(=\s*)env:([A-Za-z_][A-Za-z0-9_]*)",
                       lambda m: m.group(1) + _libpq_quote(os.environ.get(m.group(2), "")), value)
     return ENV_REF.sub(lambda m: os.environ.get(m.group(1), ""), value)
-
-
-def split_dsn(dsn: str, password: str | None = None) -> tuple[str, str | None]:
-    """A resolved DSN without its password (in the form it came in), and the password decoded.
-
-    The password comes from the DSN (userinfo or ``?password=``, percent-decoded by libpq's parser) or
-    else from ``password``. Raises ValueError (no secret in its message) on a DSN that does not parse.
-    """
-    from es_doctor.probes.postgres import conninfo_to_dict, make_conninfo
-
-    try:
-        params = conninfo_to_dict(dsn)
-    except Exception as exc:  # noqa: BLE001 - psycopg.ProgrammingError; its text may quote the DSN
-        raise ValueError(f"the PostgreSQL DSN does not parse: {scrub(str(exc), [dsn])}") from None
-    found = params.pop("password", None)
-    found = str(found) if found not in (None, "") else password
-    if "://" in dsn:  # keep the URL form (callers read its database from the path): userinfo and query rebuilt
-        parts = urlsplit(dsn)
-        userinfo, at, hostport = parts.netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        kept = [item for item in parts.query.split("&") if item and unquote(item.split("=", 1)[0]) != "password"]
-        netloc = f"{user}@{hostport}" if at and user else hostport
-        clean = urlunsplit(parts._replace(netloc=netloc, query="&".join(kept)))  # the rest kept byte for byte
-    else:
-        clean = make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
-    return clean, found or None
 
 
 # --------------------------------------------------------------------------- masking

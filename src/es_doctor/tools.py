@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from es_doctor.config import Target
-from es_doctor.secrets import resolve_secret, split_dsn
+from es_doctor.probes.postgres import split_dsn
+from es_doctor.secrets import resolve_secret
 
 #: what run_tool keeps of a program's output by default: the first and the last half of this
 DEFAULT_KEEP = 8 * 1024 * 1024

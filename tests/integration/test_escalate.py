@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 import yaml
 
-from es_doctor.config import Config, masked_dump, secret_values
+from es_doctor.config import Config
+from es_doctor.secrets import masked_dump, secret_values
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ import httpx
 import psycopg
 import pytest
 
-from es_doctor.config import resolve_secret
+from es_doctor.secrets import resolve_secret
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 

@@ -7,18 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from es_doctor.config import (
-    Config,
-    load_config,
-    mask_secret,
-    masked_dump,
-    parse_size,
-    resolve_secret,
-    scrub,
-    secret_values,
-)
+from es_doctor.config import Config, load_config, parse_size
 from es_doctor.errors import ConfigError, ExitStatus
 from es_doctor.example import EXAMPLE
+from es_doctor.secrets import mask_secret, masked_dump, resolve_secret, scrub, secret_values
 
 
 @pytest.fixture(autouse=True)

@@ -25,6 +25,7 @@ from es_doctor import secrets
 from es_doctor.config import Target, load_config
 from es_doctor.errors import CantCreateError, ConfigError, UnavailableError
 from es_doctor.findings import Evidence, Finding, Report, Status
+from es_doctor.probes import postgres
 from es_doctor.render import Format, renderer
 from es_doctor.yamlsource import MAX_DEPTH, YamlSyntaxError, load_yaml_file, parse_yaml
 
@@ -88,15 +89,15 @@ def test_an_env_password_is_percent_encoded_in_a_url_and_quoted_in_key_value(
     monkeypatch.setenv("PW", "SEK@RET:/4x' \\")
     url = secrets.resolve_secret("postgresql://u:env:PW@db.example:5432/email_sender")
     assert url is not None and "db.example" in url
-    assert secrets.split_dsn(url) == ("postgresql://u@db.example:5432/email_sender", "SEK@RET:/4x' \\")
+    assert postgres.split_dsn(url) == ("postgresql://u@db.example:5432/email_sender", "SEK@RET:/4x' \\")
     kv = secrets.resolve_secret("host=db.example password=env:PW dbname=d")
     assert kv is not None
-    clean, password = secrets.split_dsn(kv)
+    clean, password = postgres.split_dsn(kv)
     assert password == "SEK@RET:/4x' \\" and "password" not in clean and "host=db.example" in clean
 
 
 def test_split_dsn_drops_a_query_password_and_decodes_it() -> None:
-    clean, password = secrets.split_dsn("postgresql://u@h/db?sslmode=disable&password=a%20b%40c&application_name=a+b")
+    clean, password = postgres.split_dsn("postgresql://u@h/db?sslmode=disable&password=a%20b%40c&application_name=a+b")
     assert password == "a b@c"
     assert clean == "postgresql://u@h/db?sslmode=disable&application_name=a+b"
 

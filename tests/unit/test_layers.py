@@ -38,3 +38,49 @@ def test_the_core_never_imports_the_lab() -> None:
                  and any(name == "es_doctor" for name in _imports(p))
                  and "es_doctor.lab" in p.read_text(encoding="utf-8")]
     assert offenders == []
+
+
+def _es_doctor_imports(path: Path) -> set[str]:
+    """The es_doctor modules ``path`` imports (absolute and relative, lazy imports inside functions too)."""
+    found: set[str] = set()
+    package = ".".join(("es_doctor", *path.relative_to(SRC).with_suffix("").parts[:-1]))
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("es_doctor"))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            if module.startswith("es_doctor"):
+                found.add(module)
+    return found
+
+
+#: the ground floor: modules every part may use, which import nothing of es_doctor's but each other
+GROUND = {"es_doctor.secrets", "es_doctor.errors", "es_doctor.yamlsource"}
+#: what the config package may import: the ground floor and itself (never a probe, a check or the CLI)
+CONFIG_MAY = GROUND | {"es_doctor.config"}
+
+
+def test_secrets_import_nothing_of_es_doctor() -> None:
+    """``secrets`` is used by probes, config, render, the engine: an import of theirs would run back up."""
+    assert _es_doctor_imports(SRC / "secrets.py") == set()
+
+
+def test_the_config_package_imports_only_the_ground_floor() -> None:
+    offenders = {}
+    for path in (SRC / "config").rglob("*.py"):
+        bad = {m for m in _es_doctor_imports(path)
+               if not any(m == allowed or m.startswith(allowed + ".") for allowed in CONFIG_MAY)}
+        if bad:
+            offenders[str(path.relative_to(SRC))] = sorted(bad)
+    assert offenders == {}
+
+
+def test_secrets_are_not_re_exported_by_config() -> None:
+    import es_doctor.config as config
+
+    for name in ("MASK", "mask_secret", "masked_dump", "resolve_secret", "scrub", "secret_values", "split_dsn"):
+        assert not hasattr(config, name), f"es_doctor.config re-exports {name}: import es_doctor.secrets"

@@ -25,7 +25,8 @@ def show(
     """Print the effective configuration of a target (env overrides applied), secrets masked."""
     import yaml
 
-    from es_doctor.config import backup_root, load_config, masked_dump
+    from es_doctor.config import backup_root, load_config
+    from es_doctor.secrets import masked_dump
 
     loaded = load(ctx, config, target)
     data: dict[str, object] = {

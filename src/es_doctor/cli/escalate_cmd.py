@@ -23,7 +23,7 @@ class SeverityChoice(StrEnum):
 
 
 def _known_secrets(loaded: LoadedConfig) -> list[str]:
-    from es_doctor.config import secret_values
+    from es_doctor.secrets import secret_values
 
     found = set(secret_values(loaded.config)) | set(secret_values(loaded.target))
     return sorted(found, key=len, reverse=True)

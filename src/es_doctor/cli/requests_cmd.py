@@ -34,7 +34,8 @@ class _Client:
     def __init__(self, ctx: typer.Context, server: str | None, config: str | None) -> None:
         import os
 
-        from es_doctor.config import load_config, resolve_secret
+        from es_doctor.config import load_config
+        from es_doctor.secrets import resolve_secret
 
         loaded = None
         try:

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from es_doctor.probes.result import Failure, FailureKind, Result, guarded, short
 from es_doctor.secrets import scrub
@@ -23,6 +24,30 @@ def make_conninfo(**params: str) -> str:
     from psycopg import conninfo
 
     return str(conninfo.make_conninfo(**params))
+
+
+def split_dsn(dsn: str, password: str | None = None) -> tuple[str, str | None]:
+    """A resolved DSN without its password (in the form it came in), and the password decoded.
+
+    The password comes from the DSN (userinfo or ``?password=``, percent-decoded by libpq's parser) or
+    else from ``password``. Raises ValueError (no secret in its message) on a DSN that does not parse.
+    """
+    try:
+        params = conninfo_to_dict(dsn)
+    except Exception as exc:  # noqa: BLE001 - psycopg.ProgrammingError; its text may quote the DSN
+        raise ValueError(f"the PostgreSQL DSN does not parse: {scrub(str(exc), [dsn])}") from None
+    found = params.pop("password", None)
+    found = str(found) if found not in (None, "") else password
+    if "://" in dsn:  # keep the URL form (callers read its database from the path): userinfo and query rebuilt
+        parts = urlsplit(dsn)
+        userinfo, at, hostport = parts.netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        kept = [item for item in parts.query.split("&") if item and unquote(item.split("=", 1)[0]) != "password"]
+        netloc = f"{user}@{hostport}" if at and user else hostport
+        clean = urlunsplit(parts._replace(netloc=netloc, query="&".join(kept)))  # the rest kept byte for byte
+    else:
+        clean = make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
+    return clean, found or None
 
 
 @dataclass(frozen=True)

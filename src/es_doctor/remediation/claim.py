@@ -22,8 +22,8 @@ def claim_keys(rid: str) -> tuple[int, int]:
 def claim(target: Any, rid: str) -> Iterator[str | None]:
     """Yields None when this process may run the request (it holds the claim, or the target has no reachable
     PostgreSQL to share one: then only the engine's locks apply), else who holds it."""
-    from es_doctor.config import resolve_secret
     from es_doctor.probes.postgres import AdvisoryLock
+    from es_doctor.secrets import resolve_secret
 
     present, _ = target.is_present("postgres")
     dsn = resolve_secret(target.postgres.dsn) if present else None

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 #: the order cures run in when no cause says otherwise: dependencies and containers first (as fix --all)
 CLASS_ORDER = ("deploy", "startup", "vectors", "inter-manager", "performance", "monitoring")
 TICK_S = 1.0
+#: how long the runbooks read from disk are reused
+RUNBOOKS_TTL_S = 10.0
 
 Diagnose = Callable[["LoadedConfig", list[str]], Report]
 
@@ -70,6 +72,7 @@ class Remediator:
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._runbooks: tuple[tuple[str, ...], float, dict[str, Runbook]] | None = None
 
     # ------------------------------------------------------------------ configuration
 
@@ -78,13 +81,22 @@ class Remediator:
         return next(iter(loaded.values())).config.remediation if loaded else RemediationConfig()
 
     def runbooks(self) -> dict[str, Runbook]:
+        """The loaded runbooks (read again at most every RUNBOOKS_TTL_S: a webhook must answer fast)."""
         from pathlib import Path
 
         from es_doctor.runbooks.loader import load_runbooks
 
         loaded = self._loaded()
         dirs = [Path(d).expanduser() for d in next(iter(loaded.values())).config.runbook_dirs] if loaded else []
-        return dict(load_runbooks(dirs, tolerant=True).runbooks)
+        key = tuple(str(d) for d in dirs)
+        with self._lock:
+            cached = self._runbooks
+        if cached is not None and cached[0] == key and time.monotonic() - cached[1] < RUNBOOKS_TTL_S:
+            return cached[2]
+        found = dict(load_runbooks(dirs, tolerant=True).runbooks)
+        with self._lock:
+            self._runbooks = (key, time.monotonic(), found)
+        return found
 
     # ------------------------------------------------------------------ the HTTP thread's side (fast)
 
@@ -421,8 +433,8 @@ class Remediator:
 
     def _escalate(self, request: dict[str, Any], reason: str, findings: list[Finding] | None) -> None:
         """An incident (bundle with the diagnosis, logs, audit) to the level's channels."""
-        from es_doctor.config import secret_values
         from es_doctor.escalation import build_incident, deliver_incident, write_bundle
+        from es_doctor.secrets import secret_values
 
         loaded = self._loaded().get(request["target"])
         if loaded is None:
@@ -449,8 +461,8 @@ class Remediator:
 
     def _tell(self, request: dict[str, Any], text: str, resolve: bool) -> None:
         """A short message (no bundle) to the level's channels: a resolve (FIXED), or a notice (observe, waiting)."""
-        from es_doctor.config import secret_values
         from es_doctor.escalation import Incident, deliver_incident, deliver_resolve
+        from es_doctor.secrets import secret_values
 
         loaded = self._loaded().get(request["target"])
         if loaded is None:
@@ -474,8 +486,8 @@ class Remediator:
     def _audit(self, target: str, event: str, **fields: Any) -> None:
         from pathlib import Path
 
-        from es_doctor.config import secret_values
         from es_doctor.runbooks.audit import AuditLog
+        from es_doctor.secrets import secret_values
 
         loaded = self._loaded().get(target)
         if loaded is None:

@@ -143,8 +143,8 @@ def target_lock(target: Any, runbook: str, run_id: str, say: Any) -> Iterator[di
     """Where the target has PostgreSQL, a session advisory lock on its database held for the run: two
     operators on two machines (two state dirs) cannot fix the same stack at once. The holder is named
     through its session's ``application_name``. Yields what was done (held, or why not) for the audit."""
-    from es_doctor.config import resolve_secret
     from es_doctor.probes.postgres import AdvisoryLock
+    from es_doctor.secrets import resolve_secret
 
     present, why = target.is_present("postgres")
     if not present:

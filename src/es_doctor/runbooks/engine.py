@@ -19,14 +19,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from es_doctor.config import Target, secret_values
+from es_doctor.config import Target
 from es_doctor.errors import ExitStatus, UnavailableError, UsageError
 from es_doctor.files import private_dir
 from es_doctor.runbooks.actions import REGISTRY, RUN_ENV, ActionContext, ActionError
 from es_doctor.runbooks.audit import AuditLog, fix_lock, mask, target_lock
 from es_doctor.runbooks.model import Runbook, Step
 from es_doctor.runbooks.templating import TemplateError, evaluate_condition, render
-from es_doctor.secrets import clean
+from es_doctor.secrets import clean, secret_values
 
 #: how long a cancelled step may take to stop (its programs get SIGTERM, then SIGKILL after 5 s)
 STOP_GRACE_S = 15.0

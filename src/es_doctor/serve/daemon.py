@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from es_doctor.config import LoadedConfig, Target, resolve_secret
+from es_doctor.config import LoadedConfig, Target
 from es_doctor.errors import ConfigError
 from es_doctor.findings import Report
+from es_doctor.secrets import resolve_secret
 from es_doctor.serve.page import TargetView
 from es_doctor.serve.scheduler import Scheduler, Timing
 from es_doctor.serve.store import Store
