@@ -12,12 +12,19 @@ import json
 import socket
 import urllib.error
 import urllib.request
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 
 from es_doctor.cli.common import ConfigOpt, state
 from es_doctor.errors import EsDoctorError, ExitStatus, UnavailableError, UsageError
+
+
+class ListFormat(StrEnum):
+    text = "text"
+    json = "json"
+
 
 requests_app = typer.Typer(help="Remediation requests of es-doctor serve: list, show, approve, deny.",
                            no_args_is_help=True)
@@ -89,18 +96,18 @@ def _fail(status: int, answer: Any) -> int:
 @requests_app.command("list")
 def list_requests(
     ctx: typer.Context,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    fmt: Annotated[ListFormat, typer.Option("--format", "-f", metavar="[text|json]",
+                                            help="text, or json (id, target, finding, runbook, state, runs).")]
+    = ListFormat.text,
     server: ServerOpt = None,
     config: ConfigOpt = None,
 ) -> int:
     """Every request (newest first): id, target, finding, runbook, state, runs."""
-    if fmt not in ("text", "json"):
-        raise UsageError(f"--format is text or json, not {fmt!r}")
     status, answer = _Client(ctx, server, config).call("GET", "/api/v1/requests")
     if status != 200:
         return _fail(status, answer)
     rows = answer.get("requests", [])
-    if fmt == "json":
+    if fmt is ListFormat.json:
         keys = ("id", "target", "finding", "runbook", "state", "runs", "approved_by", "created", "updated", "reason")
         typer.echo(json.dumps([{k: r.get(k) for k in keys} for r in rows], indent=2, ensure_ascii=False))
         return int(ExitStatus.OK)
@@ -138,7 +145,7 @@ def _by(by: str | None) -> str:
 
 @requests_app.command("approve")
 def approve(ctx: typer.Context, rid: Annotated[str, typer.Argument(metavar="ID")],
-            by: Annotated[str | None, typer.Option("--by", help="Who approves (default: user@host).")] = None,
+            by: Annotated[str | None, typer.Option("--by", metavar="NAME", help="Who approves (default: user@host).")] = None,
             server: ServerOpt = None, config: ConfigOpt = None) -> int:
     """Approve a request waiting for a person: its cure runs once its finding is checked bad again."""
     status, answer = _Client(ctx, server, config).call("POST", f"/api/v1/requests/{rid}/approve", {"by": _by(by)})
@@ -150,7 +157,7 @@ def approve(ctx: typer.Context, rid: Annotated[str, typer.Argument(metavar="ID")
 
 @requests_app.command("deny")
 def deny(ctx: typer.Context, rid: Annotated[str, typer.Argument(metavar="ID")],
-         by: Annotated[str | None, typer.Option("--by", help="Who denies (default: user@host).")] = None,
+         by: Annotated[str | None, typer.Option("--by", metavar="NAME", help="Who denies (default: user@host).")] = None,
          server: ServerOpt = None, config: ConfigOpt = None) -> int:
     """Deny a request: nothing runs for it."""
     status, answer = _Client(ctx, server, config).call("POST", f"/api/v1/requests/{rid}/deny", {"by": _by(by)})
