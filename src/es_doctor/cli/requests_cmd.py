@@ -145,7 +145,8 @@ def _by(by: str | None) -> str:
 
 @requests_app.command("approve")
 def approve(ctx: typer.Context, rid: Annotated[str, typer.Argument(metavar="ID")],
-            by: Annotated[str | None, typer.Option("--by", metavar="NAME", help="Who approves (default: user@host).")] = None,
+            by: Annotated[str | None, typer.Option("--by", metavar="NAME",
+                                                   help="Who approves (default: user@host).")] = None,
             server: ServerOpt = None, config: ConfigOpt = None) -> int:
     """Approve a request waiting for a person: its cure runs once its finding is checked bad again."""
     status, answer = _Client(ctx, server, config).call("POST", f"/api/v1/requests/{rid}/approve", {"by": _by(by)})
@@ -157,7 +158,8 @@ def approve(ctx: typer.Context, rid: Annotated[str, typer.Argument(metavar="ID")
 
 @requests_app.command("deny")
 def deny(ctx: typer.Context, rid: Annotated[str, typer.Argument(metavar="ID")],
-         by: Annotated[str | None, typer.Option("--by", metavar="NAME", help="Who denies (default: user@host).")] = None,
+         by: Annotated[str | None, typer.Option("--by", metavar="NAME",
+                                                help="Who denies (default: user@host).")] = None,
          server: ServerOpt = None, config: ConfigOpt = None) -> int:
     """Deny a request: nothing runs for it."""
     status, answer = _Client(ctx, server, config).call("POST", f"/api/v1/requests/{rid}/deny", {"by": _by(by)})
