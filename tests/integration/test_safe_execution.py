@@ -320,7 +320,7 @@ def test_a_step_that_cannot_be_stopped_is_reported_and_nothing_is_rolled_back_un
         postgres_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A SQL statement does not look at the cancel event: the step outlives the grace period, is reported
     as still running (output and audit), and the rollback is not started under it."""
-    from es_doctor.runbooks import engine as engine_module
+    from es_doctor.runbooks import stepper as stepper_module
 
     marker = tmp_path / "marker"
     runbook = _load(f"""
@@ -342,7 +342,7 @@ rollback:
     said: list[str] = []
     engine = Engine(target, "t", AuditLog(tmp_path / "audit.jsonl", []), tmp_path / "state",
                     confirm=lambda _q: True, say=said.append)
-    monkeypatch.setattr(engine_module, "STOP_GRACE_S", 2.0)  # not 15 s: the test would wait for it
+    monkeypatch.setattr(stepper_module, "STOP_GRACE_S", 2.0)  # not 15 s: the test would wait for it
     result = engine.run(plan(runbook, target, "t"), yes=True)
     step = result.steps[0]
     assert step.status == "running" and "could not be stopped" in step.error

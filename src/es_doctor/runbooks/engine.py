@@ -3,229 +3,43 @@
 A run is ``plan()`` then ``Engine.run(plan)``. Every event goes to the audit log with secrets masked.
 One fix at a time per target (a lock file); Ctrl-C stops the running step, is audited as
 ``interrupted`` and offers the rollback.
+
+The engine is the run's flow; its parts live beside it: ``plan`` (parameters, requirements, the
+printed plan), ``outcome`` (RunOutcome, StepResult, FixResult), ``stepper`` (one step: timeout,
+retries, Ctrl-C, step hooks) and ``recovery`` (a dead run's report). The names callers use
+(``Engine``, ``plan``, ``Plan``, ``RunOutcome``, ``FixResult``…) are importable from here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from es_doctor.config import Target
-from es_doctor.errors import ExitStatus, UnavailableError, UsageError
 from es_doctor.files import private_dir
-from es_doctor.runbooks.actions import REGISTRY, RUN_ENV, ActionContext, ActionError
-from es_doctor.runbooks.audit import AuditLog, fix_lock, mask, target_lock
+from es_doctor.runbooks.actions import RUN_ENV, ActionContext
+from es_doctor.runbooks.audit import AuditLog, fix_lock, target_lock
 from es_doctor.runbooks.model import Runbook, Step
-from es_doctor.runbooks.templating import TemplateError, evaluate_condition, render
+from es_doctor.runbooks.outcome import FixResult, RunOutcome, StepResult
+from es_doctor.runbooks.plan import (
+    Plan,
+    PlannedStep,
+    coerce_params,
+    missing_requirements,
+    plan,
+    template_context,
+)
+from es_doctor.runbooks.recovery import report_dead_run
+from es_doctor.runbooks.stepper import StepHook, StepInterrupted, Stepper, ctrl_c_deferred
+from es_doctor.runbooks.templating import TemplateError, evaluate_condition
 from es_doctor.secrets import clean, secret_values
 
-#: how long a cancelled step may take to stop (its programs get SIGTERM, then SIGKILL after 5 s)
-STOP_GRACE_S = 15.0
-
-
-class StepInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a step: ``stopped`` says whether the step (and its programs) really stopped."""
-
-    def __init__(self, stopped: bool) -> None:
-        super().__init__()
-        self.stopped = stopped
-        self.step: str | None = None
-        self.result: Any = None  #: the interrupted step's StepResult
-
-
-def _processes_of_run(run_id: str) -> list[dict[str, Any]]:
-    """Live processes started by run ``run_id`` (they carry it in ``ESDOCTOR_RUN_ID``)."""
-    import psutil
-
-    if not run_id:
-        return []
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline", "name"]):
-        try:
-            if proc.environ().get(RUN_ENV) == run_id and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append({"pid": proc.pid,
-                              "command": " ".join(proc.info.get("cmdline") or []) or str(proc.info.get("name"))})
-        except (psutil.Error, OSError):
-            continue
-    return found
-
-
-class RunOutcome(StrEnum):
-    FIXED = "FIXED"
-    DONE = "DONE"  #: a procedure (a runbook that cures no finding, e.g. a backup) ran and verified
-    NOT_FIXED = "NOT FIXED"
-    ROLLED_BACK = "FAILED, ROLLED BACK"
-    FAILED = "FAILED"
-    DECLINED = "DECLINED"
-    INTERRUPTED = "INTERRUPTED"
-    PLANNED = "PLANNED (dry run)"
-    REFUSED = "REFUSED"  #: the target lacks what the runbook needs: nothing was run
-
-    @property
-    def exit_status(self) -> ExitStatus:
-        if self in (RunOutcome.FIXED, RunOutcome.DONE, RunOutcome.PLANNED):
-            return ExitStatus.OK
-        if self is RunOutcome.INTERRUPTED:
-            return ExitStatus.INTERRUPTED
-        if self is RunOutcome.REFUSED:
-            return ExitStatus.UNAVAILABLE
-        return ExitStatus.WARNING
-
-
-@dataclass
-class PlannedStep:
-    step: Step
-    phase: str  #: "steps" or "rollback"
-    description: str
-    inputs: dict[str, Any] | None  #: None when they depend on earlier steps' outputs (resolved at run time)
-    destructive: bool
-
-
-@dataclass
-class Plan:
-    runbook: Runbook
-    params: dict[str, Any]
-    target_name: str
-    steps: list[PlannedStep]
-    rollback: list[PlannedStep]
-    #: why the target cannot run this runbook (its ``requires:`` unmet); empty when it can
-    missing: list[str] = field(default_factory=list)
-
-    @property
-    def destructive(self) -> bool:
-        return bool(self.runbook.flags.destructive) or any(s.destructive for s in self.steps)
-
-
-@dataclass
-class StepResult:
-    name: str
-    phase: str
-    status: str  #: ok, failed, skipped, timeout, interrupted, declined, running (could not be stopped)
-    duration_ms: float = 0.0
-    attempts: int = 0
-    output: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-
-
-@dataclass
-class FixResult:
-    runbook: str
-    outcome: RunOutcome
-    run_id: str
-    steps: list[StepResult] = field(default_factory=list)
-    verify: list[dict[str, Any]] = field(default_factory=list)
-    message: str = ""
-
-
-def coerce_params(runbook: Runbook, given: dict[str, str]) -> dict[str, Any]:
-    """``--param k=v`` values typed by the runbook's declarations, defaults filled in."""
-    unknown = sorted(set(given) - set(runbook.params))
-    if unknown:
-        raise UsageError(f"runbook {runbook.id} has no parameter {', '.join(unknown)} "
-                         f"(known: {', '.join(runbook.params) or 'none'})")
-    out: dict[str, Any] = {}
-    for name, param in runbook.params.items():
-        if name not in given:
-            if param.required and param.default is None:
-                raise UsageError(f"runbook {runbook.id} needs --param {name}=… ({param.description or param.type})")
-            out[name] = param.default
-            continue
-        raw = given[name]
-        try:
-            if param.type == "int":
-                out[name] = int(raw)
-            elif param.type == "float":
-                out[name] = float(raw)
-            elif param.type == "bool":
-                out[name] = _boolean(raw)
-            else:
-                out[name] = raw
-        except ValueError:
-            raise UsageError(f"--param {name}={raw!r}: expected {param.type}") from None
-    return out
-
-
-def _boolean(raw: str) -> bool:
-    if raw.lower() not in {"true", "false", "1", "0", "yes", "no"}:
-        raise ValueError(raw)
-    return raw.lower() in {"true", "1", "yes"}
-
-
-def template_context(target: Target, params: dict[str, Any], outputs: dict[str, Any],
-                     finding: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"params": params, "target": target.model_dump(mode="json"), "steps": outputs, "finding": finding or {}}
-
-
-def _is_destructive(step: Step, runbook: Runbook) -> bool:
-    spec = REGISTRY.get(step.action)
-    return bool(step.destructive or (spec is not None and spec.destructive))
-
-
-def missing_requirements(runbook: Runbook, target: Target) -> list[str]:
-    """Each of the runbook's ``requires:`` the target lacks, with the reason."""
-    from urllib.parse import urlsplit
-
-    from es_doctor.probes.ports import is_local_host
-
-    out = []
-    for need in runbook.requires:
-        if need == "local":
-            host = urlsplit(target.service.api_url).hostname or "localhost"
-            local, why = is_local_host(host)
-            if not local:
-                out.append(f"needs the service on this host: {why}")
-        elif need == "config-file":
-            if not target.service.config_file:
-                out.append("needs the service's config file on this host (service.config_file is not set)")
-        elif need == "restart":
-            docker, why = target.is_present("docker")
-            if not docker and not target.service.restart_command:
-                out.append(f"needs a way to restart the service: no Docker ({why}) and no service.restart_command")
-        else:
-            present, why = target.is_present(need)
-            if not present:
-                out.append(f"needs {need}: {why}")
-    return out
-
-
-def _plan_steps(steps: list[Step], phase: str, runbook: Runbook, context: dict[str, Any], known: list[str],
-                target: Target | None = None, missing: list[str] | None = None) -> list[PlannedStep]:
-    """The plan of ``steps``: descriptions with secrets masked (the plan is printed and audited)."""
-    planned = []
-    for step in steps:
-        problem = ""
-        try:
-            inputs: dict[str, Any] | None = render(step.inputs, context)
-        except TemplateError as exc:
-            inputs = None  # needs an earlier step's output, or cannot be rendered at all
-            problem = "" if "'steps'" in exc.message or "steps." in exc.message else exc.message
-        spec = REGISTRY[step.action]
-        description = (spec.describe(inputs) if inputs is not None else
-                       f"{step.action} (template error, the step will fail: {problem})" if problem else
-                       f"{step.action} (inputs from earlier steps)")
-        if spec.preview is not None and inputs is not None and target is not None and not missing:
-            description += spec.preview(inputs, target)
-        planned.append(PlannedStep(step, phase, clean(description, known), inputs, _is_destructive(step, runbook)))
-    return planned
-
-
-def plan(runbook: Runbook, target: Target, target_name: str, params: dict[str, str] | None = None) -> Plan:
-    typed = coerce_params(runbook, params or {})
-    context = template_context(target, typed, {})
-    known = secret_values(target)
-    missing = missing_requirements(runbook, target)
-    return Plan(runbook, typed, target_name,
-                _plan_steps(list(runbook.steps), "steps", runbook, context, known, target, missing),
-                _plan_steps(list(runbook.rollback), "rollback", runbook, context, known), missing)
+__all__ = ["Engine", "FixResult", "Plan", "PlannedStep", "RunOutcome", "StepHook", "StepInterrupted",
+           "StepResult", "coerce_params", "missing_requirements", "plan", "template_context"]
 
 
 class Engine:
@@ -240,6 +54,9 @@ class Engine:
         self.secrets = secret_values(target)
         self.say: Callable[[str], None] = lambda text: say(clean(str(text), self.secrets))
         self._lock_info: dict[str, Any] = {}
+        #: step hooks (e.g. before/after snapshots): called around every step this engine runs
+        self.hooks: list[StepHook] = []
+        self.stepper = Stepper(audit, self.say, self.secrets, self.hooks)
 
     # ------------------------------------------------------------------ public
     def run(self, the_plan: Plan, *, yes: bool = False, dry_run: bool = False) -> FixResult:
@@ -259,7 +76,7 @@ class Engine:
             return FixResult(rb.id, RunOutcome.PLANNED, run_id, message="dry run: nothing was changed")
         try:
             with fix_lock(self.state_dir, self.target_name, rb.id, run_id,
-                          on_dead=lambda dead: self._report_dead_run(dead, base)), \
+                          on_dead=lambda dead: report_dead_run(dead, base, self.audit, self.say)), \
                     target_lock(self.target, rb.id, run_id, self.say) as held:
                 self._lock_info = held  # audited with fix.start
                 previous = os.environ.get(RUN_ENV)
@@ -278,42 +95,6 @@ class Engine:
             if refused is None:
                 raise
             raise refused from None
-
-    def _report_dead_run(self, dead: dict[str, Any], base: dict[str, Any]) -> None:
-        """A run that held the lock and died without releasing it (SIGKILL, a crash): say what it was
-        doing, from its lock record and the audit log, so the operator knows what may be half-done."""
-        records = self.audit.run_records(str(dead.get("run_id") or ""))
-        starts = [i for i, r in enumerate(records) if r.get("event") == "fix.step-start"]
-        done = [r["step"] for r in records if r.get("event") == "fix.step" and r.get("status") == "ok"]
-        last = records[starts[-1]] if starts else None
-        text = (f"a previous fix died without finishing: runbook {dead.get('runbook', '?')} by "
-                f"{dead.get('user', '?')}@{dead.get('host', '?')} (pid {dead.get('pid', '?')}, run "
-                f"{dead.get('run_id') or '?'}) started {dead.get('since', '?')}")
-        half = None
-        if last is not None:
-            end = next((r for r in records[starts[-1] + 1:] if r.get("event") == "fix.step"
-                        and (r.get("phase"), r.get("step")) == (last.get("phase"), last.get("step"))), None)
-            state = f"ended {end.get('status')}" if end else "never finished: it may be half-done"
-            if end is None:
-                half = last.get("step")
-            text += f"; its last step {last.get('step')} ({last.get('action')}) started {last.get('time')}, {state}"
-        elif records:
-            text += "; it ran no step"
-        else:
-            text += "; the audit log holds none of its records"
-        if done:
-            text += f"; steps it completed: {', '.join(done)}"
-        running = _processes_of_run(str(dead.get("run_id") or ""))
-        if running:
-            text += "; programs it started are still running: " + ", ".join(
-                f"pid {p['pid']} ({p['command'][:100]})" for p in running)
-        self.say(f"WARNING: {text}. Check the target before going on (es-doctor diagnose).")
-        self.audit.write("fix.previous-run-died", **base, previous=dead, last_step=last.get("step") if last else None,
-                         half_done=half, completed=done, still_running=running)
-        if running:
-            raise UnavailableError(f"a step of the dead run {dead.get('run_id')} is still running ("
-                                   + ", ".join(f"pid {p['pid']}" for p in running)
-                                   + "): wait for it to end or stop it, then run the fix again")
 
     # ------------------------------------------------------------------ internals
     def _preflight_writable(self, rb: Runbook) -> None:
@@ -351,7 +132,7 @@ class Engine:
         if rb.flags.needs_maintenance:  # the flag is enforced, not only shown
             preconditions.insert(0, Step(name="writes-stopped", action="backup.require-freeze"))
         for step in preconditions:  # read-only checks: a failing one stops the run before any change
-            res = self._execute(step, "preconditions", template_context(self.target, the_plan.params, outputs),
+            res = self.stepper.execute(step, "preconditions", template_context(self.target, the_plan.params, outputs),
                                 ctx, base)
             result.steps.append(res)
             if res.status != "ok":
@@ -364,7 +145,7 @@ class Engine:
             failed_step = self._run_steps(the_plan, ctx, base, outputs, result,
                                           confirmed_all=bool(rb.flags.destructive) or yes)
         except KeyboardInterrupt as exc:
-            with self._ctrl_c_deferred("recording the interruption"):
+            with ctrl_c_deferred(self.say, "recording the interruption"):
                 ctx.cancel.set()
                 stopped = getattr(exc, "stopped", True)
                 during = getattr(exc, "step", None)
@@ -380,7 +161,7 @@ class Engine:
             elif not rb.rollback:
                 result.message += "; this runbook has no rollback steps: its completed steps stay done"
             elif yes or self._ask("Interrupted. Run the rollback steps now?"):
-                with self._ctrl_c_deferred("the rollback is running; it will finish (each step has a timeout)"):
+                with ctrl_c_deferred(self.say, "the rollback is running; it will finish (each step has a timeout)"):
                     ctx.cancel.clear()
                     try:
                         self._rollback(the_plan, ctx, base, outputs, result)
@@ -392,7 +173,7 @@ class Engine:
                         result.message += "; the rollback was interrupted too"
             else:
                 result.message += "; not rolled back (resume with: es-doctor fix " + rb.id + ")"
-            with self._ctrl_c_deferred("recording the interruption"):
+            with ctrl_c_deferred(self.say, "recording the interruption"):
                 self.audit.write("fix.end", **base, outcome=result.outcome.value, message=result.message,
                                  duration_ms=round((time.monotonic() - started) * 1000, 1))
             return result
@@ -456,7 +237,7 @@ class Engine:
                 result.steps.append(StepResult(step.name, "steps", "declined"))
                 self.audit.write("fix.step", **base, step=step.name, status="declined")
                 return step.name, "declined"
-            step_result = self._execute(step, "steps", context, ctx, base)
+            step_result = self.stepper.execute(step, "steps", context, ctx, base)
             result.steps.append(step_result)
             if step_result.status == "ok":
                 outputs[step.name] = step_result.output
@@ -476,125 +257,6 @@ class Engine:
                 return step.name, "rollback"
         return None
 
-    def _execute(self, step: Step, phase: str, context: dict[str, Any], ctx: ActionContext,
-                 base: dict[str, Any]) -> StepResult:
-        spec = REGISTRY[step.action]
-        started = time.monotonic()
-        try:
-            inputs = render(step.inputs, context)
-        except TemplateError as exc:
-            res = StepResult(step.name, phase, "failed", error=f"template: {exc}")
-            self.audit.write("fix.step", **base, phase=phase, step=step.name, action=step.action, status="failed",
-                             error=res.error)
-            self.say(f"  ✗ {step.name}: {res.error}")
-            return res
-        self.say(f"  → {step.name}: {spec.describe(inputs)}")
-        self.audit.write("fix.step-start", **base, phase=phase, step=step.name, action=step.action)
-        res = StepResult(step.name, phase, "failed")
-        for attempt in range(1, step.retries + 2):
-            res.attempts = attempt
-            try:
-                status, output, error, retryable, wait = self._attempt(spec.run, inputs, ctx, step.timeout)
-            except StepInterrupted as exc:
-                res.status, res.error = ("interrupted" if exc.stopped else "running"), "interrupted (Ctrl-C)"
-                res.duration_ms = round((time.monotonic() - started) * 1000, 1)
-                self.audit.write("fix.step", **base, phase=phase, step=step.name, action=step.action, inputs=inputs,
-                                 status=res.status, attempts=attempt, stopped=exc.stopped,
-                                 error=res.error if exc.stopped else "interrupted; the step could not be stopped",
-                                 duration_ms=res.duration_ms)
-                exc.step, exc.result = step.name, res
-                raise
-            res.status, res.output, res.error = status, output, error
-            if status == "ok" or attempt > step.retries or status == "running":
-                break
-            if status == "timeout" and not spec.retry_safe(inputs):
-                res.error += "; not retried: it may have taken effect (the action is not idempotent)"
-                break
-            if not retryable:
-                break
-            delay = max(step.delay, wait)  # the server's Retry-After, capped
-            self.say(f"    attempt {attempt} failed ({error}); retrying in {delay:g}s")
-            ctx.sleep(delay)
-        res.duration_ms = round((time.monotonic() - started) * 1000, 1)
-        self.audit.write("fix.step", **base, phase=phase, step=step.name, action=step.action, inputs=inputs,
-                         status=res.status, attempts=res.attempts, error=res.error, output=res.output,
-                         duration_ms=res.duration_ms)
-        mark = "✓" if res.status == "ok" else "✗"
-        detail = f" ({res.error})" if res.error else ""
-        self.say(mask(f"    {mark} {res.status} in {res.duration_ms / 1000:.1f}s{detail}", self.secrets))
-        return res
-
-    def _attempt(self, fn: Callable[[dict[str, Any], ActionContext], dict[str, Any]], inputs: dict[str, Any],
-                 ctx: ActionContext, timeout: float) -> tuple[str, dict[str, Any], str, bool, float]:
-        """One try of an action in a worker thread: (status, output, error, retryable, the server's
-        Retry-After in seconds). A step that
-        times out or is interrupted is stopped (its cancel event set, its programs killed with their
-        process group) and waited for before this returns; ``running`` when it could not be."""
-        box: dict[str, Any] = {}
-        done = threading.Event()  # not Thread.is_alive(): on 3.11 an interrupted join() makes it lie
-
-        def target() -> None:
-            from es_doctor.probes.http import cancellable
-
-            try:
-                with cancellable(ctx.cancel):  # its HTTP calls (http, notify, Qdrant) end when it is cancelled
-                    box["output"] = fn(inputs, ctx)
-            except ActionError as exc:
-                box["error"], box["retryable"], box["retry_after"] = str(exc), exc.retryable, exc.retry_after
-            except Exception as exc:  # noqa: BLE001 - an action bug is a failed step, never a traceback
-                box["error"] = f"{type(exc).__name__}: {exc}"
-            finally:
-                done.set()
-
-        worker = threading.Thread(target=target, name="runbook-step", daemon=True)
-        worker.start()
-        deadline = time.monotonic() + timeout
-        try:
-            while not done.wait(0.1):
-                if time.monotonic() > deadline:
-                    if not self._stop_step(ctx, done):
-                        return "running", {}, f"timed out after {timeout:g}s and could not be stopped", False, 0.0
-                    ctx.cancel.clear()
-                    return "timeout", {}, f"timed out after {timeout:g}s (stopped)", True, 0.0
-        except KeyboardInterrupt:
-            with self._ctrl_c_deferred("stopping the step…"):
-                stopped = self._stop_step(ctx, done)
-            raise StepInterrupted(stopped) from None
-        if "error" in box:
-            return ("failed", {}, str(mask(box["error"], self.secrets)), bool(box.get("retryable", True)),
-                    float(box.get("retry_after") or 0.0))
-        return "ok", dict(box.get("output") or {}), "", True, 0.0
-
-    @contextlib.contextmanager
-    def _ctrl_c_deferred(self, why: str) -> Iterator[None]:
-        """Further Ctrl-C only say ``why`` while the interrupted step is stopped, the rollback runs and
-        the audit is written: a second press never leaves a half-done rollback or a torn record."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = signal.signal(signal.SIGINT, lambda _signum, _frame: self.say(f"  Ctrl-C: {why}"))
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-    def _stop_step(self, ctx: ActionContext, done: threading.Event) -> bool:
-        """Cancel the running step and wait until it has stopped; the programs it started are killed
-        with their process group. False if it would not stop. (A Ctrl-C while a timed-out step is
-        being stopped turns the timeout into an interruption: see _attempt.)"""
-        from es_doctor.tools import kill_group, live_groups
-
-        ctx.cancel.set()
-        end = time.monotonic() + STOP_GRACE_S
-        while not done.is_set() and time.monotonic() < end:
-            done.wait(0.1)
-        for pgid in live_groups():  # a program its action did not stop (one step runs at a time)
-            kill_group(pgid, grace=1.0)
-        stopped = done.is_set() and not live_groups()
-        if not stopped:
-            self.say("  ✗ the step could not be stopped: it may still be running")
-        return stopped
-
     def _rollback(self, the_plan: Plan, ctx: ActionContext, base: dict[str, Any], outputs: dict[str, Any],
                   result: FixResult) -> None:
         if not the_plan.runbook.rollback:
@@ -610,7 +272,7 @@ class Engine:
                         continue
                 except TemplateError:
                     continue
-            res = self._execute(step, "rollback", context, ctx, base)
+            res = self.stepper.execute(step, "rollback", context, ctx, base)
             result.steps.append(res)
             if res.status == "ok":
                 outputs[step.name] = res.output
