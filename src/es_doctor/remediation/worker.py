@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 CLASS_ORDER = ("deploy", "startup", "vectors", "inter-manager", "performance", "monitoring")
 TICK_S = 1.0
 #: how long the runbooks read from disk are reused
-RUNBOOKS_TTL_S = 10.0
+RUNBOOKS_TTL_S = 300.0
 
 Diagnose = Callable[["LoadedConfig", list[str]], Report]
 
@@ -80,8 +80,9 @@ class Remediator:
         loaded = self._loaded()
         return next(iter(loaded.values())).config.remediation if loaded else RemediationConfig()
 
-    def runbooks(self) -> dict[str, Runbook]:
-        """The loaded runbooks (read again at most every RUNBOOKS_TTL_S: a webhook must answer fast)."""
+    def runbooks(self, cached_ok: bool = False) -> dict[str, Runbook]:
+        """The loaded runbooks, read again when older than RUNBOOKS_TTL_S; ``cached_ok``: any age will do (the
+        HTTP thread: a webhook must answer fast; the workers and the warm-up read them again)."""
         from pathlib import Path
 
         from es_doctor.runbooks.loader import load_runbooks
@@ -91,7 +92,7 @@ class Remediator:
         key = tuple(str(d) for d in dirs)
         with self._lock:
             cached = self._runbooks
-        if cached is not None and cached[0] == key and time.monotonic() - cached[1] < RUNBOOKS_TTL_S:
+        if cached is not None and cached[0] == key and (cached_ok or time.monotonic() - cached[1] < RUNBOOKS_TTL_S):
             return cached[2]
         found = dict(load_runbooks(dirs, tolerant=True).runbooks)
         with self._lock:
@@ -106,7 +107,7 @@ class Remediator:
 
         loaded = self._loaded()
         checks = set(load_all())
-        runbooks = set(self.runbooks())
+        runbooks = set(self.runbooks(cached_ok=True))
         results = []
         woken: set[str] = set()
         for alert in hook.alerts:
@@ -174,7 +175,9 @@ class Remediator:
         event.set()
 
     def start(self) -> None:
-        """Resume what a previous run of serve left open (its requests are in the store)."""
+        """Warm up (the checks imported, the runbooks read: the first webhook then answers at once) and resume
+        what a previous run of serve left open (its requests are in the store)."""
+        threading.Thread(target=self._warm_up, name="serve:cure:warm-up", daemon=True).start()
         for request in self.requests.find(states=("queued", "approved", "waiting-approval", "running")):
             if request["state"] == "running":  # serve stopped during the run: its end is unknown
                 self.requests.transition(request["id"], ("running",), "failed",
@@ -182,6 +185,15 @@ class Remediator:
                                          "log); escalated")
                 continue
             self.wake(request["target"])
+
+    def _warm_up(self) -> None:
+        from es_doctor.checks.registry import load_all
+
+        try:
+            load_all()
+            self.runbooks()
+        except Exception as exc:  # noqa: BLE001 - the first webhook will say what is wrong
+            print(f"es-doctor serve: remediation warm-up: {type(exc).__name__}: {exc}", file=sys.stderr)
 
     def stop(self, wait_s: float = 5.0) -> None:
         self._stopping.set()
@@ -199,6 +211,7 @@ class Remediator:
             if self._stopping.is_set():
                 return
             try:
+                self.runbooks()  # read again here when stale, never in the HTTP thread
                 while self.process(target):
                     if self._stopping.is_set():
                         return
