@@ -36,6 +36,8 @@ CLASS_ORDER = ("deploy", "startup", "vectors", "inter-manager", "performance", "
 TICK_S = 1.0
 #: how long the runbooks read from disk are reused
 RUNBOOKS_TTL_S = 300.0
+#: how long a webhook arriving during the warm-up waits for it
+WARM_UP_WAIT_S = 30.0
 
 Diagnose = Callable[["LoadedConfig", list[str]], Report]
 
@@ -73,6 +75,7 @@ class Remediator:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._runbooks: tuple[tuple[str, ...], float, dict[str, Runbook]] | None = None
+        self._warming, self._warmed = threading.Event(), threading.Event()
 
     # ------------------------------------------------------------------ configuration
 
@@ -90,6 +93,8 @@ class Remediator:
         loaded = self._loaded()
         dirs = [Path(d).expanduser() for d in next(iter(loaded.values())).config.runbook_dirs] if loaded else []
         key = tuple(str(d) for d in dirs)
+        if cached_ok and self._runbooks is None and self._warming.is_set():
+            self._warmed.wait(WARM_UP_WAIT_S)  # the warm-up reads them: do not read them twice at once
         with self._lock:
             cached = self._runbooks
         if cached is not None and cached[0] == key and (cached_ok or time.monotonic() - cached[1] < RUNBOOKS_TTL_S):
@@ -177,6 +182,7 @@ class Remediator:
     def start(self) -> None:
         """Warm up (the checks imported, the runbooks read: the first webhook then answers at once) and resume
         what a previous run of serve left open (its requests are in the store)."""
+        self._warming.set()
         threading.Thread(target=self._warm_up, name="serve:cure:warm-up", daemon=True).start()
         for request in self.requests.find(states=("queued", "approved", "waiting-approval", "running")):
             if request["state"] == "running":  # serve stopped during the run: its end is unknown
@@ -194,6 +200,8 @@ class Remediator:
             self.runbooks()
         except Exception as exc:  # noqa: BLE001 - the first webhook will say what is wrong
             print(f"es-doctor serve: remediation warm-up: {type(exc).__name__}: {exc}", file=sys.stderr)
+        finally:
+            self._warmed.set()
 
     def stop(self, wait_s: float = 5.0) -> None:
         self._stopping.set()
