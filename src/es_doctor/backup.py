@@ -34,6 +34,7 @@ from typing import Any
 from es_doctor.config import Target
 from es_doctor.probes.result import FailureKind
 from es_doctor.probes.session import ProbeSession
+from es_doctor.units import parse_utc_stamp, utc_stamp
 
 FORMAT = "es-doctor-backup/1"
 MANIFEST = "manifest.json"
@@ -52,7 +53,7 @@ def is_backup_id(name: str) -> bool:
     if not ID_PATTERN.fullmatch(name):
         return False
     try:
-        dt.datetime.strptime(name.split("-", maxsplit=1)[0], "%Y%m%dT%H%M%SZ")
+        parse_utc_stamp(name.split("-", maxsplit=1)[0])
     except ValueError:
         return False
     return True
@@ -171,7 +172,7 @@ class BackupStore:
     def begin(self) -> tuple[str, Path]:
         """A fresh id and its partial directory (never an existing one)."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        base = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        base = utc_stamp()
         for n in range(1000):
             backup_id = base if n == 0 else f"{base}-{n}"
             final, partial = self.root / backup_id, self.root / f".{backup_id}.partial"

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
@@ -32,11 +32,9 @@ from es_doctor import __version__
 from es_doctor.config import EscalationChannel, EscalationConfig, LoadedConfig
 from es_doctor.files import create_private, private_dir
 from es_doctor.secrets import mask_data, resolve_secret, scrub, strip_control
+from es_doctor.severity import PAGERDUTY_SEVERITY, Severity
+from es_doctor.units import utc_iso
 
-Severity = Literal["low", "medium", "high", "critical"]
-SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
-#: es-doctor severity → PagerDuty Events API v2 payload.severity
-PAGERDUTY_SEVERITY: dict[str, str] = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 INCIDENT_ID = re.compile(r"INC-\d{8}-\d{6}-[0-9a-f]{4}")
 
@@ -173,7 +171,7 @@ def build_incident(
     log_errors, log_notes = recent_log_errors(Path(service.log_dir).expanduser(), service.main_log, service.error_log)
     incident = Incident(
         id=new_incident_id(now),
-        time=now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        time=utc_iso(now),
         target=loaded.target_name,
         level=level,
         severity=severity,
@@ -213,7 +211,7 @@ def to_markdown(incident: Incident) -> str:
         f"| time (UTC) | {incident.time} |",
         f"| target | {incident.target} |",
         f"| level | {incident.level} - {incident.team} |",
-        f"| severity | {incident.severity} |",
+        f"| severity | {incident.severity.value} |",
         f"| channels | {', '.join(incident.channels) or '(none configured)'} |",
         "",
         f"## Level {incident.level}: {incident.team}",
@@ -291,14 +289,14 @@ def write_json_new(path: Path, data: Any) -> None:
 
 
 def _summary(incident: Incident) -> str:
-    return f"[{incident.severity.upper()}] {incident.target}: {incident.issue}"
+    return f"[{incident.severity.value.upper()}] {incident.target}: {incident.issue}"
 
 
 def slack_payload(incident: Incident, bundle: Path) -> dict[str, Any]:
     """Slack incoming webhook: ``text`` (fallback) and Block Kit ``blocks``."""
     fields = [
         {"type": "mrkdwn", "text": f"*Incident:*\n{incident.id}"},
-        {"type": "mrkdwn", "text": f"*Severity:*\n{incident.severity}"},
+        {"type": "mrkdwn", "text": f"*Severity:*\n{incident.severity.value}"},
         {"type": "mrkdwn", "text": f"*Level:*\n{incident.level} - {incident.team}"},
         {"type": "mrkdwn", "text": f"*Target:*\n{incident.target}"},
     ]

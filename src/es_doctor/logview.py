@@ -8,7 +8,6 @@ module turns lines into entries, filters them and groups them.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from es_doctor.errors import EsDoctorError, ExitStatus
+from es_doctor.loglevels import LEVEL_CHOICES, LEVEL_RANK, level_rank
 from es_doctor.probes.logs import (
     MAX_LINE_BYTES,
     PROBE_WINDOW,
@@ -33,14 +33,12 @@ from es_doctor.probes.logs import (
 )
 from es_doctor.probes.result import FailureKind
 from es_doctor.secrets import clean, mask_data
+from es_doctor.units import DURATION_EXAMPLES, DurationError, parse_duration, utc_iso
 
 if TYPE_CHECKING:
     from es_doctor.probes.docker import DockerProbe
 
-#: severity order of the service's levels (and the usual aliases)
-LEVEL_RANK = {"TRACE": 5, "DEBUG": 10, "INFO": 20, "NOTICE": 25, "WARN": 30, "WARNING": 30, "ERROR": 40,
-              "ERR": 40, "FATAL": 50, "PANIC": 50, "CRITICAL": 50, "CRIT": 50}
-LEVEL_CHOICES = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+__all__ = ["LEVEL_CHOICES", "LEVEL_RANK", "level_rank"]
 #: the fields of the guide's log format, in the order they are shown
 FIELDS = ("timestamp", "level", "component", "message", "error", "request_id", "user_id", "duration_ms")
 #: distinct patterns kept; further ones are counted together (memory stays flat on any log)
@@ -55,10 +53,6 @@ class SinceError(ValueError):
     pass
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
 def parse_since(text: str, now: float | None = None) -> float | None:
     """``15m``, ``1h30m``, ``2d``, ``90s`` (ago), an ISO time (``2026-11-29T10:00:00Z``), or ``all``
     (None: no lower bound) → seconds since the epoch."""
@@ -66,27 +60,28 @@ def parse_since(text: str, now: float | None = None) -> float | None:
     if value in ("all", "0"):
         return None
     now = time.time() if now is None else now
-    if value and _DURATION_PART.sub("", value) == "":
-        seconds = sum(float(n) * _UNIT_S[u] for n, u in _DURATION_PART.findall(value))
-        if seconds <= 0:
-            raise SinceError(f"--since {text!r}: a duration must be positive (e.g. 15m)")
-        return now - seconds
-    stamp = iso_epoch(text) if re.match(r"\d{4}-\d{2}-\d{2}", value) else None
-    if stamp is None:
-        raise SinceError(f"--since {text!r}: expected a duration (30s, 15m, 2h, 1d, 1h30m), "
-                         "an ISO time (2026-11-29T10:00:00Z) or 'all'")
-    return stamp
-
-
-def level_rank(word: str) -> int:
-    return LEVEL_RANK.get(word.strip().upper(), 0)
+    expected = (f"--since {text!r}: expected a duration ({DURATION_EXAMPLES}, 1d), "
+                "an ISO time (2026-11-29T10:00:00Z) or 'all'")
+    if re.match(r"\d{4}-\d{2}-\d{2}", value):
+        stamp = iso_epoch(text)
+        if stamp is None:
+            raise SinceError(expected)
+        return stamp
+    if value.replace(".", "", 1).isdigit():  # a bare number: seconds? minutes? the operator says which
+        raise SinceError(expected)
+    try:
+        seconds = parse_duration(value)
+    except DurationError:
+        raise SinceError(expected) from None
+    if seconds <= 0:
+        raise SinceError(f"--since {text!r}: a duration must be positive (e.g. 15m)")
+    return now - seconds
 
 
 def iso(stamp: float | None) -> str:
     if stamp is None:
         return ""
-    moment = dt.datetime.fromtimestamp(stamp, dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return utc_iso(stamp, ms=True)
 
 
 @dataclass(frozen=True)

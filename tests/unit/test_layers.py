@@ -59,7 +59,7 @@ def _es_doctor_imports(path: Path) -> set[str]:
 
 
 #: the ground floor: modules every part may use, which import nothing of es_doctor's but each other
-GROUND = {"es_doctor.secrets", "es_doctor.errors", "es_doctor.yamlsource"}
+GROUND = {"es_doctor.secrets", "es_doctor.errors", "es_doctor.yamlsource", "es_doctor.units"}
 #: what the config package may import: the ground floor and itself (never a probe, a check or the CLI)
 CONFIG_MAY = GROUND | {"es_doctor.config"}
 

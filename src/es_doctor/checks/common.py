@@ -11,6 +11,7 @@ from es_doctor.findings import Evidence, Status
 from es_doctor.probes.logs import LogLine
 from es_doctor.probes.result import Failure, FailureKind, Result
 from es_doctor.probes.service import Mode
+from es_doctor.units import utc_iso
 
 #: status words of the service (STACK.md): read tolerantly, case-insensitive
 HEALTHY = {"healthy", "ok", "up", "running", "ready"}
@@ -145,6 +146,6 @@ def past_window(lines: list[LogLine], window_s: float, now: dt.datetime | None =
         age = max(0.0, (now - latest).total_seconds())
         left = max(0.0, window_s - age)
         words += f", the latest {age:.0f} s ago (OK again in {left:.0f} s unless another comes)"
-        evidence += [ev("latest line at", latest.isoformat().replace("+00:00", "Z")),
+        evidence += [ev("latest line at", utc_iso(latest)),
                      ev("latest line age", round(age, 1), unit="s")]
     return words, evidence

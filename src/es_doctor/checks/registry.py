@@ -81,11 +81,6 @@ def ev(name: str, value: object = None, threshold: str | None = None, unit: str 
     return Evidence(name=name, value=value, threshold=threshold, unit=unit)
 
 
-def because(outcome: Outcome, cause: str | None) -> Outcome:
-    """``outcome`` naming ``cause`` (see :mod:`es_doctor.cures`)."""
-    return Outcome(outcome.status, outcome.summary, outcome.evidence, cause)
-
-
 def ok(summary: str, *evidence: Evidence) -> Outcome:
     return Outcome(Status.OK, summary, list(evidence))
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
 
     from es_doctor.config import LoadedConfig
     from es_doctor.runbooks.engine import Engine
@@ -30,6 +30,26 @@ TargetOpt = Annotated[
     str | None,
     typer.Option("--target", "-t", metavar="NAME", help="Named target from the config (or 'lab').", show_default=False),
 ]
+
+
+def duration(option: str, minimum: float = 0.0) -> Callable[[str], float]:
+    """The parser of a duration option (``90s``, ``1m30s``, ``1h30m``, ``500ms``, or seconds): one grammar in
+    every command (:func:`es_doctor.units.parse_duration`); below ``minimum``, a usage error."""
+
+    def parse(text: str) -> float:
+        from es_doctor.units import DurationError, format_duration, parse_duration
+
+        try:
+            value = parse_duration(text)
+        except DurationError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        if value < minimum or value <= 0:
+            raise typer.BadParameter(f"{text!r} is too short: at least {format_duration(minimum)}"
+                                     if minimum else f"{text!r}: must be more than 0")
+        return value
+
+    parse.__name__ = option.lstrip("-")
+    return parse
 
 
 def state(ctx: typer.Context) -> State:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from es_doctor.cli.common import ConfigOpt, state
+from es_doctor.cli.common import ConfigOpt, duration, state
 from es_doctor.cli.output import is_terminal, working
 from es_doctor.errors import ExitStatus, UsageError
 from es_doctor.render import Format
@@ -52,14 +52,15 @@ def diagnose(
                                                     help="Only this check id (repeatable).")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", metavar="[table|json|junit|nagios|prometheus]",
                                         help="Output format.")] = Format.table,
-    timeout: Annotated[float | None, typer.Option("--timeout", metavar="SECONDS",
-                                                  help="Per-check timeout, seconds.", min=0.1)] = None,
-    deadline: Annotated[float | None, typer.Option("--deadline", metavar="SECONDS",
-                                                   help="Overall deadline, seconds.", min=0.5)] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", metavar="DURATION", parser=duration("--timeout", 0.1),
+                                                  help="Per-check timeout: 10s, 500ms (at least 100 ms).")] = None,
+    deadline: Annotated[float | None, typer.Option("--deadline", metavar="DURATION",
+                                                   parser=duration("--deadline", 0.5),
+                                                   help="Overall deadline: 30s, 1m (at least 500 ms).")] = None,
     detailed: Annotated[bool, typer.Option("--detailed", "-d", help="Show evidence for passing checks too.")] = False,
-    watch: Annotated[float | None, typer.Option("--watch", metavar="SECONDS",
-                                                help="Re-run every N seconds until Ctrl-C.",
-                                                min=1.0)] = None,
+    watch: Annotated[float | None, typer.Option("--watch", metavar="DURATION", parser=duration("--watch", 1.0),
+                                                help="Re-run every DURATION (30s, 1m30s; at least 1 s) until "
+                                                "Ctrl-C.")] = None,
     all_targets: Annotated[bool, typer.Option("--all-targets", help="Every target of the config file.")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", show_default=False,
                                                 help="Write the report to FILE (any format) atomically, beside it "

@@ -69,11 +69,12 @@ def status(ctx: typer.Context, config: ConfigOpt = None, target: TargetOpt = Non
     done, partial = store.complete(), store.incomplete()
     age = ""
     if done:
-        import datetime as dt
+        import time
 
-        taken = dt.datetime.strptime(done[-1].split("-")[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
-        hours = (dt.datetime.now(dt.UTC) - taken).total_seconds() / 3600
-        age = f", {hours:.1f} h ago" if hours >= 1 else f", {hours * 60:.0f} min ago"
+        from es_doctor.units import format_duration, parse_utc_stamp
+
+        taken = parse_utc_stamp(done[-1].split("-")[0])
+        age = f", {format_duration(time.time() - taken.timestamp())} ago"
     echo(f"last backup: {done[-1] if done else 'none'}"
                + (f"   ({len(done)} in {store.root}{age})" if done else ""))
     if partial:

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from es_doctor.cli.common import ConfigOpt, TargetOpt, load
 from es_doctor.errors import ExitStatus, UsageError
+from es_doctor.severity import Severity
 
 if TYPE_CHECKING:
     from es_doctor.config import LoadedConfig
     from es_doctor.escalation import Delivery
-
-
-class SeverityChoice(StrEnum):
-    low = "low"
-    medium = "medium"
-    high = "high"
-    critical = "critical"
 
 
 def _known_secrets(loaded: LoadedConfig) -> list[str]:
@@ -47,7 +40,7 @@ def escalate(
                                               show_default=False)] = None,
     issue: Annotated[str | None, typer.Option("--issue", "-i", metavar="TEXT", help="What is wrong, in one line.",
                                               show_default=False)] = None,
-    severity: Annotated[SeverityChoice | None, typer.Option("--severity", "-s", metavar="[low|medium|high|critical]",
+    severity: Annotated[Severity | None, typer.Option("--severity", "-s", metavar="[low|medium|high|critical]",
                                                             help="Severity of the incident.",
                                                             show_default=False)] = None,
     attach_diagnosis: Annotated[bool, typer.Option("--attach-diagnosis/--no-attach-diagnosis",
@@ -82,7 +75,7 @@ def escalate(
 
     doing = f"diagnosing {loaded.target_name} for the incident bundle…" if attach_diagnosis else "writing the bundle…"
     with working(doing):  # a spinner on a terminal only
-        incident = build_incident(loaded, level, severity.value, issue.strip(), attach_diagnosis=attach_diagnosis,
+        incident = build_incident(loaded, level, severity, issue.strip(), attach_diagnosis=attach_diagnosis,
                                   known_secrets=known)
     try:
         bundle = write_bundle(incident, loaded.config.state_dir)
@@ -112,9 +105,8 @@ def escalate(
 
 
 def _resolve(ctx: typer.Context, incident_id: str, config: str | None, target: str | None) -> int:
-    import datetime as dt
-
     from es_doctor.escalation import deliver_resolve, read_bundle, write_json_new
+    from es_doctor.units import utc_iso
 
     loaded = load(ctx, config, target)
     incident, bundle = read_bundle(loaded.config.state_dir, incident_id.strip())
@@ -122,7 +114,7 @@ def _resolve(ctx: typer.Context, incident_id: str, config: str | None, target: s
     if marker.exists():
         typer.echo(f"incident {incident.id} is already resolved ({marker})")
         return int(ExitStatus.OK)
-    resolved_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    resolved_at = utc_iso()
     deliveries, missing = deliver_resolve(loaded, incident, resolved_at, _known_secrets(loaded))
     typer.echo(f"resolving {incident.id} (level {incident.level}, target {incident.target})")
     for name in missing:

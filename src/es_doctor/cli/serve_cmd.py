@@ -18,11 +18,11 @@ def serve(
                                                       "default: -t, else the default target.")] = None,
     all_targets: Annotated[bool, typer.Option("--all-targets", help="Every target of the config file.")] = False,
     interval: Annotated[str | None, typer.Option("--interval", metavar="DURATION",
-                                                 help="Between two runs of a target: 30s, 2m "
+                                                 help="Between two runs of a target: 30s, 1m30s "
                                                  "(default: serve.interval_s).")] = None,
     listen: Annotated[str | None, typer.Option("--listen", metavar="HOST:PORT",
-                                               help="HOST:PORT (default: serve.listen, "
-                                               "127.0.0.1:9109); off loopback a token is required.")] = None,
+                                               help="HOST:PORT (default: serve.listen of the config, "
+                                               "loopback); off loopback a token is required.")] = None,
     print_scrape_config: Annotated[bool, typer.Option("--print-scrape-config",
                                                       help="Print the Prometheus scrape job and exit.")] = False,
     print_alertmanager_config: Annotated[bool, typer.Option(
@@ -36,13 +36,14 @@ def serve(
 
     from es_doctor.config import load_targets
     from es_doctor.serve.daemon import Daemon, Settings, settings_from
-    from es_doctor.serve.fleet import alertmanager_config, parse_duration, scrape_config
+    from es_doctor.serve.fleet import alertmanager_config, scrape_config
+    from es_doctor.units import DurationError, parse_duration
 
     st = state(ctx)
     names = list(targets or ([st.target] if st.target else []))
     try:
-        interval_s = parse_duration(interval) if interval else None
-    except ValueError as exc:
+        interval_s = parse_duration(interval, name="--interval") if interval else None
+    except DurationError as exc:
         raise UsageError(str(exc)) from exc
     path = config or st.config_path
 

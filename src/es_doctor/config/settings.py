@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from es_doctor.config.locations import default_state_dir
 from es_doctor.config.remediation import RemediationConfig
-from es_doctor.config.target import Secret, Strict, Target
+from es_doctor.config.target import Seconds, SecondsOrZero, Secret, Strict, Target, as_seconds
+
+#: where ``es-doctor serve`` listens unless told otherwise
+DEFAULT_LISTEN = "127.0.0.1:9109"
 
 #: the guide's "Niveaux d'Escalade": the team of each level and what it handles
 GUIDE_ESCALATION_LEVELS: dict[int, dict[str, Any]] = {
@@ -38,10 +41,10 @@ class EscalationChannel(Strict):
     #: the webhook URL (env:NAME); for pagerduty, unset means https://events.pagerduty.com/v2/enqueue
     url: str | None = Secret(description="webhook / events URL (env:NAME)")
     routing_key: str | None = Secret(description="PagerDuty integration (routing) key (env:NAME)")
-    timeout_s: float = Field(default=10.0, gt=0)
+    timeout_s: Seconds = 10.0
     #: retries after the first attempt, with exponential backoff starting at backoff_s
     retries: int = Field(default=3, ge=0, le=10)
-    backoff_s: float = Field(default=0.2, ge=0)
+    backoff_s: SecondsOrZero = 0.2
 
     @model_validator(mode="after")
     def _needs(self) -> EscalationChannel:
@@ -92,9 +95,9 @@ class ServeConfig(Strict):
     """``es-doctor serve``: the daemon that diagnoses every target on a schedule."""
 
     #: address:port to listen on; any address but loopback requires ``token``
-    listen: str = "127.0.0.1:9109"
+    listen: str = DEFAULT_LISTEN
     #: seconds between two diagnoses of one target (each target on its own schedule)
-    interval_s: float = Field(default=30.0, ge=1.0)
+    interval_s: Annotated[float, BeforeValidator(as_seconds), Field(ge=1.0)] = 30.0
     #: each run starts up to this share of the interval early or late, so targets do not run in step
     jitter_pct: float = Field(default=10.0, ge=0.0, le=50.0)
     #: bearer token every path but /healthz requires (env:NAME); mandatory off loopback

@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from es_doctor.units import parse_duration
 
 #: Field metadata marking a value as a secret (masked in every output).
 SECRET: dict[str, Any] = {"secret": True}
@@ -27,8 +29,17 @@ class Strict(BaseModel):
 
 #: the components a target can mark ``absent`` (the sections with an ``enabled`` flag)
 COMPONENTS = ("service", "qdrant", "postgres", "redis", "prometheus", "grafana", "docker")
-#: a duration in seconds: a positive, finite number
-Seconds = Annotated[float, Field(gt=0)]
+
+
+def as_seconds(value: object) -> object:
+    """A duration written ``90s``, ``1m30s``, ``1h30m``, ``500ms`` (or a number of seconds) → seconds."""
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+#: a duration in seconds: a positive, finite number, or a duration written ``1m30s``
+Seconds = Annotated[float, BeforeValidator(as_seconds), Field(gt=0)]
+#: the same, zero allowed
+SecondsOrZero = Annotated[float, BeforeValidator(as_seconds), Field(ge=0)]
 #: a threshold: a finite number, not negative
 Level = Annotated[float, Field(ge=0)]
 
@@ -189,7 +200,7 @@ class LoadConfig(Strict):
     lab: bool = False
     #: the highest arrival rate (requests/s), duration (s) and concurrency a load test may ask for
     max_rps: float = Field(default=200.0, gt=0)
-    max_duration_s: float = Field(default=300.0, gt=0)
+    max_duration_s: Seconds = 300.0
     max_concurrency: int = Field(default=64, gt=0)
     #: where the test data's marker (``es-doctor-load-<run id>``) lands: the tasks table's title column and
     #: the vectors' payload key (null: test records are removed by the ids the API returned only)

@@ -23,6 +23,7 @@ from es_doctor.lab.fault_table import FAULT_SPECS, TABLE, FaultSpec
 from es_doctor.lab.layout import POSTGRES, PREVIOUS_IMAGE, PROMETHEUS, QDRANT, SERVICE
 from es_doctor.lab.runtime_faults import read_faults_file, write_faults_file
 from es_doctor.lab.stack import LabStack
+from es_doctor.units import utc_iso
 
 Action = Callable[[LabStack], None]
 COLLECTION, VECTOR_SIZE, WRONG_SIZE = "task_vectors", 1536, 768
@@ -179,7 +180,7 @@ def _unsquat(stack: LabStack) -> None:
 
 def _deploy_logs(stack: LabStack) -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    now = utc_iso()
 
     def line(level: str, component: str, message: str, error: str = "") -> str:
         return json.dumps({"timestamp": now, "level": level, "component": component, "message": message,

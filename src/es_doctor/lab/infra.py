@@ -17,7 +17,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -367,20 +367,3 @@ def prometheus_argv(config_file: Path, port: int, storage: Path) -> list[str]:
             "--web.enable-lifecycle", "--log.level=warn"]
 
 
-@dataclass
-class Prometheus:
-    port: int
-    config_file: Path
-    pidfile: Path
-    targets: list[str] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def reload(self) -> None:
-        if not http_ok(f"{self.url}/-/reload", timeout=5, method="POST"):
-            raise InfraError("Prometheus refused /-/reload")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        procs.stop(self.pidfile, signal.SIGTERM, timeout)

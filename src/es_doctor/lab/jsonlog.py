@@ -7,18 +7,18 @@ import json
 import queue
 import sys
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-LEVELS = {"DEBUG": 10, "INFO": 20, "WARN": 30, "ERROR": 40, "FATAL": 50}
+from es_doctor.loglevels import LEVEL_RANK, level_rank
+from es_doctor.units import utc_iso
+
 MAIN_LOG = "email-sender.log"
 ERROR_LOG = "email-sender-error.log"
 
 
 def utc_now_iso(ts: float | None = None) -> str:
-    dt = datetime.now(UTC) if ts is None else datetime.fromtimestamp(ts, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return utc_iso(ts, ms=True)
 
 
 def format_line(level: str, component: str, message: str, **fields: Any) -> str:
@@ -43,7 +43,7 @@ class JsonLogger:
 
     def __init__(self, log_dir: Path, level: str = "info", console: bool = True) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.threshold = LEVELS.get(level.upper().replace("WARNING", "WARN"), 20)
+        self.threshold = level_rank(level) or LEVEL_RANK["INFO"]
         self._lock = threading.Lock()
         self._main = (log_dir / MAIN_LOG).open("a", encoding="utf-8", buffering=1)
         self._err = (log_dir / ERROR_LOG).open("a", encoding="utf-8", buffering=1)
@@ -63,14 +63,15 @@ class JsonLogger:
                 return
 
     def log(self, level: str, component: str, message: str, **fields: Any) -> None:
-        if LEVELS.get(level, 20) < self.threshold and level not in ("ERROR", "FATAL"):
+        rank = level_rank(level) or LEVEL_RANK["INFO"]
+        if rank < self.threshold and rank < LEVEL_RANK["ERROR"]:
             return
         line = format_line(level, component, message, **fields)
         with self._lock:
             if self._main.closed:
                 return
             self._main.write(line + "\n")
-            if LEVELS.get(level, 0) >= LEVELS["ERROR"]:
+            if rank >= LEVEL_RANK["ERROR"]:
                 self._err.write(line + "\n")
         if self._console is not None:
             with contextlib.suppress(queue.Full):

@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+from es_doctor.units import parse_duration_or
 
 
 class ConfigLoadError(Exception):
     """The config file is missing or unreadable; the message is the FATAL log line."""
-
-
-def parse_duration(value: Any, default: float) -> float:
-    """Seconds from a Go-style duration (``"1h"``, ``"5m"``, ``"1m30s"``, ``"250ms"``) or a number."""
-    if value is None:
-        return default
-    if isinstance(value, int | float):
-        return float(value)
-    text = str(value).strip()
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        return default
-    return sum(float(n) * _UNITS[u] for n, u in parts)
 
 
 @dataclass
@@ -108,11 +93,11 @@ def _build(p: Path, data: dict[str, Any], env: dict[str, str]) -> ServiceConfig:
     c.vector_size = int(qd.get("vector_size", c.vector_size))
     c.postgres_dsn = str(pg["dsn"]) if pg.get("dsn") else None
     c.cache_max_size = int(env.get("CACHE_SIZE") or vc.get("max_size", c.cache_max_size))
-    c.cache_ttl_s = parse_duration(vc.get("ttl"), c.cache_ttl_s)
+    c.cache_ttl_s = parse_duration_or(vc.get("ttl"), c.cache_ttl_s)
     c.pool_max_connections = int(
         env.get("CONNECTION_POOL_SIZE") or cp.get("max_connections", c.pool_max_connections)
     )
-    c.pool_idle_timeout_s = parse_duration(cp.get("idle_timeout"), c.pool_idle_timeout_s)
+    c.pool_idle_timeout_s = parse_duration_or(cp.get("idle_timeout"), c.pool_idle_timeout_s)
     c.bus_buffer_size = max(1, int(eb.get("buffer_size", c.bus_buffer_size)))
     c.bus_workers = max(1, int(eb.get("workers", c.bus_workers)))
     c.log_dir = Path(str(lg.get("dir", "./logs")))

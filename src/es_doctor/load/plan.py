@@ -8,12 +8,12 @@ requests before it, so a slow server cannot slow the generator down and hide its
 
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from es_doctor import units
 from es_doctor.errors import UsageError
 
 if TYPE_CHECKING:
@@ -114,21 +114,18 @@ def operations(scenario: Scenario, count: int) -> list[Op]:
     return out
 
 
-_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*")
-
-
-def parse_duration(text: str) -> float:
-    """``30s``, ``2m``, ``1.5m``, ``45`` (seconds) → seconds; a usage error otherwise."""
-    match = _DURATION.fullmatch(text)
-    if not match:
-        raise UsageError(f"not a duration: {text!r} (e.g. 30s, 2m, 500ms)")
-    return float(match.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[match.group(2) or "s"]
+def parse_duration(text: str, name: str = "--duration") -> float:
+    """:func:`es_doctor.units.parse_duration`, a usage error when ``text`` is not a duration."""
+    try:
+        return units.parse_duration(text, name=name)
+    except units.DurationError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def make_plan(scenario: Scenario, rps: float, duration: str, concurrency: int, timeout: str,
               caps: LoadConfig, target_name: str) -> Plan:
     """The plan, refused (usage error) when a value is not positive or goes over the target's caps."""
-    duration_s, timeout_s = parse_duration(duration), parse_duration(timeout)
+    duration_s, timeout_s = parse_duration(duration, "--duration"), parse_duration(timeout, "--timeout")
     where = f"target '{target_name}'"
     for name, value in (("--rps", rps), ("--duration", duration_s), ("--concurrency", concurrency),
                         ("--timeout", timeout_s)):

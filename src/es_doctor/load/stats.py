@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from es_doctor.checks import registry
 from es_doctor.findings import Status, exit_status_of, worst
 from es_doctor.load.plan import GENERATOR_LIMITED_PCT, LATE_AFTER_S, Op, Plan
 
@@ -199,11 +200,6 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 2)
 
 
-def _grade(value: float, warn: float, crit: float) -> Status:
-    """Strictly over a threshold trips it (diagnose's rule)."""
-    return Status.CRIT if value > crit else Status.WARN if value > warn else Status.OK
-
-
 def grade(rec: Recorder, latency_warn_ms: float, latency_crit_ms: float, error_warn_pct: float,
           error_crit_pct: float) -> list[Grade]:
     """The guide's two API thresholds (the ones diagnose's performance checks use): p95 latency and the
@@ -221,12 +217,12 @@ def grade(rec: Recorder, latency_warn_ms: float, latency_crit_ms: float, error_w
         grades.append(Grade(name="latency p95", status=Status.UNKNOWN, value=None, threshold=latency_th,
                             summary="no request was answered: no latency to grade"))
     else:
-        status = _grade(p95 * 1000, latency_warn_ms, latency_crit_ms)
+        status = registry.grade(p95 * 1000, latency_warn_ms, latency_crit_ms)
         summary = f"p95 latency {p95 * 1000:.0f} ms"
         if status is not Status.OK and generator_limited(rec):
             late = f"{pct(rec.late - rec.late_for_slot, rec.scheduled):.1f} % of requests left the generator late"
             alone = rec.service.percentile(0.95) or 0.0
-            server_status = _grade(alone * 1000, latency_warn_ms, latency_crit_ms)
+            server_status = registry.grade(alone * 1000, latency_warn_ms, latency_crit_ms)
             if server_status is Status.OK:
                 status = Status.UNKNOWN
                 summary += (f", but {late}: it fell behind, and from the actual sends the p95 is "
@@ -238,7 +234,8 @@ def grade(rec: Recorder, latency_warn_ms: float, latency_crit_ms: float, error_w
                             summary=summary))
     rate = pct(rec.errors, completed)
     why = f"{rec.errors} of {completed}: 5xx, 429, no answer or dropped"
-    grades.append(Grade(name="error rate", status=_grade(rate, error_warn_pct, error_crit_pct), value=round(rate, 3),
+    grades.append(Grade(name="error rate", status=registry.grade(rate, error_warn_pct, error_crit_pct),
+                        value=round(rate, 3),
                         threshold=f"> {error_warn_pct:g} % WARN, > {error_crit_pct:g} % CRIT",
                         summary=f"error rate {rate:.2f} % ({why})"))
     refused = _refused_operations(rec)

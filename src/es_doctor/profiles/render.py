@@ -10,6 +10,7 @@ from typing import Any
 from es_doctor.profiles.store import Saved
 from es_doctor.profiles.summary import Comparison, Entry, Summary
 from es_doctor.secrets import clean
+from es_doctor.units import utc_iso
 
 SCHEMA = "es-doctor.profile/1"
 
@@ -123,5 +124,5 @@ def listing_text(saved: list[Saved]) -> str:
 
 def listing_json(saved: list[Saved]) -> str:
     return json.dumps({"schema": SCHEMA, "profiles": [
-        {"target": s.target, "kind": s.kind, "taken": s.taken.isoformat().replace("+00:00", "Z"), "size": s.size,
+        {"target": s.target, "kind": s.kind, "taken": utc_iso(s.taken), "size": s.size,
          "name": s.name, "path": str(s.path)} for s in saved]}, indent=2)

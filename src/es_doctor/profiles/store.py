@@ -12,11 +12,12 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from es_doctor.files import PRIVATE_FILE, private_dir
 from es_doctor.profiles.summary import KINDS, Kind
+from es_doctor.units import parse_utc_stamp, utc_stamp
 
 NAME = re.compile(r"^(?P<stamp>\d{8}T\d{6}Z)-(?P<kind>cpu|heap|goroutine)(?:-(?P<n>\d{1,4}))?\.pb\.gz$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -51,7 +52,7 @@ def target_dir(state_dir: str | Path, target: str) -> Path:
 def save(state_dir: str | Path, target: str, kind: Kind, data: bytes, now: datetime | None = None) -> Path:
     """Write ``data`` under a new name; OSError when the directory cannot be written."""
     directory = private_dir(target_dir(state_dir, target))
-    stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utc_stamp(now)
     fd, tmp_name = tempfile.mkstemp(prefix=".partial-", suffix=".pb.gz", dir=directory)
     tmp = Path(tmp_name)
     try:
@@ -90,7 +91,7 @@ def listing(state_dir: str | Path, target: str | None = None, kind: Kind | None 
             if kind is not None and found != kind:
                 continue
             try:  # a name es-doctor could not have written (month 13) is not one of its profiles
-                taken = datetime.strptime(match["stamp"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+                taken = parse_utc_stamp(match["stamp"])
             except ValueError:
                 continue
             out.append(Saved(path, directory.name, found, taken, path.stat().st_size, int(match["n"] or 1)))

@@ -25,6 +25,7 @@ from es_doctor.errors import EsDoctorError
 from es_doctor.findings import Finding, Report, Status
 from es_doctor.remediation.alerts import Webhook, map_alert, request_id
 from es_doctor.remediation.policy import Action, Facts, RemediationConfig, decide
+from es_doctor.severity import Severity
 
 if TYPE_CHECKING:
     from es_doctor.config import LoadedConfig
@@ -464,7 +465,8 @@ class Remediator:
         known = secret_values(loaded.target)
         issue = f"es-doctor remediation {request['id']}: {request['finding']}: {reason}"
         try:
-            incident = build_incident(loaded, level, "high", issue[:1000], attach_diagnosis=True, known_secrets=known)
+            incident = build_incident(loaded, level, Severity.high, issue[:1000], attach_diagnosis=True,
+                                      known_secrets=known)
             bundle = write_bundle(incident, loaded.config.state_dir)
             deliveries = deliver_incident(loaded, incident, bundle, known)
         except (EsDoctorError, OSError) as exc:
@@ -492,7 +494,7 @@ class Remediator:
         spec = loaded.config.escalation.levels[level]
         stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         incident = Incident(id=f"REQ-{request['id']}", time=stamp, target=request["target"], level=level,
-                            severity="low", issue=text[:1000], team=spec.team,
+                            severity=Severity.low, issue=text[:1000], team=spec.team,
                             responsibilities=list(spec.responsibilities), channels=list(spec.channels))
         known = secret_values(loaded.target)
         if resolve:

@@ -17,6 +17,7 @@ from typing import Any
 from es_doctor.errors import CantCreateError, UnavailableError
 from es_doctor.files import private_dir
 from es_doctor.secrets import mask_data
+from es_doctor.units import utc_iso
 
 #: the audit log's masking is es_doctor.secrets.mask_data (known values, secret-named keys, URL/DSN passwords)
 mask = mask_data
@@ -36,7 +37,7 @@ class AuditLog:
         self.secrets = [s for s in secrets if s]
 
     def write(self, event: str, **fields: Any) -> None:
-        record = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        record = {"time": utc_iso(ms=True),
                   "event": event, **who(), **fields}
         line = json.dumps(mask(record, self.secrets), default=str, ensure_ascii=False)
         try:

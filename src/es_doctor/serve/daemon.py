@@ -21,8 +21,6 @@ from es_doctor.serve.scheduler import Scheduler, Timing
 from es_doctor.serve.store import Store
 from es_doctor.serve.widgets import Board
 
-DEFAULT_LISTEN = "127.0.0.1:9109"
-
 
 @dataclass
 class Settings:

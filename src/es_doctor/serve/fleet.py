@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import yaml
@@ -10,15 +9,6 @@ import yaml
 from es_doctor.serve.daemon import Settings
 
 JOB = "es-doctor"
-
-
-def parse_duration(text: str) -> float:
-    """``30s``, ``2m``, ``1h``, ``45`` (seconds) → seconds."""
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*", text)
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (e.g. 30s, 2m)")
-    factor = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[match.group(2) or "s"]
-    return float(match.group(1)) * factor
 
 
 def scrape_config(settings: Settings) -> str:

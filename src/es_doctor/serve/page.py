@@ -5,7 +5,6 @@ colour alone; every value is HTML-escaped.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from dataclasses import dataclass
 from html import escape
@@ -13,6 +12,7 @@ from importlib import resources
 
 from es_doctor.findings import SYMPTOM_CLASSES, Finding, Report, Status, worst
 from es_doctor.serve.widgets import Widget
+from es_doctor.units import utc_display, utc_iso
 
 
 @dataclass
@@ -37,8 +37,7 @@ def _badge(status: Status | None, word: str | None = None) -> str:
 def _when(at: float | None, now: float) -> str:
     if at is None:
         return "n/a"
-    stamp = dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    return f'<time datetime="{stamp}">{stamp}</time> ({_ago(now - at)})'
+    return f'<time datetime="{utc_iso(at)}">{utc_display(at)}</time> ({_ago(now - at)})'
 
 
 def _ago(seconds: float) -> str:
@@ -126,7 +125,7 @@ def render_page(views: list[TargetView], refresh_s: int, now: float | None = Non
         status = view.report.status if view.report else None
         items.append(f'<li><a href="#target-{escape(view.name)}">{escape(view.name)} {_badge(status)}</a></li>')
     body = "".join(_target(v, now) for v in views) or "<p>no target configured</p>"
-    stamp = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    stamp = utc_display(now)
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<meta http-equiv="refresh" content="{int(refresh_s)}">'

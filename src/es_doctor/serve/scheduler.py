@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 #: the first runs of the targets start this far apart (at most one interval in all)
@@ -39,9 +39,6 @@ class LoopStats:
     runs: int = 0
     failures: int = 0
     running: bool = False
-    last_started: float | None = None  # time.time()
-    last_duration_s: float | None = None
-    starts: list[float] = field(default_factory=list)  # the last few start times (monotonic)
 
 
 class _Loop(threading.Thread, Generic[T, R]):
@@ -63,8 +60,6 @@ class _Loop(threading.Thread, Generic[T, R]):
         while not self.stop_event.wait(delay):
             started = time.monotonic()
             self.stats.running = True
-            self.stats.last_started = time.time()
-            self.stats.starts = [*self.stats.starts[-19:], started]
             item, timing = self.item, self.timing  # a reload takes effect at the next run
             try:
                 result = self._run(self.target_name, item)
@@ -82,7 +77,6 @@ class _Loop(threading.Thread, Generic[T, R]):
                               f"{type(exc).__name__}: {exc}", file=sys.stderr)
             finally:
                 self.stats.running = False
-                self.stats.last_duration_s = time.monotonic() - started
             jitter = timing.jitter_s
             due = started + timing.interval_s + self._rng.uniform(-jitter, jitter)
             delay = max(0.0, due - time.monotonic())

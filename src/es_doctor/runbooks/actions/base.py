@@ -7,7 +7,6 @@ Every action has ``describe(inputs)`` (what it would do: the dry-run plan) and `
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 from es_doctor.config import Target
 from es_doctor.probes.result import Result
 from es_doctor.probes.session import ProbeSession
+from es_doctor.units import utc_stamp
 
 #: set (by the engine) for the programs a run's steps start, so that those of a run that died can be found
 #: (not ``ES_DOCTOR_…``: an es-doctor started by a step would read that as a configuration override)
@@ -133,7 +133,7 @@ def unwrap(result: Result[Any], what: str) -> Any:
 
 
 def stamp() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return utc_stamp()
 
 
 def tool_call(fn: Callable[[], Any]) -> Any:
