@@ -1,23 +1,43 @@
 """Prometheus alert rules for the guide's 'Seuils d'Alerte Recommandés', from a target's thresholds.
 
-``es-doctor alert-rules`` prints them; the lab's Prometheus loads them; ``promtool check rules``
-validates them (tested). Each rule's ``annotations.runbook_url`` (the kube-prometheus convention) links
-the runbook that cures its finding, ``<base>/<runbook>.yaml``, or ``<base>/ESCALATION.md`` when none
-does; ``<base>`` is ``--runbook-base-url`` (e.g. the repository's ``runbooks/`` on a Git web UI),
-by default the ``file://`` URL of the shipped runbooks on the machine that generated the rules.
+``es-doctor alert-rules`` prints them; the lab's Prometheus loads them; ``promtool check rules`` and
+``promtool test rules`` validate them (tested: every annotation renders with the labels that survive its
+expression's aggregation). Each expression is its signal's PromQL (:mod:`es_doctor.signals`): the same
+definition, window and sample rule as the check named by the rule's ``finding`` label.
+
+Annotations: ``summary``, ``description`` (the commands to run, with ``-t <target>``, as printed) and,
+when ``--runbook-base-url`` is given, ``runbook_url`` (the kube-prometheus convention):
+``<base>/<runbook>.yaml``, or ``<base>/ESCALATION.md`` when no runbook cures the finding. The base must
+be an http(s):// URL: a local path would point at the machine that generated the rules, not at one the
+reader of the alert can open. With ``target_label``, every rule carries a ``target`` label naming the
+es-doctor target (what an Alertmanager receiver needs to cure the right stack).
 """
 
 from __future__ import annotations
 
-import functools
+import shlex
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from es_doctor.config import Target, parse_size
 from es_doctor.cures import escalation_for, remedy_for
+from es_doctor.signals import (
+    API_LATENCY,
+    ERROR_RATE,
+    INSERT_ERRORS,
+    SEARCH_LATENCY,
+    Selectors,
+    check_metric_names,
+    event_bus_dropped_promql,
+    event_bus_use_promql,
+    memory_promql,
+    promql_duration,
+    uptime_promql,
+)
 
-#: alert → the es-doctor finding (check) that watches the same symptom; the rule's ``runbook``
+#: alert → the es-doctor finding (check) that watches the same signal; the rule's ``runbook``
 #: label is that finding's default cure (es_doctor.cures), its ``finding`` label lets
 #: ``monitoring.alerts`` send a firing alert to the same cure
 FINDINGS = {
@@ -33,100 +53,114 @@ FINDINGS = {
     "EmailSenderVectorInsertErrors": "vectors.insert-errors",
     "EmailSenderVectorSearchSlow": "vectors.search",
     "EmailSenderQdrantConnectionErrors": "vectors.connection-errors",
+    "EmailSenderEventBusWarning": "inter-manager.event-bus",
+    "EmailSenderEventBusCritical": "inter-manager.event-bus",
 }
 
+#: rules whose expression keeps the ``instance`` label (no aggregation): their description may name it
+KEEPS_INSTANCE = frozenset({"EmailSenderDown", "EmailSenderUptimeWarning", "EmailSenderUptimeCritical"})
 
 #: the page a rule links when no runbook cures its finding (shipped beside the runbooks)
 ESCALATION_PAGE = "ESCALATION.md"
 
 
-def default_runbook_base_url() -> str:
-    """``file://`` URL of the shipped runbooks directory (the repository's ``runbooks/``)."""
-    from es_doctor.runbooks.loader import shipped_dir
-
-    return shipped_dir().resolve().as_uri()
-
-
 def check_runbook_base_url(base: str) -> str:
-    """``base`` without its trailing ``/``; ValueError unless it is an http(s):// or file:// URL."""
+    """``base`` without its trailing ``/``; ValueError unless it is an http(s):// URL with a host (a
+    ``file://`` URL or a path names a file on the machine that generated the rules)."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(base.strip())
-    if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file" and not parts.netloc):
-        raise ValueError(f"--runbook-base-url must be an http(s):// or file:// URL, not {base!r}")
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"--runbook-base-url must be an http(s):// URL that the readers of the alerts can open "
+                         f"(e.g. your repository's runbooks/ on its web UI), not {base!r}")
     return base.strip().rstrip("/")
 
 
-def _rule(base_url: str, name: str, expr: str, severity: str, summary: str, for_: str = "1m") -> dict[str, Any]:
+@dataclass(frozen=True)
+class RuleOptions:
+    """What is not in the target: its name (for the commands), the runbook base URL, the target label."""
+
+    target_name: str
+    runbook_base_url: str | None = None
+    #: the value of a ``target`` label on every rule (None: no such label)
+    target_label: str | None = None
+
+
+def _rule(opts: RuleOptions, name: str, expr: str, severity: str, summary: str, for_: str = "1m") -> dict[str, Any]:
     finding = FINDINGS[name]
     remedy = remedy_for(finding)
     labels = {"severity": severity, "service": "email-sender-go", "finding": finding}
+    if opts.target_label is not None:
+        labels["target"] = opts.target_label
+    cli = f"es-doctor -t {shlex.quote(opts.target_name)}"
     if remedy is not None:
         labels["runbook"] = remedy.runbook
         page = f"{remedy.runbook}.yaml"
-        next_step = f"diagnose with `es-doctor diagnose --check {finding}`, cure with `es-doctor fix {finding}`"
+        next_step = f"diagnose with `{cli} diagnose --check {finding}`, cure with `{cli} fix {finding}`"
     else:
         labels["escalate"] = str(escalation_for(finding))
         page = ESCALATION_PAGE
-        next_step = (f"diagnose with `es-doctor diagnose --check {finding}`; no runbook cures it: "
-                     f"`es-doctor escalate --level {labels['escalate']}`")
-    return {"alert": name, "expr": expr, "for": for_, "labels": labels,
-            "annotations": {"summary": summary, "description": f"{summary} on {{{{ $labels.instance }}}}: {next_step}",
-                            "runbook_url": f"{base_url}/{page}"}}
+        next_step = (f"diagnose with `{cli} diagnose --check {finding}`; no runbook cures it: "
+                     f"`{cli} escalate --level {labels['escalate']}`")
+    where = " on {{ $labels.instance }}" if name in KEEPS_INSTANCE else ""
+    annotations = {"summary": summary,
+                   "description": f"{summary} (target {opts.target_name}){where}: {next_step}"}
+    if opts.runbook_base_url:
+        annotations["runbook_url"] = f"{opts.runbook_base_url}/{page}"
+    return {"alert": name, "expr": expr, "for": for_, "labels": labels, "annotations": annotations}
 
 
-def rules_for(target: Target, runbook_base_url: str | None = None) -> dict[str, Any]:
+def rules_for(target: Target, opts: RuleOptions) -> dict[str, Any]:
+    """The rules; ConfigError when a metric name is not one, ValueError for a bad runbook base URL."""
+    check_metric_names(target.metrics)
+    if opts.runbook_base_url:
+        opts = RuleOptions(opts.target_name, check_runbook_base_url(opts.runbook_base_url), opts.target_label)
     th, m = target.thresholds, target.metrics
-    base = check_runbook_base_url(runbook_base_url) if runbook_base_url else default_runbook_base_url()
-    jobs = "|".join(target.prometheus.jobs)
-    latency = f"histogram_quantile(0.95, sum(rate({m.request_duration}_bucket[1m])) by (le))"
-    errors = (f'sum(rate({m.requests_total}{{status=~"5.."}}[1m])) / sum(rate({m.requests_total}[1m]))')
-    limit = parse_size(target.service.memory_limit)
-    memory = f'max({m.resident_memory}{{job=~"{jobs}"}}) / {limit}'
-    inserts = (f'sum(rate({m.vector_operations}{{op="insert",result="error"}}[5m])) / '
-               f'sum(rate({m.vector_operations}{{op="insert"}}[5m]))')
-    search = f"histogram_quantile(0.95, sum(rate({m.vector_search_duration}_bucket[5m])) by (le))"
-    rule = functools.partial(_rule, base)
-    # monitoring.uptime's window (what history exists: avg_over_time averages the scrapes held)
+    s = Selectors(tuple(target.prometheus.jobs))
+    memory = memory_promql(target, parse_size(target.service.memory_limit))
+    signal_window = promql_duration(th.signal_window_s)
+    bus = event_bus_use_promql(target)
+    dropped = event_bus_dropped_promql(target, signal_window)
+    uptime = uptime_promql(target)
     window = promql_duration(th.uptime_window_s)
-    uptime = f'avg_over_time(up{{job=~"{jobs}"}}[{window}])'
+
+    def rule(name: str, expr: str, severity: str, summary: str, for_: str = "1m") -> dict[str, Any]:
+        return _rule(opts, name, expr, severity, summary, for_)
+
     rules = [
-        rule("EmailSenderDown", f'up{{job=~"{jobs}"}} == 0', "critical", "email-sender-go is not scraped (down)"),
-        rule("EmailSenderLatencyP95Warning", f"{latency} > {th.latency_p95_warn_ms / 1000:g}", "warning",
-              f"API p95 latency over {th.latency_p95_warn_ms:g} ms"),
-        rule("EmailSenderLatencyP95Critical", f"{latency} > {th.latency_p95_crit_ms / 1000:g}", "critical",
-              f"API p95 latency over {th.latency_p95_crit_ms:g} ms"),
-        rule("EmailSenderErrorRateWarning", f"{errors} > {th.error_rate_warn_pct / 100:g}", "warning",
-              f"error rate over {th.error_rate_warn_pct:g} %"),
-        rule("EmailSenderErrorRateCritical", f"{errors} > {th.error_rate_crit_pct / 100:g}", "critical",
-              f"error rate over {th.error_rate_crit_pct:g} %"),
+        rule("EmailSenderDown", f"{s.on('up')} == 0", "critical", "email-sender-go is not scraped (down)"),
+        rule("EmailSenderLatencyP95Warning", API_LATENCY.alert_expr(target, th.latency_p95_warn_ms), "warning",
+             f"API p95 latency over {th.latency_p95_warn_ms:g} ms ({signal_window})"),
+        rule("EmailSenderLatencyP95Critical", API_LATENCY.alert_expr(target, th.latency_p95_crit_ms), "critical",
+             f"API p95 latency over {th.latency_p95_crit_ms:g} ms ({signal_window})"),
+        rule("EmailSenderErrorRateWarning", ERROR_RATE.alert_expr(target, th.error_rate_warn_pct), "warning",
+             f"error rate over {th.error_rate_warn_pct:g} % ({signal_window}, lower bound)"),
+        rule("EmailSenderErrorRateCritical", ERROR_RATE.alert_expr(target, th.error_rate_crit_pct), "critical",
+             f"error rate over {th.error_rate_crit_pct:g} % ({signal_window}, lower bound)"),
         rule("EmailSenderMemoryWarning", f"{memory} > {th.memory_warn_pct / 100:g}", "warning",
-              f"memory over {th.memory_warn_pct:g} % of {target.service.memory_limit}"),
+             f"memory over {th.memory_warn_pct:g} % of {target.service.memory_limit}"),
         rule("EmailSenderMemoryCritical", f"{memory} > {th.memory_crit_pct / 100:g}", "critical",
-              f"memory over {th.memory_crit_pct:g} % of {target.service.memory_limit}"),
-        rule("EmailSenderUptimeWarning", f'{uptime} < {th.uptime_warn_pct / 100:g}', "warning",
-              f"uptime under {th.uptime_warn_pct:g} % over {window}", "5m"),
-        rule("EmailSenderUptimeCritical", f'{uptime} < {th.uptime_crit_pct / 100:g}', "critical",
-              f"uptime under {th.uptime_crit_pct:g} % over {window}", "5m"),
-        rule("EmailSenderVectorInsertErrors", f"{inserts} > {th.vector_insert_error_warn_pct / 100:g}", "warning",
-              f"vector insert errors over {th.vector_insert_error_warn_pct:g} %"),
-        rule("EmailSenderVectorSearchSlow", f"{search} > {th.vector_search_latency_warn_ms / 1000:g}", "warning",
-              f"vector search p95 over {th.vector_search_latency_warn_ms:g} ms"),
+             f"memory over {th.memory_crit_pct:g} % of {target.service.memory_limit}"),
+        rule("EmailSenderUptimeWarning", f"{uptime} < {th.uptime_warn_pct / 100:g}", "warning",
+             f"uptime under {th.uptime_warn_pct:g} % over {window}", "5m"),
+        rule("EmailSenderUptimeCritical", f"{uptime} < {th.uptime_crit_pct / 100:g}", "critical",
+             f"uptime under {th.uptime_crit_pct:g} % over {window}", "5m"),
+        rule("EmailSenderVectorInsertErrors", INSERT_ERRORS.alert_expr(target, th.vector_insert_error_warn_pct),
+             "warning", f"vector insert errors over {th.vector_insert_error_warn_pct:g} % ({signal_window}, "
+                        "lower bound)"),
+        rule("EmailSenderVectorSearchSlow", SEARCH_LATENCY.alert_expr(target, th.vector_search_latency_warn_ms),
+             "warning", f"vector search median over {th.vector_search_latency_warn_ms:g} ms ({signal_window})"),
         rule("EmailSenderQdrantConnectionErrors",
-              f"increase({m.qdrant_connection_errors}[5m]) > {th.qdrant_connection_errors_crit:g}", "critical",
-              "the service cannot reach Qdrant", "0s"),
+             f"sum(increase({s.on(m.qdrant_connection_errors)}[5m])) > {th.qdrant_connection_errors_crit:g}",
+             "critical", "the service cannot reach Qdrant", "0s"),
+        rule("EmailSenderEventBusWarning",
+             f"{bus} > {th.event_bus_saturation_warn_pct / 100:g} or {dropped} > 0", "warning",
+             f"event bus over {th.event_bus_saturation_warn_pct:g} % full, or dropping events", "0s"),
+        rule("EmailSenderEventBusCritical", f"{bus} > {th.event_bus_saturation_crit_pct / 100:g}", "critical",
+             f"event bus over {th.event_bus_saturation_crit_pct:g} % full", "0s"),
     ]
     return {"groups": [{"name": "email-sender-guide-thresholds", "rules": rules}]}
 
 
-def promql_duration(seconds: float) -> str:
-    """A PromQL duration: ``1d``, ``6h``, ``30m``, ``45s`` (whole seconds, at least 1)."""
-    whole = max(1, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if whole % size == 0:
-            return f"{whole // size}{unit}"
-    return f"{whole}s"
-
-
-def render_rules(target: Target, runbook_base_url: str | None = None) -> str:
-    return yaml.safe_dump(rules_for(target, runbook_base_url), sort_keys=False)
+def render_rules(target: Target, opts: RuleOptions) -> str:
+    return yaml.safe_dump(rules_for(target, opts), sort_keys=False)

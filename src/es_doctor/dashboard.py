@@ -3,7 +3,10 @@
 Built with Grafana's own model (PyPI ``grafana-foundation-sdk``: typed builders that serialise to the
 dashboard JSON Grafana imports), from the target's metric names, scrape jobs and thresholds; each panel's
 description names the es-doctor finding that watches the same signal and its cure (``es_doctor.cures``).
-The queries are plain PromQL (no Grafana macros), so each can be run as is against Prometheus.
+The queries are the signals' PromQL (:mod:`es_doctor.signals`, the definitions the checks and the alert
+rules use); the time series' rates use Grafana's ``$__rate_interval`` (:data:`RATE_INTERVAL`), so a query
+runs against Prometheus once that is replaced by a duration. Panels are laid out in Grafana's 24-column
+grid, and each query whose unit is not its panel's (CPU beside memory) carries its own unit and axis.
 
 The SDK is imported here only, and this module only by the ``dashboard`` command: ``es-doctor --help``
 does not load it.
@@ -27,21 +30,33 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from es_doctor.config import Target, parse_size
 from es_doctor.cures import escalation_for, remedy_for
-from es_doctor.errors import CantCreateError, ConfigError
-from es_doctor.probes.prometheus import job_selector
+from es_doctor.errors import CantCreateError
+from es_doctor.signals import (
+    API_LATENCY,
+    ERROR_RATE,
+    PROBE_ROUTES,
+    Selectors,
+    check_metric_names,
+    memory_promql,
+    promql_duration,
+    uptime_promql,
+)
 
 #: the Prometheus datasource is a dashboard variable: the dashboard imports into any Grafana
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
-#: the routes of probes, left out of the error rate like performance.error-rate does
-PROBE_ROUTES = ("/health", "/ready", "/metrics")
 GREEN, ORANGE, RED = "green", "orange", "red"
-METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+#: Grafana's window for rate(): at least four scrape intervals, following the dashboard's step
+RATE_INTERVAL = "$__rate_interval"
+#: Grafana's grid is 24 columns wide
+GRID_COLUMNS = 24
 
 
 @dataclass(frozen=True)
 class Query:
     expr: str
     legend: str
+    #: the query's own unit and axis when it is not the panel's (None: the panel's)
+    unit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,38 +97,27 @@ def runbook_text(finding: str) -> str:
 
 
 def panels_for(target: Target) -> list[PanelSpec]:
-    """The guide's eight widgets (and the availability row's uptime), as PromQL over the target's names."""
-    m, th, jobs = target.metrics, target.thresholds, target.prometheus.jobs
-    for key, value in m.model_dump().items():
-        if key != "prefix" and not METRIC_NAME.fullmatch(value):
-            # a name is pasted into PromQL: anything else would change the query, not name a metric
-            raise ConfigError(f"{value!r} is not a Prometheus metric name", key=f"metrics.{key}")
-    sel = job_selector(jobs)[:-1]  # '{job=~"…"' : more matchers may follow
-
-    def on(metric: str, *matchers: str) -> str:
-        return f"{metric}{sel}{''.join(',' + x for x in matchers)}}}"
-
-    from es_doctor.alert_rules import promql_duration
-
+    """The guide's eight widgets (and the availability row's uptime), as the signals' PromQL over the target's
+    names (ConfigError when a configured metric name is not one)."""
+    m, th = target.metrics, target.thresholds
+    check_metric_names(target.metrics)
+    s = Selectors(tuple(target.prometheus.jobs))
+    on = s.on
     window = promql_duration(th.uptime_window_s)
-    users = f'route!~"{"|".join(re.escape(r) for r in PROBE_ROUTES)}"'
     limit = parse_size(target.service.memory_limit)
 
     def latency(q: str) -> Query:
-        return Query(f"histogram_quantile({q}, sum by (le) (rate({on(m.request_duration + '_bucket')}[5m])))",
-                     f"p{round(float(q) * 100)}")
+        return Query(API_LATENCY.quantile_promql(target, float(q), RATE_INTERVAL), f"p{round(float(q) * 100)}")
 
     def error_rate(span: str, label: str) -> Query:
-        errors = on(m.requests_total, users, 'status=~"5.."')
-        return Query(f"(sum(increase({errors}[{span}])) or vector(0)) / sum(increase({on(m.requests_total, users)}"
-                     f"[{span}]))", label)
+        return Query(ERROR_RATE.ratio_promql(target, span), label)
 
     up_names = (("1", "UP", GREEN), ("0", "DOWN", RED))
     return [
         PanelSpec("Service status", "stat", (Query(f"min({on('up')})", "service"),), ("startup.api-port",),
                   "UP while Prometheus scrapes every instance of the service, DOWN as soon as one fails.",
                   steps=((1, GREEN),), base=RED, names=up_names, width=6, height=6),
-        PanelSpec(f"Uptime ({window})", "stat", (Query(f"min(avg_over_time({on('up')}[{window}]))", "uptime"),),
+        PanelSpec(f"Uptime ({window})", "stat", (Query(f"min({uptime_promql(target)})", "uptime"),),
                   ("monitoring.uptime",),
                   f"Share of successful scrapes over {window} (what history exists): the guide's availability "
                   f"row, WARNING under {th.uptime_warn_pct:g} %, CRITICAL under {th.uptime_crit_pct:g} %.",
@@ -122,23 +126,26 @@ def panels_for(target: Target) -> list[PanelSpec]:
         PanelSpec("Error rate (1 h, 24 h)", "stat", (error_rate("1h", "1 h"), error_rate("24h", "24 h")),
                   ("performance.error-rate",),
                   f"Share of the users' requests answered 5xx (probe routes {', '.join(PROBE_ROUTES)} left out): "
-                  f"WARNING over {th.error_rate_warn_pct:g} %, CRITICAL over {th.error_rate_crit_pct:g} %.",
+                  f"WARNING over {th.error_rate_warn_pct:g} %, CRITICAL over {th.error_rate_crit_pct:g} % (es-doctor "
+                  f"grades it on at least {th.min_requests} requests, by its Wilson lower bound).",
                   unit="percentunit",
                   steps=((_share(th.error_rate_warn_pct), ORANGE), (_share(th.error_rate_crit_pct), RED)), height=6),
         PanelSpec("API response time (p50, p95, p99)", "timeseries",
                   tuple(latency(q) for q in ("0.5", "0.95", "0.99")), ("performance.latency",),
-                  f"Over 5 min. The guide's thresholds are on p95: WARNING over {th.latency_p95_warn_ms:g} ms, "
-                  f"CRITICAL over {th.latency_p95_crit_ms:g} ms.", unit="s",
+                  f"The users' requests (probe routes left out). The guide's thresholds are on p95: WARNING over "
+                  f"{th.latency_p95_warn_ms:g} ms, CRITICAL over {th.latency_p95_crit_ms:g} ms.", unit="s",
                   steps=((_sec(th.latency_p95_warn_ms), ORANGE), (_sec(th.latency_p95_crit_ms), RED))),
         PanelSpec("Memory / CPU", "timeseries",
-                  (Query(f"max({on(m.resident_memory)}) / {limit}", "memory (share of the limit)"),
-                   Query(f"sum(rate({on('process_cpu_seconds_total')}[5m]))", "CPU (share of one core)")),
+                  (Query(memory_promql(target, limit), "memory (share of the limit)"),
+                   Query(f"sum(rate({on('process_cpu_seconds_total')}[{RATE_INTERVAL}]))", "CPU (cores)",
+                         unit="short")),
                   ("performance.memory",),
-                  f"Resident memory as a share of the {target.service.memory_limit} limit (WARNING over "
-                  f"{th.memory_warn_pct:g} %, CRITICAL over {th.memory_crit_pct:g} %), and CPU in cores.",
+                  f"Resident memory as a share of the {target.service.memory_limit} limit (left axis; WARNING over "
+                  f"{th.memory_warn_pct:g} %, CRITICAL over {th.memory_crit_pct:g} %), and CPU in cores (right axis).",
                   unit="percentunit", steps=((_share(th.memory_warn_pct), ORANGE), (_share(th.memory_crit_pct), RED))),
         PanelSpec("Vector operations/s", "timeseries",
-                  (Query(f"sum by (op, result) (rate({on(m.vector_operations)}[5m]))", "{{op}} {{result}}"),),
+                  (Query(f"sum by (op, result) (rate({on(m.vector_operations)}[{RATE_INTERVAL}]))",
+                         "{{op}} {{result}}"),),
                   ("vectors.insert-errors", "vectors.search"),
                   f"Inserts and searches per second, ok and error (the guide: insert errors over "
                   f"{th.vector_insert_error_warn_pct:g} %, search latency over {th.vector_search_latency_warn_ms:g} ms"
@@ -148,16 +155,30 @@ def panels_for(target: Target) -> list[PanelSpec]:
                   "One cell per manager: UP or DOWN (its email_sender_managers_up).",
                   steps=((1, GREEN),), base=RED, names=up_names, width=24),
         PanelSpec("Event bus throughput", "timeseries",
-                  (Query(f"sum(rate({on(m.event_bus_published)}[5m]))", "published/s"),
-                   Query(f"sum(rate({on(m.event_bus_dropped)}[5m]))", "dropped/s")),
+                  (Query(f"sum(rate({on(m.event_bus_published)}[{RATE_INTERVAL}]))", "published/s"),
+                   Query(f"sum(rate({on(m.event_bus_dropped)}[{RATE_INTERVAL}]))", "dropped/s")),
                   ("inter-manager.event-bus",),
                   f"Events published and dropped per second (es-doctor also watches the queue's fill: WARNING over "
                   f"{th.event_bus_saturation_warn_pct:g} %, CRITICAL over {th.event_bus_saturation_crit_pct:g} %).",
                   unit="ops"),
         PanelSpec("Database connections", "timeseries",
                   (Query(f"sum by (state) ({on(m.db_connections)})", "{{state}}"),), ("startup.postgres",),
-                  "The service's PostgreSQL pool: active and idle connections."),
+                  "The service's PostgreSQL pool: active and idle connections.", unit="short"),
     ]
+
+
+def layout(specs: list[PanelSpec]) -> list[model.GridPos]:
+    """Each panel's place in the 24-column grid: left to right, a new row when the next does not fit."""
+    out: list[model.GridPos] = []
+    x = y = row_height = 0
+    for spec in specs:
+        width = min(spec.width, GRID_COLUMNS)
+        if x + width > GRID_COLUMNS:
+            x, y, row_height = 0, y + row_height, 0
+        out.append(model.GridPos(h=spec.height, w=width, x=x, y=y))
+        x += width
+        row_height = max(row_height, spec.height)
+    return out
 
 
 def _thresholds(spec: PanelSpec) -> dash.ThresholdsConfig:
@@ -174,7 +195,7 @@ def _mappings(spec: PanelSpec) -> list[model.ValueMapping]:
     return [model.ValueMap(options=options)]
 
 
-def _panel(spec: PanelSpec, name: str, panel_id: int) -> cogbuilder.Builder[model.Panel]:
+def _panel(spec: PanelSpec, name: str, panel_id: int, place: model.GridPos) -> cogbuilder.Builder[model.Panel]:
     description = f"{spec.what}\n\nes-doctor (target {name}): " + "; ".join(
         f"{finding}: {runbook_text(finding)}" for finding in spec.findings)
     builder: stat.Panel | timeseries.Panel
@@ -194,10 +215,14 @@ def _panel(spec: PanelSpec, name: str, panel_id: int) -> cogbuilder.Builder[mode
                                      .mode(common.GraphTresholdsStyleMode.LINE if spec.steps
                                            else common.GraphTresholdsStyleMode.OFF)))
     builder = (builder.id(panel_id).title(spec.title).description(description).datasource(DATASOURCE)
-               .unit(spec.unit).thresholds(_thresholds(spec)).span(spec.width).height(spec.height))
+               .unit(spec.unit).thresholds(_thresholds(spec)).grid_pos(place))
     if spec.names:
         builder = builder.mappings(_mappings(spec))
     for ref, query in zip("ABCDEFGH", spec.queries, strict=False):
+        if query.unit is not None:  # its own unit, on its own axis
+            builder = builder.with_override(model.MatcherConfig(id_val="byFrameRefID", options=ref),
+                                            [model.DynamicConfigValue("unit", query.unit),
+                                             model.DynamicConfigValue("custom.axisPlacement", "right")])
         builder = builder.with_target(prometheus.Dataquery().expr(query.expr).legend_format(query.legend)
                                       .ref_id(ref).range().datasource(DATASOURCE))
     return builder
@@ -212,8 +237,9 @@ def build(target: Target, name: str) -> model.Dashboard:
                             "es-doctor.yaml; each panel names the es-doctor finding and cure for its signal.")
                .time("now-24h", "now").refresh("30s").timezone("browser")
                .with_variable(dash.DatasourceVariable("datasource").label("Prometheus").type("prometheus")))
-    for panel_id, spec in enumerate(panels_for(target), start=1):
-        builder = builder.with_panel(_panel(spec, name, panel_id))
+    specs = panels_for(target)
+    for panel_id, (spec, place) in enumerate(zip(specs, layout(specs), strict=True), start=1):
+        builder = builder.with_panel(_panel(spec, name, panel_id, place))
     return builder.build()
 
 

@@ -145,6 +145,12 @@ class Report(BaseModel):
     def exit_status(self) -> ExitStatus:
         return exit_status_of(self.status)
 
+    def problems(self) -> list[Finding]:
+        """The findings that are not OK (nor SKIP), most severe first (the "findings" helper makes the
+        order cause-aware: the cause before its consequences)."""
+        bad = [f for f in self.findings if f.status.severity > 0]
+        return sorted(bad, key=lambda f: -f.status.severity)
+
 
 def exit_status_of(status: Status) -> ExitStatus:
     """The Nagios exit code of a status (several reports: of their worst status)."""

@@ -94,7 +94,7 @@ TEXT: dict[tuple[str, str], str] = {
     ("wrong-vector-size", "vectors.dimensions"): "size 768, expected 1536",
     ("vector-insert-errors", "vectors.insert-errors"): "insert errors",
     ("qdrant-flaky", "vectors.connection-errors"): "Qdrant connection error",
-    ("slow-vector-search", "vectors.search"): "test search",
+    ("slow-vector-search", "vectors.search"): "search",
     ("manager-down", "inter-manager.status"): "notification-manager",
     ("discovery-broken", "inter-manager.discovery"): "misses",
     ("event-bus-saturated", "inter-manager.event-bus"): "dropped",
@@ -120,7 +120,9 @@ def test_fault_trips_its_checks_and_nothing_else(healthy_lab: Any, spec: FaultSp
     names; no other check goes WARN/CRIT but those the table says the fault really causes."""
     healthy_lab.add_fault(spec.name)
     for check_id, status in spec.trips.items():
-        finding = wait_for_status(healthy_lab.target, check_id, Status(status), timeout=45.0)
+        # a check reading the signal window (a minute of Prometheus' history) trips once it holds the fault
+        timeout = 45.0 + (healthy_lab.target.thresholds.signal_window_s if check_id in HISTORY_CHECKS else 0.0)
+        finding = wait_for_status(healthy_lab.target, check_id, Status(status), timeout=timeout)
         assert TEXT[(spec.name, check_id)] in finding.summary, finding.summary
         if finding.status in (Status.WARN, Status.CRIT):
             assert finding.runbook or finding.escalate, f"{check_id} names neither a runbook nor an escalation level"
@@ -157,7 +159,8 @@ CAUSES: list[tuple[str, str, Status, str, str]] = [
 def test_a_consequence_points_at_its_cause(healthy_lab: Any, fault: str, check_id: str, expected: Status,
                                            cause: str, runbook: str) -> None:
     healthy_lab.add_fault(fault)
-    finding = wait_for_status(healthy_lab.target, check_id, expected, timeout=45.0)
+    timeout = 45.0 + (healthy_lab.target.thresholds.signal_window_s if check_id in HISTORY_CHECKS else 0.0)
+    finding = wait_for_status(healthy_lab.target, check_id, expected, timeout=timeout)
     assert (finding.cause, finding.runbook) == (cause, runbook), finding
 
 
@@ -167,7 +170,8 @@ def test_read_only_mode_is_shown_and_explains_the_refused_writes(healthy_lab: An
     mode = wait_for_status(healthy_lab.target, "startup.service-mode", Status.WARN)
     assert "read-only mode is on" in mode.summary and mode.runbook == "service-writes-resume"
     # the lab's own traffic keeps writing: its 503s are the mode's doing, at most WARN, with that cure
-    errors = wait_for_status(healthy_lab.target, "performance.error-rate", Status.WARN, timeout=45.0)
+    errors = wait_for_status(healthy_lab.target, "performance.error-rate", Status.WARN,
+                             timeout=45.0 + healthy_lab.target.thresholds.signal_window_s)
     assert errors.cause == "read-only" and errors.runbook == "service-writes-resume", errors
     assert "read-only mode is on" in errors.summary
 

@@ -194,7 +194,7 @@ def test_follow_survives_rotation_and_stops_on_sigint(tmp_path: Path) -> None:
     config.write_text(f"targets:\n  t:\n    service:\n      log_dir: {logs}\n    absent: {{docker: none}}\n",
                       encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
-    proc = subprocess.Popen([PY, "-m", "es_doctor", "-c", str(config), "logs", "-f", "--level", "WARN",
+    proc = subprocess.Popen([PY, "-m", "es_doctor", "-c", str(config), "logs", "-F", "--level", "WARN",
                              "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         out = Reader(proc)
@@ -230,7 +230,7 @@ def test_follow_survives_rotation_and_stops_on_sigint(tmp_path: Path) -> None:
 
 
 def test_follow_docker_source_then_sigint(erroring_lab: Any) -> None:
-    proc = subprocess.Popen([PY, "-m", "es_doctor", "-t", "lab", "logs", "-f", "--source", "docker", "--level",
+    proc = subprocess.Popen([PY, "-m", "es_doctor", "-t", "lab", "logs", "-F", "--source", "docker", "--level",
                              "ERROR", "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=lab_env(erroring_lab))
     try:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import yaml
 
-from es_doctor.alert_rules import render_rules
+from es_doctor.alert_rules import RuleOptions, render_rules
 from es_doctor.config import Target
 from es_doctor.findings import Finding, Status
 from es_doctor.lab.layout import LAB_UPTIME_WINDOW_S, SERVICE
@@ -88,7 +88,7 @@ def test_the_generated_uptime_rules_compute_the_checks_uptime(healthy_lab: Any) 
     """The rules es-doctor generates (and the lab's Prometheus loads) evaluate on the real Prometheus over
     the same window, to the same value as the check."""
     target: Target = healthy_lab.target
-    rules = {r["alert"]: r for r in yaml.safe_load(render_rules(target))["groups"][0]["rules"]}
+    rules = {r["alert"]: r for r in yaml.safe_load(render_rules(target, RuleOptions("lab")))["groups"][0]["rules"]}
     expr = rules["EmailSenderUptimeWarning"]["expr"].rsplit(" < ", 1)[0]
     assert expr.endswith("[30s])"), expr
     finding = uptime(target)

@@ -184,3 +184,27 @@ def test_runbooks_list_reports_a_malformed_user_runbook_and_lists_the_others(tmp
     assert result.returncode == 65
     assert "broken.yaml:3" in result.stderr
     assert "service-restart" in result.stdout and "qdrant-collection-restore" in result.stdout
+
+
+def test_several_global_targets_are_honoured_or_refused(tmp_path: Path, home: dict[str, str]) -> None:
+    """#24 item 17: ``es-doctor -t a -t b diagnose`` diagnosed only ``b``; a command that takes one target
+    now refuses several instead of keeping the last."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    config = tmp_path / "two.yaml"
+    config.write_text("targets:\n" + "".join(
+        f"  {name}:\n    service:\n      api_url: http://127.0.0.1:{closed}\n" for name in ("alpha", "beta")),
+        encoding="utf-8")
+    both = cli("-c", str(config), "-t", "alpha", "-t", "beta", "diagnose", "--check", "startup.api-port",
+               "-f", "json", env=home)
+    assert both.returncode in (1, 2, 3), both.stderr
+    assert {r["target"] for r in json.loads(both.stdout)["reports"]} == {"alpha", "beta"}
+    one = cli("-c", str(config), "-t", "alpha", "-t", "beta", "config", "show", env=home)
+    assert one.returncode == ExitStatus.USAGE
+    assert "-t was given 2 times (alpha, beta): this command takes one target" in one.stderr
+    assert "Traceback" not in one.stderr
+    same = cli("-c", str(config), "-t", "alpha", "-t", "alpha", "config", "show", env=home)
+    assert same.returncode == 0 and "target: alpha" in same.stdout

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from es_doctor import cures
-from es_doctor.alert_rules import FINDINGS, render_rules
+from es_doctor.alert_rules import FINDINGS, RuleOptions, render_rules
 from es_doctor.checks.registry import load_all
 from es_doctor.config import Target
 from es_doctor.runbooks.loader import load_runbooks
@@ -62,7 +62,7 @@ def test_the_runbooks_cures_lists_equal_the_table(runbooks: dict[str, object]) -
 
 
 def test_alert_rules_name_the_finding_and_its_cure() -> None:
-    rules = yaml.safe_load(render_rules(Target()))["groups"][0]["rules"]
+    rules = yaml.safe_load(render_rules(Target(), RuleOptions("prod")))["groups"][0]["rules"]
     assert {r["alert"] for r in rules} == set(FINDINGS)
     checks = load_all()
     for rule in rules:
@@ -71,11 +71,12 @@ def test_alert_rules_name_the_finding_and_its_cure() -> None:
         remedy = cures.remedy_for(finding)
         if remedy is None:
             assert rule["labels"]["escalate"] == str(cures.escalation_for(finding))
-            assert f"es-doctor escalate --level {rule['labels']['escalate']}" in rule["annotations"]["description"]
+            level = rule["labels"]["escalate"]
+            assert f"es-doctor -t prod escalate --level {level}" in rule["annotations"]["description"]
         else:
             assert rule["labels"]["runbook"] == remedy.runbook
             # the operator paged by the alert is told the command that applies the finding's cure
-            assert f"es-doctor fix {finding}" in rule["annotations"]["description"]
+            assert f"es-doctor -t prod fix {finding}" in rule["annotations"]["description"]
 
 
 def test_causes_pick_the_specific_cure_and_alerts_follow_their_finding() -> None:

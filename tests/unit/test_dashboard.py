@@ -195,3 +195,41 @@ def test_help_does_not_import_the_grafana_sdk() -> None:
     assert result.returncode == 0, result.stderr
     assert "SDK=False" in result.stdout
     assert main(["dashboard", "--help"]) == ExitStatus.OK
+
+
+def test_the_grid_stays_within_24_columns_without_overlaps() -> None:
+    data = board()
+    cells: set[tuple[int, int]] = set()
+    for found in data["panels"]:
+        pos = found["gridPos"]
+        assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, (found["title"], pos)
+        mine = {(pos["x"] + dx, pos["y"] + dy) for dx in range(pos["w"]) for dy in range(pos["h"])}
+        assert not cells & mine, f"{found['title']} overlaps another panel"
+        cells |= mine
+
+
+def test_time_series_rates_follow_grafanas_rate_interval() -> None:
+    for title, expr in queries(board()):
+        assert "[5m]" not in expr, (title, expr)
+        if "rate(" in expr:
+            assert "[$__rate_interval]" in expr, (title, expr)
+
+
+def test_cpu_has_its_own_unit_and_axis_not_the_memory_percent() -> None:
+    memory = panel(board(), "Memory / CPU")
+    assert memory["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    [override] = memory["fieldConfig"]["overrides"]
+    cpu_ref = next(t["refId"] for t in memory["targets"] if "process_cpu_seconds_total" in t["expr"])
+    assert override["matcher"] == {"id": "byFrameRefID", "options": cpu_ref}
+    assert {p["id"]: p["value"] for p in override["properties"]} == {"unit": "short", "custom.axisPlacement": "right"}
+
+
+def test_the_dashboard_queries_are_the_signals() -> None:
+    """The latency and error-rate panels are the signals' PromQL (the alert rules' and the checks' definitions)."""
+    from es_doctor.signals import API_LATENCY, ERROR_RATE
+
+    target = Target()
+    exprs = dict(queries(board(target)))
+    assert exprs["Error rate (1 h, 24 h)"] == ERROR_RATE.ratio_promql(target, "24h")
+    latency = [e for t, e in queries(board(target)) if t.startswith("API response time")]
+    assert latency[1] == API_LATENCY.quantile_promql(target, 0.95, "$__rate_interval")

@@ -69,6 +69,11 @@ def test_secrets_import_nothing_of_es_doctor() -> None:
     assert _es_doctor_imports(SRC / "secrets.py") == set()
 
 
+def test_units_import_nothing_of_es_doctor() -> None:
+    """``units`` (durations, sizes, stamps) is read by config, the lab, the CLI and the renderers alike."""
+    assert _es_doctor_imports(SRC / "units.py") == set()
+
+
 def test_the_config_package_imports_only_the_ground_floor() -> None:
     offenders = {}
     for path in (SRC / "config").rglob("*.py"):

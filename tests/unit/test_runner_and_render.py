@@ -109,7 +109,60 @@ def test_table_reads_like_flutter_doctor() -> None:
     assert "fix: es-doctor fix qdrant-collection-recreate" in text
     assert "fix: es-doctor fix vector-cache-tune" in text
     assert "p95: 180 ms (threshold > 100 ms WARN)" in text
-    assert "2 issues found" in text and "(exit 2)" in text
+    assert "(exit 2)" in text
+
+
+def test_table_opens_with_the_problems_and_its_last_line_names_them() -> None:
+    """#21 item 5: the table printed 34 rows by class (the CRIT scrolled away on a 40-line terminal) and
+    closed with "2 issues found" without naming them."""
+    from es_doctor.render.table import render
+
+    report = sample_report()
+    text = render(report)  # type: ignore[arg-type]
+    lines = text.splitlines()
+    assert lines[1] == "Problems (2):"
+    crit = next(i for i, line in enumerate(lines) if "(vectors.collection)" in line)
+    warn = next(i for i, line in enumerate(lines) if "(performance.latency)" in line)
+    first_class = next(i for i, line in enumerate(lines) if line.startswith("[") and "]" in line[:4])
+    assert crit < warn < first_class  # most severe first, and both before the rows by class
+    assert lines[crit + 1].strip().startswith("fix: es-doctor fix qdrant-collection-recreate")
+    assert lines[-1].startswith("• 2 problems: vectors.collection (CRIT), performance.latency (WARN). 1 OK in ")
+    assert "issues found" not in text
+    assert text.count("(performance.latency)") == 1  # a problem is not repeated under its class
+
+
+def test_passing_rows_collapse_on_a_terminal_unless_all() -> None:
+    from es_doctor.render.table import render
+
+    report = sample_report()
+    collapsed = render(report, collapsed=True)  # type: ignore[arg-type]
+    assert "(startup.ok)" not in collapsed and "[✓] startup 1 OK" in collapsed
+    assert "1 passing or skipped rows collapsed: --all (or -v) shows every row" in collapsed
+    assert "(startup.ok)" in render(report, collapsed=False)  # type: ignore[arg-type]
+    assert "latency: 3.2 ms" in render(report, detailed=True, collapsed=True)  # type: ignore[arg-type]
+
+
+def test_evidence_is_words_and_units() -> None:
+    """Evidence printed "241664000 B" and raw JSON log lines joined by commas."""
+    from es_doctor.findings import Evidence
+    from es_doctor.render.table import MAX_EVIDENCE_CHARS, evidence_text
+
+    assert evidence_text(Evidence(name="memory", value=241664000, unit="bytes")) == "memory: 230 MiB"
+    assert evidence_text(Evidence(name="p95", value=0.0483, unit="s")) == "p95: 48.3 ms"
+    assert evidence_text(Evidence(name="errors", value=1e3)) == "errors: 1000"
+    assert evidence_text(Evidence(name="share", value=0.714, unit="%", threshold="> 1 %")) == \
+        "share: 0.71 % (threshold > 1 %)"
+    log = ('{"timestamp":"2026-12-07T04:02:15.972Z","level":"WARN","component":"http","message":"SLOW request: '
+           'POST /api/v1/tasks","error":null,"duration_ms":612.4}')
+    assert evidence_text(Evidence(name="latest", value=log)) == \
+        "latest: 04:02:15 WARN http: SLOW request: POST /api/v1/tasks (612 ms)"
+    assert evidence_text(Evidence(name="latest", value=[log, log])) == \
+        "latest: 04:02:15 WARN http: SLOW request: POST /api/v1/tasks (612 ms) (and 1 earlier)"
+    cut = log[:110]  # a line the check cut short is still read as words
+    assert evidence_text(Evidence(name="latest", value=cut)) == "latest: 04:02:15 WARN http: SLOW request: POST /api/v"
+    line = '{"timestamp": "2026-12-07T03:08:53Z",\n "level": "ERROR", "message": "' + "x" * 300 + '"}'
+    text = evidence_text(Evidence(name="latest error", value=line))
+    assert "\n" not in text and len(text) <= MAX_EVIDENCE_CHARS and text.endswith("…")
 
 
 def test_json_follows_the_versioned_schema() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from es_doctor.checks.common import excerpt, from_failure, log_window, past_window, plural, word_status
 from es_doctor.checks.context import CheckContext
-from es_doctor.checks.registry import Outcome, check, counted, crit, ev, grade, ok, over, unknown, warn
+from es_doctor.checks.registry import Outcome, check, counted, crit, ev, ok, over, unknown, warn
 from es_doctor.findings import Status, worst
-from es_doctor.probes.metrics import counter_delta
+from es_doctor.signals import event_bus_from_scrapes, grade_level
 
 API = "startup.api-port"
 METRICS = "monitoring.metrics-endpoint"
@@ -64,23 +64,21 @@ def event_bus(ctx: CheckContext) -> Outcome:
         return unknown(f"cannot read the event bus metrics: {window.failure}")
     w = window.unwrap()
     names = ctx.target.metrics
-    depth = w.after.total(names.event_bus_depth)
-    capacity = w.after.total(names.event_bus_capacity)
-    if depth is None or not capacity:
+    bus = event_bus_from_scrapes(names, w.before, w.after)
+    if bus is None:
         return unknown(f"the service exposes no {names.event_bus_depth}/{names.event_bus_capacity}")
-    dropped = counter_delta(w.before, w.after, names.event_bus_dropped) or 0.0
     th = ctx.target.thresholds
-    pct = depth / capacity * 100
-    status = grade(pct, th.event_bus_saturation_warn_pct, th.event_bus_saturation_crit_pct)
-    if dropped > 0 and status is Status.OK:
-        status = Status.WARN
+    pct = bus.use_pct
+    status = bus.status(th)
     evidence = [ev("saturation", round(pct, 1), f"> {th.event_bus_saturation_warn_pct:g} % WARN, "
                                                 f"> {th.event_bus_saturation_crit_pct:g} % CRIT", "%"),
-                ev("depth", int(depth)), ev("capacity", int(capacity)), ev("dropped in window", int(dropped)),
-                ev("window from", w.source)]
-    summary = (f"event bus {int(depth)}/{int(capacity)} ({pct:.1f} %), {counted(int(dropped), 'event')} dropped"
-               + over(grade(pct, th.event_bus_saturation_warn_pct, th.event_bus_saturation_crit_pct),
-                      th.event_bus_saturation_warn_pct, th.event_bus_saturation_crit_pct, " %"))
+                ev("depth", int(bus.depth)), ev("capacity", int(bus.capacity)),
+                ev("dropped in window", int(bus.dropped)),
+                ev("window", round(w.seconds, 1), unit="s"), ev("window from", w.source)]
+    level = grade_level(pct, th.event_bus_saturation_warn_pct, th.event_bus_saturation_crit_pct)
+    summary = (f"event bus {int(bus.depth)}/{int(bus.capacity)} ({pct:.1f} %), {counted(int(bus.dropped), 'event')} "
+               f"dropped in the last {w.seconds:.0f} s"
+               + over(level, th.event_bus_saturation_warn_pct, th.event_bus_saturation_crit_pct, " %"))
     return Outcome(status, summary, evidence)
 
 

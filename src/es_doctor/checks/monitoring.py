@@ -12,6 +12,7 @@ from es_doctor.checks.registry import Outcome, check, counted, crit, ev, ok, unk
 from es_doctor.findings import Status
 from es_doctor.probes import ports
 from es_doctor.probes.result import FailureKind
+from es_doctor.signals import grade_uptime, uptime_ratio
 
 
 def _api_refused(ctx: CheckContext) -> bool:
@@ -144,7 +145,7 @@ def uptime(ctx: CheckContext) -> Outcome:
         over = f"the last {duration_text(window)}"
     else:
         over = f"the last {duration_text(held)} of history (window {duration_text(window)})"
-    pct = worst.ratio * 100
+    pct = uptime_ratio(worst.successes, worst.scrapes) * 100
     failed_scrapes = worst.scrapes - round(worst.successes)
     evidence = [ev("uptime", float(_pct(worst.ratio)), f"WARN < {th.uptime_warn_pct:g}, CRIT < {th.uptime_crit_pct:g}",
                    "%"),
@@ -154,8 +155,9 @@ def uptime(ctx: CheckContext) -> Outcome:
         evidence.append(ev("targets", {t.labels.get("instance", "?"): float(_pct(t.ratio)) for t in targets}))
     where = f" ({worst.labels['instance']})" if len(targets) > 1 and "instance" in worst.labels else ""
     summary = f"uptime {_pct(worst.ratio)} % over {over}{where}: {failed_scrapes} of {worst.scrapes} scrapes failed"
-    if pct < th.uptime_crit_pct:
+    status = grade_uptime(pct, th)
+    if status is Status.CRIT:
         return crit(f"{summary} (CRITICAL under {th.uptime_crit_pct:g} %)", *evidence)
-    if pct < th.uptime_warn_pct:
+    if status is Status.WARN:
         return warn(f"{summary} (WARNING under {th.uptime_warn_pct:g} %)", *evidence)
     return ok(summary, *evidence)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from es_doctor import cures
 from es_doctor.checks.common import (
     counter_window,
@@ -15,72 +13,66 @@ from es_doctor.checks.common import (
     writes_refused,
 )
 from es_doctor.checks.context import CheckContext, MetricsWindow
-from es_doctor.checks.registry import Outcome, check, ev, grade, ok, over, unknown
+from es_doctor.checks.registry import Outcome, check, ev, ok, over, unknown
+from es_doctor.checks.signal_window import prometheus_quantiles, quantile_reading, ratio_reading, window_evidence
 from es_doctor.config import parse_size
 from es_doctor.findings import Status
 from es_doctor.probes.logs import LogLine
-from es_doctor.probes.metrics import counter_delta, window_quantile
-from es_doctor.probes.result import Result
+from es_doctor.probes.metrics import counter_delta
+from es_doctor.signals import (
+    API_LATENCY,
+    ERROR_RATE,
+    Quantiles,
+    grade_level,
+    grade_quantile,
+    grade_ratio,
+    http_status,
+    is_error,
+    is_user_request,
+    memory_from_scrape,
+    memory_share_pct,
+)
 
 METRICS = "monitoring.metrics-endpoint"
-#: the service's probe endpoints: their answers are not requests of the API's users
-PROBE_ROUTES = frozenset({"/health", "/ready", "/metrics"})
 
 
-def _window(ctx: CheckContext) -> Result[MetricsWindow]:
-    return ctx.metrics_window()
-
-
-def _prometheus_p95(ctx: CheckContext) -> float | None:
-    present, _ = ctx.target.is_present("prometheus")
-    if not present:
-        return None
-    name = ctx.target.metrics.request_duration
-    expr = f"histogram_quantile(0.95, sum(rate({name}_bucket[1m])) by (le))"
-    result = ctx.prometheus().query(expr)
-    if result.failure is not None or not result.unwrap():
-        return None
-    value = result.unwrap()[0][1]
-    return None if math.isnan(value) else value  # NaN when there was no traffic
-
-
-@check("performance.latency", description="API latency p50/p95/p99 over a short window (p95 > 100 ms WARN, "
-       "> 500 ms CRIT).", requires=(METRICS,), components=("service",))
+@check("performance.latency", description="API latency p50/p95/p99 of the users' requests (probe routes left out) "
+       "over a short window, widened to Prometheus' signal window when it holds too few requests (p95 > 100 ms "
+       "WARN, > 500 ms CRIT).", requires=(METRICS,), components=("service",))
 def latency(ctx: CheckContext) -> Outcome:
-    window = _window(ctx)
     th = ctx.target.thresholds
     name = ctx.target.metrics.request_duration
+    window = ctx.metrics_window()
     if window.failure is not None:
-        p95 = _prometheus_p95(ctx)
-        if p95 is None:
+        wide = prometheus_quantiles(ctx, API_LATENCY) if ctx.target.is_present("prometheus")[0] else None
+        if wide is None:
             return unknown(f"cannot measure latency: {window.failure}")
-        status = grade(p95 * 1000, th.latency_p95_warn_ms, th.latency_p95_crit_ms)
-        return Outcome(status, f"p95 latency {p95 * 1000:.0f} ms (from Prometheus, last minute)"
-                               + over(status, th.latency_p95_warn_ms, th.latency_p95_crit_ms, " ms"),
-                       [ev("p95", round(p95 * 1000, 1), f"> {th.latency_p95_warn_ms:g} ms WARN, "
-                                                        f"> {th.latency_p95_crit_ms:g} ms CRIT", "ms")])
-    w = window.unwrap()
-    p50, count = window_quantile(w.before, w.after, name, 0.50)
-    p95, _ = window_quantile(w.before, w.after, name, 0.95)
-    p99, _ = window_quantile(w.before, w.after, name, 0.99)
-    if p95 is None or p50 is None or p99 is None:
-        if not w.after.get(f"{name}_bucket"):
-            return unknown(f"the service exposes no {name} histogram")
-        return ok(f"no API requests in the last {w.seconds:.1f}s: nothing to measure", ev("requests", count))
-    status = grade(p95 * 1000, th.latency_p95_warn_ms, th.latency_p95_crit_ms)
+        reading: Quantiles | None = wide
+    else:
+        reading = quantile_reading(ctx, API_LATENCY, window.unwrap())
+    if reading is None:
+        return unknown(f"the service exposes no {name} histogram")
+    evidence = window_evidence(reading.window_s, reading.source, reading.count, "requests in window",
+                               None if window.failure is not None else window.unwrap().source)
+    verdict = grade_quantile(reading, th.latency_p95_warn_ms, th.latency_p95_crit_ms, th.min_observations)
+    if not verdict.graded or reading.p95 is None:
+        return ok(f"API latency not graded: {verdict.note} in the last {reading.window_s:.0f} s", *evidence)
+    p95 = reading.p95
     evidence = [
-        ev("p50", round(p50 * 1000, 1), unit="ms"),
+        ev("p50", None if reading.p50 is None else round(reading.p50 * 1000, 1), unit="ms"),
         ev("p95", round(p95 * 1000, 1), f"> {th.latency_p95_warn_ms:g} ms WARN, > {th.latency_p95_crit_ms:g} ms CRIT",
            "ms"),
-        ev("p99", round(p99 * 1000, 1), unit="ms"),
-        ev("requests in window", int(count)),
-        ev("window", round(w.seconds, 1), unit="s"), ev("window from", w.source),
+        ev("p99", None if reading.p99 is None else round(reading.p99 * 1000, 1), unit="ms"),
+        *evidence,
     ]
+    status = verdict.status
     word = {Status.OK: "within", Status.WARN: "over", Status.CRIT: "far over"}[status]
     limit = th.latency_p95_crit_ms if status is Status.CRIT else th.latency_p95_warn_ms
-    summary = f"API p95 latency {p95 * 1000:.0f} ms, {word} the {limit:g} ms {status.value} threshold"
+    summary = (f"API p95 latency {p95 * 1000:.0f} ms on {reading.count:.0f} requests, {word} the {limit:g} ms "
+               f"{status.value} threshold")
     if status is Status.OK:
-        summary = f"API p95 latency {p95 * 1000:.0f} ms, within the {th.latency_p95_warn_ms:g} ms threshold"
+        summary = (f"API p95 latency {p95 * 1000:.0f} ms on {reading.count:.0f} requests, within the "
+                   f"{th.latency_p95_warn_ms:g} ms threshold")
         return Outcome(status, summary, evidence)
     down = dependency_down(ctx)
     if down is not None:  # requests wait on a dependency that does not answer: that is the cause
@@ -88,40 +80,38 @@ def latency(ctx: CheckContext) -> Outcome:
     return Outcome(status, summary, evidence)
 
 
-@check("performance.error-rate", description="Share of API requests answered 5xx over a short window "
-       "(> 1 % WARN, > 5 % CRIT).", requires=(METRICS,), components=("service",))
+@check("performance.error-rate", description="Share of the users' API requests answered 5xx (probe routes left "
+       "out), graded on at least thresholds.min_requests requests by its Wilson lower bound (> 1 % WARN, "
+       "> 5 % CRIT).", requires=(METRICS,), components=("service",))
 def error_rate(ctx: CheckContext) -> Outcome:
     name = ctx.target.metrics.requests_total
     w = counter_window(ctx, name, "measure the error rate")
     if isinstance(w, Outcome):
         return w
-    total = errors = unavailable = 0.0
-    for sample in w.after.get(name):
-        route = sample.label("route") or sample.label("path") or sample.label("handler") or ""
-        if route in PROBE_ROUTES:  # a readiness probe's 503 is startup.health's finding, not users' errors
-            continue
-        delta = counter_delta(w.before, w.after, name, **dict(sample.labels)) or 0.0
-        total += delta
-        status_label = sample.label("status") or sample.label("code") or ""
-        if status_label.startswith("5"):
-            errors += delta
-            if status_label == "503":
-                unavailable += delta
+    ratio = ratio_reading(ctx, ERROR_RATE, w)
+    if isinstance(ratio, Outcome):
+        return ratio
     th = ctx.target.thresholds
-    if not math.isfinite(total) or total <= 0 or not math.isfinite(errors):
-        return ok(f"no API requests in the last {w.seconds:.1f}s", ev("requests", 0))
-    pct = errors / total * 100
-    status = grade(pct, th.error_rate_warn_pct, th.error_rate_crit_pct)
-    evidence = [ev("error rate", round(pct, 3), f"> {th.error_rate_warn_pct:g} % WARN, "
-                                                f"> {th.error_rate_crit_pct:g} % CRIT", "%"),
-                ev("5xx", int(errors)), ev("503", int(unavailable)), ev("requests", int(total)),
-                ev("window", round(w.seconds, 1), unit="s"), ev("window from", w.source)]
-    summary = (f"error rate {pct:.2f} % ({int(errors)} of {int(total)} requests answered 5xx)"
+    verdict = grade_ratio(ratio, th.error_rate_warn_pct, th.error_rate_crit_pct, th.min_requests)
+    low, high = ratio.bounds_pct
+    short_errors, short_unavailable = _unavailable(ctx, w)
+    evidence = [ev("error rate", round(ratio.pct, 3), f"> {th.error_rate_warn_pct:g} % WARN, "
+                                                      f"> {th.error_rate_crit_pct:g} % CRIT (lower bound)", "%"),
+                ev("lower bound", round(low, 3), unit="%"), ev("upper bound", round(high, 3), unit="%"),
+                ev("5xx", int(ratio.events)),
+                ev("503" if ratio.source == w.source else f"503 in the last {w.seconds:.0f} s", int(short_unavailable)),
+                *window_evidence(ratio.window_s, ratio.source, ratio.total, "requests", w.source)]
+    counts = f"{int(ratio.events)} of {int(ratio.total)} requests answered 5xx in the last {ratio.window_s:.0f} s"
+    if not verdict.graded:
+        return Outcome(Status.OK, f"error rate not graded: {verdict.note} ({counts})", evidence)
+    status = verdict.status
+    summary = (f"error rate {ratio.pct:.2f} % ({counts})"
                + over(status, th.error_rate_warn_pct, th.error_rate_crit_pct, " %"))
     if status is Status.OK:
-        return Outcome(status, summary, evidence)
+        return Outcome(status, summary + (f": {verdict.note}" if verdict.note else ""), evidence)
     refused = writes_refused(ctx)
-    if refused and unavailable >= errors * 0.9:
+    # the short window's 5xx tell whether they are the mode's 503s (none there: the mode is the likely cause)
+    if refused and (short_errors <= 0 or short_unavailable >= short_errors * 0.9):
         # the 503s are the service refusing writes on purpose: the mode is the cause, not a fault
         return Outcome(Status.WARN, f"{summary}: writes refused because {refused} mode is on "
                                     "(see startup.service-mode)", evidence, cures.READ_ONLY)
@@ -129,6 +119,20 @@ def error_rate(ctx: CheckContext) -> Outcome:
     if down is not None:
         return Outcome(status, f"{summary}: {down[1]}", evidence, down[0])
     return Outcome(status, summary, evidence)
+
+
+def _unavailable(ctx: CheckContext, w: MetricsWindow) -> tuple[float, float]:
+    """(5xx, 503) of the users' requests in the short window (503: writes refused)."""
+    name = ctx.target.metrics.requests_total
+    errors = unavailable = 0.0
+    for sample in w.after.get(name):
+        if not (is_user_request(sample) and is_error(sample)):
+            continue
+        delta = counter_delta(w.before, w.after, name, **dict(sample.labels)) or 0.0
+        errors += delta
+        if http_status(sample) == "503":
+            unavailable += delta
+    return errors, unavailable
 
 
 @check("performance.memory", description="Memory used by the service against its limit (> 85 % WARN, > 95 % CRIT).",
@@ -148,12 +152,12 @@ def memory(ctx: CheckContext) -> Outcome:
                 source += " (no limit set; configured limit used)"
     if not source:
         scrape = ctx.metrics_once()
-        rss = scrape.unwrap().total(ctx.target.metrics.resident_memory) if scrape.ok else None
+        rss = memory_from_scrape(ctx.target.metrics, scrape.unwrap()) if scrape.ok else None
         if rss is None:
             return unknown("cannot read the service's memory (no Docker stats, no process_resident_memory_bytes)")
         usage, limit, source = int(rss), parse_size(ctx.target.service.memory_limit), "process_resident_memory_bytes"
-    pct = usage / limit * 100
-    status = grade(pct, th.memory_warn_pct, th.memory_crit_pct)
+    pct = memory_share_pct(usage, limit)
+    status = grade_level(pct, th.memory_warn_pct, th.memory_crit_pct)
     return Outcome(status, f"memory {usage / 2**20:.0f} MiB of {limit / 2**20:.0f} MiB ({pct:.1f} %)"
                            + over(status, th.memory_warn_pct, th.memory_crit_pct, " %"),
                    [ev("memory", round(pct, 2), f"> {th.memory_warn_pct:g} % WARN, > {th.memory_crit_pct:g} % CRIT",

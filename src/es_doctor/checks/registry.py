@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from es_doctor.findings import SYMPTOM_CLASSES, Evidence, Status
+from es_doctor.signals import grade_level
 
 if TYPE_CHECKING:
     from es_doctor.checks.context import CheckContext
@@ -101,13 +102,8 @@ def skip(summary: str, *evidence: Evidence) -> Outcome:
     return Outcome(Status.SKIP, summary, list(evidence))
 
 
-def grade(value: float, warn_at: float, crit_at: float | None) -> Status:
-    """OK / WARN / CRIT for 'higher is worse' values: strictly over a threshold trips it."""
-    if crit_at is not None and value > crit_at:
-        return Status.CRIT
-    if value > warn_at:
-        return Status.WARN
-    return Status.OK
+#: OK / WARN / CRIT for 'higher is worse' values (one definition: es_doctor.signals.grade_level)
+grade = grade_level
 
 
 def counted(n: float, word: str) -> str:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from es_doctor import cures
 from es_doctor.checks.common import counter_window, dependency_down, from_failure
 from es_doctor.checks.context import CheckContext
-from es_doctor.checks.registry import Outcome, check, crit, ev, grade, ok, over
+from es_doctor.checks.registry import Outcome, check, crit, ev, ok, over
+from es_doctor.checks.signal_window import quantile_reading, ratio_reading, window_evidence
 from es_doctor.findings import Status
 from es_doctor.probes.metrics import counter_delta
 from es_doctor.probes.result import FailureKind
+from es_doctor.signals import INSERT_ERRORS, SEARCH_LATENCY, Quantiles, grade_level, grade_ratio
 
 METRICS = "monitoring.metrics-endpoint"
 
@@ -56,7 +58,9 @@ def dimensions(ctx: CheckContext) -> Outcome:
               *evidence)
 
 
-@check("vectors.search", description="A test search works; its latency over 50 ms is WARN.",
+@check("vectors.search", description="Vector search latency: the median of the service's own searches "
+       "(its search histogram, over a short window widened to Prometheus' signal window when it holds too few), "
+       "else the median of timed test searches; over 50 ms is WARN. A test search that fails is CRIT.",
        requires=("vectors.dimensions",), components=("qdrant",))
 def search(ctx: CheckContext) -> Outcome:
     cfg = ctx.target.qdrant
@@ -74,38 +78,69 @@ def search(ctx: CheckContext) -> Outcome:
         hits = result.unwrap()
     latency = sorted(timings)[len(timings) // 2]
     th = ctx.target.thresholds
-    status = grade(latency, th.vector_search_latency_warn_ms, None)
+    tests = [ev("searches", ", ".join(f"{t:.1f}" for t in timings), unit="ms"), ev("hits", hits)]
+    service = _service_search(ctx)
+    if service is not None and service.p50 is not None:
+        # the guide's signal: the median of the service's own searches (what the alert rule and the dashboard read)
+        median = service.p50 * 1000
+        status = grade_level(median, th.vector_search_latency_warn_ms, None)
+        return Outcome(status, f"vector search median {median:.1f} ms on {service.count:.0f} searches of the "
+                               f"service in the last {service.window_s:.0f} s"
+                               + over(status, th.vector_search_latency_warn_ms, None, " ms"),
+                       [ev("median", round(median, 1), f"> {th.vector_search_latency_warn_ms:g} ms WARN", "ms"),
+                        ev("p95", None if service.p95 is None else round(service.p95 * 1000, 1), unit="ms"),
+                        *window_evidence(service.window_s, service.source, service.count, "service searches"),
+                        *tests])
+    status = grade_level(latency, th.vector_search_latency_warn_ms, None)
     return Outcome(status, f"test search answered in {latency:.1f} ms (median of {len(timings)}, {hits} hits)"
                            + over(status, th.vector_search_latency_warn_ms, None, " ms"),
-                   [ev("latency", round(latency, 1), f"> {th.vector_search_latency_warn_ms:g} ms WARN", "ms"),
-                    ev("searches", ", ".join(f"{t:.1f}" for t in timings), unit="ms"), ev("hits", hits)])
+                   [ev("latency", round(latency, 1), f"> {th.vector_search_latency_warn_ms:g} ms WARN", "ms"), *tests])
+
+
+def _service_search(ctx: CheckContext) -> Quantiles | None:
+    """The service's search percentiles when its metrics expose the histogram and enough searches (else None)."""
+    if not ctx.target.service.enabled:
+        return None
+    window = ctx.metrics_window()
+    if window.failure is not None:
+        return None
+    reading = quantile_reading(ctx, SEARCH_LATENCY, window.unwrap())
+    if reading is None or reading.count < ctx.target.thresholds.min_observations:
+        return None
+    return reading
 
 
 #: timed test searches; their median is the latency
 SEARCHES = 3
 
 
-@check("vectors.insert-errors", description="Vector insert error ratio over a short window (> 0.1 % WARN).",
-       requires=(METRICS,), components=("service",))
+@check("vectors.insert-errors", description="Vector insert error ratio, graded on at least thresholds.min_requests "
+       "inserts by its Wilson lower bound (> 0.1 % WARN), over a short window widened to Prometheus' signal window "
+       "when it holds too few.", requires=(METRICS,), components=("service",))
 def insert_errors(ctx: CheckContext) -> Outcome:
     name = ctx.target.metrics.vector_operations
     w = counter_window(ctx, name, "read the vector metrics")
     if isinstance(w, Outcome):
         return w
-    inserts = counter_delta(w.before, w.after, name, op="insert") or 0.0
-    errors = counter_delta(w.before, w.after, name, op="insert", result="error") or 0.0
+    ratio = ratio_reading(ctx, INSERT_ERRORS, w)
+    if isinstance(ratio, Outcome):
+        return ratio
     th = ctx.target.thresholds
-    if inserts <= 0:
-        return ok(f"no vector inserts in the last {w.seconds:.1f}s", ev("inserts", 0))
-    pct = errors / inserts * 100
-    status = grade(pct, th.vector_insert_error_warn_pct, None)
-    evidence = [ev("insert errors", round(pct, 3), f"> {th.vector_insert_error_warn_pct:g} % WARN", "%"),
-                ev("inserts", int(inserts)), ev("window", round(w.seconds, 1), unit="s"),
-                ev("window from", w.source)]
-    summary = (f"vector insert errors {pct:.2f} % ({int(errors)} of {int(inserts)})"
+    verdict = grade_ratio(ratio, th.vector_insert_error_warn_pct, None, th.min_requests, "inserts")
+    low, high = ratio.bounds_pct
+    evidence = [ev("insert errors", round(ratio.pct, 3), f"> {th.vector_insert_error_warn_pct:g} % WARN "
+                                                         "(lower bound)", "%"),
+                ev("lower bound", round(low, 3), unit="%"), ev("upper bound", round(high, 3), unit="%"),
+                ev("failed inserts", int(ratio.events)),
+                *window_evidence(ratio.window_s, ratio.source, ratio.total, "inserts", w.source)]
+    counts = f"{int(ratio.events)} of {int(ratio.total)} in the last {ratio.window_s:.0f} s"
+    if not verdict.graded:
+        return Outcome(Status.OK, f"vector insert errors not graded: {verdict.note} ({counts})", evidence)
+    status = verdict.status
+    summary = (f"vector insert errors {ratio.pct:.2f} % ({counts})"
                + over(status, th.vector_insert_error_warn_pct, None, " %"))
     if status is Status.OK:
-        return Outcome(status, summary, evidence)
+        return Outcome(status, summary + (f": {verdict.note}" if verdict.note else ""), evidence)
     cause = _insert_error_cause(ctx)
     if cause is None:
         return Outcome(status, summary, evidence)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from es_doctor.cli import complete
+from es_doctor.errors import UsageError
 
 if TYPE_CHECKING:
 
@@ -17,7 +20,17 @@ if TYPE_CHECKING:
 @dataclass
 class State:
     config_path: str | None = None
-    target: str | None = None
+    #: every ``-t`` given before the command (``es-doctor -t a -t b diagnose``), in order, once each
+    targets: list[str] = field(default_factory=list)
+
+    @property
+    def target(self) -> str | None:
+        """The one target chosen before the command; several are refused (a usage error) here, in a command
+        that takes one: only ``diagnose`` and ``serve`` read :attr:`targets`."""
+        if len(self.targets) > 1:
+            raise UsageError(f"-t was given {len(self.targets)} times ({', '.join(self.targets)}): this command "
+                             "takes one target (diagnose and serve take several)")
+        return self.targets[0] if self.targets else None
 
 
 ConfigOpt = Annotated[
@@ -28,7 +41,15 @@ ConfigOpt = Annotated[
 ]
 TargetOpt = Annotated[
     str | None,
-    typer.Option("--target", "-t", metavar="NAME", help="Named target from the config (or 'lab').", show_default=False),
+    typer.Option("--target", "-t", metavar="NAME", help="Named target from the config (or 'lab').", show_default=False,
+                 autocompletion=complete.targets),
+]
+TargetsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--target", "-t", metavar="NAME",
+                 help="Named target from the config (or 'lab'); several (repeated) where the command takes "
+                 "several (diagnose, serve), else refused.",
+                 show_default=False, autocompletion=complete.targets),
 ]
 
 

@@ -13,7 +13,7 @@ from es_doctor.errors import ExitStatus, UsageError
 
 def dashboard(
     ctx: typer.Context,
-    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="FILE",
+    out: Annotated[Path | None, typer.Option("--output", "--out", "-o", metavar="FILE",
                                              help="Write the JSON to this file (atomically, "
                                              "0644) instead of standard output; '-' is standard output.")] = None,
     config: ConfigOpt = None,

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from es_doctor.cli.common import ConfigOpt, duration, state
+from es_doctor.cli import complete
+from es_doctor.cli.common import ConfigOpt, TargetsOpt, duration, state
 from es_doctor.cli.output import is_terminal, working
 from es_doctor.errors import ExitStatus, UsageError
 from es_doctor.render import Format
@@ -35,20 +36,12 @@ def _check_names(classes: list[str], check_ids: list[str]) -> None:
             raise UsageError(f"unknown check '{check_id}'{hint}")
 
 
-TargetsOpt = Annotated[
-    list[str] | None,
-    typer.Option("--target", "-t", metavar="NAME",
-                 help="Named target from the config (or 'lab'); repeat it for several targets.",
-                 show_default=False),
-]
-
-
 def diagnose(
     ctx: typer.Context,
-    check_class: Annotated[list[str] | None, typer.Option("--class", metavar="CLASS",
+    check_class: Annotated[list[str] | None, typer.Option("--class", metavar="CLASS", autocompletion=complete.classes,
                                                           help="Only this symptom class (repeatable): "
                                                           + ", ".join(SYMPTOM_CLASSES) + ".")] = None,
-    check: Annotated[list[str] | None, typer.Option("--check", metavar="CHECK",
+    check: Annotated[list[str] | None, typer.Option("--check", metavar="CHECK", autocompletion=complete.checks,
                                                     help="Only this check id (repeatable).")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", metavar="[table|json|junit|nagios|prometheus]",
                                         help="Output format.")] = Format.table,
@@ -57,7 +50,11 @@ def diagnose(
     deadline: Annotated[float | None, typer.Option("--deadline", metavar="DURATION",
                                                    parser=duration("--deadline", 0.5),
                                                    help="Overall deadline: 30s, 1m (at least 500 ms).")] = None,
-    detailed: Annotated[bool, typer.Option("--detailed", "-d", help="Show evidence for passing checks too.")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="Every row on a terminal too (there the passing rows "
+                                           "are collapsed to one line per class; the problems always come "
+                                           "first).")] = False,
+    detailed: Annotated[bool, typer.Option("--detailed", "--verbose", "-v",
+                                           help="Every row, with the evidence of passing checks too.")] = False,
     watch: Annotated[float | None, typer.Option("--watch", metavar="DURATION", parser=duration("--watch", 1.0),
                                                 help="Re-run every DURATION (30s, 1m30s; at least 1 s) until "
                                                 "Ctrl-C.")] = None,
@@ -77,7 +74,7 @@ def diagnose(
     from es_doctor.runner import run_many
 
     st = state(ctx)
-    names = list(target or ([st.target] if st.target else []))
+    names = list(target or st.targets)
     loaded_all = load_targets(config or st.config_path, names, all_targets)
     _check_names(check_class or [], check or [])
     if output is not None:
@@ -92,7 +89,7 @@ def diagnose(
                                    check_class or [], timeout=timeout, deadline_s=deadline,
                                    scrapes_dir=scrapes)
             if _terminal_table(fmt, output):  # a terminal: each report in colour, then the summary
-                _print_rich(reports, detailed, clear=bool(watch))
+                _print_rich(reports, detailed, clear=bool(watch), collapsed=not show_all)
             else:
                 _emit(render_many(reports, fmt, detailed), output)
             if not watch:
@@ -106,7 +103,7 @@ def diagnose(
                          deadline_s=deadline, scrapes_dir=scrapes)
         if _terminal_table(fmt, output):
             # a terminal gets colours (rich honours NO_COLOR) and, with --watch, a cleared screen
-            _print_rich([report], detailed, clear=bool(watch))
+            _print_rich([report], detailed, clear=bool(watch), collapsed=not show_all)
         else:
             _emit(render(report, detailed), output)
         if not watch:
@@ -120,7 +117,7 @@ def _terminal_table(fmt: Format, output: Path | None) -> bool:
     return fmt is Format.table and output is None and is_terminal()
 
 
-def _print_rich(reports: list[Report], detailed: bool, clear: bool) -> None:
+def _print_rich(reports: list[Report], detailed: bool, clear: bool, collapsed: bool = True) -> None:
     """The table report(s) on a terminal, with colours (several: each report, then the targets' summary)."""
     from rich.console import Console
 
@@ -134,7 +131,7 @@ def _print_rich(reports: list[Report], detailed: bool, clear: bool) -> None:
     for n, report in enumerate(reports):
         if n:
             console.print()
-        render_rich(console, report, detailed)
+        render_rich(console, report, detailed, collapsed)
     if len(reports) > 1:
         console.print("\n".join(_summary(reports)), markup=False, soft_wrap=True)
 
@@ -208,7 +205,7 @@ def render_many(reports: list[Report], fmt: Format, detailed: bool) -> str:
 
 
 def list_checks(
-    check_class: Annotated[list[str] | None, typer.Option("--class", metavar="CLASS",
+    check_class: Annotated[list[str] | None, typer.Option("--class", metavar="CLASS", autocompletion=complete.classes,
                                                           help="Only this symptom class (repeatable).")] = None,
 ) -> int:
     """List every check: id, what it verifies, and what cures it (by cause), from the one cure table."""

@@ -40,7 +40,7 @@ def escalate(
                                               show_default=False)] = None,
     issue: Annotated[str | None, typer.Option("--issue", "-i", metavar="TEXT", help="What is wrong, in one line.",
                                               show_default=False)] = None,
-    severity: Annotated[Severity | None, typer.Option("--severity", "-s", metavar="[low|medium|high|critical]",
+    severity: Annotated[Severity | None, typer.Option("--severity", metavar="[low|medium|high|critical]",
                                                             help="Severity of the incident.",
                                                             show_default=False)] = None,
     attach_diagnosis: Annotated[bool, typer.Option("--attach-diagnosis/--no-attach-diagnosis",

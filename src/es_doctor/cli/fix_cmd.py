@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from es_doctor.cli import complete
 from es_doctor.cli.common import ConfigOpt, TargetOpt, load, make_engine
 from es_doctor.cli.output import line_printer
 from es_doctor.errors import EsDoctorError, ExitStatus, UsageError
@@ -129,7 +130,9 @@ def _report(result: FixResult) -> None:
 
 def fix(
     ctx: typer.Context,
-    ident: Annotated[str | None, typer.Argument(metavar="RUNBOOK|FINDING", help="Runbook id, or a finding id.",
+    ident: Annotated[str | None, typer.Argument(metavar="RUNBOOK|FINDING",
+                                                             autocompletion=complete.runbooks_and_findings,
+                                                             help="Runbook id, or a finding id.",
                                                 show_default=False)] = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", metavar="KEY=VALUE",
                                                     help="Runbook parameter KEY=VALUE.",

@@ -19,10 +19,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
                  "es-doctor diagnose --all-targets --format json",
                  "es-doctor diagnose -f prometheus -o /var/lib/node_exporter/textfile/es_doctor.prom",
                  "es-doctor diagnose -f nagios      # exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
-                 "es-doctor diagnose --watch 10"),
+                 "es-doctor diagnose --watch 1m30s"),
     "checks": ("es-doctor checks", "es-doctor checks --class vectors"),
     "alert-rules": ("es-doctor alert-rules > /etc/prometheus/rules/es-doctor.yml",
                     "es-doctor alert-rules --runbook-base-url https://git.example.com/ops/es-doctor/-/blob/main/runbooks",
+                    "es-doctor -t prod alert-rules --target-label prod   # each alert names its target",
                     "es-doctor alert-rules --serve   # over the series of es-doctor serve"),
     "fix": ("es-doctor fix vectors.dimensions --dry-run      # the cure of a finding, planned only",
             "es-doctor fix dependency-restart -p component=postgres",
@@ -111,11 +112,23 @@ def polish(command: Any, path: str = "") -> Any:
     for param in getattr(command, "params", []):
         if getattr(param, "param_type_name", "") == "argument":
             _plain_argument(param)
+        elif getattr(param, "min", None) is not None or getattr(param, "max", None) is not None:
+            _range_in_words(param)
     for name, sub in getattr(command, "commands", {}).items():
         if not sub.short_help:
             sub.short_help = first_paragraph(sub.help)
         polish(sub, f"{path} {name}".strip())
     return command
+
+
+def _range_in_words(param: Any) -> None:
+    """A number's bounds in the option's help, in words ("1 to 3"), instead of click's ``[1<=x<=3]``."""
+    low, high = param.min, param.max
+    words = (f"{low:g} to {high:g}" if low is not None and high is not None
+             else f"at least {low:g}" if low is not None else f"at most {high:g}")
+    if words not in (param.help or ""):
+        param.help = f"{(param.help or '').rstrip()} ({words})".strip()
+    setattr(param, "_get_number_range_help_str", lambda: "")  # noqa: B010 - an instance's own method
 
 
 def _plain_argument(param: Any) -> None:

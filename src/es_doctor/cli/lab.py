@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from es_doctor.cli import complete
 from es_doctor.errors import ExitStatus, UnavailableError, UsageError
 
 if TYPE_CHECKING:
@@ -46,6 +47,21 @@ def _load(explicit: Path | None) -> LabStack:
         return LabStack.load(directory)
     except InfraError as exc:
         raise UnavailableError(str(exc)) from exc
+
+
+def _progress(stack: LabStack) -> LabStack:
+    """``stack`` saying each step on stderr, with the seconds since the command started (a terminal or not:
+    a script's log shows where a slow ``lab up`` spends its time; stdout keeps the result)."""
+    import sys
+    import time
+
+    started = time.monotonic()
+
+    def say(line: str) -> None:
+        print(f"lab: {line}… ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+
+    stack.say = say
+    return stack
 
 
 def self_command(argv0: str | None = None, which: str | None = None, cwd: Path | None = None) -> str:
@@ -123,7 +139,7 @@ def up(
             settings = fresh_settings(directory, chosen, ports, host if chosen == "docker" else None,
                                       engine if chosen == "docker" else None, detect_absent(postgres, prometheus))
             stack = LabStack(directory, use=settings)
-        stack.up()
+        _progress(stack).up()
     except infra.InfraError as exc:
         raise UnavailableError(f"lab did not come up: {exc}") from exc
     _print_status(stack)
@@ -148,7 +164,7 @@ def down(
     """Stop and remove the lab's containers/processes (data kept unless --volumes)."""
     from es_doctor.lab.infra import InfraError
 
-    stack = _load(lab_dir)
+    stack = _progress(_load(lab_dir))
     try:
         notes = stack.down(volumes=volumes)
     except InfraError as exc:
@@ -245,7 +261,8 @@ def list_faults(lab_dir: LabDirOpt = None) -> int:
 
 
 @fault_app.command("add")
-def fault_add(name: Annotated[str, typer.Argument(metavar="NAME", help="The fault to inject: one of those listed "
+def fault_add(name: Annotated[str, typer.Argument(metavar="NAME", autocompletion=complete.faults,
+                                                   help="The fault to inject: one of those listed "
                                                    "below (es-doctor lab faults).")],
               lab_dir: LabDirOpt = None) -> int:
     """Inject fault NAME into the running lab."""
@@ -258,19 +275,25 @@ def fault_add(name: Annotated[str, typer.Argument(metavar="NAME", help="The faul
         faults.add(stack, name)
     except infra.InfraError as exc:
         raise UnavailableError(str(exc)) from exc
+    if faults.neutralised(stack, name):
+        typer.echo(f"warning: fault {name} is injected but has no effect: an earlier cure changed the lab "
+                   f"(its config.yaml or a component). Reset the lab, then add it again: {self_command()} lab "
+                   f"down && {self_command()} lab up && {self_command()} lab fault add {name}", err=True)
+        return int(ExitStatus.OK)
     typer.echo(f"fault {name} injected: {faults.FAULTS[name].description}")
     return int(ExitStatus.OK)
 
 
 @fault_app.command("clear")
 def fault_clear(
-    name: Annotated[str | None, typer.Argument(help="One fault; all when omitted.")] = None,
+    name: Annotated[str | None, typer.Argument(help="One fault; all when omitted.",
+                                                autocompletion=complete.faults)] = None,
     lab_dir: LabDirOpt = None,
 ) -> int:
     """Clear fault NAME (or every fault, restoring the lab's baseline) and wait until healthy."""
     from es_doctor.lab import faults, infra
 
-    stack = _load(lab_dir)
+    stack = _progress(_load(lab_dir))
     if name is not None and name not in faults.FAULTS:
         raise UsageError(f"unknown fault {name!r}; known: {', '.join(faults.FAULTS)}")
     try:

@@ -29,8 +29,8 @@ class LoadFormat(StrEnum):
 EPILOG = """\b
 Examples:
   es-doctor -t lab load                       # api scenario, 20 req/s, 30 s
-  es-doctor -t lab load -s vectors --rps 50 --duration 1m -C 32
-  es-doctor -t lab load -s mixed --format json > load.json
+  es-doctor -t lab load --scenario vectors --rps 50 --duration 1m30s --concurrency 32
+  es-doctor -t lab load --scenario mixed -f json > load.json
   es-doctor -t staging load --rps 10 -d 20s --yes   # not the lab: --yes
 
 Exit code like diagnose: 0 OK, 1 WARN, 2 CRIT (p95 latency and error rate against the target's
@@ -42,7 +42,7 @@ not answer; 130 Ctrl-C (the partial result is printed, the test data removed).""
 
 def load_test(
     ctx: typer.Context,
-    scenario: Annotated[Scenario, typer.Option("--scenario", "-s", metavar="[api|vectors|mixed]",
+    scenario: Annotated[Scenario, typer.Option("--scenario", metavar="[api|vectors|mixed]",
                                                help="api: reads and task creation; vectors: "
                                                "task creation (vectorised) and vector search; mixed: both.")
                         ] = Scenario.api,
@@ -50,9 +50,9 @@ def load_test(
                                        help="Arrival rate: requests started per second, whatever the "
                                        "answers (cap: load.max_rps, default 200).")] = 20.0,
     duration: Annotated[str, typer.Option("--duration", "-d", metavar="DURATION",
-                                          help="How long: 30s, 2m (cap: load.max_duration_s, "
+                                          help="How long: 30s, 1m30s (cap: load.max_duration_s, "
                                           "default 5m).")] = "30s",
-    concurrency: Annotated[int, typer.Option("--concurrency", "-C", metavar="N",
+    concurrency: Annotated[int, typer.Option("--concurrency", metavar="N",
                                              help="At most this many requests in flight "
                                              "(cap: load.max_concurrency, default 64).")] = 16,
     timeout: Annotated[str, typer.Option("--timeout", metavar="DURATION",

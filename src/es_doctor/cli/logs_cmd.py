@@ -60,9 +60,9 @@ def logs(
     limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, max=100_000, show_default=False, metavar="N",
                                               help="At most N lines (newest), N patterns (most frequent), or N "
                                                    "lines before --follow starts [100, 30, 10].")] = None,
-    patterns: Annotated[bool, typer.Option("--patterns", "-p",
+    patterns: Annotated[bool, typer.Option("--patterns",
                                            help="Group errors by component and normalised message.")] = False,
-    follow: Annotated[bool, typer.Option("--follow", "-f",
+    follow: Annotated[bool, typer.Option("--follow", "-F",
                                          help="Keep printing new lines (tail -F: survives rotation); Ctrl-C stops.")
                       ] = False,
     source: Annotated[Source, typer.Option("--source", case_sensitive=False, metavar="[auto|file|docker]",
@@ -74,7 +74,7 @@ def logs(
                                                   "path.")] = None,
     raw: Annotated[bool, typer.Option("--raw", help="Also show lines that are not JSON records (or are cut).")
                ] = False,
-    fmt: Annotated[Format, typer.Option("--format", case_sensitive=False, metavar="[table|json]",
+    fmt: Annotated[Format, typer.Option("--format", "-f", case_sensitive=False, metavar="[table|json]",
                                         help="table (coloured on a terminal), or json (JSON lines with --follow).")
                    ] = Format.table,
     config: ConfigOpt = None,
@@ -87,10 +87,10 @@ def logs(
       es-doctor logs --level ERROR --since 15m           # jq 'select(.level == "ERROR")'
       es-doctor logs --since 1h --patterns               # grep ERROR | awk | sort | uniq -c | sort -nr
       es-doctor logs --patterns --level WARN -C http     # warnings too, one component
-      es-doctor logs -f --level WARN                     # tail -f | grep --color 'ERROR\\|WARN'
+      es-doctor logs -F --level WARN                     # tail -F | grep --color 'ERROR\\|WARN'
       es-doctor logs --source docker --since 10m         # docker logs email-sender-go
       es-doctor logs --file email-sender-error.log -n 20
-      es-doctor logs -f --format json | jq .message      # JSON lines for scripts
+      es-doctor logs -F -f json | jq .message              # JSON lines for scripts
     """
     from es_doctor.logview import LEVEL_RANK, PATTERNS_DEFAULT_SINCE, Query, SinceError, parse_since
     from es_doctor.secrets import secret_values

@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from es_doctor import __version__
-from es_doctor.cli.common import ConfigOpt, TargetOpt, state
+from es_doctor.cli.common import ConfigOpt, TargetsOpt, state
 from es_doctor.errors import EsDoctorError, ExitStatus
 
 try:  # typer >= 0.29 vendors click
@@ -45,7 +45,7 @@ def _version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     config: ConfigOpt = None,
-    target: TargetOpt = None,
+    target: TargetsOpt = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
@@ -53,7 +53,7 @@ def root(
     """es-doctor: diagnose the stack, fix it with runbooks, run emergency procedures, escalate."""
     st = state(ctx)
     st.config_path = config
-    st.target = target
+    st.targets = list(dict.fromkeys(target or []))
 
 
 def _register() -> None:

@@ -136,8 +136,8 @@ def _wait(worker: threading.Thread, kind: Kind, seconds: int) -> None:
 @profile_app.command("cpu")
 def cpu(
     ctx: typer.Context,
-    seconds: Annotated[int, typer.Option("--seconds", "-s", min=1, max=3600, metavar="SECONDS",
-                                          help="How long to sample (1-3600).")] = 30,
+    seconds: Annotated[int, typer.Option("--seconds", min=1, max=3600, metavar="SECONDS",
+                                          help="How long to sample, seconds.")] = 30,
     fmt: FormatOpt = OutFormat.text,
     top: TopOpt = 10,
     config: ConfigOpt = None,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from es_doctor.cli import complete
 from es_doctor.cli.common import ConfigOpt, TargetOpt, load
 from es_doctor.errors import ExitStatus, UsageError
 
@@ -106,7 +107,7 @@ def _summary(rb: Runbook, kind: str | None = None) -> list[str]:
 
 
 @runbooks_app.command("show")
-def show(ctx: typer.Context, runbook_id: Annotated[str, typer.Argument(metavar="ID")],
+def show(ctx: typer.Context, runbook_id: Annotated[str, typer.Argument(metavar="ID", autocompletion=complete.runbooks)],
          config: ConfigOpt = None, target: TargetOpt = None) -> int:
     """A runbook's summary, then its YAML with the file it comes from."""
     import difflib

@@ -40,7 +40,7 @@ def serve(
     from es_doctor.units import DurationError, parse_duration
 
     st = state(ctx)
-    names = list(targets or ([st.target] if st.target else []))
+    names = list(targets or st.targets)
     try:
         interval_s = parse_duration(interval, name="--interval") if interval else None
     except DurationError as exc:

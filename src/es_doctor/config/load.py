@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from es_doctor.config.locations import find_config_file, lab_dir
 from es_doctor.config.settings import Config, LoadedConfig
 from es_doctor.config.target import Target
-from es_doctor.errors import ConfigError
+from es_doctor.errors import ConfigError, UnavailableError
 from es_doctor.yamlsource import YamlDocument, YamlSyntaxError, load_yaml_file, parse_yaml
 
 ENV_PREFIX = "ES_DOCTOR_"
@@ -136,10 +136,9 @@ def load_config(explicit_path: str | None = None, target_name: str | None = None
     elif name == "lab":
         lab = load_lab_target()
         if lab is None:
-            raise ConfigError(
-                f"target 'lab' is not running (no {lab_dir() / 'target.yaml'}); start it: es-doctor lab up",
-                source=source,
-            )
+            # not a configuration mistake: the service (the lab) is not there, as EX_UNAVAILABLE says
+            raise UnavailableError(
+                f"target 'lab' is not running (no {lab_dir() / 'target.yaml'}); start it: es-doctor lab up")
         target = lab
     else:
         known = sorted([*config.targets, "lab"])

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from es_doctor.config.locations import default_state_dir
 from es_doctor.config.remediation import RemediationConfig
-from es_doctor.config.target import Seconds, SecondsOrZero, Secret, Strict, Target, as_seconds
+from es_doctor.config.target import Seconds, SecondsAtLeast1, SecondsOrZero, Secret, Strict, Target
 
-#: where ``es-doctor serve`` listens unless told otherwise
+#: where ``es-doctor serve`` listens unless told otherwise (``serve.listen``)
 DEFAULT_LISTEN = "127.0.0.1:9109"
-
 #: the guide's "Niveaux d'Escalade": the team of each level and what it handles
 GUIDE_ESCALATION_LEVELS: dict[int, dict[str, Any]] = {
     1: {"team": "Équipe Dev",
@@ -97,7 +96,7 @@ class ServeConfig(Strict):
     #: address:port to listen on; any address but loopback requires ``token``
     listen: str = DEFAULT_LISTEN
     #: seconds between two diagnoses of one target (each target on its own schedule)
-    interval_s: Annotated[float, BeforeValidator(as_seconds), Field(ge=1.0)] = 30.0
+    interval_s: SecondsAtLeast1 = 30.0
     #: each run starts up to this share of the interval early or late, so targets do not run in step
     jitter_pct: float = Field(default=10.0, ge=0.0, le=50.0)
     #: bearer token every path but /healthz requires (env:NAME); mandatory off loopback

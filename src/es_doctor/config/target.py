@@ -31,15 +31,17 @@ class Strict(BaseModel):
 COMPONENTS = ("service", "qdrant", "postgres", "redis", "prometheus", "grafana", "docker")
 
 
-def as_seconds(value: object) -> object:
+def _duration(value: object) -> object:
     """A duration written ``90s``, ``1m30s``, ``1h30m``, ``500ms`` (or a number of seconds) → seconds."""
     return parse_duration(value) if isinstance(value, str) else value
 
 
 #: a duration in seconds: a positive, finite number, or a duration written ``1m30s``
-Seconds = Annotated[float, BeforeValidator(as_seconds), Field(gt=0)]
+Seconds = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
 #: the same, zero allowed
-SecondsOrZero = Annotated[float, BeforeValidator(as_seconds), Field(ge=0)]
+SecondsOrZero = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
+#: the same, at least one second
+SecondsAtLeast1 = Annotated[float, BeforeValidator(_duration), Field(ge=1.0)]
 #: a threshold: a finite number, not negative
 Level = Annotated[float, Field(ge=0)]
 
@@ -64,6 +66,13 @@ class Thresholds(Strict):
     event_bus_saturation_crit_pct: Level = 95.0
     #: seconds between the two metric scrapes that rates and percentiles come from
     scrape_window_s: Seconds = 2.0
+    #: fewest requests (events) a ratio (error rate, insert error ratio) is graded on (es_doctor.signals)
+    min_requests: Annotated[int, Field(ge=1, le=10**9)] = 100
+    #: fewest observations a latency percentile is graded on
+    min_observations: Annotated[int, Field(ge=1, le=10**9)] = 10
+    #: the window of the alert rules' rates and percentiles, and how far a check widens its window over
+    #: Prometheus when its two scrapes hold too few requests
+    signal_window_s: Annotated[float, Field(ge=10, le=86400 * 7)] = 300.0
     #: how far back the log checks look: the last N lines, and of those the last S seconds
     log_window_lines: Annotated[int, Field(gt=0)] = 2000
     log_window_s: Seconds = 60.0

@@ -42,7 +42,9 @@ ROUTES: dict[tuple[str, str], str] = {
 }
 UNFAULTED = ("/health", "/ready")
 SLOW_MS = {"slow-api-crit": (600, 1000), "slow-api-warn": (150, 250)}
-ERROR_RATE = {"errors-crit": 0.15, "errors-warn": 0.03}
+#: errors-warn sits at 4 %: far enough over the 1 % WARN (and under the 5 % CRIT) that a minute of the lab's
+#: traffic grades it WARN every time by the error rate's Wilson bound (es_doctor.signals)
+ERROR_RATE = {"errors-crit": 0.15, "errors-warn": 0.04}
 SLOW_REQUEST_MS = 100.0
 
 

@@ -18,8 +18,12 @@ from typing import Literal
 #: uptime over its window): a fault may leave them tripped for a while after it is cured, any fault that
 #: makes the service fail requests may fire an alert, and any fault that stops or restarts the service (or
 #: its metrics endpoint) costs uptime (the lab's window: 30 s, lab/layout.LAB_UPTIME_WINDOW_S)
+#: the ratio signals and the search latency widen their window to the lab's signal window (a minute of
+#: Prometheus' history, lab/layout.LAB_SIGNAL_WINDOW_S) when two scrapes hold too few requests: they too
+#: report the last minute
 HISTORY_CHECKS = frozenset({"performance.slow-log", "inter-manager.eventbus-log", "monitoring.alerts",
-                            "monitoring.uptime"})
+                            "monitoring.uptime", "performance.error-rate", "vectors.insert-errors",
+                            "vectors.search"})
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ TABLE: tuple[FaultSpec, ...] = (
        program="service", trips={"performance.latency": "WARN"}),
     _f("slow-api-crit", "API answers in ~600 ms+ (p95 above the 500 ms CRITICAL threshold)", "runtime",
        program="service", trips={"performance.latency": "CRIT"}, cure="vector-cache-tune"),
-    _f("errors-warn", "~2-3 % of API requests fail with 500 (error rate WARNING)", "runtime", program="service",
+    _f("errors-warn", "~4 % of API requests fail with 500 (error rate WARNING)", "runtime", program="service",
        trips={"performance.error-rate": "WARN"}, also=_API_READERS),
     _f("errors-crit", "~10 % of API requests fail with 500 (error rate CRITICAL)", "runtime", program="service",
        trips={"performance.error-rate": "CRIT"}, also=_API_READERS),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -309,17 +310,34 @@ def add(stack: LabStack, name: str) -> None:
         _save(stack, [*names, name])
 
 
+def neutralised(stack: LabStack, name: str, wait_s: float = 5.0) -> bool:
+    """Whether fault ``name``, just added, is observed without effect (an earlier cure made the lab immune:
+    e.g. ``vector-cache-tune`` left a cache that hides ``slow-api-crit``). Waits up to ``wait_s`` for the
+    lab to read its faults file; a fault it cannot observe counts as in effect."""
+    from es_doctor.lab.fault_state import in_effect
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        seen = in_effect(stack, name)
+        if seen is not None or time.monotonic() > deadline:
+            return seen is False
+        time.sleep(0.2)
+
+
 def clear(stack: LabStack, name: str | None = None, wait: float | None = 30.0) -> list[str]:
     """Reverse one fault, or every active one and then restore the baseline. Returns what was cleared."""
     names = [name] if name else list(reversed(active(stack)))
     for n in names:
         if n in FAULTS:
+            stack.say(f"clearing {n}")
             FAULTS[n].clear(stack)
     remaining = [n for n in active(stack) if n not in names]
     _save(stack, remaining)
     if name is None:
+        stack.say("restoring the lab's baseline (faults file, config, components)")
         restore_baseline(stack)
     if wait and not remaining:
+        stack.say("waiting until every component is healthy")
         stack.wait_healthy(wait)
         if name is None:
             _writable(stack)

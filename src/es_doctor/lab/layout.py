@@ -229,6 +229,11 @@ def refresh_service_config(paths: LabPaths, s: LabSettings) -> None:
 #: monitoring.uptime's window on the lab: its faults (and the tests' many restarts) stop the service on
 #: purpose, so an outage leaves the uptime within half a minute instead of a day
 LAB_UPTIME_WINDOW_S = 30.0
+#: the lab's signal window (alert rules' rates, a check's widened window): a minute of its ~10 requests/s
+LAB_SIGNAL_WINDOW_S = 60.0
+#: the fewest requests (inserts) the lab grades a ratio on: its minute holds ~500 requests but only ~100
+#: inserts (fewer on a loaded machine)
+LAB_MIN_REQUESTS = 50
 
 
 def build_target(paths: LabPaths, s: LabSettings) -> Target:
@@ -257,7 +262,8 @@ def build_target(paths: LabPaths, s: LabSettings) -> Target:
                                     jobs=["email-sender"]),
         docker=DockerConfig(host=s.docker_host, compose_project=s.compose_project,
                             volumes=[s.qdrant_volume, s.postgres_volume]),
-        thresholds=Thresholds(uptime_window_s=LAB_UPTIME_WINDOW_S),
+        thresholds=Thresholds(uptime_window_s=LAB_UPTIME_WINDOW_S, signal_window_s=LAB_SIGNAL_WINDOW_S,
+                              min_requests=LAB_MIN_REQUESTS),
         absent=absent,
         load=LoadConfig(lab=True),  # es-doctor load runs here without --yes
     )

@@ -8,6 +8,7 @@ Components: ``postgres`` (PostgreSQL 15 of this host), ``qdrant`` (``es_doctor.l
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,8 @@ class LabStack:
         self.settled = True
         #: settings given (a lab started afresh): config.yaml follows them
         self._fresh = use is not None
+        #: where up(), down() and a fault's clearing say what they are doing (one short line per step)
+        self.say: Callable[[str], None] = lambda _line: None
 
     @classmethod
     def load(cls, lab_dir: Path) -> LabStack:
@@ -158,17 +161,19 @@ class LabStack:
         if self._fresh or not p.config.is_file():
             refresh_service_config(p, s)
         if PROMETHEUS in self.present():
-            from es_doctor.alert_rules import render_rules
+            from es_doctor.alert_rules import RuleOptions, render_rules
 
             rules = p.prometheus / "alert-rules.yml"
-            rules.write_text(render_rules(self.target), encoding="utf-8")
+            rules.write_text(render_rules(self.target, RuleOptions("lab", target_label="lab")), encoding="utf-8")
             infra.write_prometheus_config(p.prometheus / "prometheus.yml", infra.prometheus_config(
                 [f"127.0.0.1:{s.ports.metrics}"], "email-sender", [str(rules)]))
         if POSTGRES in self.present():
             infra.chown_postgres(p.pg_root)
         if self.mode == "docker":
+            self.say("preparing Docker (images, volumes)")
             self._prepare_docker()
         for name in self.present():
+            self.say(f"starting {name}")
             self.start_component(name)
             if name == POSTGRES:
                 infra.wait_until(lambda: infra.postgres_ready(s.ports.postgres, s.pg_superuser_password),
@@ -179,7 +184,9 @@ class LabStack:
                                  timeout, "Qdrant", 0.2)
         self._start_pprofd(timeout)
         write_target(p, self.target)
+        self.say("waiting until every component is healthy")
         self.wait_healthy(timeout)
+        self.say("waiting until the lab answers at its resting pace")
         self.settled = self.settle()
 
     def settle(self, timeout: float = 15.0) -> bool:
@@ -219,6 +226,7 @@ class LabStack:
         p, s = self.paths, self.settings
         s.pprof = pprofd.unavailable_reason() is None
         if s.pprof:
+            self.say("building the Go profiling program")
             try:
                 pprofd.build()
             except infra.InfraError as exc:  # an optional sidecar: the lab runs without it, and says why
@@ -308,6 +316,8 @@ class LabStack:
         pprofd.stop(self.paths.run)
         if self.engine_answers():
             for name in reversed(COMPONENTS):
+                if name in self.present():
+                    self.say(f"stopping {name}")
                 self.runner.remove(name)
             if self.mode == "docker" and volumes:
                 names = (self.settings.qdrant_volume, self.settings.postgres_volume)
@@ -329,6 +339,7 @@ class LabStack:
             if volumes:
                 shutil.rmtree(engine, ignore_errors=True)
         if volumes:  # a full reset: the next `up` starts a fresh lab
+            self.say("removing the lab's data")
             (self.lab_dir / "lab.json").unlink(missing_ok=True)
             for path in (self.paths.faults_state, self.paths.faults, self.paths.service_state):
                 path.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ from html import escape
 from importlib import resources
 
 from es_doctor.findings import SYMPTOM_CLASSES, Finding, Report, Status, worst
+from es_doctor.render.table import MAX_EVIDENCE, evidence_text
 from es_doctor.serve.widgets import Widget
 from es_doctor.units import utc_display, utc_iso
 
@@ -79,6 +80,30 @@ def _widget(widget: Widget) -> str:
             f'<div class="src">from {escape(widget.source)}</div></div>')
 
 
+def _row(f: Finding, view: TargetView, now: float) -> str:
+    evidence = "".join(f"<li>{escape(evidence_text(e))}</li>" for e in f.evidence[:MAX_EVIDENCE])
+    return (f'<tr data-check="{escape(f.id)}" data-status="{f.status.value}">'
+            f'<td data-label="status">{_badge(f.status)}</td>'
+            f'<td data-label="check"><code>{escape(f.id)}</code></td>'
+            f'<td data-label="summary">{escape(f.summary)}</td>'
+            f'<td data-label="evidence">{"<ul>" + evidence + "</ul>" if evidence else ""}</td>'
+            f'<td data-label="cure">{_cure(f)}</td>'
+            f'<td data-label="since">{_when(view.since.get(f.id), now)}</td></tr>')
+
+
+_HEAD = ('<table class="checks"><thead><tr><th>status</th><th>check</th><th>summary</th>'
+         "<th>evidence</th><th>cure</th><th>since</th></tr></thead><tbody>")
+
+
+def _problems(problems: list[Finding], view: TargetView, now: float) -> str:
+    """The "Problems (n)" block: above the widgets, the cause first, each with its cure command."""
+    if not problems:
+        return '<div class="problems none" data-problems="0"><h3>No problems</h3></div>'
+    rows = "".join(_row(f, view, now) for f in problems)
+    return (f'<div class="problems" data-problems="{len(problems)}"><h3>Problems ({len(problems)})</h3>'
+            f"{_HEAD}{rows}</tbody></table></div>")
+
+
 def _target(view: TargetView, now: float) -> str:
     anchor = f"target-{escape(view.name)}"
     if view.report is None:
@@ -91,6 +116,8 @@ def _target(view: TargetView, now: float) -> str:
              f"<h2>{escape(view.name)} {_badge(report.status)}</h2>",
              f'<p class="meta">{escape(summary)}; diagnosed {_when(report.started_at.timestamp(), now)} in '
              f"{report.duration_ms / 1000:.1f} s{' · running now' if view.running else ''}</p>"]
+    problems = report.problems()
+    parts.append(_problems(problems, view, now))
     if view.widgets:
         parts.append('<div class="widgets">' + "".join(_widget(w) for w in view.widgets) + "</div>")
     for cls in SYMPTOM_CLASSES:
@@ -99,20 +126,14 @@ def _target(view: TargetView, now: float) -> str:
             continue
         cls_status = Status.SKIP if all(f.status is Status.SKIP for f in findings) else worst(
             [f.status for f in findings])
-        parts.append(f'<h3 data-class="{escape(cls)}">{escape(cls)} {_badge(cls_status)}</h3>')
-        parts.append('<table class="checks"><thead><tr><th>status</th><th>check</th><th>summary</th>'
-                     "<th>evidence</th><th>cure</th><th>since</th></tr></thead><tbody>")
-        for f in findings:
-            evidence = "".join(f"<li>{escape(e.render())}</li>" for e in f.evidence)
-            parts.append(
-                f'<tr data-check="{escape(f.id)}" data-status="{f.status.value}">'
-                f'<td data-label="status">{_badge(f.status)}</td>'
-                f'<td data-label="check"><code>{escape(f.id)}</code></td>'
-                f'<td data-label="summary">{escape(f.summary)}</td>'
-                f'<td data-label="evidence">{"<ul>" + evidence + "</ul>" if evidence else ""}</td>'
-                f'<td data-label="cure">{_cure(f)}</td>'
-                f'<td data-label="since">{_when(view.since.get(f.id), now)}</td></tr>')
-        parts.append("</tbody></table>")
+        rest = [f for f in findings if f not in problems]
+        tally = ", ".join(f"{n} {s.value}" for s in Status if (n := sum(f.status is s for f in findings)))
+        # the passing rows are collapsed (a click opens them); the problems are already above
+        parts.append(f'<details class="cls" data-class="{escape(cls)}"><summary><h3 data-class="{escape(cls)}">'
+                     f'{escape(cls)} {_badge(cls_status)}</h3> <span class="meta">{escape(tally)}</span></summary>')
+        if rest:
+            parts.append(_HEAD + "".join(_row(f, view, now) for f in rest) + "</tbody></table>")
+        parts.append("</details>")
     parts.append("</section>")
     return "".join(parts)
 

@@ -1,9 +1,12 @@
 """The guide's eight dashboard widgets, per target, with a short trend.
 
-Sampled once per round after the diagnosis, read-only: one scrape of the service's metrics (rates come
-from this round's scrape and the previous round's), and, when the target has a Prometheus, its answers
-for what needs history (latency percentiles over 5 minutes, error rate over 1 h and 24 h). Without
-Prometheus the error rates are computed over what the daemon itself has seen (up to 24 h), and say so.
+Sampled once per round after the diagnosis, read-only. The widgets of a signal a check grades (API
+latency, error rate, memory) show the numbers of that check's finding in this round: the same window,
+sample and status, so a widget never contradicts its check. The rest come from one scrape of the
+service's metrics (rates from this round's scrape and the previous round's) and, when the target has a
+Prometheus, its answers for what needs history (the error rate over 1 h and 24 h, with the signal's own
+PromQL: :mod:`es_doctor.signals`). Without Prometheus those error rates are computed over what the daemon
+itself has seen (up to 24 h), and say so.
 """
 
 from __future__ import annotations
@@ -14,10 +17,19 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from es_doctor.config import Target, parse_size
-from es_doctor.findings import Report, Status
-from es_doctor.probes.metrics import Scrape, counter_delta, scrape, window_quantile
+from es_doctor.findings import Finding, Report, Status
+from es_doctor.probes.metrics import Scrape, counter_delta, scrape
 from es_doctor.probes.prometheus import PrometheusProbe
 from es_doctor.probes.session import ProbeSession
+from es_doctor.signals import (
+    ERROR_RATE,
+    event_bus_from_scrapes,
+    grade_level,
+    is_error,
+    is_user_request,
+    memory_from_scrape,
+    memory_share_pct,
+)
 
 TREND_POINTS = 20
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -55,8 +67,8 @@ def _fmt(value: float | None, unit: str = "", digits: int = 3) -> str:
     return f"{value:.{digits}g}{unit}"
 
 
-def _ms(seconds: float | None) -> str:
-    return "n/a" if seconds is None else f"{seconds * 1000:.0f} ms"
+def _ms_value(ms: float | None) -> str:
+    return "n/a" if ms is None else f"{ms:.0f} ms"
 
 
 def _pct(ratio: float | None) -> str:
@@ -64,11 +76,27 @@ def _pct(ratio: float | None) -> str:
 
 
 def _grade(value: float | None, warn: float, crit: float | None = None) -> Status | None:
-    if value is None:
+    return None if value is None else grade_level(value, warn, crit)
+
+
+def _evidence(finding: Finding | None, name: str) -> float | None:
+    """A number of a finding's evidence (None when the finding or the number is not there)."""
+    if finding is None:
         return None
-    if crit is not None and value > crit:
-        return Status.CRIT
-    return Status.WARN if value > warn else Status.OK
+    value = next((e.value for e in finding.evidence if e.name == name), None)
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def _graded(finding: Finding | None) -> Status | None:
+    return finding.status if finding is not None and finding.status in (Status.OK, Status.WARN, Status.CRIT) \
+        else None
+
+
+def _window_words(finding: Finding | None, noun: str) -> str:
+    sample, seconds = _evidence(finding, noun), _evidence(finding, "window")
+    if finding is None or sample is None or seconds is None:
+        return ""
+    return f"{finding.id}: {sample:.0f} {noun} over {seconds:.0f} s"
 
 
 class Board:
@@ -109,38 +137,32 @@ class Board:
         source = "service metrics" + (" (this round and the previous)" if window else "")
         widgets = [self._service(report)]
 
-        # API response time p50/p95/p99
-        quantiles: dict[str, float | None] = {}
-        lat_source = source
-        if prom is not None:
-            for q in ("0.5", "0.95", "0.99"):
-                quantiles[q] = _prom_scalar(prom, f"histogram_quantile({q}, sum(rate({m.request_duration}_bucket[5m])) "
-                                                  "by (le))")
-            if any(v is not None for v in quantiles.values()):
-                lat_source = "Prometheus (5 m)"
-        if not any(v is not None for v in quantiles.values()) and window and prev and cur:
-            quantiles = {q: window_quantile(prev, cur, m.request_duration, float(q))[0]
-                         for q in ("0.5", "0.95", "0.99")}
-            lat_source = source
-        p95 = quantiles.get("0.95")
-        p95_ms = None if p95 is None else p95 * 1000
-        widgets.append(Widget("latency", "API response time", f"p95 {_ms(p95)}",
-                              [("p50", _ms(quantiles.get("0.5"))), ("p99", _ms(quantiles.get("0.99")))],
-                              _grade(p95_ms, th.latency_p95_warn_ms, th.latency_p95_crit_ms),
-                              self._trend("latency", p95_ms), lat_source))
+        found = {f.id: f for f in report.findings}
 
-        # error rate 1 h / 24 h
+        # API response time p50/p95/p99: the check's numbers (its window, its sample)
+        latency = found.get("performance.latency")
+        p95_ms = _evidence(latency, "p95")
+        widgets.append(Widget("latency", "API response time",
+                              "n/a" if p95_ms is None else f"p95 {p95_ms:.0f} ms",
+                              [("p50", _ms_value(_evidence(latency, "p50"))),
+                               ("p99", _ms_value(_evidence(latency, "p99"))),
+                               ("sample", _window_words(latency, "requests in window") or "n/a")],
+                              _graded(latency) if p95_ms is not None else None,
+                              self._trend("latency", p95_ms), "diagnosis (performance.latency)"))
+
+        # error rate: the check's window, then 1 h / 24 h
+        errors_finding = found.get("performance.error-rate")
+        now_pct = _evidence(errors_finding, "error rate")
         rates: dict[str, float | None] = {}
         err_source = ""
         if prom is not None:
             for span in ("1h", "24h"):
-                # no 5xx series at all is 0 errors, not "no data"
-                rates[span] = _prom_scalar(prom, f'(sum(increase({m.requests_total}{{status=~"5.."}}[{span}])) '
-                                                 f"or vector(0)) / sum(increase({m.requests_total}[{span}]))")
+                rates[span] = _prom_scalar(prom, ERROR_RATE.ratio_promql(target, span))
             err_source = "Prometheus" if any(v is not None for v in rates.values()) else ""
         if cur is not None:
-            total = cur.total(m.requests_total) or 0.0
-            errors = sum(s.value for s in cur.get(m.requests_total) if (s.label("status") or "").startswith("5"))
+            users = [x for x in cur.get(m.requests_total) if is_user_request(x)]
+            total = sum(x.value for x in users)
+            errors = sum(x.value for x in users if is_error(x))
             self._totals.append((cur.taken_at, total, errors))
             while self._totals and self._totals[0][0] < cur.taken_at - 86400:
                 self._totals.popleft()
@@ -148,16 +170,22 @@ class Board:
             rates = {"1h": self._own_rate(3600), "24h": self._own_rate(86400)}
             seen = (self._totals[-1][0] - self._totals[0][0]) if len(self._totals) > 1 else 0.0
             err_source = f"service metrics, over what es-doctor saw ({seen / 60:.0f} min)"
-        one_hour = rates.get("1h")
-        widgets.append(Widget("errors", "Error rate", f"1 h {_pct(one_hour)}", [("24 h", _pct(rates.get("24h")))],
-                              _grade(None if one_hour is None else one_hour * 100, th.error_rate_warn_pct,
-                                     th.error_rate_crit_pct),
-                              self._trend("errors", None if one_hour is None else one_hour * 100), err_source))
+        widgets.append(Widget("errors", "Error rate",
+                              "n/a" if now_pct is None else f"{now_pct:.2f} %",
+                              [("sample", _window_words(errors_finding, "requests") or "n/a"),
+                               ("1 h", _pct(rates.get("1h"))), ("24 h", _pct(rates.get("24h")))],
+                              _graded(errors_finding) if now_pct is not None else None,
+                              self._trend("errors", now_pct),
+                              "diagnosis (performance.error-rate)" + (f"; 1 h, 24 h: {err_source}" if err_source
+                                                                      else "")))
 
-        # memory / CPU
-        memory = cur.total(m.resident_memory) if cur else None
+        # memory / CPU: the check's share; CPU from this round's scrapes
+        memory_finding = found.get("performance.memory")
+        share = _evidence(memory_finding, "memory")
+        memory = memory_from_scrape(m, cur) if cur else None
         limit = parse_size(target.service.memory_limit)
-        share = None if memory is None else memory / limit * 100
+        if share is None and memory is not None:
+            share = memory_share_pct(memory, limit)
         cpu = None
         if window and prev and cur:
             used = counter_delta(prev, cur, "process_cpu_seconds_total")
@@ -165,8 +193,9 @@ class Board:
         widgets.append(Widget("memory", "Memory / CPU", f"{_fmt(share, ' %')} of {target.service.memory_limit}",
                               [("resident", _fmt(None if memory is None else memory / 2**20, " MiB")),
                                ("CPU", _fmt(cpu, " %"))],
-                              _grade(share, th.memory_warn_pct, th.memory_crit_pct), self._trend("memory", share),
-                              source))
+                              _graded(memory_finding) if memory_finding is not None and share is not None
+                              else _grade(share, th.memory_warn_pct, th.memory_crit_pct),
+                              self._trend("memory", share), source))
 
         # vector operations/s
         ops = self._rate(prev, cur, m.vector_operations) if window else None
@@ -188,11 +217,14 @@ class Board:
         depth = cur.total(m.event_bus_depth) if cur else None
         capacity = cur.total(m.event_bus_capacity) if cur else None
         dropped = self._rate(prev, cur, m.event_bus_dropped) if window else None
-        fill = None if depth is None or not capacity else depth / capacity * 100
+        # the event bus use is graded by its check (inter-manager.event-bus): the widget shows that status
+        bus_finding = found.get("inter-manager.event-bus")
+        bus = event_bus_from_scrapes(m, prev if window and prev else cur, cur) if cur else None
         widgets.append(Widget("eventbus", "Event bus", f"{_fmt(published)} events/s",
                               [("queue", f"{_fmt(depth)} / {_fmt(capacity)}"),
                                ("dropped", f"{_fmt(dropped)} /s")],
-                              _grade(fill, th.event_bus_saturation_warn_pct, th.event_bus_saturation_crit_pct),
+                              _graded(bus_finding) if bus_finding is not None
+                              else (None if bus is None else bus.status(th)),
                               self._trend("eventbus", published), source))
 
         # database connections

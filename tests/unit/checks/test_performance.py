@@ -120,8 +120,27 @@ def test_latency_old_slow_requests_do_not_count() -> None:
 def test_latency_no_requests_in_the_window() -> None:
     before, _ = latency_window({})
     out = expect(FakeContext(no_prometheus(), metrics=(before, before)), "performance.latency", Status.OK,
-                 "no API requests")
-    assert evidence(out)["requests"] == 0
+                 "not graded", "too few requests to grade: 0 (at least 10)")
+    assert evidence(out)["requests in window"] == 0
+
+
+@covers("performance.latency", Status.OK)
+def test_latency_is_not_graded_on_too_few_requests() -> None:
+    """Five slow requests are not a p95: below thresholds.min_observations the check says so."""
+    out = expect(FakeContext(no_prometheus(), metrics=latency_window({1.0: 5})), "performance.latency", Status.OK,
+                 "too few requests to grade: 5")
+    assert evidence(out)["requests in window"] == 5
+
+
+@covers("performance.latency", Status.WARN)
+def test_latency_widens_to_prometheus_when_the_window_holds_too_few() -> None:
+    """Too few requests in the two scrapes: the signal window's count and percentiles from Prometheus."""
+    answers: list[Answer | Failure] = [prom_value("120"), prom_value("0.05"), prom_value("0.3"), prom_value("0.6")]
+    ctx = FakeContext(routes={prom("/api/v1/query"): answers}, metrics=latency_window({0.05: 3}))
+    out = expect(ctx, "performance.latency", Status.WARN, "300 ms on 120 requests", cure="vector-cache-tune")
+    assert evidence(out)["widened to"] == "Prometheus over the signal window"
+    assert evidence(out)["requests in window"] == 120
+    assert any("route!~" in unquote(url) for _, url in ctx.fake_http.calls), "probe routes are left out"
 
 
 @covers("performance.latency", Status.UNKNOWN)
@@ -137,6 +156,10 @@ def test_latency_without_metrics_or_prometheus() -> None:
            Status.UNKNOWN, "cannot measure latency")
 
 
+def prom_value(value: str) -> Answer:
+    return prom_data({"resultType": "vector", "result": [{"metric": {}, "value": [1700000000, value]}]})
+
+
 def prometheus_p95(value: str) -> dict[str, Answer | Failure]:
     return {prom("/api/v1/query"): prom_data({"resultType": "vector",
                                                "result": [{"metric": {}, "value": [1700000000, value]}]})}
@@ -144,12 +167,16 @@ def prometheus_p95(value: str) -> dict[str, Answer | Failure]:
 
 @covers("performance.latency", Status.WARN, Status.OK)
 def test_latency_from_prometheus_when_the_service_cannot_be_scraped() -> None:
-    ctx = FakeContext(routes=prometheus_p95("0.3"), metrics=refused())
-    out = expect(ctx, "performance.latency", Status.WARN, "300 ms", "from Prometheus", cure="vector-cache-tune")
+    answers: list[Answer | Failure] = [prom_value("500"), prom_value("0.1"), prom_value("0.3"), prom_value("0.5")]
+    ctx = FakeContext(routes={prom("/api/v1/query"): answers}, metrics=refused())
+    out = expect(ctx, "performance.latency", Status.WARN, "300 ms", cure="vector-cache-tune")
     assert evidence(out)["p95"] == 300.0
+    assert evidence(out)["window from"] == "Prometheus over the signal window"
     assert any("histogram_quantile(0.95" in unquote(url) for _, url in ctx.fake_http.calls)
-    expect(FakeContext(routes=prometheus_p95("0.02"), metrics=refused()), "performance.latency", Status.OK,
-           "20 ms")
+    ok_answers: list[Answer | Failure] = [prom_value("500"), prom_value("0.01"), prom_value("0.02"),
+                                          prom_value("0.03")]
+    expect(FakeContext(routes={prom("/api/v1/query"): ok_answers}, metrics=refused()), "performance.latency",
+           Status.OK, "20 ms")
 
 
 @covers("performance.latency", Status.UNKNOWN)
@@ -250,7 +277,29 @@ def test_error_rate_ignores_4xx() -> None:
 @covers("performance.error-rate", Status.OK)
 def test_error_rate_no_requests() -> None:
     before, _ = requests_window(0, {})
-    expect(FakeContext(metrics=(before, before)), "performance.error-rate", Status.OK, "no API requests")
+    expect(FakeContext(metrics=(before, before)), "performance.error-rate", Status.OK, "not graded",
+           "too few requests to grade: 0 (at least 100)")
+
+
+@covers("performance.error-rate", Status.OK)
+@pytest.mark.parametrize(("ok_count", "errors"), [(19, 1), (49, 1), (98, 2), (990, 12)])
+def test_rare_errors_at_low_traffic_do_not_alarm(ok_count: int, errors: int) -> None:
+    """1 of 20 or 1 of 50 is too few requests to grade; 2 of 100 and 12 of 1002 are over 1 % but not
+    significantly (the Wilson lower bound is under the threshold): OK, with the sample size."""
+    out = expect(FakeContext(no_prometheus(), metrics=requests_window(ok_count, {"500": errors})),
+                 "performance.error-rate", Status.OK, f"{errors} of {ok_count + errors} requests")
+    assert evidence(out)["requests"] == ok_count + errors
+
+
+@covers("performance.error-rate", Status.OK)
+def test_probe_routes_are_not_users_requests() -> None:
+    """A readiness probe's 503s are startup.health's finding, not the users' error rate."""
+    def text(ok_count: int, probe_errors: int) -> str:
+        return exposition({f'{REQUESTS}{{route="/api/v1/tasks",status="200"}}': ok_count,
+                           f'{REQUESTS}{{route="/ready",status="503"}}': probe_errors})
+    out = expect(FakeContext(no_prometheus(), metrics=(text(0, 0), text(500, 500))), "performance.error-rate",
+                 Status.OK, "0 of 500 requests")
+    assert evidence(out)["5xx"] == 0
 
 
 @covers("performance.error-rate", Status.UNKNOWN)

@@ -179,8 +179,16 @@ def test_insert_errors_at_the_threshold_is_ok() -> None:
 
 @covers("vectors.insert-errors", Status.WARN)
 def test_insert_errors_over_threshold() -> None:
-    expect(FakeContext(metrics=(ops(10_000, 0), ops(10_998, 2))), "vectors.insert-errors", Status.WARN,
-           "0.20 %", "2 of 1000", cure="qdrant-dimension-fix")
+    out = expect(FakeContext(metrics=(ops(10_000, 0), ops(10_990, 10))), "vectors.insert-errors", Status.WARN,
+                 "1.00 %", "10 of 1000", cure="qdrant-dimension-fix")
+    assert evidence(out)["inserts"] == 1000 and evidence(out)["lower bound"] > 0.1
+
+
+@covers("vectors.insert-errors", Status.OK)
+def test_two_failed_inserts_in_a_thousand_are_not_significant() -> None:
+    """0.2 % measured, but its Wilson lower bound (0.05 %) is under the 0.1 % threshold: not a WARN."""
+    expect(FakeContext(metrics=(ops(10_000, 0), ops(10_998, 2))), "vectors.insert-errors", Status.OK,
+           "0.20 %", "2 of 1000", "not significantly")
 
 
 @covers("vectors.insert-errors", Status.WARN)
@@ -213,7 +221,8 @@ def test_insert_errors_ignore_search_errors_and_old_errors() -> None:
 
 @covers("vectors.insert-errors", Status.OK)
 def test_insert_errors_no_inserts() -> None:
-    expect(FakeContext(metrics=(ops(100, 1), ops(100, 1))), "vectors.insert-errors", Status.OK, "no vector inserts")
+    expect(FakeContext(metrics=(ops(100, 1), ops(100, 1))), "vectors.insert-errors", Status.OK,
+           "too few inserts to grade: 0")
 
 
 @covers("vectors.insert-errors", Status.UNKNOWN)
