@@ -72,6 +72,9 @@ def _register() -> None:
     from es_doctor.cli import serve_cmd
 
     app.command("serve")(serve_cmd.serve)
+    from es_doctor.cli import requests_cmd
+
+    app.add_typer(requests_cmd.requests_app, name="requests")
     from es_doctor.cli import dashboard_cmd
 
     app.command("dashboard")(dashboard_cmd.dashboard)
