@@ -264,3 +264,67 @@ def test_an_engine_that_is_not_there_is_refused_not_an_exception(tmp_path: Path)
     result = DockerProbe(host=f"unix://{tmp_path / 'none.sock'}", timeout=2).ping()
     assert result.failure is not None and result.failure.kind is FailureKind.REFUSED
     assert "docker engine unreachable" in result.failure.message
+
+
+# --------------------------------------------------------------------------- --help imports the CLI's skeleton only (#25)
+
+HELP_PROG = ("import sys\nfrom es_doctor.cli.main import main\nrc = main(sys.argv[1:])\n"
+             "sys.stderr.write('MODULES=' + ','.join(sorted(sys.modules)) + '\\n')\n")
+#: what a help never needs: the config's models, the engines, the renderers, the SDKs (es_doctor.render itself is
+#: the --format choices; its renderers are its submodules)
+NOT_FOR_HELP = ("pydantic", "pydantic_core", "docker", "psycopg", "qdrant_client", "httpx", "httpcore",
+                "prometheus_client", "grafana_foundation_sdk", "jinja2", "ruamel", "yaml", "psutil", "rich",
+                "es_doctor.runner", "es_doctor.config", "es_doctor.checks", "es_doctor.probes", "es_doctor.runbooks",
+                "es_doctor.serve", "es_doctor.lab", "es_doctor.render.")
+
+
+def _command_paths() -> list[list[str]]:
+    from es_doctor.cli.main import command
+
+    def walk(cmd: Any, prefix: list[str]) -> list[list[str]]:
+        found = [prefix]
+        for name, sub in getattr(cmd, "commands", {}).items():
+            found += walk(sub, [*prefix, name])
+        return found
+
+    return walk(command(), [])
+
+
+def _forbidden(modules: list[str]) -> list[str]:
+    return sorted(m for m in modules for bad in NOT_FOR_HELP
+                  if (m.startswith(bad) if bad.endswith(".") else m == bad or m.startswith(bad + ".")))
+
+
+def test_every_help_imports_nothing_beyond_the_cli_skeleton() -> None:
+    paths = _command_paths()
+    assert len(paths) > 30 and ["diagnose"] in paths and ["lab", "fault", "add"] in paths
+    offenders = {}
+    for path in paths:
+        result = subprocess.run([PY, "-c", HELP_PROG, *path, "--help"], capture_output=True, text=True,
+                                timeout=60, check=False)
+        assert "Usage:" in result.stdout, (path, result.stderr)
+        line = next(x for x in result.stderr.splitlines() if x.startswith("MODULES="))
+        allowed = {"es_doctor.lab", "es_doctor.lab.fault_table"} if path == ["lab", "fault", "add"] else set()
+        bad = [m for m in _forbidden(line.removeprefix("MODULES=").split(",")) if m not in allowed]
+        if bad:
+            offenders[" ".join(path) or "(root)"] = bad
+    assert offenders == {}
+
+
+def test_lab_fault_add_help_still_lists_every_fault() -> None:
+    from es_doctor.lab.fault_table import TABLE
+
+    result = subprocess.run([PY, "-m", "es_doctor", "lab", "fault", "add", "--help"], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert "Faults (es-doctor lab faults" in result.stdout
+    assert all(spec.name in result.stdout for spec in TABLE)
+
+
+def test_a_root_option_given_is_still_coerced_and_checked(tmp_path: Path) -> None:
+    """The root's options skip pydantic only when absent: a value given goes through typer's coercion."""
+    config = tmp_path / "c.yaml"
+    config.write_text("targets: {only: {}}\n")
+    result = subprocess.run([PY, "-m", "es_doctor", "-c", str(config), "-t", "only", "config", "show"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "target: only" in result.stdout

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -121,6 +121,46 @@ def command() -> typer.core.TyperGroup:
 
     root: typer.core.TyperGroup = polish(typer.main.get_command(app))
     return root
+
+
+class _NoneFirst:
+    """A root option's coercion that answers an absent value (``None``) itself, as typer's does, and
+    builds typer's own (a pydantic ``TypeAdapter``, pydantic imported for it) only for a value given:
+    ``es-doctor COMMAND --help`` processes the root's options before the command's help, and would
+    otherwise import pydantic for ``--config``/``--target`` left out."""
+
+    def __init__(self, param: Any) -> None:
+        self.param = param
+        self.built: Any = None
+
+    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+        if value is None:
+            return () if param.multiple or param.nargs == -1 else None
+        if self.built is None:
+            from typer._coercion import build_runtime_param
+
+            self.built = build_runtime_param(self.param.type_descriptor)
+        return self.built.coerce(value, param=param, ctx=ctx)
+
+
+def _coerce_none_without_pydantic() -> None:
+    """Give every typer parameter the coercion above, on the typer versions that build theirs lazily
+    (``_TyperParameter.get_runtime_param``); elsewhere nothing changes."""
+    kind = getattr(typer.core, "_TyperParameter", None)
+    built = getattr(kind, "get_runtime_param", None)
+    if kind is None or built is None or getattr(built, "none_first", False):
+        return
+
+    def get_runtime_param(self: Any) -> Any:
+        if getattr(self, "_runtime_param", None) is None:
+            self._runtime_param = _NoneFirst(self)
+        return self._runtime_param
+
+    get_runtime_param.none_first = True  # type: ignore[attr-defined]
+    kind.get_runtime_param = get_runtime_param
+
+
+_coerce_none_without_pydantic()
 
 
 def main(argv: list[str] | None = None) -> int:
