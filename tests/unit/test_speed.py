@@ -42,7 +42,8 @@ def _closed_port() -> int:
 # --------------------------------------------------------------------------- what a run imports
 
 IMPORTS = ("import sys\nfrom es_doctor.cli.main import main\nrc = main(sys.argv[1:])\n"
-           "heavy = [m for m in ('qdrant_client', 'numpy', 'grpc', 'docker', 'psycopg') if m in sys.modules]\n"
+           "heavy = [m for m in ('qdrant_client', 'numpy', 'grpc', 'docker', 'psycopg', 'jinja2', "
+           "'grafana_foundation_sdk', 'ruamel', 'rich') if m in sys.modules]\n"
            "sys.stderr.write('IMPORTED=' + ','.join(heavy) + '\\n')\n")
 
 
@@ -77,6 +78,8 @@ def test_a_url_target_diagnose_never_imports_qdrant_client(tmp_path: Path) -> No
     assert "qdrant_client" not in imported and "numpy" not in imported and "grpc" not in imported
     # an engine on a Unix socket is read over its API: no docker SDK either
     assert "docker" not in imported
+    # runbooks are not templated, no dashboard is built, JSON is not a table (#25)
+    assert not imported & {"jinja2", "grafana_foundation_sdk", "ruamel", "rich"}
     # the PostgreSQL check did import psycopg: the list is what was imported
     assert "psycopg" in imported
 
