@@ -269,7 +269,7 @@ def test_an_engine_that_is_not_there_is_refused_not_an_exception(tmp_path: Path)
     assert "docker engine unreachable" in result.failure.message
 
 
-# --------------------------------------------------------------------------- --help imports the CLI's skeleton only (#25)
+# --------------------------------------------------------------------------- --help: the CLI's skeleton (#25)
 
 HELP_PROG = ("import sys\nfrom es_doctor.cli.main import main\nrc = main(sys.argv[1:])\n"
              "sys.stderr.write('MODULES=' + ','.join(sorted(sys.modules)) + '\\n')\n")
