@@ -331,3 +331,47 @@ def test_a_root_option_given_is_still_coerced_and_checked(tmp_path: Path) -> Non
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert "target: only" in result.stdout
+
+
+# --------------------------------------------------------------------------- a run builds its own command only (#25)
+
+
+def test_the_command_a_run_invokes_is_read_past_the_root_options() -> None:
+    from es_doctor.cli.main import invoked
+
+    assert invoked(["diagnose", "--format", "json"]) == "diagnose"
+    assert invoked(["-c", "diagnose", "-t", "lab", "lab", "status"]) == "lab"  # a value is not a command
+    assert invoked(["--config", "x.yaml", "--target", "a", "--target", "b", "serve"]) == "serve"
+    assert invoked(["-h"]) is None and invoked([]) is None and invoked(["nosuch"]) is None
+    assert invoked(["--", "diagnose"]) is None
+
+
+def test_the_root_options_taking_a_value_are_those_invoked_skips() -> None:
+    from es_doctor.cli.main import ROOT_VALUE_OPTIONS, command
+
+    taking = {name for p in command().params if not getattr(p, "is_flag", False) and p.nargs == 1
+              and getattr(p, "param_type_name", "") == "option" for name in p.opts + p.secondary_opts}
+    assert taking == ROOT_VALUE_OPTIONS
+
+
+COUNT_COMPILES = ("import sys\ncount = [0]\n"
+                  "sys.addaudithook(lambda event, args: count.__setitem__(0, count[0] + (event == 'compile')))\n"
+                  "from es_doctor.cli.main import main\nrc = main(sys.argv[1:])\n"
+                  "sys.stderr.write(f'COMPILES={count[0]}\\n')\n")
+
+
+def _compiles(*argv: str) -> int:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    subprocess.run([PY, "-m", "compileall", "-q", str(Path(__file__).parents[2] / "src")], capture_output=True,
+                   check=False, timeout=120)
+    result = subprocess.run([PY, "-c", COUNT_COMPILES, *argv], capture_output=True, text=True, env=env,
+                            timeout=60, check=False)
+    return int(next(x for x in result.stderr.splitlines() if x.startswith("COMPILES=")).removeprefix("COMPILES="))
+
+
+def test_a_command_builds_its_own_signature_not_every_commands() -> None:
+    """typer compiles each command's string annotations (twice) when it builds the command: the whole tree
+    (the root's help) costs ~1,100 ``compile()`` calls, one command's help under 400."""
+    whole = _compiles("--help")
+    assert _compiles("diagnose", "--help") < 400 < whole
+    assert _compiles("lab", "fault", "add", "--help") < 400

@@ -6,6 +6,7 @@ remapped to 64 so that it never reads as a CRITICAL finding.
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import sys
@@ -115,11 +116,39 @@ def _crash_log(exc: BaseException) -> Path:
     return write_private(path, text)
 
 
-def command() -> typer.core.TyperGroup:
-    """The click command tree of :data:`app`, its help finished (examples, whole descriptions, plain arguments)."""
+#: the root's options that take a value (the next word is theirs, not a command's name)
+ROOT_VALUE_OPTIONS = frozenset({"-c", "--config", "-t", "--target"})
+
+
+def invoked(argv: list[str]) -> str | None:
+    """The name of the command ``argv`` runs (its first word that is not a root option or an option's
+    value), when it is one of :data:`app`'s; else None."""
+    names = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            return None
+        if word in ROOT_VALUE_OPTIONS:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word if word in names else None
+    return None
+
+
+def command(only: str | None = None) -> typer.core.TyperGroup:
+    """The click command tree of :data:`app`, its help finished (examples, whole descriptions, plain arguments).
+
+    ``only``: the tree with that one command under the root (the one a run invokes): typer reads every
+    command's signature when it builds one (some 1,000 ``compile()`` calls for the whole tree), a run
+    needs its own only. The root's help and completion take the whole tree."""
     from es_doctor.cli.helptext import polish
 
-    root: typer.core.TyperGroup = polish(typer.main.get_command(app))
+    source = app
+    if only is not None:
+        source = copy.copy(app)
+        source.registered_commands = [c for c in app.registered_commands if c.name == only]
+        source.registered_groups = [g for g in app.registered_groups if g.name == only]
+    root: typer.core.TyperGroup = polish(typer.main.get_command(source))
     return root
 
 
@@ -166,7 +195,10 @@ _coerce_none_without_pydantic()
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (never raises)."""
     try:
-        result = command().main(args=argv, prog_name="es-doctor", standalone_mode=False)
+        args = sys.argv[1:] if argv is None else argv
+        completing = any(name.endswith("_COMPLETE") for name in os.environ)  # click's completion: every command
+        tree = command(None if completing else invoked(args))
+        result = tree.main(args=args, prog_name="es-doctor", standalone_mode=False)
     except click_exc.NoArgsIsHelpError as exc:
         if exc.ctx is not None:
             typer.echo(exc.ctx.get_help())
