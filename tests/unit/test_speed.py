@@ -370,8 +370,9 @@ def _compiles(*argv: str) -> int:
 
 
 def test_a_command_builds_its_own_signature_not_every_commands() -> None:
-    """typer compiles each command's string annotations (twice) when it builds the command: the whole tree
-    (the root's help) costs ~1,100 ``compile()`` calls, one command's help under 400."""
+    """typer compiles each command's string annotations (twice, unless they are objects already) when it
+    builds the command: the whole tree (the root's help) cost ~1,100 ``compile()`` calls, ~470 with the
+    annotations evaluated once; one command's help ~110-170."""
     whole = _compiles("--help")
-    assert _compiles("diagnose", "--help") < 400 < whole
-    assert _compiles("lab", "fault", "add", "--help") < 400
+    assert _compiles("diagnose", "--help") < 250 < whole < 700
+    assert _compiles("lab", "fault", "add", "--help") < 250

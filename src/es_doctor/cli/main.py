@@ -12,6 +12,7 @@ import signal
 import sys
 import tempfile
 import traceback
+import typing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -148,8 +149,29 @@ def command(only: str | None = None) -> typer.core.TyperGroup:
         source = copy.copy(app)
         source.registered_commands = [c for c in app.registered_commands if c.name == only]
         source.registered_groups = [g for g in app.registered_groups if g.name == only]
+    _resolve_annotations(source)
     root: typer.core.TyperGroup = polish(typer.main.get_command(source))
     return root
+
+
+def _resolve_annotations(group: typer.Typer) -> None:
+    """Evaluate the string annotations of ``group``'s callbacks once, into objects: typer evaluates each
+    twice otherwise (``inspect.signature(eval_str=True)`` then ``get_type_hints``), a ``compile()`` each."""
+    infos: list[typer.models.CommandInfo | typer.models.TyperInfo | None] = [
+        *group.registered_commands, group.registered_callback]
+    for sub in group.registered_groups:
+        infos.append(sub)
+        if sub.typer_instance is not None:
+            _resolve_annotations(sub.typer_instance)
+    for info in infos:
+        function = getattr(info, "callback", None)
+        annotations = getattr(function, "__annotations__", None)
+        if not annotations or not any(isinstance(v, str) for v in annotations.values()):
+            continue
+        try:
+            function.__annotations__ = typing.get_type_hints(function, include_extras=True)
+        except (NameError, TypeError, AttributeError):  # typer reports it as it did
+            continue
 
 
 class _NoneFirst:
