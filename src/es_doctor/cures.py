@@ -61,6 +61,8 @@ READ_ONLY = "read-only"
 TARGET_DOWN = "target-down"
 NOT_GREEN = "not-green"
 UNKNOWN_ALERT = "unknown-alert"
+#: the port's holder answers HTTP but not as the service: a web server to show the operator, never ended
+WEB_SERVER = "web-server"
 #: ``alert:<finding-id>``: a firing alert es-doctor generated; its cure is that finding's
 ALERT_PREFIX = "alert:"
 
@@ -74,7 +76,7 @@ CURES: Mapping[str, Cure] = MappingProxyType({
                             postgres_down=_POSTGRES),
     "startup.docker-engine": _cure(None, escalate=2),
     "startup.container": _cure(_r("service-restart")),
-    "startup.port-owner": _cure(_r("port-in-use")),
+    "startup.port-owner": _cure(_r("port-in-use"), escalate=2, web_server=None),
     "startup.go-env": _cure(_r("config-missing")),
     "startup.config-file": _cure(_r("config-missing")),
     "startup.qdrant": _cure(_QDRANT),

@@ -398,9 +398,11 @@ def post_with_retry(
     name: str, channel: EscalationChannel, url: str, payload: dict[str, Any], known: list[str],
     sleep: Callable[[float], None] = time.sleep,
 ) -> Delivery:
-    """POST ``payload`` as JSON; retry refusals, timeouts, 429 and 5xx with exponential backoff."""
-    from es_doctor.probes.http import bounded_client, post_once, retry_after
+    """POST ``payload`` as JSON; retry refusals, timeouts, 429 and 5xx with exponential backoff (or the
+    server's ``Retry-After``), waiting at most ``MAX_RETRY_WAIT_TOTAL_S`` (60 s) between tries in all."""
+    from es_doctor.probes.http import RetryBudget, poster, retry_after
 
+    budget = RetryBudget()  # Retry-After is capped per try, and all the waits together too
     attempts = 0
     detail = ""
     status: int | None = None
@@ -408,14 +410,14 @@ def post_with_retry(
     headers = {"User-Agent": f"es-doctor/{__version__}", "Content-Type": "application/json"}
     body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
     try:  # timeout_s is the whole request's deadline (connect, send, answer), body capped at 64 KiB
-        client = bounded_client(url, deadline_s=channel.timeout_s, max_body=64 * 1024)
+        client = poster(url, deadline_s=channel.timeout_s, max_body=64 * 1024)
     except ValueError as exc:  # e.g. a malformed proxy setting
         return Delivery(name, channel.type, False, 0, scrub(f"cannot create an HTTP client: {exc}", known))
     with client:
         for attempt in range(channel.retries + 1):
             attempts += 1
             wait = delay
-            answer = post_once(client, url, body, headers, channel.timeout_s)
+            answer = client.post(body, headers)
             status, retryable = answer.status_code, answer.retryable
             if status is None:
                 detail = answer.detail
@@ -428,7 +430,11 @@ def post_with_retry(
                     wait = retry_after(answer.headers, delay)
             if not retryable or attempt == channel.retries:
                 break
-            sleep(wait)
+            granted = budget.take(wait)
+            if granted is None:
+                detail += f" (not retried: {budget.total:g} s of waiting between tries spent)"
+                break
+            sleep(granted)
             delay *= 2
     return Delivery(name, channel.type, False, attempts, scrub(detail, known), status)
 

@@ -233,9 +233,28 @@ def run_many(targets: Sequence[tuple[str, Target]], check_ids: Sequence[str] = (
 
     def one(item: tuple[str, Target]) -> Report:
         name, target = item
-        return diagnose(target, name, check_ids, classes, timeout=timeout, deadline_s=deadline_s,
-                        scrapes_dir=scrapes_dir)
+        try:
+            return diagnose(target, name, check_ids, classes, timeout=timeout, deadline_s=deadline_s,
+                            scrapes_dir=scrapes_dir)
+        except KeyError:  # an unknown check id: the same for every target, a usage error for the caller
+            raise
+        except Exception as exc:  # noqa: BLE001 - one target's failure never loses another's report
+            return failed_report(name, target, exc)
 
     with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(targets))),
                             thread_name_prefix="target") as pool:
         return list(pool.map(one, targets))
+
+
+#: the finding a target's report holds when its diagnosis itself failed (see :func:`failed_report`)
+RUN_FAILED_ID = "es-doctor.run"
+
+
+def failed_report(name: str, target: Target, exc: BaseException) -> Report:
+    """The report of a target whose diagnosis raised ``exc``: one UNKNOWN finding saying so (secrets
+    scrubbed), so that the other targets' reports are kept and the exit code says UNKNOWN at least."""
+    finding = Finding(id=RUN_FAILED_ID, check_class="es-doctor", status=Status.UNKNOWN,
+                      summary=f"the diagnosis of target {name} failed: {type(exc).__name__}: {exc}"[:500],
+                      description="es-doctor could not diagnose this target (a bug or an unusable setting).")
+    return Report(tool_version=__version__, target=name, started_at=dt.datetime.now(dt.UTC), duration_ms=0.0,
+                  findings=[sanitize(finding, secret_values(target))])

@@ -2,9 +2,12 @@
 
 - :func:`resolve_secret` reads ``env:NAME`` at use time. Inside a URL (a DSN, a Redis URL) the
   value is percent-encoded, inside a ``key=value`` DSN it is quoted, so any password survives.
-- :func:`scrub` hides, in any text, the known secret values (raw and percent-encoded), the password
-  of every URL's userinfo, secret query parameters (``password=``, ``token=``, ``api_key=``, …)
-  and ``password=…`` of key=value DSNs. :func:`mask_data` does the same through dicts and lists,
+- :func:`scrub` hides, in any text, the known secret values (raw, percent-encoded and base64, and the
+  Basic form ``base64(user:password)`` of a URL's userinfo), the password of every URL's userinfo, secret
+  query parameters (``password=``, ``token=``, ``api_key=``, …), ``password=…`` of key=value DSNs, HTTP
+  credentials (``Authorization: …``, ``Cookie: …``, ``Basic <base64>``, ``Bearer <token>``) and session
+  values (``session=…``, ``sid=…``) wherever they appear (a log line, a server's echo).
+  :func:`mask_data` does the same through dicts and lists,
   and masks every value under a secret-named key.
 - :func:`strip_control` removes control characters (ESC, NUL, …) from foreign text before it is
   printed or written into XML.
@@ -15,6 +18,7 @@ Splitting a DSN (libpq's parse) is :func:`es_doctor.probes.postgres.split_dsn`.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import unicodedata
@@ -44,6 +48,20 @@ _KV_PASSWORD = re.compile(r"(?P<key>\bpassword\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*
 _JSON_SECRET = re.compile(
     r'(?P<key>"(?:password|passwd|pwd|secret|token|access_token|api[_-]?key|apikey|authorization|routing_key)"'
     r'\s*:\s*)"(?P<value>[^"\\]*(?:\\.[^"\\]*)*)"', re.I)
+#: an HTTP credential after its scheme word (``Basic dXNlcjpQQVNT``, ``Bearer eyJ…``): masked when the value
+#: looks like a credential (see :func:`_credential_like`), so "Basic authentication" stays prose
+_AUTH_SCHEME = re.compile(r"(?P<key>\b(?:Basic|Bearer|Digest|Token|Negotiate|NTLM|ApiKey)\s+)"
+                          r"(?P<value>[A-Za-z0-9+/._~-]{6,}=*)", re.I)
+#: a credential header as a log line or a dict shows it (``Authorization: …``, ``'Cookie': '…'``,
+#: ``X-Api-Key=…``): its whole value, to the end of the line or the closing quote
+_AUTH_HEADER = re.compile(
+    r"(?P<key>\b(?:Proxy-)?(?:Authorization|Cookie|Set-Cookie|X-Api-Key|Api-Key|X-Auth-Token|X-Access-Token)"
+    r"['\"]?\s*[:=]\s*['\"]?)(?P<value>[^\r\n'\"]+)", re.I)
+#: session cookies and tokens written as ``name=value`` in a log line (``session=…``, ``sid=…``)
+_SESSION_VALUE = re.compile(
+    r"(?P<key>\b(?:session|session_?id|sess|sid|jsessionid|phpsessid|connect\.sid|csrftoken|csrf_token|xsrf-token|"
+    r"auth_token|access_token|refresh_token|id_token|remember_token)=)(?P<value>[^;&,\s'\"]+)", re.I)
+_AUTH_HINT = re.compile(r"basic|bearer|digest|token|negotiate|ntlm|apikey|authoriz|cookie|api-key", re.I)
 #: values that say whether a secret is there, never what it is (startup.go-env's "set"/"unset")
 _NOT_SECRETS = frozenset({"", "set", "unset", MASK})
 #: control characters kept in text: tab and newline
@@ -102,11 +120,39 @@ def strip_control(text: str) -> str:
 
 
 def _variants(secret: str) -> list[str]:
-    """A secret and the forms it takes in text: percent-encoded, percent-decoded."""
+    """A secret and the forms it takes in text: percent-encoded, percent-decoded, base64 (standard and
+    URL-safe, with and without padding: an Authorization header, a token echoed by a server)."""
     out = {secret, quote(secret, safe=""), quote(secret)}
     if "%" in secret:
         out.add(unquote(secret))
+    for form in list(out):
+        out.update(_base64_forms(form))
     return [s for s in out if s]
+
+
+def _base64_forms(text: str) -> set[str]:
+    """``text`` base64-encoded (standard, URL-safe, unpadded); none for a text under 6 characters, whose
+    8-character encoding could match unrelated text."""
+    if len(text) < 6:
+        return set()
+    raw = text.encode("utf-8")
+    forms = {base64.b64encode(raw).decode("ascii"), base64.urlsafe_b64encode(raw).decode("ascii")}
+    return forms | {f.rstrip("=") for f in forms if len(f.rstrip("=")) >= 4}
+
+
+def basic_credentials(user: str, password: str) -> list[str]:
+    """The forms HTTP Basic authentication gives ``user:password`` (what a server that echoes the
+    Authorization header shows): base64 of the raw and of the percent-decoded pair."""
+    pairs = {f"{user}:{password}", f"{unquote(user)}:{unquote(password)}"}
+    return sorted({form for pair in pairs for form in _base64_forms(pair)})
+
+
+def _credential_like(value: str) -> bool:
+    """Whether a word after ``Basic``/``Bearer`` looks like a credential rather than prose: a digit or one
+    of ``+/=._~-``, or lower and upper case mixed after its first letter."""
+    body = value[1:]
+    return (any(c.isdigit() or c in "+/=._~-" for c in value)
+            or (any(c.islower() for c in body) and any(c.isupper() for c in body)))
 
 
 def scrub(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
@@ -118,6 +164,12 @@ def scrub(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
     if "=" in text:
         text = _QUERY_SECRET.sub(lambda m: m[0] if _is_ref(m["value"]) else m["key"] + MASK, text)
         text = _KV_PASSWORD.sub(lambda m: m[0] if _is_ref(m["value"]) else m["key"] + MASK, text)
+    if _AUTH_HINT.search(text):
+        text = _AUTH_HEADER.sub(lambda m: m[0] if _is_ref(m["value"]) or m["value"].strip() == MASK
+                                else m["key"] + MASK, text)
+        text = _AUTH_SCHEME.sub(lambda m: m["key"] + MASK if _credential_like(m["value"]) else m[0], text)
+    if "=" in text:
+        text = _SESSION_VALUE.sub(lambda m: m[0] if _is_ref(m["value"]) else m["key"] + MASK, text)
     if '"' in text and ":" in text:
         text = _JSON_SECRET.sub(lambda m: m[0] if _is_ref(m["value"]) or m["value"] == MASK
                                 else f'{m["key"]}"{MASK}"', text)
@@ -217,6 +269,7 @@ def _password_of(text: str) -> list[str]:
             parts = urlsplit(text)
             if parts.password:
                 found.extend([parts.password, unquote(parts.password)])
+                found.extend(basic_credentials(parts.username or "", parts.password))
             if parts.path.strip("/") or parts.query:
                 found.append(text)  # a webhook URL is a secret as a whole
         except ValueError:
@@ -244,7 +297,38 @@ def secret_values(model: BaseModel) -> list[str]:
             resolved = os.environ.get(var)
             if resolved:
                 found.append(resolved)
+    found.extend(_userinfo_secrets(model))
     return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)
+
+
+def _userinfo_secrets(model: BaseModel) -> list[str]:
+    """The password of every URL field of ``model`` (recursively; secret-marked or not, such as
+    ``service.api_url: http://user:PASS@host``) and its HTTP Basic form ``base64(user:password)``."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str) and "://" in value and "@" in value:
+            resolved = resolve_secret(value) or ""
+            for url in {value, resolved}:
+                try:
+                    parts = urlsplit(url)
+                    user, password = parts.username, parts.password
+                except ValueError:
+                    continue
+                if password and not password.startswith("env:"):
+                    found.extend([password, unquote(password), *basic_credentials(user or "", password)])
+
+    walk(model)
+    return found
 
 
 def masked_dump(model: BaseModel) -> Any:

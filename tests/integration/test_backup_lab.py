@@ -145,6 +145,9 @@ def test_backup_damage_validate_restore_round_trip(healthy_lab: Any, tmp_path: P
         assert not list((state / "backups").glob(".*.partial"))
         assert healthy_lab.target.postgres.password not in (folder / "manifest.json").read_text()
         assert folder.stat().st_mode & 0o777 == 0o700, "a backup holds the data: only its owner reads it"
+        modes = {p.relative_to(folder).as_posix(): p.stat().st_mode & 0o777 for p in folder.rglob("*")}
+        assert modes and all(mode == (0o700 if (folder / rel).is_dir() else 0o600) for rel, mode in modes.items()), \
+            modes
         assert es_doctor(healthy_lab, state, "validate", bid).returncode == 0
         assert f"last backup: {bid}" in es_doctor(healthy_lab, state, "status").stdout
 
@@ -278,3 +281,68 @@ def test_volumes_recover_runbook_restores_a_known_good_archive(healthy_lab: Any,
         assert again.returncode == 0, again.stdout[-3000:]
     finally:
         set_readonly(healthy_lab, False)
+
+
+def test_backups_are_chosen_per_target_and_another_targets_is_refused(healthy_lab: Any, tmp_path: Path) -> None:
+    """Issue 24 item 2. Before: `emergency status` showed another target's newer backup as the last one, and
+    `emergency restore <id> --yes` restored a backup whose manifest names another target (another
+    PostgreSQL and Qdrant) and ended DONE."""
+    state = tmp_path / "state"
+    made = es_doctor(healthy_lab, state, "backup", "--live")
+    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-2000:]
+    bid = backup_id(made)
+    manifest = json.loads((state / "backups" / bid / "manifest.json").read_text())
+    assert manifest["target"] == "lab"
+    port = urlsplit_port(healthy_lab.target.postgres.dsn)
+    assert manifest["target_identity"]["postgres"].endswith(f":{port}/email_sender"), manifest["target_identity"]
+
+    # the same files, as a newer backup of another stack
+    other = f"{bid[:9]}235959Z"  # later the same day
+    assert other > bid
+    import shutil
+
+    shutil.copytree(state / "backups" / bid, state / "backups" / other)
+    foreign = {**manifest, "id": other, "target": "staging",
+               "target_identity": {"postgres": "db.staging.example:5432/email_sender",
+                                   "qdrant": "http://qdrant.staging.example:6333",
+                                   "service": "http://api.staging.example:8080"}}
+    (state / "backups" / other / "manifest.json").write_text(json.dumps(foreign), encoding="utf-8")
+
+    status = es_doctor(healthy_lab, state, "status")
+    assert f"last backup: {bid}" in status.stdout, status.stdout
+    assert "1 backup(s) of other targets" in status.stdout
+
+    set_readonly(healthy_lab, True)
+    try:
+        before = pg_state(healthy_lab)
+        refused = es_doctor(healthy_lab, state, "restore", other, "--yes")
+        assert refused.returncode == 64, refused.stdout[-3000:] + refused.stderr[-2000:]
+        assert "backup of target 'staging', not of 'lab'" in refused.stderr and "--from-other-target" in refused.stderr
+        # the same name, another stack: told apart by the recorded addresses
+        (state / "backups" / other / "manifest.json").write_text(json.dumps({**foreign, "target": "lab"}),
+                                                                 encoding="utf-8")
+        renamed = es_doctor(healthy_lab, state, "restore", other, "--yes")
+        assert renamed.returncode == 64 and "another stack" in renamed.stderr, renamed.stderr[-2000:]
+        (state / "backups" / other / "manifest.json").write_text(json.dumps(foreign), encoding="utf-8")
+        # the runbook itself refuses it too (fix, without the command's check), before its safety backup
+        env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(healthy_lab.lab_dir), "ES_DOCTOR_STATE_DIR": str(state),
+               "ES_DOCTOR_AUDIT_LOG": str(state / "audit.jsonl")}
+        direct = subprocess.run([sys.executable, "-m", "es_doctor", "-t", "lab", "fix", "emergency-restore",
+                                 "--param", f"backup={other}", "--yes"], capture_output=True, text=True, env=env,
+                                timeout=600, check=False, stdin=subprocess.DEVNULL)
+        assert direct.returncode != 0 and "backup of target 'staging'" in direct.stdout, direct.stdout[-3000:]
+        assert pg_state(healthy_lab) == before
+        assert sorted(p.name for p in (state / "backups").iterdir()) == sorted([bid, other]), "no safety backup"
+        # latest is this target's latest; the flag lets another target's through (planned here)
+        latest = es_doctor(healthy_lab, state, "restore", "latest", "--dry-run")
+        assert latest.returncode == 0 and bid in latest.stdout and other not in latest.stdout, latest.stdout[-2000:]
+        allowed = es_doctor(healthy_lab, state, "restore", other, "--from-other-target", "--dry-run")
+        assert allowed.returncode == 0 and f"backup={other}" in allowed.stdout, allowed.stdout[-2000:]
+    finally:
+        set_readonly(healthy_lab, False)
+
+
+def urlsplit_port(dsn: str) -> int:
+    from psycopg.conninfo import conninfo_to_dict
+
+    return int(conninfo_to_dict(dsn).get("port") or 5432)

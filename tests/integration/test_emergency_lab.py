@@ -154,6 +154,8 @@ def test_security_attack_maintenance_block_list_and_notify(healthy_lab: Any, tmp
         blocked = blocklists[0].read_text().split()
         assert set(blocked) == {"203.0.113.7", "203.0.113.8", "198.51.100.23"}
         assert "deny 203.0.113.7;" in blocklists[0].with_name("blocklist.nginx.conf").read_text()
+        for written in (blocklists[0], blocklists[0].with_name("blocklist.nginx.conf")):
+            assert written.stat().st_mode & 0o777 == 0o600, f"{written.name} is readable by others"
         assert received and "203.0.113.7" in received[0]["text"]
         everything = result.stdout + result.stderr + (tmp_path / "audit.jsonl").read_text()
         assert "SECRET-TOKEN-123" not in everything

@@ -301,3 +301,34 @@ def test_a_stopped_container_is_started_again(healthy_lab: Any, tmp_path: Path, 
     finally:
         client.close()
     assert_clean_soon(healthy_lab.target)
+
+
+UNVERIFIABLE = """
+id: lab-unverifiable
+title: a change verified by a check that does not exist
+description: the engine used to drop the unknown id, verify nothing and report FIXED
+class: inter-manager
+cures: [inter-manager.event-bus]
+steps:
+  - name: set-workers
+    action: config.set
+    inputs: {key: event_bus.workers, value: 42}
+verify: [startup.helth]
+"""
+
+
+def test_a_runbook_verified_by_an_unknown_check_is_refused_by_validate_and_by_fix(healthy_lab: Any,
+                                                                                  tmp_path: Path) -> None:
+    config = healthy_lab.stack.paths.config
+    before = config.read_bytes()
+    env = _user_runbooks(tmp_path, UNVERIFIABLE)
+    path = tmp_path / "user-runbooks" / "test-runbook.yaml"
+    line = path.read_text().splitlines().index("verify: [startup.helth]") + 1
+    validate = es_doctor(healthy_lab, tmp_path, "runbooks", "validate", str(path), extra_env=env)
+    assert validate.returncode == 65, validate.stdout + validate.stderr
+    assert f"{path}:{line}: verify[0]: no check 'startup.helth'" in validate.stderr
+    fix = es_doctor(healthy_lab, tmp_path, "fix", "lab-unverifiable", "--yes", extra_env=env)
+    assert fix.returncode != 0 and "FIXED" not in fix.stdout, fix.stdout + fix.stderr
+    assert f"{path}:{line}" in fix.stderr and "startup.helth" in fix.stderr, fix.stderr
+    assert config.read_bytes() == before, "nothing was changed"
+    assert not [r for r in audit(tmp_path) if r["event"] == "fix.start"]

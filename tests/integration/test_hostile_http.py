@@ -122,6 +122,9 @@ class Hostile(BaseHTTPRequestHandler):
         time.sleep(0.8)
         self._send(302, b"", {"Location": "/redirect-loop?again"})
 
+    def route_always_busy(self) -> None:  # asks for an hour every time
+        self._send(429, b"slow down", {"Retry-After": "3600"})
+
     def route_busy(self) -> None:
         if Hostile.hits["/busy"] % 2:
             self._send(429, b"slow down", {"Retry-After": "1"})
@@ -209,6 +212,20 @@ def test_an_escalation_webhook_answering_429_is_retried_after_its_retry_after(ho
     assert delivery.ok and delivery.attempts == 2 and waits == [1.0]
 
 
+def test_retry_after_waits_are_capped_in_total_not_only_per_try(hostile: str) -> None:
+    """Issue 24 item 17: two retries of a server asking for an hour waited 60 s each (121 s in all)."""
+    from es_doctor.escalation import post_with_retry
+    from es_doctor.probes.http import MAX_RETRY_AFTER_S, MAX_RETRY_WAIT_TOTAL_S
+
+    waits: list[float] = []
+    delivery = post_with_retry("hook", _channel(retries=4, backoff_s=0.01), hostile + "/always-busy", {"x": 1}, [],
+                               sleep=waits.append)  # the waits are recorded, not slept: the server is real
+    assert not delivery.ok and delivery.status_code == 429
+    assert sum(waits) <= MAX_RETRY_WAIT_TOTAL_S <= MAX_RETRY_AFTER_S * 2, waits
+    assert waits == [MAX_RETRY_WAIT_TOTAL_S] and delivery.attempts == 2, (waits, delivery)
+    assert "spent" in delivery.detail
+
+
 def _ctx(hostile: str, tmp_path: Path) -> Any:
     from es_doctor.runbooks.actions import ActionContext
 
@@ -226,11 +243,11 @@ def test_the_http_action_is_bounded(hostile: str, tmp_path: Path, path: str, mes
     before = rss()
     started = time.monotonic()
     if message is None:  # deep JSON: kept as (truncated) text, never a RecursionError
-        out = REGISTRY["http"].run({"url": path, "timeout": 3}, _ctx(hostile, tmp_path))
+        out = REGISTRY["http"].call({"url": path, "timeout": 3}, _ctx(hostile, tmp_path))
         assert isinstance(out["body"], str) and len(out["body"]) == 2000
     else:
         with pytest.raises(ActionError, match=message) as caught:
-            REGISTRY["http"].run({"method": "POST", "url": path, "timeout": 2}, _ctx(hostile, tmp_path))
+            REGISTRY["http"].call({"method": "POST", "url": path, "timeout": 2}, _ctx(hostile, tmp_path))
         assert caught.value.retryable is False  # a POST that reached the server may have taken effect
     assert time.monotonic() - started < 4
     assert rss() - before < 64 * 1024 * 1024
@@ -243,7 +260,7 @@ def test_the_http_action_retries_only_what_never_left(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         closed = sock.getsockname()[1]
     with pytest.raises(ActionError) as caught:
-        REGISTRY["http"].run({"method": "POST", "url": "/x", "timeout": 2},
+        REGISTRY["http"].call({"method": "POST", "url": "/x", "timeout": 2},
                              _ctx(f"http://127.0.0.1:{closed}", tmp_path))
     assert caught.value.retryable is True  # refused: nothing was sent
 
@@ -253,7 +270,7 @@ def test_notify_webhook_is_bounded(hostile: str, tmp_path: Path) -> None:
 
     started = time.monotonic()
     with pytest.raises(ActionError, match="webhook failed") as caught:
-        REGISTRY["notify"].run({"message": "m", "webhook": hostile + "/endless"}, _ctx(hostile, tmp_path))
+        REGISTRY["notify"].call({"message": "m", "webhook": hostile + "/endless"}, _ctx(hostile, tmp_path))
     assert hostile not in str(caught.value)
     assert time.monotonic() - started < 12
 

@@ -96,8 +96,9 @@ def breaking_relay(qdrant_server: str) -> Iterator[str]:
 
 def test_a_failed_snapshot_download_deletes_the_snapshot_on_the_server(
         qdrant_server: str, breaking_relay: str, tmp_path: Path) -> None:
-    from es_doctor.backup import Backup, BackupError, BackupStore, Probes
+    from es_doctor.backup import Backup, BackupError, BackupStore
     from es_doctor.probes.qdrant import QdrantProbe
+    from es_doctor.probes.session import ProbeSession
 
     direct = QdrantProbe(qdrant_server, timeout=10)
     assert direct.client().unwrap().list_snapshots("tasks") == []
@@ -105,9 +106,10 @@ def test_a_failed_snapshot_download_deletes_the_snapshot_on_the_server(
     partial = tmp_path / "partial"
     partial.mkdir()
     said: list[str] = []
-    job = Backup(target, "t", BackupStore(tmp_path / "store"), say=said.append)
-    with pytest.raises(BackupError, match="download of snapshot"):
-        job._qdrant(Probes(target), partial, {"skipped": {}})
+    with ProbeSession(target, timeout=60) as session:
+        job = Backup(session, "t", BackupStore(tmp_path / "store"), say=said.append)
+        with pytest.raises(BackupError, match="download of snapshot"):
+            job._qdrant(session, partial, {"skipped": {}})
     assert list((partial / "qdrant").iterdir()) == [], "a partial snapshot file was left"
     assert direct.client().unwrap().list_snapshots("tasks") == [], "the snapshot was left on the Qdrant server"
     assert any("snapshot" in line for line in said)

@@ -129,8 +129,28 @@ def test_ctrl_c_mid_run_prints_a_partial_result_removes_the_test_data_and_exits_
     assert data["interrupted"] and data["exit_code"] == 130
     assert data["completed"] >= 5 and data["elapsed_s"] < 30 and data["scheduled"] < 1200
     assert data["summary"].startswith("interrupted after")
-    assert data["test_data"]["tasks_created"] > 0 and data["test_data"]["left"] == []
-    assert marked_left(lab, data["test_data"]["marker"]) == (0, 0)
+    test_data = data["test_data"]
+    assert test_data["tasks_created"] > 0
+    unanswered = test_data["creations_without_id"]
+    if unanswered == 0:
+        assert test_data["left"] == [] and marked_left(lab, test_data["marker"]) == (0, 0)
+    else:  # creations cut by Ctrl-C: never deleted by marker alone (issue 24 item 1), reported for the operator
+        assert test_data["left"] and all("no id the API answered" in line for line in test_data["left"]), test_data
+        rows, points = marked_left(lab, test_data["marker"])
+        assert rows <= unanswered and points <= unanswered, (rows, points, unanswered)
+        _remove_by_marker(lab, test_data["marker"])
+
+
+def _remove_by_marker(lab: Any, marker: str) -> None:
+    """The test's own cleanup of what the run reported and kept (the lab is shared by this module's tests)."""
+    from es_doctor.probes.session import ProbeSession
+
+    with ProbeSession(lab.target, timeout=10) as session:
+        session.postgres().query("DELETE FROM tasks WHERE title LIKE %s", (f"{marker} %",))
+        qdrant = session.qdrant()
+        client = qdrant.client().unwrap()
+        client.delete(lab.target.qdrant.collection, points_selector=qdrant.marked_filter(
+            lab.target.qdrant.task_id_key, [], "title", marker), wait=True)
 
 
 def write_config(tmp_path: Path, lab: Any, api_url: str | None = None, load: dict[str, Any] | None = None) -> str:

@@ -353,3 +353,84 @@ rollback:
     assert next(r for r in records if r["event"] == "fix.step")["status"] == "running"
     assert "no rollback was started" in records[-1]["message"]
     time.sleep(8)  # let the statement end before the next test uses the server
+
+
+# --------------------------------------------------------------------------- a step stuck in psycopg (issue 24 item 9)
+
+PG_SLEEP_MARK = "es_doctor_cancel_test_4173"
+
+
+def pg_sleep_runbook(marker: Path) -> str:
+    return f"""
+id: test-pg-sleep
+title: a query that sleeps and its rollback
+description: the step sleeps in PostgreSQL for ten minutes; the rollback appends ROLLBACK
+class: deploy
+steps:
+  - name: sleep
+    action: postgres.sql
+    timeout: 2
+    inputs: {{sql: "SELECT pg_sleep(600) AS {PG_SLEEP_MARK}"}}
+rollback:
+  - name: undo
+    action: shell
+    inputs: {{argv: [sh, -c, "echo ROLLBACK >> {marker}"]}}
+"""
+
+
+def sleeping_queries(dsn: str) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s "
+                           "AND pid <> pg_backend_pid()", (f"%{PG_SLEEP_MARK}%",)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_a_step_stuck_in_a_postgres_query_is_cancelled_at_its_timeout_and_rolled_back(
+        postgres_server: str, tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    target = Target.model_validate({"postgres": {"dsn": postgres_server}})
+    runbook = _load(pg_sleep_runbook(marker), tmp_path)
+    engine = Engine(target, "t", AuditLog(tmp_path / "audit.jsonl", []), tmp_path / "state",
+                    confirm=lambda _q: True, say=lambda _t: None)
+    started = time.monotonic()
+    result = engine.run(plan(runbook, target, "t"), yes=True)
+    took = time.monotonic() - started
+    step = next(s for s in result.steps if s.name == "sleep")
+    assert step.status == "timeout" and "stopped" in step.error, step
+    assert "could not be stopped" not in result.message, result.message
+    assert marker.read_text().split() == ["ROLLBACK"], "the rollback did not run"
+    assert took < 12, f"{took:.1f}s: the query was not cancelled"
+    assert sleeping_queries(postgres_server) == 0, "the query still runs in PostgreSQL"
+
+
+def test_ctrl_c_during_a_postgres_query_cancels_it_and_rolls_back(postgres_server: str, tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    rb_dir = tmp_path / "runbooks"
+    rb_dir.mkdir()
+    (rb_dir / "pg.yaml").write_text(pg_sleep_runbook(marker).replace("timeout: 2", "timeout: 300"))
+    config = tmp_path / "es-doctor.yaml"
+    config.write_text(json.dumps({"runbook_dirs": [str(rb_dir)], "targets": {"t": {
+        "postgres": {"dsn": postgres_server}}}}))
+    audit = tmp_path / "audit.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ES_DOCTOR_")}
+    env.update({"ES_DOCTOR_AUDIT_LOG": str(audit), "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"),
+                "ES_DOCTOR_LAB_DIR": str(tmp_path / "nolab")})
+    proc = subprocess.Popen([sys.executable, "-m", "es_doctor", "-c", str(config), "-t", "t", "fix",
+                             "test-pg-sleep", "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not sleeping_queries(postgres_server):
+        time.sleep(0.1)
+    assert sleeping_queries(postgres_server) == 1, "the step's query did not start"
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert time.monotonic() - started < 10, "the step was not stopped at once"
+    assert "could not be stopped" not in out + err, out + err
+    assert sleeping_queries(postgres_server) == 0, "the query outlived es-doctor"
+    assert marker.read_text().split() == ["ROLLBACK"], out + err
+    interrupted = next(r for r in audit_records(audit) if r["event"] == "fix.interrupted")
+    assert interrupted["stopped"] is True

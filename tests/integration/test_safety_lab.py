@@ -218,10 +218,12 @@ def test_restore_refuses_a_tampered_manifest_before_any_change(healthy_lab: Any,
 
         # the restore steps themselves re-check what they read (a custom runbook without validation)
         from es_doctor.backup import BackupError, restore_postgres
+        from es_doctor.probes.session import ProbeSession
 
         write_manifest(folder, tampered)
-        with pytest.raises(BackupError, match="not in the manifest's files"):
-            restore_postgres(healthy_lab.target, folder)
+        with (pytest.raises(BackupError, match="not in the manifest's files"),
+              ProbeSession(healthy_lab.target, timeout=60) as session):
+            restore_postgres(session, folder)
         assert sql(healthy_lab, "SELECT count(*) FROM tasks") == rows
     finally:
         httpx.post(api(healthy_lab, "/api/v1/maintenance/readonly"), json={"enabled": False}, timeout=10)

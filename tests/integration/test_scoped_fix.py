@@ -186,3 +186,62 @@ def test_requires_refuses_up_front_and_dry_run_says_so(tmp_path: Path) -> None:
     assert service_config.read_bytes() == before
     events = audit_events(tmp_path)
     assert {e["event"] for e in events} == {"fix.refused"}, events
+
+
+#: the service refusing es-doctor's credentials (a wrong api_key): every request answers 401
+REFUSING = textwrap.dedent("""
+    import sys
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    STATUS = int(sys.argv[2])
+    class H(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<html>unauthorized</html>" if STATUS != 200 else b"<html>a page</html>"
+            self.send_response(STATUS); self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+        def log_message(self, *a): pass
+    srv = HTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+    print("listening", flush=True)
+    srv.serve_forever()
+""")
+
+
+@pytest.mark.parametrize(("status", "grade"), [(401, "OK"), (403, "OK"), (200, "WARN")])
+def test_a_holder_that_answers_http_is_never_a_squatter(tmp_path: Path, status: int, grade: str) -> None:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", REFUSING, str(port), str(status)], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "listening"
+        config = write_config(tmp_path, "127.0.0.1", port)
+        data = json.loads(config.read_text())
+        data["targets"]["t"]["service"]["api_key"] = "a-wrong-key"
+        config.write_text(json.dumps(data))
+        check = es_doctor(config, "diagnose", "--check", "startup.port-owner", "-f", "json")
+        finding = json.loads(check.stdout)["findings"][0]
+        assert finding["status"] == grade, finding
+        assert "another program" not in finding["summary"] and f"HTTP {status}" in finding["summary"], finding
+        done = es_doctor(config, "fix", "free-only", "--yes")
+        assert done.returncode == 0, done.stdout + done.stderr
+        time.sleep(0.3)
+        assert proc.poll() is None, "a holder that answers HTTP was terminated"
+        step = next(e for e in audit_events(tmp_path) if e["event"] == "fix.step")
+        assert step["output"] == {"port": port, "terminated": [], "kept_service": [proc.pid]}
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "[::1]"])
+def test_a_holder_of_another_address_on_the_same_port_is_not_the_targets(
+        tmp_path: Path, listener: tuple[subprocess.Popen[str], int], host: str) -> None:
+    proc, port = listener  # bound to 127.0.0.1:port only
+    config = write_config(tmp_path, host, port)
+    check = es_doctor(config, "diagnose", "--check", "startup.port-owner", "-f", "json")
+    finding = json.loads(check.stdout)["findings"][0]
+    assert finding["status"] == "OK" and f"port {port} is free" in finding["summary"], finding
+    planned = es_doctor(config, "fix", "free-only", "--dry-run")
+    assert f"pid {proc.pid}" not in planned.stdout and "nothing else holds" in planned.stdout, planned.stdout
+    done = es_doctor(config, "fix", "free-only", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    time.sleep(0.3)
+    assert proc.poll() is None, f"a process bound to 127.0.0.1:{port} was killed for a {host} target"

@@ -11,6 +11,7 @@ from qdrant_client.models import Distance, PointStruct, VectorParams
 
 from es_doctor.backup import Backup, BackupError, BackupStore, restore_qdrant, validate_backup
 from es_doctor.config import Target
+from es_doctor.probes.session import ProbeSession
 
 
 def points(storage: Path) -> list[tuple[int, dict[str, object]]]:
@@ -36,7 +37,8 @@ def test_embedded_qdrant_backup_validate_restore(tmp_path: Path) -> None:
 
     target = Target.model_validate({"qdrant": {"url": f"local:{storage}", "vector_size": 4},
                                     "absent": {"postgres": "t", "docker": "t", "service": "t"}})
-    backup_id, path, manifest = Backup(target, "t", BackupStore(tmp_path / "backups")).run()
+    with ProbeSession(target, timeout=60) as session:  # closed: the embedded storage's lock goes with it
+        backup_id, path, manifest = Backup(session, "t", BackupStore(tmp_path / "backups")).run()
     assert manifest["qdrant"]["embedded"] is True
     assert set(manifest["skipped"]) == {"postgres", "volumes", "config"}
     assert validate_backup(path).ok
@@ -49,12 +51,13 @@ def test_embedded_qdrant_backup_validate_restore(tmp_path: Path) -> None:
 
     holder = QdrantClient(path=str(storage))  # a service holding the storage: refused, nothing changed
     try:
-        with pytest.raises(BackupError, match="in use"):
-            restore_qdrant(target, path)
+        with pytest.raises(BackupError, match="in use"), ProbeSession(target, timeout=10) as session:
+            restore_qdrant(session, path)
     finally:
         holder.close()
     assert points(storage) == []
 
-    done = restore_qdrant(target, path)
+    with ProbeSession(target, timeout=10) as session:
+        done = restore_qdrant(session, path)
     assert "restored" in done[0]
     assert points(storage) == original

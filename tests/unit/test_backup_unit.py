@@ -648,3 +648,24 @@ def test_compare_of_a_live_backup_with_bounded_collection_facts() -> None:
     assert within == []
     outside = compare(m, _live(tables, {"emails": {"points": 12, "sha256_points": "e" * 64}}))
     assert outside == ["collection emails: 12 points (backup, taken live: between 8 and 10)"]
+
+
+def test_restore_lock_need_counts_objects_not_their_data() -> None:
+    from es_doctor.backup.restore import restore_lock_need
+
+    toc = "\n".join([
+        ";",
+        "; Archive created at 2026-12-07",
+        "5; 2615 16385 SCHEMA - many emailsender",
+        "215; 1259 16387 TABLE many t0 emailsender",
+        "214; 1259 16386 SEQUENCE many t0_id_seq emailsender",
+        "3340; 0 0 SEQUENCE OWNED BY many t0_id_seq emailsender",
+        "3186; 2604 16390 DEFAULT many t0 id emailsender",
+        "3333; 0 16387 TABLE DATA many t0 emailsender",
+        "3342; 0 0 SEQUENCE SET many t0_id_seq emailsender",
+        "3188; 2606 16392 CONSTRAINT many t0 t0_pkey emailsender",
+        "3190; 1259 16400 INDEX public tasks_title_idx emailsender",
+    ])
+    tables, locks = restore_lock_need(toc)
+    # schema 1, table 9, sequence 4, default 1, constraint 5, index 5; data, set and owned-by none
+    assert (tables, locks) == (1, 25)

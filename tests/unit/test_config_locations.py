@@ -75,3 +75,30 @@ def test_config_show_names_the_lab_target_file_and_the_env_overrides(
     data = _show(capsys, "-t", "lab")
     assert data["source"] == f"{lab / 'target.yaml'} (the lab's target, written by es-doctor lab up)"
     assert data["env_overrides"] == ["ES_DOCTOR_THRESHOLDS__LATENCY_P95_WARN_MS"]
+
+
+def test_the_files_state_dir_takes_the_audit_log_and_the_crash_logs_along(tmp_path: Path) -> None:
+    """Before: only ES_DOCTOR_STATE_DIR moved them; a file's ``state_dir`` left both in the default place."""
+    from es_doctor.cli import main as cli_main
+
+    state = tmp_path / "from-file"
+    (tmp_path / "es-doctor.yaml").write_text(f"state_dir: {state}\n", encoding="utf-8")
+    config = load_config().config
+    assert config.state_dir == str(state)
+    assert config.audit_log == str(state / "audit.jsonl")
+    crash = cli_main._crash_log(RuntimeError("boom"))
+    assert crash.parent == state / "crash"
+    # a file that names its audit log keeps it
+    (tmp_path / "es-doctor.yaml").write_text(f"state_dir: {state}\naudit_log: {tmp_path / 'a.jsonl'}\n",
+                                             encoding="utf-8")
+    assert load_config().config.audit_log == str(tmp_path / "a.jsonl")
+
+
+def test_a_fix_writes_its_audit_record_into_the_files_state_dir(tmp_path: Path) -> None:
+    state = tmp_path / "from-file"
+    (tmp_path / "es-doctor.yaml").write_text(
+        f"state_dir: {state}\ntargets:\n  t:\n    service: {{api_url: 'http://127.0.0.1:9'}}\n"
+        "    absent: {docker: t, postgres: t, qdrant: t, redis: t, prometheus: t, grafana: t}\n", encoding="utf-8")
+    main(["fix", "emergency-readonly", "--yes"])
+    assert (state / "audit.jsonl").is_file()
+    assert not (tmp_path / "home" / ".local" / "state" / "es-doctor" / "audit.jsonl").exists()

@@ -72,6 +72,33 @@ def test_scrub_masks_known_values_in_their_encoded_forms_and_keeps_env_reference
     assert secrets.scrub("postgresql://u:env:PGPW@h/db") == "postgresql://u:env:PGPW@h/db"
 
 
+@pytest.mark.parametrize(("text", "secret"), [
+    ("echo: Basic c3ZjOlVTRVJJTkZPLVBMQU5URUQ=", "c3ZjOlVTRVJJTkZPLVBMQU5URUQ"),
+    ("upstream said Authorization: Bearer abcDEF123456", "abcDEF123456"),
+    ("headers={'Authorization': 'Digest username=x, response=9f8e7d'}", "9f8e7d"),
+    ("proxy sent Cookie: session=AbC123; theme=dark", "AbC123"),
+    ("login failed for bob session=8f3a9c2e from 10.0.0.1", "8f3a9c2e"),
+    ("redirect ?next=/x&sid=Z9y8X7w6", "Z9y8X7w6"),
+    ("X-Api-Key: k-123-secret", "k-123-secret"),
+])
+def test_scrub_masks_credential_patterns_in_log_lines_and_echoes(text: str, secret: str) -> None:
+    masked = secrets.scrub(text)
+    assert secret not in masked and secrets.MASK in masked, masked
+
+
+def test_scrub_keeps_prose_and_masks_the_base64_forms_of_known_secrets() -> None:
+    import base64
+
+    for prose in ("Basic authentication failed", "Bearer token expired", "the session ended"):
+        assert secrets.scrub(prose) == prose
+    for form in (base64.b64encode(b"TOKEN-42x").decode(), base64.urlsafe_b64encode(b"TOKEN-42x").decode()):
+        assert secrets.scrub(f"seen {form} here", ["TOKEN-42x"]) == f"seen {secrets.MASK} here"
+    target = Target.model_validate({"service": {"api_url": "http://svc:PA%40SS-word@127.0.0.1:1"}})
+    known = secrets.secret_values(target)
+    basic = base64.b64encode(b"svc:PA@SS-word").decode()
+    assert basic in known and secrets.scrub(f"x {basic} y", known) == f"x {secrets.MASK} y"
+
+
 def test_mask_data_masks_secret_named_keys_and_dsn_passwords() -> None:
     data = {"api_key": "abc123", "dsn": "postgresql://u:pw123@h/db", "webhook": "https://h/T/abc",
             "nested": [{"password": "x"}], "plain": "http://u:pw9@h/"}
@@ -212,6 +239,17 @@ def test_a_fifo_given_to_runbooks_validate_does_not_hang(tmp_path: Path) -> None
     assert "not a regular file" in result.stderr and elapsed < 10
 
 
+@pytest.mark.parametrize("field", ["timeout: 1e300", "delay: 1e300"])
+def test_a_runbook_step_duration_is_bounded(tmp_path: Path, field: str) -> None:
+    """Issue 24 item 11: a step timeout of 1e300 validated, then the engine's clock arithmetic overflowed."""
+    path = tmp_path / "rb.yaml"
+    path.write_text(f"id: long\ntitle: long\nclass: deploy\nsteps:\n  - name: s\n    action: notify\n"
+                    f"    {field}\n    inputs: {{message: hi}}\n", encoding="utf-8")
+    result, _ = cli("runbooks", "validate", str(path), cwd=tmp_path)
+    assert result.returncode != 0 and field.split(":", maxsplit=1)[0] in result.stdout + result.stderr, result.stdout
+    assert "Traceback" not in result.stderr
+
+
 # --------------------------------------------------------------------------- template bombs
 
 
@@ -271,6 +309,12 @@ def test_a_runbook_step_timeout_must_be_finite(tmp_path: Path, value: str) -> No
     ("deadline_s: 0", "deadline_s"),
     ("service: {memory_limit: lots}", "memory_limit"),
     ("absent: {grafna: no grafana}", "absent"),
+    # issue 24 item 11: these passed, then diagnose died with OverflowError (exit 70)
+    ("check_timeout_s: 1e300", "check_timeout_s"),
+    ("deadline_s: 1e300", "deadline_s"),
+    ("thresholds: {scrape_window_s: 1e300}", "scrape_window_s"),
+    ("thresholds: {uptime_window_s: 1e300}", "uptime_window_s"),
+    ("load: {max_duration_s: 1e300}", "max_duration_s"),
 ])
 def test_bad_values_are_refused_with_file_line_and_exit_78(tmp_path: Path, snippet: str, key: str) -> None:
     path = tmp_path / "es-doctor.yaml"
@@ -278,6 +322,46 @@ def test_bad_values_are_refused_with_file_line_and_exit_78(tmp_path: Path, snipp
     result, _ = cli("-c", str(path), "config", "show", cwd=tmp_path)
     assert result.returncode == 78, result.stdout + result.stderr
     assert f"{path}:4" in result.stderr and key in result.stderr
+
+
+HUGE = "100000000000000"  # seconds: a number YAML reads as a number, far past every bound
+
+
+HOOK = "escalation: {channels: {h: {type: webhook, url: 'env:X', %s: %s}}}"
+
+
+@pytest.mark.parametrize("snippet", [f"serve: {{interval_s: {HUGE}}}", f"serve: {{history_retention_days: {HUGE}}}",
+                                     HOOK % ("timeout_s", HUGE), HOOK % ("backoff_s", HUGE)])
+def test_top_level_durations_are_bounded_too(tmp_path: Path, snippet: str) -> None:
+    path = tmp_path / "es-doctor.yaml"
+    path.write_text(f"{snippet}\ntargets:\n  t:\n    description: x\n", encoding="utf-8")
+    result, _ = cli("-c", str(path), "config", "show", cwd=tmp_path)
+    assert result.returncode == 78 and "less than or equal" in result.stderr, result.stdout + result.stderr
+
+
+def test_diagnose_deadline_and_timeout_options_are_bounded(tmp_path: Path) -> None:
+    for option in ("--deadline", "--timeout"):
+        result, _ = cli("diagnose", option, "1e300", "--check", "startup.api-port", cwd=tmp_path)
+        assert result.returncode == 64 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_one_targets_failure_never_loses_another_targets_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    from es_doctor import runner
+
+    real = runner.diagnose
+
+    def diagnose(target: Target, name: str, *args: Any, **kwargs: Any) -> Report:
+        if name == "broken":
+            raise OverflowError("timeout value is too large")
+        return real(target, name, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "diagnose", diagnose)
+    good = Target.model_validate({"service": {"api_url": "http://127.0.0.1:9"}})
+    reports = runner.run_many([("broken", good), ("good", good)], ["startup.api-port"], deadline_s=10)
+    assert [r.target for r in reports] == ["broken", "good"]
+    assert [f.id for f in reports[1].findings] == ["startup.api-port"]
+    [failed] = reports[0].findings
+    assert failed.status is Status.UNKNOWN and "OverflowError: timeout value is too large" in failed.summary
 
 
 def test_a_nan_env_override_is_refused(tmp_path: Path) -> None:
@@ -499,7 +583,9 @@ def test_a_crash_directory_planted_as_a_symlink_is_not_followed(tmp_path: Path,
 
 
 def test_config_set_keeps_comments_order_mode_and_replaces_atomically(tmp_path: Path) -> None:
-    from es_doctor.runbooks.actions import ActionContext, config_restore, config_set
+    from es_doctor.runbooks.actions import REGISTRY, ActionContext
+
+    config_set, config_restore = REGISTRY["config.set"].call, REGISTRY["config.restore"].call
 
     path = tmp_path / "config.yaml"
     original = ("# service config\nserver:\n  port: 8080  # the API\n  workers: 4\n"
@@ -582,7 +668,245 @@ def test_concatenation_chains_stay_bounded() -> None:
 
     chunk = f"('A' * {MAX_REPEAT})"
     started = time.monotonic()
-    with pytest.raises(TemplateError, match="larger than"):
+    with pytest.raises(TemplateError, match=r"larger than|builds more than"):
         render("{{ " + " + ".join([chunk] * 40) + " }}", {"params": {}})
     assert time.monotonic() - started < 1.0
     assert render("{{ 'ab' + 'cd' }}", {"params": {}}) == "abcd"
+
+
+#: each builds gigabytes from values that pass every single-operation limit (issue #24 item 7)
+AMPLIFIERS = [
+    "{{ ('A' * 65536) | list | join('B' * 65536) }}",
+    "{{ (['A' * 65536] * 65536) | join }}",
+    "{{ (['A' * 65536] * 65536) | string }}",
+    "{{ (['A' * 65536] * 65536) ~ '' }}",
+    "x {{ ['A' * 65536] * 65536 }}",
+    "{{ (['A' * 65536] * 4096) + (['A' * 65536] * 4096) }}",
+    "{{ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536)"
+    " ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536)"
+    " ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536) ~ ('A' * 65536) }}",
+]
+
+_CAPPED_RENDER = """
+import resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (768 * 1024 * 1024, 768 * 1024 * 1024))
+from es_doctor.runbooks.templating import TemplateError, render
+started = time.monotonic()
+try:
+    render(sys.argv[1], {"params": {}})
+except TemplateError as exc:
+    print("REFUSED", round(time.monotonic() - started, 2), exc)
+    sys.exit(0)
+except MemoryError:
+    print("MEMORY")
+    sys.exit(3)
+print("RENDERED")
+sys.exit(4)
+"""
+
+
+@pytest.mark.parametrize("template", AMPLIFIERS)
+def test_template_amplifiers_are_refused_before_they_are_built(template: str) -> None:
+    """Under a 768 MB address-space cap the render is refused (a TemplateError naming the bound), fast;
+    before the bounds, join/string/~/output built gigabytes (MemoryError, or 16 GB uncapped)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _CAPPED_RENDER, template], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0 and done.stdout.startswith("REFUSED"), done.stdout + done.stderr
+    assert float(done.stdout.split()[1]) < 5.0, done.stdout
+    assert "larger than" in done.stdout or "more than" in done.stdout, done.stdout
+
+
+def test_template_rendering_has_a_wall_clock_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many bounded operations still end at the render's time budget."""
+    from es_doctor.runbooks import templating
+
+    monkeypatch.setattr(templating, "RENDER_BUDGET_S", 0.05)
+    heavy = " + ".join(["(params.big | max | length)"] * 80)  # each term weighs 60000 items: about 5 ms
+    started = time.monotonic()
+    with pytest.raises(templating.TemplateError, match="time budget"):
+        templating.render("{{ " + heavy + " }}", {"params": {"big": ["x"] * 60000}})
+    assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize("operator", ["+", "*"])
+def test_a_deeply_nested_expression_is_a_template_error_not_a_traceback(tmp_path: Path, operator: str) -> None:
+    """Python's parser refuses more than 200 nested parentheses: the compiled template of a 250-term chain
+    raised SyntaxError out of validation and rendering."""
+    from es_doctor.runbooks.loader import RunbookError, load_runbook_file
+    from es_doctor.runbooks.templating import TemplateError, render
+
+    chain = "{{ " + f" {operator} ".join(["(1 | abs)"] * 250) + " }}"
+    with pytest.raises(TemplateError):
+        render(chain, {"params": {}})
+    path = _bomb_runbook(tmp_path, chain)
+    with pytest.raises(RunbookError) as info:
+        load_runbook_file(path)
+    assert f"{path}:" in info.value.message
+
+
+def test_small_templates_still_render_after_the_bounds() -> None:
+    from es_doctor.runbooks.templating import render
+
+    ctx: dict[str, Any] = {"params": {"names": ["a", "b"], "n": 3}}
+    assert render("{{ params.names | join(', ') }}", ctx) == "a, b"
+    assert render("x{{ params.n }}-{{ params.names | list | string }}", ctx) == "x3-['a', 'b']"
+    assert render("{{ 'a' ~ params.n ~ 'b' }}", ctx) == "a3b"
+    assert render("{{ ('ab' * 3) | upper }}", ctx) == "ABABAB"
+
+
+# --------------------------------------------------------------------------- -o/--out never replaces a non-regular file
+
+
+def _refused_api_env(tmp_path: Path) -> dict[str, str]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return {"ES_DOCTOR_SERVICE__API_URL": f"http://127.0.0.1:{port}", "HOME": str(tmp_path)}
+
+
+def _writer_args(command: str, out: Path) -> list[str]:
+    if command == "diagnose":
+        return ["diagnose", "--check", "startup.api-port", "-f", "prometheus", "-o", str(out)]
+    return ["dashboard", "--out", str(out)]
+
+
+@pytest.mark.parametrize("command", ["diagnose", "dashboard"])
+def test_out_to_a_fifo_is_written_through_and_the_fifo_stays(tmp_path: Path, command: str) -> None:
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+
+    def read() -> None:
+        with open(fifo, "rb") as reader:  # a FIFO: blocks until the writer opens it
+            got.append(reader.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(0.3)  # the reader is waiting on the FIFO
+    result, _ = cli(*_writer_args(command, fifo), cwd=tmp_path, env=_refused_api_env(tmp_path), timeout=60)
+    reader.join(10)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode), "the FIFO was replaced"
+    assert result.returncode in (0, 2), result.stderr
+    assert got and (b"es_doctor" in got[0] or b"panels" in got[0]), got
+
+
+@pytest.mark.parametrize("command", ["diagnose", "dashboard"])
+def test_out_to_a_fifo_without_a_reader_is_refused_at_once(tmp_path: Path, command: str) -> None:
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    result, elapsed = cli(*_writer_args(command, fifo), cwd=tmp_path, env=_refused_api_env(tmp_path), timeout=60)
+    assert result.returncode == CantCreateError.exit_status, result.stderr
+    assert "no reader" in result.stderr and "Traceback" not in result.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and elapsed < 30
+
+
+@pytest.mark.parametrize("command", ["diagnose", "dashboard"])
+def test_out_to_a_character_device_writes_through_and_keeps_the_device(tmp_path: Path, command: str) -> None:
+    device = tmp_path / "null"
+    os.mknod(device, 0o666 | stat.S_IFCHR, os.stat("/dev/null").st_rdev)  # a copy of /dev/null (root)
+    result, _ = cli(*_writer_args(command, device), cwd=tmp_path, env=_refused_api_env(tmp_path), timeout=60)
+    assert result.returncode in (0, 2), result.stderr
+    info = os.lstat(device)
+    assert stat.S_ISCHR(info.st_mode) and info.st_rdev == os.stat("/dev/null").st_rdev, "the device was replaced"
+
+
+@pytest.mark.parametrize("command", ["diagnose", "dashboard"])
+def test_out_to_a_symlink_to_stdout_writes_through_and_keeps_the_link(tmp_path: Path, command: str) -> None:
+    link = tmp_path / "out"
+    link.symlink_to("/proc/self/fd/1")
+    result, _ = cli(*_writer_args(command, link), cwd=tmp_path, env=_refused_api_env(tmp_path), timeout=60)
+    assert result.returncode in (0, 2), result.stderr
+    assert link.is_symlink() and os.readlink(link) == "/proc/self/fd/1", "the symlink was replaced"
+    assert "es_doctor" in result.stdout or "panels" in result.stdout  # written to the pipe stdout is
+
+
+def test_out_to_a_symlink_to_a_file_replaces_the_file_and_keeps_the_link(tmp_path: Path) -> None:
+    real = tmp_path / "real" / "dash.json"
+    real.parent.mkdir()
+    real.write_text("old")
+    link = tmp_path / "dash.json"
+    link.symlink_to(real)
+    result, _ = cli("dashboard", "--out", str(link), cwd=tmp_path, env={"HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and json.loads(real.read_text())["panels"]
+    dangling = tmp_path / "nothing.json"
+    dangling.symlink_to(tmp_path / "missing" / "x.json")
+    result, _ = cli("dashboard", "--out", str(dangling), cwd=tmp_path, env={"HOME": str(tmp_path)})
+    assert result.returncode == CantCreateError.exit_status and "symbolic link to nothing" in result.stderr
+    assert dangling.is_symlink() and not (tmp_path / "missing").exists()
+
+
+# --------------------------------------------------------------------------- pprof: bounded in what a parse builds
+
+
+def _pb_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _pb_field(number: int, payload: bytes | int) -> bytes:
+    if isinstance(payload, int):
+        return _pb_varint(number << 3) + _pb_varint(payload)
+    return _pb_varint(number << 3 | 2) + _pb_varint(len(payload)) + payload
+
+
+def _goroutine_profile(samples: list[tuple[bytes, bytes]]) -> bytes:
+    """A goroutine profile: location 1 in function main.f, one sample per (packed location ids, values)."""
+    return b"".join([
+        _pb_field(1, _pb_field(1, 1) + _pb_field(2, 2)),
+        *(_pb_field(2, _pb_field(1, locs) + _pb_field(2, values)) for locs, values in samples),
+        _pb_field(4, _pb_field(1, 1) + _pb_field(4, _pb_field(1, 1))),
+        _pb_field(5, _pb_field(1, 1) + _pb_field(2, 3)),
+        *(_pb_field(6, s.encode()) for s in ("", "goroutine", "count", "main.f")),
+    ])
+
+
+def test_a_small_gzip_profile_of_huge_stacks_is_refused_fast() -> None:
+    """Issue 24 item 8: 120 samples x 2 M location ids, ~230 KB gzip, took 83 s and 2.2 GB."""
+    import gzip
+    import resource
+
+    from es_doctor.profiles.proto import ProfileError, parse
+
+    bomb = gzip.compress(_goroutine_profile([(b"\x01" * 2_000_000, _pb_varint(1))] * 120), 6)
+    assert len(bomb) < 400_000
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.process_time()
+    with pytest.raises(ProfileError, match="more than 1024 locations"):
+        parse(bomb)
+    assert time.process_time() - started < 5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 600 * 1024  # KiB: < 600 MiB
+
+
+def test_many_samples_of_deep_stacks_stop_at_the_total_and_the_cpu_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from es_doctor.profiles import proto
+
+    assert proto.MAX_TOTAL_FRAMES <= 8_000_000
+    monkeypatch.setattr(proto, "MAX_TOTAL_FRAMES", 200_000)  # the same rule, reached sooner
+    deep = b"\x01" * 1000
+    many = _goroutine_profile([(deep, _pb_varint(1))] * 201)
+    with pytest.raises(proto.ProfileError, match="frames in all"):
+        proto.parse(many)
+    with pytest.raises(proto.ProfileError, match="s of CPU"):
+        proto.parse(many, cpu_budget_s=0.0)
+
+
+@pytest.mark.parametrize("values", [[(1 << 64) - 1], [(1 << 63) - 1, (1 << 63) - 1], [1 << 63]])
+def test_impossible_sample_values_are_refused_not_summed(values: list[int]) -> None:
+    """The bomb printed "184467440737095516160 goroutines": a value past 2^63-1 (or negative), or a total
+    past it, is not a real profile."""
+    from es_doctor.profiles.proto import ProfileError, parse
+    from es_doctor.profiles.summary import summarize
+
+    data = _goroutine_profile([(b"\x01", _pb_varint(v)) for v in values])
+    with pytest.raises(ProfileError, match="2\\^63-1"):
+        summarize(parse(data))

@@ -139,3 +139,73 @@ def test_the_top_level_import_reader_sees_a_planted_import(tmp_path: Path) -> No
     planted.write_text("import os\ntry:\n    import psycopg\nexcept ImportError:\n    pass\n"
                        "def f():\n    import docker\nif TYPE_CHECKING:\n    import qdrant_client\n")
     assert _top_level_imports(planted) & LAZY_SDKS == {"psycopg"}
+
+
+#: what builds a client of a target (or of anything es-doctor talks to): es-doctor's probes and the SDKs' clients
+CLIENT_MAKERS = {
+    "HttpProbe", "DockerProbe", "QdrantProbe", "PostgresProbe", "PrometheusProbe", "ServiceApi", "AdvisoryLock",
+    "Poster", "BoundedTransport", "bounded_client",  # es-doctor's probes and their bounded HTTP clients
+    "Client", "AsyncClient", "HTTPTransport",  # httpx
+    "DockerClient", "APIClient", "from_env",  # docker
+    "QdrantClient", "AsyncQdrantClient",  # qdrant-client
+    "ConnectionPool", "AsyncConnection",  # psycopg_pool, psycopg
+}
+
+
+def _client_calls(path: Path) -> list[str]:
+    """``name:line`` of every call in ``path`` that builds a probe or an SDK client (``psycopg.connect``
+    and ``Connection.connect`` included; ``sqlite3.connect`` is a local file, not a client of the stack)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        base = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else ""
+        if name in CLIENT_MAKERS or (name == "connect" and base in ("psycopg", "Connection")):
+            found.append(f"{name}:{node.lineno}")
+    return found
+
+
+def test_nothing_outside_probes_builds_a_probe_or_a_client() -> None:
+    """The probe session is the only door: checks, actions, backups and commands take their clients from
+    it (``probes/session.py``), so every client is bounded, carries the target's secrets, and is closed."""
+    offenders = {}
+    for path in SRC.rglob("*.py"):
+        relative = path.relative_to(SRC)
+        if relative.parts[0] in ("probes", "lab"):
+            continue
+        calls = _client_calls(path)
+        if calls:
+            offenders[str(relative)] = calls
+    assert offenders == {}
+
+
+def test_the_client_rule_sees_a_client(tmp_path: Path) -> None:
+    """The rule above is not blind: each way of building a client is caught."""
+    sample = tmp_path / "sample.py"
+    sample.write_text("import psycopg, httpx\nfrom es_doctor.probes.http import HttpProbe\n"
+                      "a = HttpProbe(timeout=1)\nb = httpx.Client()\nc = psycopg.connect('')\n"
+                      "d = sqlite3.connect(':memory:')\n", encoding="utf-8")
+    assert _client_calls(sample) == ["HttpProbe:3", "Client:4", "connect:5"]
+
+
+def test_no_module_outside_probes_opens_a_session_it_does_not_close() -> None:
+    """A ``ProbeSession(...)`` made outside ``probes/`` is a ``with`` item, or the session a context object
+    keeps for its owner to close (CheckContext, ActionContext): never one made and left."""
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        relative = path.relative_to(SRC)
+        if relative.parts[0] in ("probes", "lab"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        in_with = {id(item.context_expr) for node in ast.walk(tree) if isinstance(node, ast.With)
+                   for item in node.items}
+        kept = {id(node.value) for node in ast.walk(tree)
+                if isinstance(node, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr in ("session", "probes")
+                                                        for t in node.targets)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "ProbeSession"
+                    and id(node) not in in_with | kept):
+                offenders.append(f"{relative}:{node.lineno}")
+    assert offenders == []

@@ -413,3 +413,100 @@ def test_cli_show_prints_a_summary_and_the_yaml_and_suggests_near_ids(tmp_path: 
 def test_cli_schema_prints_the_shipped_schema() -> None:
     code, out, _err = invoke(["schema"])
     assert code == 0 and json.loads(out) == runbook_schema()
+
+
+# --------------------------------------------------------------------------- typed action contracts
+
+CONTRACT = """\
+id: contract
+title: contract
+class: deploy
+params:
+  lines: {type: int, default: 20}
+  name: {type: str}
+steps:
+  - name: logs
+    action: docker.logs
+    inputs: {container: es, tail: 5}
+verify: [startup.health]
+"""
+
+
+@pytest.mark.parametrize(("change", "replacement", "line", "words"), [
+    ("{container: es, tail: 5}", "{contaner: es, tail: 5}", 10,
+     ("steps[0].inputs.contaner", "unknown input", "did you mean 'container'")),
+    ("{container: es, tail: 5}", "{tail: 5}", 10, ("steps[0].inputs.container", "required input missing")),
+    ("{container: es, tail: 5}", "{container: es, tail: many}", 10, ("steps[0].inputs.tail", "integer")),
+    ("{container: es, tail: 5}", "{container: es, tail: \"{{ params.name }}\"}", 10,
+     ("steps[0].inputs.tail", "integer")),
+    ("verify: [startup.health]", "verify: [startup.helth]", 11,
+     ("verify[0]", "no check 'startup.helth'", "startup.health")),
+    ("verify: [startup.health]", "cures: [startup.helth]\nverify: [startup.health]", 11, ("cures[0]", "no check")),
+    ("    action: docker.logs\n    inputs: {container: es, tail: 5}",
+     "    action: wait_for\n    inputs: {check: [startup.health, vectors.colection]}", 10,
+     ("steps[0].inputs.check[1]", "no check 'vectors.colection'")),
+])
+def test_a_broken_contract_is_refused_with_file_and_line(tmp_path: Path, change: str, replacement: str, line: int,
+                                                         words: tuple[str, ...]) -> None:
+    path = tmp_path / "rb.yaml"
+    path.write_text(CONTRACT.replace(change, replacement), encoding="utf-8")
+    with pytest.raises(RunbookError) as info:
+        load_runbook_file(path)
+    text = info.value.message
+    assert text.startswith(f"{path}:{line}: "), text
+    for word in words:
+        assert word in text, text
+
+
+@pytest.mark.parametrize("inputs", [
+    "{container: \"{{ target.service.container }}\", tail: \"{{ params.lines }}\"}",
+    "{container: es, tail: \"{{ steps.first.n }}\"}",
+    "{container: \"es-{{ params.name }}\"}",
+])
+def test_templates_stand_for_typed_inputs(tmp_path: Path, inputs: str) -> None:
+    text = CONTRACT.replace("steps:\n", "steps:\n  - name: first\n    action: notify\n    inputs: {message: hi}\n")
+    path = tmp_path / "rb.yaml"
+    path.write_text(text.replace("{container: es, tail: 5}", inputs), encoding="utf-8")
+    assert load_runbook_file(path).steps[1].action == "docker.logs"
+
+
+def test_runbooks_validate_rejects_a_misspelt_input_and_an_unknown_check(tmp_path: Path) -> None:
+    misspelt, unknown = tmp_path / "misspelt.yaml", tmp_path / "unknown.yaml"
+    misspelt.write_text(CONTRACT.replace("{container: es, tail: 5}", "{container: es, tial: 5}"), encoding="utf-8")
+    unknown.write_text(CONTRACT.replace("verify: [startup.health]", "verify: [startup.helth]"), encoding="utf-8")
+    for path, line, word in ((misspelt, 10, "tial"), (unknown, 11, "startup.helth")):
+        code, _out, err = invoke(["validate", str(path)])
+        assert code == ExitStatus.DATA, err
+        assert f"{path}:{line}: " in err and word in err, err
+
+
+def test_every_action_has_an_inputs_model_and_a_schema_entry() -> None:
+    from es_doctor.runbooks.actions import REGISTRY, Inputs
+
+    schema = runbook_schema()
+    branches = {b["if"]["properties"]["action"]["const"]: b for b in schema["$defs"]["Step"]["allOf"]}
+    assert set(branches) == set(REGISTRY)
+    for name, spec in REGISTRY.items():
+        assert issubclass(spec.inputs, Inputs) and spec.inputs is not Inputs, name
+        entry = schema["$defs"][f"inputs.{name}"]
+        assert entry["additionalProperties"] is False
+        fields = {f.alias or n for n, f in spec.inputs.model_fields.items()}
+        assert set(entry.get("properties", {})) == fields, name
+    assert schema["$defs"]["inputs.docker.logs"]["required"] == ["container"]
+
+
+def test_the_schema_accepts_every_shipped_runbook_and_rejects_a_misspelt_input() -> None:
+    """What an editor (yaml-language-server) does with schema.json: the shipped set passes, a typo does not."""
+    import jsonschema
+
+    schema = json.loads((shipped_dir() / "schema.json").read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    files = sorted([*shipped_dir().glob("*.yaml"), *(shipped_dir() / "emergency").glob("*.yaml")])
+    for path in files:
+        errors = [e.message for e in validator.iter_errors(yaml.safe_load(path.read_text(encoding="utf-8")))]
+        assert not errors, (path, errors)
+    bad = yaml.safe_load(CONTRACT.replace("{container: es, tail: 5}", "{contaner: es, tail: 5}"))
+    assert list(validator.iter_errors(bad)), "the schema let a misspelt input through"
+    typed = yaml.safe_load(CONTRACT.replace("{container: es, tail: 5}",
+                                            "{container: es, tail: \"{{ params.lines }}\"}"))
+    assert not list(validator.iter_errors(typed)), "a template stands for any input"

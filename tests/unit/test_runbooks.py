@@ -210,3 +210,128 @@ def test_the_outcome_says_whether_the_rollback_happened(tmp_path: Path, rollback
     result = engine.run(plan(rb, target, "unit"), yes=True)
     assert result.outcome is outcome
     assert message in result.message
+
+
+# --------------------------------------------------------------------------- the engine proves, or says why not
+
+def _engine(tmp_path: Path, target: Target, said: list[str] | None = None) -> Engine:
+    return Engine(target, "unit", AuditLog(tmp_path / "audit.jsonl", []), tmp_path / "state",
+                  confirm=lambda _q: True, say=(said.append if said is not None else lambda _t: None))
+
+
+@pytest.mark.parametrize(("verify", "cures"), [(["startup.helth"], ["startup.health"]),
+                                               (["startup.helth"], []), ([], ["startup.helth"])])
+def test_a_runbook_naming_no_real_check_is_refused_before_anything_runs(tmp_path: Path, verify: list[str],
+                                                                        cures: list[str]) -> None:
+    """Built without the loader (which refuses it too): the engine verified nothing and said FIXED."""
+    from es_doctor.runbooks.model import Runbook
+    from es_doctor.runbooks.plan import UnverifiableRunbookError
+
+    marker = tmp_path / "ran"
+    rb = Runbook.model_validate({"id": "unverifiable", "title": "t", "class": "startup", "verify": verify,
+                                 "cures": cures, "steps": [{"name": "touch", "action": "shell",
+                                                            "inputs": {"argv": ["touch", str(marker)]}}]})
+    target = Target.model_validate({"absent": {"docker": "unit test"}})
+    with pytest.raises(UnverifiableRunbookError, match=r"startup\.helth") as info:
+        _engine(tmp_path, target).run(plan(rb, target, "unit"), yes=True)
+    assert info.value.exit_status == 65 and not marker.exists()
+
+
+def test_a_curing_runbook_whose_checks_did_not_run_is_not_fixed(tmp_path: Path) -> None:
+    """A plan whose verification list is empty (built by hand) cannot end FIXED for a runbook that cures."""
+    rb = load_runbook_file(write(tmp_path, "id: c\ntitle: c\nclass: startup\ncures: [startup.health]\n"
+                                           "steps:\n  - name: n\n    action: notify\n    inputs: {message: hi}\n"))
+    target = Target.model_validate({"absent": {"docker": "unit test"}})
+    the_plan = plan(rb, target, "unit")
+    assert the_plan.verify == ["startup.health"], "cures: stands for verify: when there is none"
+    the_plan.verify = []
+    result = _engine(tmp_path, target).run(the_plan, yes=True)
+    assert result.outcome is RunOutcome.NOT_FIXED
+
+
+ROLLBACK_WHEN = """\
+id: rollback-when
+title: rollback steps with conditions
+class: deploy
+params:
+  undo_extra: {type: bool, default: false}
+steps:
+  - name: breaks
+    action: fail
+rollback:
+  - name: extra
+    action: notify
+    inputs: {message: extra}
+    when: params.undo_extra
+  - name: needs-output
+    action: notify
+    inputs: {message: undo}
+    when: "steps.breaks.value > 1"
+  - name: always
+    action: notify
+    inputs: {message: always}
+"""
+
+
+def test_rollback_steps_skipped_or_unevaluable_are_recorded(tmp_path: Path) -> None:
+    """Before: both were skipped without a word or an audit record, and the run said ROLLED BACK."""
+    rb = load_runbook_file(write(tmp_path, ROLLBACK_WHEN))
+    target = Target.model_validate({"absent": {"docker": "unit test"}})
+    said: list[str] = []
+    result = _engine(tmp_path, target, said).run(plan(rb, target, "unit"), yes=True)
+    by_name = {s.name: s for s in result.steps if s.phase == "rollback"}
+    assert by_name["extra"].status == "skipped" and "condition is false" in by_name["extra"].error
+    assert by_name["needs-output"].status == "failed" and "condition error" in by_name["needs-output"].error
+    assert by_name["always"].status == "ok", "one failed condition does not stop the other rollback steps"
+    assert result.outcome is RunOutcome.FAILED and "needs-output" in result.message
+    records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    rollback = {r["step"]: r for r in records if r["event"] == "fix.step" and r.get("phase") == "rollback"}
+    assert rollback["extra"]["status"] == "skipped" and "params.undo_extra" in rollback["extra"]["reason"]
+    assert rollback["needs-output"]["status"] == "failed" and "condition error" in rollback["needs-output"]["error"]
+    assert any("extra" in line and "skipped" in line for line in said)
+
+
+PLANNED = """\
+id: planned
+title: what the plan shows
+class: deploy
+flags: {needs_maintenance: true}
+params:
+  purge: {type: bool, default: false}
+preconditions:
+  - name: service-mode
+    action: service.mode
+steps:
+  - name: count
+    action: postgres.sql
+    inputs: {sql: "SELECT count(*) FROM emails WHERE %(filler)s"}
+  - name: purge
+    action: postgres.sql
+    inputs: {sql: "DELETE FROM emails"}
+    when: params.purge
+  - name: report
+    action: notify
+    inputs: {message: "{{ steps.count.row_count }}"}
+    when: "steps.count.row_count > 0"
+"""
+
+
+def test_the_plan_lists_preconditions_decides_parameter_conditions_and_shows_sql_whole(tmp_path: Path) -> None:
+    from es_doctor.cli.fix_cmd import print_plan
+
+    long_where = " AND ".join(f"column_{i} IS NOT NULL" for i in range(20))
+    rb = load_runbook_file(write(tmp_path, PLANNED.replace("%(filler)s", long_where)))
+    target = Target.model_validate({"absent": {"docker": "unit test"}})
+    the_plan = plan(rb, target, "unit")
+    assert [p.step.name for p in the_plan.preconditions] == ["writes-stopped", "service-mode"]
+    assert [p.runs for p in the_plan.steps] == [None, False, None]
+    lines: list[str] = []
+    print_plan(the_plan, lines.append)
+    text = "\n".join(lines)
+    assert "before any change, check:" in text and "writes-stopped" in text and "service-mode" in text
+    assert "when params.purge (false: skipped)" in text
+    assert "decided by earlier steps" in text
+    assert f"SELECT count(*) FROM emails WHERE {long_where}" in text, "the SQL is shown whole"
+    assert "then verify" not in text
+    on = plan(rb, target, "unit", {"purge": "true"})
+    assert on.steps[1].runs is True

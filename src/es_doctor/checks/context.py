@@ -87,7 +87,7 @@ class CheckContext:
 
     def service(self) -> ServiceApi:
         """The service's own API (typed), over :meth:`http` (with its bearer token)."""
-        return self.memo("probe:service", lambda: ServiceApi(self.http(), self.target.service.api_url))
+        return self.session.service()
 
     def plain_http(self) -> HttpProbe:
         return self.session.plain_http()
@@ -106,7 +106,7 @@ class CheckContext:
         return self.session.postgres()
 
     def prometheus(self) -> PrometheusProbe:
-        return self.memo("probe:prometheus", lambda: PrometheusProbe(self.target.prometheus.url, self.plain_http()))
+        return self.session.prometheus()
 
     def close(self) -> None:
         self.session.close()
@@ -159,7 +159,7 @@ class CheckContext:
             return None
         # a regex inside a PromQL string: the regex's backslashes are doubled for the string
         jobs = "|".join(re.escape(j).replace("\\", "\\\\") for j in self.target.prometheus.jobs)
-        probe = PrometheusProbe(self.target.prometheus.url, HttpProbe(timeout=min(2.0, self.timeout)))
+        probe = self.session.prometheus(timeout=min(2.0, self.timeout))
         got = probe.range_samples(f'{{job=~"{jobs}"}}', int(self.target.thresholds.scrape_window_s
                                                             + PROMETHEUS_MAX_EXTRA_S + 1))
         if got.failure is not None or not got.value:

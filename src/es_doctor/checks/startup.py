@@ -121,31 +121,40 @@ def _service_pids(ctx: CheckContext) -> set[int]:
         return set()
 
 
-@check("startup.port-owner", description="When the API port is held by another program: which (pid, command).",
-       components=("service",))
+@check("startup.port-owner", description="When the API port is held by another program: which (pid, command). "
+       "A holder that answers HTTP at all (the service refusing es-doctor's credentials, another web server) "
+       "is never called a squatter.", components=("service",))
 def port_owner(ctx: CheckContext) -> Outcome:
     host, port = ctx.api_port()
     if host not in LOCAL_HOSTS and not host.startswith("127."):
         return skip(f"skipped: the API is on a remote host ({host}); port owners are only visible locally")
-    holders = ports.listeners(port)
+    holders = ports.listeners(port, ports.host_addresses(host))
     if holders.failure is not None:
         return unknown(f"cannot tell who holds port {port}", ev("error", str(holders.failure)))
     procs = holders.unwrap()
     if not procs:
-        return ok(f"port {port} is free (no process listens on it)", ev("port", port))
+        return ok(f"port {port} is free on {host} (no process listens on it there)", ev("port", port))
     ours = _service_pids(ctx)
-    if ours:
-        strangers = [p for p in procs if p.pid not in ours]
-    else:
+    strangers = [p for p in procs if p.pid not in ours]
+    if strangers:
         answer = as_json(ctx.http().get(ctx.api("/health"), accept=(503,)))
-        speaks = answer.ok and isinstance(answer.value, dict) and "status" in answer.value
-        strangers = [] if speaks else procs
+        if answer.ok and isinstance(answer.value, dict) and "status" in answer.value:
+            strangers = []
     if not strangers:
         return ok(f"port {port} is held by the service itself", ev("pid", [p.pid for p in procs]))
     first = strangers[0]
-    return crit(f"port {port} is held by another program: pid {first.pid} ({first.name})",
-                ev("pid", first.pid), ev("name", first.name), ev("command", first.command),
-                ev("user", first.username), ev("port", port))
+    who = (ev("pid", first.pid), ev("name", first.name), ev("command", first.command), ev("user", first.username),
+           ev("port", port))
+    status = ctx.http().status_of(ctx.api("/health"))
+    if status in (401, 403):
+        return ok(f"port {port} is held by pid {first.pid} ({first.name}), which answers HTTP {status}: the "
+                  "service, refusing es-doctor's credentials (check service.api_key); not a squatter", *who,
+                  ev("http_status", status))
+    if status is not None:
+        return Outcome(Status.WARN, f"port {port} is held by pid {first.pid} ({first.name}), which answers HTTP "
+                       f"{status} but not as the service's /health: a web server to show the operator, never "
+                       "ended by es-doctor", [*who, ev("http_status", status)], cause=cures.WEB_SERVER)
+    return crit(f"port {port} is held by another program: pid {first.pid} ({first.name})", *who)
 
 
 def _container_env(ctx: CheckContext) -> Result[dict[str, str]]:

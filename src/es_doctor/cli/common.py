@@ -53,9 +53,10 @@ TargetsOpt = Annotated[
 ]
 
 
-def duration(option: str, minimum: float = 0.0) -> Callable[[str], float]:
+def duration(option: str, minimum: float = 0.0, maximum: float | None = None) -> Callable[[str], float]:
     """The parser of a duration option (``90s``, ``1m30s``, ``1h30m``, ``500ms``, or seconds): one grammar in
-    every command (:func:`es_doctor.units.parse_duration`); below ``minimum``, a usage error."""
+    every command (:func:`es_doctor.units.parse_duration`); below ``minimum`` or above ``maximum``, a usage
+    error."""
 
     def parse(text: str) -> float:
         from es_doctor.units import DurationError, format_duration, parse_duration
@@ -67,6 +68,8 @@ def duration(option: str, minimum: float = 0.0) -> Callable[[str], float]:
         if value < minimum or value <= 0:
             raise typer.BadParameter(f"{text!r} is too short: at least {format_duration(minimum)}"
                                      if minimum else f"{text!r}: must be more than 0")
+        if maximum is not None and value > maximum:
+            raise typer.BadParameter(f"{text!r} is too long: at most {format_duration(maximum)}")
         return value
 
     parse.__name__ = option.lstrip("-")

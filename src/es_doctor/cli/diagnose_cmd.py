@@ -45,11 +45,14 @@ def diagnose(
                                                     help="Only this check id (repeatable).")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", metavar="[table|json|junit|nagios|prometheus]",
                                         help="Output format.")] = Format.table,
-    timeout: Annotated[float | None, typer.Option("--timeout", metavar="DURATION", parser=duration("--timeout", 0.1),
-                                                  help="Per-check timeout: 10s, 500ms (at least 100 ms).")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", metavar="DURATION",
+                                                  parser=duration("--timeout", 0.1, 3600),
+                                                  help="Per-check timeout: 10s, 500ms (at least 100 ms, at most "
+                                                  "1h).")] = None,
     deadline: Annotated[float | None, typer.Option("--deadline", metavar="DURATION",
-                                                   parser=duration("--deadline", 0.5),
-                                                   help="Overall deadline: 30s, 1m (at least 500 ms).")] = None,
+                                                   parser=duration("--deadline", 0.5, 86400),
+                                                   help="Overall deadline: 30s, 1m (at least 500 ms, at most "
+                                                   "24h).")] = None,
     show_all: Annotated[bool, typer.Option("--all", help="Every row on a terminal too (there the passing rows "
                                            "are collapsed to one line per class; the problems always come "
                                            "first).")] = False,

@@ -5,12 +5,17 @@ engine like ``es-doctor fix``: plan, confirmation, audit, lock, verify."""
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from es_doctor.cli.common import ConfigOpt, TargetOpt, load, make_engine
 from es_doctor.errors import ExitStatus, UsageError
+
+if TYPE_CHECKING:
+    from es_doctor.config import LoadedConfig
+    from es_doctor.probes.session import ProbeSession
 
 emergency_app = typer.Typer(help="The guide's emergency procedures (runbooks/emergency/).", no_args_is_help=True)
 
@@ -55,7 +60,13 @@ def status(ctx: typer.Context, config: ConfigOpt = None, target: TargetOpt = Non
     def echo(text: str) -> None:  # server answers and addresses: secrets and control characters out
         typer.echo(clean(text, known))
 
-    session = ProbeSession(t, timeout=5, docker_timeout=10)
+    with ProbeSession(t, timeout=5, docker_timeout=10) as session:
+        return _status(loaded, session, echo)
+
+
+def _status(loaded: LoadedConfig, session: ProbeSession, echo: Callable[[str], None]) -> int:
+    """``status``'s screen, read through ``session`` (closed by the caller)."""
+    t = loaded.target
     mode = session.service().mode()
     if mode.value is not None:
         echo(f"read-only: {'ON' if mode.value.readonly else 'off'}   "
@@ -65,7 +76,7 @@ def status(ctx: typer.Context, config: ConfigOpt = None, target: TargetOpt = Non
     from es_doctor.backup import BackupStore
     from es_doctor.config import backup_root
 
-    store = BackupStore(backup_root(loaded.config))
+    store = BackupStore(backup_root(loaded.config), loaded.target_name)  # this target's backups only
     done, partial = store.complete(), store.incomplete()
     age = ""
     if done:
@@ -76,7 +87,9 @@ def status(ctx: typer.Context, config: ConfigOpt = None, target: TargetOpt = Non
         taken = parse_utc_stamp(done[-1].split("-")[0])
         age = f", {format_duration(time.time() - taken.timestamp())} ago"
     echo(f"last backup: {done[-1] if done else 'none'}"
-               + (f"   ({len(done)} in {store.root}{age})" if done else ""))
+               + (f"   ({len(done)} of target {loaded.target_name} in {store.root}{age})" if done else ""))
+    if store.others():
+        echo(f"  ({store.others()} backup(s) of other targets in {store.root}: not this target's)")
     if partial:
         echo(f"  incomplete (interrupted, not usable): {', '.join(partial)}")
     present, why = t.is_present("docker")
@@ -197,22 +210,32 @@ def _print_validation(found: dict[str, Any]) -> None:
 @emergency_app.command("restore")
 def restore(ctx: typer.Context,
             backup_id: Annotated[str, typer.Argument(metavar="BACKUP", help="The backup id (its timestamp) or "
-                                                     "'latest'.")],
+                                                     "'latest' (this target's latest).")],
+            from_other_target: Annotated[bool, typer.Option(
+                "--from-other-target", help="Restore a backup whose manifest names another target (another "
+                "PostgreSQL, Qdrant or API) into this one.")] = False,
             yes: YesOpt = False, dry_run: DryOpt = False, config: ConfigOpt = None, target: TargetOpt = None) -> int:
-    """Restore PostgreSQL, Qdrant and the volumes from a backup, then validate. Only with writes
-    stopped (read-only/maintenance), only after a fresh safety backup."""
-    if backup_id == "latest":  # pinned now: the safety backup taken on the way becomes the latest
-        from es_doctor.backup import BackupError, BackupStore
-        from es_doctor.config import backup_root
+    """Restore PostgreSQL, Qdrant and the volumes from one of this target's backups, then validate. Only
+    with writes stopped (read-only/maintenance), only after a fresh safety backup. A backup of another
+    target is refused unless --from-other-target says so."""
+    from es_doctor.backup import BackupError, BackupStore, other_target, read_manifest, target_identity
+    from es_doctor.config import backup_root
 
-        loaded = load(ctx, config, target)
-        try:
-            backup_id = BackupStore(backup_root(loaded.config)).path("latest").name
-        except BackupError as exc:
-            raise UsageError(str(exc)) from None
+    loaded = load(ctx, config, target)
+    try:  # 'latest' is pinned now (the safety backup taken on the way becomes the latest), and its target checked
+        path = BackupStore(backup_root(loaded.config), loaded.target_name).path(backup_id)
+        why = other_target(read_manifest(path), loaded.target_name, target_identity(loaded.target))
+    except BackupError as exc:
+        raise UsageError(str(exc)) from None
+    if why is not None and not from_other_target:
+        raise UsageError(f"backup {path.name} refused: {why}. Nothing was changed; to restore it into "
+                         f"{loaded.target_name} on purpose, add --from-other-target")
+    backup_id = path.name
     if not dry_run and not yes and not sys.stdin.isatty():
         raise UsageError("restore replaces the stack's data: confirm with --yes (nothing was changed)")
-    result = _run_result(ctx, "emergency-restore", {"backup": backup_id}, yes, dry_run, config, target)
+    result = _run_result(ctx, "emergency-restore", {"backup": backup_id,
+                                                    "from_other_target": str(from_other_target).lower()},
+                         yes, dry_run, config, target)
     if any(s.name == "writes-stopped" and s.status == "failed" for s in result.steps):
         typer.echo("restore refused: writes are not stopped (es-doctor emergency readonly); nothing was changed")
         return int(ExitStatus.UNAVAILABLE)

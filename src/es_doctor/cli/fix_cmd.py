@@ -15,7 +15,7 @@ from es_doctor.errors import EsDoctorError, ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from es_doctor.config import LoadedConfig
-    from es_doctor.runbooks.engine import FixResult, Plan
+    from es_doctor.runbooks.engine import FixResult, Plan, PlannedStep
     from es_doctor.runbooks.model import Runbook
 
 #: the order --all applies runbooks in: dependencies and containers before what runs on them
@@ -99,14 +99,31 @@ def print_plan(the_plan: Plan, echo: Any) -> None:
         echo(f"  REFUSED: target {the_plan.target_name} {reason}")
     if the_plan.params:
         echo("  params: " + ", ".join(f"{k}={words(v)}" for k, v in mask_data(the_plan.params).items()))
+    if the_plan.preconditions:
+        echo("  before any change, check:")
+        for planned in the_plan.preconditions:
+            echo(f"    - {planned.step.name}: {planned.description}{_condition(planned)}")
     for n, planned in enumerate(the_plan.steps, start=1):
         mark = " (destructive)" if planned.destructive else ""
-        cond = f" when {planned.step.when}" if planned.step.when else ""
-        echo(f"  {n}. {planned.step.name}: {planned.description}{mark}{cond}")
+        echo(f"  {n}. {planned.step.name}: {planned.description}{mark}{_condition(planned)}")
     if the_plan.rollback:
-        echo("  on failure, roll back: " + ", ".join(p.step.name for p in the_plan.rollback))
-    if rb.verify:
-        echo("  then verify: " + ", ".join(rb.verify))
+        echo("  on failure, roll back:")
+        for planned in the_plan.rollback:
+            echo(f"    - {planned.step.name}: {planned.description}{_condition(planned)}")
+    if the_plan.verify:
+        echo("  then verify: " + ", ".join(the_plan.verify))
+
+
+def _condition(planned: PlannedStep) -> str:
+    """A step's ``when:`` in the plan, decided when the parameters decide it."""
+    when = planned.step.when
+    if not when:
+        return ""
+    if planned.condition_error:
+        return f" when {when} (cannot be evaluated: {planned.condition_error}; the step will fail)"
+    if planned.runs is None:
+        return f" when {when} (decided by earlier steps)"
+    return f" when {when} (true: it runs)" if planned.runs else f" when {when} (false: skipped)"
 
 
 def _confirm(question: str) -> bool:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from es_doctor.config import Target
     from es_doctor.logview import Entry, Pattern, Query, Scan
+    from es_doctor.probes.session import ProbeSession
 
 
 class Source(StrEnum):
@@ -116,20 +117,24 @@ def logs(
     kind, where = _resolve(loaded.target, source, file)
     window = f"since {since_text}" if since_text else "(newest first)"
     out = sys.stdout
-    try:
-        if follow:
-            return _follow(loaded.target, kind, where, query, count, fmt, secrets, out)
-        scan = _scan(loaded.target, kind, where, query, count, patterns)
-        if fmt is Format.json:
-            _json_report(loaded.target_name, kind, where, since_text, query, scan, secrets, out)
-        elif patterns:
-            _patterns_table(scan, count, secrets, out)
-        else:
-            _lines(scan.entries, secrets, out)
-    except BrokenPipeError:  # `es-doctor logs | head`: the reader has what it wanted
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
-        return int(ExitStatus.OK)
+    from es_doctor.probes.session import ProbeSession
+
+    # the engine's logs are read through a probe session (Docker's calls bounded by 10 s), closed on the way out
+    with ProbeSession(loaded.target, timeout=5.0, docker_timeout=10.0) as session:
+        try:
+            if follow:
+                return _follow(session, kind, where, query, count, fmt, secrets, out)
+            scan = _scan(session, kind, where, query, count, patterns)
+            if fmt is Format.json:
+                _json_report(loaded.target_name, kind, where, since_text, query, scan, secrets, out)
+            elif patterns:
+                _patterns_table(scan, count, secrets, out)
+            else:
+                _lines(scan.entries, secrets, out)
+        except BrokenPipeError:  # `es-doctor logs | head`: the reader has what it wanted
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+            return int(ExitStatus.OK)
     from es_doctor.logview import summary
 
     shown = (min(len(scan.patterns.groups), count) if scan.patterns is not None else len(scan.entries))
@@ -160,17 +165,11 @@ def _resolve(target: Target, source: Source, file: str | None) -> tuple[str, str
     return "file", str(path)
 
 
-def _docker_probe(target: Target) -> Any:
-    from es_doctor.probes.docker import DockerProbe
-
-    return DockerProbe(host=target.docker.host)
-
-
-def _scan(target: Target, kind: str, where: str, query: Query, count: int, patterns: bool) -> Scan:
+def _scan(session: ProbeSession, kind: str, where: str, query: Query, count: int, patterns: bool) -> Scan:
     from es_doctor.logview import scan_docker, scan_file
 
     if kind == "docker":
-        return scan_docker(_docker_probe(target), where, query, count, patterns)
+        return scan_docker(session.docker(), where, query, count, patterns)
     return scan_file(Path(where), query, count, patterns)
 
 
@@ -256,7 +255,7 @@ def _json_report(target_name: str, kind: str, where: str, since_text: str | None
     out.flush()
 
 
-def _follow(target: Target, kind: str, where: str, query: Query, backlog: int, fmt: Format, secrets: list[str],
+def _follow(session: ProbeSession, kind: str, where: str, query: Query, backlog: int, fmt: Format, secrets: list[str],
             out: TextIO) -> int:
     """Print matching entries as they come; Ctrl-C ends it quietly (exit 130)."""
     from es_doctor.logview import entry_dict, follow_docker, follow_path
@@ -264,7 +263,7 @@ def _follow(target: Target, kind: str, where: str, query: Query, backlog: int, f
 
     console = None if fmt is Format.json else _console(out)
     if kind == "docker":
-        items = follow_docker(_docker_probe(target), where, query.since)
+        items = follow_docker(session.docker(), where, query.since)
     else:
         items = follow_path(Path(where), query.since, query, backlog)
     typer.echo(f"following {kind} {where} (Ctrl-C stops)", err=True)

@@ -93,11 +93,12 @@ _register()
 
 
 def _crash_dir() -> Path:
-    """A private (0700) directory for crash logs: the state directory's ``crash/``, else a new temporary one."""
-    from es_doctor.config import default_state_dir
+    """A private (0700) directory for crash logs: the state directory's ``crash/`` (the loaded configuration's
+    ``state_dir``, else ``$ES_DOCTOR_STATE_DIR``, else the default), else a new temporary one."""
+    from es_doctor.config.locations import state_dir_in_use
     from es_doctor.files import private_dir
 
-    base = os.environ.get("ES_DOCTOR_STATE_DIR") or str(default_state_dir())
+    base = state_dir_in_use()
     try:
         return private_dir(Path(base) / "crash")
     except (OSError, RuntimeError):

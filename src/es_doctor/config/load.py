@@ -10,7 +10,7 @@ from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from es_doctor.config.locations import find_config_file, lab_dir
+from es_doctor.config.locations import find_config_file, lab_dir, note_state_dir
 from es_doctor.config.settings import Config, LoadedConfig
 from es_doctor.config.target import Target
 from es_doctor.errors import ConfigError, UnavailableError
@@ -146,8 +146,9 @@ def load_config(explicit_path: str | None = None, target_name: str | None = None
     audit_given = "audit_log" in config.model_fields_set
     if os.environ.get("ES_DOCTOR_STATE_DIR"):
         config.state_dir = os.environ["ES_DOCTOR_STATE_DIR"]
-        if not audit_given:  # the audit log lives in the state dir unless the file puts it elsewhere
-            config.audit_log = str(Path(config.state_dir) / "audit.jsonl")
+    if not audit_given:  # the audit log lives in the state dir (the file's or the override) unless put elsewhere
+        config.audit_log = str(Path(config.state_dir).expanduser() / "audit.jsonl")
+    note_state_dir(config.state_dir)  # crash logs go there too
     if os.environ.get("ES_DOCTOR_AUDIT_LOG"):
         config.audit_log = os.environ["ES_DOCTOR_AUDIT_LOG"]
     if env_overrides:

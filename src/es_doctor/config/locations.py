@@ -16,6 +16,24 @@ def default_state_dir() -> Path:
     return Path(user_state_dir("es-doctor", appauthor=False))
 
 
+#: the state directory of the configuration this process loaded last (see :func:`state_dir_in_use`)
+_LOADED_STATE_DIR: list[Path] = []
+
+
+def note_state_dir(path: str | Path) -> None:
+    """Remember the state directory a loaded configuration names (its ``state_dir``, or the override)."""
+    _LOADED_STATE_DIR[:] = [Path(path).expanduser()]
+
+
+def state_dir_in_use() -> Path:
+    """Where this process's state goes when no configuration is at hand (a crash log):
+    ``$ES_DOCTOR_STATE_DIR`` (which wins over every file), else the state directory of the configuration
+    loaded last, else :func:`default_state_dir`."""
+    if os.environ.get("ES_DOCTOR_STATE_DIR"):
+        return Path(os.environ["ES_DOCTOR_STATE_DIR"])
+    return _LOADED_STATE_DIR[0] if _LOADED_STATE_DIR else default_state_dir()
+
+
 def user_config_dir() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "es-doctor"

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from es_doctor.config.locations import default_state_dir
-from es_doctor.config.target import Seconds, SecondsAtLeast1, SecondsOrZero, Secret, Strict, Target
+from es_doctor.config.target import SecondsAtLeast1, SecondsOrZero, Secret, Strict, Target, TimeoutSeconds
 
 #: where ``es-doctor serve`` listens unless told otherwise (``serve.listen``)
 DEFAULT_LISTEN = "127.0.0.1:9109"
@@ -39,7 +39,7 @@ class EscalationChannel(Strict):
     #: the webhook URL (env:NAME); for pagerduty, unset means https://events.pagerduty.com/v2/enqueue
     url: str | None = Secret(description="webhook / events URL (env:NAME)")
     routing_key: str | None = Secret(description="PagerDuty integration (routing) key (env:NAME)")
-    timeout_s: Seconds = 10.0
+    timeout_s: TimeoutSeconds = 10.0
     #: retries after the first attempt, with exponential backoff starting at backoff_s
     retries: int = Field(default=3, ge=0, le=10)
     backoff_s: SecondsOrZero = 0.2
@@ -101,7 +101,7 @@ class ServeConfig(Strict):
     #: bearer token every path but /healthz requires (env:NAME); mandatory off loopback
     token: str | None = Secret(description="bearer token of es-doctor serve (env:NAME)")
     #: how long status changes are kept (the latest change of each check is always kept)
-    history_retention_days: float = Field(default=30.0, gt=0.0)
+    history_retention_days: float = Field(default=30.0, gt=0.0, le=36600)
 
 
 class Config(Strict):

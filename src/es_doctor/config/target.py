@@ -36,12 +36,19 @@ def _duration(value: object) -> object:
     return parse_duration(value) if isinstance(value, str) else value
 
 
-#: a duration in seconds: a positive, finite number, or a duration written ``1m30s``
-Seconds = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+#: the longest duration any setting may hold (a year): a larger one overflows the clock's arithmetic
+#: (``1e300`` passed validation and diagnose died with OverflowError)
+MAX_SECONDS = 366 * 86400.0
+#: a duration in seconds: a positive, finite number (or a duration written ``1m30s``), at most a year
+Seconds = Annotated[float, BeforeValidator(_duration), Field(gt=0, le=MAX_SECONDS)]
 #: the same, zero allowed
-SecondsOrZero = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
-#: the same, at least one second
-SecondsAtLeast1 = Annotated[float, BeforeValidator(_duration), Field(ge=1.0)]
+SecondsOrZero = Annotated[float, BeforeValidator(_duration), Field(ge=0, le=MAX_SECONDS)]
+#: the same, at least one second and at most a day (an interval)
+SecondsAtLeast1 = Annotated[float, BeforeValidator(_duration), Field(ge=1.0, le=86400)]
+#: a timeout in seconds: positive, at most an hour
+TimeoutSeconds = Annotated[float, BeforeValidator(_duration), Field(gt=0, le=3600)]
+#: a duration of at most a day (a deadline, a load test's length)
+DaySeconds = Annotated[float, BeforeValidator(_duration), Field(gt=0, le=86400)]
 #: a threshold: a finite number, not negative
 Level = Annotated[float, Field(ge=0)]
 
@@ -65,7 +72,7 @@ class Thresholds(Strict):
     event_bus_saturation_warn_pct: Level = 80.0
     event_bus_saturation_crit_pct: Level = 95.0
     #: seconds between the two metric scrapes that rates and percentiles come from
-    scrape_window_s: Seconds = 2.0
+    scrape_window_s: TimeoutSeconds = 2.0
     #: fewest requests (events) a ratio (error rate, insert error ratio) is graded on (es_doctor.signals)
     min_requests: Annotated[int, Field(ge=1, le=10**9)] = 100
     #: fewest observations a latency percentile is graded on
@@ -208,11 +215,12 @@ class LoadConfig(Strict):
     #: has shown it is the lab (``GET /_lab/faults``); any other target needs ``--yes``
     lab: bool = False
     #: the highest arrival rate (requests/s), duration (s) and concurrency a load test may ask for
-    max_rps: float = Field(default=200.0, gt=0)
-    max_duration_s: Seconds = 300.0
-    max_concurrency: int = Field(default=64, gt=0)
+    max_rps: float = Field(default=200.0, gt=0, le=100_000)
+    max_duration_s: DaySeconds = 300.0
+    max_concurrency: int = Field(default=64, gt=0, le=4096)
     #: where the test data's marker (``es-doctor-load-<run id>``) lands: the tasks table's title column and
-    #: the vectors' payload key (null: test records are removed by the ids the API returned only)
+    #: the vectors' payload key; cleanup deletes a record only when it has one of the ids the API returned
+    #: *and* the marker (null: nothing is deleted, the records are reported)
     title_column: str | None = "title"
     title_key: str | None = "title"
 
@@ -234,8 +242,8 @@ class Target(Strict):
     #: es-doctor load: caps, and whether this target is the lab
     load: LoadConfig = Field(default_factory=LoadConfig)
     #: per-check timeout and overall deadline of diagnose, seconds
-    check_timeout_s: Seconds = 10.0
-    deadline_s: Seconds = 30.0
+    check_timeout_s: TimeoutSeconds = 10.0
+    deadline_s: DaySeconds = 30.0
     #: components this target does not have, with the reason (their checks read SKIP)
     absent: dict[str, str] = Field(default_factory=dict)
 

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 from es_doctor.errors import UnavailableError, UsageError
 from es_doctor.load.plan import Op, Plan
 from es_doctor.load.stats import LoadResult, Recorder, grade, result
-from es_doctor.secrets import resolve_secret
 
 if TYPE_CHECKING:
     from es_doctor.config import Target
+    from es_doctor.probes.result import MarkedCleanup
     from es_doctor.probes.session import ProbeSession
 
 
@@ -58,8 +58,9 @@ def preflight(session: ProbeSession, target_name: str) -> None:
 
 
 def headers(target: Target) -> dict[str, str]:
-    key = resolve_secret(target.service.api_key)
-    return {"Authorization": f"Bearer {key}"} if key else {}
+    from es_doctor.probes.session import service_headers
+
+    return service_headers(target)
 
 
 def run(plan: Plan, target: Target, stop: threading.Event, on_tick: Callable[[Recorder, float], None] | None = None,
@@ -80,6 +81,18 @@ def graded(rec: Recorder, target: Target, target_name: str) -> LoadResult:
     return result(rec, target_name, grades)
 
 
+def _disagreements(store: str, noun: str, done: MarkedCleanup) -> list[str]:
+    """The records a cleanup kept because its ids and its marker disagree (or it could prove nothing)."""
+    out = [f"{store}: {done.note}"] if done.note else []
+    if done.id_without_marker:
+        out.append(f"{store}: {done.id_without_marker} {noun}(s) carry an id the API answered but not this run's "
+                   "marker: kept (not this run's record; check what the API returned)")
+    if done.marker_without_id:
+        out.append(f"{store}: {done.marker_without_id} {noun}(s) carry this run's marker but no id the API "
+                   "answered: kept (delete them by hand once checked)")
+    return out
+
+
 def remove_test_data(session: ProbeSession, target: Target, plan: Plan, rec: Recorder) -> dict[str, Any]:
     """Remove the records the run wrote (vectors, then rows); what was done, per store, and what is left."""
     wrote = Op.CREATE in rec.ops
@@ -93,8 +106,9 @@ def remove_test_data(session: ProbeSession, target: Target, plan: Plan, rec: Rec
     q = target.qdrant
     if qdrant_present:
         got = session.qdrant().delete_marked(q.collection, q.task_id_key, ids, target.load.title_key, plan.marker)
-        if got.failure is None:
-            report["removed"]["qdrant"] = got.value
+        if got.failure is None and got.value is not None:
+            report["removed"]["qdrant"] = got.value.removed
+            report["left"].extend(_disagreements(f"qdrant {q.collection}", "point", got.value))
         else:
             report["left"].append(f"qdrant {q.collection}: not removed ({got.failure}); delete the points whose "
                                   f"payload {target.load.title_key or q.task_id_key} names '{plan.marker}'")
@@ -105,8 +119,9 @@ def remove_test_data(session: ProbeSession, target: Target, plan: Plan, rec: Rec
     if pg_present:
         got = session.postgres().delete_marked(pg.tasks_table, pg.id_column, ids, target.load.title_column,
                                                plan.marker)
-        if got.failure is None:
-            report["removed"]["postgres"] = got.value
+        if got.failure is None and got.value is not None:
+            report["removed"]["postgres"] = got.value.removed
+            report["left"].extend(_disagreements(f"postgres {pg.tasks_table}", "row", got.value))
         else:
             column = target.load.title_column or "title"
             advice = " ".join(("DELETE FROM", pg.tasks_table, "WHERE", column, f"LIKE '{plan.marker} %'"))

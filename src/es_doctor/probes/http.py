@@ -10,7 +10,7 @@ also handed to qdrant-client) has
   itself, a bounded piece at a time, so a gzip bomb stops at the cap with bounded memory;
 * JSON parsed with a nesting-depth limit (:func:`parse_json`): a 200,000-deep array is a clean
   ``ValueError``, never a ``RecursionError``;
-* ``Retry-After`` read with a cap (:func:`retry_after`).
+* ``Retry-After`` read with a cap per try (:func:`retry_after`) and over all tries (:class:`RetryBudget`).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from es_doctor.probes.result import FailureKind, Result, Stopwatch, failed, shor
 MAX_BODY = 8 * 1024 * 1024  #: a hostile server cannot make us read more than this (decoded)
 MAX_JSON_DEPTH = 128  #: deeper JSON is refused before parsing
 MAX_RETRY_AFTER_S = 60.0  #: a server asking to wait longer is waited for this long at most
+MAX_RETRY_WAIT_TOTAL_S = 60.0  #: all the waits between the tries of one call together, at most
 ALL_STATUSES = tuple(range(100, 600))  #: ``accept`` value that makes every HTTP answer a value
 
 CANCEL_POLL_S = 0.25  #: how often a waiting read looks at the cancel event
@@ -61,6 +62,13 @@ def cancellable(cancel: threading.Event | None) -> Iterator[None]:
         yield
     finally:
         _local.cancel = previous
+
+
+def current_cancel() -> threading.Event | None:
+    """The cancel event of the :func:`cancellable` block this thread runs in (None outside one): other
+    probes (PostgreSQL) watch it to cancel their own calls."""
+    cancel: threading.Event | None = getattr(_local, "cancel", None)
+    return cancel
 
 
 def _left(timeout: float | None, error: type[Exception]) -> float | None:
@@ -273,6 +281,28 @@ def post_once(client: httpx.Client, url: str, content: bytes, headers: dict[str,
     return PostAttempt(response.status_code, response.text, dict(response.headers))
 
 
+class Poster:
+    """A bounded client for POSTs to one URL (a notification webhook), closed with ``with``: made by
+    :func:`poster`, so the client is built here and nowhere else."""
+
+    def __init__(self, client: httpx.Client, url: str, deadline_s: float) -> None:
+        self._client, self.url, self.deadline_s = client, url, deadline_s
+
+    def post(self, content: bytes, headers: dict[str, str]) -> PostAttempt:
+        return post_once(self._client, self.url, content, headers, self.deadline_s)
+
+    def __enter__(self) -> Poster:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._client.close()
+
+
+def poster(url: str, *, deadline_s: float, max_body: int | None = MAX_BODY) -> Poster:
+    """A :class:`Poster` for ``url``; ValueError on a client that cannot be made (a malformed proxy setting)."""
+    return Poster(bounded_client(url, deadline_s=deadline_s, max_body=max_body), url, deadline_s)
+
+
 class JsonTooDeepError(ValueError):
     """JSON nested deeper than the limit."""
 
@@ -307,6 +337,23 @@ def retry_after(headers: httpx.Headers | dict[str, str], default: float, cap: fl
     return max(0.0, min(wait, cap))
 
 
+class RetryBudget:
+    """The waiting one call may still do between its tries (``Retry-After`` and backoff together): each
+    wait is cut to what is left; once nothing is left the call stops retrying."""
+
+    def __init__(self, total: float = MAX_RETRY_WAIT_TOTAL_S) -> None:
+        self.total = total
+        self.left = total
+
+    def take(self, wait: float) -> float | None:
+        """The part of ``wait`` the budget allows (None: the budget is spent, do not retry)."""
+        if self.left <= 0:
+            return None
+        granted = max(0.0, min(wait, self.left))
+        self.left -= granted
+        return granted
+
+
 # --------------------------------------------------------------------------- the probe
 
 
@@ -319,6 +366,11 @@ class HttpResponse:
 
     def json(self) -> Any:
         return parse_json(self.text)
+
+
+def bearer_headers(token: str | None) -> dict[str, str]:
+    """The ``Authorization`` header of a bearer token (none without a token): the one place it is built."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 class HttpProbe:
@@ -343,14 +395,17 @@ class HttpProbe:
         json_body: Any = None,
         accept: tuple[int, ...] = (),
         timeout: float | None = None,
+        max_body: int | None = None,
     ) -> Result[HttpResponse]:
+        """``timeout`` and ``max_body`` override the probe's own for this request."""
         watch = Stopwatch()
         limit = timeout if timeout is not None else self.timeout
+        cap = max_body if max_body is not None else self.max_body
         outer = getattr(_local, "cap", None)
         _local.cap = time.monotonic() + limit if outer is None else min(outer, time.monotonic() + limit)
         try:
             with (
-                bounded_client(url, deadline_s=limit, max_body=self.max_body, headers=self.headers,
+                bounded_client(url, deadline_s=limit, max_body=cap, headers=self.headers,
                                follow_redirects=True) as client,
                 client.stream(method, url, json=json_body) as response,
             ):
@@ -385,6 +440,13 @@ class HttpProbe:
 
     def get(self, url: str, *, accept: tuple[int, ...] = (), timeout: float | None = None) -> Result[HttpResponse]:
         return self.request("GET", url, accept=accept, timeout=timeout)
+
+    def status_of(self, url: str, timeout: float | None = None) -> int | None:
+        """The HTTP status ``url`` answers (any status: 200, 401, 404, 500…), None when what listens there
+        speaks no HTTP (refuses, hangs up, times out, answers garbage): whether a port's holder is a web
+        server at all."""
+        got = self.request("GET", url, accept=ALL_STATUSES, timeout=timeout)
+        return got.value.status_code if got.value is not None else None
 
     def get_json(self, url: str, *, accept: tuple[int, ...] = (), timeout: float | None = None) -> Result[Any]:
         """GET and parse JSON; bad JSON is a BAD_RESPONSE failure."""

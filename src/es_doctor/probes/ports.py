@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import psutil
@@ -46,16 +47,62 @@ def _info(pid: int) -> ProcessInfo | None:
         return None
 
 
-def listeners(port: int) -> Result[list[ProcessInfo]]:
-    """Processes listening on TCP ``port`` on any address."""
+def listeners(port: int, addresses: Collection[str] | None = None) -> Result[list[ProcessInfo]]:
+    """Processes listening on TCP ``port``: on any address, or (``addresses``) on one of those addresses or
+    on a wildcard that covers one (``0.0.0.0`` an IPv4 address, ``::`` any): a process bound to
+    127.0.0.1:P does not hold 127.0.0.2:P or [::1]:P."""
     try:
         conns = psutil.net_connections(kind="tcp")
     except (psutil.Error, OSError) as exc:
         return failed(FailureKind.ERROR, f"cannot list sockets: {short(exc)}")
     pids = sorted({c.pid for c in conns if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
-                   and c.pid is not None})
+                   and c.pid is not None and (addresses is None or binds_one_of(str(c.laddr.ip), addresses))})
     infos = [info for info in (_info(pid) for pid in pids) if info is not None]
     return success(infos)
+
+
+def binds_one_of(bound: str, addresses: Collection[str]) -> bool:
+    """Whether a socket bound to ``bound`` receives connections to one of ``addresses``."""
+    import ipaddress
+
+    try:
+        mine = ipaddress.ip_address(bound.split("%", 1)[0])
+    except ValueError:
+        return True  # an address psutil cannot name: counted as holding the port (never hides a holder)
+    if isinstance(mine, ipaddress.IPv6Address) and mine.ipv4_mapped is not None:
+        mine = mine.ipv4_mapped
+    for text in addresses:
+        try:
+            want = ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
+        except ValueError:
+            continue
+        if isinstance(want, ipaddress.IPv6Address) and want.ipv4_mapped is not None:
+            want = want.ipv4_mapped
+        if mine == want or (mine.is_unspecified and mine.version in (want.version, 6)):
+            return True
+    return False
+
+
+def host_addresses(host: str, timeout: float = 2.0) -> list[str] | None:
+    """The addresses ``host`` names (itself for an address; a name resolved within ``timeout``); None when
+    it does not resolve (then a caller looks at every address)."""
+    import ipaddress
+    import threading
+
+    host = host.strip("[]")
+    with contextlib.suppress(ValueError):
+        return [str(ipaddress.ip_address(host.split("%", 1)[0]))]
+    found: dict[str, list[str]] = {}
+
+    def resolve() -> None:
+        with contextlib.suppress(OSError):
+            found["addrs"] = sorted({str(info[4][0]).split("%", 1)[0] for info in socket.getaddrinfo(
+                host, None, type=socket.SOCK_STREAM)})
+
+    worker = threading.Thread(target=resolve, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return found.get("addrs") or None
 
 
 def process_environ(pid: int) -> Result[dict[str, str]]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from es_doctor.probes.result import Failure, FailureKind, Result, guarded, short
+from es_doctor.probes.result import Failure, FailureKind, MarkedCleanup, Result, guarded, short, success
 from es_doctor.secrets import scrub
 
 
@@ -24,6 +25,32 @@ def make_conninfo(**params: str) -> str:
     from psycopg import conninfo
 
     return str(conninfo.make_conninfo(**params))
+
+
+#: how often a connection's watcher looks at the step's cancel event (and whether the connection closed)
+CANCEL_POLL_S = 0.1
+
+
+def watch_cancel(conn: Any) -> None:
+    """When the calling thread runs a runbook step (inside :func:`es_doctor.probes.http.cancellable`),
+    cancel ``conn``'s running query as soon as the step is cancelled (Ctrl-C, its timeout): libpq's cancel
+    request, sent from a watcher thread, makes the blocked call raise QueryCanceled at once, so the step
+    stops and its rollback runs (a ``SELECT pg_sleep(600)`` no longer outlives the step). The watcher
+    ends with the connection."""
+    from es_doctor.probes.http import current_cancel
+
+    cancel = current_cancel()
+    if cancel is None:
+        return
+
+    def watch() -> None:
+        while not conn.closed:
+            if cancel.wait(CANCEL_POLL_S):
+                with contextlib.suppress(Exception):  # the query may just have ended, the server be gone
+                    conn.cancel_safe(timeout=5.0)
+                return
+
+    threading.Thread(target=watch, name="postgres:cancel-watch", daemon=True).start()
 
 
 def split_dsn(dsn: str, password: str | None = None) -> tuple[str, str | None]:
@@ -79,6 +106,7 @@ class PostgresProbe:
             kwargs["password"] = self.password
         conn = psycopg.connect(self.dsn, **kwargs)
         conn.execute(f"SET statement_timeout = {int(self.timeout * 1000)}")
+        watch_cancel(conn)
         return conn
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> Result[list[tuple[Any, ...]]]:
@@ -183,23 +211,33 @@ class PostgresProbe:
 
 
     def delete_marked(self, table: str, id_column: str, ids: list[Any], title_column: str | None,
-                      marker: str) -> Result[int]:
-        """Delete a load test's rows: ``id_column`` one of ``ids``, or ``title_column`` starting with ``marker``
-        (names quoted as identifiers, values as parameters); the value is how many rows went."""
+                      marker: str) -> Result[MarkedCleanup]:
+        """Delete a load test's rows: those whose ``id_column`` is one of ``ids`` *and* whose ``title_column``
+        starts with ``marker`` (names quoted as identifiers, values as parameters), in one transaction. A row
+        with one of the ids but not the marker, or the marker but none of the ids, is counted and kept; with
+        no ``title_column`` nothing is deleted (no row can be proven to be the run's)."""
+        if not title_column:
+            return success(MarkedCleanup(0, note="no load.title_column: no row can be proven to be this run's; "
+                                                 "nothing deleted"))
 
-        def run() -> int:
+        def run() -> MarkedCleanup:
             from psycopg import sql
 
-            conditions = [sql.SQL("{}::text = ANY(%s)").format(sql.Identifier(id_column))]
-            params: list[Any] = [[str(i) for i in ids]]
-            if title_column:
-                escaped = marker.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                conditions.append(sql.SQL("{} LIKE %s").format(sql.Identifier(title_column)))
-                params.append(escaped + " %")
-            query = sql.SQL("DELETE FROM {} WHERE {}").format(sql.Identifier(table), sql.SQL(" OR ").join(conditions))
-            with self._connect() as conn, conn.cursor() as cur:
-                cur.execute(query, params)
-                return int(cur.rowcount)
+            escaped = marker.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + " %"
+            has_id = sql.SQL("{}::text = ANY(%(ids)s)").format(sql.Identifier(id_column))
+            marked = sql.SQL("coalesce({} LIKE %(marker)s, false)").format(sql.Identifier(title_column))
+            params: dict[str, Any] = {"ids": [str(i) for i in ids], "marker": escaped}
+            count = sql.SQL("SELECT count(*) FILTER (WHERE {has_id} AND NOT {marked}), "
+                            "count(*) FILTER (WHERE {marked} AND NOT {has_id}) FROM {table} "
+                            "WHERE {has_id} OR {marked}").format(has_id=has_id, marked=marked,
+                                                                  table=sql.Identifier(table))
+            delete = sql.SQL("DELETE FROM {} WHERE {} AND {}").format(sql.Identifier(table), has_id, marked)
+            with self._connect() as conn, conn.transaction(), conn.cursor() as cur:
+                cur.execute(count, params)
+                row = cur.fetchone()
+                id_only, marker_only = (int(row[0]), int(row[1])) if row else (0, 0)
+                cur.execute(delete, params)
+                return MarkedCleanup(int(cur.rowcount), id_only, marker_only)
 
         return guarded(self._classify, run)
 

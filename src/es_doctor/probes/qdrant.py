@@ -16,7 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from es_doctor.probes.result import Failure, FailureKind, Result, Stopwatch, failed, guarded, short, success
+from es_doctor.probes.result import (
+    Failure,
+    FailureKind,
+    MarkedCleanup,
+    Result,
+    Stopwatch,
+    failed,
+    guarded,
+    short,
+    success,
+)
 from es_doctor.secrets import scrub
 
 QDRANT_MAX_BODY = 64 * 1024 * 1024  #: the largest decoded REST answer read (a scroll page with its vectors fits)
@@ -191,7 +201,8 @@ class QdrantProbe:
         return self._call(lambda c: int(c.count(collection_name=name, exact=True).count))
 
     def marked_filter(self, id_key: str, ids: list[Any], text_key: str | None, marker: str) -> Any:
-        """Points whose ``id_key`` is one of ``ids``, or whose ``text_key`` holds the word sequence ``marker``."""
+        """Points whose ``id_key`` is one of ``ids``, or whose ``text_key`` holds the word sequence ``marker``
+        (for counting what a run may have left; deletion needs both: :meth:`delete_marked`)."""
         from qdrant_client import models
 
         should: list[Any] = []
@@ -208,16 +219,40 @@ class QdrantProbe:
             id_key, ids, text_key, marker)).count))
 
     def delete_marked(self, name: str, id_key: str, ids: list[Any], text_key: str | None,
-                      marker: str) -> Result[int]:
-        """Delete the points of a load test's records; the value is how many there were."""
-        def delete(c: Any) -> int:
-            flt = self.marked_filter(id_key, ids, text_key, marker)
-            found = int(c.count(collection_name=name, exact=True, count_filter=flt).count)
-            if found:
-                from qdrant_client import models
+                      marker: str) -> Result[MarkedCleanup]:
+        """Delete the points of a load test's records: ``id_key`` one of ``ids`` *and* ``text_key`` holding
+        ``marker``. A point with one but not the other is counted and kept; with no ``text_key`` or no ids
+        nothing is deleted (no point can be proven to be the run's)."""
+        if not text_key or not ids:
+            why = "no load.title_key" if not text_key else "the API answered no id"
+            return success(MarkedCleanup(0, note=f"{why}: no point can be proven to be this run's; nothing deleted"))
 
-                c.delete(collection_name=name, points_selector=models.FilterSelector(filter=flt), wait=True)
-            return found
+        def delete(c: Any) -> MarkedCleanup:
+            from qdrant_client import models
+
+            wanted = {str(i) for i in ids}
+            both: list[Any] = []
+            id_only = marker_only = 0
+            offset = None
+            while True:  # one pass over the points carrying an id or the marker (a text filter scans)
+                points, offset = c.scroll(collection_name=name, limit=1000, offset=offset,
+                                          scroll_filter=self.marked_filter(id_key, ids, text_key, marker),
+                                          with_payload=[id_key, text_key], with_vectors=False)
+                for point in points:
+                    payload = point.payload or {}
+                    has_id = str(payload.get(id_key)) in wanted
+                    marked = marker in str(payload.get(text_key) or "").split()
+                    if has_id and marked:
+                        both.append(point.id)
+                    elif has_id:
+                        id_only += 1
+                    elif marked:
+                        marker_only += 1
+                if offset is None:
+                    break
+            if both:
+                c.delete(collection_name=name, points_selector=models.PointIdsList(points=both), wait=True)
+            return MarkedCleanup(len(both), id_only, marker_only)
 
         return self._call(delete)
 

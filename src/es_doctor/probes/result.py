@@ -81,3 +81,17 @@ def guarded(classify: Callable[[BaseException], Failure], fn: Callable[[], T]) -
 def short(exc: BaseException, limit: int = 300) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class MarkedCleanup:
+    """What a load test's cleanup did in one store: ``removed`` records carried both one of the run's ids and
+    its marker; ``id_without_marker`` records had one of the ids but not the marker (someone else's record
+    behind an id the API answered: kept), ``marker_without_id`` records had the marker but no id of the run
+    (a creation whose id was never answered, or a record copied by hand: kept). Both are reported, never
+    deleted."""
+
+    removed: int
+    id_without_marker: int = 0
+    marker_without_id: int = 0
+    note: str = ""

@@ -48,6 +48,8 @@ class Discovery:
 class Mode:
     readonly: bool
     maintenance: bool
+    #: the modes the answer stated as true/false (the others read off without being stated)
+    stated: tuple[str, ...] = ("readonly", "maintenance")
 
     @property
     def writes_refused(self) -> str | None:
@@ -64,9 +66,9 @@ class ServiceApi:
         return self.base + path
 
     def _json(self, method: str, path: str, parse: Callable[[Any], T], body: Any = None,
-              accept: tuple[int, ...] = ()) -> Result[T]:
+              accept: tuple[int, ...] = (), timeout: float | None = None) -> Result[T]:
         if method == "GET":
-            answer = as_json(self.http.get(self.url(path), accept=accept))
+            answer = as_json(self.http.get(self.url(path), accept=accept, timeout=timeout))
         else:
             answer = as_json(self.http.request(method, self.url(path), json_body=body, accept=accept))
         if answer.failure is not None:
@@ -117,8 +119,10 @@ class ServiceApi:
 
         return self._json("GET", "/api/v1/managers/discovery", parse)
 
-    def mode(self) -> Result[Mode]:
-        return self._json("GET", "/api/v1/maintenance", _mode)
+    def mode(self, timeout: float | None = None) -> Result[Mode]:
+        """Both modes; a mode the answer does not state as true/false reads off, and is left out of
+        :attr:`Mode.stated` (what must be proven, e.g. by the ``service.mode`` action, checks that)."""
+        return self._json("GET", "/api/v1/maintenance", _mode, timeout=timeout)
 
     def set_readonly(self, enabled: bool) -> Result[Mode]:
         """The answer names only the mode it changed (the other reads off): read :meth:`mode` for both."""
@@ -137,7 +141,8 @@ class ServiceApi:
 def _mode(body: Any) -> Mode:
     if not isinstance(body, dict):
         raise TypeError("not a JSON object")
-    return Mode(readonly=body.get("readonly") is True, maintenance=body.get("maintenance") is True)
+    return Mode(readonly=body.get("readonly") is True, maintenance=body.get("maintenance") is True,
+                stated=tuple(k for k in ("readonly", "maintenance") if isinstance(body.get(k), bool)))
 
 
 def _with_code(got: Result[T], rebuild: Callable[[T, int], T]) -> Result[T]:

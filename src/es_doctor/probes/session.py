@@ -2,16 +2,26 @@
 secrets), caches per run what should be read once, and closes them.
 
 Checks reach it through :class:`es_doctor.checks.context.CheckContext`, runbook actions through
-:class:`es_doctor.runbooks.actions.ActionContext`, the backup code directly; none of them builds a
-probe of its own.
+:class:`es_doctor.runbooks.actions.ActionContext` (whose session the backup, validation and restore
+parts of :mod:`es_doctor.backup` are given), the commands that read a target outside a run
+(``emergency status``, ``logs``, ``load``, serve's widgets) through a session they open in a ``with``
+block. None of them builds a probe or an SDK client of its own: ``tests/unit/test_layers.py`` fails
+when a module outside ``probes/`` calls a probe's constructor or an SDK client. The bearer header of
+the service's API is built once (:func:`es_doctor.probes.http.bearer_headers`).
+
+Every session is closed by whoever opened it; :func:`open_sessions` counts the ones not closed yet
+(a test holds that a command leaves none), and a session collected unclosed warns
+(``ResourceWarning``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import itertools
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,12 +32,28 @@ if TYPE_CHECKING:
     from es_doctor.config import Target
     from es_doctor.probes.docker import DockerProbe
     from es_doctor.probes.http import HttpProbe
-    from es_doctor.probes.postgres import PostgresProbe
+    from es_doctor.probes.postgres import AdvisoryLock, PostgresProbe
     from es_doctor.probes.prometheus import PrometheusProbe
     from es_doctor.probes.qdrant import QdrantProbe
     from es_doctor.probes.service import ServiceApi
 
 T = TypeVar("T")
+
+#: the serial numbers of the sessions made and not closed yet (a session collected unclosed stays counted)
+_OPEN: set[int] = set()
+_SERIAL = itertools.count(1)
+
+
+def open_sessions() -> int:
+    """How many probe sessions were made and not closed in this process (collected ones included)."""
+    return len(_OPEN)
+
+
+def service_headers(target: Target) -> dict[str, str]:
+    """The headers of a request to the service's own API: its bearer token, resolved now (or none)."""
+    from es_doctor.probes.http import bearer_headers
+
+    return bearer_headers(resolve_secret(target.service.api_key))
 
 
 def sdk_modules(target: Target, components: Iterable[str]) -> list[str]:
@@ -80,6 +106,9 @@ class ProbeSession:
         self._memo: dict[str, Any] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self.closed = False
+        self.serial = next(_SERIAL)
+        _OPEN.add(self.serial)
 
     # ---- per-run cache (thread-safe: concurrent checks share one computation)
     def memo(self, key: str, compute: Callable[[], T]) -> T:
@@ -102,8 +131,7 @@ class ProbeSession:
         from es_doctor.probes.http import HttpProbe
 
         def make() -> HttpProbe:
-            key = resolve_secret(self.target.service.api_key)
-            return HttpProbe(timeout=self.timeout, headers={"Authorization": f"Bearer {key}"} if key else {})
+            return HttpProbe(timeout=self.timeout, headers=service_headers(self.target))
 
         return self.memo("probe:http", make)
 
@@ -139,20 +167,46 @@ class ProbeSession:
                                                                  password=resolve_secret(cfg.password),
                                                                  timeout=self.timeout))
 
-    def prometheus(self) -> PrometheusProbe:
+    def prometheus(self, timeout: float | None = None) -> PrometheusProbe:
+        """Prometheus' API; ``timeout``: a shorter bound than the session's for each of its queries."""
+        from es_doctor.probes.http import HttpProbe
         from es_doctor.probes.prometheus import PrometheusProbe
 
-        return self.memo("probe:prometheus", lambda: PrometheusProbe(self.target.prometheus.url, self.plain_http()))
+        if timeout is None:
+            return self.memo("probe:prometheus",
+                             lambda: PrometheusProbe(self.target.prometheus.url, self.plain_http()))
+        return self.memo(f"probe:prometheus:{timeout:g}",
+                         lambda: PrometheusProbe(self.target.prometheus.url, HttpProbe(timeout=timeout)))
+
+    def advisory_lock(self, keys: tuple[int, int], label: str, timeout: float = 5.0) -> AdvisoryLock:
+        """A session-level advisory lock on the target's database, on a connection of its own (the
+        caller acquires and releases it; :meth:`close` releases one still held)."""
+        from es_doctor.probes.postgres import AdvisoryLock
+
+        cfg = self.target.postgres
+        lock = AdvisoryLock(resolve_secret(cfg.dsn) or "", resolve_secret(cfg.password), keys, label, timeout)
+        with self._guard:
+            self._memo[f"probe:lock:{id(lock)}"] = lock
+        return lock
 
     # ---- lifetime
     def close(self) -> None:
-        """Close the clients that hold connections or files (an embedded Qdrant holds its storage lock)."""
+        """Close the clients that hold connections or files (an embedded Qdrant holds its storage lock, an
+        advisory lock its connection). Closing twice is harmless."""
         with self._guard:
             made = list(self._memo.items())
+            self.closed = True
+        _OPEN.discard(self.serial)
         for key, value in made:
-            if key.startswith("probe:") and hasattr(value, "close"):
+            closer = getattr(value, "release", None) if key.startswith("probe:lock:") else getattr(value, "close", None)
+            if key.startswith("probe:") and closer is not None:
                 with contextlib.suppress(Exception):  # closing is best effort
-                    value.close()
+                    closer()
+
+    def __del__(self) -> None:
+        if not getattr(self, "closed", True):
+            warnings.warn(f"probe session of {self.target.service.api_url} was never closed", ResourceWarning,
+                          stacklevel=1)
 
     def __enter__(self) -> ProbeSession:
         return self

@@ -6,16 +6,33 @@ table, time, duration and period. The reader is a small protobuf wire-format dec
 64-bit, length-delimited and 32-bit fields; packed or unpacked repeated integers), bounded and
 strict: any malformed input (truncated, a field of the wrong wire type, an index outside the string
 table, a sample naming an unknown location) is a :class:`ProfileError`, never another exception.
+
+Bounded in what it builds as well as in what it reads: a sample names at most
+:data:`MAX_SAMPLE_LOCATIONS` locations, all stacks together hold at most :data:`MAX_TOTAL_FRAMES` frames,
+a value is a non-negative 64-bit signed integer and so is the sum of a sample type's values, and a parse
+stops after :data:`PARSE_CPU_BUDGET_S` CPU seconds (a small gzip of repeated ids would otherwise expand
+into gigabytes of stacks).
 """
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 #: a profile larger than this once decompressed is refused (Go's own profiles are a few MiB)
 MAX_DECOMPRESSED = 256 * 1024 * 1024
+#: the most locations one sample may name (Go records at most 1024 frames: GODEBUG=profstackdepth's maximum)
+MAX_SAMPLE_LOCATIONS = 1024
+#: the most frames (inlined functions included) one sample's stack may hold once its locations are read
+MAX_SAMPLE_FRAMES = 8 * MAX_SAMPLE_LOCATIONS
+#: the most frames all samples together may hold: what a parse may build (~64 MiB of references)
+MAX_TOTAL_FRAMES = 8_000_000
+#: the largest sample value: a count or an amount is a non-negative signed 64-bit integer (as Go writes it)
+MAX_VALUE = (1 << 63) - 1
+#: CPU seconds a parse may spend (a 30 s profile of a busy service parses in well under one)
+PARSE_CPU_BUDGET_S = 10.0
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -54,7 +71,6 @@ class Profile:
 
 Buf = bytes | memoryview
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
-_SIGN = 1 << 63
 
 
 def _varint(buf: Buf, pos: int) -> tuple[int, int]:
@@ -179,10 +195,24 @@ def decompress(data: bytes, limit: int = MAX_DECOMPRESSED) -> bytes:
     return out
 
 
-def parse(data: bytes) -> Profile:
-    """The profile in ``data`` (gzip-compressed or not); :class:`ProfileError` when it is not one."""
+class _Budget:
+    """The CPU time a parse may still spend (this thread's), checked every so often."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.until = time.thread_time() + seconds
+
+    def check(self) -> None:
+        if time.thread_time() > self.until:
+            raise ProfileError(f"took more than {self.seconds:g} s of CPU to read: refused")
+
+
+def parse(data: bytes, cpu_budget_s: float = PARSE_CPU_BUDGET_S) -> Profile:
+    """The profile in ``data`` (gzip-compressed or not); :class:`ProfileError` when it is not one, or when
+    reading it would pass the bounds above."""
     if not data:
         raise ProfileError("empty")
+    budget = _Budget(cpu_budget_s)
     raw = memoryview(decompress(data))  # views, not copies, of each message
     sample_types: list[tuple[int, int]] = []
     raw_samples: list[Buf] = []  # decoded once the locations are known (they come after the samples)
@@ -192,7 +222,9 @@ def parse(data: bytes) -> Profile:
     scalars: dict[int, int] = {}
     period_type = (0, 0)
     comments: list[int] = []
-    for number, wire, value in _fields(raw):
+    for seen, (number, wire, value) in enumerate(_fields(raw)):
+        if not seen % 4096:
+            budget.check()
         if number == 1:
             vt = _small(_msg(number, wire, value))
             sample_types.append((vt.get(1, 0), vt.get(2, 0)))
@@ -234,7 +266,10 @@ def parse(data: bytes) -> Profile:
             raise ProfileError(f"location {loc_id} names unknown function {missing[0]}")
         stacks[loc_id] = tuple(names[f] for f in funcs)
     samples = []
+    frames = 0
+    totals = [0] * len(sample_types)
     for message in raw_samples:
+        budget.check()
         loc_ids, values = _sample(message)
         if len(values) != len(sample_types):
             raise ProfileError(f"a sample has {len(values)} values for {len(sample_types)} sample types")
@@ -243,7 +278,18 @@ def parse(data: bytes) -> Profile:
             if loc not in stacks:
                 raise ProfileError(f"a sample names unknown location {loc}")
             stack.extend(stacks[loc])
-        samples.append(Sample(tuple(stack), tuple(v if v < _SIGN else _signed(v) for v in values)))
+        if len(stack) > MAX_SAMPLE_FRAMES:
+            raise ProfileError(f"a sample's stack has {len(stack)} frames (more than {MAX_SAMPLE_FRAMES})")
+        frames += len(stack)
+        if frames > MAX_TOTAL_FRAMES:
+            raise ProfileError(f"the samples' stacks hold more than {MAX_TOTAL_FRAMES} frames in all: refused")
+        for i, v in enumerate(values):
+            if v > MAX_VALUE:
+                raise ProfileError(f"a sample value is negative or larger than 2^63-1 ({_signed(v)})")
+            totals[i] += v
+            if totals[i] > MAX_VALUE:
+                raise ProfileError("a sample type's values add up past 2^63-1: not a real profile")
+        samples.append(Sample(tuple(stack), tuple(values)))
     default = scalars.get(14, 0)
     return Profile(
         sample_types=tuple((text(t), text(u)) for t, u in sample_types),
@@ -262,7 +308,11 @@ def _sample(buf: Buf) -> tuple[list[int], list[int]]:
     values: list[int] = []
     for number, wire, value in _fields(buf):
         if number == 1:
+            if not isinstance(value, int) and len(value) > 10 * MAX_SAMPLE_LOCATIONS:  # before decoding it
+                raise ProfileError(f"a sample names more than {MAX_SAMPLE_LOCATIONS} locations")
             locs.extend(_ints(wire, value))
+            if len(locs) > MAX_SAMPLE_LOCATIONS:
+                raise ProfileError(f"a sample names more than {MAX_SAMPLE_LOCATIONS} locations")
         elif number == 2:
             values.extend(_ints(wire, value))
     return locs, values

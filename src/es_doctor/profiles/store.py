@@ -51,6 +51,7 @@ def target_dir(state_dir: str | Path, target: str) -> Path:
 
 def save(state_dir: str | Path, target: str, kind: Kind, data: bytes, now: datetime | None = None) -> Path:
     """Write ``data`` under a new name; OSError when the directory cannot be written."""
+    private_dir(root(state_dir))  # the root too (an existing one made 0700): profiles hold the service's memory
     directory = private_dir(target_dir(state_dir, target))
     stamp = utc_stamp(now)
     fd, tmp_name = tempfile.mkstemp(prefix=".partial-", suffix=".pb.gz", dir=directory)

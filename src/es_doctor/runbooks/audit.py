@@ -144,7 +144,7 @@ def target_lock(target: Any, runbook: str, run_id: str, say: Any) -> Iterator[di
     """Where the target has PostgreSQL, a session advisory lock on its database held for the run: two
     operators on two machines (two state dirs) cannot fix the same stack at once. The holder is named
     through its session's ``application_name``. Yields what was done (held, or why not) for the audit."""
-    from es_doctor.probes.postgres import AdvisoryLock
+    from es_doctor.probes.session import ProbeSession
     from es_doctor.secrets import resolve_secret
 
     present, why = target.is_present("postgres")
@@ -157,18 +157,18 @@ def target_lock(target: Any, runbook: str, run_id: str, say: Any) -> Iterator[di
         return
     me = who()
     label = f"es-doctor fix {runbook} {run_id} {me['user']}@{me['host']} pid {me['pid']}"
-    lock = AdvisoryLock(dsn, resolve_secret(target.postgres.password),
-                        PG_LOCK_KEYS, label)
-    got = lock.acquire()
-    if got.failure is not None:  # PostgreSQL down is often what is being fixed: go on, say so
-        say(f"  (no lock on the target's PostgreSQL: {got.failure.message}; only this machine's lock is held)")
-        yield {"target_lock": "unavailable", "reason": got.failure.message}
-        return
-    if not got.value:
-        holder = lock.holder()
-        lock.release()
-        raise UnavailableError(f"another fix holds the lock on the target's database: {holder}")
-    try:
-        yield {"target_lock": "postgres advisory lock", "keys": list(PG_LOCK_KEYS)}
-    finally:
-        lock.release()
+    with ProbeSession(target, timeout=5.0) as session:  # the lock's own connection, closed with the session
+        lock = session.advisory_lock(PG_LOCK_KEYS, label)
+        got = lock.acquire()
+        if got.failure is not None:  # PostgreSQL down is often what is being fixed: go on, say so
+            say(f"  (no lock on the target's PostgreSQL: {got.failure.message}; only this machine's lock is held)")
+            yield {"target_lock": "unavailable", "reason": got.failure.message}
+            return
+        if not got.value:
+            holder = lock.holder()
+            lock.release()
+            raise UnavailableError(f"another fix holds the lock on the target's database: {holder}")
+        try:
+            yield {"target_lock": "postgres advisory lock", "keys": list(PG_LOCK_KEYS)}
+        finally:
+            lock.release()

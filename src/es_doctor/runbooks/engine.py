@@ -23,15 +23,18 @@ from es_doctor.config import Target
 from es_doctor.files import private_dir
 from es_doctor.runbooks.actions import RUN_ENV, ActionContext
 from es_doctor.runbooks.audit import AuditLog, fix_lock, target_lock
-from es_doctor.runbooks.model import Runbook, Step
+from es_doctor.runbooks.model import Runbook
 from es_doctor.runbooks.outcome import FixResult, RunOutcome, StepResult
 from es_doctor.runbooks.plan import (
     Plan,
     PlannedStep,
+    UnverifiableRunbookError,
     coerce_params,
+    implicit_preconditions,
     missing_requirements,
     plan,
     template_context,
+    verify_ids,
 )
 from es_doctor.runbooks.recovery import report_dead_run
 from es_doctor.runbooks.stepper import StepHook, StepInterrupted, Stepper, ctrl_c_deferred
@@ -39,7 +42,8 @@ from es_doctor.runbooks.templating import TemplateError, evaluate_condition
 from es_doctor.secrets import clean, secret_values
 
 __all__ = ["Engine", "FixResult", "Plan", "PlannedStep", "RunOutcome", "StepHook", "StepInterrupted",
-           "StepResult", "coerce_params", "missing_requirements", "plan", "template_context"]
+           "StepResult", "UnverifiableRunbookError", "coerce_params", "missing_requirements", "plan",
+           "template_context", "verify_ids"]
 
 
 class Engine:
@@ -128,10 +132,7 @@ class Engine:
             self.audit.write("fix.end", **base, outcome=result.outcome.value, duration_ms=0)
             return result
         outputs: dict[str, Any] = {}
-        preconditions = list(rb.preconditions)
-        if rb.flags.needs_maintenance:  # the flag is enforced, not only shown
-            preconditions.insert(0, Step(name="writes-stopped", action="backup.require-freeze"))
-        for step in preconditions:  # read-only checks: a failing one stops the run before any change
+        for step in implicit_preconditions(rb):  # read-only checks: a failing one stops the run before any change
             res = self.stepper.execute(step, "preconditions", template_context(self.target, the_plan.params, outputs),
                                 ctx, base)
             result.steps.append(res)
@@ -196,7 +197,7 @@ class Engine:
             else:
                 result.outcome = RunOutcome.FAILED
         else:
-            fixed, findings = self._verify(rb)
+            fixed, findings = self._verify(rb, the_plan.verify)
             result.verify = findings
             result.outcome = (RunOutcome.FIXED if rb.cures else RunOutcome.DONE) if fixed else RunOutcome.NOT_FIXED
             self.audit.write("fix.verify", **base, fixed=fixed, findings=findings)
@@ -228,8 +229,10 @@ class Engine:
                     result.steps.append(StepResult(step.name, "steps", "failed", error=ctx_error))
                     return step.name, "abort"
                 if not go:
-                    result.steps.append(StepResult(step.name, "steps", "skipped", error="condition is false"))
-                    self.audit.write("fix.step", **base, step=step.name, status="skipped")
+                    reason = f"skipped: its condition is false (when: {step.when})"
+                    result.steps.append(StepResult(step.name, "steps", "skipped", error=reason))
+                    self.audit.write("fix.step", **base, phase="steps", step=step.name, action=step.action,
+                                     status="skipped", reason=reason)
                     index += 1
                     continue
             if planned.destructive and not confirmed_all and not self.confirm(
@@ -266,26 +269,43 @@ class Engine:
         self.audit.write("fix.rollback", **base)
         for step in the_plan.runbook.rollback:
             context = template_context(self.target, the_plan.params, outputs)
-            if step.when:
+            if step.when:  # a skip is recorded with its reason; a condition that cannot be evaluated fails
                 try:
-                    if not evaluate_condition(step.when, context):
-                        continue
-                except TemplateError:
+                    go = evaluate_condition(step.when, context)
+                except TemplateError as exc:
+                    error = f"condition error: {exc.message}"
+                    self.say(f"  ✗ {step.name}: {error}")
+                    self.audit.write("fix.step", **base, phase="rollback", step=step.name, action=step.action,
+                                     status="failed", error=error, when=step.when)
+                    result.steps.append(StepResult(step.name, "rollback", "failed", error=error))
+                    continue
+                if not go:
+                    reason = f"skipped: its condition is false (when: {step.when})"
+                    self.say(f"  - {step.name}: {reason}")
+                    self.audit.write("fix.step", **base, phase="rollback", step=step.name, action=step.action,
+                                     status="skipped", reason=reason)
+                    result.steps.append(StepResult(step.name, "rollback", "skipped", error=reason))
                     continue
             res = self.stepper.execute(step, "rollback", context, ctx, base)
             result.steps.append(res)
             if res.status == "ok":
                 outputs[step.name] = res.output
 
-    def _verify(self, rb: Runbook) -> tuple[bool, list[dict[str, Any]]]:
-        if not rb.verify:
-            return True, []
+    def _verify(self, rb: Runbook, ids: list[str]) -> tuple[bool, list[dict[str, Any]]]:
+        """Run the verifying checks until they are OK (or the time is up). True only when every one of
+        ``ids`` ran and is OK; a runbook that cures something and has no check is never verified."""
+        if not ids:
+            return not rb.cures, []
         from es_doctor.checks.registry import load_all
         from es_doctor.findings import Status
         from es_doctor.runner import diagnose
 
         registry = load_all()
-        ids = [c for c in rb.verify if c in registry]
+        unknown = [c for c in ids if c not in registry]
+        if unknown:  # plan() refuses these; a plan built otherwise proves nothing with them
+            self.say(f"cannot verify: no check {', '.join(unknown)}")
+            return False, [{"id": c, "status": "UNKNOWN", "summary": "no such check", "next": None,
+                            "escalate": None} for c in unknown]
         self.say(f"verifying: {', '.join(ids)}")
         deadline = time.monotonic() + self.verify_timeout
         while True:
@@ -300,4 +320,10 @@ class Engine:
                     "escalate": f.escalate} for f in findings]
         for f in findings:
             self.say(f"  {f.status.symbol} {f.summary} ({f.id})")
-        return all(f.status is Status.OK for f in findings), summary
+        ran = {f.id for f in findings}
+        not_run = [c for c in ids if c not in ran]
+        for c in not_run:
+            self.say(f"  ? {c} did not run: the fix is not proven by it")
+            summary.append({"id": c, "status": "NOT RUN", "summary": "the check did not run", "next": None,
+                            "escalate": None})
+        return bool(findings) and not not_run and all(f.status is Status.OK for f in findings), summary

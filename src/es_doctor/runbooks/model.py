@@ -36,9 +36,9 @@ class Step(_Strict):
     action: str = Field(description="an action of the registry, e.g. docker.restart",
                         json_schema_extra={"enum": list(_ACTIONS)})
     inputs: dict[str, Any] = Field(default_factory=dict, description="templated from params, target, steps")
-    timeout: float = Field(default=60.0, gt=0, description="seconds")
+    timeout: float = Field(default=60.0, gt=0, le=86400, description="seconds (at most a day)")
     retries: int = Field(default=0, ge=0, le=20)
-    delay: float = Field(default=1.0, ge=0, description="seconds between retries")
+    delay: float = Field(default=1.0, ge=0, le=3600, description="seconds between retries (at most an hour)")
     on_failure: str = Field(default="rollback", pattern=r"^(abort|continue|rollback|step:[A-Za-z0-9_-]+)$",
                             description="abort | continue | rollback | step:NAME")
     when: str | None = Field(default=None, description="a condition (template expression); the step runs when true")

@@ -1,5 +1,9 @@
-"""Planning a run: the runbook's parameters typed, its ``requires:`` checked against the target, and
-each step described (secrets masked) before anything runs. ``plan()`` changes nothing.
+"""Planning a run: the runbook's parameters typed, its ``requires:`` checked against the target, the
+checks that will verify it resolved, and each step described (secrets masked) before anything runs.
+``plan()`` changes nothing. A ``when:`` that only the parameters and the target decide is evaluated
+here (the plan says whether the step will run); one that reads earlier steps' outputs is decided at
+run time. A runbook that cures a finding but names no check that exists cannot be verified: ``plan()``
+refuses it (:class:`UnverifiableRunbookError`), so no run can end FIXED without having run a check.
 """
 
 from __future__ import annotations
@@ -8,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from es_doctor.config import Target
-from es_doctor.errors import UsageError
+from es_doctor.errors import EsDoctorError, ExitStatus, UsageError
 from es_doctor.runbooks.actions import REGISTRY
 from es_doctor.runbooks.model import Runbook, Step
-from es_doctor.runbooks.templating import TemplateError, render
+from es_doctor.runbooks.templating import TemplateError, evaluate_condition, referenced, render
 from es_doctor.secrets import clean, secret_values
 
 
@@ -22,6 +26,11 @@ class PlannedStep:
     description: str
     inputs: dict[str, Any] | None  #: None when they depend on earlier steps' outputs (resolved at run time)
     destructive: bool
+    #: the step's ``when:`` decided now (True: it runs, False: it is skipped); None: no ``when:``, or
+    #: it reads earlier steps' outputs (decided at run time)
+    runs: bool | None = None
+    #: why the ``when:`` cannot be evaluated (the step will fail)
+    condition_error: str = ""
 
 
 @dataclass
@@ -33,6 +42,10 @@ class Plan:
     rollback: list[PlannedStep]
     #: why the target cannot run this runbook (its ``requires:`` unmet); empty when it can
     missing: list[str] = field(default_factory=list)
+    #: read-only checks run before any change (a failing one stops the run)
+    preconditions: list[PlannedStep] = field(default_factory=list)
+    #: the checks that verify the run (``verify:``, else ``cures:``)
+    verify: list[str] = field(default_factory=list)
 
     @property
     def destructive(self) -> bool:
@@ -127,17 +140,68 @@ def _plan_steps(steps: list[Step], phase: str, runbook: Runbook, context: dict[s
                        f"{step.action} (inputs from earlier steps)")
         if spec.preview is not None and inputs is not None and target is not None and not missing:
             description += spec.preview(inputs, target)
-        planned.append(PlannedStep(step, phase, clean(description, known), inputs, _is_destructive(step, runbook)))
+        runs, condition_error = _decide(step, context)
+        planned.append(PlannedStep(step, phase, clean(description, known), inputs, _is_destructive(step, runbook),
+                                   runs, clean(condition_error, known)))
     return planned
 
 
+def _decide(step: Step, context: dict[str, Any]) -> tuple[bool | None, str]:
+    """A ``when:`` that reads no earlier step decided now: (runs, "") or (None, why it cannot be)."""
+    if not step.when:
+        return None, ""
+    try:
+        if any(root == "steps" for root, _attr in referenced(step.when, as_expression=True)):
+            return None, ""
+        return evaluate_condition(step.when, context), ""
+    except TemplateError as exc:
+        return None, exc.message
+
+
+class UnverifiableRunbookError(EsDoctorError):
+    """A runbook whose result no check can prove (exit 65): it names checks that do not exist, or it
+    cures a finding and names no check at all."""
+
+    exit_status = ExitStatus.DATA
+
+
+def verify_ids(runbook: Runbook) -> list[str]:
+    """The checks that verify a run: ``verify:``, else the findings it ``cures:``. Raises
+    :class:`UnverifiableRunbookError` when one is not a check, or when a runbook that cures has none."""
+    from es_doctor.checks.registry import load_all
+
+    ids = list(runbook.verify or runbook.cures)
+    if not ids:
+        return []
+    registry = load_all()
+    unknown = [c for c in [*runbook.verify, *runbook.cures] if c not in registry]
+    if unknown:
+        raise UnverifiableRunbookError(f"runbook {runbook.id} names no check {', '.join(unknown)}: "
+                                  "its result could not be verified; nothing was run (es-doctor checks lists them)")
+    if runbook.cures and not ids:
+        raise UnverifiableRunbookError(f"runbook {runbook.id} cures {', '.join(runbook.cures)} but names no check "
+                                  "to verify it")
+    return ids
+
+
+def implicit_preconditions(runbook: Runbook) -> list[Step]:
+    """The runbook's preconditions, with the write freeze its ``needs_maintenance`` flag enforces first."""
+    steps = list(runbook.preconditions)
+    if runbook.flags.needs_maintenance:  # the flag is enforced, not only shown
+        steps.insert(0, Step(name="writes-stopped", action="backup.require-freeze"))
+    return steps
+
+
 def plan(runbook: Runbook, target: Target, target_name: str, params: dict[str, str] | None = None) -> Plan:
+    checks = verify_ids(runbook)
     typed = coerce_params(runbook, params or {})
     context = template_context(target, typed, {})
     known = secret_values(target)
     missing = missing_requirements(runbook, target)
     return Plan(runbook, typed, target_name,
                 _plan_steps(list(runbook.steps), "steps", runbook, context, known, target, missing),
-                _plan_steps(list(runbook.rollback), "rollback", runbook, context, known), missing)
+                _plan_steps(list(runbook.rollback), "rollback", runbook, context, known), missing,
+                _plan_steps(implicit_preconditions(runbook), "preconditions", runbook, context, known),
+                checks)
 
 

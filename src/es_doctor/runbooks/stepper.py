@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from es_doctor.runbooks.actions import REGISTRY, ActionContext, ActionError
+from es_doctor.runbooks.actions import REGISTRY, ActionContext, ActionError, Inputs, validate_inputs
 from es_doctor.runbooks.audit import AuditLog, mask
 from es_doctor.runbooks.model import Step
 from es_doctor.runbooks.outcome import StepResult
@@ -89,8 +89,10 @@ class Stepper:
         started = time.monotonic()
         try:
             inputs = render(step.inputs, context)
-        except TemplateError as exc:
-            res = StepResult(step.name, phase, "failed", error=f"template: {exc}")
+            typed = validate_inputs(spec, inputs)
+        except (TemplateError, ActionError) as exc:
+            res = StepResult(step.name, phase, "failed",
+                             error=f"template: {exc}" if isinstance(exc, TemplateError) else str(exc))
             self.audit.write("fix.step", **base, phase=phase, step=step.name, action=step.action, status="failed",
                              error=res.error)
             self.say(f"  ✗ {step.name}: {res.error}")
@@ -102,7 +104,7 @@ class Stepper:
         for attempt in range(1, step.retries + 2):
             res.attempts = attempt
             try:
-                status, output, error, retryable, wait = self.attempt(spec.run, inputs, ctx, step.timeout)
+                status, output, error, retryable, wait = self.attempt(spec.run, typed, ctx, step.timeout)
             except StepInterrupted as exc:
                 res.status, res.error = ("interrupted" if exc.stopped else "running"), "interrupted (Ctrl-C)"
                 res.duration_ms = round((time.monotonic() - started) * 1000, 1)
@@ -134,7 +136,7 @@ class Stepper:
         self.say(mask(f"    {mark} {res.status} in {res.duration_ms / 1000:.1f}s{detail}", self.secrets))
         return res
 
-    def attempt(self, fn: Callable[[dict[str, Any], ActionContext], dict[str, Any]], inputs: dict[str, Any],
+    def attempt(self, fn: Callable[[Any, ActionContext], dict[str, Any]], inputs: Inputs,
                  ctx: ActionContext, timeout: float) -> tuple[str, dict[str, Any], str, bool, float]:
         """One try of an action in a worker thread: (status, output, error, retryable, the server's
         Retry-After in seconds). A step that

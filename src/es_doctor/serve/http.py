@@ -4,12 +4,21 @@
 ``/`` the status page · ``/assets/style.css`` · ``/api/v1/targets`` · ``/api/v1/targets/{name}/report``
 (the JSON of ``diagnose --format json``) · ``/api/v1/targets/{name}/history``.
 With a token configured, every path but ``/healthz`` needs ``Authorization: Bearer <token>``.
+
+Slow clients cannot take the server: at most :data:`MAX_CONNECTIONS` connections are served at once (one
+thread each); a request's whole head (request line and headers, or the wait for the next request of a
+kept-alive connection) must arrive within :data:`HEAD_DEADLINE_S`, else the connection is closed; and
+when every slot is taken, the connection that has waited longest for its head is closed to make room, so
+``/healthz`` and ``/metrics`` keep answering under a slowloris. A client that resets its connection is
+not news: nothing is logged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
+import socket
 import sys
 import threading
 import time
@@ -25,6 +34,12 @@ from es_doctor.serve.page import render_page, stylesheet
 
 #: how often the daemon's own process metrics are sampled (seconds)
 PROCESS_SAMPLE_S = 1.0
+#: connections served at once (each holds one thread); more wait for a slot, see the module's docstring
+MAX_CONNECTIONS = 64
+#: seconds a connection may take to send a request's whole head (or to start its next request)
+HEAD_DEADLINE_S = 10.0
+#: how often connections past their head deadline are looked for
+REAP_EVERY_S = 0.25
 CSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'"
 
 
@@ -53,11 +68,80 @@ class Server(ThreadingHTTPServer):
             import socket
 
             self.address_family = socket.AF_INET6
+        self._init_connections()
         super().__init__((family_host, daemon.settings.port), Handler)
 
     def server_close(self) -> None:
         self._closed.set()
         super().server_close()
+
+    # ------------------------------------------------------------------ bounded connections
+
+    def _init_connections(self) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._conn_lock = threading.Lock()
+        #: each connection served: [when it began waiting for a head (None: a request is being answered)]
+        self._conns: dict[socket.socket, list[float | None]] = {}
+        threading.Thread(target=self._reap, name="serve:reaper", daemon=True).start()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """One thread per connection, at most MAX_CONNECTIONS: when none is free, the connection that has
+        waited longest for its request head is closed to make room (a slowloris, never a request being
+        answered); when every slot is answering, the new connection is closed."""
+        if not self._slots.acquire(blocking=False):
+            self._evict_oldest_waiting()
+            if not self._slots.acquire(timeout=2.0):
+                self.shutdown_request(request)
+                return
+        with self._conn_lock:
+            self._conns[request] = [time.monotonic()]
+        try:
+            threading.Thread(target=self._serve_connection, args=(request, client_address),
+                             name="serve:connection", daemon=True).start()
+        except RuntimeError:  # cannot start a thread: the connection is refused, the slot given back
+            self._forget(request)
+            self.shutdown_request(request)
+
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            self._forget(request)
+
+    def _forget(self, request: Any) -> None:
+        with self._conn_lock:
+            known = self._conns.pop(request, None)
+        if known is not None:
+            self._slots.release()
+
+    def waiting_for_head(self, request: Any, waiting: bool) -> None:
+        """The handler's word: ``request`` now waits for a request head (True) or answers one (False)."""
+        with self._conn_lock:
+            if request in self._conns:
+                self._conns[request][0] = time.monotonic() if waiting else None
+
+    def _evict_oldest_waiting(self) -> None:
+        with self._conn_lock:
+            waiting = [(since, conn) for conn, (since,) in self._conns.items() if since is not None]
+        if waiting:
+            _close(min(waiting, key=lambda item: item[0])[1])
+
+    def _reap(self) -> None:
+        while not self._closed.wait(REAP_EVERY_S):
+            limit = time.monotonic() - HEAD_DEADLINE_S
+            with self._conn_lock:
+                late = [conn for conn, (since,) in self._conns.items() if since is not None and since < limit]
+            for conn in late:
+                _close(conn)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that resets, closes early or is cut at its deadline is not news; anything else is one
+        line on stderr (no traceback)."""
+        exc = sys.exc_info()[1]
+        if exc is None or isinstance(exc, OSError):  # ConnectionResetError, BrokenPipeError, TimeoutError…
+            return
+        print(f"es-doctor serve: a connection from {client_address[0]} failed: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
 
     def _sample_process(self) -> None:
         while not self._closed.wait(PROCESS_SAMPLE_S):
@@ -94,6 +178,12 @@ class Server(ThreadingHTTPServer):
         return made[2]
 
 
+def _close(conn: socket.socket) -> None:
+    """Wake the thread reading ``conn`` (its read returns at once) and end the connection."""
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_RDWR)
+
+
 class Handler(BaseHTTPRequestHandler):
     server: Server
     server_version = "es-doctor"
@@ -105,6 +195,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # quiet: a scrape every few seconds is not news
+
+    def handle_one_request(self) -> None:
+        self.server.waiting_for_head(self.request, True)  # the head deadline runs from now
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        self.server.waiting_for_head(self.request, False)  # the head is in: answering is not bounded by it
+        return parsed
 
     def do_HEAD(self) -> None:
         self._dispatch(head=True)

@@ -4,6 +4,10 @@ embedded SQLite database (``<state_dir>/serve/serve.db``: the file 0600, its dir
 A change is recorded when a check's status differs from its previous one (its first status too, so
 "since when" always has an answer). Changes older than the retention are pruned, except each check's
 latest (it says since when the current status holds).
+
+A file that is not a readable SQLite database (damaged, truncated, another file) is renamed
+``serve.db.corrupt-<UTC time>`` beside it, with a message, and a fresh history starts: serve never
+refuses to start over its own history.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 import threading
 import time
 from pathlib import Path
@@ -45,15 +50,54 @@ def private_file(path: Path) -> None:
     path.chmod(PRIVATE_FILE)
 
 
+def _open(path: Path) -> sqlite3.Connection:
+    """The database at ``path`` with its schema, proven readable (``PRAGMA quick_check``); sqlite3's
+    DatabaseError when it is not a database or is damaged."""
+    db = sqlite3.connect(str(path), check_same_thread=False, timeout=5.0, isolation_level=None)
+    try:
+        verdict = db.execute("PRAGMA quick_check").fetchone()
+        if verdict and verdict[0] == "ok":
+            db.executescript(SCHEMA)
+            return db
+    except BaseException:
+        db.close()
+        raise
+    db.close()
+    raise sqlite3.DatabaseError(f"quick_check: {verdict[0] if verdict else 'no answer'}")
+
+
+def set_aside(path: Path, why: str) -> Path:
+    """Rename a damaged database (and its journal files) to ``<name>.corrupt-<UTC time>`` beside it, with
+    a message on stderr; the daemon then starts a fresh one (its history restarts, the old file is kept)."""
+    from es_doctor.units import utc_stamp
+
+    stamp = utc_stamp()
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    count = 1
+    while aside.exists():  # set aside twice in a second: neither copy is lost
+        count += 1
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{count}")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        source = Path(f"{path}{suffix}")
+        if source.exists():
+            source.rename(Path(f"{aside}{suffix}"))
+    print(f"es-doctor serve: {path} is not a readable database ({why}); set aside as {aside.name}, "
+          "starting a fresh history", file=sys.stderr)
+    return aside
+
+
 class Store:
     def __init__(self, path: Path, retention_days: float) -> None:
         self.path = path
         self.retention_days = retention_days
         private_file(path)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=5.0, isolation_level=None)
-        with self._lock:
-            self._db.executescript(SCHEMA)
+        try:
+            self._db = _open(path)
+        except sqlite3.DatabaseError as exc:  # not a database, or damaged: kept aside, never lost, never fatal
+            self.set_aside = set_aside(path, str(exc))
+            private_file(path)
+            self._db = _open(path)
 
     def close(self) -> None:
         with self._lock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +50,9 @@ def no_real_stack(monkeypatch: pytest.MonkeyPatch) -> None:
         assert host == "127.0.0.1" and port not in STACK_PORTS, f"a unit test connected to {host}:{port}"
         return real_connect(address, *args, **kwargs)
 
-    def listeners(port: int) -> Result[list[ports.ProcessInfo]]:
+    def listeners(port: int, addresses: Collection[str] | None = None) -> Result[list[ports.ProcessInfo]]:
         assert port not in STACK_PORTS, f"a unit test listed the owners of the machine's port {port}"
-        return real_listeners(port)
+        return real_listeners(port, addresses)
 
     monkeypatch.setattr(socket, "create_connection", connect)
     monkeypatch.setattr(ports, "listeners", listeners)

@@ -303,6 +303,12 @@ class FakeContext(CheckContext):
         self.fake_docker = docker or FakeDocker(down=engine_down())
         self.fake_qdrant = qdrant or FakeQdrant(names=Failure(FailureKind.UNAVAILABLE, "no Qdrant in this test"))
         self.fake_postgres = postgres or FakePostgres(Failure(FailureKind.UNAVAILABLE, "no PostgreSQL in this test"))
+        # the fakes are the session's clients: what the session builds on them (the service's API,
+        # Prometheus') reads the fakes too
+        for key, fake in (("probe:http", self.fake_http), ("probe:plain-http", self.fake_http),
+                          ("probe:docker", self.fake_docker), ("probe:qdrant", self.fake_qdrant),
+                          ("probe:postgres", self.fake_postgres)):
+            self.session.memo(key, lambda fake=fake: fake)
 
     def http(self) -> FakeHttp:  # type: ignore[override]
         return self.fake_http

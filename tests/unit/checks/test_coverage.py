@@ -27,7 +27,7 @@ REACHABLE: dict[str, set[Status]] = {
     "startup.health": {OK, CRIT, UNKNOWN},
     "startup.docker-engine": {OK, CRIT},
     "startup.container": {OK, WARN, CRIT, UNKNOWN},
-    "startup.port-owner": {OK, CRIT, UNKNOWN, SKIP},
+    "startup.port-owner": {OK, WARN, CRIT, UNKNOWN, SKIP},
     "startup.go-env": {OK, CRIT, UNKNOWN},
     "startup.config-file": {OK, CRIT, UNKNOWN, SKIP},
     "startup.qdrant": {OK, CRIT, UNKNOWN},

@@ -241,19 +241,24 @@ def test_port_held_by_another_program(listening_port: int,
     assert evidence(out)["port"] == listening_port
 
 
-@covers("startup.port-owner", Status.OK, Status.CRIT)
+@covers("startup.port-owner", Status.OK, Status.WARN)
 def test_port_owner_without_docker_asks_the_holder_whether_it_is_the_service(listening_port: int) -> None:
+    """A holder that answers HTTP at all is never a squatter: the service, the service refusing es-doctor's
+    credentials (401/403: OK), or a web server to show the operator (WARN, no cure that ends it)."""
     target = local_target(listening_port, absent=NO_DOCKER)
     health = f"http://127.0.0.1:{listening_port}/health"
     expect(FakeContext(target, routes={health: Answer(200, {"status": "ok"})}), "startup.port-owner", Status.OK,
            "held by the service itself")
+    expect(FakeContext(target, routes={health: Answer(401, "unauthorized")}), "startup.port-owner", Status.OK,
+           "answers HTTP 401", "refusing es-doctor's credentials")
     expect(FakeContext(target, routes={health: Answer(200, "hello from nginx")}), "startup.port-owner",
-           Status.CRIT, "another program", cure="port-in-use")
+           Status.WARN, "answers HTTP 200", "never ended by es-doctor", cure=None, cause="web-server", escalate=2)
 
 
 @covers("startup.port-owner", Status.UNKNOWN)
 def test_port_owner_cannot_list_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ports, "listeners", lambda port: failed(FailureKind.ERROR, "cannot list sockets: EPERM"))
+    monkeypatch.setattr(ports, "listeners",
+                        lambda port, addresses=None: failed(FailureKind.ERROR, "cannot list sockets: EPERM"))
     expect(FakeContext(), "startup.port-owner", Status.UNKNOWN, "cannot tell who holds port 8080")
 
 

@@ -1,8 +1,10 @@
 """The runbook actions' core: the registry of idempotent operations, each working through the probes.
 
-Every action has ``describe(inputs)`` (what it would do: the dry-run plan) and ``run(inputs, ctx)``
-(do it, return a dict of outputs for later steps' templates). An action signals failure by raising
-:class:`ActionError`; the engine turns it into the step's result. Destructive actions say so.
+Every action declares the model of its inputs (a pydantic :class:`Inputs`: its fields are the action's
+contract, checked by ``runbooks validate`` and listed in ``schema.json``), ``describe(inputs)`` (what it
+would do: the dry-run plan, given the rendered inputs as a dict) and ``run(inputs, ctx)`` (do it with the
+validated model, return a dict of outputs for later steps' templates). An action signals failure by
+raising :class:`ActionError`; the engine turns it into the step's result. Destructive actions say so.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict
 
 from es_doctor.config import Target
 from es_doctor.probes.result import Result
@@ -75,35 +79,77 @@ class ActionContext:
             raise ActionError("interrupted")
 
 
+class Inputs(BaseModel):
+    """The inputs of an action: a subclass per action declares them as fields. An unknown input is an
+    error; values are coerced the way YAML and templates give them (``"30"`` → 30 for an int)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+
+
+class NoInputs(Inputs):
+    """An action that takes no input."""
+
+
+I = TypeVar("I", bound=Inputs)  # noqa: E741
+ActionRun = Callable[[Any, ActionContext], dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class ActionSpec:
     name: str
     describe: Callable[[dict[str, Any]], str]
-    run: Callable[[dict[str, Any], ActionContext], dict[str, Any]]
+    #: called with a validated instance of ``inputs``
+    run: ActionRun
+    inputs: type[Inputs] = NoInputs
     destructive: bool = False
     #: may the engine try again after a timeout (which may have happened after the effect)?
     retry_safe: Callable[[dict[str, Any]], bool] = lambda _inputs: True
     #: what the step would act on right now (pids, commands), or why it refuses: shown in the plan
     preview: Callable[[dict[str, Any], Target], str] | None = None
 
+    def call(self, inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+        """Run with ``inputs`` (rendered) validated against the action's model first."""
+        return self.run(validate_inputs(self, inputs), ctx)
+
 
 REGISTRY: dict[str, ActionSpec] = {}
 
 
-def action(name: str, describe: Callable[[dict[str, Any]], str], destructive: bool = False,
+def action(name: str, describe: Callable[[dict[str, Any]], str], inputs: type[I], destructive: bool = False,
            retry_safe: Callable[[dict[str, Any]], bool] = lambda _inputs: True,
            preview: Callable[[dict[str, Any], Target], str] | None = None) -> Callable[
-        [Callable[[dict[str, Any], ActionContext], dict[str, Any]]],
-        Callable[[dict[str, Any], ActionContext], dict[str, Any]]]:
+        [Callable[[I, ActionContext], dict[str, Any]]], Callable[[I, ActionContext], dict[str, Any]]]:
+    """Register an action: ``inputs`` is the model of its inputs (``NoInputs`` when it takes none)."""
     if name in REGISTRY:
         raise ValueError(f"action {name!r} registered twice")
 
-    def register(fn: Callable[[dict[str, Any], ActionContext], dict[str, Any]]) -> Callable[
-            [dict[str, Any], ActionContext], dict[str, Any]]:
-        REGISTRY[name] = ActionSpec(name, describe, fn, destructive, retry_safe, preview)
+    def register(fn: Callable[[I, ActionContext], dict[str, Any]]) -> Callable[[I, ActionContext], dict[str, Any]]:
+        REGISTRY[name] = ActionSpec(name, describe, fn, inputs, destructive, retry_safe, preview)
         return fn
 
     return register
+
+
+def validate_inputs(spec: ActionSpec, inputs: dict[str, Any]) -> Inputs:
+    """``inputs`` (rendered) as the action's model; an :class:`ActionError` naming each bad input."""
+    from pydantic import ValidationError
+
+    try:
+        return spec.inputs.model_validate(inputs)
+    except ValidationError as exc:
+        raise ActionError("inputs: " + "; ".join(input_problem(e) for e in exc.errors(include_url=False)),
+                          retryable=False) from None
+
+
+def input_problem(error: Any) -> str:
+    """One pydantic error of an inputs model, in words (``container: required input missing``)."""
+    where = ".".join(str(p) for p in error.get("loc", ())) or "(inputs)"
+    kind = error.get("type")
+    if kind == "missing":
+        return f"{where}: required input missing"
+    if kind == "extra_forbidden":
+        return f"{where}: unknown input"
+    return f"{where}: {error.get('msg')}"
 
 
 def argv_words(argv: object) -> str:
@@ -113,17 +159,6 @@ def argv_words(argv: object) -> str:
     if isinstance(argv, list | tuple):
         return shlex.join(str(a) for a in argv)
     return str(argv)
-
-
-def need(inputs: dict[str, Any], key: str, kind: type | tuple[type, ...] = str) -> Any:
-    if key not in inputs or inputs[key] is None:
-        raise ActionError(f"input {key!r} is required")
-    value = inputs[key]
-    if kind is int and isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if not isinstance(value, kind):
-        raise ActionError(f"input {key!r} must be {getattr(kind, '__name__', kind)}, not {type(value).__name__}")
-    return value
 
 
 def unwrap(result: Result[Any], what: str) -> Any:
@@ -153,13 +188,3 @@ def run_program(argv: list[str], env: dict[str, str] | None, timeout: float, ctx
     from es_doctor.tools import DEFAULT_KEEP, run_tool
 
     return str(tool_call(lambda: run_tool(argv, env, timeout, ctx.cancel, keep=keep or DEFAULT_KEEP)))
-
-
-def as_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in {"true", "1", "yes"}:
-        return True
-    if str(value).lower() in {"false", "0", "no"}:
-        return False
-    raise ActionError(f"expected a boolean, not {value!r}")

@@ -7,20 +7,49 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, JsonValue
+
 from es_doctor.findings import words
 from es_doctor.runbooks.actions.base import (
     ActionContext,
     ActionError,
+    Inputs,
     action,
-    need,
     stamp,
     unwrap,
 )
 from es_doctor.secrets import MASK, is_secret_key
 
 
-def _config_file(inputs: dict[str, Any], ctx: ActionContext) -> Path:
-    path = inputs.get("file") or ctx.target.service.config_file
+class ConfigFileInputs(Inputs):
+    file: str | None = Field(default=None, description="the config file (default: the target's "
+                             "service.config_file)")
+
+
+class ConfigSetInputs(ConfigFileInputs):
+    key: str = Field(min_length=1, description="a dotted key (server.workers)")
+    value: JsonValue = Field(description="the value to set (YAML types are kept)")
+
+
+class ConfigRestoreInputs(ConfigFileInputs):
+    source: str | None = Field(default=None, alias="from", description="the copy to restore from (default: the "
+                               "newest copy next to the file, only when the file is missing)")
+
+
+class EnvInputs(Inputs):
+    container: str = Field(min_length=1, description="the container's name")
+
+
+class EnvRequireInputs(EnvInputs):
+    names: list[str] = Field(min_length=1, description="variables that must be set (and not empty)")
+
+
+class EnvSetInputs(EnvInputs):
+    env: dict[str, str | int | float | bool] = Field(min_length=1, description="variables to set")
+
+
+def _config_file(inputs: ConfigFileInputs, ctx: ActionContext) -> Path:
+    path = inputs.file or ctx.target.service.config_file
     if not path:
         raise ActionError("no config file on this host (set service.config_file in the target)")
     return Path(str(path)).expanduser()
@@ -41,8 +70,9 @@ def _plain(value: Any) -> Any:
 
 
 @action("config.set",
-        lambda i: f"set {i.get('key')} = {words(i.get('value'))} in the service's config.yaml (backup kept)")
-def config_set(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+        lambda i: f"set {i.get('key')} = {words(i.get('value'))} in the service's config.yaml (backup kept)",
+        ConfigSetInputs)
+def config_set(inputs: ConfigSetInputs, ctx: ActionContext) -> dict[str, Any]:
     """Edit one key with a round-trip YAML library: comments, order, quoting, mode and owner are kept;
     the file is replaced atomically (written beside, fsync, rename)."""
     import io
@@ -53,8 +83,8 @@ def config_set(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.files import create_private, replace_atomically
     from es_doctor.yamlsource import YamlSyntaxError, read_regular_file
 
-    path, key = _config_file(inputs, ctx), str(need(inputs, "key"))
-    value = inputs.get("value")
+    path, key = _config_file(inputs, ctx), inputs.key
+    value = inputs.value
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
     try:
@@ -103,13 +133,14 @@ def config_set(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     return {"file": str(path), "key": key, "old": old, "new": value, "changed": True, "backup": str(backup)}
 
 
-@action("config.restore", lambda i: f"restore the service's config.yaml from {i.get('from') or 'its newest copy'}")
-def config_restore(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+@action("config.restore", lambda i: f"restore the service's config.yaml from {i.get('from') or 'its newest copy'}",
+        ConfigRestoreInputs)
+def config_restore(inputs: ConfigRestoreInputs, ctx: ActionContext) -> dict[str, Any]:
     path = _config_file(inputs, ctx)
-    if path.is_file() and not inputs.get("from"):
+    if path.is_file() and not inputs.source:
         return {"file": str(path), "result": "present"}
-    if inputs.get("from"):
-        source = Path(str(inputs["from"]))
+    if inputs.source:
+        source = Path(inputs.source)
     else:
         copies = sorted((p for p in path.parent.glob(path.name + ".*") if p.is_file()),
                         key=lambda p: p.stat().st_mtime, reverse=True)
@@ -136,27 +167,29 @@ def _env(ctx: ActionContext, container: str) -> dict[str, str]:
     return dict(info.env)
 
 
-@action("env.show", lambda i: f"show the environment of {i.get('container')} (secrets masked)")
-def env_show(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    env = _env(ctx, need(inputs, "container"))
+@action("env.show", lambda i: f"show the environment of {i.get('container')} (secrets masked)", EnvInputs)
+def env_show(inputs: EnvInputs, ctx: ActionContext) -> dict[str, Any]:
+    env = _env(ctx, inputs.container)
     shown = {k: (MASK if is_secret_key(k) or k.upper().endswith("KEY") else v) for k, v in sorted(env.items())}
     ctx.say("\n".join(f"{k}={v}" for k, v in shown.items()))
     return {"env": shown}
 
 
-@action("env.require", lambda i: f"require {words(i.get('names'))} in the environment of {i.get('container')}")
-def env_require(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    env = _env(ctx, need(inputs, "container"))
-    missing = [n for n in need(inputs, "names", list) if not env.get(str(n))]
+@action("env.require", lambda i: f"require {words(i.get('names'))} in the environment of {i.get('container')}",
+        EnvRequireInputs)
+def env_require(inputs: EnvRequireInputs, ctx: ActionContext) -> dict[str, Any]:
+    env = _env(ctx, inputs.container)
+    missing = [n for n in inputs.names if not env.get(n)]
     if missing:
         raise ActionError(f"not set: {', '.join(missing)}")
     return {"present": True}
 
 
-@action("env.set", lambda i: f"recreate {i.get('container')} with {words(i.get('env'))}", destructive=True)
-def env_set(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    name = need(inputs, "container")
-    wanted = {str(k): str(v) for k, v in need(inputs, "env", dict).items()}
+@action("env.set", lambda i: f"recreate {i.get('container')} with {words(i.get('env'))}", EnvSetInputs,
+        destructive=True)
+def env_set(inputs: EnvSetInputs, ctx: ActionContext) -> dict[str, Any]:
+    name = inputs.container
+    wanted = {k: str(v) for k, v in inputs.env.items()}
     current = _env(ctx, name)
     if all(current.get(k) == v for k, v in wanted.items()):
         return {"container": name, "result": "already set"}

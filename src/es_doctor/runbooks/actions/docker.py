@@ -8,14 +8,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from es_doctor.config import Target
 from es_doctor.runbooks.actions.base import (
     RUN_ENV,
     ActionContext,
     ActionError,
+    Inputs,
+    NoInputs,
     action,
     argv_words,
-    need,
     run_program,
     stamp,
     tool_call,
@@ -23,9 +26,64 @@ from es_doctor.runbooks.actions.base import (
 )
 
 
-@action("docker.restart", lambda i: f"restart container {i.get('container')}")
-def docker_restart(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    name = need(inputs, "container")
+class ContainerInputs(Inputs):
+    container: str = Field(min_length=1, description="the container's name")
+
+
+class ExecInputs(ContainerInputs):
+    argv: list[str | int | float] = Field(min_length=1, description="the program and its arguments")
+    allow_failure: bool = Field(default=False, description="a non-zero exit does not fail the step")
+
+
+class LogsInputs(ContainerInputs):
+    tail: int = Field(default=50, gt=0, le=100_000, description="how many of the last lines")
+
+
+class TimeoutInputs(Inputs):
+    timeout: float = Field(default=120.0, gt=0, description="seconds the restart command may take")
+
+
+class ComposeInputs(Inputs):
+    project: str = Field(min_length=1, description="the compose project (label com.docker.compose.project)")
+    service: str | None = Field(default=None, description="only this compose service")
+
+
+class RebuildInputs(Inputs):
+    context: str = Field(min_length=1, description="the build context (a directory)")
+    tag: str = Field(min_length=1, description="the image tag to build")
+    nocache: bool = Field(default=True, description="build without the layer cache")
+
+
+class RecreateInputs(ContainerInputs):
+    image: str | None = Field(default=None, description="the image to run (default: the container's own)")
+    env: dict[str, str | int | float | bool] = Field(default_factory=dict, description="variables to set")
+    unset: list[str] = Field(default_factory=list, description="variables to remove")
+
+
+class StackRestartInputs(Inputs):
+    order: list[str] = Field(min_length=1, description="the containers in dependency order (started in it, "
+                             "stopped in reverse)")
+    stop_timeout: int = Field(default=10, ge=0, description="seconds Docker waits before killing on stop")
+    each_timeout: float = Field(default=30.0, gt=0, description="seconds each container may take to be up")
+
+
+class VolumeInputs(Inputs):
+    volume: str = Field(min_length=1, description="the Docker volume")
+    image: str | None = Field(default=None, description="the helper container's image (default: one the "
+                              "stack runs)")
+
+
+class VolumeRestoreInputs(VolumeInputs):
+    archive: str = Field(min_length=1, description="the tar archive to restore from")
+
+
+class ArchiveInputs(Inputs):
+    archive: str = Field(min_length=1, description="the tar archive to read")
+
+
+@action("docker.restart", lambda i: f"restart container {i.get('container')}", ContainerInputs)
+def docker_restart(inputs: ContainerInputs, ctx: ActionContext) -> dict[str, Any]:
+    name = inputs.container
     docker = ctx.docker()
     info = unwrap(docker.container(name), f"container {name}")
     result = docker.restart(name) if info.running else docker.start(name)
@@ -41,63 +99,67 @@ def _restart_preview(_inputs: dict[str, Any], target: Target) -> str:
 
 
 @action("service.restart", lambda _i: "restart the service (its container, or the target's service.restart_command "
-                                      "where Docker does not run it)", preview=_restart_preview)
-def service_restart(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+                                      "where Docker does not run it)", TimeoutInputs, preview=_restart_preview)
+def service_restart(inputs: TimeoutInputs, ctx: ActionContext) -> dict[str, Any]:
     """The service restarted by what runs it: Docker, else the target's own supervisor command."""
     target = ctx.target
     if target.is_present("docker")[0]:
-        return docker_restart({"container": target.service.container}, ctx)
+        return docker_restart(ContainerInputs(container=target.service.container), ctx)
     argv = [str(a) for a in target.service.restart_command or []]
     if not argv:
         raise ActionError(f"cannot restart the service: no Docker ({target.is_present('docker')[1]}) and no "
                           "service.restart_command in the target")
     # the service it starts is not a step's program: it must not carry the run's id (nor outlive it as one)
     env = {k: v for k, v in os.environ.items() if k != RUN_ENV}
-    output = run_program(argv, env, float(inputs.get("timeout", 120)), ctx)
+    output = run_program(argv, env, inputs.timeout, ctx)
     return {"command": argv, "output": output[-2000:]}
 
 
-@action("docker.start", lambda i: f"start container {i.get('container')} (if stopped)")
-def docker_start(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    name = need(inputs, "container")
+@action("docker.start", lambda i: f"start container {i.get('container')} (if stopped)", ContainerInputs)
+def docker_start(inputs: ContainerInputs, ctx: ActionContext) -> dict[str, Any]:
+    name = inputs.container
     return {"container": name, "result": unwrap(ctx.docker().start(name), f"start {name}")}
 
 
-@action("docker.stop", lambda i: f"stop container {i.get('container')}", destructive=True)
-def docker_stop(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    name = need(inputs, "container")
+@action("docker.stop", lambda i: f"stop container {i.get('container')}", ContainerInputs,
+        destructive=True)
+def docker_stop(inputs: ContainerInputs, ctx: ActionContext) -> dict[str, Any]:
+    name = inputs.container
     return {"container": name, "result": unwrap(ctx.docker().stop(name), f"stop {name}")}
 
 
-@action("docker.exec", lambda i: f"run {argv_words(i.get('argv'))} in container {i.get('container')}")
-def docker_exec(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    name, argv = need(inputs, "container"), need(inputs, "argv", list)
+@action("docker.exec", lambda i: f"run {argv_words(i.get('argv'))} in container {i.get('container')}",
+        ExecInputs)
+def docker_exec(inputs: ExecInputs, ctx: ActionContext) -> dict[str, Any]:
+    name, argv = inputs.container, inputs.argv
     result = unwrap(ctx.docker().exec(name, [str(a) for a in argv]), f"exec in {name}")
-    if result.exit_code != 0 and not inputs.get("allow_failure", False):
+    if result.exit_code != 0 and not inputs.allow_failure:
         raise ActionError(f"{argv[0]} exited {result.exit_code} in {name}: {result.output[-300:]}")
     return {"exit_code": result.exit_code, "output": result.output[-4000:]}
 
 
-@action("docker.logs", lambda i: f"show the last {i.get('tail', 50)} log lines of {i.get('container')}")
-def docker_logs(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    name = need(inputs, "container")
-    text = unwrap(ctx.docker().logs(name, int(inputs.get("tail", 50))), f"logs of {name}")
+@action("docker.logs", lambda i: f"show the last {i.get('tail', 50)} log lines of {i.get('container')}",
+        LogsInputs)
+def docker_logs(inputs: LogsInputs, ctx: ActionContext) -> dict[str, Any]:
+    name = inputs.container
+    text = unwrap(ctx.docker().logs(name, inputs.tail), f"logs of {name}")
     ctx.say(text)
     return {"logs": text}
 
 
-@action("docker.prune", lambda _i: "remove dangling images and stopped helper containers", destructive=True)
-def docker_prune(_inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+@action("docker.prune", lambda _i: "remove dangling images and stopped helper containers", NoInputs,
+        destructive=True)
+def docker_prune(_inputs: NoInputs, ctx: ActionContext) -> dict[str, Any]:
     return dict(unwrap(ctx.docker().prune(), "prune"))
 
 
 @action("docker.compose-restart",
         lambda i: f"restart the containers of compose project {i.get('project')}"
-                  + (f", service {i['service']}" if i.get("service") else ""))
-def docker_compose_restart(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    project = need(inputs, "project")
+                  + (f", service {i['service']}" if i.get("service") else ""), ComposeInputs)
+def docker_compose_restart(inputs: ComposeInputs, ctx: ActionContext) -> dict[str, Any]:
+    project = inputs.project
     docker = ctx.docker()
-    names = unwrap(docker.compose_containers(project, inputs.get("service")), f"containers of {project}")
+    names = unwrap(docker.compose_containers(project, inputs.service), f"containers of {project}")
     if not names:
         raise ActionError(f"no container carries the label com.docker.compose.project={project}")
     for name in names:
@@ -106,26 +168,27 @@ def docker_compose_restart(inputs: dict[str, Any], ctx: ActionContext) -> dict[s
     return {"containers": names}
 
 
-@action("docker.rebuild", lambda i: f"rebuild image {i.get('tag')} from {i.get('context')} without cache")
-def docker_rebuild(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    context, tag = need(inputs, "context"), need(inputs, "tag")
-    image_id = unwrap(ctx.docker().build(context, tag, nocache=bool(inputs.get("nocache", True))), f"build {tag}")
+@action("docker.rebuild", lambda i: f"rebuild image {i.get('tag')} from {i.get('context')} without cache",
+        RebuildInputs)
+def docker_rebuild(inputs: RebuildInputs, ctx: ActionContext) -> dict[str, Any]:
+    context, tag = inputs.context, inputs.tag
+    image_id = unwrap(ctx.docker().build(context, tag, nocache=inputs.nocache), f"build {tag}")
     return {"image": tag, "id": image_id}
 
 
 @action("docker.recreate", lambda i: f"recreate container {i.get('container')}"
         + (f" from image {i['image']}" if i.get("image") else "")
         + (f" with {sorted(i['env'])}" if i.get("env") else "")
-        + (f" without {i['unset']}" if i.get("unset") else ""), destructive=True)
-def docker_recreate(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    name = need(inputs, "container")
-    env = {str(k): str(v) for k, v in (inputs.get("env") or {}).items()}
+        + (f" without {i['unset']}" if i.get("unset") else ""), RecreateInputs, destructive=True)
+def docker_recreate(inputs: RecreateInputs, ctx: ActionContext) -> dict[str, Any]:
+    name = inputs.container
+    env = {k: str(v) for k, v in inputs.env.items()}
     before = unwrap(ctx.docker().container(name), f"container {name}").image
-    result = ctx.docker().recreate(name, image=inputs.get("image") or None, env_set=env,
-                                   env_unset=[str(u) for u in inputs.get("unset") or []])
+    result = ctx.docker().recreate(name, image=inputs.image or None, env_set=env,
+                                   env_unset=inputs.unset)
     out = {"container": name, "result": unwrap(result, f"recreate {name}"), "previous_image": before}
-    if inputs.get("image") and inputs["image"] != before and name == ctx.target.service.container:
-        record_deployment(ctx, before, str(inputs["image"]))
+    if inputs.image and inputs.image != before and name == ctx.target.service.container:
+        record_deployment(ctx, before, inputs.image)
     return out
 
 
@@ -138,8 +201,9 @@ def record_deployment(ctx: ActionContext, previous: str, image: str) -> None:
                               "previous": previous, "image": image}) + "\n")
 
 
-@action("deploy.previous", lambda _i: "find the image the service ran before its current one (deployment record)")
-def deploy_previous(_inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+@action("deploy.previous", lambda _i: "find the image the service ran before its current one (deployment record)",
+        NoInputs)
+def deploy_previous(_inputs: NoInputs, ctx: ActionContext) -> dict[str, Any]:
     import json
 
     current = unwrap(ctx.docker().container(ctx.target.service.container), "the service container").image
@@ -154,20 +218,20 @@ def deploy_previous(_inputs: dict[str, Any], ctx: ActionContext) -> dict[str, An
 
 @action("docker.stack-restart",
         lambda i: f"stop {list(reversed(i.get('order') or []))}, then start {i.get('order')} waiting for each",
-        destructive=True)
-def docker_stack_restart(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+        StackRestartInputs, destructive=True)
+def docker_stack_restart(inputs: StackRestartInputs, ctx: ActionContext) -> dict[str, Any]:
     """The guide's `docker-compose down && up`: stop in reverse dependency order, start in order."""
     docker = ctx.docker()
-    order = [str(n) for n in need(inputs, "order", list)]
+    order = inputs.order
     present = [n for n in order if docker.container(n).ok]
     if not present:
         raise ActionError(f"none of {order} exists on this engine")
     for name in reversed(present):
-        unwrap(docker.stop(name, timeout=int(inputs.get("stop_timeout", 10))), f"stop {name}")
+        unwrap(docker.stop(name, timeout=inputs.stop_timeout), f"stop {name}")
     started = []
     for name in present:
         unwrap(docker.start(name), f"start {name}")
-        deadline = time.monotonic() + float(inputs.get("each_timeout", 30))
+        deadline = time.monotonic() + inputs.each_timeout
         while True:
             info = unwrap(docker.container(name), name)
             if info.running and info.health in (None, "healthy"):
@@ -179,28 +243,29 @@ def docker_stack_restart(inputs: dict[str, Any], ctx: ActionContext) -> dict[str
     return {"stopped": list(reversed(present)), "started": started}
 
 
-def _helper_image(inputs: dict[str, Any], ctx: ActionContext) -> str:
+def _helper_image(inputs: VolumeInputs, ctx: ActionContext) -> str:
     """The image of the volume helper container: the step's ``image``, else one the stack runs."""
     from es_doctor.backup import helper_image
 
-    if inputs.get("image"):
-        return str(inputs["image"])
+    if inputs.image:
+        return inputs.image
     return str(tool_call(lambda: helper_image(ctx.probes)))
 
 
-@action("docker.volume-backup", lambda i: f"back up volume {i.get('volume')} to a tar in the run's directory")
-def volume_backup(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    volume = need(inputs, "volume")
+@action("docker.volume-backup", lambda i: f"back up volume {i.get('volume')} to a tar in the run's directory",
+        VolumeInputs)
+def volume_backup(inputs: VolumeInputs, ctx: ActionContext) -> dict[str, Any]:
+    volume = inputs.volume
     dest = ctx.work_dir / f"volume-{volume}-{stamp()}.tar"
     return dict(unwrap(ctx.docker().volume_backup(volume, str(dest), _helper_image(inputs, ctx)), f"backup {volume}"))
 
 
 @action("docker.volume-restore", lambda i: f"restore volume {i.get('volume')} from {i.get('archive')}",
-        destructive=True)
-def volume_restore(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+        VolumeRestoreInputs, destructive=True)
+def volume_restore(inputs: VolumeRestoreInputs, ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.backup import check_archive
 
-    volume, archive = need(inputs, "volume"), need(inputs, "archive")
+    volume, archive = inputs.volume, inputs.archive
     if not Path(archive).is_file():
         raise ActionError(f"no archive {archive}")
     tool_call(lambda: check_archive(Path(archive)))  # read to its end before it goes into the volume
@@ -209,17 +274,18 @@ def volume_restore(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]
 
 
 @action("archive.verify", lambda i: f"read archive {i.get('archive')} to its end (readable, no member outside "
-                                   "the volume)")
-def archive_verify(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+                                   "the volume)", ArchiveInputs)
+def archive_verify(inputs: ArchiveInputs, ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.backup import check_archive
 
-    archive = Path(str(need(inputs, "archive")))
+    archive = Path(inputs.archive)
     if not archive.is_file():
         raise ActionError(f"no archive {archive}")
     return {"archive": str(archive), "members": tool_call(lambda: check_archive(archive))}
 
 
-@action("docker.volume-recreate", lambda i: f"delete and recreate volume {i.get('volume')} (empty)", destructive=True)
-def volume_recreate(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    volume = need(inputs, "volume")
+@action("docker.volume-recreate", lambda i: f"delete and recreate volume {i.get('volume')} (empty)", VolumeInputs,
+        destructive=True)
+def volume_recreate(inputs: VolumeInputs, ctx: ActionContext) -> dict[str, Any]:
+    volume = inputs.volume
     return {"result": unwrap(ctx.docker().volume_recreate(volume, _helper_image(inputs, ctx)), f"recreate {volume}")}

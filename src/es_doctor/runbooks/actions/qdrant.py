@@ -4,36 +4,52 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from es_doctor.runbooks.actions.base import (
     ActionContext,
+    Inputs,
     action,
-    need,
     unwrap,
 )
 
 
+class CollectionInputs(Inputs):
+    collection: str = Field(min_length=1, description="the Qdrant collection")
+
+
+class CreateInputs(CollectionInputs):
+    size: int = Field(gt=0, description="the vectors' dimension")
+    distance: str = Field(default="Cosine", description="Cosine, Dot, Euclid or Manhattan")
+
+
+class RecoverInputs(CollectionInputs):
+    location: str = Field(min_length=1, description="the snapshot's URL (or file:// path) Qdrant recovers from")
+
+
 @action("qdrant.create-collection",
         lambda i: f"create Qdrant collection {i.get('collection')} ({i.get('size')}, {i.get('distance', 'Cosine')}) "
-                  "if missing")
-def qdrant_create(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    name, size = need(inputs, "collection"), need(inputs, "size", int)
-    result = unwrap(ctx.qdrant().create_collection(name, int(size), str(inputs.get("distance", "Cosine"))),
+                  "if missing", CreateInputs)
+def qdrant_create(inputs: CreateInputs, ctx: ActionContext) -> dict[str, Any]:
+    name = inputs.collection
+    result = unwrap(ctx.qdrant().create_collection(name, inputs.size, inputs.distance),
                     f"create {name}")
     return {"collection": name, "result": result}
 
 
-@action("qdrant.delete-collection", lambda i: f"delete Qdrant collection {i.get('collection')}", destructive=True)
-def qdrant_delete(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    name = need(inputs, "collection")
+@action("qdrant.delete-collection", lambda i: f"delete Qdrant collection {i.get('collection')}", CollectionInputs,
+        destructive=True)
+def qdrant_delete(inputs: CollectionInputs, ctx: ActionContext) -> dict[str, Any]:
+    name = inputs.collection
     existing = unwrap(ctx.qdrant().collections(), "Qdrant collections")
     if name not in existing:
         return {"collection": name, "result": "already absent"}
     return {"collection": name, "result": unwrap(ctx.qdrant().delete_collection(name), f"delete {name}")}
 
 
-@action("qdrant.snapshot", lambda i: f"snapshot Qdrant collection {i.get('collection')}")
-def qdrant_snapshot(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    name = need(inputs, "collection")
+@action("qdrant.snapshot", lambda i: f"snapshot Qdrant collection {i.get('collection')}", CollectionInputs)
+def qdrant_snapshot(inputs: CollectionInputs, ctx: ActionContext) -> dict[str, Any]:
+    name = inputs.collection
     q = ctx.qdrant()
     points = q.count(name)
     snapshot = unwrap(q.snapshot(name), f"snapshot {name}")
@@ -43,7 +59,7 @@ def qdrant_snapshot(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any
 
 
 @action("qdrant.recover", lambda i: f"recover Qdrant collection {i.get('collection')} from {i.get('location')}",
-        destructive=True)
-def qdrant_recover(inputs: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    name, location = need(inputs, "collection"), need(inputs, "location")
+        RecoverInputs, destructive=True)
+def qdrant_recover(inputs: RecoverInputs, ctx: ActionContext) -> dict[str, Any]:
+    name, location = inputs.collection, inputs.location
     return {"result": unwrap(ctx.qdrant().recover(name, location), f"recover {name}")}
