@@ -36,6 +36,8 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from machine import calibration, load
+
 from es_doctor.config import load_config
 from es_doctor.secrets import resolve_secret
 
@@ -125,22 +127,6 @@ def spread(values: list[float]) -> str:
     ordered = sorted(values)
     q1, _q2, q3 = statistics.quantiles(ordered, n=4) if len(ordered) >= 2 else (ordered[0],) * 3
     return f"{statistics.median(ordered):6.2f} [min {ordered[0]:.2f}, q1–q3 {q1:.2f}–{q3:.2f}, max {ordered[-1]:.2f}]"
-
-
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
-
-
-def calibration() -> float:
-    """Seconds of ``sum(i*i for i in range(3_000_000))``, best of 3: the machine's speed for Python code,
-    so that a reader on another machine can compare (#25: CI's class of machine takes about 0.31 s)."""
-    best = float("inf")
-    for _ in range(3):
-        begin = time.process_time()
-        sum(i * i for i in range(3_000_000))
-        best = min(best, time.process_time() - begin)
-    return best
 
 
 def compile_package() -> None:
