@@ -15,9 +15,23 @@ escalation level instead (1 Équipe Dev, 2 DevOps, 3 Expertise).
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+
+
+def es_doctor(*args: str, target: str | None = None, config: str | None = None) -> str:
+    """The one builder of every es-doctor command line es-doctor prints: ``es-doctor [-c FILE] [-t NAME]
+    ARGS…``, each word shell-quoted, so that it runs as printed (pasted into a shell) against the same
+    target: ``target`` is the target it was printed for, ``config`` the config file when it is not the one
+    es-doctor finds by default (see :func:`printed_config`)."""
+    words = ["es-doctor"]
+    if config:
+        words += ["-c", config]
+    if target:
+        words += ["-t", target]
+    return " ".join(shlex.quote(w) for w in (*words, *args))
 
 
 @dataclass(frozen=True)
@@ -26,11 +40,20 @@ class Remedy:
 
     runbook: str
     params: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: parameters whose value the finding's evidence gives (parameter → evidence name), e.g. the
+    #: previous image a deployment log names; without that evidence the runbook cannot be run as printed
+    from_evidence: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
-    def command(self) -> str:
-        """The ``es-doctor fix`` command line that applies it."""
-        extra = "".join(f" -p {k}={v}" for k, v in sorted(self.params.items()))
-        return f"es-doctor fix {self.runbook}{extra}"
+    def args(self) -> list[str]:
+        """``fix RUNBOOK -p k=v …`` (parameters sorted)."""
+        out = ["fix", self.runbook]
+        for key, value in sorted(self.params.items()):
+            out += ["-p", f"{key}={value}"]
+        return out
+
+    def command(self, target: str | None = None, config: str | None = None) -> str:
+        """The ``es-doctor fix`` command line that applies it, for ``target`` (see :func:`es_doctor`)."""
+        return es_doctor(*self.args(), target=target, config=config)
 
 
 @dataclass(frozen=True)
@@ -45,6 +68,10 @@ class Cure:
 
 def _r(runbook: str, **params: str) -> Remedy:
     return Remedy(runbook, MappingProxyType(dict(params)))
+
+
+def _from(runbook: str, **from_evidence: str) -> Remedy:
+    return Remedy(runbook, from_evidence=MappingProxyType(dict(from_evidence)))
 
 
 def _cure(default: Remedy | None = None, escalate: int | None = None, **causes: Remedy | None) -> Cure:
@@ -105,7 +132,8 @@ CURES: Mapping[str, Cure] = MappingProxyType({
     # 5. Erreurs de déploiement
     "deploy.containers": _cure(_r("stack-restart")),
     "deploy.image-drift": _cure(_r("redeploy-image")),
-    "deploy.deployment-log": _cure(_r("deploy-rollback")),
+    # the image to roll back to is the one the deployment log names as the previous one
+    "deploy.deployment-log": _cure(_from("deploy-rollback", previous_image="previous image"), escalate=2),
     "deploy.migration-log": _cure(_r("data-migration-rollback")),
     "deploy.volumes": _cure(_r("volumes-recover")),
     # 6. Problèmes de monitoring
@@ -166,9 +194,8 @@ def runbooks_curing(finding_id: str) -> list[str]:
 def describe(finding_id: str) -> str:
     """One line for ``es-doctor checks``: the default cure, the cause-specific ones, or the level."""
     cure = cure_of(finding_id)
-    parts = [cure.default.command().removeprefix("es-doctor fix ") if cure.default else
-             f"escalate level {cure.escalate or 1}"]
+    parts = [" ".join(cure.default.args()[1:]) if cure.default else f"escalate level {cure.escalate or 1}"]
     for cause, remedy in cure.causes.items():
-        what = remedy.command().removeprefix("es-doctor fix ") if remedy else f"escalate level {cure.escalate or 1}"
+        what = " ".join(remedy.args()[1:]) if remedy else f"escalate level {cure.escalate or 1}"
         parts.append(f"{cause}: {what}")
     return "; ".join(parts)

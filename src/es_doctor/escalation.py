@@ -114,10 +114,11 @@ def bounded_diagnosis(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_diagnosis(loaded: LoadedConfig) -> dict[str, Any]:
+    from es_doctor.prescribe import printed_config
     from es_doctor.render.json_report import as_dict
     from es_doctor.runner import diagnose
 
-    report = diagnose(loaded.target, loaded.target_name)
+    report = diagnose(loaded.target, loaded.target_name, config=printed_config(loaded))
     return bounded_diagnosis(as_dict(report))
 
 
@@ -229,7 +230,7 @@ def to_markdown(incident: Incident) -> str:
                      + ", ".join(f"{k} {v}" for k, v in counts.items() if v) + ")")
         lines.append("")
         for finding in failing_findings(incident, limit=50):
-            fix = f" (fix: `es-doctor fix {finding['runbook']}`)" if finding.get("runbook") else ""
+            fix = f" (fix: `{finding['fix_command']}`)" if finding.get("fix_command") else ""
             lines.append(f"- {finding.get('status')} `{finding.get('id')}`: {finding.get('summary')}{fix}")
     lines += ["", "## Recent errors in the service logs", ""]
     if incident.log_errors:

@@ -14,10 +14,10 @@ from es_doctor.secrets import clean, mask_data
 from es_doctor.symptoms import SYMPTOM_CLASSES
 
 #: Version of the JSON report schema (``es-doctor diagnose --format json``).
-REPORT_SCHEMA_VERSION = "1.1"
+REPORT_SCHEMA_VERSION = "1.2"
 #: Version of the several-targets JSON output (``diagnose -t a -t b --format json``): an object holding
-#: a list of 1.1 reports. One target keeps the 1.1 report as it is.
-MULTI_REPORT_SCHEMA_VERSION = "2.0"
+#: a list of 1.2 reports. One target keeps the 1.2 report as it is.
+MULTI_REPORT_SCHEMA_VERSION = "2.1"
 
 __all__ = ["MULTI_REPORT_SCHEMA_VERSION", "REPORT_SCHEMA_VERSION", "SYMPTOM_CLASSES", "Evidence", "Finding", "Report",
            "Status", "exit_status_of", "words", "worst"]
@@ -107,17 +107,31 @@ class Finding(BaseModel):
     cause: str | None = None
     #: the guide's escalation level (1 Équipe Dev, 2 DevOps, 3 Expertise) when no runbook cures it
     escalate: int | None = None
+    #: the id of the finding of the same report that causes this one (the root, through chains), or None
+    #: when this finding is a root or not a problem (see :mod:`es_doctor.causality`)
+    consequence_of: str | None = None
+    #: the command that cures it, complete and runnable as printed (target, parameters, a cure the target
+    #: can run; for a consequence, its root's); None when no runbook cures it here
+    cure_command: str | None = Field(default=None, alias="fix_command", serialization_alias="fix_command")
+    #: the complete ``es-doctor escalate`` command when no command cures it here
+    escalate_command: str | None = None
     duration_ms: float = 0.0
     description: str = ""
 
+    @property
+    def is_problem(self) -> bool:
+        """WARN, CRIT or UNKNOWN (SKIP and OK are not problems)."""
+        return self.status in (Status.WARN, Status.CRIT, Status.UNKNOWN)
 
     def fix_command(self) -> str | None:
-        """The exact command that applies the cure: ``es-doctor fix <finding-id>`` runs the same runbook."""
-        if self.runbook is None:
-            return None
-        from es_doctor.cures import Remedy
+        """The exact command that cures it, as printed everywhere (the table, JSON ``fix_command``, Nagios,
+        the status page): complete for its target (see :mod:`es_doctor.prescribe`); None when none runs
+        there (then :attr:`escalate_command` says whom to call)."""
+        return self.cure_command
 
-        return Remedy(self.runbook, self.runbook_params).command()
+    def next_command(self) -> str | None:
+        """The one command to run about this problem: its cure, else its escalation, else None."""
+        return self.cure_command or self.escalate_command
 
 
 class Report(BaseModel):
@@ -146,10 +160,19 @@ class Report(BaseModel):
         return exit_status_of(self.status)
 
     def problems(self) -> list[Finding]:
-        """The findings that are not OK (nor SKIP), most severe first (the "findings" helper makes the
-        order cause-aware: the cause before its consequences)."""
-        bad = [f for f in self.findings if f.status.severity > 0]
-        return sorted(bad, key=lambda f: -f.status.severity)
+        """The findings that are not OK (WARN, CRIT, UNKNOWN), causes first: the roots (findings no other
+        problem of this report causes) by severity, then their consequences by severity; ties keep the
+        report's order. The first one with a cure is the cure to apply first."""
+        found = [f for f in self.findings if f.is_problem]
+        return sorted(found, key=lambda f: (f.consequence_of is not None, -f.status.severity))
+
+    def roots(self) -> list[Finding]:
+        """The problems that are the cause of the others (no other problem of this report causes them)."""
+        return [f for f in self.problems() if f.consequence_of is None]
+
+    def consequences(self, finding_id: str) -> list[str]:
+        """The ids of the problems ``finding_id`` causes (empty when it causes none)."""
+        return [f.id for f in self.problems() if f.consequence_of == finding_id]
 
 
 def exit_status_of(status: Status) -> ExitStatus:

@@ -19,6 +19,7 @@ from es_doctor.checks.context import CheckContext
 from es_doctor.checks.registry import CheckSpec, Outcome, ev, load_all
 from es_doctor.config import Target
 from es_doctor.findings import Finding, Report, Status, sanitize
+from es_doctor.prescribe import evidence_params, prescribe
 from es_doctor.probes.session import preload, sdk_modules
 from es_doctor.secrets import secret_values, unset_secrets
 
@@ -56,6 +57,7 @@ def with_prerequisites(selected: Iterable[CheckSpec], registry: dict[str, CheckS
 def _finding(spec: CheckSpec, outcome: Outcome, duration_ms: float) -> Finding:
     problem = outcome.status in (Status.WARN, Status.CRIT, Status.UNKNOWN)
     remedy = cures.remedy_for(spec.id, outcome.cause) if problem else None
+    params = evidence_params(remedy, {e.name: e.value for e in outcome.evidence}) if remedy else {}
     # an UNKNOWN finding with no cause of its own names no cure: nothing says what is wrong
     if outcome.status is Status.UNKNOWN and outcome.cause is None:
         remedy = None
@@ -68,7 +70,7 @@ def _finding(spec: CheckSpec, outcome: Outcome, duration_ms: float) -> Finding:
         summary=outcome.summary,
         evidence=outcome.evidence,
         runbook=remedy.runbook if remedy else None,
-        runbook_params=dict(remedy.params) if remedy else {},
+        runbook_params=params,
         cause=outcome.cause if problem else None,
         escalate=escalate,
         duration_ms=round(duration_ms, 1),
@@ -149,12 +151,34 @@ def _unset_secret_finding(spec: CheckSpec, failed: Finding, missing: list[tuple[
     return finding
 
 
+def in_context(findings: list[Finding], ctx: CheckContext, config: str | None = None) -> list[Finding]:
+    """The run's findings read together: each problem's commands as printed for this target
+    (:func:`es_doctor.prescribe.prescribe`), alerts whose checks are OK now said to be clearing, each
+    problem linked to the problem that causes it; a consequence prints its root's cure."""
+    from es_doctor import causality
+
+    findings = causality.clearing_alerts(findings)
+    findings = [prescribe(f, ctx.target, ctx.target_name, config) for f in findings]
+    findings = causality.link(findings)
+    by_id = {f.id: f for f in findings}
+    out = []
+    for finding in findings:
+        root = by_id.get(finding.consequence_of or "")
+        if root is not None and (root.cure_command or root.escalate_command):
+            out.append(finding.model_copy(update={"cure_command": root.cure_command,
+                                                  "escalate_command": root.escalate_command}))
+        else:
+            out.append(finding)
+    return out
+
+
 def run_checks(
     specs: list[CheckSpec],
     ctx: CheckContext,
     *,
     timeout: float | None = None,
     deadline_s: float | None = None,
+    config: str | None = None,
 ) -> Report:
     """Run ``specs`` (prerequisites must be included) and return the report, within the deadline."""
     per_check = timeout if timeout is not None else ctx.target.check_timeout_s
@@ -183,7 +207,7 @@ def run_checks(
                                                                       f"{overall:g}s passed"), 0.0)
         findings.append(job.finding)
     known = secret_values(ctx.target)
-    findings = [sanitize(f, known) for f in findings]
+    findings = [sanitize(f, known) for f in in_context(findings, ctx, config)]
     return Report(
         tool_version=__version__,
         target=ctx.target_name,
@@ -209,13 +233,16 @@ def select(check_ids: Sequence[str] = (), classes: Sequence[str] = ()) -> list[C
 
 
 def diagnose(target: Target, target_name: str, check_ids: Sequence[str] = (), classes: Sequence[str] = (), *,
-             timeout: float | None = None, deadline_s: float | None = None, scrapes_dir: Path | None = None) -> Report:
+             timeout: float | None = None, deadline_s: float | None = None, scrapes_dir: Path | None = None,
+             config: str | None = None, audit_log: Path | None = None) -> Report:
     """The one way to run checks (diagnose, fix --all, a runbook's verify and wait_for, escalate).
     ``scrapes_dir``: where the previous run's last metrics scrape is kept (its metrics window can
-    start there, see :mod:`es_doctor.checks.window`); None scrapes twice."""
-    ctx = CheckContext(target, target_name, scrapes_dir=scrapes_dir)
+    start there, see :mod:`es_doctor.checks.window`); None scrapes twice. ``config``: the config file
+    the printed commands name (:func:`es_doctor.prescribe.printed_config`; None: the default one).
+    ``audit_log``: es-doctor's audit log (the uptime check names the scrapes its own fixes cost)."""
+    ctx = CheckContext(target, target_name, scrapes_dir=scrapes_dir, audit_log=audit_log)
     try:
-        return run_checks(select(check_ids, classes), ctx, timeout=timeout, deadline_s=deadline_s)
+        return run_checks(select(check_ids, classes), ctx, timeout=timeout, deadline_s=deadline_s, config=config)
     finally:
         ctx.close()  # the run's clients (an embedded Qdrant holds its storage's lock until closed)
 
@@ -226,7 +253,8 @@ MAX_PARALLEL_TARGETS = 4
 
 def run_many(targets: Sequence[tuple[str, Target]], check_ids: Sequence[str] = (), classes: Sequence[str] = (), *,
              timeout: float | None = None, deadline_s: float | None = None,
-             max_parallel: int = MAX_PARALLEL_TARGETS, scrapes_dir: Path | None = None) -> list[Report]:
+             max_parallel: int = MAX_PARALLEL_TARGETS, scrapes_dir: Path | None = None,
+             config: str | None = None, audit_log: Path | None = None) -> list[Report]:
     """:func:`diagnose` on several targets, at most ``max_parallel`` at once; reports in the given order.
     Each target runs under its own deadline, so a dead target costs at most its deadline."""
     from concurrent.futures import ThreadPoolExecutor
@@ -235,7 +263,7 @@ def run_many(targets: Sequence[tuple[str, Target]], check_ids: Sequence[str] = (
         name, target = item
         try:
             return diagnose(target, name, check_ids, classes, timeout=timeout, deadline_s=deadline_s,
-                            scrapes_dir=scrapes_dir)
+                            scrapes_dir=scrapes_dir, config=config, audit_log=audit_log)
         except KeyError:  # an unknown check id: the same for every target, a usage error for the caller
             raise
         except Exception as exc:  # noqa: BLE001 - one target's failure never loses another's report

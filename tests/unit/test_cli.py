@@ -172,7 +172,7 @@ def test_checks_lists_every_check(home: dict[str, str]) -> None:
 
 def test_json_report_schema_flag_matches_docs() -> None:
     shipped = json.loads((Path(__file__).parents[2] / "docs" / "report.schema.json").read_text())
-    assert shipped["properties"]["schema_version"]["default"] == "1.1"
+    assert shipped["properties"]["schema_version"]["default"] == "1.2"
 
 
 def test_runbooks_list_reports_a_malformed_user_runbook_and_lists_the_others(tmp_path: Path) -> None:

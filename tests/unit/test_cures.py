@@ -129,12 +129,20 @@ def test_fix_of_a_finding_runs_exactly_the_cure_the_report_printed(dead_stack: d
     table = _cli("diagnose", env=dead_stack).stdout
     assert findings["startup.postgres"]["runbook"] == "dependency-restart"
     assert findings["startup.postgres"]["runbook_params"] == {"component": "postgres"}
-    assert "fix: es-doctor fix dependency-restart -p component=postgres" in table
+    # no Docker on this target: the restart cannot run here, so the printed command is the escalation
+    # (complete: target, level, severity, issue), never a fix that would be REFUSED
+    assert "fix: es-doctor fix dependency-restart" not in table
+    assert findings["startup.postgres"]["fix_command"] is None
+    assert findings["startup.postgres"]["escalate_command"].startswith(
+        "es-doctor -t dead escalate --level 1 --severity high --issue 'startup.postgres: ")
+    assert findings["startup.postgres"]["escalate_command"] in table
     for finding_id in ("startup.postgres", "startup.qdrant", "startup.api-port", "monitoring.prometheus"):
         finding = findings[finding_id]
         assert finding["status"] == "CRIT", finding
         planned = _cli("fix", finding_id, "--dry-run", env=dead_stack)
         assert f"Plan: {finding['runbook']} " in planned.stdout, planned.stdout + planned.stderr
+        if finding["fix_command"] is None:  # the target cannot run it: REFUSED, and what to run instead
+            assert "REFUSED" in planned.stdout and f"instead: {finding['escalate_command']}" in planned.stdout
         for key, value in finding["runbook_params"].items():
             assert f"{key}={value}" in planned.stdout
 
@@ -147,7 +155,7 @@ def test_fix_of_a_finding_without_a_runbook_names_the_escalation(dead_stack: dic
     config.write_text(yaml.safe_dump(data))
     result = _cli("fix", "startup.docker-engine", "--dry-run", env=dead_stack)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "es-doctor escalate --level 2" in result.stderr
+    assert "es-doctor -t dead escalate --level 2 --severity high --issue 'startup.docker-engine: " in result.stderr
     assert "Plan:" not in result.stdout
 
 

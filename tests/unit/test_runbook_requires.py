@@ -12,7 +12,7 @@ from es_doctor.runbooks.model import REQUIREMENTS, Runbook
 
 #: an action (by prefix) and what it cannot work without
 IMPLIED = [("service.restart", "restart"),
-           ("docker.", "docker"), ("env.", "docker"), ("deploy.previous", "docker"), ("config.", "config-file"),
+           ("docker.", "docker"), ("env.", "docker"), ("deploy.", "docker"), ("config.", "config-file"),
            ("process.", "local"), ("postgres.", "postgres"), ("qdrant.", "qdrant")]
 SHIPPED = load_runbooks().runbooks
 

@@ -99,15 +99,16 @@ def sample_report() -> object:
         spec("performance.latency", lambda ctx: warn("p95 180 ms", ev("p95", 180.0, "> 100 ms WARN", "ms"))),
         spec("vectors.collection", lambda ctx: crit("collection task_vectors does not exist")),
     ]
-    return run_checks(specs, CheckContext(Target(), "lab"))
+    # a target with the service's config file: vector-cache-tune can run there (its cure is printed)
+    return run_checks(specs, CheckContext(Target(service={"config_file": "/srv/config.yaml"}), "lab"))
 
 
 def test_table_reads_like_flutter_doctor() -> None:
     text = renderer(Format.table)(sample_report(), False)  # type: ignore[arg-type]
     assert "[✗] vectors" in text and "[!] performance" in text and "[✓] startup" in text
     # the cures come from es_doctor.cures (the one table), by finding id
-    assert "fix: es-doctor fix qdrant-collection-recreate" in text
-    assert "fix: es-doctor fix vector-cache-tune" in text
+    assert "fix: es-doctor -t lab fix qdrant-collection-recreate" in text
+    assert "fix: es-doctor -t lab fix vector-cache-tune" in text
     assert "p95: 180 ms (threshold > 100 ms WARN)" in text
     assert "(exit 2)" in text
 
@@ -125,7 +126,7 @@ def test_table_opens_with_the_problems_and_its_last_line_names_them() -> None:
     warn = next(i for i, line in enumerate(lines) if "(performance.latency)" in line)
     first_class = next(i for i, line in enumerate(lines) if line.startswith("[") and "]" in line[:4])
     assert crit < warn < first_class  # most severe first, and both before the rows by class
-    assert lines[crit + 1].strip().startswith("fix: es-doctor fix qdrant-collection-recreate")
+    assert lines[crit + 1].strip().startswith("fix: es-doctor -t lab fix qdrant-collection-recreate")
     assert lines[-1].startswith("• 2 problems: vectors.collection (CRIT), performance.latency (WARN). 1 OK in ")
     assert "issues found" not in text
     assert text.count("(performance.latency)") == 1  # a problem is not repeated under its class
@@ -167,7 +168,7 @@ def test_evidence_is_words_and_units() -> None:
 
 def test_json_follows_the_versioned_schema() -> None:
     data = json.loads(renderer(Format.json)(sample_report(), False))  # type: ignore[arg-type]
-    assert data["schema_version"] == "1.1"
+    assert data["schema_version"] == "1.2"
     assert data["status"] == "CRIT" and data["exit_code"] == 2
     assert {f["class"] for f in data["findings"]} == {"startup", "performance", "vectors"}
     from es_doctor.render.json_report import report_schema
@@ -204,8 +205,8 @@ def test_nagios_status_line_perfdata_and_long_text() -> None:
     assert "'performance.latency.p95'=180ms;100;;0;" in perf.split(" ")
     # the plugin API's long text: one line per finding that is not OK, the most severe first, with its cure
     assert long_text == ["CRIT vectors.collection: collection task_vectors does not exist "
-                         "(fix: es-doctor fix qdrant-collection-recreate)",
-                         "WARN performance.latency: p95 180 ms (fix: es-doctor fix vector-cache-tune)"]
+                         "(fix: es-doctor -t lab fix qdrant-collection-recreate)",
+                         "WARN performance.latency: p95 180 ms (fix: es-doctor -t lab fix vector-cache-tune)"]
 
 
 def test_nagios_perfdata_numbers_labels_and_limits() -> None:

@@ -372,14 +372,14 @@ def test_diagnose_several_targets_json_is_schema_2_and_exits_with_the_worst(
     rc = main(["-c", str(config), "diagnose", "-t", "one", "-t", "two", "--class", "startup", "--format", "json",
                "--deadline", "10"])
     data = json.loads(capsys.readouterr().out)
-    assert data["schema_version"] == "2.0"
+    assert data["schema_version"] == "2.1"
     assert [r["target"] for r in data["reports"]] == ["one", "two"]
-    assert all(r["schema_version"] == "1.1" for r in data["reports"])
+    assert all(r["schema_version"] == "1.2" for r in data["reports"])
     assert rc == data["exit_code"] == ExitStatus.CRITICAL  # nothing listens on port 9
-    # one target: today's 1.1 report, unchanged
+    # one target: the 1.2 report as it is
     rc_one = main(["-c", str(config), "diagnose", "-t", "one", "--class", "startup", "--format", "json"])
     single = json.loads(capsys.readouterr().out)
-    assert single["schema_version"] == "1.1" and single["target"] == "one" and rc_one == ExitStatus.CRITICAL
+    assert single["schema_version"] == "1.2" and single["target"] == "one" and rc_one == ExitStatus.CRITICAL
     # the table ends with one summary line per target
     main(["-c", str(config), "diagnose", "--all-targets", "--class", "startup"])
     out = capsys.readouterr().out

@@ -68,6 +68,8 @@ class CheckContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     #: where the previous run's last metrics scrape is kept (None: nothing kept, two scrapes)
     scrapes_dir: Path | None = None
+    #: es-doctor's audit log (the uptime check reads the fixes it ran on this target), None: not known
+    audit_log: Path | None = None
     session: ProbeSession = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -87,8 +87,13 @@ def _log_errors(ctx: CheckContext, pattern: str, what: str) -> Outcome:
         return unknown(f"cannot read {path}: {lines.failure.message}")
     errors = [line for line in lines.unwrap() if line.level in ("ERROR", "FATAL")]
     if errors:
+        # the image that ran before, when the deployment log names it (a JSON field previous_image): the
+        # rollback's parameter, so that its printed cure is complete (es_doctor.cures, deploy.deployment-log)
+        previous = next((line.field("previous_image") for line in reversed(lines.unwrap())
+                         if line.field("previous_image")), "")
         return crit(f"latest {what} log {path.name} has {len(errors)} error line(s)", ev("log", str(path)),
-                    ev("errors", len(errors)), ev("latest", excerpt(errors)))
+                    ev("errors", len(errors)), ev("latest", excerpt(errors)),
+                    *([ev("previous image", previous)] if previous else []))
     return ok(f"latest {what} log {path.name} has no errors", ev("log", str(path)))
 
 

@@ -96,10 +96,34 @@ def alerts(ctx: CheckContext) -> Outcome:
         finding = next((a.labels["finding"] for a in critical or firing if a.labels.get("finding") in cures.CURES),
                        None)
         cause = cures.ALERT_PREFIX + finding if finding else cures.UNKNOWN_ALERT
+        # which finding each alert watches, and which are critical: the runner reads them beside the live
+        # findings of the same run (an alert whose check is OK now is clearing: es_doctor.causality)
+        evidence += [ev("watching", {a.name: a.labels["finding"] for a in firing
+                                     if a.labels.get("finding") in cures.CURES}),
+                     ev("critical", sorted({a.name for a in critical}))]
         return Outcome(Status.CRIT if critical else Status.WARN,
                        f"{counted(len(firing), 'alert')} firing: {', '.join(sorted({a.name for a in firing}))}"
                        + (f" (watching {finding})" if finding else ""), evidence, cause)
     return ok(f"{counted(rules.unwrap(), 'alert rule')} loaded, none firing", *evidence)
+
+
+def _own_restarts(ctx: CheckContext, held_s: float, scrapes: int, failed: int) -> str | None:
+    """The audited es-doctor runs on this target over the uptime window, as words, when they account
+    for every failed scrape (each run can cost its own length plus two scrape intervals); else None."""
+    import time
+
+    from es_doctor.own_runs import runs
+
+    now = time.time()
+    found = runs(ctx.audit_log, ctx.target_name, now - held_s, now)
+    if not found:
+        return None
+    interval = held_s / max(1, scrapes)
+    covered = sum(r.overlap(now - held_s, now) for r in found) + 2 * interval * len(found)
+    if failed > math.ceil(covered / max(interval, 1e-6)):
+        return None
+    return ", ".join(f"{r.runbook} at {time.strftime('%H:%M:%S', time.gmtime(r.started))} UTC (run {r.run_id})"
+                     for r in found)
 
 
 def duration_text(seconds: float) -> str:
@@ -155,6 +179,12 @@ def uptime(ctx: CheckContext) -> Outcome:
         evidence.append(ev("targets", {t.labels.get("instance", "?"): float(_pct(t.ratio)) for t in targets}))
     where = f" ({worst.labels['instance']})" if len(targets) > 1 and "instance" in worst.labels else ""
     summary = f"uptime {_pct(worst.ratio)} % over {over}{where}: {failed_scrapes} of {worst.scrapes} scrapes failed"
+    if failed_scrapes > 0 and pct < th.uptime_warn_pct:
+        ours = _own_restarts(ctx, held, worst.scrapes, failed_scrapes)
+        if ours is not None:
+            evidence.append(ev("es-doctor's own runs", ours))
+            return ok(f"{summary}, while es-doctor's own audited runs restarted the service ({ours}): "
+                      "not an outage", *evidence)
     status = grade_uptime(pct, th)
     if status is Status.CRIT:
         return crit(f"{summary} (CRITICAL under {th.uptime_crit_pct:g} %)", *evidence)

@@ -96,10 +96,11 @@ def make_engine(loaded: LoadedConfig, *, confirm: Callable[[str], bool], say: Ca
     from pathlib import Path
 
     from es_doctor.config import backup_root
+    from es_doctor.prescribe import printed_config
     from es_doctor.runbooks.audit import AuditLog
     from es_doctor.runbooks.engine import Engine
     from es_doctor.secrets import secret_values
 
     audit = AuditLog(Path(loaded.config.audit_log), secret_values(loaded.target))
     return Engine(loaded.target, loaded.target_name, audit, Path(loaded.config.state_dir), confirm=confirm, say=say,
-                  backup_root=backup_root(loaded.config))
+                  backup_root=backup_root(loaded.config), printed_config=printed_config(loaded))

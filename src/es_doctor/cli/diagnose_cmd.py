@@ -83,6 +83,10 @@ def diagnose(
     if output is not None:
         _check_output(output)
     scrapes = Path(loaded_all[0].config.state_dir).expanduser() / "scrapes"  # the metrics window's first scrape
+    from es_doctor.prescribe import printed_config
+
+    printed = printed_config(loaded_all[0])  # the -c a printed command needs (None: the default file)
+    audit_log = Path(loaded_all[0].config.audit_log).expanduser()
     if len(loaded_all) > 1:
         if fmt is Format.junit:
             raise UsageError("--format junit takes one target (use json, table, nagios or prometheus)")
@@ -90,7 +94,7 @@ def diagnose(
             with working(f"diagnosing {len(loaded_all)} targets…", enabled=_terminal_table(fmt, output)):
                 reports = run_many([(item.target_name, item.target) for item in loaded_all], check or [],
                                    check_class or [], timeout=timeout, deadline_s=deadline,
-                                   scrapes_dir=scrapes)
+                                   scrapes_dir=scrapes, config=printed, audit_log=audit_log)
             if _terminal_table(fmt, output):  # a terminal: each report in colour, then the summary
                 _print_rich(reports, detailed, clear=bool(watch), collapsed=not show_all)
             else:
@@ -103,7 +107,7 @@ def diagnose(
     while True:
         with working(f"diagnosing {loaded.target_name}…", enabled=_terminal_table(fmt, output)):
             report = run(loaded.target, loaded.target_name, check or [], check_class or [], timeout=timeout,
-                         deadline_s=deadline, scrapes_dir=scrapes)
+                         deadline_s=deadline, scrapes_dir=scrapes, config=printed, audit_log=audit_log)
         if _terminal_table(fmt, output):
             # a terminal gets colours (rich honours NO_COLOR) and, with --watch, a cleared screen
             _print_rich([report], detailed, clear=bool(watch), collapsed=not show_all)

@@ -126,7 +126,8 @@ def maintenance(ctx: typer.Context, state: Annotated[str, typer.Argument(metavar
 @emergency_app.command("restart")
 def restart(ctx: typer.Context,
             rollback_on_failure: Annotated[bool, typer.Option(
-                "--rollback-on-failure", help="Roll the service back to its previous image if unhealthy.")] = False,
+                "--rollback-on-failure",
+                help="If the restart fails, recreate the service from the image it ran before the restart.")] = False,
             yes: YesOpt = False, dry_run: DryOpt = False, config: ConfigOpt = None, target: TargetOpt = None) -> int:
     """docker-compose down/up: stop in reverse order, start in order, wait for health."""
     return _run(ctx, "emergency-restart", {"rollback_on_failure": str(rollback_on_failure).lower()}, yes, dry_run,

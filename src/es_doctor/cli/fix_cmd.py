@@ -15,6 +15,7 @@ from es_doctor.errors import EsDoctorError, ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from es_doctor.config import LoadedConfig
+    from es_doctor.findings import Report
     from es_doctor.runbooks.engine import FixResult, Plan, PlannedStep
     from es_doctor.runbooks.model import Runbook
 
@@ -35,37 +36,67 @@ def _runbooks(loaded: LoadedConfig, errors: list[Any] | None = None) -> dict[str
     return dict(found.runbooks)
 
 
+def _diagnose(loaded: LoadedConfig, check_ids: list[str] | None = None) -> Report:
+    """The checks (all of them by default) as ``diagnose`` runs them: same kept scrapes (the same metrics
+    window), same audit log, commands printed for the same target and config."""
+    from es_doctor.prescribe import printed_config
+    from es_doctor.runner import diagnose
+
+    state_dir = Path(loaded.config.state_dir).expanduser()
+    return diagnose(loaded.target, loaded.target_name, check_ids or [], scrapes_dir=state_dir / "scrapes",
+                    config=printed_config(loaded), audit_log=Path(loaded.config.audit_log).expanduser())
+
+
 def resolve(ident: str, runbooks: dict[str, Runbook], loaded: LoadedConfig) -> tuple[Runbook, dict[str, str]] | None:
     """A runbook id, or a finding (check) id → the runbook (and parameters) that cures it *now*.
 
-    For a finding, its check runs again and the cure is the one its finding names (es_doctor.cures,
-    given the cause found): exactly what the report printed. None when the finding is fine."""
+    For a finding, its check runs again with the checks of what may cause it, and the cure is the one
+    the report prints for it (es_doctor.cures given the cause found; a consequence's is its root's).
+    None when the finding is fine."""
     import difflib
 
     if ident in runbooks:
         return runbooks[ident], {}
+    from es_doctor import causality, cures
     from es_doctor.checks.registry import load_all
     from es_doctor.findings import Status
-    from es_doctor.runner import diagnose
 
     checks = load_all()
     if ident not in checks:
         near = difflib.get_close_matches(ident, [*runbooks, *checks], n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(near)}?" if near else "; see: es-doctor runbooks list, es-doctor checks"
         raise UsageError(f"no runbook or finding {ident!r}{hint}")
-    report = diagnose(loaded.target, loaded.target_name, [ident])
+    related = [c for c in causality.CAUSED_BY.get(ident, ()) if c in checks]
+    if ident == "monitoring.alerts":  # an alert is read beside the live check it watches
+        related += [c for c in cures.CURES if c in checks and c != ident]
+    report = _diagnose(loaded, [ident, *related])
     finding = next(f for f in report.findings if f.id == ident)
     typer.echo(f"{ident}: {finding.status.value}: {finding.summary}")
     if finding.status in (Status.OK, Status.SKIP):
         typer.echo("nothing to fix")
         return None
+    root = next((f for f in report.findings if f.id == finding.consequence_of), None)
+    if root is not None:
+        typer.echo(f"{ident} is a consequence of {root.id} ({root.status.value}: {root.summary}): curing the cause")
+        finding = root
     if finding.runbook is None:
-        why = (f"no runbook cures it: es-doctor escalate --level {finding.escalate} --issue \"{ident}: …\""
-               if finding.escalate else "es-doctor cannot tell what is wrong, so it applies no runbook")
-        raise NoCureError(f"{ident}: {why}")
+        if finding.escalate_command:
+            why = f"no runbook cures it on target {loaded.target_name}: {finding.escalate_command}"
+        elif finding.fix_command():
+            why = f"its cure is not a runbook here: {finding.fix_command()}"
+        else:
+            why = "es-doctor cannot tell what is wrong, so it applies no runbook"
+        raise NoCureError(f"{finding.id}: {why}")
     if finding.runbook not in runbooks:
-        raise NoCureError(f"{ident}: its cure {finding.runbook} is not among the loaded runbooks")
+        raise NoCureError(f"{finding.id}: its cure {finding.runbook} is not among the loaded runbooks")
+    printed = finding.fix_command() or ""
+    if " fix " not in f" {printed} ":  # the target cannot run the runbook: the plan says REFUSED, then this
+        INSTEAD[finding.runbook] = finding.next_command() or ""
     return runbooks[finding.runbook], dict(finding.runbook_params)
+
+
+#: runbook → the command printed instead of it for the finding being fixed (the target cannot run it)
+INSTEAD: dict[str, str] = {}
 
 
 class NoCureError(Exception):
@@ -134,15 +165,19 @@ def _confirm(question: str) -> bool:
 
 
 def _report(result: FixResult) -> None:
+    from es_doctor.runbooks.engine import RunOutcome
+
     echo = line_printer()
     echo(f"{result.runbook}: {result.outcome.value}" + (f" - {result.message}" if result.message else ""))
+    if result.outcome is RunOutcome.REFUSED and INSTEAD.get(result.runbook):
+        echo(f"  instead: {INSTEAD[result.runbook]}")
     for finding in result.verify:
         if finding["status"] != "OK":
             echo(f"  still {finding['status']}: {finding['summary']} ({finding['id']})")
-            if finding.get("next") and finding["next"] != f"es-doctor fix {result.runbook}":
+            if finding.get("next") and f" fix {result.runbook}" not in finding["next"]:
                 echo(f"    next: {finding['next']}")
-            elif finding.get("escalate"):
-                echo(f"    next: es-doctor escalate --level {finding['escalate']} --issue \"{finding['id']}\"")
+            elif finding.get("escalate_command"):
+                echo(f"    next: {finding['escalate_command']}")
 
 
 def fix(
@@ -194,6 +229,8 @@ def fix(
     for runbook, cure_params in chosen:
         params = {**cure_params, **_params(param or [])} if not fix_all else dict(cure_params)
         the_plan = plan(runbook, loaded.target, loaded.target_name, params)
+        if ident is not None and ident not in runbooks and not fix_all:
+            the_plan.also_verify = [ident]  # FIXED means the finding it was asked to cure is OK
         print_plan(the_plan, say)
         result = engine.run(the_plan, yes=yes, dry_run=dry_run)
         _report(result)
@@ -207,13 +244,17 @@ def fix(
 
 
 def _for_findings(loaded: LoadedConfig, runbooks: dict[str, Runbook]) -> list[tuple[Runbook, dict[str, str]]]:
-    """The cures of every current WARN/CRIT finding (as the report names them), deploy and startup first."""
+    """The cures of the current WARN/CRIT findings that are live and causes: not a consequence (its
+    root's cure is planned), not an alert (the live finding it watches is planned, or it is clearing),
+    deploy and startup first (one the target cannot run is planned and REFUSED, so the exit says so)."""
+    from es_doctor import cures
     from es_doctor.findings import Status
-    from es_doctor.runner import diagnose
 
-    report = diagnose(loaded.target, loaded.target_name)
+    report = _diagnose(loaded)
     wanted: list[tuple[Runbook, dict[str, str]]] = []
-    for finding in report.findings:
+    for finding in report.problems():
+        if finding.consequence_of or (finding.cause or "").startswith(cures.ALERT_PREFIX):
+            continue
         if finding.status in (Status.WARN, Status.CRIT) and finding.runbook in runbooks:
             rb = runbooks[finding.runbook]
             params = dict(finding.runbook_params)

@@ -16,6 +16,8 @@ from es_doctor.cli import complete
 from es_doctor.errors import ExitStatus, UnavailableError, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from es_doctor.lab.stack import LabStack
 
 lab_app = typer.Typer(help="Run the stand-in stack (service, Qdrant, PostgreSQL, Prometheus) and inject faults.",
@@ -231,10 +233,24 @@ def restart(name: Annotated[str, typer.Argument(help="A component: email-sender-
         else:
             stack.stop_component(name)
             stack.start_component(name, recreate=True)
+            _wait_answering(stack, name)  # a printed cure ends when what it restarted answers again
     except InfraError as exc:
         raise UsageError(str(exc)) from exc
     typer.echo(f"{name} restarted ({stack.mode} mode)")
     return int(ExitStatus.OK)
+
+
+def _wait_answering(stack: LabStack, name: str, timeout: float = 60.0) -> None:
+    """Until the component ``name`` answers (its own health, not the whole lab's: another fault may be on)."""
+    import time
+
+    from es_doctor.lab.infra import InfraError
+
+    deadline = time.monotonic() + timeout
+    while not stack.health().get(name, True):
+        if time.monotonic() > deadline:
+            raise InfraError(f"{name} restarted but does not answer after {timeout:.0f} s")
+        time.sleep(0.3)
 
 
 @lab_app.command("faults")
@@ -245,7 +261,8 @@ def list_faults(lab_dir: LabDirOpt = None) -> int:
     from es_doctor.lab.fault_table import TABLE
 
     directory = _lab_dir(lab_dir)
-    active = set(faults.active(_load(lab_dir))) if (directory / "lab.json").is_file() else set()
+    stack = _load(lab_dir) if (directory / "lab.json").is_file() else None
+    active = set(faults.active(stack)) if stack is not None else set()
     width = max(len(spec.name) for spec in TABLE)
     for spec in TABLE:
         mark = "*" if spec.name in active else " "
@@ -254,10 +271,29 @@ def list_faults(lab_dir: LabDirOpt = None) -> int:
         if trips:
             typer.echo(f"  {'':<{width}}  {'':<13}  trips: {trips}")
         if spec.cure is not None:
-            runbook, params = spec.cure
-            extra = "".join(f" -p {k}={v}" for k, v in params.items())
-            typer.echo(f"  {'':<{width}}  {'':<13}  cure: es-doctor fix {runbook}{extra}")
+            typer.echo(f"  {'':<{width}}  {'':<13}  cure: {_fault_cure(spec.cure, stack)}")
     return int(ExitStatus.OK)
+
+
+def _fault_cure(cure: tuple[str, Mapping[str, str]], stack: LabStack | None) -> str:
+    """The cure of a fault as a complete command for the lab target (``-t lab``); when the running lab
+    cannot run its runbook (process mode has no Docker), the lab's own restart, or what it needs."""
+    from types import MappingProxyType
+
+    from es_doctor.capabilities import missing_requirements
+    from es_doctor.cures import Remedy
+    from es_doctor.prescribe import LAB, lab_restart, shipped_facts
+
+    runbook, params = cure
+    command = Remedy(runbook, MappingProxyType(dict(params))).command(LAB)
+    facts = shipped_facts().get(runbook)
+    if stack is None or facts is None:
+        return command
+    missing = missing_requirements(facts.requires, stack.target)
+    if not missing:
+        return command
+    instead = lab_restart(runbook, params)
+    return instead or f"none in {stack.mode} mode (runbook {runbook} {'; '.join(missing)})"
 
 
 @fault_app.command("add")

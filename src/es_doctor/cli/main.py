@@ -215,10 +215,55 @@ def _coerce_none_without_pydantic() -> None:
 _coerce_none_without_pydantic()
 
 
+def wants_nagios(argv: list[str]) -> bool:
+    """Whether the command line asks for ``--format nagios`` (``-f nagios``, ``--format=nagios``, ``-fnagios``)."""
+    for n, word in enumerate(argv):
+        if word in ("-f", "--format") and n + 1 < len(argv) and argv[n + 1] == "nagios":
+            return True
+        if word in ("--format=nagios", "-fnagios"):
+            return True
+    return False
+
+
+def nagios_unknown(reason: str) -> int:
+    """The Monitoring Plugins guidelines' answer to any error: ``ES-DOCTOR UNKNOWN: <reason>`` on stdout
+    (the one line Nagios shows), exit 3 (never 64 or 78: "Return code of 78 is out of bounds")."""
+    from es_doctor.secrets import clean
+
+    text = " ".join(clean(reason).replace("|", "/").split()) or "error"
+    typer.echo(f"ES-DOCTOR UNKNOWN: {text}")
+    return int(ExitStatus.UNKNOWN)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code (never raises)."""
+    """Run the CLI and return its exit code (never raises). With ``--format nagios``, every error is
+    ``ES-DOCTOR UNKNOWN: <reason>`` on stdout and exit 3 (its message still goes to stderr)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not wants_nagios(args):
+        return _main(args)
+    import contextlib
+    import io
+
+    captured = io.StringIO()
+
+    class _Tee(io.TextIOBase):
+        def write(self, text: str) -> int:
+            captured.write(text)
+            return sys.__stderr__.write(text) if sys.__stderr__ is not None else len(text)
+
+    with contextlib.redirect_stderr(_Tee()):
+        code = _main(args)
+    if code in (int(ExitStatus.OK), int(ExitStatus.WARNING), int(ExitStatus.CRITICAL), int(ExitStatus.UNKNOWN)):
+        return code
+    lines = [line.strip() for line in captured.getvalue().splitlines() if line.strip()]
+    reason = next((line for line in reversed(lines) if line.startswith(("Error:", "es-doctor:"))), None) \
+        or (lines[-1] if lines else f"exit status {code}")
+    reason = reason.removeprefix("Error: ").removeprefix("es-doctor: error: ").removeprefix("es-doctor: ")
+    return nagios_unknown(f"{reason} (exit {code})")
+
+
+def _main(args: list[str]) -> int:
     try:
-        args = sys.argv[1:] if argv is None else argv
         completing = any(name.endswith("_COMPLETE") for name in os.environ)  # click's completion: every command
         tree = command(None if completing else invoked(args))
         result = tree.main(args=args, prog_name="es-doctor", standalone_mode=False)

@@ -188,8 +188,10 @@ def _deploy_logs(stack: LabStack) -> None:
                            "error": error, "request_id": "", "user_id": "", "duration_ms": 0})
 
     deploy = stack.paths.logs / f"deployment-staging-{stamp}.log"
+    started = json.loads(line("INFO", "deploy", "deploying email-sender-go to staging"))
+    started["previous_image"] = PREVIOUS_IMAGE  # what ran before: the rollback's target (deploy-rollback)
     deploy.write_text("\n".join([
-        line("INFO", "deploy", "deploying email-sender-go to staging"),
+        json.dumps(started),
         line("ERROR", "deploy", "health check failed after deploy", "GET /health: connection refused"),
         line("ERROR", "deploy", "rollout aborted", "container email-sender-go exited with code 1"),
     ]) + "\n", encoding="utf-8")

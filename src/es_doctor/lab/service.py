@@ -197,6 +197,8 @@ class App:
                 self.vectors.search("warm-up", 1)
 
     def seed_tasks(self) -> None:
+        if any(self.mode().values()):  # read-only or maintenance: the service writes nothing, seeds included
+            return
         for i in range(self.cfg.seed_tasks):
             if self.stop.is_set():
                 return

@@ -325,39 +325,19 @@ class DockerProbe:
         return self._call(run)
 
     def recreate(self, name: str, image: str | None = None, env_set: dict[str, str] | None = None,
-                 env_unset: list[str] | None = None) -> Result[str]:
-        """Remove and create ``name`` again with the same settings, changing only image and environment
-        (what ``docker compose up`` does on a changed service), and start it."""
+                 env_unset: list[str] | None = None, settle_s: float = 2.0) -> Result[str]:
+        """Create ``name`` again with its whole configuration (``docker inspect``'s Config, HostConfig
+        and networks), changing only the image and the environment, and start it - what ``docker
+        compose up`` does on a changed service. See :mod:`es_doctor.probes.recreate`.
 
-        def run(c: Any) -> str:
-            old = c.containers.get(name)
-            attrs, host = old.attrs, old.attrs["HostConfig"]
-            env = dict(e.split("=", 1) for e in attrs["Config"].get("Env") or [] if "=" in e)
-            try:  # keep only what the container set: the new image brings its own defaults
-                baked = set(c.images.get(attrs["Image"]).attrs["Config"].get("Env") or [])
-            except Exception:  # noqa: BLE001 - the old image may be gone; keep everything then
-                baked = set()
-            env = {k: v for k, v in env.items() if f"{k}={v}" not in baked}
-            for key in env_unset or []:
-                env.pop(key, None)
-            env.update(env_set or {})
-            new_image = image or attrs["Config"]["Image"]
-            mounts = list(host.get("Binds") or []) or [
-                f"{m['Name'] if m['Type'] == 'volume' else m['Source']}:{m['Destination']}"
-                f"{'' if m.get('RW', True) else ':ro'}" for m in attrs.get("Mounts", [])]
-            kwargs: dict[str, Any] = {
-                "name": name, "command": attrs["Config"].get("Cmd"), "entrypoint": attrs["Config"].get("Entrypoint"),
-                "environment": [f"{k}={v}" for k, v in env.items()], "labels": attrs["Config"].get("Labels") or {},
-                "working_dir": attrs["Config"].get("WorkingDir") or None, "user": attrs["Config"].get("User") or None,
-                "network_mode": host.get("NetworkMode") or None, "volumes": mounts,
-                "mem_limit": host.get("Memory") or None, "restart_policy": host.get("RestartPolicy") or None,
-                "stop_signal": attrs["Config"].get("StopSignal") or None, "detach": True,
-            }
-            old.remove(force=True)
-            c.containers.run(new_image, **{k: v for k, v in kwargs.items() if v is not None})
-            return f"recreated from {new_image}"
+        Nothing is removed before the new container runs: the image is checked (pulled if missing)
+        first; the old container is renamed aside, the new one created under its name and started; the
+        old one is removed only when the new one still runs ``settle_s`` later. On any failure the new
+        container is removed and the old one gets its name back and runs again as it did."""
+        from es_doctor.probes.recreate import recreate_container
 
-        return self._call(run)
+        return self._call(lambda c: recreate_container(c, name, image=image, env_set=env_set or {},
+                                                       env_unset=list(env_unset or []), settle_s=settle_s))
 
     def compose_containers(self, project: str, service: str | None = None) -> Result[list[str]]:
         labels = {"com.docker.compose.project": project}

@@ -112,7 +112,8 @@ class PostgresProbe:
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> Result[list[tuple[Any, ...]]]:
         def run() -> list[tuple[Any, ...]]:
             with self._connect() as conn, conn.cursor() as cur:
-                cur.execute(sql.encode(), params)  # sql comes from code or a runbook, never from a finding
+                # no parameters: the text is sent as it is (a literal % is not a placeholder)
+                cur.execute(sql.encode(), params or None)  # sql comes from code or a runbook, never a finding
                 return list(cur.fetchall()) if cur.description else []
 
         return guarded(self._classify, run)

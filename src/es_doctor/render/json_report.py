@@ -13,6 +13,11 @@ def as_dict(report: Report) -> dict[str, Any]:
     data["status"] = report.status.value
     data["exit_code"] = int(report.exit_status())
     data["counts"] = report.counts()
+    # the problems cause first; which are roots; each finding's consequences (consequence_of: its root)
+    data["problems"] = [f.id for f in report.problems()]
+    data["root_causes"] = [f.id for f in report.roots()]
+    for finding in data["findings"]:
+        finding["consequences"] = report.consequences(finding["id"])
     return data
 
 
@@ -21,7 +26,7 @@ def render(report: Report, detailed: bool = False) -> str:
 
 
 def as_multi_dict(reports: list[Report]) -> dict[str, Any]:
-    """Several targets: schema 2.0, ``{"schema_version", "status", "exit_code", "reports": [1.1 report, …]}``."""
+    """Several targets: schema 2.0, ``{"schema_version", "status", "exit_code", "reports": [1.2 report, …]}``."""
     status = worst([r.status for r in reports])
     return {"schema_version": MULTI_REPORT_SCHEMA_VERSION, "status": status.value,
             "exit_code": int(exit_status_of(status)), "reports": [as_dict(r) for r in reports]}
@@ -64,6 +69,18 @@ def report_schema() -> dict[str, Any]:
                        "description": "worst status of all findings"}
     props["exit_code"] = {"type": "integer", "description": "0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN"}
     props["counts"] = {"type": "object", "additionalProperties": {"type": "integer"}}
+    props["problems"] = {"type": "array", "items": {"type": "string"},
+                         "description": "ids of the findings that are not OK, causes first: the root causes by "
+                                        "severity, then their consequences; the first with a fix_command is the "
+                                        "cure to run first"}
+    props["root_causes"] = {"type": "array", "items": {"type": "string"},
+                            "description": "ids of the problems no other problem of this report causes"}
+    finding = schema["$defs"]["Finding"]
+    finding["properties"]["consequences"] = {
+        "type": "array", "items": {"type": "string"},
+        "description": "ids of the problems this finding causes (each names it in consequence_of)"}
+    finding.setdefault("required", []).append("consequences")
     required = schema.setdefault("required", [])
-    required.extend(name for name in ("schema_version", "status", "exit_code", "counts") if name not in required)
+    required.extend(name for name in ("schema_version", "status", "exit_code", "counts", "problems", "root_causes")
+                    if name not in required)
     return schema

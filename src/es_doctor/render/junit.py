@@ -20,7 +20,8 @@ def render(report: Report, detailed: bool = False) -> str:
             case = ET.SubElement(suite, "testcase", classname=f"es-doctor.{cls}", name=finding.id,
                                  time=f"{finding.duration_ms / 1000:.3f}")
             body = "\n".join([finding.summary, *(e.render() for e in finding.evidence)]
-                             + ([f"fix: es-doctor fix {finding.runbook}"] if finding.runbook else []))
+                             + ([f"fix: {finding.fix_command()}"] if finding.fix_command() else [])
+                             + ([f"escalate: {finding.escalate_command}"] if finding.escalate_command else []))
             if finding.status in (Status.WARN, Status.CRIT):
                 node = ET.SubElement(case, "failure", message=finding.summary, type=finding.status.value)
                 node.text = body

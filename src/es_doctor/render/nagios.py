@@ -102,9 +102,9 @@ def _text(finding: Finding) -> str:
 
 
 def problems(report: Report) -> list[Finding]:
-    """The findings that are not OK (SKIP is not a problem), the most severe first."""
-    found = [f for f in report.findings if f.status in (Status.CRIT, Status.WARN, Status.UNKNOWN)]
-    return sorted(found, key=lambda f: -f.status.severity)
+    """The findings that are not OK (SKIP is not a problem), causes first (:meth:`Report.problems`): with
+    the service down, ``startup.api-port`` leads, not the metrics endpoint it takes down with it."""
+    return report.problems()
 
 
 def first_line(report: Report) -> str:
@@ -125,11 +125,13 @@ def long_text(report: Report, prefix: str = "") -> list[str]:
     lines = []
     for finding in problems(report):
         line = f"{prefix}{finding.status.value} {finding.id}: {_text(finding)}"
+        if finding.consequence_of:
+            line += f" [consequence of {finding.consequence_of}]"
         command = finding.fix_command()
         if command:
             line += f" (fix: {command})"
-        elif finding.escalate:
-            line += f" (escalate: level {finding.escalate})"
+        elif finding.escalate_command:
+            line += f" (escalate: {finding.escalate_command})"
         lines.append(line)
     return lines
 

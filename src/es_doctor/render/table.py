@@ -75,16 +75,9 @@ def cure_line(finding: Finding) -> str | None:
     command = finding.fix_command()
     if command:
         return f"[bold]fix:[/] {escape(command)}"
-    if finding.escalate:
-        return (f"[bold]no runbook cures this; escalate:[/] es-doctor escalate --level {finding.escalate} "
-                f"--severity high --issue {escape(_quoted(finding.id + ': ' + finding.summary))}")
+    if finding.escalate_command:  # complete, for the finding's target (es_doctor.prescribe)
+        return f"[bold]no runbook cures this here; escalate:[/] {escape(finding.escalate_command)}"
     return None
-
-
-def _quoted(text: str) -> str:
-    import shlex
-
-    return shlex.quote(" ".join(text.split())[:120])
 
 
 def _row(finding: Finding, evidence: bool) -> list[str]:

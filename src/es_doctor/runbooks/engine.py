@@ -21,6 +21,8 @@ from typing import Any
 
 from es_doctor.config import Target
 from es_doctor.files import private_dir
+from es_doctor.findings import Finding
+from es_doctor.runbooks import snapshot
 from es_doctor.runbooks.actions import RUN_ENV, ActionContext
 from es_doctor.runbooks.audit import AuditLog, fix_lock, target_lock
 from es_doctor.runbooks.model import Runbook
@@ -46,11 +48,19 @@ __all__ = ["Engine", "FixResult", "Plan", "PlannedStep", "RunOutcome", "StepHook
            "template_context", "verify_ids"]
 
 
+#: how long the snapshot after a run waits for a part that does not answer yet (a component the
+#: rollback has just started again)
+AFTER_PATIENCE_S = 30.0
+
+
 class Engine:
     def __init__(self, target: Target, target_name: str, audit: AuditLog, state_dir: Path, *,
                  confirm: Callable[[str], bool], say: Callable[[str], None],
-                 verify_timeout: float = 90.0, backup_root: Path | None = None) -> None:
+                 verify_timeout: float = 90.0, backup_root: Path | None = None,
+                 printed_config: str | None = None) -> None:
         self.target, self.target_name = target, target_name
+        #: the config file the commands it prints name (None: the default one, see es_doctor.prescribe)
+        self.printed_config = printed_config
         self.backup_root = backup_root
         self.audit, self.state_dir = audit, state_dir.expanduser()
         self.confirm = confirm
@@ -142,6 +152,7 @@ class Engine:
                                  duration_ms=round((time.monotonic() - started) * 1000, 1))
                 return result
             outputs[step.name] = res.output
+        before = self._snapshot(the_plan, ctx, base, "before")
         try:
             failed_step = self._run_steps(the_plan, ctx, base, outputs, result,
                                           confirmed_all=bool(rb.flags.destructive) or yes)
@@ -170,10 +181,15 @@ class Engine:
                                   if s.phase == "rollback" and s.status not in ("ok", "skipped")]
                         result.message += (f"; the rollback is incomplete ({', '.join(failed)} failed)" if failed
                                            else "; rolled back")
+                        if not failed:
+                            result.message += "; " + self._compare(the_plan, ctx, base, before, True)[1]
                     except KeyboardInterrupt:  # only where Ctrl-C cannot be deferred (not the main thread)
                         result.message += "; the rollback was interrupted too"
             else:
-                result.message += "; not rolled back (resume with: es-doctor fix " + rb.id + ")"
+                from es_doctor.cures import es_doctor
+
+                resume = es_doctor("fix", rb.id, target=self.target_name, config=self.printed_config)
+                result.message += f"; not rolled back (resume with: {resume})"
             with ctrl_c_deferred(self.say, "recording the interruption"):
                 self.audit.write("fix.end", **base, outcome=result.outcome.value, message=result.message,
                                  duration_ms=round((time.monotonic() - started) * 1000, 1))
@@ -189,6 +205,11 @@ class Engine:
                 result.outcome = RunOutcome.FAILED if undone else RunOutcome.ROLLED_BACK
                 if undone:
                     result.message += f"; the rollback is incomplete ({', '.join(s.name for s in undone)} failed)"
+                else:  # ROLLED BACK is a claim: the snapshot before the run and now must be identical
+                    same, words = self._compare(the_plan, ctx, base, before, True)
+                    result.message += "; " + words
+                    if not same:
+                        result.outcome = RunOutcome.FAILED
             elif how == "rollback":
                 self._rollback(the_plan, ctx, base, outputs, result)  # says there is none
                 result.outcome = RunOutcome.FAILED
@@ -197,13 +218,37 @@ class Engine:
             else:
                 result.outcome = RunOutcome.FAILED
         else:
-            fixed, findings = self._verify(rb, the_plan.verify)
+            fixed, findings = self._verify(rb, list(dict.fromkeys([*the_plan.verify, *the_plan.also_verify])))
             result.verify = findings
             result.outcome = (RunOutcome.FIXED if rb.cures else RunOutcome.DONE) if fixed else RunOutcome.NOT_FIXED
             self.audit.write("fix.verify", **base, fixed=fixed, findings=findings)
+            if not fixed:  # NOT FIXED says which of the run's changes stay
+                result.message = "; ".join(m for m in (result.message,
+                                                       self._compare(the_plan, ctx, base, before, False)[1]) if m)
         self.audit.write("fix.end", **base, outcome=result.outcome.value, message=result.message,
                          duration_ms=round((time.monotonic() - started) * 1000, 1))
         return result
+
+    def _snapshot(self, the_plan: Plan, ctx: ActionContext, base: dict[str, Any],
+                  when: str, before: snapshot.Snapshot | None = None) -> snapshot.Snapshot | None:
+        """What the run's steps can change, read now (None when they change nothing it reads)."""
+        steps = [(s.step.action, s.inputs) for s in the_plan.steps]
+        if not snapshot.changes(steps):
+            return None
+        taken = snapshot.take(steps, self.target, ctx.probes, ctx.work_dir,
+                              patience_s=AFTER_PATIENCE_S, before=before)
+        self.audit.write("fix.snapshot", **base, when=when, **taken.as_record())
+        return taken
+
+    def _compare(self, the_plan: Plan, ctx: ActionContext, base: dict[str, Any], before: snapshot.Snapshot | None,
+                 rolled_back: bool) -> tuple[bool, str]:
+        if before is None:
+            return True, "nothing to compare (the steps change nothing es-doctor reads)"
+        after = self._snapshot(the_plan, ctx, base, "after rollback" if rolled_back else "after run", before)
+        same, words = snapshot.verdict(before, after or snapshot.Snapshot(), rolled_back=rolled_back)
+        self.audit.write("fix.compare", **base, identical=same, message=words)
+        self.say(f"  {'✓' if same else '✗'} {words}")
+        return same, words
 
     def _ask(self, question: str) -> bool:
         try:
@@ -297,7 +342,6 @@ class Engine:
         if not ids:
             return not rb.cures, []
         from es_doctor.checks.registry import load_all
-        from es_doctor.findings import Status
         from es_doctor.runner import diagnose
 
         registry = load_all()
@@ -309,15 +353,16 @@ class Engine:
         self.say(f"verifying: {', '.join(ids)}")
         deadline = time.monotonic() + self.verify_timeout
         while True:
-            report = diagnose(self.target, self.target_name, ids)
+            report = diagnose(self.target, self.target_name, ids, scrapes_dir=self.state_dir / "scrapes",
+                              config=self.printed_config)
             findings = [f for f in report.findings if f.id in ids]
-            if all(f.status is Status.OK for f in findings) or time.monotonic() > deadline:
+            if all(verified(f) for f in findings) or time.monotonic() > deadline:
                 break
-            if all(f.status is Status.OK or not registry[f.id].heals for f in findings):
+            if all(verified(f) or not registry[f.id].heals for f in findings):
                 break  # what is left is missing data: waiting will not change it
             time.sleep(2.0)
         summary = [{"id": f.id, "status": f.status.value, "summary": f.summary, "next": f.fix_command(),
-                    "escalate": f.escalate} for f in findings]
+                    "escalate": f.escalate, "escalate_command": f.escalate_command} for f in findings]
         for f in findings:
             self.say(f"  {f.status.symbol} {f.summary} ({f.id})")
         ran = {f.id for f in findings}
@@ -326,4 +371,17 @@ class Engine:
             self.say(f"  ? {c} did not run: the fix is not proven by it")
             summary.append({"id": c, "status": "NOT RUN", "summary": "the check did not run", "next": None,
                             "escalate": None})
-        return bool(findings) and not not_run and all(f.status is Status.OK for f in findings), summary
+        return bool(findings) and not not_run and all(verified(f) for f in findings), summary
+
+
+#: how a SKIP because a prerequisite failed begins (es_doctor.runner)
+SKIPPED_PREREQUISITE = "skipped: prerequisite"
+
+
+def verified(finding: Finding) -> bool:
+    """Whether a verified finding passes: OK, or SKIP because the target has no such component (nothing
+    there to be wrong); a SKIP because a prerequisite failed is not verified."""
+    from es_doctor.findings import Status
+
+    return finding.status is Status.OK or (finding.status is Status.SKIP
+                                            and not finding.summary.startswith(SKIPPED_PREREQUISITE))

@@ -46,6 +46,9 @@ class Plan:
     preconditions: list[PlannedStep] = field(default_factory=list)
     #: the checks that verify the run (``verify:``, else ``cures:``)
     verify: list[str] = field(default_factory=list)
+    #: findings verified besides the runbook's ``verify:`` (``fix <finding>``: the finding it was asked to
+    #: cure, so that FIXED means that finding is OK)
+    also_verify: list[str] = field(default_factory=list)
 
     @property
     def destructive(self) -> bool:
@@ -97,30 +100,11 @@ def _is_destructive(step: Step, runbook: Runbook) -> bool:
 
 
 def missing_requirements(runbook: Runbook, target: Target) -> list[str]:
-    """Each of the runbook's ``requires:`` the target lacks, with the reason."""
-    from urllib.parse import urlsplit
+    """Each of the runbook's ``requires:`` the target lacks, with the reason (:mod:`es_doctor.capabilities`:
+    the same answer decides which cure diagnose prints)."""
+    from es_doctor.capabilities import missing_requirements as missing
 
-    from es_doctor.probes.ports import is_local_host
-
-    out = []
-    for need in runbook.requires:
-        if need == "local":
-            host = urlsplit(target.service.api_url).hostname or "localhost"
-            local, why = is_local_host(host)
-            if not local:
-                out.append(f"needs the service on this host: {why}")
-        elif need == "config-file":
-            if not target.service.config_file:
-                out.append("needs the service's config file on this host (service.config_file is not set)")
-        elif need == "restart":
-            docker, why = target.is_present("docker")
-            if not docker and not target.service.restart_command:
-                out.append(f"needs a way to restart the service: no Docker ({why}) and no service.restart_command")
-        else:
-            present, why = target.is_present(need)
-            if not present:
-                out.append(f"needs {need}: {why}")
-    return out
+    return missing(runbook.requires, target)
 
 
 def _plan_steps(steps: list[Step], phase: str, runbook: Runbook, context: dict[str, Any], known: list[str],

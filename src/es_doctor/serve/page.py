@@ -55,12 +55,8 @@ def _ago(seconds: float) -> str:
 def _cure(finding: Finding) -> str:
     if finding.status not in (Status.WARN, Status.CRIT, Status.UNKNOWN):
         return ""
-    command = finding.fix_command()
-    if command:
-        return f"<code>{escape(command)}</code>"
-    if finding.escalate:
-        return f"escalate: level {finding.escalate}"
-    return ""
+    command = finding.next_command()  # the same command the table, JSON and Nagios print
+    return f"<code>{escape(command)}</code>" if command else ""
 
 
 def _widget(widget: Widget) -> str:

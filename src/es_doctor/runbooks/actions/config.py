@@ -48,6 +48,11 @@ class EnvSetInputs(EnvInputs):
     env: dict[str, str | int | float | bool] = Field(min_length=1, description="variables to set")
 
 
+class EnvRestoreInputs(EnvInputs):
+    env: dict[str, str | int | float | bool | None] = Field(
+        min_length=1, description="each variable's value to put back (null: unset it): env.set's previous output")
+
+
 def _config_file(inputs: ConfigFileInputs, ctx: ActionContext) -> Path:
     path = inputs.file or ctx.target.service.config_file
     if not path:
@@ -69,48 +74,25 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-@action("config.set",
-        lambda i: f"set {i.get('key')} = {words(i.get('value'))} in the service's config.yaml (backup kept)",
-        ConfigSetInputs)
-def config_set(inputs: ConfigSetInputs, ctx: ActionContext) -> dict[str, Any]:
-    """Edit one key with a round-trip YAML library: comments, order, quoting, mode and owner are kept;
-    the file is replaced atomically (written beside, fsync, rename)."""
-    import io
+def _real_file(path: Path) -> Path:
+    """The file a config path names: a symlink's target (written through, the link is kept), which
+    must be a regular file; ActionError otherwise."""
+    import stat
 
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
-    from es_doctor.files import create_private, replace_atomically
-    from es_doctor.yamlsource import YamlSyntaxError, read_regular_file
-
-    path, key = _config_file(inputs, ctx), inputs.key
-    value = inputs.value
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
     try:
-        raw = read_regular_file(path, 16 * 1024 * 1024)
-        data = yaml.load(raw.decode("utf-8"))
-    except (YamlSyntaxError, YAMLError, UnicodeDecodeError) as exc:
-        raise ActionError(f"cannot read {path}: {getattr(exc, 'message', None) or exc}") from None
-    if data is None:
-        from ruamel.yaml.comments import CommentedMap
+        real = path.resolve(strict=True)
+        mode = real.stat().st_mode
+    except (OSError, RuntimeError) as exc:
+        raise ActionError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise ActionError(f"{path} is not a regular file (nor a link to one): refused")
+    return real
 
-        data = CommentedMap()
-    if not isinstance(data, dict):
-        raise ActionError(f"{path} is not a YAML mapping")
-    node = data
-    parts = key.split(".")
-    for part in parts[:-1]:
-        if part not in node:
-            from ruamel.yaml.comments import CommentedMap
 
-            node[part] = CommentedMap()
-        node = node[part]
-        if not isinstance(node, dict):
-            raise ActionError(f"{key}: {part} is not a mapping in {path}")
-    old = _plain(node.get(parts[-1]))
-    if old == value:
-        return {"file": str(path), "key": key, "old": old, "new": value, "changed": False}
+def _keep_copy(path: Path, raw: bytes, ctx: ActionContext) -> Path:
+    """An exact copy of ``raw`` (the file before the step) in the run's directory, 0600."""
+    from es_doctor.files import create_private
+
     when = stamp()
     for attempt in range(100):  # several edits in one second each keep their own copy
         backup = ctx.work_dir / f"{path.name}.{when}{f'-{attempt}' if attempt else ''}.bak"
@@ -123,19 +105,66 @@ def config_set(inputs: ConfigSetInputs, ctx: ActionContext) -> dict[str, Any]:
         raise ActionError(f"cannot name a backup copy of {path} in {ctx.work_dir}")
     with os.fdopen(fd, "wb") as copy:
         copy.write(raw)
-    node[parts[-1]] = value
-    out = io.StringIO()
-    yaml.dump(data, out)
+    return backup
+
+
+@action("config.set",
+        lambda i: f"set {i.get('key')} = {words(i.get('value'))} in the service's config.yaml (backup kept)",
+        ConfigSetInputs)
+def config_set(inputs: ConfigSetInputs, ctx: ActionContext) -> dict[str, Any]:
+    """Edit one key: the value's characters are replaced in place (every other byte of the file is
+    kept: comments, long lines, quoting), else a round-trip YAML dump; mode and owner are kept; the
+    file is replaced atomically (written beside, fsync, rename). A symlinked config is written through
+    to its target; the link stays. An exact copy of the file before the step is kept in the run's
+    directory (``backup``) whether or not the value changes: ``config.restore from:`` puts those bytes back."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    from es_doctor.files import replace_atomically
+    from es_doctor.yamledit import EditError, roundtrip_set, set_scalar
+    from es_doctor.yamlsource import YamlSyntaxError, read_regular_file
+
+    path, key = _config_file(inputs, ctx), inputs.key
+    value = inputs.value
+    real = _real_file(path)
     try:
-        replace_atomically(path, out.getvalue())
+        raw = read_regular_file(real, 16 * 1024 * 1024)
+        text = raw.decode("utf-8")
+        data = YAML(typ="rt").load(text)
+    except (YamlSyntaxError, YAMLError, UnicodeDecodeError) as exc:
+        raise ActionError(f"cannot read {path}: {getattr(exc, 'message', None) or exc}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ActionError(f"{path} is not a YAML mapping")
+    parts = key.split(".")
+    node: Any = data or {}
+    for part in parts[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+        if node is not None and not isinstance(node, dict):
+            raise ActionError(f"{key}: {part} is not a mapping in {path}")
+    old = _plain(node.get(parts[-1])) if isinstance(node, dict) else None
+    backup = _keep_copy(path, raw, ctx)
+    out = {"file": str(path), "key": key, "old": old, "new": value, "backup": str(backup)}
+    if real != path.absolute():
+        out["written"] = str(real)
+    if old == value:
+        return {**out, "changed": False}
+    try:
+        new_text = set_scalar(text, parts, value)
+        if new_text is None:
+            new_text = roundtrip_set(text, parts, value)
+    except (EditError, YAMLError) as exc:
+        raise ActionError(f"cannot set {key} in {path}: {exc}") from None
+    try:
+        replace_atomically(real, new_text)
     except OSError as exc:
         raise ActionError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return {"file": str(path), "key": key, "old": old, "new": value, "changed": True, "backup": str(backup)}
+    return {**out, "changed": True}
 
 
 @action("config.restore", lambda i: f"restore the service's config.yaml from {i.get('from') or 'its newest copy'}",
         ConfigRestoreInputs)
 def config_restore(inputs: ConfigRestoreInputs, ctx: ActionContext) -> dict[str, Any]:
+    """Put a copy's exact bytes back (a symlinked config is written through to its target)."""
     path = _config_file(inputs, ctx)
     if path.is_file() and not inputs.source:
         return {"file": str(path), "result": "present"}
@@ -150,8 +179,11 @@ def config_restore(inputs: ConfigRestoreInputs, ctx: ActionContext) -> dict[str,
     from es_doctor.files import replace_atomically
 
     try:
-        if path.is_file():  # keep the file's own mode and owner (a private backup copy is 0600)
-            replace_atomically(path, source.read_text(encoding="utf-8"))
+        if path.exists():  # keep the file's own mode and owner (a private backup copy is 0600)
+            real = _real_file(path)
+            if real.read_bytes() == source.read_bytes():
+                return {"file": str(path), "restored_from": str(source), "result": "already the same bytes"}
+            replace_atomically(real, source.read_bytes().decode("utf-8"))
         else:  # a new file, created like any file the deployment writes (umask)
             shutil.copyfile(source, path)
     except (OSError, UnicodeDecodeError) as exc:
@@ -188,9 +220,27 @@ def env_require(inputs: EnvRequireInputs, ctx: ActionContext) -> dict[str, Any]:
 @action("env.set", lambda i: f"recreate {i.get('container')} with {words(i.get('env'))}", EnvSetInputs,
         destructive=True)
 def env_set(inputs: EnvSetInputs, ctx: ActionContext) -> dict[str, Any]:
+    """``previous`` holds each variable's value before the step (None: it was not set), for ``env.restore``."""
     name = inputs.container
     wanted = {k: str(v) for k, v in inputs.env.items()}
     current = _env(ctx, name)
+    previous = {k: current.get(k) for k in wanted}
     if all(current.get(k) == v for k, v in wanted.items()):
-        return {"container": name, "result": "already set"}
-    return {"container": name, "result": unwrap(ctx.docker().recreate(name, env_set=wanted), f"recreate {name}")}
+        return {"container": name, "result": "already set", "previous": previous}
+    return {"container": name, "result": unwrap(ctx.docker().recreate(name, env_set=wanted), f"recreate {name}"),
+            "previous": previous}
+
+
+@action("env.restore", lambda i: f"recreate {i.get('container')} with the environment it had: {words(i.get('env'))} "
+                                 "(null: unset)", EnvRestoreInputs, destructive=True)
+def env_restore(inputs: EnvRestoreInputs, ctx: ActionContext) -> dict[str, Any]:
+    """Set each variable of ``env`` back to its value, unset those that are null (``env.set``'s ``previous``)."""
+    name = inputs.container
+    wanted = inputs.env
+    values = {str(k): str(v) for k, v in wanted.items() if v is not None}
+    unset = [str(k) for k, v in wanted.items() if v is None]
+    current = _env(ctx, name)
+    if all(current.get(k) == v for k, v in values.items()) and not any(k in current for k in unset):
+        return {"container": name, "result": "already as it was"}
+    return {"container": name, "result": unwrap(ctx.docker().recreate(name, env_set=values, env_unset=unset),
+                                                f"recreate {name}")}

@@ -201,6 +201,13 @@ def record_deployment(ctx: ActionContext, previous: str, image: str) -> None:
                               "previous": previous, "image": image}) + "\n")
 
 
+@action("deploy.current", lambda _i: "record the image the service runs now (what a rollback goes back to)",
+        NoInputs)
+def deploy_current(_inputs: NoInputs, ctx: ActionContext) -> dict[str, Any]:
+    info = unwrap(ctx.docker().container(ctx.target.service.container), "the service container")
+    return {"image": info.image, "image_id": info.image_id}
+
+
 @action("deploy.previous", lambda _i: "find the image the service ran before its current one (deployment record)",
         NoInputs)
 def deploy_previous(_inputs: NoInputs, ctx: ActionContext) -> dict[str, Any]:

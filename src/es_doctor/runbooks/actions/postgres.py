@@ -30,6 +30,9 @@ class DumpInputs(Inputs):
 
 class RestoreInputs(Inputs):
     dump: str = Field(min_length=1, description="the pg_dump file (custom format) to restore")
+    drop_tables_not_in: list[str] | None = Field(default=None, description="the tables the dump was taken with "
+                                                 "(postgres.dump's tables output): tables made after it are "
+                                                 "dropped first")
 
 
 @action("postgres.sql", lambda i: f"run SQL: {i.get('sql', '')}", SqlInputs)
@@ -47,21 +50,47 @@ def postgres_dump(inputs: DumpInputs, ctx: ActionContext) -> dict[str, Any]:
     dsn, env = tool_call(lambda: pg_env(ctx.target))
     dest = ctx.work_dir / f"postgres-{stamp()}.dump"
     os.close(create_private(dest))  # pg_dump truncates and fills it: the dump stays 0600
+    tables = _tables(ctx)  # what exists when the dump is taken: a restore drops tables made after it
     run_program([_bin("pg_dump"), "--format=custom", f"--file={dest}", dsn], env,
                 inputs.timeout, ctx)
-    return {"dump": str(dest), "bytes": dest.stat().st_size}
+    return {"dump": str(dest), "bytes": dest.stat().st_size, "tables": tables}
+
+
+def _tables(ctx: ActionContext) -> list[str]:
+    """The database's user tables as ``schema.table``."""
+    rows = unwrap(ctx.postgres().query(TABLES_SQL), "list the tables")
+    return sorted(f"{r[0]}.{r[1]}" for r in rows)
+
+
+TABLES_SQL = ("SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+              "AND table_schema NOT IN ('pg_catalog', 'information_schema') AND table_schema NOT LIKE 'pg\\_%'")
 
 
 @action("postgres.restore", lambda i: f"restore the database from {i.get('dump')} (pg_restore --clean, "
-                                      "one transaction)", RestoreInputs, destructive=True)
+                                      "one transaction)" + (", dropping the tables made after the dump"
+                                                            if i.get("drop_tables_not_in") is not None else ""),
+        RestoreInputs, destructive=True)
 def postgres_restore(inputs: RestoreInputs, ctx: ActionContext) -> dict[str, Any]:
     from es_doctor.backup import pg_restore_file
 
     dump = inputs.dump
     if not Path(dump).is_file():
         raise ActionError(f"no dump {dump}")
+    dropped: list[str] = []
+    if inputs.drop_tables_not_in is not None:  # tables the run created after its dump
+        before = set(inputs.drop_tables_not_in)
+        for table in _tables(ctx):
+            if table not in before:
+                schema, _, name = table.partition(".")
+                unwrap(ctx.postgres().query(f"DROP TABLE IF EXISTS {_ident(schema)}.{_ident(name)} CASCADE"),
+                       f"drop {table}")
+                dropped.append(table)
     tool_call(lambda: pg_restore_file(ctx.probes, Path(dump), ctx.cancel))
-    return {"restored_from": dump}
+    return {"restored_from": dump, "dropped_tables": dropped}
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _bin(name: str) -> str:
