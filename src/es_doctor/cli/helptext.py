@@ -90,6 +90,18 @@ def epilog(path: str) -> str | None:
     return text
 
 
+def _with_faults_when_shown(command: Any) -> None:
+    """``lab fault add``'s epilog gets the fault table when its help is formatted, not at every start
+    (the table is the lab's, ~10 ms to import)."""
+    format_epilog = command.format_epilog
+
+    def with_faults(ctx: Any, formatter: Any) -> None:
+        command.epilog = epilog("lab fault add")
+        format_epilog(ctx, formatter)
+
+    command.format_epilog = with_faults
+
+
 def _faults() -> str:
     from es_doctor.lab.fault_table import TABLE
 
@@ -106,7 +118,9 @@ def first_paragraph(text: str | None) -> str:
 
 def polish(command: Any, path: str = "") -> Any:
     """Finish the help of ``command`` and of every command under it; returns ``command``."""
-    text = epilog(path)
+    if path == "lab fault add":
+        _with_faults_when_shown(command)
+    text = None if path == "lab fault add" else epilog(path)
     if text is not None:
         command.epilog = text
     for param in getattr(command, "params", []):
