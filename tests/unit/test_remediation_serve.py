@@ -112,7 +112,8 @@ def write_config(tmp: Path, sink_url: str, remediation: str = "", token: bool = 
     lines += ["escalation:", "  channels:", "    hook:", "      type: webhook", f"      url: {sink_url}",
               "      retries: 0", "      timeout_s: 3", "  levels:", "    1: {channels: [hook]}",
               "    2: {channels: [hook]}", "    3: {channels: [hook]}",
-              "remediation:", "  escalate_level: 1", "  verify_timeout_s: 5", *[f"  {line}" for line in remediation.splitlines()],
+              "remediation:", "  escalate_level: 1", "  verify_timeout_s: 5",
+              *[f"  {line}" for line in remediation.splitlines()],
               "targets:", "  a:", "    service: {api_url: 'http://127.0.0.1:9', metrics_url: 'http://127.0.0.1:9/m',"
               " log_dir: " + str(tmp / "logs") + "}",
               "    absent: {postgres: none, qdrant: none, redis: none, prometheus: none, grafana: none, docker: none}"]
