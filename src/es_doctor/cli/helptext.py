@@ -79,15 +79,47 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: the page of the documentation site (``docs/``, built by ``bash scripts/docs.sh``) that explains a command,
+#: by its first word; a subcommand links its group's page. ``tests/unit/test_help_text.py`` checks each exists.
+DOCS: dict[str, str] = {
+    "diagnose": "docs/getting-started/reading.md",
+    "checks": "docs/reference/checks.md",
+    "alert-rules": "docs/integrations/alert-rules.md",
+    "fix": "docs/howto/fix.md",
+    "escalate": "docs/howto/emergencies.md",
+    "serve": "docs/integrations/serve.md",
+    "requests": "docs/integrations/alertmanager.md",
+    "dashboard": "docs/integrations/grafana.md",
+    "logs": "docs/howto/logs.md",
+    "load": "docs/howto/load.md",
+    "config": "docs/getting-started/configuration.md",
+    "lab": "docs/lab.md",
+    "runbooks": "docs/reference/runbooks.md",
+    "emergency": "docs/howto/emergencies.md",
+    "profile": "docs/howto/profile.md",
+}
+
+
+def docs_page(path: str) -> str | None:
+    """The documentation page of a command path (``"emergency restore"`` → the emergencies page)."""
+    return DOCS.get(path.split(" ", 1)[0]) if path else None
+
+
 def epilog(path: str) -> str | None:
-    """The "Examples:" epilog of a command (click keeps a paragraph opened by ``\\b`` as it is)."""
+    """The "Examples:" epilog of a command (click keeps a paragraph opened by ``\\b`` as it is), and the
+    documentation page that explains it."""
     lines = list(EXAMPLES.get(path, ()))
-    if not lines:
+    page = docs_page(path)
+    if not lines and page is None:
         return None
-    text = "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+    parts = []
+    if lines:
+        parts.append("\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines))
     if path == "lab fault add":
-        text += "\n\n" + _faults()
-    return text
+        parts.append(_faults())
+    if page is not None:
+        parts.append(f"Docs: {page} (site: bash scripts/docs.sh)")
+    return "\n\n".join(parts)
 
 
 def _with_faults_when_shown(command: Any) -> None:
