@@ -22,8 +22,8 @@ source_suffix = {".md": "markdown"}
 root_doc = "index"
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
-# pending/: notes waiting for their page; reference/_*.md: snippets included by the how-to pages
-exclude_patterns = ["_build", "pending", "reference/_*.md", "*.schema.json"]
+# reference/_*.md: snippets included by the how-to pages
+exclude_patterns = ["_build", "reference/_*.md", "*.schema.json"]
 html_theme = "furo"
 html_title = f"es-doctor {__version__}"
 html_static_path: list[str] = []
