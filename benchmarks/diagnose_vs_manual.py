@@ -36,12 +36,14 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from machine import calibration, load
+
 from es_doctor.config import load_config
 from es_doctor.secrets import resolve_secret
 
 #: the issue's targets (#14)
 RATIO_TARGET = 3.0
-DIAGNOSE_CPU_TARGET_S = 0.6
+DIAGNOSE_CPU_TARGET_S = 0.5  # #25 (was 0.6 in #14)
 SECOND_RUN_TARGET_S = 1.0
 HELP_TARGET_MS = 100.0
 RSS_TARGET_MB = 100.0
@@ -127,11 +129,6 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(ordered):6.2f} [min {ordered[0]:.2f}, q1–q3 {q1:.2f}–{q3:.2f}, max {ordered[-1]:.2f}]"
 
 
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
-
-
 def compile_package() -> None:
     import compileall
 
@@ -167,6 +164,7 @@ def main() -> int:
     if not args.no_compile:
         compile_package()
     load_before = load()
+    calib_before = calibration()
 
     helps = [measure([*base, "--help"], env) for _ in range(9)]
     script, manual_count = manual_script(args.target)
@@ -199,6 +197,9 @@ def main() -> int:
         seconds.append(run)
         sources |= window_sources(run.stdout)
     load_after = load()
+    calib_after = calibration()
+    machine = (f"[calibration {min(calib_before, calib_after):.2f} s CPU (before {calib_before:.2f}, after "
+               f"{calib_after:.2f}); load {load_before} -> {load_after}]")
 
     from es_doctor.checks.registry import load_all
 
@@ -211,6 +212,8 @@ def main() -> int:
     diag_cpu = statistics.median(r.cpu for r in diagnose)
     second = statistics.median(r.wall for r in seconds)
     print(f"load average (1/5/15 min): before {load_before}, after {load_after}; {os.cpu_count()} CPUs")
+    print(f"calibration sum(i*i for i in range(3_000_000)), best of 3: before {calib_before:.3f} s, "
+          f"after {calib_after:.3f} s CPU")
     print(f"bytecode: {'compiled first (as pip install does)' if not args.no_compile else 'as found'}")
     print(f"{pairs} pairs, order alternating; seconds, median [min, quartiles, max]")
     print(f"manual guide commands ({manual_count}, read by a human)  wall {spread([r.wall for r in manual])}")
@@ -225,14 +228,16 @@ def main() -> int:
     help_cpu_ms = statistics.median(r.cpu for r in helps) * 1000
     print(f"es-doctor --help: {help_ms:.0f} ms median wall, {help_cpu_ms:.0f} ms CPU")
     print(f"diagnose peak RSS: {peak_mb:.1f} MiB")
-    print("targets (#14):")
-    print(f"  ratio >= {RATIO_TARGET:.1f}x (median of pairs): {ratio:.2f}x {met(ratio >= RATIO_TARGET)}")
-    print(f"  diagnose CPU <= {DIAGNOSE_CPU_TARGET_S} s: {diag_cpu:.2f} s {met(diag_cpu <= DIAGNOSE_CPU_TARGET_S)}")
+    print("targets (#14, #25: on a machine whose calibration takes >= 0.3 s):")
+    print(f"  ratio >= {RATIO_TARGET:.1f}x (median of pairs): {ratio:.2f}x {met(ratio >= RATIO_TARGET)} {machine}")
+    print(f"  diagnose CPU <= {DIAGNOSE_CPU_TARGET_S} s: {diag_cpu:.2f} s "
+          f"{met(diag_cpu <= DIAGNOSE_CPU_TARGET_S)} {machine}")
     print(f"  second diagnose without Prometheus <= {SECOND_RUN_TARGET_S:.0f} s: {second:.2f} s "
-          f"{met(second <= SECOND_RUN_TARGET_S)}")
-    print(f"  --help <= {HELP_TARGET_MS:.0f} ms: {help_ms:.0f} ms {met(help_ms <= HELP_TARGET_MS)}")
+          f"{met(second <= SECOND_RUN_TARGET_S)} {machine}")
+    print(f"  --help <= {HELP_TARGET_MS:.0f} ms: {help_ms:.0f} ms {met(help_ms <= HELP_TARGET_MS)} {machine}")
     peak_decimal_mb = peak_mb * 1.048576
-    print(f"  peak RSS <= {RSS_TARGET_MB:.0f} MB: {peak_decimal_mb:.0f} MB {met(peak_decimal_mb <= RSS_TARGET_MB)}")
+    print(f"  peak RSS <= {RSS_TARGET_MB:.0f} MB: {peak_decimal_mb:.0f} MB "
+          f"{met(peak_decimal_mb <= RSS_TARGET_MB)} {machine}")
     return 0
 
 

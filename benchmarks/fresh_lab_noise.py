@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from machine import describe
+
 
 def es_doctor(lab_dir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ES_DOCTOR_LAB_DIR": str(lab_dir), "COLUMNS": "200"}
@@ -79,6 +81,7 @@ def main() -> int:
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-prometheus", action="store_true")
     args = parser.parse_args()
+    print(describe())  # beside the results: figures of another machine compare through it (#25)
     with tempfile.TemporaryDirectory(prefix="esd-noise-") as tmp:
         base = Path(tmp)
         base.chmod(0o755)

@@ -24,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+from machine import describe
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from es_doctor.config import load_config
@@ -68,6 +70,7 @@ def main() -> int:
     parser.add_argument("--scenario", default="api", choices=[s.value for s in Scenario])
     parser.add_argument("--concurrency", type=int, default=128)
     args = parser.parse_args()
+    print(describe())  # beside the results: figures of another machine compare through it (#25)
     if not load_config(None, args.target).target.load.lab:
         print(f"target {args.target!r} is not the lab (load.lab: true): refusing to load it", file=sys.stderr)
         return 64

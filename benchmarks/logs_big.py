@@ -37,6 +37,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from machine import describe
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPONENTS = ("http", "vector-service", "database", "EventBus", "coordinator", "cache-manager")
 MESSAGES = (
@@ -131,6 +133,7 @@ def main() -> int:
     parser.add_argument("--days", type=float, default=7.0, help="span of the older lines")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    print(describe(), file=sys.stderr)  # beside the results: figures of another machine compare through it (#25)
 
     work = Path(tempfile.mkdtemp(prefix="esd-logs-bench-"))
     try:

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import describe
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
@@ -139,6 +141,7 @@ def main() -> int:
     parser.add_argument("--functions", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    print(describe())  # beside the results: figures of another machine compare through it (#25)
     with tempfile.TemporaryDirectory() as work:
         path = Path(work) / "big.pb.gz"
         path.write_bytes(synthetic(args.samples, args.depth, args.functions))

@@ -30,6 +30,7 @@ from pathlib import Path
 import httpx
 import psutil
 import yaml
+from machine import describe
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -122,6 +123,7 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=30.0)
     parser.add_argument("--window", type=float, default=60.0, help="seconds of steady state measured per size")
     args = parser.parse_args()
+    print(describe())  # beside the results: figures of another machine compare through it (#25)
     rows = [measure(args.target, int(size), args.interval, args.window) for size in args.sizes.split(",")]
     columns = list(rows[0])
     print("| " + " | ".join(columns) + " |")

@@ -2,7 +2,8 @@
 # Installs, when missing, the system packages es-doctor's tests need:
 # a Docker engine (docker.io), PostgreSQL 15, Prometheus (+promtool), busybox-static
 # (the rootfs of the lab's container image), chromium (serve's status page, headless) and golang-go
-# (the lab's Go program: real pprof profiles for es-doctor profile, read back by `go tool pprof`).
+# (the lab's Go program: real pprof profiles for es-doctor profile, read back by `go tool pprof`),
+# prometheus-alertmanager (+amtool: serve's alert receiver).
 # Runs as root; `apt-get update` first.
 set -euo pipefail
 
@@ -20,6 +21,8 @@ command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v pg_dump >/dev/null 2>&1 || need+=(postgresql-client)
+# es-doctor serve's alert receiver is tested behind a real Alertmanager (and amtool checks its printed config)
+{ command -v prometheus-alertmanager && command -v amtool; } >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "install-test-deps: all system packages present"

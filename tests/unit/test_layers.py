@@ -91,6 +91,56 @@ def test_secrets_are_not_re_exported_by_config() -> None:
         assert not hasattr(config, name), f"es_doctor.config re-exports {name}: import es_doctor.secrets"
 
 
+#: SDKs a target may not use: imported only inside the function that needs them (never at a module's top
+#: level, probes included), so a run pays only for those of its target's checks (#25)
+LAZY_SDKS = {"docker", "psycopg", "psycopg_pool", "qdrant_client", "grafana_foundation_sdk", "jinja2", "ruamel"}
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """The packages ``path`` imports when it is imported (module body, ``try``/``if`` blocks; not functions)."""
+    found: set[str] = set()
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module.split(".")[0])
+            elif isinstance(node, ast.If) and not (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
+                visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+                for handler in node.handlers:
+                    visit(handler.body)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")).body)
+    return found
+
+
+#: the one module of a command's own that may import its SDK at its top (itself imported lazily by its command)
+SDK_HOMES = {"dashboard.py": {"grafana_foundation_sdk"}, "runbooks/templating.py": {"jinja2"}}
+
+
+def test_no_module_imports_a_target_sdk_at_import_time() -> None:
+    offenders = {}
+    for path in SRC.rglob("*.py"):
+        relative = path.relative_to(SRC)
+        if relative.parts[0] == "lab":  # the lab's programs are a stack of their own
+            continue
+        used = (_top_level_imports(path) & LAZY_SDKS) - SDK_HOMES.get(relative.as_posix(), set())
+        if used:
+            offenders[str(relative)] = sorted(used)
+    assert offenders == {}
+
+
+def test_the_top_level_import_reader_sees_a_planted_import(tmp_path: Path) -> None:
+    planted = tmp_path / "m.py"
+    planted.write_text("import os\ntry:\n    import psycopg\nexcept ImportError:\n    pass\n"
+                       "def f():\n    import docker\nif TYPE_CHECKING:\n    import qdrant_client\n")
+    assert _top_level_imports(planted) & LAZY_SDKS == {"psycopg"}
+
+
 #: what builds a client of a target (or of anything es-doctor talks to): es-doctor's probes and the SDKs' clients
 CLIENT_MAKERS = {
     "HttpProbe", "DockerProbe", "QdrantProbe", "PostgresProbe", "PrometheusProbe", "ServiceApi", "AdvisoryLock",

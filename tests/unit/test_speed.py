@@ -4,6 +4,7 @@ the previous run's scrape."""
 
 from __future__ import annotations
 
+import os
 import socket
 import stat
 import subprocess
@@ -42,7 +43,8 @@ def _closed_port() -> int:
 # --------------------------------------------------------------------------- what a run imports
 
 IMPORTS = ("import sys\nfrom es_doctor.cli.main import main\nrc = main(sys.argv[1:])\n"
-           "heavy = [m for m in ('qdrant_client', 'numpy', 'grpc', 'docker', 'psycopg') if m in sys.modules]\n"
+           "heavy = [m for m in ('qdrant_client', 'numpy', 'grpc', 'docker', 'psycopg', 'jinja2', "
+           "'grafana_foundation_sdk', 'ruamel', 'rich') if m in sys.modules]\n"
            "sys.stderr.write('IMPORTED=' + ','.join(heavy) + '\\n')\n")
 
 
@@ -75,6 +77,8 @@ def test_a_url_target_diagnose_never_imports_qdrant_client(tmp_path: Path) -> No
     assert "qdrant_client" not in imported and "numpy" not in imported and "grpc" not in imported
     # an engine on a Unix socket is read over its API: no docker SDK either
     assert "docker" not in imported
+    # runbooks are not templated, no dashboard is built, JSON is not a table (#25)
+    assert not imported & {"jinja2", "grafana_foundation_sdk", "ruamel", "rich"}
     # the PostgreSQL check did import psycopg: the list is what was imported
     assert "psycopg" in imported
 
@@ -262,3 +266,112 @@ def test_an_engine_that_is_not_there_is_refused_not_an_exception(tmp_path: Path)
     result = DockerProbe(host=f"unix://{tmp_path / 'none.sock'}", timeout=2).ping()
     assert result.failure is not None and result.failure.kind is FailureKind.REFUSED
     assert "docker engine unreachable" in result.failure.message
+
+
+# --------------------------------------------------------------------------- --help: the CLI's skeleton (#25)
+
+HELP_PROG = ("import sys\nfrom es_doctor.cli.main import main\nrc = main(sys.argv[1:])\n"
+             "sys.stderr.write('MODULES=' + ','.join(sorted(sys.modules)) + '\\n')\n")
+#: what a help never needs: the config's models, the engines, the renderers, the SDKs (es_doctor.render itself is
+#: the --format choices; its renderers are its submodules)
+NOT_FOR_HELP = ("pydantic", "pydantic_core", "docker", "psycopg", "qdrant_client", "httpx", "httpcore",
+                "prometheus_client", "grafana_foundation_sdk", "jinja2", "ruamel", "yaml", "psutil", "rich",
+                "es_doctor.runner", "es_doctor.config", "es_doctor.checks", "es_doctor.probes", "es_doctor.runbooks",
+                "es_doctor.serve", "es_doctor.lab", "es_doctor.render.")
+
+
+def _command_paths() -> list[list[str]]:
+    from es_doctor.cli.main import command
+
+    def walk(cmd: Any, prefix: list[str]) -> list[list[str]]:
+        found = [prefix]
+        for name, sub in getattr(cmd, "commands", {}).items():
+            found += walk(sub, [*prefix, name])
+        return found
+
+    return walk(command(), [])
+
+
+def _forbidden(modules: list[str]) -> list[str]:
+    return sorted(m for m in modules for bad in NOT_FOR_HELP
+                  if (m.startswith(bad) if bad.endswith(".") else m == bad or m.startswith(bad + ".")))
+
+
+def test_every_help_imports_nothing_beyond_the_cli_skeleton() -> None:
+    paths = _command_paths()
+    assert len(paths) > 30 and ["diagnose"] in paths and ["lab", "fault", "add"] in paths
+    offenders = {}
+    for path in paths:
+        result = subprocess.run([PY, "-c", HELP_PROG, *path, "--help"], capture_output=True, text=True,
+                                timeout=60, check=False)
+        assert "Usage:" in result.stdout, (path, result.stderr)
+        line = next(x for x in result.stderr.splitlines() if x.startswith("MODULES="))
+        allowed = {"es_doctor.lab", "es_doctor.lab.fault_table"} if path == ["lab", "fault", "add"] else set()
+        bad = [m for m in _forbidden(line.removeprefix("MODULES=").split(",")) if m not in allowed]
+        if bad:
+            offenders[" ".join(path) or "(root)"] = bad
+    assert offenders == {}
+
+
+def test_lab_fault_add_help_still_lists_every_fault() -> None:
+    from es_doctor.lab.fault_table import TABLE
+
+    result = subprocess.run([PY, "-m", "es_doctor", "lab", "fault", "add", "--help"], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert "Faults (es-doctor lab faults" in result.stdout
+    assert all(spec.name in result.stdout for spec in TABLE)
+
+
+def test_a_root_option_given_is_still_coerced_and_checked(tmp_path: Path) -> None:
+    """The root's options skip pydantic only when absent: a value given goes through typer's coercion."""
+    config = tmp_path / "c.yaml"
+    config.write_text("targets: {only: {}}\n")
+    result = subprocess.run([PY, "-m", "es_doctor", "-c", str(config), "-t", "only", "config", "show"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "target: only" in result.stdout
+
+
+# --------------------------------------------------------------------------- a run builds its own command only (#25)
+
+
+def test_the_command_a_run_invokes_is_read_past_the_root_options() -> None:
+    from es_doctor.cli.main import invoked
+
+    assert invoked(["diagnose", "--format", "json"]) == "diagnose"
+    assert invoked(["-c", "diagnose", "-t", "lab", "lab", "status"]) == "lab"  # a value is not a command
+    assert invoked(["--config", "x.yaml", "--target", "a", "--target", "b", "serve"]) == "serve"
+    assert invoked(["-h"]) is None and invoked([]) is None and invoked(["nosuch"]) is None
+    assert invoked(["--", "diagnose"]) is None
+
+
+def test_the_root_options_taking_a_value_are_those_invoked_skips() -> None:
+    from es_doctor.cli.main import ROOT_VALUE_OPTIONS, command
+
+    taking = {name for p in command().params if not getattr(p, "is_flag", False) and p.nargs == 1
+              and getattr(p, "param_type_name", "") == "option" for name in p.opts + p.secondary_opts}
+    assert taking == ROOT_VALUE_OPTIONS
+
+
+COUNT_COMPILES = ("import sys\ncount = [0]\n"
+                  "sys.addaudithook(lambda event, args: count.__setitem__(0, count[0] + (event == 'compile')))\n"
+                  "from es_doctor.cli.main import main\nrc = main(sys.argv[1:])\n"
+                  "sys.stderr.write(f'COMPILES={count[0]}\\n')\n")
+
+
+def _compiles(*argv: str) -> int:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    subprocess.run([PY, "-m", "compileall", "-q", str(Path(__file__).parents[2] / "src")], capture_output=True,
+                   check=False, timeout=120)
+    result = subprocess.run([PY, "-c", COUNT_COMPILES, *argv], capture_output=True, text=True, env=env,
+                            timeout=60, check=False)
+    return int(next(x for x in result.stderr.splitlines() if x.startswith("COMPILES=")).removeprefix("COMPILES="))
+
+
+def test_a_command_builds_its_own_signature_not_every_commands() -> None:
+    """typer compiles each command's string annotations (twice, unless they are objects already) when it
+    builds the command: the whole tree (the root's help) cost ~1,100 ``compile()`` calls, ~470 with the
+    annotations evaluated once; one command's help ~110-170."""
+    whole = _compiles("--help")
+    assert _compiles("diagnose", "--help") < 250 < whole < 700
+    assert _compiles("lab", "fault", "add", "--help") < 250

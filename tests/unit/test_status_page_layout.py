@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from es_doctor.cures import Remedy
 from es_doctor.findings import Evidence, Finding, Report, Status
 from es_doctor.serve.page import TargetView, render_page, stylesheet
 from es_doctor.serve.widgets import Widget
@@ -54,8 +55,10 @@ addEventListener("load", () => {
 def _report() -> Report:
     def finding(check: str, status: Status, summary: str, *evidence: Evidence, runbook: str | None = None,
                 params: dict[str, str] | None = None) -> Finding:
+        cure = Remedy(runbook, params or {}).command(target="lab") if runbook else None
         return Finding(id=check, check_class=check.split(".", maxsplit=1)[0], status=status, summary=summary,
-                       evidence=list(evidence), runbook=runbook, runbook_params=params or {}, duration_ms=3.0)
+                       evidence=list(evidence), runbook=runbook, runbook_params=params or {}, duration_ms=3.0,
+                       cure_command=cure)
 
     findings = [finding(f"{cls}.check-{n}", Status.OK, f"fine number {n}", Evidence(name="value", value=1.5,
                                                                                     unit="ms"))
@@ -124,7 +127,8 @@ def test_the_page_names_the_problems_with_their_cures_and_units() -> None:
     block = page.split('<div class="problems"', 1)[1].split("</div>", 1)[0]
     assert "Problems (2)" in block
     assert block.index("startup.api-port") < block.index("performance.memory")  # most severe first
-    assert "es-doctor fix service-restart" in block and "es-doctor fix dependency-restart -p component=qdrant" in block
+    assert "es-doctor -t lab fix service-restart" in block
+    assert "es-doctor -t lab fix dependency-restart -p component=qdrant" in block
     assert "usage: 230 MiB" in block and "share: 88 % (threshold &gt; 85 %)" in block
     assert "241664000" not in page and "e+0" not in page
     assert page.index('class="problems"') < page.index('class="widgets"')

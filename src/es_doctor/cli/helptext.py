@@ -32,7 +32,16 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
                  "es-doctor escalate --resolve INC-20261129-031500-1a2b"),
     "serve": ("es-doctor serve --all-targets --interval 30s",
               "es-doctor -t production serve --listen 127.0.0.1:9109",
-              "es-doctor serve --all-targets --print-scrape-config"),
+              "es-doctor serve --all-targets --print-scrape-config",
+              "es-doctor serve --all-targets --print-alertmanager-config > alertmanager-es-doctor.yml"),
+    "requests": ("es-doctor requests list", "es-doctor requests approve r-0123456789abcdef --by alice",
+                 "es-doctor requests show r-0123456789abcdef"),
+    "requests list": ("es-doctor requests list", "es-doctor requests list --format json",
+                      "es-doctor requests list --server http://10.0.0.5:9109"),
+    "requests show": ("es-doctor requests show r-0123456789abcdef",),
+    "requests approve": ("es-doctor requests approve r-0123456789abcdef --by alice",
+                         "es-doctor requests approve r-0123456789abcdef --server http://10.0.0.5:9109"),
+    "requests deny": ("es-doctor requests deny r-0123456789abcdef --by alice",),
     "config": ("es-doctor config init", "es-doctor -t staging config show"),
     "config show": ("es-doctor config show", "es-doctor -c es-doctor.yaml config show --all"),
     "config init": ("es-doctor config init", "es-doctor config init ~/.config/es-doctor/es-doctor.yaml --force"),
@@ -70,15 +79,59 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: the page of the documentation site (``docs/``, built by ``bash scripts/docs.sh``) that explains a command,
+#: by its first word; a subcommand links its group's page. ``tests/unit/test_help_text.py`` checks each exists.
+DOCS: dict[str, str] = {
+    "diagnose": "docs/getting-started/reading.md",
+    "checks": "docs/reference/checks.md",
+    "alert-rules": "docs/integrations/alert-rules.md",
+    "fix": "docs/howto/fix.md",
+    "escalate": "docs/howto/emergencies.md",
+    "serve": "docs/integrations/serve.md",
+    "requests": "docs/integrations/alertmanager.md",
+    "dashboard": "docs/integrations/grafana.md",
+    "logs": "docs/howto/logs.md",
+    "load": "docs/howto/load.md",
+    "config": "docs/getting-started/configuration.md",
+    "lab": "docs/lab.md",
+    "runbooks": "docs/reference/runbooks.md",
+    "emergency": "docs/howto/emergencies.md",
+    "profile": "docs/howto/profile.md",
+}
+
+
+def docs_page(path: str) -> str | None:
+    """The documentation page of a command path (``"emergency restore"`` → the emergencies page)."""
+    return DOCS.get(path.split(" ", 1)[0]) if path else None
+
+
 def epilog(path: str) -> str | None:
-    """The "Examples:" epilog of a command (click keeps a paragraph opened by ``\\b`` as it is)."""
+    """The "Examples:" epilog of a command (click keeps a paragraph opened by ``\\b`` as it is), and the
+    documentation page that explains it."""
     lines = list(EXAMPLES.get(path, ()))
-    if not lines:
+    page = docs_page(path)
+    if not lines and page is None:
         return None
-    text = "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+    parts = []
+    if lines:
+        parts.append("\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines))
     if path == "lab fault add":
-        text += "\n\n" + _faults()
-    return text
+        parts.append(_faults())
+    if page is not None:
+        parts.append(f"Docs: {page} (site: bash scripts/docs.sh)")
+    return "\n\n".join(parts)
+
+
+def _with_faults_when_shown(command: Any) -> None:
+    """``lab fault add``'s epilog gets the fault table when its help is formatted, not at every start
+    (the table is the lab's, ~10 ms to import)."""
+    format_epilog = command.format_epilog
+
+    def with_faults(ctx: Any, formatter: Any) -> None:
+        command.epilog = epilog("lab fault add")
+        format_epilog(ctx, formatter)
+
+    command.format_epilog = with_faults
 
 
 def _faults() -> str:
@@ -97,7 +150,9 @@ def first_paragraph(text: str | None) -> str:
 
 def polish(command: Any, path: str = "") -> Any:
     """Finish the help of ``command`` and of every command under it; returns ``command``."""
-    text = epilog(path)
+    if path == "lab fault add":
+        _with_faults_when_shown(command)
+    text = None if path == "lab fault add" else epilog(path)
     if text is not None:
         command.epilog = text
     for param in getattr(command, "params", []):

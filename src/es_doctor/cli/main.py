@@ -6,12 +6,15 @@ remapped to 64 so that it never reads as a CRITICAL finding.
 
 from __future__ import annotations
 
+import copy
+import os
 import signal
 import sys
 import tempfile
 import traceback
+import typing
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -72,6 +75,9 @@ def _register() -> None:
     from es_doctor.cli import serve_cmd
 
     app.command("serve")(serve_cmd.serve)
+    from es_doctor.cli import requests_cmd
+
+    app.add_typer(requests_cmd.requests_app, name="requests")
     from es_doctor.cli import dashboard_cmd
 
     app.command("dashboard")(dashboard_cmd.dashboard)
@@ -115,12 +121,101 @@ def _crash_log(exc: BaseException) -> Path:
     return write_private(path, text)
 
 
-def command() -> typer.core.TyperGroup:
-    """The click command tree of :data:`app`, its help finished (examples, whole descriptions, plain arguments)."""
+#: the root's options that take a value (the next word is theirs, not a command's name)
+ROOT_VALUE_OPTIONS = frozenset({"-c", "--config", "-t", "--target"})
+
+
+def invoked(argv: list[str]) -> str | None:
+    """The name of the command ``argv`` runs (its first word that is not a root option or an option's
+    value), when it is one of :data:`app`'s; else None."""
+    names = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            return None
+        if word in ROOT_VALUE_OPTIONS:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word if word in names else None
+    return None
+
+
+def command(only: str | None = None) -> typer.core.TyperGroup:
+    """The click command tree of :data:`app`, its help finished (examples, whole descriptions, plain arguments).
+
+    ``only``: the tree with that one command under the root (the one a run invokes): typer reads every
+    command's signature when it builds one (some 1,000 ``compile()`` calls for the whole tree), a run
+    needs its own only. The root's help and completion take the whole tree."""
     from es_doctor.cli.helptext import polish
 
-    root: typer.core.TyperGroup = polish(typer.main.get_command(app))
+    source = app
+    if only is not None:
+        source = copy.copy(app)
+        source.registered_commands = [c for c in app.registered_commands if c.name == only]
+        source.registered_groups = [g for g in app.registered_groups if g.name == only]
+    _resolve_annotations(source)
+    root: typer.core.TyperGroup = polish(typer.main.get_command(source))
     return root
+
+
+def _resolve_annotations(group: typer.Typer) -> None:
+    """Evaluate the string annotations of ``group``'s callbacks once, into objects: typer evaluates each
+    twice otherwise (``inspect.signature(eval_str=True)`` then ``get_type_hints``), a ``compile()`` each."""
+    infos: list[typer.models.CommandInfo | typer.models.TyperInfo | None] = [
+        *group.registered_commands, group.registered_callback]
+    for sub in group.registered_groups:
+        infos.append(sub)
+        if sub.typer_instance is not None:
+            _resolve_annotations(sub.typer_instance)
+    for info in infos:
+        function = getattr(info, "callback", None)
+        annotations = getattr(function, "__annotations__", None)
+        if not annotations or not any(isinstance(v, str) for v in annotations.values()):
+            continue
+        try:
+            function.__annotations__ = typing.get_type_hints(function, include_extras=True)
+        except (NameError, TypeError, AttributeError):  # typer reports it as it did
+            continue
+
+
+class _NoneFirst:
+    """A root option's coercion that answers an absent value (``None``) itself, as typer's does, and
+    builds typer's own (a pydantic ``TypeAdapter``, pydantic imported for it) only for a value given:
+    ``es-doctor COMMAND --help`` processes the root's options before the command's help, and would
+    otherwise import pydantic for ``--config``/``--target`` left out."""
+
+    def __init__(self, param: Any) -> None:
+        self.param = param
+        self.built: Any = None
+
+    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+        if value is None:
+            return () if param.multiple or param.nargs == -1 else None
+        if self.built is None:
+            from typer._coercion import build_runtime_param
+
+            self.built = build_runtime_param(self.param.type_descriptor)
+        return self.built.coerce(value, param=param, ctx=ctx)
+
+
+def _coerce_none_without_pydantic() -> None:
+    """Give every typer parameter the coercion above, on the typer versions that build theirs lazily
+    (``_TyperParameter.get_runtime_param``); elsewhere nothing changes."""
+    kind = getattr(typer.core, "_TyperParameter", None)
+    built = getattr(kind, "get_runtime_param", None)
+    if kind is None or built is None or getattr(built, "none_first", False):
+        return
+
+    def get_runtime_param(self: Any) -> Any:
+        if getattr(self, "_runtime_param", None) is None:
+            self._runtime_param = _NoneFirst(self)
+        return self._runtime_param
+
+    get_runtime_param.none_first = True  # type: ignore[attr-defined]
+    kind.get_runtime_param = get_runtime_param
+
+
+_coerce_none_without_pydantic()
 
 
 def wants_nagios(argv: list[str]) -> bool:
@@ -170,9 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     return nagios_unknown(f"{reason} (exit {code})")
 
 
-def _main(argv: list[str]) -> int:
+def _main(args: list[str]) -> int:
     try:
-        result = command().main(args=argv, prog_name="es-doctor", standalone_mode=False)
+        completing = any(name.endswith("_COMPLETE") for name in os.environ)  # click's completion: every command
+        tree = command(None if completing else invoked(args))
+        result = tree.main(args=args, prog_name="es-doctor", standalone_mode=False)
     except click_exc.NoArgsIsHelpError as exc:
         if exc.ctx is not None:
             typer.echo(exc.ctx.get_help())

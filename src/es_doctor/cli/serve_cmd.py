@@ -25,6 +25,9 @@ def serve(
                                                "loopback); off loopback a token is required.")] = None,
     print_scrape_config: Annotated[bool, typer.Option("--print-scrape-config",
                                                       help="Print the Prometheus scrape job and exit.")] = False,
+    print_alertmanager_config: Annotated[bool, typer.Option(
+        "--print-alertmanager-config", help="Print Alertmanager's receiver and route for this daemon's alert "
+        "receiver (POST /api/v1/alerts) and exit.")] = False,
     config: ConfigOpt = None,
 ) -> int:
     """Watch the targets: run their diagnosis every interval, serve /metrics, / and /api/v1 (read-only).
@@ -33,7 +36,7 @@ def serve(
 
     from es_doctor.config import load_targets
     from es_doctor.serve.daemon import Daemon, Settings, settings_from
-    from es_doctor.serve.fleet import scrape_config
+    from es_doctor.serve.fleet import alertmanager_config, scrape_config
     from es_doctor.units import DurationError, parse_duration
 
     st = state(ctx)
@@ -50,6 +53,12 @@ def serve(
     settings = load()
     if print_scrape_config:
         typer.echo(scrape_config(settings))
+        return int(ExitStatus.OK)
+    if print_alertmanager_config:
+        first = next(iter(settings.loaded.values()))
+        typer.echo(alertmanager_config(settings, first.config.remediation.max_alerts))
+        if not settings.token:
+            typer.echo("es-doctor: warning: serve.token is not set: the alert receiver is off until it is", err=True)
         return int(ExitStatus.OK)
 
     from es_doctor.serve.http import Server
@@ -80,7 +89,9 @@ def serve(
     settings.port = server.server_port  # :0 picks a free port
     typer.echo(f"es-doctor serve: http://{settings.listen}/ "
                f"watching {', '.join(settings.targets)} every {settings.interval_s:g}s"
-               f"{' (bearer token required)' if settings.token else ''}", err=True)
+               f"{' (bearer token required)' if settings.token else ''}"
+               f"{'; alert receiver on POST /api/v1/alerts' if settings.token else '; alert receiver off (no token)'}",
+               err=True)
     while not stop.wait(1.0):
         pass
     typer.echo("es-doctor serve: stopping", err=True)

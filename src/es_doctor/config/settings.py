@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from es_doctor.config.locations import default_state_dir
+from es_doctor.config.remediation import RemediationConfig
 from es_doctor.config.target import SecondsAtLeast1, SecondsOrZero, Secret, Strict, Target, TimeoutSeconds
 
 #: where ``es-doctor serve`` listens unless told otherwise (``serve.listen``)
@@ -121,6 +122,8 @@ class Config(Strict):
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     #: es-doctor serve: listen address, interval, token, history retention
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    #: es-doctor serve: which cures an Alertmanager alert may start (auto, approve, never), and the limits
+    remediation: RemediationConfig = Field(default_factory=RemediationConfig)
 
 
 def backup_root(config: Config) -> Path:

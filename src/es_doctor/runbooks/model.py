@@ -85,6 +85,10 @@ class Runbook(_Strict):
     flags: Flags = Field(default_factory=Flags)
     requires: list[Requirement] = Field(
         default_factory=list, description="what the target must have; the plan refuses up front without it")
+    unattended: bool = Field(
+        default=False, description="safe to run with nobody watching (`serve`'s remediation policy runs it on an "
+        "alert without an approval by default): only the guide's restarts and purges, never a runbook that "
+        "deletes, restores or migrates data")
 
     @field_validator("check_class")
     @classmethod

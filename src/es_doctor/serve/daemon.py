@@ -34,6 +34,8 @@ class Settings:
     retention_days: float
     state_dir: Path
     targets: dict[str, Target] = field(default_factory=dict)
+    #: each target's loaded configuration (the engine, the audit log, escalation and remediation read it)
+    loaded: dict[str, LoadedConfig] = field(default_factory=dict)
 
     @property
     def listen(self) -> str:
@@ -74,7 +76,8 @@ def settings_from(loaded: list[LoadedConfig], listen: str | None = None, interva
     if interval < 1:
         raise ConfigError("the serve interval must be at least 1 s", key="serve.interval_s")
     return Settings(host, port, interval, serve.jitter_pct, token, serve.token, serve.history_retention_days,
-                    Path(config.state_dir).expanduser(), {item.target_name: item.target for item in loaded})
+                    Path(config.state_dir).expanduser(), {item.target_name: item.target for item in loaded},
+                    {item.target_name: item for item in loaded})
 
 
 def default_run(name: str, target: Target) -> Report:
@@ -106,18 +109,29 @@ class Daemon:
         self._reload_requested = threading.Event()
         self._stopping = threading.Event()
         self._control = threading.Thread(target=self._control_loop, name="serve:control", daemon=True)
+        from es_doctor.remediation.worker import Remediator
+
+        #: alerts → remediation requests → cures (each target's in its own thread)
+        self.remediator = Remediator(self.store.requests, self._loaded_configs)
 
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
         self.scheduler.set_targets(dict(self.settings.targets))
         self._control.start()
+        if self.settings.token:
+            self.remediator.start()
 
     def stop(self) -> None:
         self._stopping.set()
         self._reload_requested.set()
         self.scheduler.stop(wait_s=2.0)
+        self.remediator.stop()
         self.store.close()
+
+    def _loaded_configs(self) -> dict[str, LoadedConfig]:
+        with self._lock:
+            return dict(self.settings.loaded)
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` (in the thread that made the change) after every new report or reload."""

@@ -77,3 +77,23 @@ ESCALATION_PAGE = "ESCALATION.md"
 
 def render_serve_rules(interval_s: float = 30.0, runbook_base_url: str | None = None) -> str:
     return yaml.safe_dump(serve_rules(interval_s, runbook_base_url), sort_keys=False)
+
+
+#: where the printed Alertmanager receiver reads serve's token from (never inline)
+AM_TOKEN_FILE = "/etc/alertmanager/es-doctor.token"  # noqa: S105 - a path, not a secret
+
+
+def alertmanager_config(settings: Settings, max_alerts: int = 100) -> str:
+    """Alertmanager's receiver (webhook v4 to ``/api/v1/alerts``, the token from a file) and route for serve."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    address = f"[{host}]:{settings.port}" if ":" in host else f"{host}:{settings.port}"
+    receiver = {"name": "es-doctor", "webhook_configs": [{
+        "url": f"http://{address}/api/v1/alerts", "send_resolved": True, "max_alerts": max_alerts,
+        "http_config": {"authorization": {"type": "Bearer", "credentials_file": AM_TOKEN_FILE}}}]}
+    route = {"receiver": "es-doctor", "group_by": ["target", "finding", "check"], "group_wait": "10s",
+             "group_interval": "1m", "repeat_interval": "1h"}
+    note = (f"# {AM_TOKEN_FILE} must hold serve's token (the value of {settings.token_ref or 'serve.token'}); "
+            "it is not printed here.\n# In an existing configuration: add the receiver, and this route under "
+            "route.routes with\n#   matchers: ['finding=~\".+\"'] (the guide's rules) or ['check=~\".+\"'] "
+            "(the --serve rules), continue: true\n")
+    return note + yaml.safe_dump({"route": route, "receivers": [receiver]}, sort_keys=False).rstrip()

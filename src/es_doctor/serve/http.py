@@ -40,7 +40,7 @@ MAX_CONNECTIONS = 64
 HEAD_DEADLINE_S = 10.0
 #: how often connections past their head deadline are looked for
 REAP_EVERY_S = 0.25
-CSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'"
+CSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'"
 
 
 class Server(ThreadingHTTPServer):
@@ -163,7 +163,10 @@ class Server(ThreadingHTTPServer):
     def _render_page(self) -> tuple[int, float, bytes]:
         version = self.doctor.version
         refresh = max(5, min(60, int(self.doctor.settings.interval_s)))
-        return version, time.monotonic(), render_page(self.doctor.views(), refresh).encode()
+        from es_doctor.serve.requests_page import PAGE_LIMIT, requests_section
+
+        extra = requests_section(self.doctor.store.requests.find(limit=PAGE_LIMIT))
+        return version, time.monotonic(), render_page(self.doctor.views(), refresh, extra=extra).encode()
 
     def metrics_of_reports(self) -> bytes:
         made = self._metrics
@@ -212,10 +215,22 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch(head=False)
 
     def do_POST(self) -> None:
-        self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"read-only: GET and HEAD only\n", "text/plain; charset=utf-8",
-                   extra={"Allow": "GET, HEAD"})
+        from es_doctor.serve import receiver
 
-    do_PUT = do_DELETE = do_PATCH = do_POST  # noqa: N815
+        path = urlsplit(self.path).path.rstrip("/") or "/"
+        try:
+            receiver.post(self, path)
+        except BrokenPipeError:
+            return
+        except Exception as exc:  # noqa: BLE001 - one bad request must not stop the server
+            print(f"es-doctor serve: POST {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, b"internal error\n", "text/plain; charset=utf-8")
+
+    def do_PUT(self) -> None:
+        self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"GET, HEAD and POST only\n", "text/plain; charset=utf-8",
+                   extra={"Allow": "GET, HEAD, POST"})
+
+    do_DELETE = do_PATCH = do_PUT  # noqa: N815
 
     # ------------------------------------------------------------------ routing
 
@@ -258,6 +273,11 @@ class Handler(BaseHTTPRequestHandler):
             ready, waiting = doctor.ready()
             self._json(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE,
                        {"ready": ready, "waiting_for": waiting}, head)
+        elif path.startswith(("/api/v1/requests", "/api/v1/alerts")):
+            from es_doctor.serve import receiver
+
+            if not receiver.get(self, path, head):
+                self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8", head=head)
         elif path == "/api/v1/targets":
             reports = doctor.reports()
             stats = doctor.scheduler.stats()

@@ -134,7 +134,8 @@ def _target(view: TargetView, now: float) -> str:
     return "".join(parts)
 
 
-def render_page(views: list[TargetView], refresh_s: int, now: float | None = None) -> str:
+def render_page(views: list[TargetView], refresh_s: int, now: float | None = None, extra: str = "") -> str:
+    """The page; ``extra``: more HTML after the targets (the remediation requests)."""
     now = time.time() if now is None else now
     items = []
     for view in views:
@@ -148,5 +149,5 @@ def render_page(views: list[TargetView], refresh_s: int, now: float | None = Non
             '<link rel="icon" href="data:,"><link rel="stylesheet" href="/assets/style.css">'
             "<title>es-doctor: status</title></head><body>"
             f'<header><h1>es-doctor status</h1><p class="meta">page made {stamp}, refreshes every {int(refresh_s)} s; '
-            "read-only</p>"
-            f'<ul class="targets">{"".join(items)}</ul></header><main>{body}</main></body></html>')
+            "changes nothing but what an approval asks</p>"
+            f'<ul class="targets">{"".join(items)}</ul></header><main>{body}{extra}</main></body></html>')

@@ -98,6 +98,10 @@ class Store:
             self.set_aside = set_aside(path, str(exc))
             private_file(path)
             self._db = _open(path)
+        from es_doctor.serve.requests import Requests
+
+        #: remediation requests (alerts received, their runs and verdicts)
+        self.requests = Requests(self._db, self._lock)
 
     def close(self) -> None:
         with self._lock:
