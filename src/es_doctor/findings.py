@@ -207,7 +207,10 @@ def sanitize(finding: Finding, known: list[str] | tuple[str, ...] = ()) -> Findi
     evidence = [Evidence(name=clean(e.name, known), value=_clean_value(e.value, known),
                          threshold=clean(e.threshold, known) if e.threshold else e.threshold,
                          unit=clean(e.unit, known) if e.unit else e.unit) for e in finding.evidence]
-    return finding.model_copy(update={"summary": clean(finding.summary, known), "evidence": evidence})
+    # the printed commands quote the summary (an escalation's --issue): masked like it
+    commands = {name: clean(value, known) for name in ("cure_command", "escalate_command")
+                if isinstance(value := getattr(finding, name), str)}
+    return finding.model_copy(update={"summary": clean(finding.summary, known), "evidence": evidence, **commands})
 
 
 def sanitize_report(report: Report, known: list[str] | tuple[str, ...] = ()) -> Report:

@@ -22,7 +22,7 @@ def claim_keys(rid: str) -> tuple[int, int]:
 def claim(target: Any, rid: str) -> Iterator[str | None]:
     """Yields None when this process may run the request (it holds the claim, or the target has no reachable
     PostgreSQL to share one: then only the engine's locks apply), else who holds it."""
-    from es_doctor.probes.postgres import AdvisoryLock
+    from es_doctor.probes.session import ProbeSession
     from es_doctor.secrets import resolve_secret
 
     present, _ = target.is_present("postgres")
@@ -30,16 +30,16 @@ def claim(target: Any, rid: str) -> Iterator[str | None]:
     if not dsn:
         yield None
         return
-    lock = AdvisoryLock(dsn, resolve_secret(target.postgres.password), claim_keys(rid),
-                        f"es-doctor serve request {rid}")
-    got = lock.acquire()
-    if got.failure is not None:
-        yield None
-        return
-    if not got.value:
-        yield lock.holder()
-        return
-    try:
-        yield None
-    finally:
-        lock.release()
+    with ProbeSession(target, timeout=5.0) as session:  # the one door: the lock's connection is the session's
+        lock = session.advisory_lock(claim_keys(rid), f"es-doctor serve request {rid}")
+        got = lock.acquire()
+        if got.failure is not None:
+            yield None
+            return
+        if not got.value:
+            yield lock.holder()
+            return
+        try:
+            yield None
+        finally:
+            lock.release()
