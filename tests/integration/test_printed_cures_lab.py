@@ -163,7 +163,7 @@ def test_fix_deployment_log_as_printed_does_not_exit_64(lab: Any, tmp_path: Path
         assert finding["escalate_command"].startswith("es-doctor -t lab escalate --level 2 --severity high --issue ")
         result = run_printed("es-doctor -t lab fix deploy.deployment-log", env, "--dry-run")
         assert result.returncode not in (64, 0), result.stdout + result.stderr
-        assert finding["escalate_command"] in result.stderr, result.stderr
+        assert finding["escalate_command"] in result.stdout + result.stderr, result.stdout + result.stderr
     finally:
         faults.clear(lab, None, wait=90)
 
