@@ -153,6 +153,9 @@ def polish(command: Any, path: str = "") -> Any:
     if path == "lab fault add":
         _with_faults_when_shown(command)
     text = None if path == "lab fault add" else epilog(path)
+    if text is not None and command.epilog and path not in EXAMPLES:  # the command's own examples stay
+        page = docs_page(path)
+        text = command.epilog.rstrip() + (f"\n\nDocs: {page} (site: bash scripts/docs.sh)" if page else "")
     if text is not None:
         command.epilog = text
     for param in getattr(command, "params", []):
