@@ -12,7 +12,6 @@ findings are OK then. Two ``serve`` instances derive the same request ids; the t
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 import threading
 import time
@@ -26,6 +25,7 @@ from es_doctor.findings import Finding, Report, Status
 from es_doctor.remediation.alerts import Webhook, map_alert, request_id
 from es_doctor.remediation.policy import Action, Facts, RemediationConfig, decide
 from es_doctor.severity import Severity
+from es_doctor.units import utc_iso
 
 if TYPE_CHECKING:
     from es_doctor.config import LoadedConfig
@@ -493,7 +493,7 @@ class Remediator:
             return
         level = self._level([], request)
         spec = loaded.config.escalation.levels[level]
-        stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        stamp = utc_iso()
         incident = Incident(id=f"REQ-{request['id']}", time=stamp, target=request["target"], level=level,
                             severity=Severity.low, issue=text[:1000], team=spec.team,
                             responsibilities=list(spec.responsibilities), channels=list(spec.channels))
