@@ -24,8 +24,7 @@ PERFDATA = re.compile(rf"'[a-z0-9_.-]+'={NUM}(?:s|ms|%|B)?;(?:{NUM}:?)?;(?:{NUM}
 
 def es_doctor(lab: Any, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = isolated_env(tmp_path, {"ES_DOCTOR_LAB_DIR": str(lab.lab_dir),
-                                  "ES_DOCTOR_STATE_DIR": str(tmp_path / "state")}),
-
+                                  "ES_DOCTOR_STATE_DIR": str(tmp_path / "state")})
     return subprocess.run(cli_command("-t", "lab", *args), capture_output=True, text=True,
                           env=env, timeout=180, check=False)
 
