@@ -56,7 +56,7 @@ def test_nagios_on_the_lab_with_a_fault(healthy_lab: Any, tmp_path: Path) -> Non
     assert len(labels) == len(set(labels)) and not any("._" in label for label in labels)
     usage = next(i for i in items if i.startswith("'performance.memory.usage'="))
     assert re.fullmatch(r"'performance\.memory\.usage'=[0-9]+B;;;0;[0-9]+", usage), usage
-    assert any(line.startswith("WARN performance.memory: ") and "(fix: es-doctor fix go-gc-tune)" in line
+    assert any(line.startswith("WARN performance.memory: ") and "(fix: es-doctor -t lab fix go-gc-tune)" in line
                for line in long_text), long_text
     assert all(re.match(r"(WARN|CRIT|UNKNOWN) [a-z-]+\.[a-z-]+: ", line) for line in long_text), long_text
 
@@ -76,12 +76,19 @@ def test_prometheus_textfile_on_the_lab_passes_promtool(healthy_lab: Any, tmp_pa
     assert [p.name for p in out.parent.iterdir()] == ["es_doctor.prom"]
 
 
-def test_the_labs_prometheus_loads_rules_with_runbook_urls(healthy_lab: Any) -> None:
+def test_the_labs_prometheus_loads_the_rules_es_doctor_writes(healthy_lab: Any) -> None:
+    import yaml
+
+    from es_doctor.alert_rules import RuleOptions, render_rules
+
+    written = yaml.safe_load(render_rules(healthy_lab.target, RuleOptions("lab", target_label="lab")))
+    expected = {r["alert"] for g in written["groups"] for r in g["rules"]}
     url = healthy_lab.target.prometheus.url
     groups = httpx.get(f"{url}/api/v1/rules", timeout=10).json()["data"]["groups"]
     rules = [r for g in groups for r in g["rules"] if r["type"] == "alerting"]
-    assert len(rules) == 12
+    assert {r["name"] for r in rules} == expected
     for rule in rules:
-        link = rule["annotations"]["runbook_url"]
-        page = f"{rule['labels']['runbook']}.yaml" if "runbook" in rule["labels"] else "ESCALATION.md"
-        assert link.startswith("file://") and link.endswith("/" + page), (rule["name"], link)
+        assert rule["labels"]["target"] == "lab", rule  # an alert names its target (for Alertmanager's receiver)
+        assert rule["annotations"]["description"], rule
+        # no --runbook-base-url: no link to a path on the machine that wrote the rules
+        assert "runbook_url" not in rule["annotations"], rule
