@@ -253,7 +253,7 @@ def test_fix_all_plans_the_runbooks_of_the_current_findings(healthy_lab: Any, tm
     # the collection is back, but empty: the tasks' vectors are missing, so it is not FIXED
     assert done.returncode == 1, done.stdout + done.stderr
     assert "qdrant-collection-recreate: NOT FIXED" in done.stdout
-    assert "next: es-doctor fix qdrant-collection-restore" in done.stdout
+    assert "next: es-doctor -t lab fix qdrant-collection-restore" in done.stdout
     assert httpx.get(url).status_code == 200
 
 
@@ -276,7 +276,7 @@ def test_a_recreated_collection_is_not_a_cured_one(healthy_lab: Any, tmp_path: P
     assert "qdrant-collection-recreate: NOT FIXED" in recreated.stdout
     counted = re.search(r"(\d+) of (\d+) task\(s\) have no vector", recreated.stdout)
     assert counted is not None and counted.group(1) == counted.group(2) and int(counted.group(1)) > 0
-    assert "next: es-doctor fix qdrant-collection-restore" in recreated.stdout
+    assert "next: es-doctor -t lab fix qdrant-collection-restore" in recreated.stdout
     restored = es_doctor(healthy_lab, tmp_path, "fix", "qdrant-collection-restore", "--yes")
     assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-2000:]
     assert "qdrant-collection-restore: FIXED" in restored.stdout
