@@ -28,6 +28,8 @@ from es_doctor.probes import postgres
 from es_doctor.render import Format, renderer
 from es_doctor.yamlsource import MAX_DEPTH, YamlSyntaxError, load_yaml_file, parse_yaml
 from support import CliResult, run_cli
+from support.protobuf import field as pb_field
+from support.protobuf import varint as pb_varint
 
 PY = sys.executable
 
@@ -861,29 +863,16 @@ def test_out_to_a_symlink_to_a_file_replaces_the_file_and_keeps_the_link(tmp_pat
 # --------------------------------------------------------------------------- pprof: bounded in what a parse builds
 
 
-def _pb_varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _pb_field(number: int, payload: bytes | int) -> bytes:
-    if isinstance(payload, int):
-        return _pb_varint(number << 3) + _pb_varint(payload)
-    return _pb_varint(number << 3 | 2) + _pb_varint(len(payload)) + payload
 
 
 def _goroutine_profile(samples: list[tuple[bytes, bytes]]) -> bytes:
     """A goroutine profile: location 1 in function main.f, one sample per (packed location ids, values)."""
     return b"".join([
-        _pb_field(1, _pb_field(1, 1) + _pb_field(2, 2)),
-        *(_pb_field(2, _pb_field(1, locs) + _pb_field(2, values)) for locs, values in samples),
-        _pb_field(4, _pb_field(1, 1) + _pb_field(4, _pb_field(1, 1))),
-        _pb_field(5, _pb_field(1, 1) + _pb_field(2, 3)),
-        *(_pb_field(6, s.encode()) for s in ("", "goroutine", "count", "main.f")),
+        pb_field(1, pb_field(1, 1) + pb_field(2, 2)),
+        *(pb_field(2, pb_field(1, locs) + pb_field(2, values)) for locs, values in samples),
+        pb_field(4, pb_field(1, 1) + pb_field(4, pb_field(1, 1))),
+        pb_field(5, pb_field(1, 1) + pb_field(2, 3)),
+        *(pb_field(6, s.encode()) for s in ("", "goroutine", "count", "main.f")),
     ])
 
 
@@ -894,7 +883,7 @@ def test_a_small_gzip_profile_of_huge_stacks_is_refused_fast() -> None:
 
     from es_doctor.profiles.proto import ProfileError, parse
 
-    bomb = gzip.compress(_goroutine_profile([(b"\x01" * 2_000_000, _pb_varint(1))] * 120), 6)
+    bomb = gzip.compress(_goroutine_profile([(b"\x01" * 2_000_000, pb_varint(1))] * 120), 6)
     assert len(bomb) < 400_000
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.process_time()
@@ -910,7 +899,7 @@ def test_many_samples_of_deep_stacks_stop_at_the_total_and_the_cpu_budget(monkey
     assert proto.MAX_TOTAL_FRAMES <= 8_000_000
     monkeypatch.setattr(proto, "MAX_TOTAL_FRAMES", 200_000)  # the same rule, reached sooner
     deep = b"\x01" * 1000
-    many = _goroutine_profile([(deep, _pb_varint(1))] * 201)
+    many = _goroutine_profile([(deep, pb_varint(1))] * 201)
     with pytest.raises(proto.ProfileError, match="frames in all"):
         proto.parse(many)
     with pytest.raises(proto.ProfileError, match="s of CPU"):
@@ -924,6 +913,6 @@ def test_impossible_sample_values_are_refused_not_summed(values: list[int]) -> N
     from es_doctor.profiles.proto import ProfileError, parse
     from es_doctor.profiles.summary import summarize
 
-    data = _goroutine_profile([(b"\x01", _pb_varint(v)) for v in values])
+    data = _goroutine_profile([(b"\x01", pb_varint(v)) for v in values])
     with pytest.raises(ProfileError, match="2\\^63-1"):
         summarize(parse(data))

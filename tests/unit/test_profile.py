@@ -23,6 +23,8 @@ from es_doctor.profiles.capture import describe, profile_url
 from es_doctor.profiles.proto import MAX_DECOMPRESSED, ProfileError, decompress, parse
 from es_doctor.profiles.summary import Summary, compare, entry_function, goroutine_state, kind_of, summarize
 from support import CliResult, run_cli
+from support.protobuf import field as pb_field
+from support.protobuf import varint as pb_varint
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pprof"
 NAMES = ["goroutine-base", "goroutine-leak", "heap-base", "heap-growth", "cpu"]
@@ -129,30 +131,17 @@ def test_entry_function_is_the_outermost_non_runtime_frame() -> None:
 # ------------------------------------------------------------------ malformed input: ProfileError only
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes | int) -> bytes:
-    if isinstance(payload, int):
-        return _varint(number << 3) + _varint(payload)
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 def _profile(*, strings: tuple[str, ...] = ("", "goroutine", "count", "main.f"), function_name: int = 3,
              location_function: int = 1, sample_location: int = 1, values: tuple[int, ...] = (5,)) -> bytes:
-    packed = b"".join(_varint(v) for v in values)
+    packed = b"".join(pb_varint(v) for v in values)
     return b"".join([
-        _field(1, _field(1, 1) + _field(2, 2)),
-        _field(2, _field(1, _varint(sample_location)) + _field(2, packed)),
-        _field(4, _field(1, 1) + _field(4, _field(1, location_function) + _field(2, 12))),
-        _field(5, _field(1, 1) + _field(2, function_name)),
-        *(_field(6, s.encode()) for s in strings),
+        pb_field(1, pb_field(1, 1) + pb_field(2, 2)),
+        pb_field(2, pb_field(1, pb_varint(sample_location)) + pb_field(2, packed)),
+        pb_field(4, pb_field(1, 1) + pb_field(4, pb_field(1, location_function) + pb_field(2, 12))),
+        pb_field(5, pb_field(1, 1) + pb_field(2, function_name)),
+        *(pb_field(6, s.encode()) for s in strings),
     ])
 
 
@@ -171,12 +160,12 @@ def test_a_hand_built_profile_reads_and_its_gzip_too() -> None:
     (_profile(sample_location=3), "unknown location 3"),
     (_profile(values=(1, 2)), "2 values for 1 sample types"),
     (_profile(strings=("x", "goroutine", "count", "main.f")), "string table"),
-    (_field(1, b"\x08") + _field(6, b""), "truncated varint"),
+    (pb_field(1, b"\x08") + pb_field(6, b""), "truncated varint"),
     (b"\x0a\xff\xff\xff\xff\x0f", "announced"),
     (b"\x08" + b"\xff" * 11, "longer than 10 bytes"),
     (gzip.compress(b"not a profile at all")[:-6], "truncated gzip"),
     (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xff\xff\xff\xff", "bad gzip"),
-    (_field(6, b"") + _field(6, b"\xff\xfe"), "not UTF-8"),
+    (pb_field(6, b"") + pb_field(6, b"\xff\xfe"), "not UTF-8"),
 ])
 def test_malformed_profiles_are_a_profile_error(data: bytes, message: str) -> None:
     with pytest.raises(ProfileError, match=re.escape(message)):
