@@ -317,33 +317,50 @@ rollback:
 
 
 def test_a_step_that_cannot_be_stopped_is_reported_and_nothing_is_rolled_back_under_it(
-        postgres_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A SQL statement does not look at the cancel event: the step outlives the grace period, is reported
-    as still running (output and audit), and the rollback is not started under it."""
-    from es_doctor.runbooks import stepper as stepper_module
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call that does not look at the cancel event (an SDK call without a cancel of its own) outlives the
+    step's timeout and the stop grace: the step is reported as still running (output and audit), and the
+    rollback is not started under it. (A PostgreSQL statement is cancelled: the next test.)"""
+    import threading
 
+    from es_doctor.runbooks import stepper as stepper_module
+    from es_doctor.runbooks.actions.base import REGISTRY, ActionSpec, NoInputs
+
+    release = threading.Event()
+
+    def deaf(_inputs: Any, _ctx: Any) -> dict[str, Any]:
+        release.wait(30)  # ignores ctx.cancel
+        return {}
+
+    from es_doctor.runbooks import model as model_module
+
+    monkeypatch.setattr(model_module, "ACTION_NAMES", frozenset(model_module.ACTION_NAMES) | {"test.deaf"})
+    monkeypatch.setitem(REGISTRY, "test.deaf", ActionSpec("test.deaf", lambda _i: "a call that ignores the cancel",
+                                                          deaf, NoInputs))
     marker = tmp_path / "marker"
     runbook = _load(f"""
 id: test-stuck
-title: a statement that ignores the cancel
-description: pg_sleep outlives the step timeout and the stop grace
+title: a call that ignores the cancel
+description: the call outlives the step timeout and the stop grace
 class: deploy
 steps:
   - name: stuck
-    action: postgres.sql
+    action: test.deaf
     timeout: 1
-    inputs: {{sql: "SELECT pg_sleep(8)"}}
 rollback:
   - name: undo
     action: shell
     inputs: {{argv: [sh, -c, "echo ROLLBACK >> {marker}"]}}
 """, tmp_path)
-    target = Target.model_validate({"postgres": {"dsn": postgres_server}})
+    target = Target.model_validate({"absent": {"service": "t", "qdrant": "t", "docker": "t", "postgres": "t"}})
     said: list[str] = []
     engine = Engine(target, "t", AuditLog(tmp_path / "audit.jsonl", []), tmp_path / "state",
                     confirm=lambda _q: True, say=said.append)
     monkeypatch.setattr(stepper_module, "STOP_GRACE_S", 2.0)  # not 15 s: the test would wait for it
-    result = engine.run(plan(runbook, target, "t"), yes=True)
+    try:
+        result = engine.run(plan(runbook, target, "t"), yes=True)
+    finally:
+        release.set()
     step = result.steps[0]
     assert step.status == "running" and "could not be stopped" in step.error
     assert result.outcome is RunOutcome.FAILED and "no rollback was started" in result.message
@@ -352,7 +369,6 @@ rollback:
     records = audit_records(tmp_path / "audit.jsonl")
     assert next(r for r in records if r["event"] == "fix.step")["status"] == "running"
     assert "no rollback was started" in records[-1]["message"]
-    time.sleep(8)  # let the statement end before the next test uses the server
 
 
 # --------------------------------------------------------------------------- a step stuck in psycopg (issue 24 item 9)

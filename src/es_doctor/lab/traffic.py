@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -12,10 +13,20 @@ WORDS = ("invoice", "newsletter", "welcome", "reminder", "password", "report", "
          "campaign", "receipt", "survey", "onboarding")
 
 
-class TrafficGenerator:
-    """``threads`` sequential clients sharing ``rps``: slow answers naturally lower the rate."""
+#: the slowest answer (seconds) the clients keep their rate through: the lab's slow faults answer in up to 1 s
+KEEP_RATE_THROUGH_S = 1.5
 
-    def __init__(self, base_url: str, rps: float, stop: threading.Event, threads: int = 2) -> None:
+
+class TrafficGenerator:
+    """``threads`` sequential clients sharing ``rps``, enough of them (by default) that a client still sends
+    on time when each answer takes up to :data:`KEEP_RATE_THROUGH_S`: a production service's users do not
+    slow down because it did, so a slow fault must not thin the sample its latency is graded on (with two
+    clients, ``slow-api-crit`` cut the rate to ~2.5 requests/s and the short window held too few requests to
+    grade, and a window widened into the history before the fault read it as fine)."""
+
+    def __init__(self, base_url: str, rps: float, stop: threading.Event, threads: int | None = None) -> None:
+        if threads is None:
+            threads = max(2, math.ceil(rps * KEEP_RATE_THROUGH_S))
         self.base_url, self.rps, self._stop, self.threads = base_url, rps, stop, threads
         self.sent = 0
 

@@ -152,7 +152,7 @@ class Engine:
                                  duration_ms=round((time.monotonic() - started) * 1000, 1))
                 return result
             outputs[step.name] = res.output
-        before = self._snapshot(the_plan, ctx, base, "before")
+        before = self._before_snapshots(the_plan, ctx, base)
         try:
             failed_step = self._run_steps(the_plan, ctx, base, outputs, result,
                                           confirmed_all=bool(rb.flags.destructive) or yes)
@@ -229,23 +229,24 @@ class Engine:
                          duration_ms=round((time.monotonic() - started) * 1000, 1))
         return result
 
-    def _snapshot(self, the_plan: Plan, ctx: ActionContext, base: dict[str, Any],
-                  when: str, before: snapshot.Snapshot | None = None) -> snapshot.Snapshot | None:
-        """What the run's steps can change, read now (None when they change nothing it reads)."""
-        steps = [(s.step.action, s.inputs) for s in the_plan.steps]
-        if not snapshot.changes(steps):
-            return None
-        taken = snapshot.take(steps, self.target, ctx.probes, ctx.work_dir,
-                              patience_s=AFTER_PATIENCE_S, before=before)
-        self.audit.write("fix.snapshot", **base, when=when, **taken.as_record())
-        return taken
+    def _before_snapshots(self, the_plan: Plan, ctx: ActionContext, base: dict[str, Any]) -> _BeforeSnapshot:
+        """The snapshot "before" the run, read part by part just before the first step that changes the part
+        (see :mod:`es_doctor.runbooks.snapshot`): a hook on every step of this run, main and rollback."""
+        self.hooks[:] = [h for h in self.hooks if not isinstance(h, _BeforeSnapshot)]  # a previous run's
+        hook = _BeforeSnapshot(self, the_plan, base)
+        self.hooks.append(hook)
+        return hook
 
-    def _compare(self, the_plan: Plan, ctx: ActionContext, base: dict[str, Any], before: snapshot.Snapshot | None,
+    def _compare(self, the_plan: Plan, ctx: ActionContext, base: dict[str, Any], before: _BeforeSnapshot,
                  rolled_back: bool) -> tuple[bool, str]:
-        if before is None:
-            return True, "nothing to compare (the steps change nothing es-doctor reads)"
-        after = self._snapshot(the_plan, ctx, base, "after rollback" if rolled_back else "after run", before)
-        same, words = snapshot.verdict(before, after or snapshot.Snapshot(), rolled_back=rolled_back)
+        if not before.parts:
+            return True, "nothing to compare (no step changed anything es-doctor reads)"
+        steps = [(s.step.action, s.inputs) for s in the_plan.steps]
+        after = snapshot.take(steps, self.target, ctx.probes, ctx.work_dir, patience_s=AFTER_PATIENCE_S,
+                              before=before.snap, parts=set(before.parts))
+        self.audit.write("fix.snapshot", **base, when="after rollback" if rolled_back else "after run",
+                         **after.as_record())
+        same, words = snapshot.verdict(before.snap, after, rolled_back=rolled_back)
         self.audit.write("fix.compare", **base, identical=same, message=words)
         self.say(f"  {'✓' if same else '✗'} {words}")
         return same, words
@@ -385,3 +386,28 @@ def verified(finding: Finding) -> bool:
 
     return finding.status is Status.OK or (finding.status is Status.SKIP
                                             and not finding.summary.startswith(SKIPPED_PREREQUISITE))
+
+
+class _BeforeSnapshot(StepHook):
+    """Reads a part of the target just before the run's first step that can change it. Read later than the
+    run's start on purpose: what a live writer changed before the run reached the part (the service writing
+    to Qdrant's volume until a step stops Qdrant) is not the run's doing, and a ROLLED BACK compared with
+    it would be refused for changes the rollback never had to undo."""
+
+    def __init__(self, engine: Engine, the_plan: Plan, base: dict[str, Any]) -> None:
+        self.engine, self.base = engine, base
+        self.steps = [(s.step.action, s.inputs) for s in the_plan.steps]
+        self.snap = snapshot.Snapshot()
+        #: the parts read so far, in the order the run reached them
+        self.parts: list[str] = []
+
+    def before_step(self, step: Any, phase: str, inputs: dict[str, Any], ctx: ActionContext) -> None:
+        part = snapshot.part_of(step.action)
+        if part is None or part in self.parts:
+            return
+        self.parts.append(part)
+        taken = snapshot.take(self.steps, self.engine.target, ctx.probes, ctx.work_dir, parts={part})
+        self.snap.items.update(taken.items)
+        self.snap.unread.update(taken.unread)
+        self.engine.audit.write("fix.snapshot", **self.base, when="before", part=part, step=step.name,
+                                **taken.as_record())

@@ -1,9 +1,12 @@
 """What a runbook will change, read before it runs and again after its rollback.
 
-"ROLLED BACK" is a comparison, not the absence of errors: before the first step the engine reads
-what the runbook's steps can change (:func:`take`), and after the rollback it reads it again; the
-outcome is ROLLED BACK only when the two are identical (:func:`differences` names what differs).
-After a run that ends NOT FIXED the same comparison says which changes were kept.
+"ROLLED BACK" is a comparison, not the absence of errors: the engine reads each part a runbook's steps
+can change (:func:`take`) just before the first step that changes it runs (main or rollback phase:
+a part no step touched is not compared, and a live writer's changes before the run reached the part,
+such as the service writing to Qdrant's volume until a step stops Qdrant, are not the run's), and
+after the rollback it reads those parts again; the outcome is ROLLED BACK only when the two are
+identical (:func:`differences` names what differs). After a run that ends NOT FIXED the same
+comparison says which changes were kept.
 
 What is read depends on the actions the runbook uses:
 
@@ -63,25 +66,29 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+_PARTS = (("config", CONFIG), ("containers", CONTAINER), ("postgres", POSTGRES), ("qdrant", QDRANT),
+          ("volumes", VOLUMES))
+
+
+def part_of(action: str) -> str | None:
+    """The part (config, containers, postgres, qdrant, volumes) ``action`` can change, if any."""
+    return next((part for part, group in _PARTS if action in group), None)
+
+
 def changes(steps: list[tuple[str, dict[str, Any] | None]]) -> set[str]:
     """The parts (config, containers, postgres, qdrant, volumes) the (action, inputs) pairs can change."""
-    actions = {a for a, _ in steps}
-    out = set()
-    for part, group in (("config", CONFIG), ("containers", CONTAINER), ("postgres", POSTGRES), ("qdrant", QDRANT),
-                        ("volumes", VOLUMES)):
-        if actions & group:
-            out.add(part)
-    return out
+    return {part for part in (part_of(a) for a, _ in steps) if part is not None}
 
 
 def take(steps: list[tuple[str, dict[str, Any] | None]], target: Target, probes: ProbeSession,
-         work_dir: Path, patience_s: float = 0.0, before: Snapshot | None = None) -> Snapshot:
-    """Read every part ``steps`` (the plan's actions and rendered inputs) can change. ``patience_s``: a
-    part that cannot be read but could be ``before`` is tried again for that long (after a run: a
-    component the rollback has just started again)."""
+         work_dir: Path, patience_s: float = 0.0, before: Snapshot | None = None,
+         parts: set[str] | None = None) -> Snapshot:
+    """Read every part ``steps`` (the plan's actions and rendered inputs) can change, or only ``parts``.
+    ``patience_s``: a part that cannot be read but could be ``before`` is tried again for that long
+    (after a run: a component the rollback has just started again)."""
     import time
     snap = Snapshot()
-    parts = changes(steps)
+    parts = changes(steps) if parts is None else parts & changes(steps)
     readers: dict[str, Callable[[], dict[str, str]]] = {
         "config": lambda: _config(steps, target),
         "containers": lambda: _containers(steps, target, probes),
