@@ -436,6 +436,19 @@ def _metrics_table(families: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------- schemas
+def write_schemas() -> None:
+    """docs/*.schema.json from the code that writes the JSON (the tests compare them with it)."""
+    from es_doctor.load.stats import load_schema
+    from es_doctor.render.json_report import multi_report_schema, report_schema
+
+    for name, schema in (("report.schema.json", report_schema()), ("reports.schema.json", multi_report_schema()),
+                         ("load.schema.json", load_schema())):
+        path = ROOT / "docs" / name
+        text = json.dumps(schema, indent=2) + "\n"
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+
+
 def schemas_page() -> str:
     parts = [HEADER, "# Report schemas\n\n",
              "The JSON that `--format json` writes is described by JSON Schemas shipped in `docs/` (and "
@@ -512,6 +525,8 @@ def main() -> int:
         print("reference pages are current")
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
+    write_schemas()
+    pages = generate()  # the schemas page reads the schemas just written
     for name, text in pages.items():
         (args.out / name).write_text(text)
     print(f"wrote {len(pages)} pages into {args.out.relative_to(ROOT)}" + (f" ({len(stale)} changed)" if stale

@@ -14,10 +14,10 @@ from es_doctor.secrets import clean, mask_data
 from es_doctor.symptoms import SYMPTOM_CLASSES
 
 #: Version of the JSON report schema (``es-doctor diagnose --format json``).
-REPORT_SCHEMA_VERSION = "1.2"
+REPORT_SCHEMA_VERSION = "1.3"
 #: Version of the several-targets JSON output (``diagnose -t a -t b --format json``): an object holding
-#: a list of 1.2 reports. One target keeps the 1.2 report as it is.
-MULTI_REPORT_SCHEMA_VERSION = "2.1"
+#: a list of 1.3 reports. One target keeps the 1.3 report as it is.
+MULTI_REPORT_SCHEMA_VERSION = "2.2"
 
 __all__ = ["MULTI_REPORT_SCHEMA_VERSION", "REPORT_SCHEMA_VERSION", "SYMPTOM_CLASSES", "Evidence", "Finding", "Report",
            "Status", "exit_status_of", "words", "worst"]
@@ -115,6 +115,9 @@ class Finding(BaseModel):
     cure_command: str | None = Field(default=None, alias="fix_command", serialization_alias="fix_command")
     #: the complete ``es-doctor escalate`` command when no command cures it here
     escalate_command: str | None = None
+    #: False when the check's rate or percentile held too small a sample to grade: its OK is then no
+    #: measurement (the summary says how big the sample was), and a fix is not verified by it
+    graded: bool = True
     duration_ms: float = 0.0
     description: str = ""
 

@@ -73,6 +73,7 @@ def _finding(spec: CheckSpec, outcome: Outcome, duration_ms: float) -> Finding:
         runbook_params=params,
         cause=outcome.cause if problem else None,
         escalate=escalate,
+        graded=outcome.graded,
         duration_ms=round(duration_ms, 1),
         description=spec.description,
     )

@@ -12,6 +12,7 @@ import pytest
 from es_doctor.cli.main import main
 from es_doctor.config import Target
 from es_doctor.errors import ExitStatus
+from es_doctor.findings import REPORT_SCHEMA_VERSION
 from support import run_cli
 
 PY = sys.executable
@@ -164,7 +165,7 @@ def test_checks_lists_every_check(home: dict[str, str]) -> None:
 
 def test_json_report_schema_flag_matches_docs() -> None:
     shipped = json.loads((Path(__file__).parents[2] / "docs" / "report.schema.json").read_text())
-    assert shipped["properties"]["schema_version"]["default"] == "1.2"
+    assert shipped["properties"]["schema_version"]["default"] == REPORT_SCHEMA_VERSION
 
 
 def test_runbooks_list_reports_a_malformed_user_runbook_and_lists_the_others(tmp_path: Path) -> None:

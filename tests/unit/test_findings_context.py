@@ -20,7 +20,7 @@ from es_doctor import causality
 from es_doctor.checks.context import CheckContext
 from es_doctor.checks.registry import Outcome, load_all
 from es_doctor.config import Target
-from es_doctor.findings import Evidence, Finding, Report, Status
+from es_doctor.findings import REPORT_SCHEMA_VERSION, Evidence, Finding, Report, Status
 from es_doctor.render import json_report, nagios
 from es_doctor.runner import _finding as finding_of
 from es_doctor.runner import in_context
@@ -98,7 +98,7 @@ def test_json_names_roots_and_consequences_in_the_shipped_schema() -> None:
     finding_schema = schema["$defs"]["Finding"]
     for finding in data["findings"]:
         assert set(finding) <= set(finding_schema["properties"]) and set(finding_schema["required"]) <= set(finding)
-    assert data["schema_version"] == "1.2"
+    assert data["schema_version"] == REPORT_SCHEMA_VERSION
     assert data["root_causes"] == ["startup.config-file"]
     assert data["problems"][0] == "startup.config-file"
     by_id = {f["id"]: f for f in data["findings"]}

@@ -15,7 +15,7 @@ from es_doctor.checks.context import CheckContext
 from es_doctor.checks.registry import CheckSpec, Outcome, crit, ev, grade, ok, warn
 from es_doctor.config import Target
 from es_doctor.errors import ExitStatus
-from es_doctor.findings import Status
+from es_doctor.findings import REPORT_SCHEMA_VERSION, Status
 from es_doctor.render import Format, renderer
 from es_doctor.runner import run_checks, with_prerequisites
 
@@ -180,7 +180,7 @@ def test_evidence_is_words_and_units() -> None:
 
 def test_json_follows_the_versioned_schema() -> None:
     data = json.loads(renderer(Format.json)(sample_report(), False))  # type: ignore[arg-type]
-    assert data["schema_version"] == "1.2"
+    assert data["schema_version"] == REPORT_SCHEMA_VERSION
     assert data["status"] == "CRIT" and data["exit_code"] == 2
     assert {f["class"] for f in data["findings"]} == {"startup", "performance", "vectors"}
     from es_doctor.render.json_report import report_schema

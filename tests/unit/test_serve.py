@@ -19,7 +19,7 @@ import pytest
 
 from es_doctor.config import Target, load_targets
 from es_doctor.errors import ConfigError, ExitStatus
-from es_doctor.findings import Evidence, Finding, Report, Status
+from es_doctor.findings import MULTI_REPORT_SCHEMA_VERSION, REPORT_SCHEMA_VERSION, Evidence, Finding, Report, Status
 from es_doctor.serve.daemon import Daemon, Settings, settings_from
 from es_doctor.serve.scheduler import Scheduler, Timing
 from es_doctor.serve.store import Store
@@ -361,14 +361,15 @@ def test_diagnose_several_targets_json_is_schema_2_and_exits_with_the_worst(
     rc = main(["-c", str(config), "diagnose", "-t", "one", "-t", "two", "--class", "startup", "--format", "json",
                "--deadline", "10"])
     data = json.loads(capsys.readouterr().out)
-    assert data["schema_version"] == "2.1"
+    assert data["schema_version"] == MULTI_REPORT_SCHEMA_VERSION == "2.2"
     assert [r["target"] for r in data["reports"]] == ["one", "two"]
-    assert all(r["schema_version"] == "1.2" for r in data["reports"])
+    assert all(r["schema_version"] == REPORT_SCHEMA_VERSION for r in data["reports"])
     assert rc == data["exit_code"] == ExitStatus.CRITICAL  # nothing listens on port 9
-    # one target: the 1.2 report as it is
+    # one target: the report as it is
     rc_one = main(["-c", str(config), "diagnose", "-t", "one", "--class", "startup", "--format", "json"])
     single = json.loads(capsys.readouterr().out)
-    assert single["schema_version"] == "1.2" and single["target"] == "one" and rc_one == ExitStatus.CRITICAL
+    assert single["schema_version"] == REPORT_SCHEMA_VERSION and single["target"] == "one"
+    assert rc_one == ExitStatus.CRITICAL
     # the table ends with one summary line per target
     main(["-c", str(config), "diagnose", "--all-targets", "--class", "startup"])
     out = capsys.readouterr().out

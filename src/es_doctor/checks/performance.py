@@ -56,7 +56,8 @@ def latency(ctx: CheckContext) -> Outcome:
                                None if window.failure is not None else window.unwrap().source)
     verdict = grade_quantile(reading, th.latency_p95_warn_ms, th.latency_p95_crit_ms, th.min_observations)
     if not verdict.graded or reading.p95 is None:
-        return ok(f"API latency not graded: {verdict.note} in the last {reading.window_s:.0f} s", *evidence)
+        return Outcome(Status.OK, f"API latency not graded: {verdict.note} in the last {reading.window_s:.0f} s",
+                       evidence, graded=False)
     p95 = reading.p95
     evidence = [
         ev("p50", None if reading.p50 is None else round(reading.p50 * 1000, 1), unit="ms"),
@@ -103,7 +104,7 @@ def error_rate(ctx: CheckContext) -> Outcome:
                 *window_evidence(ratio.window_s, ratio.source, ratio.total, "requests", w.source)]
     counts = f"{int(ratio.events)} of {int(ratio.total)} requests answered 5xx in the last {ratio.window_s:.0f} s"
     if not verdict.graded:
-        return Outcome(Status.OK, f"error rate not graded: {verdict.note} ({counts})", evidence)
+        return Outcome(Status.OK, f"error rate not graded: {verdict.note} ({counts})", evidence, graded=False)
     status = verdict.status
     summary = (f"error rate {ratio.pct:.2f} % ({counts})"
                + over(status, th.error_rate_warn_pct, th.error_rate_crit_pct, " %"))

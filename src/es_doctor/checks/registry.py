@@ -21,6 +21,9 @@ class Outcome:
     #: the cause the check found when its numbers are a consequence of another failure; it picks
     #: the cure in :mod:`es_doctor.cures` (None: the finding's default cure)
     cause: str | None = None
+    #: False when the check's signal held too small a sample to grade (a rate or a percentile): the OK it
+    #: returns then is not a measurement, and a runbook's verification does not take it as a proof
+    graded: bool = True
 
 
 CheckFn = Callable[["CheckContext"], Outcome]

@@ -135,7 +135,8 @@ def insert_errors(ctx: CheckContext) -> Outcome:
                 *window_evidence(ratio.window_s, ratio.source, ratio.total, "inserts", w.source)]
     counts = f"{int(ratio.events)} of {int(ratio.total)} in the last {ratio.window_s:.0f} s"
     if not verdict.graded:
-        return Outcome(Status.OK, f"vector insert errors not graded: {verdict.note} ({counts})", evidence)
+        return Outcome(Status.OK, f"vector insert errors not graded: {verdict.note} ({counts})", evidence,
+                       graded=False)
     status = verdict.status
     summary = (f"vector insert errors {ratio.pct:.2f} % ({counts})"
                + over(status, th.vector_insert_error_warn_pct, None, " %"))

@@ -26,7 +26,8 @@ def render(report: Report, detailed: bool = False) -> str:
 
 
 def as_multi_dict(reports: list[Report]) -> dict[str, Any]:
-    """Several targets: schema 2.0, ``{"schema_version", "status", "exit_code", "reports": [1.2 report, …]}``."""
+    """Several targets: schema 2.2 (MULTI_REPORT_SCHEMA_VERSION), ``{"schema_version", "status", "exit_code",
+    "reports": [1.3 report, …]}``."""
     status = worst([r.status for r in reports])
     return {"schema_version": MULTI_REPORT_SCHEMA_VERSION, "status": status.value,
             "exit_code": int(exit_status_of(status)), "reports": [as_dict(r) for r in reports]}

@@ -21,7 +21,7 @@ from typing import Any
 
 from es_doctor.config import Target
 from es_doctor.files import private_dir
-from es_doctor.findings import Finding
+from es_doctor.findings import Finding, Status
 from es_doctor.runbooks import snapshot
 from es_doctor.runbooks.actions import RUN_ENV, ActionContext
 from es_doctor.runbooks.audit import AuditLog, fix_lock, target_lock
@@ -362,10 +362,14 @@ class Engine:
             if all(verified(f) or not registry[f.id].heals for f in findings):
                 break  # what is left is missing data: waiting will not change it
             time.sleep(2.0)
-        summary = [{"id": f.id, "status": f.status.value, "summary": f.summary, "next": f.fix_command(),
-                    "escalate": f.escalate, "escalate_command": f.escalate_command} for f in findings]
+        summary = [{"id": f.id, "status": f.status.value, "graded": f.graded, "summary": f.summary,
+                    "next": f.fix_command(), "escalate": f.escalate, "escalate_command": f.escalate_command}
+                   for f in findings]
         for f in findings:
-            self.say(f"  {f.status.symbol} {f.summary} ({f.id})")
+            if f.status is Status.OK and not f.graded:  # an OK on too small a sample proves nothing
+                self.say(f"  ? {f.summary} ({f.id}): not a measurement, the fix is not proven by it")
+            else:
+                self.say(f"  {f.status.symbol} {f.summary} ({f.id})")
         ran = {f.id for f in findings}
         not_run = [c for c in ids if c not in ran]
         for c in not_run:
@@ -380,12 +384,11 @@ SKIPPED_PREREQUISITE = "skipped: prerequisite"
 
 
 def verified(finding: Finding) -> bool:
-    """Whether a verified finding passes: OK, or SKIP because the target has no such component (nothing
-    there to be wrong); a SKIP because a prerequisite failed is not verified."""
-    from es_doctor.findings import Status
-
-    return finding.status is Status.OK or (finding.status is Status.SKIP
-                                            and not finding.summary.startswith(SKIPPED_PREREQUISITE))
+    """Whether a verified finding passes: OK on a sample that grades it (an OK "not graded: too few
+    requests" is no measurement), or SKIP because the target has no such component (nothing there to
+    be wrong); a SKIP because a prerequisite failed is not verified."""
+    return (finding.status is Status.OK and finding.graded) or (
+        finding.status is Status.SKIP and not finding.summary.startswith(SKIPPED_PREREQUISITE))
 
 
 class _BeforeSnapshot(StepHook):
