@@ -114,6 +114,9 @@ class DockerProbe:
                 else:
                     client = docker.from_env(timeout=int(self.timeout))
                 client.ping()
+                from es_doctor.probes.docker_cancel import track_connections
+
+                track_connections(client)  # a cancelled step's call can be stopped (docker_cancel)
                 return client
 
             result: Result[Any] = guarded(self._classify, connect)
@@ -122,10 +125,24 @@ class DockerProbe:
             return result
 
     def _call(self, fn: Any) -> Result[Any]:
+        """``fn(client)`` through the SDK; inside a runbook step, stopped when the step is cancelled
+        (see :mod:`es_doctor.probes.docker_cancel`)."""
         client = self.client()
         if client.failure is not None:
             return client
-        return guarded(self._classify, lambda: fn(client.value))
+        from es_doctor.probes.http import current_cancel
+
+        cancel = current_cancel()
+        if cancel is None:
+            return guarded(self._classify, lambda: fn(client.value))
+        from es_doctor.probes.docker_cancel import stop_on_cancel
+
+        with stop_on_cancel(client.value, cancel) as fired:
+            result: Result[Any] = guarded(self._classify, lambda: fn(client.value))
+        if fired.is_set() and result.failure is not None:
+            return failed(FailureKind.ERROR, "cancelled: the step was stopped during a docker engine call "
+                                             "(the engine may finish what it was doing)")
+        return result
 
     # ---- reads over the Engine API on a Unix socket (no SDK)
     def socket_path(self) -> str | None:
