@@ -7,6 +7,8 @@ collection's points and payloads, and the volumes a step touches."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +28,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker]
 #: touches one: a volume is copied out to be hashed)
 EVERYTHING = [("config.set", {}), ("docker.recreate", {}), ("postgres.sql", {}), ("qdrant.recover", {})]
 
-#: runbooks with a rollback that need a backup made beforehand: their rollback restores the safety
+#: runbooks with a rollback that restore a backup made beforehand: their rollback restores the safety
 #: backup they take themselves (emergency-restore) or a Qdrant snapshot (qdrant-collection-restore);
-#: covered by test_backup_lab.py / test_emergency_lab.py, not swept here (a full backup per case)
-NOT_SWEPT = {"emergency-restore": "needs a backup of the lab to restore (test_emergency_lab.py)",
-             "qdrant-collection-restore": "needs a backup of the lab to restore (test_backup_lab.py)"}
+#: swept by test_a_failing_restore_is_rolled_back_to_identical, with a backup of the lab made first
+NEEDS_BACKUP = frozenset({"emergency-restore", "qdrant-collection-restore"})
 
 
 def shipped_with_rollback() -> list[Path]:
@@ -80,6 +81,16 @@ def read_target(lab: Any, steps: list[tuple[str, dict[str, Any] | None]], work: 
         probes.close()
 
 
+@contextlib.contextmanager
+def _pg(lab: Any) -> Iterator[Any]:
+    import psycopg
+
+    target = lab.target
+    with psycopg.connect(target.postgres.dsn, password=target.postgres.password, autocommit=True,
+                         connect_timeout=10) as conn:
+        yield conn
+
+
 def maintenance(lab: Any, on: bool) -> None:
     """Writes stopped (or accepted again); the service may still be coming back from a restart."""
     import time
@@ -100,15 +111,14 @@ CASES = shipped_with_rollback()
 
 
 def test_the_sweep_covers_every_shipped_runbook_with_a_rollback() -> None:
-    swept = {p.stem for p in CASES} - set(NOT_SWEPT)
+    swept = {p.stem for p in CASES}
     assert swept >= {"event-bus-tune", "go-gc-tune", "metrics-endpoint-enable", "qdrant-connection-pool",
                      "vector-cache-tune", "emergency-restart", "data-migration-rollback", "qdrant-dimension-fix",
-                     "volumes-recover"}
-    assert set(NOT_SWEPT) <= {p.stem for p in CASES}
+                     "volumes-recover", *NEEDS_BACKUP}
 
 
 @pytest.mark.data_destructive  # deletes tasks and the collection on purpose (and must put them back)
-@pytest.mark.parametrize("path", [p for p in CASES if p.stem not in NOT_SWEPT], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [p for p in CASES if p.stem not in NEEDS_BACKUP], ids=lambda p: p.stem)
 def test_a_failing_step_is_rolled_back_to_identical(healthy_lab: Any, tmp_path: Path, path: Path) -> None:
     copy = failing_copy(path, tmp_path)
     rb = load_runbook_file(copy)
@@ -132,6 +142,50 @@ def test_a_failing_step_is_rolled_back_to_identical(healthy_lab: Any, tmp_path: 
     changed = [s.name for s in result.steps if s.phase == "steps" and s.status == "ok"]
     assert changed, log  # the changing steps ran before the failure
     assert before.unread == {} and after.unread == {}, (before.unread, after.unread)
+    assert snapshot.differences(before, after) == [], log
+    assert result.outcome is RunOutcome.ROLLED_BACK, f"{result.outcome}: {result.message}\n{log}"
+    assert "as it was before the run" in result.message
+
+
+@pytest.mark.data_destructive  # restores the database and the collection (and must put them back)
+@pytest.mark.parametrize("runbook_id", sorted(NEEDS_BACKUP))
+def test_a_failing_restore_is_rolled_back_to_identical(healthy_lab: Any, tmp_path: Path, runbook_id: str) -> None:
+    """A backup of the lab is made, the database changed after it (a table the backup does not hold), and
+    the restore runbook, failing right after its last restoring step, must put back the target as it was:
+    its rollback restores the safety backup (emergency-restore) or the safety snapshot (the collection)."""
+    from es_doctor.backup import Backup, BackupStore
+    from es_doctor.probes.session import ProbeSession
+
+    target = healthy_lab.target
+    path = next(p for p in CASES if p.stem == runbook_id)
+    backups = tmp_path / "state" / "backups"
+    maintenance(healthy_lab, True)
+    try:
+        with ProbeSession(target, timeout=60, docker_timeout=60) as session:
+            backup_id, _folder, _manifest = Backup(session, "lab", BackupStore(backups), live=True).run()
+        with _pg(healthy_lab) as conn:  # after the backup: the restore drops it, the rollback brings it back
+            conn.execute("CREATE TABLE sweep_after_backup (x int)")
+            conn.execute("INSERT INTO sweep_after_backup VALUES (1)")
+        rb = load_runbook_file(failing_copy(path, tmp_path))
+        the_plan = plan(rb, target, "lab", {"backup": backup_id})
+        steps = [(s.step.action, s.inputs) for s in the_plan.steps]
+        said: list[str] = []
+        engine = Engine(target, "lab", AuditLog(tmp_path / "audit.jsonl", secret_values(target)), tmp_path / "state",
+                        confirm=lambda _q: True, say=said.append, verify_timeout=30, backup_root=backups)
+        before = read_target(healthy_lab, steps, tmp_path)
+        result = engine.run(the_plan, yes=True)
+        after = read_target(healthy_lab, steps, tmp_path, before)
+    finally:
+        with _pg(healthy_lab) as conn:
+            conn.execute("DROP TABLE IF EXISTS sweep_after_backup")
+        maintenance(healthy_lab, False)
+    log = "\n".join(said)
+    assert [s.name for s in result.steps if s.name == "sweep-fails" and s.status == "failed"] == ["sweep-fails"], log
+    restoring = [s.name for s in result.steps if s.phase == "steps" and s.status == "ok"
+                 and s.name not in ("writes-stopped", "check-backup", "safety", "safety-snapshot")]
+    assert restoring, log  # the restoring steps ran before the failure
+    assert before.unread == {} and after.unread == {}, (before.unread, after.unread)
+    assert "postgres: table public.sweep_after_backup" in before.items, sorted(before.items)
     assert snapshot.differences(before, after) == [], log
     assert result.outcome is RunOutcome.ROLLED_BACK, f"{result.outcome}: {result.message}\n{log}"
     assert "as it was before the run" in result.message

@@ -107,3 +107,13 @@ def test_a_rollback_condition_that_cannot_be_evaluated_fails_and_a_skip_is_recor
                if '"fix.step"' in line and '"phase": "rollback"' in line]
     assert any('"step": "never"' in r and '"skipped"' in r for r in records), records
     assert any('"step": "broken"' in r and "condition error" in r for r in records), records
+
+
+def test_a_volume_step_of_a_run_that_restores_qdrant_reads_the_collections_first() -> None:
+    """Qdrant's storage volume restored before its collections: the collections are read before the volume
+    step changes them (the volume itself is then compared by its collections, not its bytes)."""
+    restore = [("backup.restore-volumes", {}), ("backup.restore-qdrant", {})]
+    assert snapshot.parts_changed_by("backup.restore-volumes", restore) == ["qdrant", "volumes"]
+    assert snapshot.parts_changed_by("backup.restore-volumes", [("backup.restore-volumes", {})]) == ["volumes"]
+    assert snapshot.parts_changed_by("backup.restore-qdrant", restore) == ["qdrant"]
+    assert snapshot.parts_changed_by("fail", restore) == []

@@ -405,12 +405,12 @@ class _BeforeSnapshot(StepHook):
         self.parts: list[str] = []
 
     def before_step(self, step: Any, phase: str, inputs: dict[str, Any], ctx: ActionContext) -> None:
-        part = snapshot.part_of(step.action)
-        if part is None or part in self.parts:
-            return
-        self.parts.append(part)
-        taken = snapshot.take(self.steps, self.engine.target, ctx.probes, ctx.work_dir, parts={part})
-        self.snap.items.update(taken.items)
-        self.snap.unread.update(taken.unread)
-        self.engine.audit.write("fix.snapshot", **self.base, when="before", part=part, step=step.name,
-                                **taken.as_record())
+        for part in snapshot.parts_changed_by(step.action, self.steps):
+            if part in self.parts:
+                continue
+            self.parts.append(part)
+            taken = snapshot.take(self.steps, self.engine.target, ctx.probes, ctx.work_dir, parts={part})
+            self.snap.items.update(taken.items)
+            self.snap.unread.update(taken.unread)
+            self.engine.audit.write("fix.snapshot", **self.base, when="before", part=part, step=step.name,
+                                    **taken.as_record())

@@ -18,7 +18,10 @@ What is read depends on the actions the runbook uses:
   over its rows;
 - Qdrant (``qdrant.*``, ``backup.restore-qdrant``): the collection's settings, its point count and a
   sha256 over every point's id and payload (vectors are not compared: Qdrant renormalises them);
-- volumes (``docker.volume-*``, ``backup.restore-volumes``): each file's name, mode and content.
+- volumes (``docker.volume-*``, ``backup.restore-volumes``): each file's name, mode and content; but
+  Qdrant's storage volume, when the steps also restore or recover Qdrant's collections, is compared by
+  its collections (the Qdrant part): a recovery rewrites the storage's files and a backup leaves a
+  snapshot file in it, so the same points and payloads never come back as the same bytes.
 
 Only digests are kept (values are never stored or shown: an environment holds secrets). A part that
 cannot be read before the run is "not compared" and said so; one that could be read before but not
@@ -73,6 +76,18 @@ _PARTS = (("config", CONFIG), ("containers", CONTAINER), ("postgres", POSTGRES),
 def part_of(action: str) -> str | None:
     """The part (config, containers, postgres, qdrant, volumes) ``action`` can change, if any."""
     return next((part for part, group in _PARTS if action in group), None)
+
+
+def parts_changed_by(action: str, steps: list[tuple[str, dict[str, Any] | None]]) -> list[str]:
+    """The parts a step of ``action`` can change, in a run of ``steps``: its own part, and for a volume
+    step of a run that also restores Qdrant, the Qdrant part too (Qdrant's storage is then compared by its
+    collections, which the volume step already changes: they are read before it)."""
+    part = part_of(action)
+    if part is None:
+        return []
+    if part == "volumes" and "qdrant" in changes(steps):
+        return ["qdrant", "volumes"]
+    return [part]
 
 
 def changes(steps: list[tuple[str, dict[str, Any] | None]]) -> set[str]:
@@ -242,8 +257,11 @@ def _volumes(steps: list[tuple[str, dict[str, Any] | None]], target: Target, pro
     names = _inputs(steps, VOLUMES, "volume")
     if any(a == "backup.restore-volumes" for a, _ in steps):
         names |= set(backup_volumes(target))
-    image = helper_image(probes)
     out = {}
+    if "qdrant" in changes(steps) and target.is_present("qdrant")[0] and target.qdrant.volume in names:
+        names.discard(target.qdrant.volume)
+        out[f"volumes: {target.qdrant.volume}"] = "Qdrant's storage: compared by its collections"
+    image = helper_image(probes) if names else ""
     for volume in sorted(names):
         with tempfile.TemporaryDirectory(dir=work_dir, prefix=".snapshot-") as tmp:
             dest = Path(tmp) / "volume.tar"
