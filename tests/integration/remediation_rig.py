@@ -98,9 +98,9 @@ def _sink(notes: list[dict[str, Any]]) -> http.server.ThreadingHTTPServer:
 
 @contextlib.contextmanager
 def start_rig(lab_stack: object, work: Path, serves: int = 1,
-              remediation: dict[str, Any] | None = None) -> Iterator[Rig]:
+              remediation: dict[str, Any] | None = None, checks: tuple[str, ...] = CHECKS) -> Iterator[Rig]:
     """The rig, up; every process stopped on exit. A second serve has its own state dir and audit log (as on
-    another host) and the same target."""
+    another host) and the same target. ``checks``: the findings the alert rule fires for."""
     from es_doctor.lab import infra
     from es_doctor.lab.stack import LabStack
     from es_doctor.serve.fleet import serve_rules
@@ -146,7 +146,7 @@ def start_rig(lab_stack: object, work: Path, serves: int = 1,
     (work / "am.yml").write_text(yaml.safe_dump(am_config))
     # Prometheus: scrapes serve, loads the serve rule, sends to Alertmanager
     rule = next(r for r in serve_rules(2)["groups"][0]["rules"] if r["alert"] == "EsDoctorCheckCritical")
-    rule["expr"] = f'es_doctor_check_status{{check=~"{"|".join(c.replace(".", "[.]") for c in CHECKS)}"}} == 2'
+    rule["expr"] = f'es_doctor_check_status{{check=~"{"|".join(c.replace(".", "[.]") for c in checks)}"}} == 2'
     rule["for"] = "2s"
     (work / "rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "es-doctor-serve", "rules": [rule]}]}))
     # one serve scraped: with two, the series are the same per target and one alert per check is enough

@@ -364,6 +364,26 @@ def test_the_cause_runs_first_and_its_symptoms_close_when_ok(served: Any) -> Non
     assert one.checks.runs("manager-discovery-restart") == 1
 
 
+def test_one_approval_runs_the_cure_for_every_request_it_answers(served: Any) -> None:
+    """Two findings one cure answers, both waiting for a person: approving one runs the cure once for both
+    (the other waited for ever before: a waiting request held back an approved one)."""
+    one = served(unattended=False)
+    one.checks.bad |= {"inter-manager.discovery", "inter-manager.status"}
+    first = one.post("/api/v1/alerts", hook("inter-manager.discovery"))[1]["alerts"][0]["request"]
+    second = one.post("/api/v1/alerts", hook("inter-manager.status"))[1]["alerts"][0]["request"]
+    one.wait_state(first, ("waiting-approval",))
+    one.wait_state(second, ("waiting-approval",))
+    status, _answer = one.post(f"/api/v1/requests/{first}/approve", b'{"by": "alice"}')
+    assert status == 200
+    a = one.wait_state(first, ("fixed", "not-fixed", "failed", "cleared"))
+    b = one.wait_state(second, ("fixed", "not-fixed", "failed", "cleared"))
+    assert (a["state"], b["state"]) == ("fixed", "fixed"), (a, b)
+    assert a["approved_by"] == b["approved_by"] == "alice"
+    assert one.checks.runs("manager-discovery-restart") == 1
+    assert any(e["event"] == "request.approved" and e["detail"].get("with") == first
+               for e in one.daemon.store.requests.events(second))
+
+
 def test_the_breaker_runs_nothing_when_many_findings_fire(served: Any) -> None:
     one = served("breaker_findings: 2")
     one.checks.bad |= {"inter-manager.discovery", "inter-manager.event-bus"}

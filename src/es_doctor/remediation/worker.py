@@ -269,11 +269,24 @@ class Remediator:
         if len({f.id for _, f in bad}) >= config.breaker_findings:
             self._breaker(target, bad, config)
             return False
-        if any(r["state"] == "waiting-approval" for r, _ in bad):
-            return False  # a cure waits for a person: the others wait with it (it may be their cause)
         groups = self._groups(bad)
         runbooks = self.runbooks()
         for group in groups:
+            approval = next((r for r in group.requests if r["state"] == "approved"), None)
+            waiting = [r for r in group.requests if r["state"] == "waiting-approval"]
+            if waiting and approval is None:
+                for request in group.requests:  # a request the same cure answers waits for the same person
+                    if request["state"] == "queued":
+                        self.requests.transition(request["id"], ("queued",), "waiting-approval",
+                                                 f"waits with {waiting[0]['id']}: the same cure ({group.runbook})")
+                return False  # a cure waits for a person: the cures after it wait with it (it may be their cause)
+            for request in waiting:  # one approval of a cure approves it for every request it answers
+                assert approval is not None
+                by = approval["approved_by"]
+                if self.requests.transition(request["id"], ("waiting-approval",), "approved",
+                                            f"approved with {approval['id']} (the same cure) by {by}",
+                                            {"by": by, "with": approval["id"]}, approved_by=by):
+                    request["state"] = "approved"
             if group.runbook == "":
                 for request in group.requests:
                     self._close_escalated(request, f"no runbook cures {request['finding']} as checked now",
