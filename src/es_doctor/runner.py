@@ -235,13 +235,15 @@ def select(check_ids: Sequence[str] = (), classes: Sequence[str] = ()) -> list[C
 
 def diagnose(target: Target, target_name: str, check_ids: Sequence[str] = (), classes: Sequence[str] = (), *,
              timeout: float | None = None, deadline_s: float | None = None, scrapes_dir: Path | None = None,
-             config: str | None = None, audit_log: Path | None = None) -> Report:
+             config: str | None = None, audit_log: Path | None = None, window_after: float | None = None) -> Report:
     """The one way to run checks (diagnose, fix --all, a runbook's verify and wait_for, escalate).
     ``scrapes_dir``: where the previous run's last metrics scrape is kept (its metrics window can
     start there, see :mod:`es_doctor.checks.window`); None scrapes twice. ``config``: the config file
     the printed commands name (:func:`es_doctor.prescribe.printed_config`; None: the default one).
-    ``audit_log``: es-doctor's audit log (the uptime check names the scrapes its own fixes cost)."""
-    ctx = CheckContext(target, target_name, scrapes_dir=scrapes_dir, audit_log=audit_log)
+    ``audit_log``: es-doctor's audit log (the uptime check names the scrapes its own fixes cost).
+    ``window_after``: a time (epoch seconds) the metrics window must not start before (a fix's verification:
+    what the service did before the cure is not the cure's result)."""
+    ctx = CheckContext(target, target_name, scrapes_dir=scrapes_dir, audit_log=audit_log, window_after=window_after)
     try:
         return run_checks(select(check_ids, classes), ctx, timeout=timeout, deadline_s=deadline_s, config=config)
     finally:

@@ -75,3 +75,23 @@ def test_a_second_diagnose_reuses_the_first_ones_scrape(lab: Any, tmp_path: Path
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     third = windows(lab, state)
     assert {source for source, _ in third.values()} == {FROM_TWO_SCRAPES}
+
+
+def test_a_fixs_verification_window_starts_after_the_cure(lab: Any, tmp_path: Path) -> None:
+    """The engine verifies with ``window_after`` = when its steps ended: a scrape kept from before (the
+    previous run's, or Prometheus') never starts the window, so what the service did before the cure
+    (events dropped before a purge) is not counted as its result."""
+    from es_doctor.runner import diagnose
+
+    def sources(**kwargs: Any) -> set[str]:
+        report = diagnose(lab.target, "lab", WINDOW_CHECKS, scrapes_dir=tmp_path / "scrapes", **kwargs)
+        return {next(e.value for e in f.evidence if e.name == "window from") for f in report.findings
+                if f.id in WINDOW_CHECKS}
+
+    assert sources() == {FROM_TWO_SCRAPES}
+    time.sleep(2.5)  # the kept scrape is older than the window: reusable...
+    cured_at = time.time()
+    assert sources(window_after=cured_at) == {FROM_TWO_SCRAPES}  # ...but taken before the cure
+    time.sleep(2.5)
+    assert sources(window_after=cured_at) == {FROM_PREVIOUS_RUN}  # the verification's own earlier scrape
+    assert sources() == {FROM_PREVIOUS_RUN}

@@ -79,7 +79,7 @@ def test_a_cure_waiting_for_approval_runs_when_approved_from_the_cli(rig: Rig, h
     assert approved.returncode == 0 and "approved by oncall-alice" in approved.stdout, approved.stderr
     done = _wait(lambda: _ended(rig, rid, ("queued", "running", "approved", "waiting-approval")), 120,
                  "the approved cure is verified")
-    assert done["state"] == "fixed" and done["approved_by"] == "oncall-alice" and done["runs"] == 1
+    assert done["state"] == "fixed" and done["approved_by"] == "oncall-alice" and done["runs"] == 1, done
     shown = rig.cli("show", rid)
     assert shown.returncode == 0 and "request.approved" in shown.stdout and TOKEN not in shown.stdout
     again = rig.cli("approve", rid)

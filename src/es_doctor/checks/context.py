@@ -70,6 +70,9 @@ class CheckContext:
     scrapes_dir: Path | None = None
     #: es-doctor's audit log (the uptime check reads the fixes it ran on this target), None: not known
     audit_log: Path | None = None
+    #: the metrics window's first scrape is not older than this (epoch seconds; None: any): a fix's
+    #: verification measures what the service did after the cure, not before
+    window_after: float | None = None
     session: ProbeSession = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -127,8 +130,14 @@ class CheckContext:
             window_s = self.target.thresholds.scrape_window_s
             start_metric = self.target.metrics.start_time
             store = ScrapeStore(self.scrapes_dir, self.target_name, url) if self.scrapes_dir else None
-            recorded = self._prometheus_before()
+            after = self.window_after
+            # Prometheus' scrape is at least window_s old: none can be younger than ``after`` before then
+            recorded = self._prometheus_before() if after is None or time.time() - window_s >= after else None
+            if recorded is not None and after is not None and recorded.taken_at < after:
+                recorded = None
             saved = store.load() if store is not None and recorded is None else None
+            if saved is not None and after is not None and saved.taken_at < after:
+                saved = None
             wait = wait_before_reuse(saved, time.time(), window_s)
             if wait:  # the previous run's scrape is fresh but younger than the window: wait what is left
                 self.cancelled.wait(wait)

@@ -11,6 +11,10 @@ apart. The first one can be one already taken:
    left of the window;
 3. else es-doctor scrapes twice, ``scrape_window_s`` apart.
 
+A fix's verification gives a time (``window_after``: when its steps ended) that the first scrape must not
+precede: 1. and 2. are used only when taken after it, else es-doctor scrapes twice (what the service did
+before the cure, such as events dropped before a purge, is not the cure's result).
+
 Every run saves its latest scrape for the next one. The file holds the parsed samples (metric
 names, labels, values), never a secret of the target; a missing, unreadable, oversized or
 malformed file is ignored (the run scrapes twice), and a state dir that cannot be written only

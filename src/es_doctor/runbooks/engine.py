@@ -353,9 +353,10 @@ class Engine:
                             "escalate": None} for c in unknown]
         self.say(f"verifying: {', '.join(ids)}")
         deadline = time.monotonic() + self.verify_timeout
+        cured_at = time.time()  # the steps have ended: what the service did before is not their result
         while True:
             report = diagnose(self.target, self.target_name, ids, scrapes_dir=self.state_dir / "scrapes",
-                              config=self.printed_config)
+                              config=self.printed_config, window_after=cured_at)
             findings = [f for f in report.findings if f.id in ids]
             if all(verified(f) for f in findings) or time.monotonic() > deadline:
                 break
