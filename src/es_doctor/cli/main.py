@@ -10,8 +10,6 @@ import copy
 import os
 import signal
 import sys
-import tempfile
-import traceback
 import typing
 from pathlib import Path
 from typing import Annotated, Any
@@ -105,6 +103,8 @@ def _crash_dir() -> Path:
     try:
         return private_dir(Path(base) / "crash")
     except (OSError, RuntimeError):
+        import tempfile
+
         return Path(tempfile.mkdtemp(prefix="es-doctor-crash-"))
 
 
@@ -112,6 +112,7 @@ def _crash_log(exc: BaseException) -> Path:
     """Write the traceback (secrets scrubbed) to a new 0600 file with an unpredictable name, never
     following a symlink planted there."""
     import secrets as _random
+    import traceback
 
     from es_doctor.files import write_private
     from es_doctor.secrets import scrub

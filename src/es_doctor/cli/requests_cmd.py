@@ -7,11 +7,7 @@ configuration (``serve.token``, env:NAME) or ``$ES_DOCTOR_SERVE_TOKEN``, never f
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
-import socket
-import urllib.error
-import urllib.request
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -64,22 +60,21 @@ class _Client:
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         if not self.token:
             raise UsageError(f"no token: set serve.token in the config (env:NAME) or ${TOKEN_ENV}")
+        from es_doctor.probes.http import CallError, call_once, parse_json
+
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base + path,  # noqa: S310 - http(s) only, checked above
-            data=data, method=method, headers={
-            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        try:  # one deadline for the whole call (a dripping server cannot hold it), the answer's size capped
+            status, raw = call_once(method, self.base + path, deadline_s=TIMEOUT_S, max_body=MAX_ANSWER,
+                                    content=data, headers=headers)
+        except CallError as exc:
+            raise UnavailableError(f"cannot reach es-doctor serve at {self.base}: {exc}") from None
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310 - http(s) checked
-                return response.status, json.loads(response.read(MAX_ANSWER) or b"null")
-        except urllib.error.HTTPError as exc:
-            raw = exc.read(MAX_ANSWER)
-            try:
-                return exc.code, json.loads(raw)
-            except ValueError:
-                return exc.code, {"error": raw.decode("utf-8", "replace")[:300].strip()}
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise UnavailableError(f"cannot reach es-doctor serve at {self.base}: {reason}") from None
+            return status, parse_json(raw or b"null")
+        except ValueError:
+            if 200 <= status < 300:
+                raise UnavailableError(f"es-doctor serve at {self.base} answered no JSON") from None
+            return status, {"error": raw.decode("utf-8", "replace")[:300].strip()}
 
 
 def _when(at: float | None) -> str:
@@ -140,6 +135,9 @@ def show(ctx: typer.Context, rid: Annotated[str, typer.Argument(metavar="ID")], 
 
 
 def _by(by: str | None) -> str:
+    import getpass
+    import socket
+
     return by or f"{getpass.getuser()}@{socket.gethostname()}"
 
 

@@ -242,6 +242,24 @@ def bounded_client(url: str, *, deadline_s: float, max_body: int | None = MAX_BO
                         trust_env=False)
 
 
+class CallError(Exception):
+    """An HTTP call that got no answer (unreachable, past its deadline, too large): the message says why."""
+
+
+def call_once(method: str, url: str, *, deadline_s: float, max_body: int = MAX_BODY, content: bytes | None = None,
+              headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """One HTTP call through a bounded client (one deadline for the whole call, the answer's size capped):
+    (status, body); :class:`CallError` when there is no answer."""
+    try:
+        with bounded_client(url, deadline_s=deadline_s, max_body=max_body) as client:
+            response = client.request(method, url, content=content, headers=headers)
+            return response.status_code, response.content
+    except BodyTooLargeError:
+        raise CallError(f"answered more than {max_body} bytes") from None
+    except (httpx.HTTPError, OSError, ValueError) as exc:
+        raise CallError(str(exc) or type(exc).__name__) from None
+
+
 def bounded_client_args(url: str, deadline_s: float, max_body: int | None = MAX_BODY) -> dict[str, Any]:
     """Keyword arguments for an SDK that builds its own httpx client (qdrant-client passes them on)."""
     return {"transport": BoundedTransport(deadline_s=deadline_s, max_body=max_body, proxy=_proxy_for(url)),
