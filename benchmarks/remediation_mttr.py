@@ -119,8 +119,9 @@ def main() -> int:
                 manual[fault] = [by_hand(stack, fault, cure_path, "lab") for _ in range(args.rounds)]
         finally:
             stack.down(volumes=True)
-    print(f"remediation MTTR on the lab (process mode), {args.rounds} round(s) per fault, "
-          f"{os.cpu_count()} CPU(s), load {os.getloadavg()[0]:.2f}")
+    from machine import describe
+
+    print(f"remediation MTTR on the lab (process mode), {args.rounds} round(s) per fault; {describe()}")
     print("| fault | Prometheus (s) | Alertmanager (s) | es-doctor (s) | to resolved in AM (s) | total (s) | "
           "guide by hand, scripted (s) |")
     print("|---|---|---|---|---|---|---|")
