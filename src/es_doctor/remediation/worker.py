@@ -411,22 +411,27 @@ class Remediator:
                 for request in group.requests:
                     self._escalate(request, f"{rb.id} could not run: {exc.message[:300]}", group.findings)
             return
-        # the finding's own checks decide, now (the runbook's verify ran inside the engine)
-        report = self._diagnose(loaded, [r["finding"] for r in group.requests])
-        after = {f.id: f for f in report.findings}
+        # the finding's own checks decide, now: the engine's verification just graded those the runbook
+        # verifies (OK on a graded sample, after the cure), the others are checked here
+        verified_ok = {v["id"] for v in result.verify if v.get("status") == "OK" and v.get("graded", True)}
+        rest = [r["finding"] for r in group.requests if r["finding"] not in verified_ok]
+        after: dict[str, Finding] = {f.id: f for f in self._diagnose(loaded, rest).findings} if rest else {}
         elapsed = round(time.monotonic() - started, 3)
         for request in group.requests:
             if request["id"] not in running:
                 continue
             finding = after.get(request["finding"])
-            ok = finding is not None and finding.status in (Status.OK, Status.SKIP)
+            if request["finding"] in verified_ok:
+                now_status = "OK"
+            else:
+                now_status = finding.status.value if finding is not None else "not checked"
+            ok = now_status in (Status.OK.value, Status.SKIP.value)
             engine_ok = result.outcome in (RunOutcome.FIXED, RunOutcome.DONE)
             if engine_ok and ok:
                 state, reason = "fixed", f"{rb.id} {result.outcome.value}; {request['finding']} is OK now"
             elif result.outcome in (RunOutcome.FIXED, RunOutcome.DONE, RunOutcome.NOT_FIXED):
                 state = "not-fixed"
-                reason = (f"{rb.id} {result.outcome.value}; {request['finding']} is "
-                          f"{finding.status.value if finding else 'not checked'} now")
+                reason = f"{rb.id} {result.outcome.value}; {request['finding']} is {now_status} now"
             else:
                 state, reason = "failed", f"{rb.id} {result.outcome.value}: {result.message[:300]}"
             self.requests.transition(request["id"], ("running",), state, reason,
