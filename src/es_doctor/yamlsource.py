@@ -83,6 +83,17 @@ _UniqueKeyLoader.add_constructor(
     _construct_mapping,
 )
 
+#: the same loader on libyaml's parser when PyYAML was built with it (the pure-Python parser costs a
+#: run tens of milliseconds of CPU per file); a document it refuses is parsed again by the pure-Python
+#: one, so errors read the same with and without libyaml
+_FastLoader: type[Any] | None = None
+if getattr(yaml, "__with_libyaml__", False):
+    class _FastUniqueKeyLoader(yaml.CSafeLoader):  # type: ignore[misc,name-defined,unused-ignore]
+        """libyaml's parser with the SafeLoader's constructor, refusing duplicate mapping keys."""
+
+    _FastUniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    _FastLoader = _FastUniqueKeyLoader
+
 
 def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
     lines.setdefault(loc, node.start_mark.line + 1)
@@ -98,7 +109,7 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
             _walk(item, (*loc, index), lines)
 
 
-def _check_shape(text: str, source: str) -> None:
+def _check_shape(text: str, source: str, loader: type[Any] = _UniqueKeyLoader) -> None:
     """Refuse a document nested deeper than MAX_DEPTH or larger than MAX_NODES with aliases expanded.
 
     Walks the parser's events (iterative, nothing constructed): each anchored node's expanded size is
@@ -107,7 +118,7 @@ def _check_shape(text: str, source: str) -> None:
     sizes: dict[str, int] = {}
     stack: list[tuple[int, str | None]] = []  # (nodes so far in the open collection, its anchor)
     total = 0
-    for event in yaml.parse(text, Loader=_UniqueKeyLoader):
+    for event in yaml.parse(text, Loader=loader):
         line = event.start_mark.line + 1 if event.start_mark is not None else None
         if isinstance(event, yaml.CollectionStartEvent):
             if len(stack) >= MAX_DEPTH:
@@ -138,6 +149,18 @@ def parse_yaml(text: str, source: str) -> YamlDocument:
     """Parse one YAML document; raise :class:`YamlSyntaxError` with the line on failure."""
     if len(text) > MAX_FILE_BYTES:
         raise YamlSyntaxError(source, None, f"larger than {MAX_FILE_BYTES // 1024} KiB")
+    if _FastLoader is not None:
+        try:
+            _check_shape(text, source, _FastLoader)
+            loader = _FastLoader(text)
+            try:
+                node = loader.get_single_node()
+                data = loader.construct_document(node) if node is not None else None
+            finally:
+                loader.dispose()
+            return _document(source, node, data)
+        except yaml.YAMLError:
+            pass  # said below, as the pure-Python parser words it
     try:
         _check_shape(text, source)
         node = yaml.compose(text, Loader=_UniqueKeyLoader)
@@ -151,6 +174,10 @@ def parse_yaml(text: str, source: str) -> YamlDocument:
         raise YamlSyntaxError(source, line, problem) from exc
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(source, None, str(exc)) from exc
+    return _document(source, node, data)
+
+
+def _document(source: str, node: yaml.Node | None, data: Any) -> YamlDocument:
     lines: dict[Loc, int] = {}
     if node is not None:
         _walk(node, (), lines)
