@@ -10,8 +10,8 @@ the step's cancel event and, when it is set, shuts that thread's connection down
 at once, the SDK raises, and the step stops. What the engine was doing for the call goes on there (a
 ``docker stop`` still stops the container, an exec'd program runs to its end): es-doctor stops waiting
 for it, which is what lets the rollback start, and the plan's next reading sees the engine's real state.
-Other engine addresses (tcp, ssh, TLS) keep the SDK's own pool: their calls stay bounded by their
-timeouts only.
+Over tcp (plain or TLS), requests' adapter is kept and its pool manager makes the same tracking pools.
+Over ssh the SDK's own pools are kept: those calls stay bounded by their timeouts only.
 """
 
 from __future__ import annotations
@@ -26,17 +26,11 @@ from typing import Any
 POLL_S = 0.25
 
 
-def track_connections(client: Any) -> bool:
-    """Replace the Unix-socket adapter of the SDK ``client`` by one whose pools record the connection each
-    thread uses. False when the client does not talk over a Unix socket (nothing is changed)."""
-    from docker.transport.unixconn import UnixHTTPAdapter, UnixHTTPConnectionPool
+def _tracking(pool_class: type[Any]) -> type[Any]:
+    """A subclass of the urllib3 connection pool ``pool_class`` that records the connection each thread has
+    checked out (what :func:`_shut_down_for` shuts down)."""
 
-    api = client.api
-    old = getattr(api, "_custom_adapter", None)
-    if not isinstance(old, UnixHTTPAdapter):
-        return False
-
-    class TrackingPool(UnixHTTPConnectionPool):  # type: ignore[misc]
+    class TrackingPool(pool_class):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.in_use: dict[int, Any] = {}
@@ -54,34 +48,74 @@ def track_connections(client: Any) -> bool:
                     del self.in_use[ident]
             super()._put_conn(conn)
 
-    class TrackingAdapter(UnixHTTPAdapter):  # type: ignore[misc]
-        def get_connection(self, url: str, proxies: Any = None) -> Any:
-            with self.pools.lock:
-                pool = self.pools.get(url)
-                if pool:
-                    return pool
-                pool = TrackingPool(url, self.socket_path, self.timeout, maxsize=self.max_pool_size)
-                self.pools[url] = pool
-            return pool
+    TrackingPool.__name__ = f"Tracking{pool_class.__name__}"
+    return TrackingPool
 
-    adapter = TrackingAdapter("http+unix://" + old.socket_path, old.timeout, max_pool_size=old.max_pool_size)
-    api.mount("http+docker://", adapter)
-    api._custom_adapter = adapter
-    with contextlib.suppress(Exception):  # its pools hold nothing yet that matters
-        old.close()
+
+def track_connections(client: Any) -> bool:
+    """Make the connection pools of the SDK ``client`` record the connection each thread uses: the Unix-socket
+    adapter is replaced by a tracking one; an engine over tcp (plain or TLS) keeps requests' adapters, whose
+    pool manager makes tracking pools from now on. False when neither is there (ssh: nothing is changed)."""
+    from docker.transport.unixconn import UnixHTTPAdapter, UnixHTTPConnectionPool
+    from requests.adapters import HTTPAdapter
+    from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
+
+    api = client.api
+    old = getattr(api, "_custom_adapter", None)
+    if isinstance(old, UnixHTTPAdapter):
+        unix_pool = _tracking(UnixHTTPConnectionPool)
+
+        class TrackingAdapter(UnixHTTPAdapter):  # type: ignore[misc]
+            def get_connection(self, url: str, proxies: Any = None) -> Any:
+                with self.pools.lock:
+                    pool = self.pools.get(url)
+                    if pool:
+                        return pool
+                    pool = unix_pool(url, self.socket_path, self.timeout, maxsize=self.max_pool_size)
+                    self.pools[url] = pool
+                return pool
+
+        adapter = TrackingAdapter("http+unix://" + old.socket_path, old.timeout, max_pool_size=old.max_pool_size)
+        api.mount("http+docker://", adapter)
+        api._custom_adapter = adapter
+        with contextlib.suppress(Exception):  # its pools hold nothing yet that matters
+            old.close()
+        return True
+    base = str(getattr(api, "base_url", ""))
+    if not base.startswith(("http://", "https://")):
+        return False
+    adapter = api.get_adapter(base)
+    manager = getattr(adapter, "poolmanager", None)
+    if not isinstance(adapter, HTTPAdapter) or manager is None:
+        return False
+    manager.pool_classes_by_scheme = {"http": _tracking(HTTPConnectionPool), "https": _tracking(HTTPSConnectionPool)}
+    manager.clear()  # the pools made so far (the ping's) are not tracking ones
     return True
+
+
+def _pools(client: Any) -> list[Any]:
+    """Every connection pool of the SDK ``client`` (the Unix adapter's, and requests' pool managers')."""
+    containers = []
+    for adapter in {id(a): a for a in (getattr(client.api, "_custom_adapter", None),
+                                         *client.api.adapters.values())}.values():
+        if adapter is None:
+            continue
+        pools = getattr(adapter, "pools", None)  # the Unix adapter
+        manager = getattr(adapter, "poolmanager", None)
+        for found in (pools, getattr(manager, "pools", None)):
+            if found is not None and hasattr(found, "lock"):
+                containers.append(found)
+    every = []
+    for pools in containers:
+        with pools.lock:
+            every += [pools[key] for key in pools.keys()]  # noqa: SIM118 - RecentlyUsedContainer has no iteration
+    return every
 
 
 def _shut_down_for(client: Any, ident: int) -> int:
     """Shut down the connection(s) thread ``ident`` has checked out of ``client``'s pools; how many."""
-    adapter = getattr(client.api, "_custom_adapter", None)
-    pools = getattr(adapter, "pools", None)
-    if pools is None:
-        return 0
     done = 0
-    with pools.lock:
-        every = [pools[key] for key in pools.keys()]  # noqa: SIM118 - RecentlyUsedContainer has no iteration
-    for pool in every:
+    for pool in _pools(client):
         lock = getattr(pool, "in_use_lock", None)
         if lock is None:
             continue
