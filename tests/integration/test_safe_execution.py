@@ -285,15 +285,21 @@ rollback:
                     "ES_DOCTOR_STATE_DIR": str(tmp_path / "state"), "ES_DOCTOR_LAB_DIR": str(tmp_path / "nolab")})
         proc = subprocess.Popen(cli_command("-t", "pg", "fix", "test-restore", "--yes"),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any("--single-transaction" in p.cmdline()
-                                                      for p in _pg_restores(dump)):
-            time.sleep(0.05)
-        assert _pg_restores(dump), "pg_restore did not start"
-        # interrupted right as it loads the rows (3 million of them, with an index to build after: on a
-        # quiet machine the whole restore can take under a second, so no pause here)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        try:
+            deadline = time.monotonic() + 30
+            # the command line as listed (a `pg_restore --list` of the dump may have ended since: no re-read)
+            while time.monotonic() < deadline and not any("--single-transaction" in (p.info["cmdline"] or [])
+                                                          for p in _pg_restores(dump)):
+                time.sleep(0.05)
+            assert _pg_restores(dump), "pg_restore did not start"
+            # interrupted right as it loads the rows (3 million of them, with an index to build after: on a
+            # quiet machine the whole restore can take under a second, so no pause here)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:  # a failed wait must not leave the fix (and its lock on the database) behind
+                proc.kill()
+                proc.communicate(timeout=30)
         assert proc.returncode == 130, out + err
         assert not _pg_restores(dump), "pg_restore outlived es-doctor"
         assert marker.read_text().split() == ["ROLLBACK"]
@@ -436,13 +442,18 @@ def test_ctrl_c_during_a_postgres_query_cancels_it_and_rolls_back(postgres_serve
     proc = subprocess.Popen(cli_command("-c", str(config), "-t", "t", "fix",
                              "test-pg-sleep", "--yes"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not sleeping_queries(postgres_server):
-        time.sleep(0.1)
-    assert sleeping_queries(postgres_server) == 1, "the step's query did not start"
-    started = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not sleeping_queries(postgres_server):
+            time.sleep(0.1)
+        assert sleeping_queries(postgres_server) == 1, "the step's query did not start"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # a failed wait must not leave the fix (and its lock on the database) behind
+            proc.kill()
+            proc.communicate(timeout=30)
     assert proc.returncode == 130, out + err
     assert time.monotonic() - started < 10, "the step was not stopped at once"
     assert "could not be stopped" not in out + err, out + err
