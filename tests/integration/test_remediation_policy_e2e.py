@@ -25,6 +25,14 @@ def _ended(rig: Rig, rid: str) -> Any:
     return got if got["state"] not in OPEN else None
 
 
+def _fault_judged(rig: Rig, lab: Any, fault: str, finding: str, timeout: float) -> tuple[dict[str, Any], Any]:
+    """Inject ``fault``; its alert's request once serve has judged it: (the request as created, as ended)."""
+    since = time.time()
+    lab.add_fault(fault)
+    request = _wait(lambda: rig.latest_for(finding, since), 90, f"the alert for {finding} reaches serve")
+    return request, _wait(lambda: _ended(rig, request["id"]), timeout, f"the request for {finding} is judged")
+
+
 def _events(rig: Rig, rid: str) -> list[str]:
     return [e["event"] for e in rig.request(rid)["events"]]
 
@@ -59,10 +67,7 @@ def cause_and_symptom(lab_stack: object, tmp_path: Path) -> Iterator[Rig]:
 
 def test_observe_mode_records_and_tells_but_runs_nothing(observing: Rig, healthy_lab: Any) -> None:
     rig = observing
-    since = time.time()
-    healthy_lab.add_fault("discovery-broken")
-    request = _wait(lambda: rig.latest_for("inter-manager.discovery", since), 90, "the alert reaches serve")
-    done = _wait(lambda: _ended(rig, request["id"]), 60, "the request is judged")
+    _request, done = _fault_judged(rig, healthy_lab, "discovery-broken", "inter-manager.discovery", 60)
     assert done["state"] == "observed" and done["runs"] == 0, done
     assert "would run manager-discovery-restart" in done["reason"] or "observe" in done["reason"], done
     _wait(lambda: any("observe mode" in str(n.get("issue", "")) and "manager-discovery-restart" in str(n.get("issue"))
@@ -77,10 +82,7 @@ def test_observe_mode_records_and_tells_but_runs_nothing(observing: Rig, healthy
 
 def test_past_the_rate_limit_a_cure_is_escalated_instead(limited: Rig, healthy_lab: Any) -> None:
     rig = limited
-    since = time.time()
-    healthy_lab.add_fault("discovery-broken")
-    first = _wait(lambda: rig.latest_for("inter-manager.discovery", since), 90, "the alert reaches serve")
-    done = _wait(lambda: _ended(rig, first["id"]), 120, "the first cure is verified")
+    first, done = _fault_judged(rig, healthy_lab, "discovery-broken", "inter-manager.discovery", 120)
     assert done["state"] == "fixed" and done["runs"] == 1, done
     _wait(lambda: not rig.am_alerts("inter-manager.discovery"), 90, "the alert resolves in Alertmanager")
     # it comes back within the hour (the lab fires a one-shot fault when it appears in its faults file)

@@ -229,6 +229,13 @@ def test_pg_dump_never_prompts_for_a_password(postgres_server: str, tmp_path: Pa
     assert time.monotonic() - started < 10
 
 
+def _reap(proc: subprocess.Popen[str]) -> None:
+    """A failed wait must not leave the fix (and its lock on the database) running into the next test."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate(timeout=30)
+
+
 def _pg_restores(dump: Path) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline", "status"]):
@@ -297,9 +304,7 @@ rollback:
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=60)
         finally:
-            if proc.poll() is None:  # a failed wait must not leave the fix (and its lock on the database) behind
-                proc.kill()
-                proc.communicate(timeout=30)
+            _reap(proc)
         assert proc.returncode == 130, out + err
         assert not _pg_restores(dump), "pg_restore outlived es-doctor"
         assert marker.read_text().split() == ["ROLLBACK"]
@@ -451,9 +456,7 @@ def test_ctrl_c_during_a_postgres_query_cancels_it_and_rolls_back(postgres_serve
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:  # a failed wait must not leave the fix (and its lock on the database) behind
-            proc.kill()
-            proc.communicate(timeout=30)
+        _reap(proc)
     assert proc.returncode == 130, out + err
     assert time.monotonic() - started < 10, "the step was not stopped at once"
     assert "could not be stopped" not in out + err, out + err
