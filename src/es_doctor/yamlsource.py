@@ -109,7 +109,7 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
             _walk(item, (*loc, index), lines)
 
 
-def _check_shape(text: str, source: str, loader: type[Any] = _UniqueKeyLoader) -> None:
+def _check_shape(text: str, source: str, loader: type[Any]) -> None:
     """Refuse a document nested deeper than MAX_DEPTH or larger than MAX_NODES with aliases expanded.
 
     Walks the parser's events (iterative, nothing constructed): each anchored node's expanded size is
@@ -151,20 +151,11 @@ def parse_yaml(text: str, source: str) -> YamlDocument:
         raise YamlSyntaxError(source, None, f"larger than {MAX_FILE_BYTES // 1024} KiB")
     if _FastLoader is not None:
         try:
-            _check_shape(text, source, _FastLoader)
-            loader = _FastLoader(text)
-            try:
-                node = loader.get_single_node()
-                data = loader.construct_document(node) if node is not None else None
-            finally:
-                loader.dispose()
-            return _document(source, node, data)
+            return _parse_with(_FastLoader, text, source)
         except yaml.YAMLError:
             pass  # said below, as the pure-Python parser words it
     try:
-        _check_shape(text, source)
-        node = yaml.compose(text, Loader=_UniqueKeyLoader)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return _parse_with(_UniqueKeyLoader, text, source)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -174,10 +165,18 @@ def parse_yaml(text: str, source: str) -> YamlDocument:
         raise YamlSyntaxError(source, line, problem) from exc
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(source, None, str(exc)) from exc
-    return _document(source, node, data)
 
 
-def _document(source: str, node: yaml.Node | None, data: Any) -> YamlDocument:
+def _parse_with(loader_class: type[Any], text: str, source: str) -> YamlDocument:
+    """The shape checked on the event stream, then one parse: the node tree (for the lines) and the data
+    constructed from it."""
+    _check_shape(text, source, loader_class)
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
     lines: dict[Loc, int] = {}
     if node is not None:
         _walk(node, (), lines)

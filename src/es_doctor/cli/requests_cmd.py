@@ -60,21 +60,21 @@ class _Client:
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         if not self.token:
             raise UsageError(f"no token: set serve.token in the config (env:NAME) or ${TOKEN_ENV}")
-        from es_doctor.probes.http import CallError, call_once, parse_json
+        from es_doctor.probes.http import call_with_token, parse_json
 
-        data = json.dumps(body).encode() if body is not None else None
-        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
-        try:  # one deadline for the whole call (a dripping server cannot hold it), the answer's size capped
-            status, raw = call_once(method, self.base + path, deadline_s=TIMEOUT_S, max_body=MAX_ANSWER,
-                                    content=data, headers=headers)
-        except CallError as exc:
-            raise UnavailableError(f"cannot reach es-doctor serve at {self.base}: {exc}") from None
+        # one deadline for the whole call (a dripping server cannot hold it), the answer's size capped
+        got = call_with_token(method, self.base + path, self.token, json_body=body, timeout=TIMEOUT_S,
+                              max_body=MAX_ANSWER)
+        if got.value is None:
+            reason = got.failure.message if got.failure is not None else "no answer"
+            raise UnavailableError(f"cannot reach es-doctor serve at {self.base}: {reason}")
+        status, text = got.value.status_code, got.value.text
         try:
-            return status, parse_json(raw or b"null")
+            return status, parse_json(text or "null")
         except ValueError:
             if 200 <= status < 300:
                 raise UnavailableError(f"es-doctor serve at {self.base} answered no JSON") from None
-            return status, {"error": raw.decode("utf-8", "replace")[:300].strip()}
+            return status, {"error": text[:300].strip()}
 
 
 def _when(at: float | None) -> str:

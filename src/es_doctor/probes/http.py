@@ -242,24 +242,6 @@ def bounded_client(url: str, *, deadline_s: float, max_body: int | None = MAX_BO
                         trust_env=False)
 
 
-class CallError(Exception):
-    """An HTTP call that got no answer (unreachable, past its deadline, too large): the message says why."""
-
-
-def call_once(method: str, url: str, *, deadline_s: float, max_body: int = MAX_BODY, content: bytes | None = None,
-              headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    """One HTTP call through a bounded client (one deadline for the whole call, the answer's size capped):
-    (status, body); :class:`CallError` when there is no answer."""
-    try:
-        with bounded_client(url, deadline_s=deadline_s, max_body=max_body) as client:
-            response = client.request(method, url, content=content, headers=headers)
-            return response.status_code, response.content
-    except BodyTooLargeError:
-        raise CallError(f"answered more than {max_body} bytes") from None
-    except (httpx.HTTPError, OSError, ValueError) as exc:
-        raise CallError(str(exc) or type(exc).__name__) from None
-
-
 def bounded_client_args(url: str, deadline_s: float, max_body: int | None = MAX_BODY) -> dict[str, Any]:
     """Keyword arguments for an SDK that builds its own httpx client (qdrant-client passes them on)."""
     return {"transport": BoundedTransport(deadline_s=deadline_s, max_body=max_body, proxy=_proxy_for(url)),
@@ -482,3 +464,11 @@ def as_json(response: Result[HttpResponse]) -> Result[Any]:
         return failed(FailureKind.BAD_RESPONSE, f"not JSON: {short(exc)}", status_code=value.status_code,
                       elapsed_ms=response.elapsed_ms)
     return Result(value=data, elapsed_ms=response.elapsed_ms, meta={"status_code": str(value.status_code)})
+
+
+def call_with_token(method: str, url: str, token: str, *, json_body: Any = None, timeout: float,
+                    max_body: int) -> Result[HttpResponse]:
+    """One call to an es-doctor API that is not a target's (``serve``'s, for ``es-doctor requests``): bounded
+    as every probe's (one deadline, the answer capped), with the bearer token; every HTTP status is a value."""
+    probe = HttpProbe(timeout, headers=bearer_headers(token), max_body=max_body)
+    return probe.request(method, url, json_body=json_body, accept=ALL_STATUSES)

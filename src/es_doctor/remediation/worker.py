@@ -272,21 +272,8 @@ class Remediator:
         groups = self._groups(bad)
         runbooks = self.runbooks()
         for group in groups:
-            approval = next((r for r in group.requests if r["state"] == "approved"), None)
-            waiting = [r for r in group.requests if r["state"] == "waiting-approval"]
-            if waiting and approval is None:
-                for request in group.requests:  # a request the same cure answers waits for the same person
-                    if request["state"] == "queued":
-                        self.requests.transition(request["id"], ("queued",), "waiting-approval",
-                                                 f"waits with {waiting[0]['id']}: the same cure ({group.runbook})")
+            if not self._approval_shared(group):
                 return False  # a cure waits for a person: the cures after it wait with it (it may be their cause)
-            for request in waiting:  # one approval of a cure approves it for every request it answers
-                assert approval is not None
-                by = approval["approved_by"]
-                if self.requests.transition(request["id"], ("waiting-approval",), "approved",
-                                            f"approved with {approval['id']} (the same cure) by {by}",
-                                            {"by": by, "with": approval["id"]}, approved_by=by):
-                    request["state"] = "approved"
             if group.runbook == "":
                 for request in group.requests:
                     self._close_escalated(request, f"no runbook cures {request['finding']} as checked now",
@@ -332,6 +319,28 @@ class Remediator:
             self._run(loaded, group, rb, auto=not facts.approved)
             return True  # check the others again now: the cure may have cured them (symptoms of one cause)
         return False
+
+    def _approval_shared(self, group: Group) -> bool:
+        """The requests one cure answers share one person's decision: while one waits for an approval and none
+        is approved, the queued ones wait with it (False: the group waits); once one is approved, the waiting
+        ones are approved with it (True: the group goes on)."""
+        waiting = [r for r in group.requests if r["state"] == "waiting-approval"]
+        if not waiting:
+            return True
+        approval = next((r for r in group.requests if r["state"] == "approved"), None)
+        if approval is None:
+            for request in group.requests:
+                if request["state"] == "queued":
+                    self.requests.transition(request["id"], ("queued",), "waiting-approval",
+                                             f"waits with {waiting[0]['id']}: the same cure ({group.runbook})")
+            return False
+        by = approval["approved_by"]
+        for request in waiting:
+            if self.requests.transition(request["id"], ("waiting-approval",), "approved",
+                                        f"approved with {approval['id']} (the same cure) by {by}",
+                                        {"by": by, "with": approval["id"]}, approved_by=by):
+                request["state"] = "approved"
+        return True
 
     def _groups(self, bad: list[tuple[dict[str, Any], Finding]]) -> list[Group]:
         groups: dict[tuple[str, tuple[tuple[str, str], ...]], Group] = {}
@@ -422,10 +431,11 @@ class Remediator:
                 continue
             finding = after.get(request["finding"])
             if request["finding"] in verified_ok:
-                now_status = "OK"
+                ok, now_status = True, Status.OK.value
+            elif finding is not None:
+                ok, now_status = finding.status in (Status.OK, Status.SKIP), finding.status.value
             else:
-                now_status = finding.status.value if finding is not None else "not checked"
-            ok = now_status in (Status.OK.value, Status.SKIP.value)
+                ok, now_status = False, "not checked"
             engine_ok = result.outcome in (RunOutcome.FIXED, RunOutcome.DONE)
             if engine_ok and ok:
                 state, reason = "fixed", f"{rb.id} {result.outcome.value}; {request['finding']} is OK now"

@@ -85,9 +85,15 @@ def parts_changed_by(action: str, steps: list[tuple[str, dict[str, Any] | None]]
     part = part_of(action)
     if part is None:
         return []
-    if part == "volumes" and "qdrant" in changes(steps):
+    if part == "volumes" and _qdrant_by_collections(steps):
         return ["qdrant", "volumes"]
     return [part]
+
+
+def _qdrant_by_collections(steps: list[tuple[str, dict[str, Any] | None]]) -> bool:
+    """Whether the run also restores or recovers Qdrant's collections: its storage volume is then compared
+    by them (the Qdrant part), not by its bytes."""
+    return "qdrant" in changes(steps)
 
 
 def changes(steps: list[tuple[str, dict[str, Any] | None]]) -> set[str]:
@@ -258,7 +264,7 @@ def _volumes(steps: list[tuple[str, dict[str, Any] | None]], target: Target, pro
     if any(a == "backup.restore-volumes" for a, _ in steps):
         names |= set(backup_volumes(target))
     out = {}
-    if "qdrant" in changes(steps) and target.is_present("qdrant")[0] and target.qdrant.volume in names:
+    if _qdrant_by_collections(steps) and target.is_present("qdrant")[0] and target.qdrant.volume in names:
         names.discard(target.qdrant.volume)
         out[f"volumes: {target.qdrant.volume}"] = "Qdrant's storage: compared by its collections"
     image = helper_image(probes) if names else ""
