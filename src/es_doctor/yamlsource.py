@@ -110,7 +110,8 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
 
 
 def _check_shape(text: str, source: str, loader: type[Any]) -> None:
-    """Refuse a document nested deeper than MAX_DEPTH or larger than MAX_NODES with aliases expanded.
+    """Refuse a document nested deeper than MAX_DEPTH, larger than MAX_NODES with aliases expanded, or
+that contains itself (an alias inside the collection its anchor names: walking it would never end).
 
     Walks the parser's events (iterative, nothing constructed): each anchored node's expanded size is
     remembered, an alias counts that size again.
@@ -131,6 +132,9 @@ def _check_shape(text: str, source: str, loader: type[Any]) -> None:
         elif isinstance(event, yaml.ScalarEvent):
             size, anchor = 1, event.anchor
         elif isinstance(event, yaml.AliasEvent):
+            if any(event.anchor == open_anchor for _, open_anchor in stack):
+                raise YamlSyntaxError(source, line, f"alias *{event.anchor} inside the value it names "
+                                                    "(a document that contains itself)")
             size, anchor = sizes.get(str(event.anchor), 1), None
         else:
             continue

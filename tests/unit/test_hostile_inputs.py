@@ -187,6 +187,19 @@ def test_a_few_reused_anchors_are_fine() -> None:
     assert doc.data["two"] == {"x": 1}
 
 
+@pytest.mark.parametrize("text", ["&a [*a]\n", "a: &x\n  b: [1, *x]\n"])
+def test_a_document_that_contains_itself_is_refused_with_its_line_not_a_crash(tmp_path: Path, text: str) -> None:
+    """A recursive alias once made the line map recurse for ever (RecursionError, a traceback)."""
+    with pytest.raises(YamlSyntaxError, match="contains itself") as info:
+        parse_yaml(text, "<t>")
+    assert info.value.line == text.count("\n")
+    path = tmp_path / "loop.yaml"
+    path.write_text(text, encoding="utf-8")
+    result = cli("-c", str(path), "config", "show", cwd=tmp_path)
+    assert result.returncode == 78, result.stderr
+    assert f"{path}:" in result.stderr and "contains itself" in result.stderr
+
+
 @pytest.mark.parametrize("suffix", ["yaml-config", "runbook"])
 def test_deep_nesting_is_refused_not_a_crash(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / "deep.yaml"
