@@ -501,6 +501,81 @@ PAGES: dict[str, Callable[[], str]] = {
 }
 
 
+# ------------------------------------------------------------------------------------------ help pages
+HELP_PAGES = ROOT / "src" / "es_doctor" / "cli" / "help_pages.json"
+#: renders every help through the CLI itself, in a fresh interpreter (so that every file of the package the
+#: rendering reads is seen: the modules it imports, and any other file it opens), at click's 80 columns
+_HELP_RENDERER = r"""
+import contextlib, io, json, os, sys
+package = None
+opened = set()
+def hook(event, args):
+    if event == "open" and isinstance(args[0], str):
+        opened.add(os.path.abspath(args[0]))
+sys.addaudithook(hook)
+from es_doctor.cli import main
+package = os.path.dirname(os.path.dirname(os.path.abspath(main.__file__)))
+def paths(cmd, prefix):
+    found = [prefix]
+    for name, sub in sorted(getattr(cmd, "commands", {}).items()):
+        found += paths(sub, [*prefix, name])
+    return found
+pages = {}
+for path in paths(main.command(), []):
+    for argv in ([*path, "--help"], *([[]] if not path else [])):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            code = main._main(argv)
+        if code != 0:
+            raise SystemExit(f"es-doctor {' '.join(argv)}: exit {code}")
+        key = " ".join(path)
+        if key in pages and pages[key] != out.getvalue():
+            raise SystemExit(f"es-doctor {' '.join(path)}: the help differs with and without --help")
+        pages[key] = out.getvalue()
+files = {os.path.abspath(m.__file__) for n, m in list(sys.modules.items())
+         if (n == "es_doctor" or n.startswith("es_doctor.")) and getattr(m, "__file__", None)}
+files |= {f for f in opened if "__pycache__" not in f and not f.endswith(".pyc")}
+inside = sorted(os.path.relpath(f, package) for f in files if f.startswith(package + os.sep)
+                and not f.endswith("help_pages.json"))
+import typer
+json.dump({"pages": pages, "files": inside, "typer": typer.__version__}, sys.stdout)
+"""
+
+
+def help_pages() -> str:
+    """``help_pages.json``: every command's help as the CLI renders it at 80 columns, and the fingerprint of
+    the files it was rendered from (``es_doctor.cli.entry`` serves a help request from it while they are
+    unchanged). Rendered twice, in two different environments (home, XDG and ``ES_DOCTOR_*`` variables):
+    a help that depends on the environment could not be rendered ahead, and is refused here."""
+    import os
+    import subprocess
+    import tempfile
+
+    from es_doctor.cli.entry import fingerprint
+
+    results = []
+    for n in range(2):
+        with tempfile.TemporaryDirectory(prefix=f"es-doctor-help-{n}-") as home:
+            env = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("ES_DOCTOR_", "XDG_")) and not k.endswith("_COMPLETE")}
+            env.update({"HOME": home, "COLUMNS": "80", "LINES": "24", "PYTHONPATH": str(ROOT / "src")})
+            if n:
+                env.update({"XDG_CONFIG_HOME": os.path.join(home, "cfg"), "XDG_STATE_HOME": os.path.join(home, "st"),
+                            "ES_DOCTOR_LAB_DIR": os.path.join(home, "lab"), "COLUMNS": "200"})
+            done = subprocess.run([sys.executable, "-c", _HELP_RENDERER], capture_output=True, text=True, env=env,
+                                  timeout=300, check=False, cwd=home)
+            if done.returncode != 0:
+                raise SystemExit(f"rendering the help pages failed:\n{done.stderr[-4000:]}")
+            results.append(json.loads(done.stdout))
+    if n and results[0]["pages"] != results[1]["pages"]:
+        changed = [k for k in results[0]["pages"] if results[0]["pages"][k] != results[1]["pages"].get(k)]
+        raise SystemExit(f"help pages depend on the environment: {changed}")
+    data = results[0]
+    package = ROOT / "src" / "es_doctor"
+    data["fingerprint"] = fingerprint(data["files"], str(package))
+    return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def generate() -> dict[str, str]:
     from es_doctor.symptoms import SYMPTOM_CLASSES
 
@@ -518,6 +593,9 @@ def main() -> int:
     pages = generate()
     stale = [name for name, text in pages.items()
              if not (args.out / name).exists() or (args.out / name).read_text() != text]
+    helps = help_pages()
+    if not HELP_PAGES.exists() or HELP_PAGES.read_text(encoding="utf-8") != helps:
+        stale.append(str(HELP_PAGES.relative_to(ROOT)))
     if args.check:
         if stale:
             print("stale reference pages (run: python scripts/gen_reference.py): " + ", ".join(stale))
@@ -529,6 +607,7 @@ def main() -> int:
     pages = generate()  # the schemas page reads the schemas just written
     for name, text in pages.items():
         (args.out / name).write_text(text)
+    HELP_PAGES.write_text(helps, encoding="utf-8")
     print(f"wrote {len(pages)} pages into {args.out.relative_to(ROOT)}" + (f" ({len(stale)} changed)" if stale
                                                                             else ""))
     return 0

@@ -1,4 +1,4 @@
-from es_doctor.cli.main import run
+from es_doctor.cli.entry import run
 
 if __name__ == "__main__":
     run()

@@ -22,6 +22,7 @@ import base64
 import os
 import re
 import unicodedata
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -155,10 +156,18 @@ def _credential_like(value: str) -> bool:
             or (any(c.islower() for c in body) and any(c.isupper() for c in body)))
 
 
+@lru_cache(maxsize=64)
+def _masked_forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    """Every form of these secrets that ``scrub`` masks, longest first (a run scrubs thousands of texts
+    with the same few secrets: their forms are computed once)."""
+    return tuple(sorted({v for s in secrets if s and len(s) >= 3 for v in _variants(s)}, key=len, reverse=True))
+
+
 def scrub(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
     """``text`` with every known secret, URL password, secret query parameter and DSN password masked."""
-    for secret in sorted({v for s in secrets if s and len(s) >= 3 for v in _variants(s)}, key=len, reverse=True):
-        text = text.replace(secret, MASK)
+    for secret in _masked_forms(tuple(secrets)):
+        if secret in text:
+            text = text.replace(secret, MASK)
     if "://" in text:
         text = _URL_USERINFO.sub(lambda m: m[0] if _is_ref(m["pw"]) else f"{m['scheme']}{m['user']}:{MASK}@", text)
     if "=" in text:
