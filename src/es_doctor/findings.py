@@ -99,10 +99,10 @@ class Finding(BaseModel):
     check_class: str = Field(alias="class", serialization_alias="class")
     status: Status
     summary: str
-    evidence: list[Evidence] = Field(default_factory=list)
+    evidence: list[Evidence] = Field(default=[])
     #: the runbook that cures it (from es_doctor.cures, given the cause), with the parameters it needs
     runbook: str | None = None
-    runbook_params: dict[str, str] = Field(default_factory=dict)
+    runbook_params: dict[str, str] = Field(default={})
     #: what the check found to be the cause when its numbers are a consequence of another failure
     cause: str | None = None
     #: the guide's escalation level (1 Équipe Dev, 2 DevOps, 3 Expertise) when no runbook cures it

@@ -33,11 +33,9 @@ def test_version() -> None:
 
 
 def _commands() -> list[list[str]]:
-    from typer.main import get_command
+    from es_doctor.cli.main import command
 
-    from es_doctor.cli.main import app
-
-    root = get_command(app)
+    root = command()
     paths: list[list[str]] = [[]]
 
     def walk(cmd: object, prefix: list[str]) -> None:

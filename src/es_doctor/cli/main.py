@@ -56,41 +56,51 @@ def root(
     st.targets = list(dict.fromkeys(target or []))
 
 
-def _register() -> None:
-    from es_doctor.cli import alert_rules_cmd, config_cmd, diagnose_cmd, emergency_cmd, fix_cmd, lab, runbooks_cmd
-
-    app.add_typer(config_cmd.config_app, name="config")
-    app.command("diagnose")(diagnose_cmd.diagnose)
-    app.command("checks")(diagnose_cmd.list_checks)
-    app.command("alert-rules")(alert_rules_cmd.alert_rules)
-    app.add_typer(lab.lab_app, name="lab")
-    app.command("fix")(fix_cmd.fix)
-    app.add_typer(runbooks_cmd.runbooks_app, name="runbooks")
-    from es_doctor.cli import escalate_cmd
-
-    app.command("escalate")(escalate_cmd.escalate)
-    app.add_typer(emergency_cmd.emergency_app, name="emergency")
-    from es_doctor.cli import serve_cmd
-
-    app.command("serve")(serve_cmd.serve)
-    from es_doctor.cli import requests_cmd
-
-    app.add_typer(requests_cmd.requests_app, name="requests")
-    from es_doctor.cli import dashboard_cmd
-
-    app.command("dashboard")(dashboard_cmd.dashboard)
-    from es_doctor.cli import logs_cmd
-
-    app.command("logs")(logs_cmd.logs)
-    from es_doctor.cli import load_cmd
-
-    app.command("load", epilog=load_cmd.EPILOG)(load_cmd.load_test)
-    from es_doctor.cli import profile_cmd
-
-    app.add_typer(profile_cmd.profile_app, name="profile")
+#: every command of the root, in the order its help lists them: (name, command or group, module, attribute,
+#: epilog attribute). A run imports the module of the one command it invokes (:func:`command`); the root's
+#: help and shell completion import them all.
+COMMANDS: tuple[tuple[str, str, str, str, str | None], ...] = (
+    ("config", "group", "config_cmd", "config_app", None),
+    ("diagnose", "command", "diagnose_cmd", "diagnose", None),
+    ("checks", "command", "diagnose_cmd", "list_checks", None),
+    ("alert-rules", "command", "alert_rules_cmd", "alert_rules", None),
+    ("lab", "group", "lab", "lab_app", None),
+    ("fix", "command", "fix_cmd", "fix", None),
+    ("runbooks", "group", "runbooks_cmd", "runbooks_app", None),
+    ("escalate", "command", "escalate_cmd", "escalate", None),
+    ("emergency", "group", "emergency_cmd", "emergency_app", None),
+    ("serve", "command", "serve_cmd", "serve", None),
+    ("requests", "group", "requests_cmd", "requests_app", None),
+    ("dashboard", "command", "dashboard_cmd", "dashboard", None),
+    ("logs", "command", "logs_cmd", "logs", None),
+    ("load", "command", "load_cmd", "load_test", "EPILOG"),
+    ("profile", "group", "profile_cmd", "profile_app", None),
+)
 
 
-_register()
+def _register(into: typer.Typer, only: str | None = None) -> None:
+    """Add the root's commands (``only``: that one) to ``into``, importing their modules."""
+    import importlib
+
+    for name, kind, module_name, attribute, epilog in COMMANDS:
+        if only is not None and name != only:
+            continue
+        module = importlib.import_module(f"es_doctor.cli.{module_name}")
+        if kind == "group":
+            into.add_typer(getattr(module, attribute), name=name)
+        else:
+            into.command(name, epilog=getattr(module, epilog) if epilog else None)(getattr(module, attribute))
+
+
+_FULL: list[typer.Typer] = []
+
+
+def full_app() -> typer.Typer:
+    """:data:`app` with every command (built once)."""
+    if not _FULL:
+        _register(app)
+        _FULL.append(app)
+    return _FULL[0]
 
 
 def _crash_dir() -> Path:
@@ -129,7 +139,7 @@ ROOT_VALUE_OPTIONS = frozenset({"-c", "--config", "-t", "--target"})
 def invoked(argv: list[str]) -> str | None:
     """The name of the command ``argv`` runs (its first word that is not a root option or an option's
     value), when it is one of :data:`app`'s; else None."""
-    names = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    names = {name for name, *_ in COMMANDS}
     words = iter(argv)
     for word in words:
         if word == "--":
@@ -149,11 +159,12 @@ def command(only: str | None = None) -> typer.core.TyperGroup:
     needs its own only. The root's help and completion take the whole tree."""
     from es_doctor.cli.helptext import polish
 
-    source = app
-    if only is not None:
+    if only is None:
+        source = full_app()
+    else:
         source = copy.copy(app)
-        source.registered_commands = [c for c in app.registered_commands if c.name == only]
-        source.registered_groups = [g for g in app.registered_groups if g.name == only]
+        source.registered_commands, source.registered_groups = [], []
+        _register(source, only)
     _resolve_annotations(source)
     root: typer.core.TyperGroup = polish(typer.main.get_command(source))
     return root

@@ -19,10 +19,10 @@ class RemediationConfig(BaseModel):
         default=False, description="observe mode for the whole daemon: record and notify what would be done, "
         "run nothing (how a team adopts remediation safely)")
     runbooks: dict[str, Mode] = Field(
-        default_factory=dict, description="per runbook id: auto (run at once), approve (wait for a person), "
+        default={}, description="per runbook id: auto (run at once), approve (wait for a person), "
         "never (escalate instead). Unset: auto when the runbook declares `unattended: true`, else approve")
     findings: dict[str, Mode] = Field(
-        default_factory=dict, description="per finding (check) id, as for runbooks; wins over the runbook's mode")
+        default={}, description="per finding (check) id, as for runbooks; wins over the runbook's mode")
     max_runs_per_hour: int = Field(
         default=3, ge=1, le=100, description="at most this many automatic runs of one cure on one target in "
         "any hour; past it the request is escalated instead")

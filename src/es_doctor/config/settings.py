@@ -28,9 +28,9 @@ class EscalationLevel(Strict):
     """Who an escalation level goes to, and the channels that reach them."""
 
     team: str
-    responsibilities: list[str] = Field(default_factory=list)
+    responsibilities: list[str] = Field(default=[])
     #: names of ``escalation.channels`` entries
-    channels: list[str] = Field(default_factory=list)
+    channels: list[str] = Field(default=[])
 
 
 class EscalationChannel(Strict):
@@ -62,7 +62,7 @@ class EscalationConfig(Strict):
     """``es-doctor escalate``: levels (team, responsibilities, channels) and the channels themselves."""
 
     levels: dict[int, EscalationLevel] = Field(default_factory=_guide_levels)
-    channels: dict[str, EscalationChannel] = Field(default_factory=dict)
+    channels: dict[str, EscalationChannel] = Field(default={})
 
     @field_validator("levels", mode="before")
     @classmethod
@@ -110,7 +110,7 @@ class Config(Strict):
     default_target: str | None = None
     targets: dict[str, Target] = Field(default_factory=lambda: {"default": Target()})
     #: extra runbook directories; a runbook there overrides a shipped one with the same id
-    runbook_dirs: list[str] = Field(default_factory=list)
+    runbook_dirs: list[str] = Field(default=[])
     #: where fixes append their JSON Lines audit records (default: ``<state_dir>/audit.jsonl``)
     audit_log: str = Field(default_factory=lambda: str(default_state_dir() / "audit.jsonl"))
     #: runs, locks, incidents, backups, serve's database (default: ``$XDG_STATE_HOME/es-doctor``, through

@@ -245,7 +245,7 @@ class Target(Strict):
     check_timeout_s: TimeoutSeconds = 10.0
     deadline_s: DaySeconds = 30.0
     #: components this target does not have, with the reason (their checks read SKIP)
-    absent: dict[str, str] = Field(default_factory=dict)
+    absent: dict[str, str] = Field(default={})
 
     @field_validator("absent")
     @classmethod
