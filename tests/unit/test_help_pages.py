@@ -99,3 +99,16 @@ def test_the_entry_point_answers_help_without_the_cli() -> None:
                             text=True, timeout=60, check=False, env={"COLUMNS": "60", "PATH": "/usr/bin:/bin"})
     assert narrow.returncode == 0 and narrow.stdout != PAGES["pages"]["lab up"]
     assert narrow.stdout.startswith("Usage: es-doctor lab up") and "--start-dockerd" in narrow.stdout
+
+
+def test_a_page_stdout_cannot_encode_is_left_to_the_cli() -> None:
+    """``escalate --help`` names "Équipe Dev": on an ASCII stdout the page is not written (it raised
+    UnicodeEncodeError); the CLI answers as it always did."""
+    assert any(ord(c) > 127 for c in PAGES["pages"]["escalate"])
+    env = {"PYTHONIOENCODING": "ascii", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "es_doctor", "escalate", "--help"], capture_output=True,
+                          timeout=60, check=False, env=env)
+    live = subprocess.run([sys.executable, "-c", "from es_doctor.cli.main import run; run()", "escalate", "--help"],
+                          capture_output=True, timeout=60, check=False, env=env)
+    assert done.returncode == 0 and b"Traceback" not in done.stderr
+    assert done.stdout == live.stdout and b"--level" in done.stdout

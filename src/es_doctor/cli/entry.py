@@ -92,8 +92,20 @@ def prerendered_help(argv: list[str], pages_file: str = PAGES_FILE) -> str | Non
     return page
 
 
+def _writable(page: str | None) -> str | None:
+    """``page`` when stdout's encoding can hold it; else None (the CLI answers: click writes what such a
+    stream cannot encode its own way)."""
+    if page is None or sys.stdout is None:
+        return None
+    try:
+        page.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return None
+    return page
+
+
 def run() -> None:
-    page = prerendered_help(sys.argv[1:])
+    page = _writable(prerendered_help(sys.argv[1:]))
     if page is None:
         # es-doctor uses no pydantic plugin; looking for one reads every installed distribution's entry
         # points at the first model built (~15 ms of CPU). A plugin named in the variable is still honoured.
