@@ -507,7 +507,6 @@ HELP_PAGES = ROOT / "src" / "es_doctor" / "cli" / "help_pages.json"
 #: rendering reads is seen: the modules it imports, and any other file it opens), at click's 80 columns
 _HELP_RENDERER = r"""
 import contextlib, io, json, os, sys
-package = None
 opened = set()
 def hook(event, args):
     if event == "open" and isinstance(args[0], str):

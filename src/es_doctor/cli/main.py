@@ -7,6 +7,7 @@ remapped to 64 so that it never reads as a CRITICAL finding.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import signal
 import sys
@@ -92,15 +93,11 @@ def _register(into: typer.Typer, only: str | None = None) -> None:
             into.command(name, epilog=getattr(module, epilog) if epilog else None)(getattr(module, attribute))
 
 
-_FULL: list[typer.Typer] = []
-
-
+@functools.cache
 def full_app() -> typer.Typer:
-    """:data:`app` with every command (built once)."""
-    if not _FULL:
-        _register(app)
-        _FULL.append(app)
-    return _FULL[0]
+    """:data:`app` with every command (registered once)."""
+    _register(app)
+    return app
 
 
 def _crash_dir() -> Path:
